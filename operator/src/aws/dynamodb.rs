@@ -1,0 +1,210 @@
+//! DynamoDB: the company-data item and the environment's tables.
+use super::AwsError;
+use crate::desired::tables::{KeyType, TableSpec};
+use aws_sdk_dynamodb::client::Waiters;
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType as KeyRole,
+    LocalSecondaryIndex, Projection, ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+    TimeToLiveStatus,
+};
+use multicomms_runtime::wire::Item;
+
+#[derive(Clone)]
+pub struct Dynamo {
+    client: aws_sdk_dynamodb::Client,
+}
+
+/// When a put may go ahead.
+#[derive(Debug, Clone)]
+pub enum PutCondition {
+    /// Only if no item has this key yet.
+    Absent { partition_key: &'static str },
+    /// Only if the item exists and its `attribute` (the ownership marker) still holds
+    /// `expected`, or is still absent when `expected` is `None`.
+    Owner { partition_key: &'static str, attribute: &'static str, expected: Option<String> },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PutError {
+    #[error("the item changed since it was read")]
+    ConditionFailed,
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+}
+
+/// A table as AWS describes it: what adoption checks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObservedTable {
+    pub partition: (String, Option<KeyType>),
+    pub sort: Option<(String, Option<KeyType>)>,
+    pub global_indexes: Vec<String>,
+}
+
+impl Dynamo {
+    pub fn new(client: aws_sdk_dynamodb::Client) -> Self {
+        Dynamo { client }
+    }
+
+    /// A strongly consistent read, so a write just made is seen.
+    pub async fn get_item(&self, table: &str, key: Item) -> Result<Option<Item>, AwsError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(table)
+            .set_key(Some(key))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("GetItem", table, e))?;
+        Ok(out.item)
+    }
+
+    pub async fn put_item(&self, table: &str, item: Item, condition: PutCondition) -> Result<(), PutError> {
+        let request = self.client.put_item().table_name(table).set_item(Some(item));
+        let request = match condition {
+            PutCondition::Absent { partition_key } => request
+                .condition_expression("attribute_not_exists(#pk)")
+                .expression_attribute_names("#pk", partition_key),
+            PutCondition::Owner { partition_key, attribute, expected: Some(value) } => request
+                .condition_expression("attribute_exists(#pk) AND #attr = :value")
+                .expression_attribute_names("#pk", partition_key)
+                .expression_attribute_names("#attr", attribute)
+                .expression_attribute_values(":value", AttributeValue::S(value)),
+            PutCondition::Owner { partition_key, attribute, expected: None } => request
+                .condition_expression("attribute_exists(#pk) AND attribute_not_exists(#attr)")
+                .expression_attribute_names("#pk", partition_key)
+                .expression_attribute_names("#attr", attribute),
+        };
+        match request.send().await {
+            Ok(_) => Ok(()),
+            Err(e) if matches!(e.as_service_error(), Some(PutItemError::ConditionalCheckFailedException(_))) => {
+                Err(PutError::ConditionFailed)
+            }
+            Err(e) => Err(AwsError::from_sdk("PutItem", table, e).into()),
+        }
+    }
+
+    pub async fn describe_table(&self, name: &str) -> Result<Option<ObservedTable>, AwsError> {
+        let out = match self.client.describe_table().table_name(name).send().await {
+            Ok(out) => out,
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => return Ok(None),
+            Err(e) => return Err(AwsError::from_sdk("DescribeTable", name, e)),
+        };
+        let Some(table) = out.table else { return Ok(None) };
+        let type_of = |attribute: &str| {
+            table.attribute_definitions().iter().find(|d| d.attribute_name() == attribute).and_then(|d| {
+                match d.attribute_type() {
+                    ScalarAttributeType::S => Some(KeyType::String),
+                    ScalarAttributeType::N => Some(KeyType::Number),
+                    _ => None,
+                }
+            })
+        };
+        let key = |role: KeyRole| {
+            table
+                .key_schema()
+                .iter()
+                .find(|k| *k.key_type() == role)
+                .map(|k| (k.attribute_name().to_string(), type_of(k.attribute_name())))
+        };
+        Ok(Some(ObservedTable {
+            partition: key(KeyRole::Hash).unwrap_or_default(),
+            sort: key(KeyRole::Range),
+            global_indexes: table
+                .global_secondary_indexes()
+                .iter()
+                .filter_map(|g| g.index_name().map(str::to_string))
+                .collect(),
+        }))
+    }
+
+    pub async fn create_table(&self, spec: &TableSpec) -> Result<(), AwsError> {
+        let err = |e| AwsError::from_sdk("CreateTable", &spec.name, e);
+        let build = |e: aws_sdk_dynamodb::error::BuildError| AwsError::local("CreateTable", &spec.name, "Client", e);
+        let key = |name: &str, role: KeyRole| KeySchemaElement::builder().attribute_name(name).key_type(role).build();
+        let mut keys = vec![key(spec.partition.name, KeyRole::Hash).map_err(build)?];
+        if let Some(sort) = &spec.sort {
+            keys.push(key(sort.name, KeyRole::Range).map_err(build)?);
+        }
+        let all = || Projection::builder().projection_type(ProjectionType::All).build();
+        let mut request = self
+            .client
+            .create_table()
+            .table_name(&spec.name)
+            .billing_mode(BillingMode::PayPerRequest)
+            .set_key_schema(Some(keys));
+        for attribute in spec.key_attributes() {
+            let kind = match attribute.kind {
+                KeyType::String => ScalarAttributeType::S,
+                KeyType::Number => ScalarAttributeType::N,
+            };
+            request = request.attribute_definitions(
+                AttributeDefinition::builder().attribute_name(attribute.name).attribute_type(kind).build().map_err(build)?,
+            );
+        }
+        for index in &spec.global_indexes {
+            request = request.global_secondary_indexes(
+                GlobalSecondaryIndex::builder()
+                    .index_name(index.name)
+                    .key_schema(key(index.partition.name, KeyRole::Hash).map_err(build)?)
+                    .key_schema(key(index.sort.name, KeyRole::Range).map_err(build)?)
+                    .projection(all())
+                    .build()
+                    .map_err(build)?,
+            );
+        }
+        for index in &spec.local_indexes {
+            request = request.local_secondary_indexes(
+                LocalSecondaryIndex::builder()
+                    .index_name(index.name)
+                    .key_schema(key(index.partition.name, KeyRole::Hash).map_err(build)?)
+                    .key_schema(key(index.sort.name, KeyRole::Range).map_err(build)?)
+                    .projection(all())
+                    .build()
+                    .map_err(build)?,
+            );
+        }
+        request.send().await.map_err(err)?;
+        // TTL can only be set on an ACTIVE table.
+        self.client
+            .wait_until_table_exists()
+            .table_name(&spec.name)
+            .wait(std::time::Duration::from_secs(120))
+            .await
+            .map_err(|e| {
+                AwsError::local("DescribeTable", &spec.name, "WaiterFailed", aws_sdk_dynamodb::error::DisplayErrorContext(e))
+            })?;
+        Ok(())
+    }
+
+    pub async fn ttl_enabled(&self, table: &str) -> Result<bool, AwsError> {
+        let out = self
+            .client
+            .describe_time_to_live()
+            .table_name(table)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("DescribeTimeToLive", table, e))?;
+        Ok(matches!(
+            out.time_to_live_description().and_then(|d| d.time_to_live_status()),
+            Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling)
+        ))
+    }
+
+    pub async fn enable_ttl(&self, table: &str, attribute: &str) -> Result<(), AwsError> {
+        let spec = TimeToLiveSpecification::builder()
+            .enabled(true)
+            .attribute_name(attribute)
+            .build()
+            .map_err(|e| AwsError::local("UpdateTimeToLive", table, "Client", e))?;
+        self.client
+            .update_time_to_live()
+            .table_name(table)
+            .time_to_live_specification(spec)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("UpdateTimeToLive", table, e))?;
+        Ok(())
+    }
+}

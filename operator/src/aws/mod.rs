@@ -1,0 +1,53 @@
+//! Thin adapters over the official AWS SDK clients, one per service. They speak in the
+//! operator's terms (an item, a queue, a secret) and map SDK errors once, in [`error`].
+//! Endpoint, region and credentials come from the standard SDK environment
+//! (`AWS_ENDPOINT_URL`, `AWS_REGION`, the credentials chain), so one build talks to the emulator,
+//! LocalStack or a real account.
+pub mod calls;
+pub mod dynamodb;
+pub mod error;
+pub mod secrets;
+pub mod sqs;
+
+pub use calls::CallCounter;
+pub use error::AwsError;
+
+use aws_config::retry::RetryConfig;
+use aws_config::{BehaviorVersion, SdkConfig};
+
+/// SDK configuration from the environment, with adaptive retries: exponential backoff with
+/// jitter on throttling, 5xx and transport errors, and client-side rate limiting once AWS
+/// starts throttling.
+pub async fn load_config() -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .retry_config(RetryConfig::adaptive().with_max_attempts(5))
+        .load()
+        .await
+}
+
+/// The three service adapters, sharing one SDK configuration and one call counter.
+#[derive(Clone)]
+pub struct Aws {
+    pub dynamodb: dynamodb::Dynamo,
+    pub sqs: sqs::Sqs,
+    pub secrets: secrets::SecretsManager,
+    pub calls: CallCounter,
+}
+
+impl Aws {
+    pub fn new(config: &SdkConfig) -> Self {
+        let calls = CallCounter::default();
+        Aws {
+            dynamodb: dynamodb::Dynamo::new(aws_sdk_dynamodb::Client::from_conf(
+                aws_sdk_dynamodb::config::Builder::from(config).interceptor(calls.clone()).build(),
+            )),
+            sqs: sqs::Sqs::new(aws_sdk_sqs::Client::from_conf(
+                aws_sdk_sqs::config::Builder::from(config).interceptor(calls.clone()).build(),
+            )),
+            secrets: secrets::SecretsManager::new(aws_sdk_secretsmanager::Client::from_conf(
+                aws_sdk_secretsmanager::config::Builder::from(config).interceptor(calls.clone()).build(),
+            )),
+            calls,
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! Secrets Manager: the secrets a resource writes. Values travel as `SecretString` and are
+//! exposed only to the SDK call that sends them.
+use super::AwsError;
+use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_secretsmanager::types::Tag;
+use secrecy::{ExposeSecret, SecretString};
+use std::collections::{BTreeMap, HashMap};
+
+#[derive(Clone)]
+pub struct SecretsManager {
+    client: aws_sdk_secretsmanager::Client,
+}
+
+/// A secret as DescribeSecret reports it.
+#[derive(Debug, Clone)]
+pub struct ObservedSecret {
+    pub arn: String,
+    pub tags: HashMap<String, String>,
+    /// Scheduled for deletion (it can be restored until the recovery window ends).
+    pub scheduled_for_deletion: bool,
+}
+
+/// Where the secret was written: never its value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WrittenSecret {
+    pub arn: String,
+    pub version_id: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// AWS refuses writes to a secret scheduled for deletion until it is restored.
+    #[error("secret is scheduled for deletion")]
+    ScheduledForDeletion,
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+}
+
+/// AWS answers InvalidRequestException with this wording for writes to, or creation over, a
+/// secret that is scheduled for deletion.
+fn is_scheduled_for_deletion<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> bool {
+    err.code() == Some("InvalidRequestException")
+        && err.message().is_some_and(|m| m.contains("deletion") || m.contains("deleted"))
+}
+
+impl SecretsManager {
+    pub fn new(client: aws_sdk_secretsmanager::Client) -> Self {
+        SecretsManager { client }
+    }
+
+    pub async fn describe(&self, name: &str) -> Result<Option<ObservedSecret>, AwsError> {
+        match self.client.describe_secret().secret_id(name).send().await {
+            Ok(out) => Ok(Some(ObservedSecret {
+                arn: out.arn.unwrap_or_default(),
+                tags: out
+                    .tags
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|t| Some((t.key?, t.value.unwrap_or_default())))
+                    .collect(),
+                scheduled_for_deletion: out.deleted_date.is_some(),
+            })),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => Ok(None),
+            Err(e) => Err(AwsError::from_sdk("DescribeSecret", name, e)),
+        }
+    }
+
+    /// The current value and its version id.
+    pub async fn current_value(&self, name: &str) -> Result<(Option<SecretString>, Option<String>), AwsError> {
+        let out = self
+            .client
+            .get_secret_value()
+            .secret_id(name)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("GetSecretValue", name, e))?;
+        Ok((out.secret_string.map(SecretString::from), out.version_id))
+    }
+
+    pub async fn create(
+        &self,
+        name: &str,
+        value: &SecretString,
+        tags: &BTreeMap<&'static str, String>,
+    ) -> Result<WrittenSecret, WriteError> {
+        let tags = tags.iter().map(|(k, v)| Tag::builder().key(*k).value(v).build()).collect();
+        match self
+            .client
+            .create_secret()
+            .name(name)
+            .secret_string(value.expose_secret())
+            .set_tags(Some(tags))
+            .send()
+            .await
+        {
+            Ok(out) => Ok(WrittenSecret { arn: out.arn.unwrap_or_default(), version_id: out.version_id }),
+            Err(e) if is_scheduled_for_deletion(&e) => Err(WriteError::ScheduledForDeletion),
+            Err(e) => Err(AwsError::from_sdk("CreateSecret", name, e).into()),
+        }
+    }
+
+    pub async fn put_value(&self, name: &str, value: &SecretString) -> Result<WrittenSecret, WriteError> {
+        match self.client.put_secret_value().secret_id(name).secret_string(value.expose_secret()).send().await {
+            Ok(out) => Ok(WrittenSecret { arn: out.arn.unwrap_or_default(), version_id: out.version_id }),
+            Err(e) if is_scheduled_for_deletion(&e) => Err(WriteError::ScheduledForDeletion),
+            Err(e) => Err(AwsError::from_sdk("PutSecretValue", name, e).into()),
+        }
+    }
+
+    pub async fn restore(&self, name: &str) -> Result<(), AwsError> {
+        self.client
+            .restore_secret()
+            .secret_id(name)
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("RestoreSecret", name, e))?;
+        Ok(())
+    }
+
+    pub async fn tag(&self, name: &str, tags: &BTreeMap<&'static str, String>) -> Result<(), AwsError> {
+        let tags = tags.iter().map(|(k, v)| Tag::builder().key(*k).value(v).build()).collect();
+        self.client
+            .tag_resource()
+            .secret_id(name)
+            .set_tags(Some(tags))
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("TagResource", name, e))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,97 @@
+//! `Channel`: one messaging channel of an environment: its SQS queue + DLQ and, optionally, the
+//! OpenAI key its companies share.
+use super::common::{Condition, DeletionPolicy, SecretValue};
+use kube::{CustomResource, KubeSchema};
+use multicomms_runtime::wire::ChannelKind;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+#[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "multicomms.io",
+    version = "v1alpha1",
+    kind = "Channel",
+    plural = "channels",
+    shortname = "chan",
+    category = "multicomms",
+    namespaced,
+    status = "ChannelStatus",
+    cel,
+    printcolumn(json_path = ".spec.type", name = "Type", type_ = "string"),
+    printcolumn(json_path = ".status.conditions[?(@.type==\"Ready\")].status", name = "Ready", type_ = "string"),
+    printcolumn(json_path = ".status.conditions[?(@.type==\"Ready\")].reason", name = "Reason", type_ = "string"),
+    printcolumn(json_path = ".metadata.creationTimestamp", name = "Age", type_ = "date")
+)]
+#[x_kube(validation = Rule::new("(self.type == 'email') == (self.provider == 'sendgrid')")
+    .message("provider must be twilio for whatsapp and sms, sendgrid for email"))]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelSpec {
+    /// whatsapp, sms or email. Immutable: it names the queues.
+    #[serde(rename = "type")]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("is immutable"))]
+    pub kind: ChannelKind,
+    pub provider: Provider,
+    #[serde(default)]
+    pub queue: QueueSettings,
+    /// OpenAI key shared by every company on this channel that brings none of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ai_api_key: Option<SecretValue>,
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Provider {
+    Twilio,
+    Sendgrid,
+}
+
+/// SQS settings of the channel queue and its dead-letter queue (spec §4.1 defaults).
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct QueueSettings {
+    /// Default: 905 s for whatsapp (above the processor's 900 s budget), 600 s otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self <= 43200")
+        .message("must be at most 43200 (12 hours)"))]
+    pub visibility_timeout_seconds: Option<u32>,
+    /// Default 345600 (4 days).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 60 && self <= 1209600")
+        .message("must be between 60 and 1209600"))]
+    pub message_retention_seconds: Option<u32>,
+    /// Receives before a message moves to the DLQ. Default 3.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 1000")
+        .message("must be between 1 and 1000"))]
+    pub max_receive_count: Option<u32>,
+    /// Default 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self <= 900").message("must be at most 900"))]
+    pub delay_seconds: Option<u32>,
+    /// DLQ retention. Default 1209600 (14 days, the SQS maximum).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 60 && self <= 1209600")
+        .message("must be between 60 and 1209600"))]
+    pub dead_letter_retention_seconds: Option<u32>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ChannelStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letter_queue_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letter_queue_arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_synced: Option<String>,
+}

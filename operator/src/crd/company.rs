@@ -1,0 +1,305 @@
+//! `Company`: one company + project, mirroring its company-data record. Credentials are
+//! referenced from Kubernetes Secrets, never written in the resource.
+use super::common::{Condition, DeletionPolicy, SecretValue};
+use kube::{CustomResource, KubeSchema};
+use multicomms_runtime::wire::ChannelKind;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+#[derive(CustomResource, KubeSchema, Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "multicomms.io",
+    version = "v1alpha1",
+    kind = "Company",
+    plural = "companies",
+    shortname = "co",
+    category = "multicomms",
+    namespaced,
+    status = "CompanyStatus",
+    cel,
+    printcolumn(json_path = ".spec.companyId", name = "Company", type_ = "string"),
+    printcolumn(json_path = ".spec.projectId", name = "Project", type_ = "string"),
+    printcolumn(json_path = ".status.conditions[?(@.type==\"Ready\")].status", name = "Ready", type_ = "string"),
+    printcolumn(json_path = ".status.conditions[?(@.type==\"Ready\")].reason", name = "Reason", type_ = "string"),
+    printcolumn(json_path = ".metadata.creationTimestamp", name = "Age", type_ = "date")
+)]
+#[x_kube(
+    validation = Rule::new("!('whatsapp' in self.allowedChannels) || has(self.channels.whatsapp)")
+        .message("channels.whatsapp is required because allowedChannels lists whatsapp"),
+    validation = Rule::new("!('sms' in self.allowedChannels) || has(self.channels.sms)")
+        .message("channels.sms is required because allowedChannels lists sms"),
+    validation = Rule::new("!('email' in self.allowedChannels) || has(self.channels.email)")
+        .message("channels.email is required because allowedChannels lists email")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct CompanySpec {
+    /// Company id, e.g. `ci-aaa-001`. Immutable: it is the record's partition key.
+    #[x_kube(
+        validation = Rule::new("self == oldSelf").message("is immutable"),
+        validation = Rule::new("self.matches('^[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?$')")
+            .message("must be 1-64 lower-case letters, digits and inner hyphens, e.g. ci-aaa-001")
+    )]
+    pub company_id: String,
+    /// Project id, e.g. `pi-aaa-001`. Immutable: it is the record's sort key.
+    #[x_kube(
+        validation = Rule::new("self == oldSelf").message("is immutable"),
+        validation = Rule::new("self.matches('^[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?$')")
+            .message("must be 1-64 lower-case letters, digits and inner hyphens, e.g. pi-aaa-001")
+    )]
+    pub project_id: String,
+    /// Display name; its slug names the company's secrets.
+    #[x_kube(validation = Rule::new("self.matches('[A-Za-z0-9]')")
+        .message("must contain a letter or digit"))]
+    pub company_name: String,
+    #[x_kube(validation = Rule::new("self.matches('[A-Za-z0-9]')")
+        .message("must contain a letter or digit"))]
+    pub project_name: String,
+    #[serde(default)]
+    pub project_status: ProjectStatus,
+    /// Channels clients may request for this project.
+    #[x_kube(validation = Rule::new("size(self) > 0").message("must list at least one channel"))]
+    pub allowed_channels: Vec<ChannelKind>,
+    #[serde(default)]
+    pub rate_limits: RateLimits,
+    /// Up to five representatives' names, given to the AI.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(validation = Rule::new("size(self) <= 5").message("takes at most 5 names"))]
+    pub company_reps: Vec<String>,
+    /// The key clients send in `x-api-key` to the router for this company + project.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<SecretValue>,
+    /// Sender and AI settings per channel; one block for each allowed channel.
+    pub channels: CompanyChannels,
+    #[serde(default)]
+    pub hand_off: HandOff,
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+}
+
+#[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ProjectStatus {
+    #[default]
+    Active,
+    Inactive,
+}
+
+impl ProjectStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProjectStatus::Active => "active",
+            ProjectStatus::Inactive => "inactive",
+        }
+    }
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new(
+    "self.requestsPerMinute > 0 && self.requestsPerDay > 0 && self.concurrentConversations > 0 && self.maxMessageLength > 0"
+).message("values must be greater than 0"))]
+pub struct RateLimits {
+    #[serde(default = "default_requests_per_minute")]
+    pub requests_per_minute: u32,
+    #[serde(default = "default_requests_per_day")]
+    pub requests_per_day: u32,
+    #[serde(default = "default_concurrent_conversations")]
+    pub concurrent_conversations: u32,
+    #[serde(default = "default_max_message_length")]
+    pub max_message_length: u32,
+}
+
+// The original onboarding defaults (spec §2.1).
+fn default_requests_per_minute() -> u32 {
+    60
+}
+fn default_requests_per_day() -> u32 {
+    2000
+}
+fn default_concurrent_conversations() -> u32 {
+    30
+}
+fn default_max_message_length() -> u32 {
+    4096
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        RateLimits {
+            requests_per_minute: default_requests_per_minute(),
+            requests_per_day: default_requests_per_day(),
+            concurrent_conversations: default_concurrent_conversations(),
+            max_message_length: default_max_message_length(),
+        }
+    }
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+pub struct CompanyChannels {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub whatsapp: Option<WhatsappChannel>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sms: Option<SmsChannel>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<EmailChannel>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct WhatsappChannel {
+    /// The company's WhatsApp sender, E.164 with `+` (no `whatsapp:` prefix).
+    #[x_kube(validation = Rule::new("self.matches('^\\\\+[1-9][0-9]{6,14}$')")
+        .message("must be an E.164 number such as +447588713814"))]
+    pub sender_number: String,
+    /// Twilio Content API template SID (`HX` + 32 hex digits).
+    #[x_kube(validation = Rule::new("self.matches('^HX[0-9a-fA-F]{32}$')")
+        .message("must be a Twilio Content SID: HX followed by 32 hex digits"))]
+    pub content_sid: String,
+    pub twilio: TwilioCredentials,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ai: Option<AiSettings>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SmsChannel {
+    #[x_kube(validation = Rule::new("self.matches('^\\\\+[1-9][0-9]{6,14}$')")
+        .message("must be an E.164 number such as +447588713814"))]
+    pub sender_number: String,
+    pub twilio: TwilioCredentials,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ai: Option<AiSettings>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EmailChannel {
+    #[x_kube(validation = Rule::new("self.matches('^[^@\\\\s]+@[^@\\\\s]+\\\\.[^@\\\\s]+$')")
+        .message("must be an email address"))]
+    pub sender_email: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender_name: Option<String>,
+    /// SendGrid dynamic template id (`d-…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.startsWith('d-')")
+        .message("must be a SendGrid dynamic template id starting with d-"))]
+    pub template_id: Option<String>,
+    pub sendgrid: SendgridCredentials,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ai: Option<AiSettings>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TwilioCredentials {
+    pub account_sid: SecretValue,
+    pub auth_token: SecretValue,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SendgridCredentials {
+    pub api_key: SecretValue,
+}
+
+/// How the first message of a conversation is written (OpenAI Responses API).
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("has(self.instructions) || has(self.promptId)")
+    .message("needs instructions or promptId"))]
+pub struct AiSettings {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instructions: Option<String>,
+    /// A stored prompt (`pmpt_…`) instead of, or with, inline instructions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_id: Option<String>,
+    /// JSON Schema of the template variables the model must return.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "free_form_object")]
+    pub output_schema: Option<serde_json::Value>,
+    /// An OpenAI-compatible endpoint; the processor's default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.startsWith('https://') || self.startsWith('http://')")
+        .message("must be an http(s) URL"))]
+    pub base_url: Option<String>,
+    /// The company's own OpenAI key; without it the Channel's shared key is used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key: Option<SecretValue>,
+}
+
+fn free_form_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "type": "object",
+        "x-kubernetes-preserve-unknown-fields": true
+    })
+}
+
+/// Hand-off to a human (spec §5.12): empty lists apply to every recipient.
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HandOff {
+    #[serde(default)]
+    pub auto_queue_initial_message: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub auto_queue_initial_message_from_number: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub auto_queue_initial_message_from_email: Vec<String>,
+    #[serde(default)]
+    pub auto_queue_reply_message: bool,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub auto_queue_reply_message_from_number: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub auto_queue_reply_message_from_email: Vec<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CompanyStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+    /// `updated_at` of the company-data record as last written or confirmed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record_version: Option<String>,
+    /// Secrets Manager secrets written for this resource: ARNs and version ids, never values.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<SecretStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_synced: Option<String>,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretStatus {
+    pub name: String,
+    pub arn: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
+}
+
+impl CompanySpec {
+    /// Channels with a settings block, in a fixed order.
+    pub fn configured_channels(&self) -> Vec<ChannelKind> {
+        let c = &self.channels;
+        [
+            c.whatsapp.as_ref().map(|_| ChannelKind::Whatsapp),
+            c.sms.as_ref().map(|_| ChannelKind::Sms),
+            c.email.as_ref().map(|_| ChannelKind::Email),
+        ]
+        .into_iter()
+        .flatten()
+        .collect()
+    }
+
+    pub fn ai_settings(&self, kind: ChannelKind) -> Option<&AiSettings> {
+        let c = &self.channels;
+        match kind {
+            ChannelKind::Whatsapp => c.whatsapp.as_ref()?.ai.as_ref(),
+            ChannelKind::Sms => c.sms.as_ref()?.ai.as_ref(),
+            ChannelKind::Email => c.email.as_ref()?.ai.as_ref(),
+        }
+    }
+}

@@ -1,0 +1,120 @@
+//! Channel → SQS queue + dead-letter queue, and the channel's shared OpenAI key.
+use super::secret::SecretSpec;
+use crate::crd::ChannelSpec;
+use multicomms_runtime::wire::{ChannelKind, Naming};
+use std::collections::BTreeMap;
+
+/// SQS attribute names, as the API spells them.
+pub const VISIBILITY_TIMEOUT: &str = "VisibilityTimeout";
+pub const MESSAGE_RETENTION_PERIOD: &str = "MessageRetentionPeriod";
+pub const DELAY_SECONDS: &str = "DelaySeconds";
+pub const REDRIVE_POLICY: &str = "RedrivePolicy";
+
+/// A queue's name and the attributes we manage on it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueSpec {
+    pub name: String,
+    pub attributes: BTreeMap<&'static str, String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChannelQueues {
+    pub dead_letter: QueueSpec,
+    /// The main queue, without its `RedrivePolicy`: that needs the DLQ's ARN, see [`redrive_policy`].
+    pub queue: QueueSpec,
+    pub max_receive_count: u32,
+}
+
+pub fn queues(spec: &ChannelSpec, naming: &Naming) -> ChannelQueues {
+    let q = &spec.queue;
+    // Whatsapp's processor may work 900 s on one message; the queue must hide it longer (spec §4.1).
+    let default_visibility = if spec.kind == ChannelKind::Whatsapp { 905 } else { 600 };
+    ChannelQueues {
+        dead_letter: QueueSpec {
+            name: naming.channel_dlq(spec.kind),
+            attributes: BTreeMap::from([(
+                MESSAGE_RETENTION_PERIOD,
+                q.dead_letter_retention_seconds.unwrap_or(1_209_600).to_string(),
+            )]),
+        },
+        queue: QueueSpec {
+            name: naming.channel_queue(spec.kind),
+            attributes: BTreeMap::from([
+                (VISIBILITY_TIMEOUT, q.visibility_timeout_seconds.unwrap_or(default_visibility).to_string()),
+                (MESSAGE_RETENTION_PERIOD, q.message_retention_seconds.unwrap_or(345_600).to_string()),
+                (DELAY_SECONDS, q.delay_seconds.unwrap_or(0).to_string()),
+            ]),
+        },
+        max_receive_count: q.max_receive_count.unwrap_or(3),
+    }
+}
+
+/// The main queue's `RedrivePolicy` attribute value.
+pub fn redrive_policy(dead_letter_arn: &str, max_receive_count: u32) -> String {
+    serde_json::json!({"deadLetterTargetArn": dead_letter_arn, "maxReceiveCount": max_receive_count}).to_string()
+}
+
+/// Whether two `RedrivePolicy` values say the same (SQS may render the count as a string).
+pub fn same_redrive_policy(a: &str, b: &str) -> bool {
+    let parse = |s: &str| {
+        let v: serde_json::Value = serde_json::from_str(s).ok()?;
+        let arn = v.get("deadLetterTargetArn")?.as_str()?.to_string();
+        let count = match v.get("maxReceiveCount")? {
+            serde_json::Value::Number(n) => n.as_u64()?,
+            serde_json::Value::String(s) => s.parse().ok()?,
+            _ => return None,
+        };
+        Some((arn, count))
+    };
+    matches!((parse(a), parse(b)), (Some(x), Some(y)) if x == y)
+}
+
+pub fn secrets(spec: &ChannelSpec, naming: &Naming) -> Vec<SecretSpec> {
+    spec.ai_api_key
+        .iter()
+        .map(|key| SecretSpec {
+            name: naming.shared_ai_key_secret(spec.kind),
+            keys: vec![("ai_api_key", SecretSpec::from_ref("spec.aiApiKey", key))],
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::Channel;
+
+    fn channel(yaml: &str) -> Channel {
+        serde_yaml::from_str(yaml).expect("channel parses")
+    }
+
+    #[test]
+    fn example_channels_get_the_original_queue_settings() {
+        let naming = Naming::new("ai-multi-comms", "dev");
+        let whatsapp = queues(&channel(include_str!("../../../config/channels/whatsapp.yaml")).spec, &naming);
+        assert_eq!(whatsapp.queue.name, "ai-multi-comms-whatsapp-queue-dev");
+        assert_eq!(whatsapp.dead_letter.name, "ai-multi-comms-whatsapp-dlq-dev");
+        assert_eq!(whatsapp.queue.attributes[VISIBILITY_TIMEOUT], "905");
+        assert_eq!(whatsapp.queue.attributes[MESSAGE_RETENTION_PERIOD], "345600");
+        assert_eq!(whatsapp.dead_letter.attributes[MESSAGE_RETENTION_PERIOD], "1209600");
+        assert_eq!(whatsapp.max_receive_count, 3);
+    }
+
+    #[test]
+    fn defaults_depend_on_the_channel_type() {
+        let naming = Naming::new("p", "prod");
+        let sms = channel("apiVersion: multicomms.io/v1alpha1\nkind: Channel\nmetadata: {name: sms}\nspec: {type: sms, provider: twilio}");
+        let q = queues(&sms.spec, &naming);
+        assert_eq!(q.queue.attributes[VISIBILITY_TIMEOUT], "600");
+        assert_eq!(q.queue.attributes[DELAY_SECONDS], "0");
+        assert!(secrets(&sms.spec, &naming).is_empty());
+    }
+
+    #[test]
+    fn redrive_policies_compare_by_meaning() {
+        let ours = redrive_policy("arn:aws:sqs:eu-north-1:1:dlq", 3);
+        assert!(same_redrive_policy(&ours, r#"{"deadLetterTargetArn":"arn:aws:sqs:eu-north-1:1:dlq","maxReceiveCount":"3"}"#));
+        assert!(!same_redrive_policy(&ours, &redrive_policy("arn:aws:sqs:eu-north-1:1:dlq", 5)));
+        assert!(!same_redrive_policy(&ours, "garbage"));
+    }
+}

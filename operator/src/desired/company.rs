@@ -1,0 +1,216 @@
+//! Company → company-data record + Secrets Manager secrets.
+use super::secret::{SecretSpec, Source};
+use super::Owner;
+use crate::crd::company::{AiSettings, CompanySpec};
+use multicomms_runtime::wire::company::{
+    AiChannelConfig, AiConfig, ChannelConfig, EmailConfig, PerChannel, RateLimits, SmsConfig, WhatsappConfig,
+};
+use multicomms_runtime::wire::{ChannelKind, CompanyRecord, Naming};
+
+/// The record the resource describes. Timestamps are left empty: the writer stamps them.
+pub fn record(spec: &CompanySpec, naming: &Naming, owner: &Owner) -> CompanyRecord {
+    let (company, project) = (&spec.company_name, &spec.project_name);
+    let mut allowed_channels: Vec<ChannelKind> = Vec::new();
+    for kind in &spec.allowed_channels {
+        if !allowed_channels.contains(kind) {
+            allowed_channels.push(*kind);
+        }
+    }
+
+    let mut openai_config = PerChannel::default();
+    for kind in spec.configured_channels() {
+        openai_config.set(kind, ai_channel_config(spec.ai_settings(kind), kind, naming, company, project));
+    }
+
+    let c = &spec.channels;
+    let credentials = |kind| naming.channel_credentials_secret(kind, company, project);
+    let channel_config = ChannelConfig {
+        whatsapp: c.whatsapp.as_ref().map(|w| WhatsappConfig {
+            company_whatsapp_number: w.sender_number.clone(),
+            whatsapp_credentials_id: credentials(ChannelKind::Whatsapp),
+        }),
+        sms: c.sms.as_ref().map(|s| SmsConfig {
+            company_sms_number: s.sender_number.clone(),
+            sms_credentials_id: credentials(ChannelKind::Sms),
+        }),
+        email: c.email.as_ref().map(|e| EmailConfig {
+            company_email: e.sender_email.clone(),
+            email_credentials_id: credentials(ChannelKind::Email),
+            email_from_name: e.sender_name.clone(),
+            sendgrid_template_id: e.template_id.clone(),
+        }),
+    };
+
+    let h = &spec.hand_off;
+    CompanyRecord {
+        company_id: spec.company_id.clone(),
+        project_id: spec.project_id.clone(),
+        company_name: company.clone(),
+        project_name: project.clone(),
+        api_key_reference: spec.api_key.as_ref().map(|_| naming.router_api_key_secret(company, project)),
+        allowed_channels,
+        project_status: spec.project_status.as_str().to_string(),
+        rate_limits: RateLimits {
+            requests_per_minute: spec.rate_limits.requests_per_minute,
+            requests_per_day: spec.rate_limits.requests_per_day,
+            concurrent_conversations: spec.rate_limits.concurrent_conversations,
+            max_message_length: spec.rate_limits.max_message_length,
+        },
+        // The original always writes all five keys, unused ones NULL.
+        company_rep: (1..=5).map(|i| (format!("company_rep_{i}"), spec.company_reps.get(i - 1).cloned())).collect(),
+        ai_config: Some(AiConfig { openai_config }),
+        channel_config,
+        auto_queue_initial_message: h.auto_queue_initial_message,
+        auto_queue_initial_message_from_number: h.auto_queue_initial_message_from_number.clone(),
+        auto_queue_initial_message_from_email: h.auto_queue_initial_message_from_email.clone(),
+        auto_queue_reply_message: h.auto_queue_reply_message,
+        auto_queue_reply_message_from_number: h.auto_queue_reply_message_from_number.clone(),
+        auto_queue_reply_message_from_email: h.auto_queue_reply_message_from_email.clone(),
+        created_at: String::new(),
+        updated_at: String::new(),
+        managed_by: Some(owner.to_string()),
+    }
+}
+
+fn ai_channel_config(
+    ai: Option<&AiSettings>,
+    kind: ChannelKind,
+    naming: &Naming,
+    company: &str,
+    project: &str,
+) -> AiChannelConfig {
+    let api_key_reference = match ai.and_then(|a| a.api_key.as_ref()) {
+        Some(_) => naming.company_ai_key_secret(kind, company, project),
+        None => naming.shared_ai_key_secret(kind),
+    };
+    AiChannelConfig {
+        api_key_reference,
+        model: ai.and_then(|a| a.model.clone()),
+        instructions: ai.and_then(|a| a.instructions.clone()),
+        prompt_id: ai.and_then(|a| a.prompt_id.clone()),
+        output_schema: ai.and_then(|a| a.output_schema.clone()),
+        base_url: ai.and_then(|a| a.base_url.clone()),
+    }
+}
+
+/// The secrets the resource produces, in the original JSON shapes (spec §6).
+pub fn secrets(spec: &CompanySpec, naming: &Naming) -> Vec<SecretSpec> {
+    let (company, project) = (&spec.company_name, &spec.project_name);
+    let mut out = Vec::new();
+    if let Some(key) = &spec.api_key {
+        out.push(SecretSpec {
+            name: naming.router_api_key_secret(company, project),
+            keys: vec![("api_key", SecretSpec::from_ref("spec.apiKey", key))],
+        });
+    }
+    let c = &spec.channels;
+    if let Some(w) = &c.whatsapp {
+        out.push(SecretSpec {
+            name: naming.channel_credentials_secret(ChannelKind::Whatsapp, company, project),
+            keys: vec![
+                ("twilio_account_sid", SecretSpec::from_ref("spec.channels.whatsapp.twilio.accountSid", &w.twilio.account_sid)),
+                ("twilio_auth_token", SecretSpec::from_ref("spec.channels.whatsapp.twilio.authToken", &w.twilio.auth_token)),
+                ("twilio_template_sid", Source::Literal(w.content_sid.clone())),
+            ],
+        });
+    }
+    if let Some(s) = &c.sms {
+        out.push(SecretSpec {
+            name: naming.channel_credentials_secret(ChannelKind::Sms, company, project),
+            keys: vec![
+                ("twilio_account_sid", SecretSpec::from_ref("spec.channels.sms.twilio.accountSid", &s.twilio.account_sid)),
+                ("twilio_auth_token", SecretSpec::from_ref("spec.channels.sms.twilio.authToken", &s.twilio.auth_token)),
+            ],
+        });
+    }
+    if let Some(e) = &c.email {
+        out.push(SecretSpec {
+            name: naming.channel_credentials_secret(ChannelKind::Email, company, project),
+            keys: vec![("sendgrid_api_key", SecretSpec::from_ref("spec.channels.email.sendgrid.apiKey", &e.sendgrid.api_key))],
+        });
+    }
+    for kind in spec.configured_channels() {
+        if let Some(key) = spec.ai_settings(kind).and_then(|a| a.api_key.as_ref()) {
+            out.push(SecretSpec {
+                name: naming.company_ai_key_secret(kind, company, project),
+                keys: vec![("ai_api_key", SecretSpec::from_ref(format!("spec.channels.{kind}.ai.apiKey"), key))],
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::Company;
+    use aws_sdk_dynamodb::types::AttributeValue;
+
+    fn example() -> Company {
+        serde_yaml::from_str(include_str!("../../../config/companies/cucumber-recruitment-clarify-cv.yaml"))
+            .expect("example parses")
+    }
+
+    fn owner() -> Owner {
+        Owner { kind: "Company", namespace: "multicomms-dev".into(), name: "cucumber-recruitment-clarify-cv".into() }
+    }
+
+    #[test]
+    fn example_company_becomes_the_seed_record() {
+        let naming = Naming::new("ai-multi-comms", "dev");
+        let record = record(&example().spec, &naming, &owner());
+        assert_eq!(record.company_id, "ci-aaa-001");
+        assert_eq!(record.allowed_channels, vec![ChannelKind::Whatsapp, ChannelKind::Sms, ChannelKind::Email]);
+        assert_eq!(record.project_status, "active");
+        assert_eq!(record.company_rep["company_rep_1"].as_deref(), Some("Carol"));
+        assert_eq!(record.company_rep["company_rep_5"], None);
+        let whatsapp = record.channel_config.whatsapp.as_ref().expect("whatsapp block");
+        assert_eq!(whatsapp.company_whatsapp_number, "+447588713814");
+        assert_eq!(
+            whatsapp.whatsapp_credentials_id,
+            "ai-multi-comms/whatsapp-credentials/cucumber-recruitment/clarify-cv/twilio-dev"
+        );
+        let ai = record.ai_config.as_ref().expect("ai config");
+        let whatsapp_ai = ai.openai_config.whatsapp.as_ref().expect("whatsapp ai");
+        assert_eq!(whatsapp_ai.api_key_reference, "ai-multi-comms/openai-api-key/whatsapp-dev");
+        assert!(whatsapp_ai.output_schema.is_some());
+        assert_eq!(record.managed_by.as_deref(), Some("Company/multicomms-dev/cucumber-recruitment-clarify-cv"));
+        let item = record.to_item().expect("item");
+        assert_eq!(item["project_status"], AttributeValue::S("active".into()));
+    }
+
+    #[test]
+    fn secrets_use_the_seed_shapes_and_names() {
+        let naming = Naming::new("ai-multi-comms", "dev");
+        let specs = secrets(&example().spec, &naming);
+        let names: Vec<&str> = specs.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "ai-multi-comms/router-api-key/cucumber-recruitment/clarify-cv-dev",
+                "ai-multi-comms/whatsapp-credentials/cucumber-recruitment/clarify-cv/twilio-dev",
+                "ai-multi-comms/sms-credentials/cucumber-recruitment/clarify-cv/twilio-dev",
+                "ai-multi-comms/email-credentials/cucumber-recruitment/clarify-cv/sendgrid-dev",
+            ]
+        );
+        let keys: Vec<&str> = specs[1].keys.iter().map(|(k, _)| *k).collect();
+        assert_eq!(keys, ["twilio_account_sid", "twilio_auth_token", "twilio_template_sid"]);
+    }
+
+    #[test]
+    fn a_company_key_replaces_the_shared_one() {
+        let naming = Naming::new("p", "prod");
+        let mut company = example();
+        let whatsapp = company.spec.channels.whatsapp.as_mut().expect("whatsapp");
+        let ai = whatsapp.ai.as_mut().expect("ai");
+        ai.api_key = Some(crate::crd::SecretValue {
+            secret_key_ref: crate::crd::SecretKeyRef { name: "own".into(), key: "k".into() },
+        });
+        let record = record(&company.spec, &naming, &owner());
+        let ai = record.ai_config.expect("ai").openai_config.whatsapp.expect("whatsapp");
+        assert_eq!(ai.api_key_reference, "p/openai-api-key/cucumber-recruitment/clarify-cv/whatsapp-prod");
+        assert!(secrets(&company.spec, &naming)
+            .iter()
+            .any(|s| s.name == "p/openai-api-key/cucumber-recruitment/clarify-cv/whatsapp-prod"));
+    }
+}

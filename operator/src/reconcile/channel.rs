@@ -1,0 +1,101 @@
+//! Channel → dead-letter queue, main queue (redriving to it), and the shared OpenAI key.
+use super::{claim, secrets, Action, Context, Failure, Mode, Outcome, Report, ADOPT_ANNOTATION};
+use crate::aws::sqs::ObservedQueue;
+use crate::crd::Channel;
+use crate::desired::channel::{queues, redrive_policy, same_redrive_policy, QueueSpec, REDRIVE_POLICY};
+use crate::desired::secret::SecretValues;
+use crate::desired::{self, Owner, OWNER_TAG};
+use crate::validate;
+use kube::ResourceExt;
+use std::collections::BTreeMap;
+
+pub const QUEUES_SYNCED: &str = "QueuesSynced";
+pub const SECRETS_SYNCED: &str = "SecretsSynced";
+
+pub async fn reconcile(ctx: &Context, channel: &Channel, values: &SecretValues) -> Report {
+    let namespace = channel.namespace().unwrap_or_default();
+    let mut report = Report::new("Channel", &namespace, &channel.name_any(), channel.metadata.generation);
+    if let Err(invalid) = validate::channel(channel) {
+        report.subsystems = vec![(QUEUES_SYNCED, Err(invalid.clone())), (SECRETS_SYNCED, Err(invalid))];
+        return report;
+    }
+    let owner = Owner { kind: "Channel", namespace, name: channel.name_any() };
+    let adopt = channel.annotations().get(ADOPT_ANNOTATION).is_some_and(|v| v == "true");
+
+    let queues = sync_queues(ctx, channel, &owner, adopt, &mut report).await;
+    report.subsystems.push((QUEUES_SYNCED, queues));
+    let specs = desired::channel::secrets(&channel.spec, &ctx.naming);
+    let secrets = secrets::sync(ctx, &specs, values, &owner, adopt, &mut report).await;
+    report.subsystems.push((SECRETS_SYNCED, secrets));
+    report
+}
+
+async fn sync_queues(ctx: &Context, channel: &Channel, owner: &Owner, adopt: bool, report: &mut Report) -> Outcome {
+    let desired = queues(&channel.spec, &ctx.naming);
+    let dead_letter = sync_queue(ctx, &desired.dead_letter, owner, adopt, report).await?;
+    // A DLQ that `plan` has not created yet has no ARN; show where it will point.
+    let dead_letter_arn = dead_letter.as_ref().and_then(|q| q.arn()).unwrap_or("<new dead-letter queue ARN>");
+    let mut queue = desired.queue.clone();
+    queue.attributes.insert(REDRIVE_POLICY, redrive_policy(dead_letter_arn, desired.max_receive_count));
+    let main = sync_queue(ctx, &queue, owner, adopt, report).await?;
+
+    for (label, observed) in [("deadLetterQueue", &dead_letter), ("queue", &main)] {
+        if let Some(q) = observed {
+            report.output(format!("{label}Url"), q.url.clone());
+            report.output(format!("{label}Arn"), q.arn().unwrap_or_default().to_string());
+        }
+    }
+    Ok("queue and dead-letter queue in sync".into())
+}
+
+/// Makes one queue match `spec`; returns it as it now stands (`None` if `plan` would create it).
+async fn sync_queue(
+    ctx: &Context,
+    spec: &QueueSpec,
+    owner: &Owner,
+    adopt: bool,
+    report: &mut Report,
+) -> Result<Option<ObservedQueue>, Failure> {
+    let sqs = &ctx.aws.sqs;
+    let object = format!("queue {}", spec.name);
+    let tags = BTreeMap::from([(OWNER_TAG, owner.to_string())]);
+    let Some(observed) = sqs.observe(&spec.name).await? else {
+        report.change(Action::Create, object, spec.attributes.keys().map(|k| k.to_string()).collect());
+        return match ctx.mode {
+            Mode::Plan => Ok(None),
+            Mode::Apply => Ok(Some(sqs.create(&spec.name, &spec.attributes, &tags).await?)),
+        };
+    };
+
+    let adopting = claim(owner, observed.tags.get(OWNER_TAG).map(String::as_str), adopt, &object)?;
+    let drifted: BTreeMap<&'static str, String> = spec
+        .attributes
+        .iter()
+        .filter(|(name, want)| {
+            let have = observed.attributes.get(**name).map(String::as_str).unwrap_or_default();
+            if **name == REDRIVE_POLICY {
+                !same_redrive_policy(want, have)
+            } else {
+                have != want.as_str()
+            }
+        })
+        .map(|(name, want)| (*name, want.clone()))
+        .collect();
+    let mut fields: Vec<String> = drifted.keys().map(|k| k.to_string()).collect();
+    if adopting {
+        fields.push(format!("tag {OWNER_TAG} (adopted)"));
+    }
+    if fields.is_empty() {
+        return Ok(Some(observed));
+    }
+    report.change(Action::Update, object, fields);
+    if ctx.mode == Mode::Apply {
+        if !drifted.is_empty() {
+            sqs.set_attributes(&spec.name, &observed.url, &drifted).await?;
+        }
+        if adopting {
+            sqs.tag(&spec.name, &observed.url, &tags).await?;
+        }
+    }
+    Ok(Some(observed))
+}

@@ -1,0 +1,182 @@
+//! Reconcile: observe AWS → compare with the desired state → apply the minimum → report.
+//! One code path serves `apply` (writes), `plan` (writes nothing, reports what it would do) and
+//! the in-cluster controller. Each resource's result is a [`Report`]: the changes made or
+//! planned, and one outcome per subsystem, from which [`conditions`] derives the status.
+pub mod channel;
+pub mod company;
+pub mod conditions;
+pub mod secrets;
+pub mod tables;
+
+use crate::aws::{Aws, AwsError};
+use crate::desired::{Owner, Ownership};
+use multicomms_runtime::wire::Naming;
+use std::fmt;
+
+pub struct Context {
+    pub aws: Aws,
+    pub naming: Naming,
+    pub mode: Mode,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Make AWS match the resources.
+    Apply,
+    /// Only report what `Apply` would change.
+    Plan,
+}
+
+/// Annotation that lets a resource take over an AWS object that carries no ownership marker
+/// (e.g. one made by the original onboarding scripts).
+pub const ADOPT_ANNOTATION: &str = "multicomms.io/adopt";
+
+/// One change to AWS, made (apply) or proposed (plan).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub action: Action,
+    /// e.g. `item ai-multi-comms-company-data-dev[ci-aaa-001/pi-aaa-001]`.
+    pub object: String,
+    /// Changed fields; secret values appear only as `value`.
+    pub fields: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Create,
+    Update,
+    Restore,
+}
+
+impl fmt::Display for Change {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let verb = match self.action {
+            Action::Create => "+ create",
+            Action::Update => "~ update",
+            Action::Restore => "^ restore",
+        };
+        write!(f, "{verb} {}", self.object)?;
+        if !self.fields.is_empty() {
+            write!(f, ": {}", self.fields.join(", "))?;
+        }
+        Ok(())
+    }
+}
+
+/// Why a subsystem is not in sync. `reason` is the condition reason users see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Failure {
+    pub reason: Reason,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// The manifest breaks a rule; fix the YAML.
+    InvalidSpec,
+    /// A referenced Kubernetes Secret or key does not exist.
+    SecretNotFound,
+    /// The AWS object belongs to another resource or to nobody we know.
+    OwnershipConflict,
+    /// AWS refused or failed the call after retries.
+    AwsError,
+    /// Waits for another subsystem of the same resource.
+    Blocked,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::InvalidSpec => "InvalidSpec",
+            Reason::SecretNotFound => "SecretNotFound",
+            Reason::OwnershipConflict => "OwnershipConflict",
+            Reason::AwsError => "AwsError",
+            Reason::Blocked => "Blocked",
+        }
+    }
+
+    /// A user error: retrying will not help until the input changes.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Reason::InvalidSpec | Reason::SecretNotFound | Reason::OwnershipConflict)
+    }
+}
+
+impl Failure {
+    pub fn new(reason: Reason, message: impl Into<String>) -> Self {
+        Failure { reason, message: message.into() }
+    }
+}
+
+impl From<AwsError> for Failure {
+    fn from(e: AwsError) -> Self {
+        let retry = if e.retryable { " (transient; retried)" } else { "" };
+        Failure::new(Reason::AwsError, format!("{e}{retry}"))
+    }
+}
+
+/// Outcome of one subsystem: a message when in sync, a failure otherwise.
+pub type Outcome = Result<String, Failure>;
+
+/// The result of reconciling one resource.
+#[derive(Debug, Clone)]
+pub struct Report {
+    pub kind: &'static str,
+    pub namespace: String,
+    pub name: String,
+    pub generation: Option<i64>,
+    pub changes: Vec<Change>,
+    /// Condition type (e.g. `RecordSynced`) and outcome, in order.
+    pub subsystems: Vec<(&'static str, Outcome)>,
+    /// Where things are: queue URLs/ARNs, secret ARNs and version ids, record version.
+    pub outputs: Vec<(String, String)>,
+}
+
+impl Report {
+    pub fn new(kind: &'static str, namespace: &str, name: &str, generation: Option<i64>) -> Self {
+        Report {
+            kind,
+            namespace: namespace.to_string(),
+            name: name.to_string(),
+            generation,
+            changes: vec![],
+            subsystems: vec![],
+            outputs: vec![],
+        }
+    }
+
+    pub fn change(&mut self, action: Action, object: impl Into<String>, fields: Vec<String>) {
+        self.changes.push(Change { action, object: object.into(), fields });
+    }
+
+    pub fn output(&mut self, key: impl Into<String>, value: impl Into<String>) {
+        self.outputs.push((key.into(), value.into()));
+    }
+
+    /// The first failure, if any: it decides `Ready`.
+    pub fn failure(&self) -> Option<&Failure> {
+        self.subsystems.iter().find_map(|(_, outcome)| outcome.as_ref().err())
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.failure().is_none()
+    }
+}
+
+/// Whether `owner` may manage an object carrying ownership `marker`. `Ok(true)` means the object
+/// is unmarked and `adopt` allows taking it over (the caller then writes the marker).
+pub fn claim(owner: &Owner, marker: Option<&str>, adopt: bool, object: &str) -> Result<bool, Failure> {
+    match owner.judge(marker) {
+        Ownership::Ours => Ok(false),
+        Ownership::Unmarked if adopt => Ok(true),
+        Ownership::Unmarked => Err(Failure::new(
+            Reason::OwnershipConflict,
+            format!(
+                "{object} exists without an ownership marker and was left untouched; \
+                 annotate the resource with {ADOPT_ANNOTATION}=\"true\" to take it over"
+            ),
+        )),
+        Ownership::Other(other) => {
+            Err(Failure::new(Reason::OwnershipConflict, format!("{object} is managed by {other} and was left untouched")))
+        }
+    }
+}

@@ -1,0 +1,302 @@
+//! The company-data record: one DynamoDB item per company + project in
+//! `{prefix}-company-data-{env}` (spec template-sender §2). The operator writes it from a
+//! `Company` resource; the router and processors read it.
+//!
+//! Attribute names and shapes are the original system's, so records written by its onboarding
+//! scripts read the same way. Two deliberate changes: the AI settings per channel describe an
+//! OpenAI Responses API call (model, instructions or a stored prompt, output schema) instead of
+//! Assistants API ids (that API was shut down on 2026-08-26), and `managed_by` names the
+//! resource that owns the item.
+use crate::wire::{ChannelKind, Item};
+use serde::{Deserialize, Serialize};
+
+/// Partition key attribute of the company-data table.
+pub const PARTITION_KEY: &str = "company_id";
+/// Sort key attribute of the company-data table.
+pub const SORT_KEY: &str = "project_id";
+/// Attribute naming the resource that owns the item (see [`CompanyRecord::managed_by`]).
+pub const MANAGED_BY: &str = "managed_by";
+/// Attributes the writer stamps on every write; they never count as a difference.
+pub const TIMESTAMPS: [&str; 2] = ["created_at", "updated_at"];
+/// The only `project_status` value the router accepts.
+pub const PROJECT_ACTIVE: &str = "active";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompanyRecord {
+    pub company_id: String,
+    pub project_id: String,
+    pub company_name: String,
+    pub project_name: String,
+    /// Secrets Manager name of the router API key for this company + project.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_reference: Option<String>,
+    pub allowed_channels: Vec<ChannelKind>,
+    /// `active` or `inactive`; anything but exactly `active` is refused by the router.
+    pub project_status: String,
+    pub rate_limits: RateLimits,
+    /// `company_rep_1` … `company_rep_5`, always all five keys, unused ones NULL.
+    #[serde(default)]
+    pub company_rep: std::collections::BTreeMap<String, Option<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ai_config: Option<AiConfig>,
+    pub channel_config: ChannelConfig,
+    #[serde(default)]
+    pub auto_queue_initial_message: bool,
+    #[serde(default)]
+    pub auto_queue_initial_message_from_number: Vec<String>,
+    #[serde(default)]
+    pub auto_queue_initial_message_from_email: Vec<String>,
+    #[serde(default)]
+    pub auto_queue_reply_message: bool,
+    #[serde(default)]
+    pub auto_queue_reply_message_from_number: Vec<String>,
+    #[serde(default)]
+    pub auto_queue_reply_message_from_email: Vec<String>,
+    #[serde(default)]
+    pub created_at: String,
+    #[serde(default)]
+    pub updated_at: String,
+    /// Ownership marker: `Company/<namespace>/<name>` of the resource that wrote the item.
+    /// Absent on items written by other tools.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub managed_by: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RateLimits {
+    pub requests_per_minute: u32,
+    pub requests_per_day: u32,
+    pub concurrent_conversations: u32,
+    pub max_message_length: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AiConfig {
+    pub openai_config: PerChannel<AiChannelConfig>,
+}
+
+/// One optional entry per channel, keyed by the lower-case channel name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PerChannel<T> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub whatsapp: Option<T>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sms: Option<T>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<T>,
+}
+
+impl<T> Default for PerChannel<T> {
+    fn default() -> Self {
+        PerChannel { whatsapp: None, sms: None, email: None }
+    }
+}
+
+impl<T> PerChannel<T> {
+    pub fn get(&self, kind: ChannelKind) -> Option<&T> {
+        match kind {
+            ChannelKind::Whatsapp => self.whatsapp.as_ref(),
+            ChannelKind::Sms => self.sms.as_ref(),
+            ChannelKind::Email => self.email.as_ref(),
+        }
+    }
+
+    pub fn set(&mut self, kind: ChannelKind, value: T) {
+        let slot = match kind {
+            ChannelKind::Whatsapp => &mut self.whatsapp,
+            ChannelKind::Sms => &mut self.sms,
+            ChannelKind::Email => &mut self.email,
+        };
+        *slot = Some(value);
+    }
+}
+
+/// How a processor asks the model for a channel's first message (OpenAI Responses API).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AiChannelConfig {
+    /// Secrets Manager name of the secret `{"ai_api_key": "..."}`.
+    pub api_key_reference: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instructions: Option<String>,
+    /// A stored prompt id (`pmpt_…`), used instead of or with `instructions`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_id: Option<String>,
+    /// JSON Schema the model's structured output must satisfy (the template variables).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_schema: Option<serde_json::Value>,
+    /// Base URL of an OpenAI-compatible endpoint; the processor's default when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+}
+
+/// Sender settings per channel. The `*_credentials_id` values are Secrets Manager names.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ChannelConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub whatsapp: Option<WhatsappConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sms: Option<SmsConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<EmailConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WhatsappConfig {
+    /// E.164 with `+`, without the `whatsapp:` prefix (senders add it).
+    pub company_whatsapp_number: String,
+    /// Secret `{"twilio_account_sid", "twilio_auth_token", "twilio_template_sid"}`.
+    pub whatsapp_credentials_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SmsConfig {
+    pub company_sms_number: String,
+    /// Secret `{"twilio_account_sid", "twilio_auth_token"}` (+ `twilio_template_sid` if set).
+    pub sms_credentials_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmailConfig {
+    pub company_email: String,
+    /// Secret `{"sendgrid_api_key"}`.
+    pub email_credentials_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email_from_name: Option<String>,
+    /// SendGrid dynamic template id (`d-…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sendgrid_template_id: Option<String>,
+}
+
+/// A record could not be turned into an item or back.
+#[derive(Debug)]
+pub struct ItemError(serde_dynamo::Error);
+
+impl std::fmt::Display for ItemError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "company-data item does not match the record format: {}", self.0)
+    }
+}
+
+impl std::error::Error for ItemError {}
+
+impl CompanyRecord {
+    pub fn to_item(&self) -> Result<Item, ItemError> {
+        serde_dynamo::to_item(self).map_err(ItemError)
+    }
+
+    pub fn from_item(item: Item) -> Result<Self, ItemError> {
+        serde_dynamo::from_item(item).map_err(ItemError)
+    }
+
+    pub fn is_active(&self) -> bool {
+        self.project_status == PROJECT_ACTIVE
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_dynamodb::types::AttributeValue;
+
+    fn sample() -> CompanyRecord {
+        let mut openai = PerChannel::default();
+        openai.set(
+            ChannelKind::Whatsapp,
+            AiChannelConfig {
+                api_key_reference: "ai-multi-comms/openai-api-key/whatsapp-dev".into(),
+                model: Some("gpt-4o-mini".into()),
+                instructions: Some("Write the template variables.".into()),
+                prompt_id: None,
+                output_schema: Some(serde_json::json!({
+                    "type": "object",
+                    "properties": {"1": {"type": "string", "maxLength": 60}},
+                    "required": ["1"],
+                    "additionalProperties": false
+                })),
+                base_url: None,
+            },
+        );
+        CompanyRecord {
+            company_id: "ci-aaa-001".into(),
+            project_id: "pi-aaa-001".into(),
+            company_name: "Cucumber Recruitment".into(),
+            project_name: "Clarify CV".into(),
+            api_key_reference: None,
+            allowed_channels: vec![ChannelKind::Whatsapp],
+            project_status: PROJECT_ACTIVE.into(),
+            rate_limits: RateLimits {
+                requests_per_minute: 60,
+                requests_per_day: 2000,
+                concurrent_conversations: 30,
+                max_message_length: 4096,
+            },
+            company_rep: [("company_rep_1".to_string(), Some("Carol".to_string()))]
+                .into_iter()
+                .chain((2..=5).map(|i| (format!("company_rep_{i}"), None)))
+                .collect(),
+            ai_config: Some(AiConfig { openai_config: openai }),
+            channel_config: ChannelConfig {
+                whatsapp: Some(WhatsappConfig {
+                    company_whatsapp_number: "+447588713814".into(),
+                    whatsapp_credentials_id: "x".into(),
+                }),
+                ..Default::default()
+            },
+            auto_queue_initial_message: false,
+            auto_queue_initial_message_from_number: vec![],
+            auto_queue_initial_message_from_email: vec![],
+            auto_queue_reply_message: false,
+            auto_queue_reply_message_from_number: vec![],
+            auto_queue_reply_message_from_email: vec![],
+            created_at: "2026-11-23T10:00:00.000000+00:00".into(),
+            updated_at: "2026-11-23T10:00:00.000000+00:00".into(),
+            managed_by: Some("Company/dev/cucumber".into()),
+        }
+    }
+
+    #[test]
+    fn item_uses_the_original_attribute_types() {
+        let item = sample().to_item().expect("serialises");
+        assert_eq!(item["company_id"], AttributeValue::S("ci-aaa-001".into()));
+        assert_eq!(item["allowed_channels"], AttributeValue::L(vec![AttributeValue::S("whatsapp".into())]));
+        let AttributeValue::M(limits) = &item["rate_limits"] else { panic!("rate_limits is a map") };
+        assert_eq!(limits["requests_per_minute"], AttributeValue::N("60".into()));
+        let AttributeValue::M(reps) = &item["company_rep"] else { panic!("company_rep is a map") };
+        assert_eq!(reps["company_rep_2"], AttributeValue::Null(true));
+        assert_eq!(item["auto_queue_initial_message"], AttributeValue::Bool(false));
+        assert!(!item.contains_key("api_key_reference"), "absent options are omitted");
+    }
+
+    #[test]
+    fn item_round_trips_including_the_output_schema() {
+        let record = sample();
+        let back = CompanyRecord::from_item(record.to_item().expect("serialises")).expect("parses");
+        assert_eq!(back, record);
+    }
+
+    #[test]
+    fn reads_a_record_written_by_the_original_onboarding_script() {
+        // Shape of spec §2.5: Assistants-era ai_config keys, no owner, no hand-off lists.
+        let json = serde_json::json!({
+            "company_id": "ci-aaa-XXX", "project_id": "pi-aaa-XXX",
+            "company_name": "Cucumber Recruitment", "project_name": "Clarify CV",
+            "allowed_channels": ["whatsapp", "sms", "email"],
+            "rate_limits": {"requests_per_minute": 60, "requests_per_day": 2000,
+                            "concurrent_conversations": 30, "max_message_length": 4096},
+            "project_status": "active",
+            "ai_config": {"openai_config": {"whatsapp": {
+                "api_key_reference": "ai-multi-comms/openai-api-key/whatsapp-dev",
+                "assistant_id_template_sender": "asst_x"}}},
+            "channel_config": {"whatsapp": {"company_whatsapp_number": "+447588713814",
+                "whatsapp_credentials_id": "ai-multi-comms/whatsapp-credentials/a/b/twilio-dev"}},
+            "created_at": "2023-10-27T10:00:00Z", "updated_at": "2023-10-27T10:00:00Z"
+        });
+        let item: Item = serde_dynamo::to_item(json).expect("item");
+        let record = CompanyRecord::from_item(item).expect("parses");
+        assert!(record.is_active());
+        assert_eq!(record.managed_by, None);
+        assert_eq!(record.allowed_channels.len(), 3);
+    }
+}
