@@ -7,5 +7,8 @@ pub mod aws;
 pub mod crd;
 pub mod desired;
 pub mod diff;
+pub mod manifests;
+pub mod output;
 pub mod reconcile;
 pub mod validate;
+

@@ -1,1 +1,135 @@
-fn main() {}
+//! `multicomms-operator`: `apply` and `plan` a directory of manifests against AWS, or print the
+//! CRDs. (The in-cluster controller, `run`, drives the same reconcile code.)
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use multicomms_operator::reconcile::{self, Context, Mode};
+use multicomms_operator::{aws, crd, manifests, output};
+use multicomms_runtime::wire::{names::DEFAULT_PREFIX, Naming};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(version, about = "Reconciles multicomms Company and Channel resources into AWS")]
+struct Cli {
+    /// Prefix of every AWS resource name.
+    #[arg(long, env = "MULTICOMMS_PREFIX", default_value = DEFAULT_PREFIX, global = true)]
+    prefix: String,
+    /// Environment suffix of every AWS resource name (dev, prod, ...).
+    #[arg(long, env = "MULTICOMMS_ENV", default_value = "dev", global = true)]
+    env: String,
+    /// Log format on stderr.
+    #[arg(long, env = "MULTICOMMS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Make AWS match the manifests under a directory (a git checkout); exits 1 unless all are Ready.
+    Apply(Target),
+    /// Show what `apply` would change, per resource and field; changes nothing.
+    Plan {
+        #[command(flatten)]
+        target: Target,
+        /// Exit 2 when there are changes (0: none, 1: errors), like `terraform plan`.
+        #[arg(long)]
+        detailed_exitcode: bool,
+    },
+    /// Print the CRDs, or write them as files into a directory (crds/).
+    Crd {
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+#[derive(clap::Args)]
+struct Target {
+    /// Directories (searched recursively) or files of YAML manifests; repeatable.
+    #[arg(short = 'f', long = "filename", required = true)]
+    paths: Vec<PathBuf>,
+    /// Namespace for resources that name none.
+    #[arg(short, long, default_value = "default")]
+    namespace: String,
+    /// Resources reconciled at once.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match run(cli).await {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let naming = Naming::new(cli.prefix, cli.env);
+    let (target, mode, detailed) = match cli.command {
+        Command::Crd { out } => return write_crds(out),
+        Command::Apply(target) => (target, Mode::Apply, false),
+        Command::Plan { target, detailed_exitcode } => (target, Mode::Plan, detailed_exitcode),
+    };
+    let manifests = manifests::load(&target.paths, &target.namespace)?;
+    for ignored in &manifests.ignored {
+        tracing::debug!(document = %ignored, "not a multicomms resource; passed over");
+    }
+    let ctx = Context { aws: aws::Aws::new(&aws::load_config().await), naming, mode };
+    let reports = reconcile::reconcile_manifests(&ctx, &manifests, target.concurrency).await;
+    print!("{}", output::changes(&reports, mode));
+    println!();
+    print!("{}", output::result_table(&reports, mode));
+    tracing::info!(aws_calls = ctx.aws.calls.total(), aws_writes = ctx.aws.calls.writes(), "done");
+
+    let failed = reports.iter().any(|r| !r.is_ready());
+    let changed = reports.iter().any(|r| !r.changes.is_empty());
+    Ok(match (failed, detailed && changed) {
+        (true, _) => ExitCode::from(1),
+        (false, true) => ExitCode::from(2),
+        (false, false) => ExitCode::SUCCESS,
+    })
+}
+
+fn write_crds(out: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let crds = crd::crd_yaml()?;
+    match out {
+        None => {
+            for (_, yaml) in crds {
+                print!("---\n{yaml}");
+            }
+        }
+        Some(dir) => {
+            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+            for (file, yaml) in crds {
+                let path = dir.join(file);
+                std::fs::write(&path, yaml).with_context(|| format!("writing {}", path.display()))?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,multicomms_operator=info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

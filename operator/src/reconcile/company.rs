@@ -1,4 +1,8 @@
-//! Company → its secrets, then its company-data record.
+//! Company → its secrets and its company-data record.
+//!
+//! Order matters: the record is read first, so a resource claiming ids another resource owns
+//! changes nothing at all; then the secrets are written; the record last, because it points
+//! clients and processors at those secrets.
 use super::{claim, secrets, Action, Context, Failure, Mode, Outcome, Reason, Report, ADOPT_ANNOTATION};
 use crate::aws::dynamodb::{PutCondition, PutError};
 use crate::crd::Company;
@@ -23,75 +27,92 @@ pub async fn reconcile(ctx: &Context, company: &Company, values: &SecretValues) 
     }
     let owner = Owner { kind: "Company", namespace, name: company.name_any() };
     let adopt = company.annotations().get(ADOPT_ANNOTATION).is_some_and(|v| v == "true");
+    let desired = desired::company::record(&company.spec, &ctx.naming, &owner);
 
-    let specs = desired::company::secrets(&company.spec, &ctx.naming);
-    let secrets = secrets::sync(ctx, &specs, values, &owner, adopt, &mut report).await;
-    // The record points clients and processors at the secrets: write it only once they exist.
-    let record = match &secrets {
-        Err(_) if ctx.mode == Mode::Apply => Err(Failure::new(Reason::Blocked, format!("waiting for {SECRETS_SYNCED}"))),
-        _ => {
-            let desired = desired::company::record(&company.spec, &ctx.naming, &owner);
-            sync_record(ctx, desired, &owner, adopt, &mut report).await
+    let write = match plan_record(ctx, desired, &owner, adopt, &mut report).await {
+        Ok(write) => write,
+        Err(failure) => {
+            let blocked = Failure::new(Reason::Blocked, format!("waiting for {RECORD_SYNCED}"));
+            report.subsystems = vec![(SECRETS_SYNCED, Err(blocked)), (RECORD_SYNCED, Err(failure))];
+            return report;
         }
     };
-    report.subsystems.push((SECRETS_SYNCED, secrets));
-    report.subsystems.push((RECORD_SYNCED, record));
+    let specs = desired::company::secrets(&company.spec, &ctx.naming);
+    let secrets = secrets::sync(ctx, &specs, values, &owner, adopt, &mut report).await;
+    let record = match (&secrets, write) {
+        (Err(_), Some(_)) => Err(Failure::new(Reason::Blocked, format!("waiting for {SECRETS_SYNCED}"))),
+        (_, None) => Ok("record up to date".to_string()),
+        (_, Some(write)) => write_record(ctx, write, &mut report).await,
+    };
+    report.subsystems = vec![(SECRETS_SYNCED, secrets), (RECORD_SYNCED, record)];
     report
 }
 
-async fn sync_record(
+/// A put that would bring the record up to date.
+struct RecordWrite {
+    table: String,
+    object: String,
+    record: CompanyRecord,
+    condition: PutCondition,
+}
+
+/// Reads the record, checks ownership and diffs. `Ok(None)`: already up to date.
+async fn plan_record(
     ctx: &Context,
-    mut desired: CompanyRecord,
+    mut record: CompanyRecord,
     owner: &Owner,
     adopt: bool,
     report: &mut Report,
-) -> Outcome {
+) -> Result<Option<RecordWrite>, Failure> {
     let table = ctx.naming.company_data_table();
-    let object = format!("item {table}[{}/{}]", desired.company_id, desired.project_id);
+    let object = format!("item {table}[{}/{}]", record.company_id, record.project_id);
     let key: Item = [
-        (PARTITION_KEY.to_string(), AttributeValue::S(desired.company_id.clone())),
-        (SORT_KEY.to_string(), AttributeValue::S(desired.project_id.clone())),
+        (PARTITION_KEY.to_string(), AttributeValue::S(record.company_id.clone())),
+        (SORT_KEY.to_string(), AttributeValue::S(record.project_id.clone())),
     ]
     .into();
-    let observed = ctx.aws.dynamodb.get_item(&table, key).await?;
-    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, false);
-
-    let condition = match &observed {
-        None => {
-            report.change(Action::Create, &object, vec![]);
-            desired.created_at = now.clone();
-            PutCondition::Absent { partition_key: PARTITION_KEY }
-        }
-        Some(item) => {
-            let marker = item.get(MANAGED_BY).and_then(|v| v.as_s().ok()).map(String::as_str);
-            let adopting = claim(owner, marker, adopt, &object)?;
-            let item_error = |e: multicomms_runtime::wire::company::ItemError| {
-                Failure::new(Reason::AwsError, format!("{object}: {e}"))
-            };
-            let fields = diff::item_fields(&desired.to_item().map_err(item_error)?, item, &TIMESTAMPS);
-            let stored_version = item.get("updated_at").and_then(|v| v.as_s().ok()).cloned().unwrap_or_default();
-            if fields.is_empty() {
-                report.output("record", format!("{object} (version {stored_version})"));
-                return Ok("record up to date".into());
-            }
-            report.change(Action::Update, &object, fields);
-            desired.created_at = item.get("created_at").and_then(|v| v.as_s().ok()).cloned().unwrap_or(now.clone());
-            // Written only if nobody took the item over since we read it.
-            PutCondition::Owner {
-                partition_key: PARTITION_KEY,
-                attribute: MANAGED_BY,
-                expected: if adopting { None } else { Some(owner.to_string()) },
-            }
-        }
+    let observed = match ctx.aws.dynamodb.get_item(&table, key).await {
+        // `plan` before the first `apply`: the table itself does not exist yet.
+        Err(e) if ctx.mode == Mode::Plan && e.code == "ResourceNotFoundException" => None,
+        other => other?,
     };
-    if ctx.mode == Mode::Plan {
-        return Ok("record differs (plan)".into());
+    let text = |item: &Item, name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+
+    let Some(item) = observed else {
+        report.change(Action::Create, &object, vec![]);
+        let condition = PutCondition::Absent { partition_key: PARTITION_KEY };
+        return Ok(Some(RecordWrite { table, object, record, condition }));
+    };
+    let adopting = claim(owner, text(&item, MANAGED_BY).as_deref(), adopt, &object)?;
+    let desired_item = record.to_item().map_err(|e| Failure::new(Reason::InvalidSpec, format!("{object}: {e}")))?;
+    let fields = diff::item_fields(&desired_item, &item, &TIMESTAMPS);
+    if fields.is_empty() {
+        let version = text(&item, "updated_at").unwrap_or_default();
+        report.output("record", format!("{object} (version {version})"));
+        return Ok(None);
     }
-    desired.updated_at = now;
-    let item = desired.to_item().map_err(|e| Failure::new(Reason::AwsError, format!("{object}: {e}")))?;
+    report.change(Action::Update, &object, fields);
+    record.created_at = text(&item, "created_at").unwrap_or_default();
+    // Written only if nobody took the item over since it was read.
+    let expected = if adopting { None } else { Some(owner.to_string()) };
+    let condition = PutCondition::Owner { partition_key: PARTITION_KEY, attribute: MANAGED_BY, expected };
+    Ok(Some(RecordWrite { table, object, record, condition }))
+}
+
+async fn write_record(ctx: &Context, write: RecordWrite, report: &mut Report) -> Outcome {
+    if ctx.mode == Mode::Plan {
+        return Ok("record differs".into());
+    }
+    let RecordWrite { table, object, mut record, condition } = write;
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, false);
+    if record.created_at.is_empty() {
+        record.created_at = now.clone();
+    }
+    record.updated_at = now;
+    let item = record.to_item().map_err(|e| Failure::new(Reason::InvalidSpec, format!("{object}: {e}")))?;
     match ctx.aws.dynamodb.put_item(&table, item, condition).await {
         Ok(()) => {
-            report.output("record", format!("{object} (version {})", desired.updated_at));
+            report.output("record", format!("{object} (version {})", record.updated_at));
             Ok("record written".into())
         }
         Err(PutError::ConditionFailed) => Err(Failure::new(

@@ -28,7 +28,7 @@ pub fn conditions(report: &Report, previous: &[Condition], now: &Time) -> Vec<Co
         }
     };
 
-    let ready = match report.subsystems.iter().find_map(|(t, o)| o.as_ref().err().map(|f| (t, f))) {
+    let ready = match report.failed_subsystem() {
         None => condition(READY, true, SYNCED, format!("{} in sync", report.kind)),
         Some((subsystem, failure)) => {
             condition(READY, false, failure.reason.as_str(), format!("{subsystem}: {}", failure.message))

@@ -152,9 +152,15 @@ impl Report {
         self.outputs.push((key.into(), value.into()));
     }
 
-    /// The first failure, if any: it decides `Ready`.
+    /// The failure that decides `Ready`: the first that is a cause, not a `Blocked` consequence.
     pub fn failure(&self) -> Option<&Failure> {
-        self.subsystems.iter().find_map(|(_, outcome)| outcome.as_ref().err())
+        self.failed_subsystem().map(|(_, failure)| failure)
+    }
+
+    /// The subsystem behind [`Report::failure`] and its failure.
+    pub fn failed_subsystem(&self) -> Option<(&'static str, &Failure)> {
+        let failures = || self.subsystems.iter().filter_map(|(t, o)| o.as_ref().err().map(|f| (*t, f)));
+        failures().find(|(_, f)| f.reason != Reason::Blocked).or_else(|| failures().next())
     }
 
     pub fn is_ready(&self) -> bool {
@@ -179,4 +185,33 @@ pub fn claim(owner: &Owner, marker: Option<&str>, adopt: bool, object: &str) -> 
             Err(Failure::new(Reason::OwnershipConflict, format!("{object} is managed by {other} and was left untouched")))
         }
     }
+}
+
+/// Reconciles everything read from a directory: the tables first, then channels and companies
+/// (`concurrency` at a time). Reports come back tables first, then by kind, namespace and name;
+/// manifests that did not parse report among their kind.
+pub async fn reconcile_manifests(
+    ctx: &Context,
+    manifests: &crate::manifests::Manifests,
+    concurrency: usize,
+) -> Vec<Report> {
+    use futures::StreamExt;
+    let tables = tables::reconcile(ctx).await;
+    let channels = futures::stream::iter(&manifests.channels)
+        .map(|c| async { channel::reconcile(ctx, c, &manifests.secrets_in(&namespace_of(c))).await })
+        .buffer_unordered(concurrency.max(1))
+        .collect::<Vec<_>>()
+        .await;
+    let companies = futures::stream::iter(&manifests.companies)
+        .map(|c| async { company::reconcile(ctx, c, &manifests.secrets_in(&namespace_of(c))).await })
+        .buffer_unordered(concurrency.max(1))
+        .collect::<Vec<_>>()
+        .await;
+    let mut resources: Vec<Report> = manifests.invalid.iter().cloned().chain(channels).chain(companies).collect();
+    resources.sort_by(|a, b| (a.kind, &a.namespace, &a.name).cmp(&(b.kind, &b.namespace, &b.name)));
+    std::iter::once(tables).chain(resources).collect()
+}
+
+fn namespace_of<K: kube::ResourceExt>(resource: &K) -> String {
+    resource.namespace().unwrap_or_default()
 }

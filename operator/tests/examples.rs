@@ -1,0 +1,65 @@
+//! The manifests in config/: the examples are valid, and every deliberately invalid one is
+//! rejected (offline, by the same rules the API server applies) with a message naming the field.
+mod support;
+
+use multicomms_operator::manifests;
+use multicomms_operator::reconcile::Reason;
+use multicomms_operator::validate;
+use support::repo_path;
+
+#[test]
+fn the_examples_are_valid() {
+    let examples = support::example_manifests();
+    assert!(examples.invalid.is_empty(), "{:?}", examples.invalid);
+    assert_eq!(examples.channels.len(), 3);
+    assert_eq!(examples.companies.len(), 1);
+    for channel in &examples.channels {
+        validate::channel(channel).expect("valid channel");
+    }
+    validate::company(&examples.companies[0]).expect("valid company");
+}
+
+#[test]
+fn every_invalid_example_is_rejected_naming_the_field() {
+    let dir = repo_path("config/examples/invalid");
+    let mut files: Vec<_> = std::fs::read_dir(&dir).expect("dir").map(|e| e.expect("entry").path()).collect();
+    files.sort();
+    assert!(files.len() >= 8, "expected the invalid examples, found {files:?}");
+    for file in files {
+        let text = std::fs::read_to_string(&file).expect("read");
+        let expected = text
+            .lines()
+            .find_map(|l| l.strip_prefix("# Must be rejected with: "))
+            .unwrap_or_else(|| panic!("{} has no '# Must be rejected with:' line", file.display()));
+        let loaded = manifests::load(std::slice::from_ref(&file), "default").expect("load");
+        let mut failures: Vec<String> = loaded
+            .invalid
+            .iter()
+            .filter_map(|r| r.failure())
+            .map(|f| {
+                assert_eq!(f.reason, Reason::InvalidSpec);
+                f.message.clone()
+            })
+            .collect();
+        failures.extend(loaded.companies.iter().filter_map(|c| validate::company(c).err()).map(|f| f.message));
+        failures.extend(loaded.channels.iter().filter_map(|c| validate::channel(c).err()).map(|f| f.message));
+        assert_eq!(failures.len(), 1, "{}: {failures:?}", file.display());
+        assert!(failures[0].contains(expected), "{}: {:?} does not contain {expected:?}", file.display(), failures[0]);
+        assert!(!failures[0].contains("sk-this-must-never-be-in-git"), "a credential leaked into the message");
+    }
+}
+
+#[test]
+fn immutable_ids_and_channel_type_are_enforced_on_update() {
+    let company = support::example_company();
+    let mut edited = company.clone();
+    edited.spec.company_id = "ci-zzz-999".into();
+    let errors = edited.validate_cel_update(&company).expect_err("companyId is immutable");
+    assert!(errors.to_string().contains("spec.companyId: is immutable"), "{errors}");
+
+    let channel = support::example_channel("sms");
+    let mut edited = channel.clone();
+    edited.spec.kind = multicomms_runtime::wire::ChannelKind::Whatsapp;
+    let errors = edited.validate_cel_update(&channel).expect_err("type is immutable");
+    assert!(errors.to_string().contains("spec.type: is immutable"), "{errors}");
+}

@@ -1,0 +1,102 @@
+//! Secrets Manager behaviour of reconcile: restore of secrets scheduled for deletion, against
+//! moto, and with AWS's refusal of writes to such secrets injected where moto accepts them.
+mod support;
+
+use multicomms_operator::crd::SecretKeyRef;
+use multicomms_operator::desired::secret::{SecretSpec, SecretValues, Source};
+use multicomms_operator::desired::Owner;
+use multicomms_operator::reconcile::{secrets, Action, Context, Mode, Report};
+use secrecy::{ExposeSecret, SecretString};
+use support::*;
+
+fn owner() -> Owner {
+    Owner { kind: "Company", namespace: "ns".into(), name: "c".into() }
+}
+
+fn spec(ctx: &Context) -> SecretSpec {
+    SecretSpec {
+        name: format!("{}/twilio", ctx.naming.prefix),
+        keys: vec![(
+            "twilio_auth_token",
+            Source::Secret { field: "spec.x".into(), reference: SecretKeyRef { name: "k8s".into(), key: "token".into() } },
+        )],
+    }
+}
+
+fn values(token: &str) -> SecretValues {
+    let mut values = SecretValues::default();
+    values.insert("k8s", "token", SecretString::from(token.to_string()));
+    values
+}
+
+async fn sync(ctx: &Context, token: &str) -> Report {
+    let mut report = Report::new("Company", "ns", "c", None);
+    let outcome = secrets::sync(ctx, &[spec(ctx)], &values(token), &owner(), false, &mut report).await;
+    report.subsystems.push(("SecretsSynced", outcome));
+    report
+}
+
+async fn stored(ctx: &Context) -> String {
+    let (value, _) = ctx.aws.secrets.current_value(&spec(ctx).name).await.expect("readable");
+    value.expect("string").expose_secret().to_string()
+}
+
+#[tokio::test]
+async fn a_secret_scheduled_for_deletion_is_restored_and_rewritten() {
+    let ctx = context(Mode::Apply).await;
+    assert!(sync(&ctx, "one").await.is_ready());
+    let raw = raw_clients().await;
+    raw.secrets.delete_secret().secret_id(spec(&ctx).name).recovery_window_in_days(7).send().await.expect("delete");
+
+    let plan = same_place(&ctx, Mode::Plan).await;
+    let planned = sync(&plan, "two").await;
+    let actions: Vec<Action> = planned.changes.iter().map(|c| c.action).collect();
+    assert_eq!(actions, [Action::Restore, Action::Update]);
+    assert_eq!(plan.aws.calls.writes(), 0);
+
+    let report = sync(&ctx, "two").await;
+    assert!(report.is_ready(), "{:?}", report.subsystems);
+    assert!(report.changes.iter().any(|c| c.action == Action::Restore));
+    assert_eq!(stored(&ctx).await, r#"{"twilio_auth_token":"two"}"#);
+}
+
+#[tokio::test]
+async fn a_write_refused_because_of_a_pending_deletion_restores_then_writes() {
+    let mut ctx = context(Mode::Apply).await;
+    assert!(sync(&ctx, "one").await.is_ready());
+    // AWS refuses PutSecretValue on a secret deleted between our read and our write; moto
+    // accepts it, so the refusal is injected for the first attempt.
+    ctx.aws.secrets = secrets_with_fault(
+        &ctx,
+        Fault::new(
+            "PutSecretValue",
+            "InvalidRequestException",
+            "You can't perform this operation on the secret because it was marked for deletion.",
+            1,
+        ),
+    )
+    .await;
+    let report = sync(&ctx, "two").await;
+    assert!(report.is_ready(), "{:?}", report.subsystems);
+    let calls = ctx.aws.calls.by_operation();
+    assert_eq!(calls.get("RestoreSecret"), Some(&1), "{calls:?}");
+    assert_eq!(calls.get("PutSecretValue"), Some(&2), "{calls:?}");
+    assert_eq!(stored(&ctx).await, r#"{"twilio_auth_token":"two"}"#);
+}
+
+#[tokio::test]
+async fn a_secret_owned_by_another_resource_is_left_alone() {
+    let ctx = context(Mode::Apply).await;
+    let raw = raw_clients().await;
+    let tag = aws_sdk_secretsmanager::types::Tag::builder()
+        .key(multicomms_operator::desired::OWNER_TAG)
+        .value("Company/ns/someone-else")
+        .build();
+    raw.secrets.create_secret().name(spec(&ctx).name).secret_string("{}").tags(tag).send().await.expect("create");
+    let fresh = same_place(&ctx, Mode::Apply).await;
+    let report = sync(&fresh, "mine").await;
+    let failure = report.failure().expect("conflict");
+    assert!(failure.message.contains("managed by Company/ns/someone-else"), "{}", failure.message);
+    assert_eq!(fresh.aws.calls.writes(), 0);
+    assert_eq!(stored(&ctx).await, "{}");
+}

@@ -1,0 +1,134 @@
+//! Test support: AWS clients on the moto emulator that `scripts/test.sh` (and `.ci/run`)
+//! start, a unique name prefix per test so tests run in parallel on one emulator, and a fault
+//! injector for the few AWS errors moto cannot produce.
+#![allow(dead_code)] // each test file uses a different part
+
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeDeserializationInterceptorContextMut;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::orchestrator::{HttpResponse, Metadata};
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::body::SdkBody;
+use aws_smithy_types::config_bag::ConfigBag;
+use multicomms_operator::aws::Aws;
+use multicomms_operator::crd::{Channel, Company};
+use multicomms_operator::desired::secret::SecretValues;
+use multicomms_operator::manifests::{self, Manifests};
+use multicomms_operator::reconcile::{Context, Mode};
+use multicomms_runtime::wire::Naming;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// The SDK configuration the binaries use (standard AWS environment), after checking that it
+/// points at a local emulator: these tests must never reach a real account, and must fail
+/// rather than skip when the emulator is missing.
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
+    assert!(
+        endpoint.starts_with("http://127.0.0.1:") || endpoint.starts_with("http://localhost:"),
+        "AWS_ENDPOINT_URL must point at the local moto emulator (got {endpoint:?}); \
+         run the tests with scripts/test.sh, which starts it"
+    );
+    multicomms_operator::aws::load_config().await
+}
+
+/// A context with a fresh call counter and a prefix no other test uses.
+pub async fn context(mode: Mode) -> Context {
+    let prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
+    Context { aws: Aws::new(&sdk_config().await), naming: Naming::new(prefix, "test"), mode }
+}
+
+/// The same naming and emulator, in another mode, with its own call counter.
+pub async fn same_place(ctx: &Context, mode: Mode) -> Context {
+    Context { aws: Aws::new(&sdk_config().await), naming: ctx.naming.clone(), mode }
+}
+
+pub fn repo_path(relative: &str) -> PathBuf {
+    let operator = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    operator.parent().unwrap_or(operator).join(relative)
+}
+
+/// The example channels, company and local Secrets from config/.
+pub fn example_manifests() -> Manifests {
+    let paths = ["config/channels", "config/companies", "config/examples/local"].map(repo_path);
+    manifests::load(&paths, "multicomms-dev").expect("examples load")
+}
+
+pub fn example_company() -> Company {
+    example_manifests().companies.remove(0)
+}
+
+pub fn example_channel(kind: &str) -> Channel {
+    let mut manifests = example_manifests();
+    let at = manifests.channels.iter().position(|c| c.metadata.name.as_deref() == Some(kind)).expect("channel");
+    manifests.channels.remove(at)
+}
+
+pub fn example_secrets() -> SecretValues {
+    example_manifests().secrets_in("multicomms-dev")
+}
+
+/// Answers the next `times` calls of `operation` with an AWS JSON-protocol error, as AWS would
+/// where the emulator behaves differently. The request still reaches the emulator.
+#[derive(Debug, Clone)]
+pub struct Fault {
+    pub operation: &'static str,
+    pub code: &'static str,
+    pub message: &'static str,
+    pub remaining: Arc<AtomicUsize>,
+}
+
+impl Fault {
+    pub fn new(operation: &'static str, code: &'static str, message: &'static str, times: usize) -> Self {
+        Fault { operation, code, message, remaining: Arc::new(AtomicUsize::new(times)) }
+    }
+}
+
+impl Intercept for Fault {
+    fn name(&self) -> &'static str {
+        "Fault"
+    }
+
+    fn modify_before_deserialization(
+        &self,
+        context: &mut BeforeDeserializationInterceptorContextMut<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let matches = cfg.load::<Metadata>().is_some_and(|m| m.name() == self.operation);
+        if matches && self.remaining.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
+            let body = serde_json::json!({"__type": self.code, "message": self.message}).to_string();
+            let mut response = HttpResponse::new(400.try_into()?, SdkBody::from(body));
+            response.headers_mut().insert("x-amzn-errortype", self.code);
+            response.headers_mut().insert("content-type", "application/x-amz-json-1.1");
+            *context.response_mut() = response;
+        }
+        Ok(())
+    }
+}
+
+/// A Secrets Manager adapter whose client carries `fault` (besides the usual call counter).
+pub async fn secrets_with_fault(ctx: &Context, fault: Fault) -> multicomms_operator::aws::secrets::SecretsManager {
+    let config = aws_sdk_secretsmanager::config::Builder::from(&sdk_config().await)
+        .interceptor(ctx.aws.calls.clone())
+        .interceptor(fault)
+        .build();
+    multicomms_operator::aws::secrets::SecretsManager::new(aws_sdk_secretsmanager::Client::from_conf(config))
+}
+
+/// Plain SDK clients, for changing AWS behind the operator's back.
+pub struct RawClients {
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub sqs: aws_sdk_sqs::Client,
+    pub secrets: aws_sdk_secretsmanager::Client,
+}
+
+pub async fn raw_clients() -> RawClients {
+    let config = sdk_config().await;
+    RawClients {
+        dynamodb: aws_sdk_dynamodb::Client::new(&config),
+        sqs: aws_sdk_sqs::Client::new(&config),
+        secrets: aws_sdk_secretsmanager::Client::new(&config),
+    }
+}

@@ -1,0 +1,65 @@
+//! The environment's tables against the moto emulator: created, adopted, never modified.
+mod support;
+
+use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
+use multicomms_operator::reconcile::{tables, Mode, Reason};
+use support::*;
+
+async fn create_table(ctx_table: &str, partition: &str) {
+    let raw = raw_clients().await;
+    raw.dynamodb
+        .create_table()
+        .table_name(ctx_table)
+        .billing_mode(BillingMode::PayPerRequest)
+        .key_schema(KeySchemaElement::builder().attribute_name(partition).key_type(KeyType::Hash).build().expect("key"))
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name(partition)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .expect("attribute"),
+        )
+        .send()
+        .await
+        .expect("create table");
+}
+
+#[tokio::test]
+async fn creates_missing_tables_with_keys_indexes_and_ttl_then_leaves_them_alone() {
+    let ctx = context(Mode::Apply).await;
+    let report = tables::reconcile(&ctx).await;
+    assert!(report.is_ready(), "{:?}", report.subsystems);
+    assert_eq!(report.changes.len(), 4);
+    let conversations = ctx.aws.dynamodb.describe_table(&ctx.naming.conversations_table()).await.expect("describe").expect("table");
+    assert_eq!(conversations.global_indexes.len(), 4);
+    assert!(ctx.aws.dynamodb.ttl_enabled(&ctx.naming.replies_stage_table()).await.expect("ttl"));
+    assert!(!ctx.aws.dynamodb.ttl_enabled(&ctx.naming.company_data_table()).await.expect("ttl"));
+
+    let again = same_place(&ctx, Mode::Apply).await;
+    assert!(tables::reconcile(&again).await.changes.is_empty());
+    assert_eq!(again.aws.calls.writes(), 0);
+}
+
+#[tokio::test]
+async fn a_present_table_is_adopted_and_gets_ttl_switched_on() {
+    let ctx = context(Mode::Apply).await;
+    create_table(&ctx.naming.replies_trigger_lock_table(), "conversation_id").await;
+    let report = tables::reconcile(&ctx).await;
+    assert!(report.is_ready(), "{:?}", report.subsystems);
+    let lock = format!("table {}", ctx.naming.replies_trigger_lock_table());
+    let change = report.changes.iter().find(|c| c.object == lock).expect("ttl change");
+    assert_eq!(change.fields, ["ttl expires_at"]);
+    assert!(ctx.aws.dynamodb.ttl_enabled(&ctx.naming.replies_trigger_lock_table()).await.expect("ttl"));
+}
+
+#[tokio::test]
+async fn a_table_with_other_keys_is_reported_and_left_untouched() {
+    let ctx = context(Mode::Apply).await;
+    create_table(&ctx.naming.company_data_table(), "id").await;
+    let report = tables::reconcile(&ctx).await;
+    let failure = report.failure().expect("wrong keys");
+    assert_eq!(failure.reason, Reason::OwnershipConflict);
+    assert!(failure.message.contains("company_id (S) / project_id (S)"), "{}", failure.message);
+    let table = ctx.aws.dynamodb.describe_table(&ctx.naming.company_data_table()).await.expect("describe").expect("table");
+    assert_eq!(table.partition.0, "id");
+}
