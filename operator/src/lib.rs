@@ -11,4 +11,3 @@ pub mod manifests;
 pub mod output;
 pub mod reconcile;
 pub mod validate;
-

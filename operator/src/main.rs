@@ -80,18 +80,29 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let (target, mode, detailed) = match cli.command {
         Command::Crd { out } => return write_crds(out),
         Command::Apply(target) => (target, Mode::Apply, false),
-        Command::Plan { target, detailed_exitcode } => (target, Mode::Plan, detailed_exitcode),
+        Command::Plan {
+            target,
+            detailed_exitcode,
+        } => (target, Mode::Plan, detailed_exitcode),
     };
     let manifests = manifests::load(&target.paths, &target.namespace)?;
     for ignored in &manifests.ignored {
         tracing::debug!(document = %ignored, "not a multicomms resource; passed over");
     }
-    let ctx = Context { aws: aws::Aws::new(&aws::load_config().await), naming, mode };
+    let ctx = Context {
+        aws: aws::Aws::new(&aws::load_config().await),
+        naming,
+        mode,
+    };
     let reports = reconcile::reconcile_manifests(&ctx, &manifests, target.concurrency).await;
     print!("{}", output::changes(&reports, mode));
     println!();
     print!("{}", output::result_table(&reports, mode));
-    tracing::info!(aws_calls = ctx.aws.calls.total(), aws_writes = ctx.aws.calls.writes(), "done");
+    tracing::info!(
+        aws_calls = ctx.aws.calls.total(),
+        aws_writes = ctx.aws.calls.writes(),
+        "done"
+    );
 
     let failed = reports.iter().any(|r| !r.is_ready());
     let changed = reports.iter().any(|r| !r.changes.is_empty());

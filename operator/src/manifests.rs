@@ -60,7 +60,10 @@ pub fn load(paths: &[PathBuf], default_namespace: &str) -> Result<Manifests, Loa
     files.dedup();
     let mut manifests = Manifests::default();
     for file in files {
-        let text = std::fs::read_to_string(&file).map_err(|source| LoadError::Io { path: file.clone(), source })?;
+        let text = std::fs::read_to_string(&file).map_err(|source| LoadError::Io {
+            path: file.clone(),
+            source,
+        })?;
         read_file(&file, &text, default_namespace, &mut manifests);
     }
     Ok(manifests)
@@ -73,7 +76,12 @@ fn read_file(file: &Path, text: &str, default_namespace: &str, out: &mut Manifes
             Ok(serde_yaml::Value::Null) => continue,
             Ok(value) => value,
             Err(e) => {
-                out.invalid.push(invalid("File", "", &format!("{shown}#{index}"), format!("not valid YAML: {e}")));
+                out.invalid.push(invalid(
+                    "File",
+                    "",
+                    &format!("{shown}#{index}"),
+                    format!("not valid YAML: {e}"),
+                ));
                 continue;
             }
         };
@@ -92,11 +100,12 @@ fn read_file(file: &Path, text: &str, default_namespace: &str, out: &mut Manifes
                 }
             }
             ("v1", "Secret") => read_secret(&value, &shown, default_namespace, out),
-            _ => out.ignored.push(format!("{shown}: {}", if kind.is_empty() { "(no kind)" } else { kind })),
+            _ => out
+                .ignored
+                .push(format!("{shown}: {}", if kind.is_empty() { "(no kind)" } else { kind })),
         }
     }
 }
-
 
 /// Deserialises a resource; on failure records a report naming the field (`spec.channels...`).
 fn typed<K>(value: serde_yaml::Value, file: &str, default_namespace: &str, out: &mut Manifests) -> Option<K>
@@ -145,7 +154,10 @@ fn redact_strings(message: &str) -> String {
         out.push_str("a string");
         let after = &rest[start + "string \"".len()..];
         // The value ends at the last quote before serde's ", expected ..." tail (values may hold quotes).
-        let end = after.find("\", expected").or_else(|| after.rfind('"')).unwrap_or(after.len());
+        let end = after
+            .find("\", expected")
+            .or_else(|| after.rfind('"'))
+            .unwrap_or(after.len());
         rest = after[end..].strip_prefix('"').unwrap_or(&after[end..]);
     }
     out.push_str(rest);
@@ -154,7 +166,9 @@ fn redact_strings(message: &str) -> String {
 
 fn invalid(kind: &'static str, namespace: &str, name: &str, message: String) -> Report {
     let mut report = Report::new(kind, namespace, name, None);
-    report.subsystems.push(("Valid", Err(Failure::new(Reason::InvalidSpec, message))));
+    report
+        .subsystems
+        .push(("Valid", Err(Failure::new(Reason::InvalidSpec, message))));
     report
 }
 
@@ -162,10 +176,18 @@ fn invalid(kind: &'static str, namespace: &str, name: &str, message: String) -> 
 fn read_secret(value: &serde_yaml::Value, file: &str, default_namespace: &str, out: &mut Manifests) {
     let meta = value.get("metadata");
     let Some(name) = meta.and_then(|m| m.get("name")).and_then(|n| n.as_str()) else {
-        out.invalid.push(invalid("Secret", default_namespace, "(unnamed)", format!("metadata.name: missing ({file})")));
+        out.invalid.push(invalid(
+            "Secret",
+            default_namespace,
+            "(unnamed)",
+            format!("metadata.name: missing ({file})"),
+        ));
         return;
     };
-    let namespace = meta.and_then(|m| m.get("namespace")).and_then(|n| n.as_str()).unwrap_or(default_namespace);
+    let namespace = meta
+        .and_then(|m| m.get("namespace"))
+        .and_then(|n| n.as_str())
+        .unwrap_or(default_namespace);
     let values = out.secrets.entry(namespace.to_string()).or_default();
     let entries = |field: &str| -> Vec<(String, String)> {
         value
@@ -179,7 +201,10 @@ fn read_secret(value: &serde_yaml::Value, file: &str, default_namespace: &str, o
             .unwrap_or_default()
     };
     for (key, encoded) in entries("data") {
-        match base64::engine::general_purpose::STANDARD.decode(encoded.trim()).map(String::from_utf8) {
+        match base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .map(String::from_utf8)
+        {
             Ok(Ok(plain)) => values.insert(name, &key, SecretString::from(plain)),
             _ => out.invalid.push(invalid(
                 "Secret",
@@ -204,7 +229,10 @@ mod tests {
             redact_strings(r#"invalid type: string "sk-secret", expected struct SecretValue"#),
             "invalid type: a string, expected struct SecretValue"
         );
-        assert_eq!(redact_strings(r#"invalid type: string "a\"b""#), "invalid type: a string");
+        assert_eq!(
+            redact_strings(r#"invalid type: string "a\"b""#),
+            "invalid type: a string"
+        );
         assert_eq!(redact_strings("missing field `projectId`"), "missing field `projectId`");
     }
 
@@ -214,7 +242,12 @@ mod tests {
         let mut out = Manifests::default();
         read_file(Path::new("x.yaml"), yaml, "default", &mut out);
         let values = out.secrets_in("ns");
-        let get = |key: &str| values.get(&crate::crd::SecretKeyRef { name: "s".into(), key: key.into() });
+        let get = |key: &str| {
+            values.get(&crate::crd::SecretKeyRef {
+                name: "s".into(),
+                key: key.into(),
+            })
+        };
         assert_eq!(get("a"), Ok("abc".to_string()));
         assert_eq!(get("b"), Ok("plain".to_string()));
         assert_eq!(out.ignored, ["x.yaml: Kustomization"]);

@@ -16,9 +16,22 @@ pub fn result_table(reports: &[Report], mode: Mode) -> String {
             [resource, ready.into(), reason, r.changes.len().to_string(), message]
         })
         .collect();
-    let header = ["RESOURCE".to_string(), "READY".into(), "REASON".into(), changes_header.into(), "MESSAGE".into()];
-    let widths: Vec<usize> =
-        (0..4).map(|i| rows.iter().map(|r| r[i].len()).chain([header[i].len()]).max().unwrap_or(0)).collect();
+    let header = [
+        "RESOURCE".to_string(),
+        "READY".into(),
+        "REASON".into(),
+        changes_header.into(),
+        "MESSAGE".into(),
+    ];
+    let widths: Vec<usize> = (0..4)
+        .map(|i| {
+            rows.iter()
+                .map(|r| r[i].len())
+                .chain([header[i].len()])
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
     let mut out = String::new();
     for row in std::iter::once(&header).chain(&rows) {
         let line = format!(

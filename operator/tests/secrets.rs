@@ -10,7 +10,11 @@ use secrecy::{ExposeSecret, SecretString};
 use support::*;
 
 fn owner() -> Owner {
-    Owner { kind: "Company", namespace: "ns".into(), name: "c".into() }
+    Owner {
+        kind: "Company",
+        namespace: "ns".into(),
+        name: "c".into(),
+    }
 }
 
 fn spec(ctx: &Context) -> SecretSpec {
@@ -18,7 +22,13 @@ fn spec(ctx: &Context) -> SecretSpec {
         name: format!("{}/twilio", ctx.naming.prefix),
         keys: vec![(
             "twilio_auth_token",
-            Source::Secret { field: "spec.x".into(), reference: SecretKeyRef { name: "k8s".into(), key: "token".into() } },
+            Source::Secret {
+                field: "spec.x".into(),
+                reference: SecretKeyRef {
+                    name: "k8s".into(),
+                    key: "token".into(),
+                },
+            },
         )],
     }
 }
@@ -46,7 +56,13 @@ async fn a_secret_scheduled_for_deletion_is_restored_and_rewritten() {
     let ctx = context(Mode::Apply).await;
     assert!(sync(&ctx, "one").await.is_ready());
     let raw = raw_clients().await;
-    raw.secrets.delete_secret().secret_id(spec(&ctx).name).recovery_window_in_days(7).send().await.expect("delete");
+    raw.secrets
+        .delete_secret()
+        .secret_id(spec(&ctx).name)
+        .recovery_window_in_days(7)
+        .send()
+        .await
+        .expect("delete");
 
     let plan = same_place(&ctx, Mode::Plan).await;
     let planned = sync(&plan, "two").await;
@@ -92,11 +108,22 @@ async fn a_secret_owned_by_another_resource_is_left_alone() {
         .key(multicomms_operator::desired::OWNER_TAG)
         .value("Company/ns/someone-else")
         .build();
-    raw.secrets.create_secret().name(spec(&ctx).name).secret_string("{}").tags(tag).send().await.expect("create");
+    raw.secrets
+        .create_secret()
+        .name(spec(&ctx).name)
+        .secret_string("{}")
+        .tags(tag)
+        .send()
+        .await
+        .expect("create");
     let fresh = same_place(&ctx, Mode::Apply).await;
     let report = sync(&fresh, "mine").await;
     let failure = report.failure().expect("conflict");
-    assert!(failure.message.contains("managed by Company/ns/someone-else"), "{}", failure.message);
+    assert!(
+        failure.message.contains("managed by Company/ns/someone-else"),
+        "{}",
+        failure.message
+    );
     assert_eq!(fresh.aws.calls.writes(), 0);
     assert_eq!(stored(&ctx).await, "{}");
 }

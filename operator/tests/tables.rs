@@ -11,7 +11,13 @@ async fn create_table(ctx_table: &str, partition: &str) {
         .create_table()
         .table_name(ctx_table)
         .billing_mode(BillingMode::PayPerRequest)
-        .key_schema(KeySchemaElement::builder().attribute_name(partition).key_type(KeyType::Hash).build().expect("key"))
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name(partition)
+                .key_type(KeyType::Hash)
+                .build()
+                .expect("key"),
+        )
         .attribute_definitions(
             AttributeDefinition::builder()
                 .attribute_name(partition)
@@ -30,10 +36,26 @@ async fn creates_missing_tables_with_keys_indexes_and_ttl_then_leaves_them_alone
     let report = tables::reconcile(&ctx).await;
     assert!(report.is_ready(), "{:?}", report.subsystems);
     assert_eq!(report.changes.len(), 4);
-    let conversations = ctx.aws.dynamodb.describe_table(&ctx.naming.conversations_table()).await.expect("describe").expect("table");
+    let conversations = ctx
+        .aws
+        .dynamodb
+        .describe_table(&ctx.naming.conversations_table())
+        .await
+        .expect("describe")
+        .expect("table");
     assert_eq!(conversations.global_indexes.len(), 4);
-    assert!(ctx.aws.dynamodb.ttl_enabled(&ctx.naming.replies_stage_table()).await.expect("ttl"));
-    assert!(!ctx.aws.dynamodb.ttl_enabled(&ctx.naming.company_data_table()).await.expect("ttl"));
+    assert!(ctx
+        .aws
+        .dynamodb
+        .ttl_enabled(&ctx.naming.replies_stage_table())
+        .await
+        .expect("ttl"));
+    assert!(!ctx
+        .aws
+        .dynamodb
+        .ttl_enabled(&ctx.naming.company_data_table())
+        .await
+        .expect("ttl"));
 
     let again = same_place(&ctx, Mode::Apply).await;
     assert!(tables::reconcile(&again).await.changes.is_empty());
@@ -49,7 +71,12 @@ async fn a_present_table_is_adopted_and_gets_ttl_switched_on() {
     let lock = format!("table {}", ctx.naming.replies_trigger_lock_table());
     let change = report.changes.iter().find(|c| c.object == lock).expect("ttl change");
     assert_eq!(change.fields, ["ttl expires_at"]);
-    assert!(ctx.aws.dynamodb.ttl_enabled(&ctx.naming.replies_trigger_lock_table()).await.expect("ttl"));
+    assert!(ctx
+        .aws
+        .dynamodb
+        .ttl_enabled(&ctx.naming.replies_trigger_lock_table())
+        .await
+        .expect("ttl"));
 }
 
 #[tokio::test]
@@ -59,7 +86,17 @@ async fn a_table_with_other_keys_is_reported_and_left_untouched() {
     let report = tables::reconcile(&ctx).await;
     let failure = report.failure().expect("wrong keys");
     assert_eq!(failure.reason, Reason::OwnershipConflict);
-    assert!(failure.message.contains("company_id (S) / project_id (S)"), "{}", failure.message);
-    let table = ctx.aws.dynamodb.describe_table(&ctx.naming.company_data_table()).await.expect("describe").expect("table");
+    assert!(
+        failure.message.contains("company_id (S) / project_id (S)"),
+        "{}",
+        failure.message
+    );
+    let table = ctx
+        .aws
+        .dynamodb
+        .describe_table(&ctx.naming.company_data_table())
+        .await
+        .expect("describe")
+        .expect("table");
     assert_eq!(table.partition.0, "id");
 }

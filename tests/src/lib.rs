@@ -1,1 +1,2 @@
-//! End-to-end tests live in tests/tests/.
+//! End-to-end tests live in `tests/`: they run the workspace's binaries as a user would, against
+//! the AWS emulator that `scripts/test.sh` starts.

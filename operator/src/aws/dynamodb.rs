@@ -5,8 +5,7 @@ use aws_sdk_dynamodb::client::Waiters;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType as KeyRole,
-    LocalSecondaryIndex, Projection, ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
-    TimeToLiveStatus,
+    LocalSecondaryIndex, Projection, ProjectionType, ScalarAttributeType, TimeToLiveSpecification, TimeToLiveStatus,
 };
 use multicomms_runtime::wire::Item;
 
@@ -22,7 +21,11 @@ pub enum PutCondition {
     Absent { partition_key: &'static str },
     /// Only if the item exists and its `attribute` (the ownership marker) still holds
     /// `expected`, or is still absent when `expected` is `None`.
-    Owner { partition_key: &'static str, attribute: &'static str, expected: Option<String> },
+    Owner {
+        partition_key: &'static str,
+        attribute: &'static str,
+        expected: Option<String>,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,19 +69,32 @@ impl Dynamo {
             PutCondition::Absent { partition_key } => request
                 .condition_expression("attribute_not_exists(#pk)")
                 .expression_attribute_names("#pk", partition_key),
-            PutCondition::Owner { partition_key, attribute, expected: Some(value) } => request
+            PutCondition::Owner {
+                partition_key,
+                attribute,
+                expected: Some(value),
+            } => request
                 .condition_expression("attribute_exists(#pk) AND #attr = :value")
                 .expression_attribute_names("#pk", partition_key)
                 .expression_attribute_names("#attr", attribute)
                 .expression_attribute_values(":value", AttributeValue::S(value)),
-            PutCondition::Owner { partition_key, attribute, expected: None } => request
+            PutCondition::Owner {
+                partition_key,
+                attribute,
+                expected: None,
+            } => request
                 .condition_expression("attribute_exists(#pk) AND attribute_not_exists(#attr)")
                 .expression_attribute_names("#pk", partition_key)
                 .expression_attribute_names("#attr", attribute),
         };
         match request.send().await {
             Ok(_) => Ok(()),
-            Err(e) if matches!(e.as_service_error(), Some(PutItemError::ConditionalCheckFailedException(_))) => {
+            Err(e)
+                if matches!(
+                    e.as_service_error(),
+                    Some(PutItemError::ConditionalCheckFailedException(_))
+                ) =>
+            {
                 Err(PutError::ConditionFailed)
             }
             Err(e) => Err(AwsError::from_sdk("PutItem", table, e).into()),
@@ -88,18 +104,25 @@ impl Dynamo {
     pub async fn describe_table(&self, name: &str) -> Result<Option<ObservedTable>, AwsError> {
         let out = match self.client.describe_table().table_name(name).send().await {
             Ok(out) => out,
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => return Ok(None),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
+            {
+                return Ok(None)
+            }
             Err(e) => return Err(AwsError::from_sdk("DescribeTable", name, e)),
         };
         let Some(table) = out.table else { return Ok(None) };
         let type_of = |attribute: &str| {
-            table.attribute_definitions().iter().find(|d| d.attribute_name() == attribute).and_then(|d| {
-                match d.attribute_type() {
+            table
+                .attribute_definitions()
+                .iter()
+                .find(|d| d.attribute_name() == attribute)
+                .and_then(|d| match d.attribute_type() {
                     ScalarAttributeType::S => Some(KeyType::String),
                     ScalarAttributeType::N => Some(KeyType::Number),
                     _ => None,
-                }
-            })
+                })
         };
         let key = |role: KeyRole| {
             table
@@ -140,7 +163,11 @@ impl Dynamo {
                 KeyType::Number => ScalarAttributeType::N,
             };
             request = request.attribute_definitions(
-                AttributeDefinition::builder().attribute_name(attribute.name).attribute_type(kind).build().map_err(build)?,
+                AttributeDefinition::builder()
+                    .attribute_name(attribute.name)
+                    .attribute_type(kind)
+                    .build()
+                    .map_err(build)?,
             );
         }
         for index in &spec.global_indexes {
@@ -173,7 +200,12 @@ impl Dynamo {
             .wait(std::time::Duration::from_secs(120))
             .await
             .map_err(|e| {
-                AwsError::local("DescribeTable", &spec.name, "WaiterFailed", aws_sdk_dynamodb::error::DisplayErrorContext(e))
+                AwsError::local(
+                    "DescribeTable",
+                    &spec.name,
+                    "WaiterFailed",
+                    aws_sdk_dynamodb::error::DisplayErrorContext(e),
+                )
             })?;
         Ok(())
     }

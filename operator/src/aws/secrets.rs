@@ -40,7 +40,9 @@ pub enum WriteError {
 /// secret that is scheduled for deletion.
 fn is_scheduled_for_deletion<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> bool {
     err.code() == Some("InvalidRequestException")
-        && err.message().is_some_and(|m| m.contains("deletion") || m.contains("deleted"))
+        && err
+            .message()
+            .is_some_and(|m| m.contains("deletion") || m.contains("deleted"))
 }
 
 impl SecretsManager {
@@ -60,7 +62,12 @@ impl SecretsManager {
                     .collect(),
                 scheduled_for_deletion: out.deleted_date.is_some(),
             })),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => Ok(None),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
+            {
+                Ok(None)
+            }
             Err(e) => Err(AwsError::from_sdk("DescribeSecret", name, e)),
         }
     }
@@ -83,7 +90,10 @@ impl SecretsManager {
         value: &SecretString,
         tags: &BTreeMap<&'static str, String>,
     ) -> Result<WrittenSecret, WriteError> {
-        let tags = tags.iter().map(|(k, v)| Tag::builder().key(*k).value(v).build()).collect();
+        let tags = tags
+            .iter()
+            .map(|(k, v)| Tag::builder().key(*k).value(v).build())
+            .collect();
         match self
             .client
             .create_secret()
@@ -93,15 +103,28 @@ impl SecretsManager {
             .send()
             .await
         {
-            Ok(out) => Ok(WrittenSecret { arn: out.arn.unwrap_or_default(), version_id: out.version_id }),
+            Ok(out) => Ok(WrittenSecret {
+                arn: out.arn.unwrap_or_default(),
+                version_id: out.version_id,
+            }),
             Err(e) if is_scheduled_for_deletion(&e) => Err(WriteError::ScheduledForDeletion),
             Err(e) => Err(AwsError::from_sdk("CreateSecret", name, e).into()),
         }
     }
 
     pub async fn put_value(&self, name: &str, value: &SecretString) -> Result<WrittenSecret, WriteError> {
-        match self.client.put_secret_value().secret_id(name).secret_string(value.expose_secret()).send().await {
-            Ok(out) => Ok(WrittenSecret { arn: out.arn.unwrap_or_default(), version_id: out.version_id }),
+        match self
+            .client
+            .put_secret_value()
+            .secret_id(name)
+            .secret_string(value.expose_secret())
+            .send()
+            .await
+        {
+            Ok(out) => Ok(WrittenSecret {
+                arn: out.arn.unwrap_or_default(),
+                version_id: out.version_id,
+            }),
             Err(e) if is_scheduled_for_deletion(&e) => Err(WriteError::ScheduledForDeletion),
             Err(e) => Err(AwsError::from_sdk("PutSecretValue", name, e).into()),
         }
@@ -118,7 +141,10 @@ impl SecretsManager {
     }
 
     pub async fn tag(&self, name: &str, tags: &BTreeMap<&'static str, String>) -> Result<(), AwsError> {
-        let tags = tags.iter().map(|(k, v)| Tag::builder().key(*k).value(v).build()).collect();
+        let tags = tags
+            .iter()
+            .map(|(k, v)| Tag::builder().key(*k).value(v).build())
+            .collect();
         self.client
             .tag_resource()
             .secret_id(name)

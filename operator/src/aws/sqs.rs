@@ -73,10 +73,18 @@ impl Sqs {
         for (k, v) in tags {
             request = request.tags(*k, v);
         }
-        request.send().await.map_err(|e| AwsError::from_sdk("CreateQueue", name, e))?;
-        self.observe(name)
-            .await?
-            .ok_or_else(|| AwsError::local("GetQueueUrl", name, "QueueDoesNotExist", "created queue is not visible yet"))
+        request
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("CreateQueue", name, e))?;
+        self.observe(name).await?.ok_or_else(|| {
+            AwsError::local(
+                "GetQueueUrl",
+                name,
+                "QueueDoesNotExist",
+                "created queue is not visible yet",
+            )
+        })
     }
 
     pub async fn set_attributes(
@@ -89,7 +97,10 @@ impl Sqs {
         for (k, v) in attributes {
             request = request.attributes(QueueAttributeName::from(*k), v);
         }
-        request.send().await.map_err(|e| AwsError::from_sdk("SetQueueAttributes", name, e))?;
+        request
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("SetQueueAttributes", name, e))?;
         Ok(())
     }
 
@@ -98,7 +109,10 @@ impl Sqs {
         for (k, v) in tags {
             request = request.tags(*k, v);
         }
-        request.send().await.map_err(|e| AwsError::from_sdk("TagQueue", name, e))?;
+        request
+            .send()
+            .await
+            .map_err(|e| AwsError::from_sdk("TagQueue", name, e))?;
         Ok(())
     }
 }

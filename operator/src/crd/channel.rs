@@ -1,5 +1,8 @@
 //! `Channel`: one messaging channel of an environment: its SQS queue + DLQ and, optionally, the
 //! OpenAI key its companies share.
+// clippy reads the repeated `type_ = "string"` of separate printcolumn(...) entries as one
+// duplicated attribute.
+#![allow(clippy::duplicated_attributes)]
 use super::common::{Condition, DeletionPolicy, SecretValue};
 use kube::{CustomResource, KubeSchema};
 use multicomms_runtime::wire::ChannelKind;
@@ -18,8 +21,16 @@ use serde::{Deserialize, Serialize};
     status = "ChannelStatus",
     cel,
     printcolumn(json_path = ".spec.type", name = "Type", type_ = "string"),
-    printcolumn(json_path = ".status.conditions[?(@.type==\"Ready\")].status", name = "Ready", type_ = "string"),
-    printcolumn(json_path = ".status.conditions[?(@.type==\"Ready\")].reason", name = "Reason", type_ = "string"),
+    printcolumn(
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+        name = "Ready",
+        type_ = "string"
+    ),
+    printcolumn(
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason",
+        name = "Reason",
+        type_ = "string"
+    ),
     printcolumn(json_path = ".metadata.creationTimestamp", name = "Age", type_ = "date")
 )]
 #[x_kube(validation = Rule::new("(self.type == 'email') == (self.provider == 'sendgrid')")

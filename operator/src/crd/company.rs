@@ -1,5 +1,8 @@
 //! `Company`: one company + project, mirroring its company-data record. Credentials are
 //! referenced from Kubernetes Secrets, never written in the resource.
+// clippy reads the repeated `type_ = "string"` of separate printcolumn(...) entries as one
+// duplicated attribute.
+#![allow(clippy::duplicated_attributes)]
 use super::common::{Condition, DeletionPolicy, SecretValue};
 use kube::{CustomResource, KubeSchema};
 use multicomms_runtime::wire::ChannelKind;
@@ -19,8 +22,16 @@ use serde::{Deserialize, Serialize};
     cel,
     printcolumn(json_path = ".spec.companyId", name = "Company", type_ = "string"),
     printcolumn(json_path = ".spec.projectId", name = "Project", type_ = "string"),
-    printcolumn(json_path = ".status.conditions[?(@.type==\"Ready\")].status", name = "Ready", type_ = "string"),
-    printcolumn(json_path = ".status.conditions[?(@.type==\"Ready\")].reason", name = "Reason", type_ = "string"),
+    printcolumn(
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+        name = "Ready",
+        type_ = "string"
+    ),
+    printcolumn(
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason",
+        name = "Reason",
+        type_ = "string"
+    ),
     printcolumn(json_path = ".metadata.creationTimestamp", name = "Age", type_ = "date")
 )]
 #[x_kube(

@@ -22,7 +22,10 @@ pub struct SecretSpec {
 
 impl SecretSpec {
     pub fn from_ref(field: impl Into<String>, value: &SecretValue) -> Source {
-        Source::Secret { field: field.into(), reference: value.secret_key_ref.clone() }
+        Source::Secret {
+            field: field.into(),
+            reference: value.secret_key_ref.clone(),
+        }
     }
 
     /// Every Kubernetes Secret key this secret reads.
@@ -111,7 +114,10 @@ impl std::fmt::Debug for SecretValues {
 
 impl SecretValues {
     pub fn insert(&mut self, secret: &str, key: &str, value: SecretString) {
-        self.secrets.entry(secret.to_string()).or_default().insert(key.to_string(), value);
+        self.secrets
+            .entry(secret.to_string())
+            .or_default()
+            .insert(key.to_string(), value);
     }
 
     pub fn get(&self, reference: &SecretKeyRef) -> Result<String, Missing> {
@@ -126,7 +132,10 @@ mod tests {
     use super::*;
 
     fn reference(name: &str, key: &str) -> SecretKeyRef {
-        SecretKeyRef { name: name.into(), key: key.into() }
+        SecretKeyRef {
+            name: name.into(),
+            key: key.into(),
+        }
     }
 
     #[test]
@@ -136,7 +145,13 @@ mod tests {
         let spec = SecretSpec {
             name: "s".into(),
             keys: vec![
-                ("twilio_account_sid", Source::Secret { field: "spec.x".into(), reference: reference("twilio", "sid") }),
+                (
+                    "twilio_account_sid",
+                    Source::Secret {
+                        field: "spec.x".into(),
+                        reference: reference("twilio", "sid"),
+                    },
+                ),
                 ("twilio_template_sid", Source::Literal("HX1".into())),
             ],
         };
@@ -152,15 +167,30 @@ mod tests {
         values.insert("twilio", "sid", SecretString::from("AC-very-secret"));
         let spec = SecretSpec {
             name: "s".into(),
-            keys: vec![("a", Source::Secret { field: "spec.channels.sms.twilio.authToken".into(), reference: reference("twilio", "token") })],
+            keys: vec![(
+                "a",
+                Source::Secret {
+                    field: "spec.channels.sms.twilio.authToken".into(),
+                    reference: reference("twilio", "token"),
+                },
+            )],
         };
         let err = spec.resolve(&values).expect_err("key is missing");
         let text = err.to_string();
-        assert!(text.starts_with("spec.channels.sms.twilio.authToken: Secret has no key"), "{text}");
+        assert!(
+            text.starts_with("spec.channels.sms.twilio.authToken: Secret has no key"),
+            "{text}"
+        );
         assert!(!text.contains("AC-very-secret"));
         let spec = SecretSpec {
             name: "s".into(),
-            keys: vec![("a", Source::Secret { field: "spec.apiKey".into(), reference: reference("nope", "k") })],
+            keys: vec![(
+                "a",
+                Source::Secret {
+                    field: "spec.apiKey".into(),
+                    reference: reference("nope", "k"),
+                },
+            )],
         };
         let text = spec.resolve(&values).expect_err("secret is missing").to_string();
         assert_eq!(text, r#"spec.apiKey: Secret not found: "nope" (key "k")"#);

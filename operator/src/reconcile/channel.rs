@@ -19,7 +19,11 @@ pub async fn reconcile(ctx: &Context, channel: &Channel, values: &SecretValues) 
         report.subsystems = vec![(QUEUES_SYNCED, Err(invalid.clone())), (SECRETS_SYNCED, Err(invalid))];
         return report;
     }
-    let owner = Owner { kind: "Channel", namespace, name: channel.name_any() };
+    let owner = Owner {
+        kind: "Channel",
+        namespace,
+        name: channel.name_any(),
+    };
     let adopt = channel.annotations().get(ADOPT_ANNOTATION).is_some_and(|v| v == "true");
 
     let queues = sync_queues(ctx, channel, &owner, adopt, &mut report).await;
@@ -34,9 +38,15 @@ async fn sync_queues(ctx: &Context, channel: &Channel, owner: &Owner, adopt: boo
     let desired = queues(&channel.spec, &ctx.naming);
     let dead_letter = sync_queue(ctx, &desired.dead_letter, owner, adopt, report).await?;
     // A DLQ that `plan` has not created yet has no ARN; show where it will point.
-    let dead_letter_arn = dead_letter.as_ref().and_then(|q| q.arn()).unwrap_or("<new dead-letter queue ARN>");
+    let dead_letter_arn = dead_letter
+        .as_ref()
+        .and_then(|q| q.arn())
+        .unwrap_or("<new dead-letter queue ARN>");
     let mut queue = desired.queue.clone();
-    queue.attributes.insert(REDRIVE_POLICY, redrive_policy(dead_letter_arn, desired.max_receive_count));
+    queue.attributes.insert(
+        REDRIVE_POLICY,
+        redrive_policy(dead_letter_arn, desired.max_receive_count),
+    );
     let main = sync_queue(ctx, &queue, owner, adopt, report).await?;
 
     for (label, observed) in [("deadLetterQueue", &dead_letter), ("queue", &main)] {
@@ -60,7 +70,11 @@ async fn sync_queue(
     let object = format!("queue {}", spec.name);
     let tags = BTreeMap::from([(OWNER_TAG, owner.to_string())]);
     let Some(observed) = sqs.observe(&spec.name).await? else {
-        report.change(Action::Create, object, spec.attributes.keys().map(|k| k.to_string()).collect());
+        report.change(
+            Action::Create,
+            object,
+            spec.attributes.keys().map(|k| k.to_string()).collect(),
+        );
         return match ctx.mode {
             Mode::Plan => Ok(None),
             Mode::Apply => Ok(Some(sqs.create(&spec.name, &spec.attributes, &tags).await?)),

@@ -97,13 +97,19 @@ impl Reason {
 
     /// A user error: retrying will not help until the input changes.
     pub fn is_terminal(self) -> bool {
-        matches!(self, Reason::InvalidSpec | Reason::SecretNotFound | Reason::OwnershipConflict)
+        matches!(
+            self,
+            Reason::InvalidSpec | Reason::SecretNotFound | Reason::OwnershipConflict
+        )
     }
 }
 
 impl Failure {
     pub fn new(reason: Reason, message: impl Into<String>) -> Self {
-        Failure { reason, message: message.into() }
+        Failure {
+            reason,
+            message: message.into(),
+        }
     }
 }
 
@@ -145,7 +151,11 @@ impl Report {
     }
 
     pub fn change(&mut self, action: Action, object: impl Into<String>, fields: Vec<String>) {
-        self.changes.push(Change { action, object: object.into(), fields });
+        self.changes.push(Change {
+            action,
+            object: object.into(),
+            fields,
+        });
     }
 
     pub fn output(&mut self, key: impl Into<String>, value: impl Into<String>) {
@@ -159,8 +169,14 @@ impl Report {
 
     /// The subsystem behind [`Report::failure`] and its failure.
     pub fn failed_subsystem(&self) -> Option<(&'static str, &Failure)> {
-        let failures = || self.subsystems.iter().filter_map(|(t, o)| o.as_ref().err().map(|f| (*t, f)));
-        failures().find(|(_, f)| f.reason != Reason::Blocked).or_else(|| failures().next())
+        let failures = || {
+            self.subsystems
+                .iter()
+                .filter_map(|(t, o)| o.as_ref().err().map(|f| (*t, f)))
+        };
+        failures()
+            .find(|(_, f)| f.reason != Reason::Blocked)
+            .or_else(|| failures().next())
     }
 
     pub fn is_ready(&self) -> bool {
@@ -181,9 +197,10 @@ pub fn claim(owner: &Owner, marker: Option<&str>, adopt: bool, object: &str) -> 
                  annotate the resource with {ADOPT_ANNOTATION}=\"true\" to take it over"
             ),
         )),
-        Ownership::Other(other) => {
-            Err(Failure::new(Reason::OwnershipConflict, format!("{object} is managed by {other} and was left untouched")))
-        }
+        Ownership::Other(other) => Err(Failure::new(
+            Reason::OwnershipConflict,
+            format!("{object} is managed by {other} and was left untouched"),
+        )),
     }
 }
 
@@ -207,7 +224,13 @@ pub async fn reconcile_manifests(
         .buffer_unordered(concurrency.max(1))
         .collect::<Vec<_>>()
         .await;
-    let mut resources: Vec<Report> = manifests.invalid.iter().cloned().chain(channels).chain(companies).collect();
+    let mut resources: Vec<Report> = manifests
+        .invalid
+        .iter()
+        .cloned()
+        .chain(channels)
+        .chain(companies)
+        .collect();
     resources.sort_by(|a, b| (a.kind, &a.namespace, &a.name).cmp(&(b.kind, &b.namespace, &b.name)));
     std::iter::once(tables).chain(resources).collect()
 }

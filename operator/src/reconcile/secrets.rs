@@ -31,7 +31,13 @@ pub async fn sync(
     })
 }
 
-async fn sync_one(ctx: &Context, secret: &DesiredSecret, owner: &Owner, adopt: bool, report: &mut Report) -> Result<(), Failure> {
+async fn sync_one(
+    ctx: &Context,
+    secret: &DesiredSecret,
+    owner: &Owner,
+    adopt: bool,
+    report: &mut Report,
+) -> Result<(), Failure> {
     let sm = &ctx.aws.secrets;
     let name = secret.name.as_str();
     let object = format!("secret {name}");
@@ -50,7 +56,11 @@ async fn sync_one(ctx: &Context, secret: &DesiredSecret, owner: &Owner, adopt: b
     };
 
     if claim(owner, observed.tags.get(OWNER_TAG).map(String::as_str), adopt, &object)? {
-        report.change(Action::Update, object.clone(), vec![format!("tag {OWNER_TAG} (adopted)")]);
+        report.change(
+            Action::Update,
+            object.clone(),
+            vec![format!("tag {OWNER_TAG} (adopted)")],
+        );
         if ctx.mode == Mode::Apply {
             sm.tag(name, &tags).await?;
         }
@@ -67,9 +77,18 @@ async fn sync_one(ctx: &Context, secret: &DesiredSecret, owner: &Owner, adopt: b
     }
 
     let (stored, version_id) = sm.current_value(name).await?;
-    let in_sync = stored.as_ref().is_some_and(|s| secret.matches(secrecy::ExposeSecret::expose_secret(s)));
+    let in_sync = stored
+        .as_ref()
+        .is_some_and(|s| secret.matches(secrecy::ExposeSecret::expose_secret(s)));
     if in_sync {
-        record(report, name, WrittenSecret { arn: observed.arn, version_id });
+        record(
+            report,
+            name,
+            WrittenSecret {
+                arn: observed.arn,
+                version_id,
+            },
+        );
         return Ok(());
     }
     report.change(Action::Update, object, vec!["value".into()]);
@@ -88,15 +107,20 @@ async fn sync_one(ctx: &Context, secret: &DesiredSecret, owner: &Owner, adopt: b
 async fn restore_and_put(ctx: &Context, secret: &DesiredSecret, report: &mut Report) -> Result<WrittenSecret, Failure> {
     report.change(Action::Restore, format!("secret {}", secret.name), vec![]);
     ctx.aws.secrets.restore(&secret.name).await?;
-    ctx.aws.secrets.put_value(&secret.name, &secret.value).await.map_err(write_failure)
+    ctx.aws
+        .secrets
+        .put_value(&secret.name, &secret.value)
+        .await
+        .map_err(write_failure)
 }
 
 fn write_failure(e: WriteError) -> Failure {
     match e {
         WriteError::Aws(e) => e.into(),
-        WriteError::ScheduledForDeletion => {
-            Failure::new(Reason::AwsError, "secret is scheduled for deletion and could not be restored")
-        }
+        WriteError::ScheduledForDeletion => Failure::new(
+            Reason::AwsError,
+            "secret is scheduled for deletion and could not be restored",
+        ),
     }
 }
 

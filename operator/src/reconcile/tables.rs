@@ -6,7 +6,12 @@ use crate::desired::tables::{tables, Key, KeyType, TableSpec};
 pub const TABLES_SYNCED: &str = "TablesSynced";
 
 pub async fn reconcile(ctx: &Context) -> Report {
-    let mut report = Report::new("Tables", "", &format!("{}-*-{}", ctx.naming.prefix, ctx.naming.env), None);
+    let mut report = Report::new(
+        "Tables",
+        "",
+        &format!("{}-*-{}", ctx.naming.prefix, ctx.naming.env),
+        None,
+    );
     let mut outcome: Outcome = Ok("tables present with the expected keys".into());
     for spec in tables(&ctx.naming) {
         if let Err(failure) = sync_table(ctx, &spec, &mut report).await {
@@ -24,7 +29,12 @@ async fn sync_table(ctx: &Context, spec: &TableSpec, report: &mut Report) -> Res
     match ddb.describe_table(&spec.name).await? {
         None => {
             let mut fields = vec![format!("keys {}", describe_keys(&spec.partition, spec.sort.as_ref()))];
-            fields.extend(spec.global_indexes.iter().chain(&spec.local_indexes).map(|i| format!("index {}", i.name)));
+            fields.extend(
+                spec.global_indexes
+                    .iter()
+                    .chain(&spec.local_indexes)
+                    .map(|i| format!("index {}", i.name)),
+            );
             fields.extend(spec.ttl_attribute.map(|a| format!("ttl {a}")));
             report.change(Action::Create, object, fields);
             if ctx.mode == Mode::Apply {
@@ -55,7 +65,10 @@ async fn sync_table(ctx: &Context, spec: &TableSpec, report: &mut Report) -> Res
             if !missing.is_empty() {
                 return Err(Failure::new(
                     Reason::OwnershipConflict,
-                    format!("{object} lacks global indexes {}; add them or recreate the table", missing.join(", ")),
+                    format!(
+                        "{object} lacks global indexes {}; add them or recreate the table",
+                        missing.join(", ")
+                    ),
                 ));
             }
             if let Some(attribute) = spec.ttl_attribute {

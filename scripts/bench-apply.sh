@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Benchmark of `apply` from cold against the AWS emulator (see operator/examples/bench_apply.rs).
+# usage: scripts/bench-apply.sh [N ...]   (default: 100 1000)
+set -euo pipefail
+source "$(dirname "$0")/emulator.sh"
+start_emulator
+cd "$ROOT"
+cargo build --locked --release -p multicomms-operator --example bench_apply
+echo
+echo "| companies | concurrency | cold apply companies/s | no-op re-apply companies/s | AWS calls/company (cold) | AWS calls/company (no-op) | AWS writes (no-op) | operator CPU ms/company (cold) | emulator raw PutItem/s | companies/s ÷ PutItem/s | peak RSS MiB |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|"
+sizes=("$@")
+[ ${#sizes[@]} -gt 0 ] || sizes=(100 1000)
+for companies in "${sizes[@]}"; do
+  target/release/examples/bench_apply "$companies" 16
+done

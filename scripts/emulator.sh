@@ -1,0 +1,38 @@
+# Sourced by the other scripts: a project venv with the moto AWS emulator, started on a free
+# loopback port, with the standard AWS SDK environment pointing at it. Stopped on exit.
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${MULTICOMMS_VENV:-$ROOT/.venv}"
+MOTO_VERSION="5.2.5"
+
+ensure_venv() {
+  if [ ! -x "$VENV/bin/moto_server" ]; then
+    echo "Installing moto $MOTO_VERSION into $VENV ..." >&2
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$MOTO_VERSION"
+  fi
+}
+
+start_emulator() {
+  ensure_venv
+  local port
+  port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+  mkdir -p "$ROOT/target"
+  "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" > "$ROOT/target/moto.log" 2>&1 &
+  EMULATOR_PID=$!
+  trap 'kill "$EMULATOR_PID" 2>/dev/null || true' EXIT
+  for _ in $(seq 1 200); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      break
+    fi
+    if ! kill -0 "$EMULATOR_PID" 2>/dev/null; then
+      echo "moto failed to start; see target/moto.log" >&2
+      return 1
+    fi
+    sleep 0.1
+  done
+  # Fake credentials and a loopback endpoint: nothing here can reach a real AWS account.
+  unset AWS_PROFILE AWS_SESSION_TOKEN AWS_DEFAULT_PROFILE
+  export AWS_ENDPOINT_URL="http://127.0.0.1:$port" AWS_REGION=eu-north-1 \
+    AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_EC2_METADATA_DISABLED=true
+  echo "moto AWS emulator on $AWS_ENDPOINT_URL (log: target/moto.log)" >&2
+}

@@ -1,0 +1,198 @@
+//! The operator binary as the README uses it: `apply` and `plan` over the manifests in config/,
+//! against the local AWS emulator. Each test uses its own resource-name prefix.
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
+}
+
+/// The operator binary next to this test's own executable (target/<profile>/).
+fn operator() -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let binary = profile_dir.join("multicomms-operator");
+    assert!(
+        binary.exists(),
+        "{} is missing: run the tests with scripts/test.sh, which builds it",
+        binary.display()
+    );
+    binary
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+fn run(prefix: &str, args: &[&str]) -> Run {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
+    assert!(
+        endpoint.starts_with("http://127.0.0.1:"),
+        "AWS_ENDPOINT_URL must point at the local emulator; use scripts/test.sh"
+    );
+    let out = Command::new(operator())
+        .current_dir(repo())
+        .args(["--prefix", prefix, "--env", "e2e"])
+        .args(args)
+        .output()
+        .expect("operator runs");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn prefix() -> String {
+    format!("e{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
+}
+
+/// The README's demo arguments.
+fn examples() -> Vec<&'static str> {
+    vec![
+        "-f",
+        "config/channels",
+        "-f",
+        "config/companies",
+        "-f",
+        "config/examples/local",
+        "--namespace",
+        "multicomms-dev",
+    ]
+}
+
+/// The result-table row of a resource (the table follows its `RESOURCE ...` header line).
+fn table_row<'a>(stdout: &'a str, resource: &str) -> &'a str {
+    stdout
+        .lines()
+        .skip_while(|l| !l.starts_with("RESOURCE "))
+        .find(|l| l.starts_with(&format!("{resource} ")))
+        .unwrap_or_else(|| panic!("no row for {resource} in\n{stdout}"))
+}
+
+fn assert_no_secret_values(run: &Run) {
+    for value in [
+        "local-demo-twilio-token-not-a-secret",
+        "local-demo-router-key-not-a-secret",
+        "SG.local-demo",
+        "sk-local-demo",
+    ] {
+        assert!(
+            !run.stdout.contains(value) && !run.stderr.contains(value),
+            "output shows a secret value"
+        );
+    }
+}
+
+#[test]
+fn apply_creates_everything_and_a_second_apply_changes_nothing() {
+    let prefix = prefix();
+    let first = run(&prefix, &[&["apply"], examples().as_slice()].concat());
+    assert_eq!(first.code, 0, "{}\n{}", first.stdout, first.stderr);
+    assert!(
+        first
+            .stdout
+            .contains("Applied: 18 created, 0 updated, 0 restored; 0 of 5 resources not ready."),
+        "{}",
+        first.stdout
+    );
+    let row = table_row(&first.stdout, "Company multicomms-dev/cucumber-recruitment-clarify-cv");
+    assert!(row.contains(" True ") && row.contains("Synced"), "{row}");
+    assert_no_secret_values(&first);
+
+    let second = run(&prefix, &[&["apply"], examples().as_slice()].concat());
+    assert_eq!(second.code, 0, "{}", second.stdout);
+    assert!(
+        second
+            .stdout
+            .contains("Applied: 0 created, 0 updated, 0 restored; 0 of 5 resources not ready."),
+        "{}",
+        second.stdout
+    );
+    assert!(second.stderr.contains("aws_writes=0"), "{}", second.stderr);
+}
+
+#[test]
+fn plan_after_editing_a_company_lists_exactly_the_edited_fields() {
+    let prefix = prefix();
+    assert_eq!(run(&prefix, &[&["apply"], examples().as_slice()].concat()).code, 0);
+
+    let edited_dir = std::env::temp_dir().join(format!("multicomms-{prefix}"));
+    std::fs::create_dir_all(&edited_dir).expect("temp dir");
+    let original =
+        std::fs::read_to_string(repo().join("config/companies/cucumber-recruitment-clarify-cv.yaml")).expect("example");
+    let edited = original
+        .replace("requestsPerMinute: 60", "requestsPerMinute: 90")
+        .replace("companyReps: [Carol]", "companyReps: [Carol, Dave]");
+    assert_ne!(edited, original);
+    std::fs::write(edited_dir.join("company.yaml"), edited).expect("write");
+    let dir = edited_dir.to_string_lossy().into_owned();
+    let args = [
+        "plan",
+        "--detailed-exitcode",
+        "-f",
+        "config/channels",
+        "-f",
+        &dir,
+        "-f",
+        "config/examples/local",
+        "--namespace",
+        "multicomms-dev",
+    ];
+    let plan = run(&prefix, &args);
+    assert_eq!(
+        plan.code, 2,
+        "changes → exit 2 with --detailed-exitcode\n{}\n{}",
+        plan.stdout, plan.stderr
+    );
+    assert!(
+        plan.stdout.contains(&format!(
+            "~ update item {prefix}-company-data-e2e[ci-aaa-001/pi-aaa-001]: company_rep.company_rep_2, rate_limits.requests_per_minute"
+        )),
+        "{}",
+        plan.stdout
+    );
+    assert!(
+        plan.stdout.contains("Plan: 0 to create, 1 to update, 0 to restore"),
+        "{}",
+        plan.stdout
+    );
+    assert!(plan.stderr.contains("aws_writes=0"), "{}", plan.stderr);
+    std::fs::remove_dir_all(edited_dir).ok();
+}
+
+#[test]
+fn plan_rejects_each_invalid_example_naming_the_field() {
+    let plan = run(&prefix(), &["plan", "-f", "config/examples/invalid"]);
+    assert_eq!(plan.code, 1, "{}", plan.stdout);
+    let dir = repo().join("config/examples/invalid");
+    for entry in std::fs::read_dir(dir).expect("dir") {
+        let text = std::fs::read_to_string(entry.expect("entry").path()).expect("read");
+        let expected = text
+            .lines()
+            .find_map(|l| l.strip_prefix("# Must be rejected with: "))
+            .expect("expectation line");
+        assert!(
+            plan.stdout.contains(expected),
+            "missing {expected:?} in\n{}",
+            plan.stdout
+        );
+    }
+    assert!(!plan.stdout.contains("sk-this-must-never-be-in-git"));
+}
+
+#[test]
+fn apply_without_the_referenced_secrets_fails_and_says_which_field() {
+    let apply = run(
+        &prefix(),
+        &["apply", "-f", "config/companies", "--namespace", "multicomms-dev"],
+    );
+    assert_eq!(apply.code, 1, "{}", apply.stdout);
+    let row = table_row(&apply.stdout, "Company multicomms-dev/cucumber-recruitment-clarify-cv");
+    assert!(row.contains("SecretNotFound") && row.contains("spec.apiKey"), "{row}");
+}
