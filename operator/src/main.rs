@@ -60,6 +60,16 @@ struct Target {
     /// Resources reconciled at once.
     #[arg(long, default_value_t = 16)]
     concurrency: usize,
+    /// `table`: changes and a result table; `json`: per resource, its conditions, changes and
+    /// outputs (queue URLs, ARNs, secret version ids, record version).
+    #[arg(short, long, value_enum, default_value_t = Output::Table)]
+    output: Output,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Output {
+    Table,
+    Json,
 }
 
 #[tokio::main]
@@ -95,9 +105,14 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         mode,
     };
     let reports = reconcile::reconcile_manifests(&ctx, &manifests, target.concurrency).await;
-    print!("{}", output::changes(&reports, mode));
-    println!();
-    print!("{}", output::result_table(&reports, mode));
+    match target.output {
+        Output::Table => {
+            print!("{}", output::changes(&reports, mode));
+            println!();
+            print!("{}", output::result_table(&reports, mode));
+        }
+        Output::Json => println!("{}", output::json(&reports)?),
+    }
     tracing::info!(
         aws_calls = ctx.aws.calls.total(),
         aws_writes = ctx.aws.calls.writes(),

@@ -1,5 +1,10 @@
 //! What `apply` and `plan` print: a result table per resource, and the changes.
-use crate::reconcile::{conditions::SYNCED, Action, Mode, Report};
+use crate::crd::Condition;
+use crate::reconcile::conditions::{conditions, SYNCED};
+use crate::reconcile::{Action, Mode, Report};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use serde::Serialize;
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
 /// One line per resource: READY / REASON / CHANGES / MESSAGE, like `kubectl get`.
@@ -81,4 +86,35 @@ fn resource(r: &Report) -> String {
     } else {
         format!("{} {}/{}", r.kind, r.namespace, r.name)
     }
+}
+
+/// One resource's result for machines (`--output json`): the conditions as the controller
+/// writes them to `status`, the changes, and where things are (URLs, ARNs, versions).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JsonReport<'a> {
+    kind: &'a str,
+    namespace: &'a str,
+    name: &'a str,
+    ready: bool,
+    conditions: Vec<Condition>,
+    changes: Vec<String>,
+    outputs: BTreeMap<&'a str, &'a str>,
+}
+
+pub fn json(reports: &[Report]) -> Result<String, serde_json::Error> {
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let out: Vec<JsonReport> = reports
+        .iter()
+        .map(|r| JsonReport {
+            kind: r.kind,
+            namespace: &r.namespace,
+            name: &r.name,
+            ready: r.is_ready(),
+            conditions: conditions(r, &[], &now),
+            changes: r.changes.iter().map(ToString::to_string).collect(),
+            outputs: r.outputs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
+        })
+        .collect();
+    serde_json::to_string_pretty(&out)
 }

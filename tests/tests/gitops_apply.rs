@@ -196,3 +196,43 @@ fn apply_without_the_referenced_secrets_fails_and_says_which_field() {
     let row = table_row(&apply.stdout, "Company multicomms-dev/cucumber-recruitment-clarify-cv");
     assert!(row.contains("SecretNotFound") && row.contains("spec.apiKey"), "{row}");
 }
+
+#[test]
+fn json_output_carries_conditions_and_where_things_are() {
+    let prefix = prefix();
+    let apply = run(&prefix, &[&["apply", "-o", "json"], examples().as_slice()].concat());
+    assert_eq!(apply.code, 0, "{}", apply.stderr);
+    let reports: serde_json::Value = serde_json::from_str(&apply.stdout).expect("JSON on stdout");
+    let find = |kind: &str, name: &str| {
+        reports
+            .as_array()
+            .and_then(|all| all.iter().find(|r| r["kind"] == kind && r["name"] == name))
+            .unwrap_or_else(|| panic!("no {kind} {name} in {reports}"))
+            .clone()
+    };
+    let whatsapp = find("Channel", "whatsapp");
+    let url = whatsapp["outputs"]["queueUrl"].as_str().expect("queue URL");
+    assert!(url.ends_with(&format!("/{prefix}-whatsapp-queue-e2e")), "{url}");
+    assert!(whatsapp["outputs"]["deadLetterQueueArn"]
+        .as_str()
+        .is_some_and(|a| a.starts_with("arn:aws:sqs:")));
+
+    let company = find("Company", "cucumber-recruitment-clarify-cv");
+    assert_eq!(company["ready"], true);
+    let conditions: Vec<&str> = company["conditions"]
+        .as_array()
+        .expect("conditions")
+        .iter()
+        .filter_map(|c| c["type"].as_str())
+        .collect();
+    assert_eq!(conditions, ["Ready", "SecretsSynced", "RecordSynced"]);
+    let secret =
+        &company["outputs"][format!("secret {prefix}/whatsapp-credentials/cucumber-recruitment/clarify-cv/twilio-e2e")];
+    assert!(
+        secret
+            .as_str()
+            .is_some_and(|s| s.starts_with("arn:aws:secretsmanager:") && s.contains("(version ")),
+        "{secret}"
+    );
+    assert_no_secret_values(&apply);
+}
