@@ -15,12 +15,11 @@ pub use error::AwsError;
 use aws_config::retry::RetryConfig;
 use aws_config::{BehaviorVersion, SdkConfig};
 
-/// SDK configuration from the environment, with adaptive retries: exponential backoff with
-/// jitter on throttling, 5xx and transport errors, and client-side rate limiting once AWS
-/// starts throttling.
+/// SDK configuration from the environment, with standard retries: exponential backoff with
+/// jitter on throttling, 5xx and transport errors (5 attempts).
 pub async fn load_config() -> SdkConfig {
     aws_config::defaults(BehaviorVersion::latest())
-        .retry_config(RetryConfig::adaptive().with_max_attempts(5))
+        .retry_config(RetryConfig::standard().with_max_attempts(5))
         .load()
         .await
 }
