@@ -131,22 +131,41 @@ async fn a_secret_owned_by_another_resource_is_left_alone() {
 #[tokio::test]
 async fn throttling_is_retried_with_backoff_and_hard_errors_are_reported() {
     let mut ctx = context(Mode::Apply).await;
-    ctx.aws.secrets =
-        secrets_with_fault(&ctx, Fault::new("DescribeSecret", "ThrottlingException", "Rate exceeded", 2)).await;
+    ctx.aws.secrets = secrets_with_fault(
+        &ctx,
+        Fault::new("DescribeSecret", "ThrottlingException", "Rate exceeded", 2),
+    )
+    .await;
     let report = sync(&ctx, "one").await;
-    assert!(report.is_ready(), "the SDK's retries absorb two throttles: {:?}", report.subsystems);
+    assert!(
+        report.is_ready(),
+        "the SDK's retries absorb two throttles: {:?}",
+        report.subsystems
+    );
     assert_eq!(stored(&ctx).await, r#"{"twilio_auth_token":"one"}"#);
 
     ctx.aws.secrets = secrets_with_fault(
         &ctx,
-        Fault::new("DescribeSecret", "AccessDeniedException", "not authorized to perform DescribeSecret", 1),
+        Fault::new(
+            "DescribeSecret",
+            "AccessDeniedException",
+            "not authorized to perform DescribeSecret",
+            1,
+        ),
     )
     .await;
     let report = sync(&ctx, "two").await;
     let failure = report.failure().expect("access denied");
     assert_eq!(failure.reason, multicomms_operator::reconcile::Reason::AwsError);
-    assert!(!failure.reason.is_terminal(), "AWS errors are retried by the next reconcile");
+    assert!(
+        !failure.reason.is_terminal(),
+        "AWS errors are retried by the next reconcile"
+    );
     assert!(failure.message.starts_with("DescribeSecret "), "{}", failure.message);
-    assert!(failure.message.contains("AccessDeniedException: not authorized"), "{}", failure.message);
+    assert!(
+        failure.message.contains("AccessDeniedException: not authorized"),
+        "{}",
+        failure.message
+    );
     assert!(!failure.message.contains("two"));
 }

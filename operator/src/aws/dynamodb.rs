@@ -170,24 +170,26 @@ impl Dynamo {
                     .map_err(build)?,
             );
         }
+        let index_keys = |index: &crate::desired::tables::Index| {
+            Ok::<_, AwsError>(vec![
+                key(index.partition.name, KeyRole::Hash).map_err(build)?,
+                key(index.sort.name, KeyRole::Range).map_err(build)?,
+            ])
+        };
         for index in &spec.global_indexes {
+            let builder = GlobalSecondaryIndex::builder().index_name(index.name).projection(all());
             request = request.global_secondary_indexes(
-                GlobalSecondaryIndex::builder()
-                    .index_name(index.name)
-                    .key_schema(key(index.partition.name, KeyRole::Hash).map_err(build)?)
-                    .key_schema(key(index.sort.name, KeyRole::Range).map_err(build)?)
-                    .projection(all())
+                builder
+                    .set_key_schema(Some(index_keys(index)?))
                     .build()
                     .map_err(build)?,
             );
         }
         for index in &spec.local_indexes {
+            let builder = LocalSecondaryIndex::builder().index_name(index.name).projection(all());
             request = request.local_secondary_indexes(
-                LocalSecondaryIndex::builder()
-                    .index_name(index.name)
-                    .key_schema(key(index.partition.name, KeyRole::Hash).map_err(build)?)
-                    .key_schema(key(index.sort.name, KeyRole::Range).map_err(build)?)
-                    .projection(all())
+                builder
+                    .set_key_schema(Some(index_keys(index)?))
                     .build()
                     .map_err(build)?,
             );

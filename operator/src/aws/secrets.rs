@@ -36,13 +36,22 @@ pub enum WriteError {
     Aws(#[from] AwsError),
 }
 
-/// AWS answers InvalidRequestException with this wording for writes to, or creation over, a
-/// secret that is scheduled for deletion.
-fn is_scheduled_for_deletion<E: ProvideErrorMetadata, R>(err: &SdkError<E, R>) -> bool {
-    err.code() == Some("InvalidRequestException")
+/// Maps a failed write. AWS answers InvalidRequestException, worded about deletion, to writes to
+/// (or creation over) a secret that is scheduled for deletion.
+fn write_error<E, R>(operation: &'static str, name: &str, err: SdkError<E, R>) -> WriteError
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    let scheduled_for_deletion = err.code() == Some("InvalidRequestException")
         && err
             .message()
-            .is_some_and(|m| m.contains("deletion") || m.contains("deleted"))
+            .is_some_and(|m| m.contains("deletion") || m.contains("deleted"));
+    if scheduled_for_deletion {
+        WriteError::ScheduledForDeletion
+    } else {
+        AwsError::from_sdk(operation, name, err).into()
+    }
 }
 
 impl SecretsManager {
@@ -107,8 +116,7 @@ impl SecretsManager {
                 arn: out.arn.unwrap_or_default(),
                 version_id: out.version_id,
             }),
-            Err(e) if is_scheduled_for_deletion(&e) => Err(WriteError::ScheduledForDeletion),
-            Err(e) => Err(AwsError::from_sdk("CreateSecret", name, e).into()),
+            Err(e) => Err(write_error("CreateSecret", name, e)),
         }
     }
 
@@ -125,8 +133,7 @@ impl SecretsManager {
                 arn: out.arn.unwrap_or_default(),
                 version_id: out.version_id,
             }),
-            Err(e) if is_scheduled_for_deletion(&e) => Err(WriteError::ScheduledForDeletion),
-            Err(e) => Err(AwsError::from_sdk("PutSecretValue", name, e).into()),
+            Err(e) => Err(write_error("PutSecretValue", name, e)),
         }
     }
 

@@ -1,7 +1,7 @@
 //! Company → company-data record + Secrets Manager secrets.
 use super::secret::{SecretSpec, Source};
 use super::Owner;
-use crate::crd::company::{AiSettings, CompanySpec};
+use crate::crd::company::{AiSettings, CompanySpec, TwilioCredentials};
 use multicomms_runtime::wire::company::{
     AiChannelConfig, AiConfig, ChannelConfig, EmailConfig, PerChannel, RateLimits, SmsConfig, WhatsappConfig,
 };
@@ -113,34 +113,16 @@ pub fn secrets(spec: &CompanySpec, naming: &Naming) -> Vec<SecretSpec> {
     }
     let c = &spec.channels;
     if let Some(w) = &c.whatsapp {
-        out.push(SecretSpec {
-            name: naming.channel_credentials_secret(ChannelKind::Whatsapp, company, project),
-            keys: vec![
-                (
-                    "twilio_account_sid",
-                    SecretSpec::from_ref("spec.channels.whatsapp.twilio.accountSid", &w.twilio.account_sid),
-                ),
-                (
-                    "twilio_auth_token",
-                    SecretSpec::from_ref("spec.channels.whatsapp.twilio.authToken", &w.twilio.auth_token),
-                ),
-                ("twilio_template_sid", Source::Literal(w.content_sid.clone())),
-            ],
-        });
+        let mut keys = twilio_keys(ChannelKind::Whatsapp, &w.twilio);
+        keys.push(("twilio_template_sid", Source::Literal(w.content_sid.clone())));
+        let name = naming.channel_credentials_secret(ChannelKind::Whatsapp, company, project);
+        out.push(SecretSpec { name, keys });
     }
     if let Some(s) = &c.sms {
+        let name = naming.channel_credentials_secret(ChannelKind::Sms, company, project);
         out.push(SecretSpec {
-            name: naming.channel_credentials_secret(ChannelKind::Sms, company, project),
-            keys: vec![
-                (
-                    "twilio_account_sid",
-                    SecretSpec::from_ref("spec.channels.sms.twilio.accountSid", &s.twilio.account_sid),
-                ),
-                (
-                    "twilio_auth_token",
-                    SecretSpec::from_ref("spec.channels.sms.twilio.authToken", &s.twilio.auth_token),
-                ),
-            ],
+            name,
+            keys: twilio_keys(ChannelKind::Sms, &s.twilio),
         });
     }
     if let Some(e) = &c.email {
@@ -164,6 +146,19 @@ pub fn secrets(spec: &CompanySpec, naming: &Naming) -> Vec<SecretSpec> {
         }
     }
     out
+}
+
+fn twilio_keys(kind: ChannelKind, twilio: &TwilioCredentials) -> Vec<(&'static str, Source)> {
+    vec![
+        (
+            "twilio_account_sid",
+            SecretSpec::from_ref(format!("spec.channels.{kind}.twilio.accountSid"), &twilio.account_sid),
+        ),
+        (
+            "twilio_auth_token",
+            SecretSpec::from_ref(format!("spec.channels.{kind}.twilio.authToken"), &twilio.auth_token),
+        ),
+    ]
 }
 
 #[cfg(test)]

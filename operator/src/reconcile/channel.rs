@@ -1,30 +1,22 @@
 //! Channel → dead-letter queue, main queue (redriving to it), and the shared OpenAI key.
-use super::{claim, secrets, Action, Context, Failure, Mode, Outcome, Report, ADOPT_ANNOTATION};
+use super::{begin, claim, secrets, Action, Context, Failure, Mode, Outcome, Report};
 use crate::aws::sqs::ObservedQueue;
 use crate::crd::Channel;
 use crate::desired::channel::{queues, redrive_policy, same_redrive_policy, QueueSpec, REDRIVE_POLICY};
 use crate::desired::secret::SecretValues;
 use crate::desired::{self, Owner, OWNER_TAG};
 use crate::validate;
-use kube::ResourceExt;
 use std::collections::BTreeMap;
 
 pub const QUEUES_SYNCED: &str = "QueuesSynced";
 pub const SECRETS_SYNCED: &str = "SecretsSynced";
 
 pub async fn reconcile(ctx: &Context, channel: &Channel, values: &SecretValues) -> Report {
-    let namespace = channel.namespace().unwrap_or_default();
-    let mut report = Report::new("Channel", &namespace, &channel.name_any(), channel.metadata.generation);
+    let (mut report, owner, adopt) = begin("Channel", channel);
     if let Err(invalid) = validate::channel(channel) {
         report.subsystems = vec![(QUEUES_SYNCED, Err(invalid.clone())), (SECRETS_SYNCED, Err(invalid))];
         return report;
     }
-    let owner = Owner {
-        kind: "Channel",
-        namespace,
-        name: channel.name_any(),
-    };
-    let adopt = channel.annotations().get(ADOPT_ANNOTATION).is_some_and(|v| v == "true");
 
     let queues = sync_queues(ctx, channel, &owner, adopt, &mut report).await;
     report.subsystems.push((QUEUES_SYNCED, queues));

@@ -3,7 +3,7 @@
 //! Order matters: the record is read first, so a resource claiming ids another resource owns
 //! changes nothing at all; then the secrets are written; the record last, because it points
 //! clients and processors at those secrets.
-use super::{claim, secrets, Action, Context, Failure, Mode, Outcome, Reason, Report, ADOPT_ANNOTATION};
+use super::{begin, claim, secrets, Action, Context, Failure, Mode, Outcome, Reason, Report};
 use crate::aws::dynamodb::{PutCondition, PutError};
 use crate::crd::Company;
 use crate::desired::secret::SecretValues;
@@ -11,7 +11,6 @@ use crate::desired::{self, Owner};
 use crate::diff;
 use crate::validate;
 use aws_sdk_dynamodb::types::AttributeValue;
-use kube::ResourceExt;
 use multicomms_runtime::wire::company::{MANAGED_BY, PARTITION_KEY, SORT_KEY, TIMESTAMPS};
 use multicomms_runtime::wire::{CompanyRecord, Item};
 
@@ -19,18 +18,11 @@ pub const SECRETS_SYNCED: &str = "SecretsSynced";
 pub const RECORD_SYNCED: &str = "RecordSynced";
 
 pub async fn reconcile(ctx: &Context, company: &Company, values: &SecretValues) -> Report {
-    let namespace = company.namespace().unwrap_or_default();
-    let mut report = Report::new("Company", &namespace, &company.name_any(), company.metadata.generation);
+    let (mut report, owner, adopt) = begin("Company", company);
     if let Err(invalid) = validate::company(company) {
         report.subsystems = vec![(SECRETS_SYNCED, Err(invalid.clone())), (RECORD_SYNCED, Err(invalid))];
         return report;
     }
-    let owner = Owner {
-        kind: "Company",
-        namespace,
-        name: company.name_any(),
-    };
-    let adopt = company.annotations().get(ADOPT_ANNOTATION).is_some_and(|v| v == "true");
     let desired = desired::company::record(&company.spec, &ctx.naming, &owner);
 
     let write = match plan_record(ctx, desired, &owner, adopt, &mut report).await {

@@ -184,6 +184,19 @@ impl Report {
     }
 }
 
+/// What every resource's reconcile starts from: an empty report, the ownership marker its AWS
+/// objects carry, and whether it may adopt unmarked objects ([`ADOPT_ANNOTATION`]).
+pub fn begin<K: kube::ResourceExt>(kind: &'static str, resource: &K) -> (Report, Owner, bool) {
+    let namespace = resource.namespace().unwrap_or_default();
+    let name = resource.name_any();
+    let report = Report::new(kind, &namespace, &name, resource.meta().generation);
+    let adopt = resource
+        .annotations()
+        .get(ADOPT_ANNOTATION)
+        .is_some_and(|v| v == "true");
+    (report, Owner { kind, namespace, name }, adopt)
+}
+
 /// Whether `owner` may manage an object carrying ownership `marker`. `Ok(true)` means the object
 /// is unmarked and `adopt` allows taking it over (the caller then writes the marker).
 pub fn claim(owner: &Owner, marker: Option<&str>, adopt: bool, object: &str) -> Result<bool, Failure> {
