@@ -243,10 +243,13 @@ mod tests {
         read_file(Path::new("x.yaml"), yaml, "default", &mut out);
         let values = out.secrets_in("ns");
         let get = |key: &str| {
-            values.get(&crate::crd::SecretKeyRef {
+            let reference = crate::crd::SecretKeyRef {
                 name: "s".into(),
                 key: key.into(),
-            })
+            };
+            values
+                .get("spec.x", &reference)
+                .map(|v| secrecy::ExposeSecret::expose_secret(v).to_string())
         };
         assert_eq!(get("a"), Ok("abc".to_string()));
         assert_eq!(get("b"), Ok("plain".to_string()));

@@ -30,6 +30,10 @@ async fn create_table(ctx_table: &str, partition: &str) {
         .expect("create table");
 }
 
+async fn ttl(ctx: &multicomms_operator::reconcile::Context, table: &str) -> Option<String> {
+    ctx.aws.dynamodb.ttl_attribute(table).await.expect("DescribeTimeToLive")
+}
+
 #[tokio::test]
 async fn creates_missing_tables_with_keys_indexes_and_ttl_then_leaves_them_alone() {
     let ctx = context(Mode::Apply).await;
@@ -43,19 +47,12 @@ async fn creates_missing_tables_with_keys_indexes_and_ttl_then_leaves_them_alone
         .await
         .expect("describe")
         .expect("table");
-    assert_eq!(conversations.global_indexes.len(), 4);
-    assert!(ctx
-        .aws
-        .dynamodb
-        .ttl_enabled(&ctx.naming.replies_stage_table())
-        .await
-        .expect("ttl"));
-    assert!(!ctx
-        .aws
-        .dynamodb
-        .ttl_enabled(&ctx.naming.company_data_table())
-        .await
-        .expect("ttl"));
+    assert_eq!(conversations.indexes.len(), 8);
+    assert_eq!(
+        ttl(&ctx, &ctx.naming.replies_stage_table()).await,
+        Some("expires_at".to_string())
+    );
+    assert_eq!(ttl(&ctx, &ctx.naming.company_data_table()).await, None);
 
     let again = same_place(&ctx, Mode::Apply).await;
     assert!(tables::reconcile(&again).await.changes.is_empty());
@@ -71,12 +68,10 @@ async fn a_present_table_is_adopted_and_gets_ttl_switched_on() {
     let lock = format!("table {}", ctx.naming.replies_trigger_lock_table());
     let change = report.changes.iter().find(|c| c.object == lock).expect("ttl change");
     assert_eq!(change.fields, ["ttl expires_at"]);
-    assert!(ctx
-        .aws
-        .dynamodb
-        .ttl_enabled(&ctx.naming.replies_trigger_lock_table())
-        .await
-        .expect("ttl"));
+    assert_eq!(
+        ttl(&ctx, &ctx.naming.replies_trigger_lock_table()).await,
+        Some("expires_at".to_string())
+    );
 }
 
 #[tokio::test]
@@ -85,7 +80,7 @@ async fn a_table_with_other_keys_is_reported_and_left_untouched() {
     create_table(&ctx.naming.company_data_table(), "id").await;
     let report = tables::reconcile(&ctx).await;
     let failure = report.failure().expect("wrong keys");
-    assert_eq!(failure.reason, Reason::OwnershipConflict);
+    assert_eq!(failure.reason, Reason::Incompatible);
     assert!(
         failure.message.contains("company_id (S) / project_id (S)"),
         "{}",
@@ -99,4 +94,37 @@ async fn a_table_with_other_keys_is_reported_and_left_untouched() {
         .expect("describe")
         .expect("table");
     assert_eq!(table.partition.0, "id");
+}
+
+#[tokio::test]
+async fn ttl_on_another_attribute_is_reported_and_every_table_still_checked() {
+    let ctx = context(Mode::Apply).await;
+    create_table(&ctx.naming.replies_stage_table(), "conversation_id").await;
+    let raw = raw_clients().await;
+    let other_ttl = aws_sdk_dynamodb::types::TimeToLiveSpecification::builder()
+        .enabled(true)
+        .attribute_name("ttl")
+        .build()
+        .expect("spec");
+    raw.dynamodb
+        .update_time_to_live()
+        .table_name(ctx.naming.replies_stage_table())
+        .time_to_live_specification(other_ttl)
+        .send()
+        .await
+        .expect("ttl");
+    let report = tables::reconcile(&ctx).await;
+    let failure = report.failure().expect("incompatible TTL");
+    assert_eq!(failure.reason, Reason::Incompatible);
+    assert!(
+        failure.message.contains(r#"expires items by "ttl", not "expires_at""#),
+        "{}",
+        failure.message
+    );
+    // The other three tables were still created.
+    let created = report
+        .changes
+        .iter()
+        .filter(|c| c.action == multicomms_operator::reconcile::Action::Create);
+    assert_eq!(created.count(), 3);
 }

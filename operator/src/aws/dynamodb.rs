@@ -41,7 +41,8 @@ pub enum PutError {
 pub struct ObservedTable {
     pub partition: (String, Option<KeyType>),
     pub sort: Option<(String, Option<KeyType>)>,
-    pub global_indexes: Vec<String>,
+    /// Names of its global and local secondary indexes.
+    pub indexes: Vec<String>,
 }
 
 impl Dynamo {
@@ -134,10 +135,12 @@ impl Dynamo {
         Ok(Some(ObservedTable {
             partition: key(KeyRole::Hash).unwrap_or_default(),
             sort: key(KeyRole::Range),
-            global_indexes: table
+            indexes: table
                 .global_secondary_indexes()
                 .iter()
-                .filter_map(|g| g.index_name().map(str::to_string))
+                .filter_map(|g| g.index_name())
+                .chain(table.local_secondary_indexes().iter().filter_map(|l| l.index_name()))
+                .map(str::to_string)
                 .collect(),
         }))
     }
@@ -212,7 +215,8 @@ impl Dynamo {
         Ok(())
     }
 
-    pub async fn ttl_enabled(&self, table: &str) -> Result<bool, AwsError> {
+    /// The attribute TTL expires items by, if TTL is on (or being switched on).
+    pub async fn ttl_attribute(&self, table: &str) -> Result<Option<String>, AwsError> {
         let out = self
             .client
             .describe_time_to_live()
@@ -220,10 +224,10 @@ impl Dynamo {
             .send()
             .await
             .map_err(|e| AwsError::from_sdk("DescribeTimeToLive", table, e))?;
-        Ok(matches!(
-            out.time_to_live_description().and_then(|d| d.time_to_live_status()),
-            Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling)
-        ))
+        Ok(out.time_to_live_description.and_then(|d| match d.time_to_live_status {
+            Some(TimeToLiveStatus::Enabled | TimeToLiveStatus::Enabling) => d.attribute_name,
+            _ => None,
+        }))
     }
 
     pub async fn enable_ttl(&self, table: &str, attribute: &str) -> Result<(), AwsError> {

@@ -32,6 +32,9 @@ pub enum WriteError {
     /// AWS refuses writes to a secret scheduled for deletion until it is restored.
     #[error("secret is scheduled for deletion")]
     ScheduledForDeletion,
+    /// CreateSecret found the name taken.
+    #[error("secret already exists")]
+    AlreadyExists,
     #[error(transparent)]
     Aws(#[from] AwsError),
 }
@@ -49,9 +52,17 @@ where
             .is_some_and(|m| m.contains("deletion") || m.contains("deleted"));
     if scheduled_for_deletion {
         WriteError::ScheduledForDeletion
+    } else if err.code() == Some("ResourceExistsException") {
+        WriteError::AlreadyExists
     } else {
         AwsError::from_sdk(operation, name, err).into()
     }
+}
+
+fn aws_tags(tags: &BTreeMap<&'static str, String>) -> Vec<Tag> {
+    tags.iter()
+        .map(|(k, v)| Tag::builder().key(*k).value(v).build())
+        .collect()
 }
 
 impl SecretsManager {
@@ -99,16 +110,12 @@ impl SecretsManager {
         value: &SecretString,
         tags: &BTreeMap<&'static str, String>,
     ) -> Result<WrittenSecret, WriteError> {
-        let tags = tags
-            .iter()
-            .map(|(k, v)| Tag::builder().key(*k).value(v).build())
-            .collect();
         match self
             .client
             .create_secret()
             .name(name)
             .secret_string(value.expose_secret())
-            .set_tags(Some(tags))
+            .set_tags(Some(aws_tags(tags)))
             .send()
             .await
         {
@@ -148,14 +155,10 @@ impl SecretsManager {
     }
 
     pub async fn tag(&self, name: &str, tags: &BTreeMap<&'static str, String>) -> Result<(), AwsError> {
-        let tags = tags
-            .iter()
-            .map(|(k, v)| Tag::builder().key(*k).value(v).build())
-            .collect();
         self.client
             .tag_resource()
             .secret_id(name)
-            .set_tags(Some(tags))
+            .set_tags(Some(aws_tags(tags)))
             .send()
             .await
             .map_err(|e| AwsError::from_sdk("TagResource", name, e))?;

@@ -28,14 +28,6 @@ impl SecretSpec {
         }
     }
 
-    /// Every Kubernetes Secret key this secret reads.
-    pub fn references(&self) -> impl Iterator<Item = (&str, &SecretKeyRef)> {
-        self.keys.iter().filter_map(|(_, source)| match source {
-            Source::Secret { field, reference } => Some((field.as_str(), reference)),
-            Source::Literal(_) => None,
-        })
-    }
-
     /// Looks the values up and renders the secret's JSON. The error names the spec field whose
     /// reference is missing; it never contains a value.
     pub fn resolve(&self, values: &SecretValues) -> Result<DesiredSecret, MissingSecret> {
@@ -43,11 +35,7 @@ impl SecretSpec {
         for (key, source) in &self.keys {
             let value = match source {
                 Source::Literal(v) => v.clone(),
-                Source::Secret { field, reference } => values.get(reference).map_err(|missing| MissingSecret {
-                    field: field.clone(),
-                    reference: reference.clone(),
-                    secret_exists: missing == Missing::Key,
-                })?,
+                Source::Secret { field, reference } => values.get(field, reference)?.expose_secret().to_string(),
             };
             object.insert((*key).to_string(), serde_json::Value::String(value));
         }
@@ -76,27 +64,13 @@ impl DesiredSecret {
     }
 }
 
-/// A reference whose Secret or key does not exist.
+/// A reference whose Secret or key does not exist. The message names the spec field.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{field}: {} {}", if *.secret_exists { "Secret has no key" } else { "Secret not found:" }, describe(.reference, *.secret_exists))]
-pub struct MissingSecret {
-    pub field: String,
-    pub reference: SecretKeyRef,
-    pub secret_exists: bool,
-}
-
-fn describe(reference: &SecretKeyRef, secret_exists: bool) -> String {
-    if secret_exists {
-        format!("{:?} in Secret {:?}", reference.key, reference.name)
-    } else {
-        format!("{:?} (key {:?})", reference.name, reference.key)
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Missing {
-    Secret,
-    Key,
+pub enum MissingSecret {
+    #[error("{field}: Secret not found: {:?} (key {:?})", .reference.name, .reference.key)]
+    Secret { field: String, reference: SecretKeyRef },
+    #[error("{field}: Secret has no key {:?} in Secret {:?}", .reference.key, .reference.name)]
+    Key { field: String, reference: SecretKeyRef },
 }
 
 /// Values of the Kubernetes Secrets in one namespace, by Secret name and key.
@@ -120,10 +94,18 @@ impl SecretValues {
             .insert(key.to_string(), value);
     }
 
-    pub fn get(&self, reference: &SecretKeyRef) -> Result<String, Missing> {
-        let secret = self.secrets.get(&reference.name).ok_or(Missing::Secret)?;
-        let value = secret.get(&reference.key).ok_or(Missing::Key)?;
-        Ok(value.expose_secret().to_string())
+    /// The value `reference` (made in spec field `field`) points at.
+    pub fn get(&self, field: &str, reference: &SecretKeyRef) -> Result<&SecretString, MissingSecret> {
+        let missing = |secret_exists: bool| {
+            let (field, reference) = (field.to_string(), reference.clone());
+            if secret_exists {
+                MissingSecret::Key { field, reference }
+            } else {
+                MissingSecret::Secret { field, reference }
+            }
+        };
+        let secret = self.secrets.get(&reference.name).ok_or_else(|| missing(false))?;
+        secret.get(&reference.key).ok_or_else(|| missing(true))
     }
 }
 

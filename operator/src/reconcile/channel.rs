@@ -1,5 +1,6 @@
 //! Channel → dead-letter queue, main queue (redriving to it), and the shared OpenAI key.
-use super::{begin, claim, secrets, Action, Context, Failure, Mode, Outcome, Report};
+use super::secrets::{self, SECRETS_SYNCED};
+use super::{begin, claim, Action, Context, Failure, Mode, Outcome, Report};
 use crate::aws::sqs::ObservedQueue;
 use crate::crd::Channel;
 use crate::desired::channel::{queues, redrive_policy, same_redrive_policy, QueueSpec, REDRIVE_POLICY};
@@ -9,7 +10,6 @@ use crate::validate;
 use std::collections::BTreeMap;
 
 pub const QUEUES_SYNCED: &str = "QueuesSynced";
-pub const SECRETS_SYNCED: &str = "SecretsSynced";
 
 pub async fn reconcile(ctx: &Context, channel: &Channel, values: &SecretValues) -> Report {
     let (mut report, owner, adopt) = begin("Channel", channel);
@@ -64,12 +64,17 @@ async fn sync_queue(
     let Some(observed) = sqs.observe(&spec.name).await? else {
         report.change(
             Action::Create,
-            object,
+            &object,
             spec.attributes.keys().map(|k| k.to_string()).collect(),
         );
         return match ctx.mode {
             Mode::Plan => Ok(None),
-            Mode::Apply => Ok(Some(sqs.create(&spec.name, &spec.attributes, &tags).await?)),
+            Mode::Apply => {
+                let created = sqs.create(&spec.name, &spec.attributes, &tags).await?;
+                // CreateQueue returns an existing queue with the same attributes: check it is ours.
+                claim(owner, created.tags.get(OWNER_TAG).map(String::as_str), false, &object)?;
+                Ok(Some(created))
+            }
         };
     };
 

@@ -3,7 +3,8 @@
 //! Order matters: the record is read first, so a resource claiming ids another resource owns
 //! changes nothing at all; then the secrets are written; the record last, because it points
 //! clients and processors at those secrets.
-use super::{begin, claim, secrets, Action, Context, Failure, Mode, Outcome, Reason, Report};
+use super::secrets::{self, SECRETS_SYNCED};
+use super::{begin, claim, Action, Context, Failure, Mode, Outcome, Reason, Report};
 use crate::aws::dynamodb::{PutCondition, PutError};
 use crate::crd::Company;
 use crate::desired::secret::SecretValues;
@@ -14,7 +15,6 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use multicomms_runtime::wire::company::{MANAGED_BY, PARTITION_KEY, SORT_KEY, TIMESTAMPS};
 use multicomms_runtime::wire::{CompanyRecord, Item};
 
-pub const SECRETS_SYNCED: &str = "SecretsSynced";
 pub const RECORD_SYNCED: &str = "RecordSynced";
 
 pub async fn reconcile(ctx: &Context, company: &Company, values: &SecretValues) -> Report {

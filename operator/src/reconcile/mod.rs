@@ -78,6 +78,9 @@ pub enum Reason {
     SecretNotFound,
     /// The AWS object belongs to another resource or to nobody we know.
     OwnershipConflict,
+    /// The AWS object exists in a shape we cannot use (e.g. a table with other keys); it is
+    /// left untouched.
+    Incompatible,
     /// AWS refused or failed the call after retries.
     AwsError,
     /// Waits for another subsystem of the same resource.
@@ -90,6 +93,7 @@ impl Reason {
             Reason::InvalidSpec => "InvalidSpec",
             Reason::SecretNotFound => "SecretNotFound",
             Reason::OwnershipConflict => "OwnershipConflict",
+            Reason::Incompatible => "Incompatible",
             Reason::AwsError => "AwsError",
             Reason::Blocked => "Blocked",
         }
@@ -99,7 +103,7 @@ impl Reason {
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            Reason::InvalidSpec | Reason::SecretNotFound | Reason::OwnershipConflict
+            Reason::InvalidSpec | Reason::SecretNotFound | Reason::OwnershipConflict | Reason::Incompatible
         )
     }
 }
@@ -115,7 +119,7 @@ impl Failure {
 
 impl From<AwsError> for Failure {
     fn from(e: AwsError) -> Self {
-        let retry = if e.retryable { " (transient; retried)" } else { "" };
+        let retry = if e.retryable { " (transient)" } else { "" };
         Failure::new(Reason::AwsError, format!("{e}{retry}"))
     }
 }
@@ -218,8 +222,11 @@ pub fn claim(owner: &Owner, marker: Option<&str>, adopt: bool, object: &str) -> 
 }
 
 /// Reconciles everything read from a directory: the tables first, then channels and companies
-/// (`concurrency` at a time). Reports come back tables first, then by kind, namespace and name;
-/// manifests that did not parse report among their kind.
+/// (`concurrency` at a time). Resources that would touch the same AWS objects (two Channels of
+/// one type; two Companies with the same ids or names) run one after the other, so the first
+/// claims the objects and the others get a conflict without writing anything. Reports come back
+/// tables first, then by kind, namespace and name; manifests that did not parse report among
+/// their kind.
 pub async fn reconcile_manifests(
     ctx: &Context,
     manifests: &crate::manifests::Manifests,
@@ -227,13 +234,33 @@ pub async fn reconcile_manifests(
 ) -> Vec<Report> {
     use futures::StreamExt;
     let tables = tables::reconcile(ctx).await;
-    let channels = futures::stream::iter(&manifests.channels)
-        .map(|c| async { channel::reconcile(ctx, c, &manifests.secrets_in(&namespace_of(c))).await })
+    let channel_groups = overlapping(&manifests.channels, |c| vec![c.spec.kind.to_string()]);
+    let company_groups = overlapping(&manifests.companies, |c| {
+        let names = [&c.spec.company_name, &c.spec.project_name].map(|n| multicomms_runtime::wire::names::slug(n));
+        vec![
+            format!("ids {} {}", c.spec.company_id, c.spec.project_id),
+            format!("names {} {}", names[0], names[1]),
+        ]
+    });
+    let channels = futures::stream::iter(channel_groups)
+        .map(|group| async move {
+            let mut reports = Vec::new();
+            for c in group {
+                reports.push(channel::reconcile(ctx, c, &manifests.secrets_in(&namespace_of(c))).await);
+            }
+            reports
+        })
         .buffer_unordered(concurrency.max(1))
         .collect::<Vec<_>>()
         .await;
-    let companies = futures::stream::iter(&manifests.companies)
-        .map(|c| async { company::reconcile(ctx, c, &manifests.secrets_in(&namespace_of(c))).await })
+    let companies = futures::stream::iter(company_groups)
+        .map(|group| async move {
+            let mut reports = Vec::new();
+            for c in group {
+                reports.push(company::reconcile(ctx, c, &manifests.secrets_in(&namespace_of(c))).await);
+            }
+            reports
+        })
         .buffer_unordered(concurrency.max(1))
         .collect::<Vec<_>>()
         .await;
@@ -241,13 +268,60 @@ pub async fn reconcile_manifests(
         .invalid
         .iter()
         .cloned()
-        .chain(channels)
-        .chain(companies)
+        .chain(channels.into_iter().flatten())
+        .chain(companies.into_iter().flatten())
         .collect();
     resources.sort_by(|a, b| (a.kind, &a.namespace, &a.name).cmp(&(b.kind, &b.namespace, &b.name)));
     std::iter::once(tables).chain(resources).collect()
 }
 
+/// Groups resources that share any key (transitively), each group in input order.
+fn overlapping<'a, K>(resources: &'a [K], keys: impl Fn(&K) -> Vec<String>) -> Vec<Vec<&'a K>> {
+    // Union-find over resource indices, joined through the first resource seen with each key.
+    let mut parent: Vec<usize> = (0..resources.len()).collect();
+    fn root(parent: &mut [usize], mut i: usize) -> usize {
+        while parent[i] != i {
+            parent[i] = parent[parent[i]];
+            i = parent[i];
+        }
+        i
+    }
+    let mut first_with_key: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for (i, resource) in resources.iter().enumerate() {
+        for key in keys(resource) {
+            let j = *first_with_key.entry(key).or_insert(i);
+            let (a, b) = (root(&mut parent, i), root(&mut parent, j));
+            parent[a.max(b)] = a.min(b);
+        }
+    }
+    let mut groups: std::collections::BTreeMap<usize, Vec<&K>> = std::collections::BTreeMap::new();
+    for (i, resource) in resources.iter().enumerate() {
+        let r = root(&mut parent, i);
+        groups.entry(r).or_default().push(resource);
+    }
+    groups.into_values().collect()
+}
+
 fn namespace_of<K: kube::ResourceExt>(resource: &K) -> String {
     resource.namespace().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::overlapping;
+
+    #[test]
+    fn resources_sharing_a_key_are_grouped_transitively_in_order() {
+        let items = [("a", "x"), ("b", "y"), ("c", "x"), ("d", "z"), ("e", "y")];
+        // c shares x with a; e shares y with b; d is alone. Link b and d through a second key.
+        let groups = overlapping(&items, |(name, key)| {
+            let mut keys = vec![key.to_string()];
+            if *name == "d" || *name == "b" {
+                keys.push("bd".into());
+            }
+            keys
+        });
+        let names: Vec<Vec<&str>> = groups.iter().map(|g| g.iter().map(|(n, _)| *n).collect()).collect();
+        assert_eq!(names, [vec!["a", "c"], vec!["b", "d", "e"]]);
+    }
 }

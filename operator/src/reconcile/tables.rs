@@ -1,24 +1,28 @@
-//! The environment's tables: created if missing, adopted if present with the expected keys,
-//! TTL switched on where the replies engine needs it. Never modified otherwise, never deleted.
+//! The environment's tables: created if missing, adopted if present with the expected keys and
+//! indexes, TTL switched on where the replies engine needs it. Never modified otherwise, never
+//! deleted.
 use super::{Action, Context, Failure, Mode, Outcome, Reason, Report};
 use crate::desired::tables::{tables, Key, KeyType, TableSpec};
 
 pub const TABLES_SYNCED: &str = "TablesSynced";
 
 pub async fn reconcile(ctx: &Context) -> Report {
-    let mut report = Report::new(
-        "Tables",
-        "",
-        &format!("{}-*-{}", ctx.naming.prefix, ctx.naming.env),
-        None,
-    );
-    let mut outcome: Outcome = Ok("tables present with the expected keys".into());
+    let name = format!("{}-*-{}", ctx.naming.prefix, ctx.naming.env);
+    let mut report = Report::new("Tables", "", &name, None);
+    // Every table is looked at even when one fails, so one report names all problems.
+    let mut problems = Vec::new();
     for spec in tables(&ctx.naming) {
         if let Err(failure) = sync_table(ctx, &spec, &mut report).await {
-            outcome = Err(failure);
-            break;
+            problems.push(failure);
         }
     }
+    let outcome: Outcome = match problems.first() {
+        None => Ok("tables present with the expected keys".into()),
+        Some(first) => {
+            let messages: Vec<&str> = problems.iter().map(|p| p.message.as_str()).collect();
+            Err(Failure::new(first.reason, messages.join("; ")))
+        }
+    };
     report.subsystems.push((TABLES_SYNCED, outcome));
     report
 }
@@ -26,57 +30,56 @@ pub async fn reconcile(ctx: &Context) -> Report {
 async fn sync_table(ctx: &Context, spec: &TableSpec, report: &mut Report) -> Result<(), Failure> {
     let ddb = &ctx.aws.dynamodb;
     let object = format!("table {}", spec.name);
-    match ddb.describe_table(&spec.name).await? {
-        None => {
-            let mut fields = vec![format!("keys {}", describe_keys(&spec.partition, spec.sort.as_ref()))];
-            fields.extend(
-                spec.global_indexes
-                    .iter()
-                    .chain(&spec.local_indexes)
-                    .map(|i| format!("index {}", i.name)),
-            );
-            fields.extend(spec.ttl_attribute.map(|a| format!("ttl {a}")));
-            report.change(Action::Create, object, fields);
-            if ctx.mode == Mode::Apply {
-                ddb.create_table(spec).await?;
-                if let Some(attribute) = spec.ttl_attribute {
-                    ddb.enable_ttl(&spec.name, attribute).await?;
-                }
+    let keys = describe_keys(&spec.partition, spec.sort.as_ref());
+    let Some(observed) = ddb.describe_table(&spec.name).await? else {
+        let mut fields = vec![format!("keys {keys}")];
+        fields.extend(
+            spec.global_indexes
+                .iter()
+                .chain(&spec.local_indexes)
+                .map(|i| format!("index {}", i.name)),
+        );
+        fields.extend(spec.ttl_attribute.map(|a| format!("ttl {a}")));
+        report.change(Action::Create, object, fields);
+        if ctx.mode == Mode::Apply {
+            ddb.create_table(spec).await?;
+            if let Some(attribute) = spec.ttl_attribute {
+                ddb.enable_ttl(&spec.name, attribute).await?;
             }
         }
-        Some(observed) => {
-            let wanted = (spec.partition.name.to_string(), Some(spec.partition.kind));
-            let wanted_sort = spec.sort.as_ref().map(|k| (k.name.to_string(), Some(k.kind)));
-            if observed.partition != wanted || observed.sort != wanted_sort {
-                return Err(Failure::new(
-                    Reason::OwnershipConflict,
-                    format!(
-                        "{object} exists with other keys than {}; it is left untouched",
-                        describe_keys(&spec.partition, spec.sort.as_ref())
-                    ),
-                ));
-            }
-            let missing: Vec<&str> = spec
-                .global_indexes
-                .iter()
-                .map(|i| i.name)
-                .filter(|name| !observed.global_indexes.iter().any(|g| g == name))
-                .collect();
-            if !missing.is_empty() {
-                return Err(Failure::new(
-                    Reason::OwnershipConflict,
-                    format!(
-                        "{object} lacks global indexes {}; add them or recreate the table",
-                        missing.join(", ")
-                    ),
-                ));
-            }
-            if let Some(attribute) = spec.ttl_attribute {
-                if !ddb.ttl_enabled(&spec.name).await? {
-                    report.change(Action::Update, object, vec![format!("ttl {attribute}")]);
-                    if ctx.mode == Mode::Apply {
-                        ddb.enable_ttl(&spec.name, attribute).await?;
-                    }
+        report.output(format!("table {}", spec.name), "present");
+        return Ok(());
+    };
+
+    let incompatible = |why: String| {
+        Err(Failure::new(
+            Reason::Incompatible,
+            format!("{object} {why}; it is left untouched"),
+        ))
+    };
+    let wanted = (spec.partition.name.to_string(), Some(spec.partition.kind));
+    let wanted_sort = spec.sort.as_ref().map(|k| (k.name.to_string(), Some(k.kind)));
+    if observed.partition != wanted || observed.sort != wanted_sort {
+        return incompatible(format!("exists with other keys than {keys}"));
+    }
+    let missing: Vec<&str> = spec
+        .global_indexes
+        .iter()
+        .chain(&spec.local_indexes)
+        .map(|i| i.name)
+        .filter(|name| !observed.indexes.iter().any(|have| have == name))
+        .collect();
+    if !missing.is_empty() {
+        return incompatible(format!("lacks the indexes {}", missing.join(", ")));
+    }
+    if let Some(attribute) = spec.ttl_attribute {
+        match ddb.ttl_attribute(&spec.name).await? {
+            Some(enabled) if enabled == attribute => {}
+            Some(other) => return incompatible(format!("expires items by {other:?}, not {attribute:?}")),
+            None => {
+                report.change(Action::Update, object, vec![format!("ttl {attribute}")]);
+                if ctx.mode == Mode::Apply {
+                    ddb.enable_ttl(&spec.name, attribute).await?;
                 }
             }
         }
