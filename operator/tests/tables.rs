@@ -99,7 +99,7 @@ async fn a_table_with_other_keys_is_reported_and_left_untouched() {
 #[tokio::test]
 async fn ttl_on_another_attribute_is_reported_and_every_table_still_checked() {
     let ctx = context(Mode::Apply).await;
-    create_table(&ctx.naming.replies_stage_table(), "conversation_id").await;
+    create_table(&ctx.naming.replies_trigger_lock_table(), "conversation_id").await;
     let raw = raw_clients().await;
     let other_ttl = aws_sdk_dynamodb::types::TimeToLiveSpecification::builder()
         .enabled(true)
@@ -108,7 +108,7 @@ async fn ttl_on_another_attribute_is_reported_and_every_table_still_checked() {
         .expect("spec");
     raw.dynamodb
         .update_time_to_live()
-        .table_name(ctx.naming.replies_stage_table())
+        .table_name(ctx.naming.replies_trigger_lock_table())
         .time_to_live_specification(other_ttl)
         .send()
         .await
