@@ -20,16 +20,21 @@ start_emulator() {
   "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" > "$ROOT/target/moto.log" 2>&1 &
   EMULATOR_PID=$!
   trap 'kill "$EMULATOR_PID" 2>/dev/null || true' EXIT
-  for _ in $(seq 1 200); do
+  local ready=""
+  for _ in $(seq 1 300); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      ready=yes
       break
     fi
     if ! kill -0 "$EMULATOR_PID" 2>/dev/null; then
-      echo "moto failed to start; see target/moto.log" >&2
-      return 1
+      break
     fi
     sleep 0.1
   done
+  if [ -z "$ready" ]; then
+    echo "moto did not start on port $port; see target/moto.log" >&2
+    return 1
+  fi
   # Fake credentials and a loopback endpoint: nothing here can reach a real AWS account.
   unset AWS_PROFILE AWS_SESSION_TOKEN AWS_DEFAULT_PROFILE
   export AWS_ENDPOINT_URL="http://127.0.0.1:$port" AWS_REGION=eu-north-1 \

@@ -47,6 +47,11 @@ pub fn load(paths: &[PathBuf], default_namespace: &str) -> Result<Manifests, Loa
         if !path.exists() {
             return Err(LoadError::NotFound(path.clone()));
         }
+        if path.is_file() {
+            // A file named explicitly is read whatever its extension.
+            files.push(path.clone());
+            continue;
+        }
         files.extend(
             walkdir::WalkDir::new(path)
                 .into_iter()
@@ -124,7 +129,32 @@ where
         .and_then(|n| n.as_str())
         .unwrap_or(default_namespace)
         .to_string();
-    match serde_path_to_error::deserialize::<_, K>(value) {
+    let kind = match K::kind(&()) {
+        std::borrow::Cow::Borrowed(kind) => kind,
+        std::borrow::Cow::Owned(_) => "Resource",
+    };
+    // Unknown fields are errors, as with `kubectl apply --validate=strict`: a misspelt optional
+    // field would otherwise vanish silently (e.g. `ai.apikey`, and the shared key is used).
+    let mut unknown = Vec::new();
+    let mut record_unknown = |path: serde_ignored::Path<'_>| {
+        // `?` marks an Option level in serde_ignored's paths; apiVersion and kind were read above.
+        let path = path.to_string().replace(".?", "");
+        if path != "apiVersion" && path != "kind" {
+            unknown.push(path);
+        }
+    };
+    let ignoring = serde_ignored::Deserializer::new(value, &mut record_unknown);
+    match serde_path_to_error::deserialize::<_, K>(ignoring) {
+        Ok(_) if !unknown.is_empty() => {
+            let fields: Vec<String> = unknown.iter().map(|p| format!("{p}: unknown field")).collect();
+            out.invalid.push(invalid(
+                kind,
+                &namespace,
+                &name,
+                format!("{} ({file})", fields.join("; ")),
+            ));
+            None
+        }
         Ok(mut resource) => {
             if resource.namespace().is_none() {
                 resource.meta_mut().namespace = Some(default_namespace.to_string());
@@ -133,35 +163,35 @@ where
         }
         Err(e) => {
             let path = e.path().to_string();
-            let message = format!("{path}: {} ({file})", redact_strings(&e.into_inner().to_string()));
-            let kind = match K::kind(&()) {
-                std::borrow::Cow::Borrowed(kind) => kind,
-                std::borrow::Cow::Owned(_) => "Resource",
-            };
+            let message = format!("{path}: {} ({file})", redact_values(&e.into_inner().to_string()));
             out.invalid.push(invalid(kind, &namespace, &name, message));
             None
         }
     }
 }
 
-/// serde quotes the offending value (`invalid type: string "sk-..."`); a credential pasted where
-/// a `secretKeyRef` belongs must not travel on into output, status or logs.
-fn redact_strings(message: &str) -> String {
-    let mut out = String::with_capacity(message.len());
-    let mut rest = message;
-    while let Some(start) = rest.find("string \"") {
-        out.push_str(&rest[..start]);
-        out.push_str("a string");
-        let after = &rest[start + "string \"".len()..];
-        // The value ends at the last quote before serde's ", expected ..." tail (values may hold quotes).
-        let end = after
-            .find("\", expected")
-            .or_else(|| after.rfind('"'))
-            .unwrap_or(after.len());
-        rest = after[end..].strip_prefix('"').unwrap_or(&after[end..]);
+/// serde quotes the offending value (`invalid type: string "sk-...", expected ...`). A
+/// credential pasted where a `secretKeyRef` belongs must not travel on into output, status or
+/// logs, so only the value's kind is kept.
+fn redact_values(message: &str) -> String {
+    for marker in ["invalid type: ", "invalid value: "] {
+        if let Some(start) = message.find(marker) {
+            let from = start + marker.len();
+            // The last ", expected" is serde's own; the value may contain that text too.
+            let end = message[from..].rfind(", expected").map_or(message.len(), |e| from + e);
+            let kind = match message[from..end].split_whitespace().next() {
+                Some("string") => "a string",
+                Some("integer") => "an integer",
+                Some("floating") => "a number",
+                Some("boolean") => "a boolean",
+                Some("map") => "a map",
+                Some("sequence") => "a list",
+                _ => "a value",
+            };
+            return format!("{}{kind}{}", &message[..from], &message[end..]);
+        }
     }
-    out.push_str(rest);
-    out
+    message.to_string()
 }
 
 fn invalid(kind: &'static str, namespace: &str, name: &str, message: String) -> Report {
@@ -188,34 +218,43 @@ fn read_secret(value: &serde_yaml::Value, file: &str, default_namespace: &str, o
         .and_then(|m| m.get("namespace"))
         .and_then(|n| n.as_str())
         .unwrap_or(default_namespace);
-    let values = out.secrets.entry(namespace.to_string()).or_default();
-    let entries = |field: &str| -> Vec<(String, String)> {
-        value
-            .get(field)
-            .and_then(|d| d.as_mapping())
-            .map(|m| {
-                m.iter()
-                    .filter_map(|(k, v)| Some((k.as_str()?.to_string(), v.as_str()?.to_string())))
-                    .collect()
-            })
-            .unwrap_or_default()
+    let mut entries = |field: &str| -> Vec<(String, String)> {
+        let Some(mapping) = value.get(field).and_then(|d| d.as_mapping()) else {
+            return vec![];
+        };
+        let mut out_entries = Vec::new();
+        for (key, v) in mapping {
+            match (key.as_str(), v.as_str()) {
+                (Some(key), Some(v)) => out_entries.push((key.to_string(), v.to_string())),
+                // Kubernetes takes only strings here; say so rather than drop the key.
+                _ => out.invalid.push(invalid(
+                    "Secret",
+                    namespace,
+                    name,
+                    format!("{field}.{}: must be a string ({file})", key.as_str().unwrap_or("?")),
+                )),
+            }
+        }
+        out_entries
     };
-    for (key, encoded) in entries("data") {
+    let data = entries("data");
+    let string_data = entries("stringData");
+    let values = out.secrets.entry(namespace.to_string()).or_default();
+    let mut bad = Vec::new();
+    for (key, encoded) in data {
         match base64::engine::general_purpose::STANDARD
             .decode(encoded.trim())
             .map(String::from_utf8)
         {
             Ok(Ok(plain)) => values.insert(name, &key, SecretString::from(plain)),
-            _ => out.invalid.push(invalid(
-                "Secret",
-                namespace,
-                name,
-                format!("data.{key}: not base64-encoded UTF-8 ({file})"),
-            )),
+            _ => bad.push(format!("data.{key}: not base64-encoded UTF-8 ({file})")),
         }
     }
-    for (key, plain) in entries("stringData") {
+    for (key, plain) in string_data {
         values.insert(name, &key, SecretString::from(plain));
+    }
+    for message in bad {
+        out.invalid.push(invalid("Secret", namespace, name, message));
     }
 }
 
@@ -226,14 +265,38 @@ mod tests {
     #[test]
     fn values_in_serde_messages_are_redacted() {
         assert_eq!(
-            redact_strings(r#"invalid type: string "sk-secret", expected struct SecretValue"#),
+            redact_values(r#"invalid type: string "sk-secret", expected struct SecretValue"#),
             "invalid type: a string, expected struct SecretValue"
         );
         assert_eq!(
-            redact_strings(r#"invalid type: string "a\"b""#),
-            "invalid type: a string"
+            redact_values(r#"invalid type: string "a, expected b", expected struct SecretValue"#),
+            "invalid type: a string, expected struct SecretValue"
         );
-        assert_eq!(redact_strings("missing field `projectId`"), "missing field `projectId`");
+        assert_eq!(
+            redact_values("invalid type: integer `123456`, expected u32"),
+            "invalid type: an integer, expected u32"
+        );
+        assert_eq!(
+            redact_values("invalid value: boolean `true`, expected x"),
+            "invalid value: a boolean, expected x"
+        );
+        assert_eq!(redact_values("missing field `projectId`"), "missing field `projectId`");
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected_by_path() {
+        let yaml = include_str!("../../config/companies/cucumber-recruitment-clarify-cv.yaml").replace(
+            "senderNumber: \"+447588713814\"\n      contentSid",
+            "senderNumbr: \"+447588713814\"\n      senderNumber: \"+447588713814\"\n      contentSid",
+        );
+        let mut out = Manifests::default();
+        read_file(Path::new("c.yaml"), &yaml, "default", &mut out);
+        assert!(out.companies.is_empty());
+        let failure = out.invalid[0].failure().expect("invalid");
+        assert_eq!(
+            failure.message,
+            "spec.channels.whatsapp.senderNumbr: unknown field (c.yaml)"
+        );
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! What `apply` and `plan` print: a result table per resource, and the changes.
 use crate::crd::Condition;
-use crate::reconcile::conditions::{conditions, SYNCED};
+use crate::reconcile::conditions::conditions;
 use crate::reconcile::{Action, Mode, Report};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde::Serialize;
@@ -13,12 +13,15 @@ pub fn result_table(reports: &[Report], mode: Mode) -> String {
     let rows: Vec<[String; 5]> = reports
         .iter()
         .map(|r| {
+            let ready = ready_condition(r);
             let resource = resource(r);
-            let (ready, reason, message) = match r.failure() {
-                None => ("True", SYNCED.to_string(), String::new()),
-                Some(f) => ("False", f.reason.as_str().to_string(), f.message.clone()),
-            };
-            [resource, ready.into(), reason, r.changes.len().to_string(), message]
+            [
+                resource,
+                ready.status,
+                ready.reason,
+                r.changes.len().to_string(),
+                ready.message,
+            ]
         })
         .collect();
     let header = [
@@ -78,6 +81,12 @@ pub fn changes(reports: &[Report], mode: Mode) -> String {
     };
     let _ = writeln!(out, "{counts}; {failed} of {} resources not ready.", reports.len());
     out
+}
+
+/// The `Ready` condition, as `status` would carry it.
+fn ready_condition(r: &Report) -> Condition {
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    conditions(r, &[], &now).swap_remove(0)
 }
 
 fn resource(r: &Report) -> String {

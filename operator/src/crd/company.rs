@@ -5,6 +5,7 @@
 #![allow(clippy::duplicated_attributes)]
 use super::common::{Condition, DeletionPolicy, SecretValue};
 use kube::{CustomResource, KubeSchema};
+use multicomms_runtime::wire::company::{PROJECT_ACTIVE, PROJECT_INACTIVE};
 use multicomms_runtime::wire::ChannelKind;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -98,8 +99,8 @@ pub enum ProjectStatus {
 impl ProjectStatus {
     pub fn as_str(self) -> &'static str {
         match self {
-            ProjectStatus::Active => "active",
-            ProjectStatus::Inactive => "inactive",
+            ProjectStatus::Active => PROJECT_ACTIVE,
+            ProjectStatus::Inactive => PROJECT_INACTIVE,
         }
     }
 }

@@ -12,7 +12,7 @@ use crate::desired::{self, Owner};
 use crate::diff;
 use crate::validate;
 use aws_sdk_dynamodb::types::AttributeValue;
-use multicomms_runtime::wire::company::{MANAGED_BY, PARTITION_KEY, SORT_KEY, TIMESTAMPS};
+use multicomms_runtime::wire::company::{CREATED_AT, MANAGED_BY, PARTITION_KEY, SORT_KEY, TIMESTAMPS, UPDATED_AT};
 use multicomms_runtime::wire::{CompanyRecord, Item};
 
 pub const RECORD_SYNCED: &str = "RecordSynced";
@@ -92,12 +92,12 @@ async fn plan_record(
         .map_err(|e| Failure::new(Reason::InvalidSpec, format!("{object}: {e}")))?;
     let fields = diff::item_fields(&desired_item, &item, &TIMESTAMPS);
     if fields.is_empty() {
-        let version = text(&item, "updated_at").unwrap_or_default();
+        let version = text(&item, UPDATED_AT).unwrap_or_default();
         report.output("record", format!("{object} (version {version})"));
         return Ok(None);
     }
     report.change(Action::Update, &object, fields);
-    record.created_at = text(&item, "created_at").unwrap_or_default();
+    record.created_at = text(&item, CREATED_AT).unwrap_or_default();
     // Written only if nobody took the item over since it was read.
     let expected = if adopting { None } else { Some(owner.to_string()) };
     let condition = PutCondition::Owner {
@@ -115,7 +115,7 @@ async fn plan_record(
 
 async fn write_record(ctx: &Context, write: RecordWrite, report: &mut Report) -> Outcome {
     if ctx.mode == Mode::Plan {
-        return Ok("record differs".into());
+        return Ok("record would be written".into());
     }
     let RecordWrite {
         table,

@@ -276,7 +276,7 @@ pub async fn reconcile_manifests(
 }
 
 /// Groups resources that share any key (transitively), each group in input order.
-fn overlapping<'a, K>(resources: &'a [K], keys: impl Fn(&K) -> Vec<String>) -> Vec<Vec<&'a K>> {
+fn overlapping<K>(resources: &[K], keys: impl Fn(&K) -> Vec<String>) -> Vec<Vec<&K>> {
     // Union-find over resource indices, joined through the first resource seen with each key.
     let mut parent: Vec<usize> = (0..resources.len()).collect();
     fn root(parent: &mut [usize], mut i: usize) -> usize {

@@ -13,8 +13,6 @@ pub enum ChannelKind {
 }
 
 impl ChannelKind {
-    pub const ALL: [ChannelKind; 3] = [ChannelKind::Whatsapp, ChannelKind::Sms, ChannelKind::Email];
-
     pub fn as_str(self) -> &'static str {
         match self {
             ChannelKind::Whatsapp => "whatsapp",

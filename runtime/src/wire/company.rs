@@ -16,10 +16,13 @@ pub const PARTITION_KEY: &str = "company_id";
 pub const SORT_KEY: &str = "project_id";
 /// Attribute naming the resource that owns the item (see [`CompanyRecord::managed_by`]).
 pub const MANAGED_BY: &str = "managed_by";
+pub const CREATED_AT: &str = "created_at";
+pub const UPDATED_AT: &str = "updated_at";
 /// Attributes the writer stamps on every write; they never count as a difference.
-pub const TIMESTAMPS: [&str; 2] = ["created_at", "updated_at"];
+pub const TIMESTAMPS: [&str; 2] = [CREATED_AT, UPDATED_AT];
 /// The only `project_status` value the router accepts.
 pub const PROJECT_ACTIVE: &str = "active";
+pub const PROJECT_INACTIVE: &str = "inactive";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CompanyRecord {
@@ -157,7 +160,7 @@ pub struct WhatsappConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SmsConfig {
     pub company_sms_number: String,
-    /// Secret `{"twilio_account_sid", "twilio_auth_token"}` (+ `twilio_template_sid` if set).
+    /// Secret `{"twilio_account_sid", "twilio_auth_token"}`.
     pub sms_credentials_id: String,
 }
 
