@@ -1,5 +1,6 @@
 //! `Company`: one company + project, mirroring its company-data record. Credentials are
-//! referenced from Kubernetes Secrets, never written in the resource.
+//! referenced from Kubernetes Secrets, never written in the resource. Length limits on the fields
+//! that CEL rules read keep the API server's cost estimate for those rules within budget.
 // clippy reads the repeated `type_ = "string"` of separate printcolumn(...) entries as one
 // duplicated attribute.
 #![allow(clippy::duplicated_attributes)]
@@ -51,6 +52,7 @@ pub struct CompanySpec {
         validation = Rule::new("self.matches('^[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?$')")
             .message("must be 1-64 lower-case letters, digits and inner hyphens, e.g. ci-aaa-001")
     )]
+    #[schemars(length(max = 64))]
     pub company_id: String,
     /// Project id, e.g. `pi-aaa-001`. Immutable: it is the record's sort key.
     #[x_kube(
@@ -58,24 +60,29 @@ pub struct CompanySpec {
         validation = Rule::new("self.matches('^[a-z0-9]([a-z0-9-]{0,62}[a-z0-9])?$')")
             .message("must be 1-64 lower-case letters, digits and inner hyphens, e.g. pi-aaa-001")
     )]
+    #[schemars(length(max = 64))]
     pub project_id: String,
     /// Display name; its slug names the company's secrets.
     #[x_kube(validation = Rule::new("self.matches('[A-Za-z0-9]')")
         .message("must contain a letter or digit"))]
+    #[schemars(length(max = 256))]
     pub company_name: String,
     #[x_kube(validation = Rule::new("self.matches('[A-Za-z0-9]')")
         .message("must contain a letter or digit"))]
+    #[schemars(length(max = 256))]
     pub project_name: String,
     #[serde(default)]
     pub project_status: ProjectStatus,
     /// Channels clients may request for this project.
     #[x_kube(validation = Rule::new("size(self) > 0").message("must list at least one channel"))]
+    #[schemars(length(max = 3))]
     pub allowed_channels: Vec<ChannelKind>,
     #[serde(default)]
     pub rate_limits: RateLimits,
     /// Up to five representatives' names, given to the AI.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[x_kube(validation = Rule::new("size(self) <= 5").message("takes at most 5 names"))]
+    #[schemars(length(max = 5))]
     pub company_reps: Vec<String>,
     /// The key clients send in `x-api-key` to the router for this company + project.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -162,10 +169,12 @@ pub struct WhatsappChannel {
     /// The company's WhatsApp sender, E.164 with `+` (no `whatsapp:` prefix).
     #[x_kube(validation = Rule::new("self.matches('^\\\\+[1-9][0-9]{6,14}$')")
         .message("must be an E.164 number such as +447588713814"))]
+    #[schemars(length(max = 16))]
     pub sender_number: String,
     /// Twilio Content API template SID (`HX` + 32 hex digits).
     #[x_kube(validation = Rule::new("self.matches('^HX[0-9a-fA-F]{32}$')")
         .message("must be a Twilio Content SID: HX followed by 32 hex digits"))]
+    #[schemars(length(max = 34))]
     pub content_sid: String,
     pub twilio: TwilioCredentials,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -177,6 +186,7 @@ pub struct WhatsappChannel {
 pub struct SmsChannel {
     #[x_kube(validation = Rule::new("self.matches('^\\\\+[1-9][0-9]{6,14}$')")
         .message("must be an E.164 number such as +447588713814"))]
+    #[schemars(length(max = 16))]
     pub sender_number: String,
     pub twilio: TwilioCredentials,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -188,6 +198,7 @@ pub struct SmsChannel {
 pub struct EmailChannel {
     #[x_kube(validation = Rule::new("self.matches('^[^@\\\\s]+@[^@\\\\s]+\\\\.[^@\\\\s]+$')")
         .message("must be an email address"))]
+    #[schemars(length(max = 254))]
     pub sender_email: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sender_name: Option<String>,
@@ -195,6 +206,7 @@ pub struct EmailChannel {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self.startsWith('d-')")
         .message("must be a SendGrid dynamic template id starting with d-"))]
+    #[schemars(length(max = 64))]
     pub template_id: Option<String>,
     pub sendgrid: SendgridCredentials,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -235,6 +247,7 @@ pub struct AiSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self.startsWith('https://') || self.startsWith('http://')")
         .message("must be an http(s) URL"))]
+    #[schemars(length(max = 2048))]
     pub base_url: Option<String>,
     /// The company's own OpenAI key; without it the Channel's shared key is used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
