@@ -34,8 +34,14 @@ pub enum LoadError {
 }
 
 impl Manifests {
-    pub fn secrets_in(&self, namespace: &str) -> SecretValues {
-        self.secrets.get(namespace).cloned().unwrap_or_default()
+    /// Values of the Secrets in `resource`'s namespace.
+    pub fn secrets_for<K: ResourceExt>(&self, resource: &K) -> &SecretValues {
+        self.secrets_in(&resource.namespace().unwrap_or_default())
+    }
+
+    pub fn secrets_in(&self, namespace: &str) -> &SecretValues {
+        static NONE: SecretValues = SecretValues::EMPTY;
+        self.secrets.get(namespace).unwrap_or(&NONE)
     }
 }
 

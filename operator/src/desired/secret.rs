@@ -87,6 +87,10 @@ impl std::fmt::Debug for SecretValues {
 }
 
 impl SecretValues {
+    pub const EMPTY: SecretValues = SecretValues {
+        secrets: BTreeMap::new(),
+    };
+
     pub fn insert(&mut self, secret: &str, key: &str, value: SecretString) {
         self.secrets
             .entry(secret.to_string())

@@ -232,7 +232,6 @@ pub async fn reconcile_manifests(
     manifests: &crate::manifests::Manifests,
     concurrency: usize,
 ) -> Vec<Report> {
-    use futures::StreamExt;
     let tables = tables::reconcile(ctx).await;
     let channel_groups = overlapping(&manifests.channels, |c| vec![c.spec.kind.to_string()]);
     let company_groups = overlapping(&manifests.companies, |c| {
@@ -242,34 +241,20 @@ pub async fn reconcile_manifests(
             format!("names {} {}", names[0], names[1]),
         ]
     });
-    let channels = futures::stream::iter(channel_groups)
-        .map(|group| async move {
-            let mut reports = Vec::new();
-            for c in group {
-                reports.push(channel::reconcile(ctx, c, &manifests.secrets_in(&namespace_of(c))).await);
-            }
-            reports
-        })
-        .buffer_unordered(concurrency.max(1))
-        .collect::<Vec<_>>()
-        .await;
-    let companies = futures::stream::iter(company_groups)
-        .map(|group| async move {
-            let mut reports = Vec::new();
-            for c in group {
-                reports.push(company::reconcile(ctx, c, &manifests.secrets_in(&namespace_of(c))).await);
-            }
-            reports
-        })
-        .buffer_unordered(concurrency.max(1))
-        .collect::<Vec<_>>()
-        .await;
+    let channels = run_groups(channel_groups, concurrency, |c| async move {
+        channel::reconcile(ctx, c, manifests.secrets_for(c)).await
+    })
+    .await;
+    let companies = run_groups(company_groups, concurrency, |c| async move {
+        company::reconcile(ctx, c, manifests.secrets_for(c)).await
+    })
+    .await;
     let mut resources: Vec<Report> = manifests
         .invalid
         .iter()
         .cloned()
-        .chain(channels.into_iter().flatten())
-        .chain(companies.into_iter().flatten())
+        .chain(channels)
+        .chain(companies)
         .collect();
     resources.sort_by(|a, b| (a.kind, &a.namespace, &a.name).cmp(&(b.kind, &b.namespace, &b.name)));
     std::iter::once(tables).chain(resources).collect()
@@ -302,8 +287,26 @@ fn overlapping<K>(resources: &[K], keys: impl Fn(&K) -> Vec<String>) -> Vec<Vec<
     groups.into_values().collect()
 }
 
-fn namespace_of<K: kube::ResourceExt>(resource: &K) -> String {
-    resource.namespace().unwrap_or_default()
+/// Groups run `concurrency` at a time; the members of one group one after the other.
+async fn run_groups<'a, K, F, Fut>(groups: Vec<Vec<&'a K>>, concurrency: usize, reconcile: F) -> Vec<Report>
+where
+    F: Fn(&'a K) -> Fut,
+    Fut: std::future::Future<Output = Report>,
+{
+    use futures::StreamExt;
+    let reconcile = &reconcile;
+    let per_group = futures::stream::iter(groups)
+        .map(|group| async move {
+            let mut reports = Vec::with_capacity(group.len());
+            for resource in group {
+                reports.push(reconcile(resource).await);
+            }
+            reports
+        })
+        .buffer_unordered(concurrency.max(1))
+        .collect::<Vec<_>>()
+        .await;
+    per_group.into_iter().flatten().collect()
 }
 
 #[cfg(test)]

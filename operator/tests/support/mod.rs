@@ -78,7 +78,7 @@ pub fn example_channel(kind: &str) -> Channel {
 }
 
 pub fn example_secrets() -> SecretValues {
-    example_manifests().secrets_in("multicomms-dev")
+    example_manifests().secrets_in("multicomms-dev").clone()
 }
 
 /// Answers the next `times` calls of `operation` with an AWS JSON-protocol error, as AWS would
