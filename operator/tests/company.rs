@@ -329,3 +329,27 @@ async fn a_missing_kubernetes_secret_is_terminal_names_the_field_and_writes_noth
 fn k8s_now() -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
     k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now())
 }
+
+#[tokio::test]
+async fn two_manifests_claiming_the_same_ids_in_one_apply_leave_one_owner_and_no_stray_secrets() {
+    let ctx = context(Mode::Apply).await;
+    let mut manifests = example_manifests();
+    manifests.channels.clear();
+    let mut rival = manifests.companies[0].clone();
+    rival.metadata.name = Some("a-rival".into());
+    rival.spec.company_name = "Rival Recruitment".into();
+    manifests.companies.push(rival);
+
+    let reports = reconcile::reconcile_manifests(&ctx, &manifests, 16).await;
+    let companies: Vec<&Report> = reports.iter().filter(|r| r.kind == "Company").collect();
+    assert_eq!(companies.len(), 2);
+    let (winner, loser) = (companies[1], companies[0]); // sorted by name: "a-rival" first
+    assert!(winner.is_ready(), "{:?}", winner.subsystems);
+    assert_eq!(loser.failure().map(|f| f.reason), Some(Reason::OwnershipConflict));
+    assert!(loser.changes.is_empty(), "{:?}", loser.changes);
+    let stray = ctx.naming.router_api_key_secret("Rival Recruitment", "Clarify CV");
+    assert!(
+        ctx.aws.secrets.describe(&stray).await.expect("describe").is_none(),
+        "the loser wrote {stray}"
+    );
+}
