@@ -1,10 +1,9 @@
 //! What `apply` and `plan` print: a result table per resource, and the changes.
 use crate::crd::Condition;
 use crate::reconcile::conditions::conditions;
-use crate::reconcile::{Action, Mode, Report};
+use crate::reconcile::{Action, Mode, Outputs, Report};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde::Serialize;
-use std::collections::BTreeMap;
 use std::fmt::Write;
 
 /// One line per resource: READY / REASON / CHANGES / MESSAGE, like `kubectl get`.
@@ -108,7 +107,7 @@ struct JsonReport<'a> {
     ready: bool,
     conditions: Vec<Condition>,
     changes: Vec<String>,
-    outputs: BTreeMap<&'a str, &'a str>,
+    outputs: &'a Outputs,
 }
 
 pub fn json(reports: &[Report]) -> Result<String, serde_json::Error> {
@@ -122,7 +121,7 @@ pub fn json(reports: &[Report]) -> Result<String, serde_json::Error> {
             ready: r.is_ready(),
             conditions: conditions(r, &[], &now),
             changes: r.changes.iter().map(ToString::to_string).collect(),
-            outputs: r.outputs.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect(),
+            outputs: &r.outputs,
         })
         .collect();
     serde_json::to_string_pretty(&out)

@@ -45,10 +45,13 @@ async fn creates_queue_and_dlq_with_the_original_settings_then_writes_nothing() 
     assert_eq!(redrive["deadLetterTargetArn"], dead.arn().expect("arn"));
     assert_eq!(redrive["maxReceiveCount"].to_string().trim_matches('"'), "3");
     assert_eq!(main.tags["multicomms.io/managed-by"], "Channel/multicomms-dev/whatsapp");
-    let outputs: Vec<&str> = report.outputs.iter().map(|(k, _)| k.as_str()).collect();
-    assert!(
-        outputs.contains(&"queueUrl") && outputs.contains(&"deadLetterQueueArn"),
-        "{outputs:?}"
+    assert_eq!(
+        report.outputs.queue.as_ref().map(|q| q.url.as_str()),
+        Some(main.url.as_str())
+    );
+    assert_eq!(
+        report.outputs.dead_letter_queue.as_ref().map(|q| q.arn.as_str()),
+        dead.arn()
     );
 
     let again = same_place(&ctx, Mode::Apply).await;

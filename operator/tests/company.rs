@@ -80,10 +80,13 @@ async fn creates_record_and_secrets_then_a_second_apply_writes_nothing() {
     );
     // Results name ARNs and versions, never values.
     let shown = format!("{report:?}");
+    assert_eq!(report.outputs.secrets.len(), 4);
     assert!(report
         .outputs
+        .secrets
         .iter()
-        .any(|(k, v)| k.starts_with("secret ") && v.contains("arn:aws:secretsmanager")));
+        .all(|s| s.arn.starts_with("arn:aws:secretsmanager") && s.version_id.is_some()));
+    assert!(report.outputs.record_version.is_some());
     for secret in [
         "local-demo-twilio-token-not-a-secret",
         "local-demo-router-key-not-a-secret",

@@ -211,11 +211,10 @@ fn json_output_carries_conditions_and_where_things_are() {
             .clone()
     };
     let whatsapp = find("Channel", "whatsapp");
-    let url = whatsapp["outputs"]["queueUrl"].as_str().expect("queue URL");
+    let url = whatsapp["outputs"]["queue"]["url"].as_str().expect("queue URL");
     assert!(url.ends_with(&format!("/{prefix}-whatsapp-queue-e2e")), "{url}");
-    assert!(whatsapp["outputs"]["deadLetterQueueArn"]
-        .as_str()
-        .is_some_and(|a| a.starts_with("arn:aws:sqs:")));
+    let dlq_arn = whatsapp["outputs"]["deadLetterQueue"]["arn"].as_str().expect("DLQ ARN");
+    assert!(dlq_arn.starts_with("arn:aws:sqs:"), "{dlq_arn}");
 
     let company = find("Company", "cucumber-recruitment-clarify-cv");
     assert_eq!(company["ready"], true);
@@ -226,13 +225,19 @@ fn json_output_carries_conditions_and_where_things_are() {
         .filter_map(|c| c["type"].as_str())
         .collect();
     assert_eq!(conditions, ["Ready", "SecretsSynced", "RecordSynced"]);
-    let secret =
-        &company["outputs"][format!("secret {prefix}/whatsapp-credentials/cucumber-recruitment/clarify-cv/twilio-e2e")];
+    let name = format!("{prefix}/whatsapp-credentials/cucumber-recruitment/clarify-cv/twilio-e2e");
+    let secrets = company["outputs"]["secrets"].as_array().expect("secrets");
+    let secret = secrets
+        .iter()
+        .find(|s| s["name"] == name.as_str())
+        .expect("whatsapp credentials");
     assert!(
-        secret
+        secret["arn"]
             .as_str()
-            .is_some_and(|s| s.starts_with("arn:aws:secretsmanager:") && s.contains("(version ")),
+            .is_some_and(|a| a.starts_with("arn:aws:secretsmanager:")),
         "{secret}"
     );
+    assert!(secret["versionId"].is_string(), "{secret}");
+    assert!(company["outputs"]["recordVersion"].is_string());
     assert_no_secret_values(&apply);
 }

@@ -1,6 +1,6 @@
 //! Channel → dead-letter queue, main queue (redriving to it), and the shared OpenAI key.
 use super::secrets::{self, SECRETS_SYNCED};
-use super::{begin, claim, Action, Context, Failure, Mode, Outcome, Report};
+use super::{begin, claim, Action, Context, Failure, Mode, Outcome, QueueOutput, Report};
 use crate::aws::sqs::ObservedQueue;
 use crate::crd::Channel;
 use crate::desired::channel::{queues, redrive_policy, same_redrive_policy, QueueSpec, REDRIVE_POLICY};
@@ -41,12 +41,12 @@ async fn sync_queues(ctx: &Context, channel: &Channel, owner: &Owner, adopt: boo
     );
     let main = sync_queue(ctx, &queue, owner, adopt, report).await?;
 
-    for (label, observed) in [("deadLetterQueue", &dead_letter), ("queue", &main)] {
-        if let Some(q) = observed {
-            report.output(format!("{label}Url"), q.url.clone());
-            report.output(format!("{label}Arn"), q.arn().unwrap_or_default().to_string());
-        }
-    }
+    let output = |q: &ObservedQueue| QueueOutput {
+        url: q.url.clone(),
+        arn: q.arn().unwrap_or_default().to_string(),
+    };
+    report.outputs.queue = main.as_ref().map(output);
+    report.outputs.dead_letter_queue = dead_letter.as_ref().map(output);
     Ok("queue and dead-letter queue in sync".into())
 }
 

@@ -93,7 +93,7 @@ async fn plan_record(
     let fields = diff::item_fields(&desired_item, &item, &TIMESTAMPS);
     if fields.is_empty() {
         let version = text(&item, UPDATED_AT).unwrap_or_default();
-        report.output("record", format!("{object} (version {version})"));
+        report.outputs.record_version = Some(version);
         return Ok(None);
     }
     report.change(Action::Update, &object, fields);
@@ -133,7 +133,7 @@ async fn write_record(ctx: &Context, write: RecordWrite, report: &mut Report) ->
         .map_err(|e| Failure::new(Reason::InvalidSpec, format!("{object}: {e}")))?;
     match ctx.aws.dynamodb.put_item(&table, item, condition).await {
         Ok(()) => {
-            report.output("record", format!("{object} (version {})", record.updated_at));
+            report.outputs.record_version = Some(record.updated_at);
             Ok("record written".into())
         }
         Err(PutError::ConditionFailed) => Err(Failure::new(

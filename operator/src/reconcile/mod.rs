@@ -127,6 +127,39 @@ impl From<AwsError> for Failure {
 /// Outcome of one subsystem: a message when in sync, a failure otherwise.
 pub type Outcome = Result<String, Failure>;
 
+/// Where a resource's AWS objects are: what `-o json` prints and the controller writes to status.
+/// Never a secret value.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Outputs {
+    /// `updated_at` of the company-data record.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub record_version: Option<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<SecretOutput>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub queue: Option<QueueOutput>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dead_letter_queue: Option<QueueOutput>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tables: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretOutput {
+    pub name: String,
+    pub arn: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct QueueOutput {
+    pub url: String,
+    pub arn: String,
+}
+
 /// The result of reconciling one resource.
 #[derive(Debug, Clone)]
 pub struct Report {
@@ -137,8 +170,8 @@ pub struct Report {
     pub changes: Vec<Change>,
     /// Condition type (e.g. `RecordSynced`) and outcome, in order.
     pub subsystems: Vec<(&'static str, Outcome)>,
-    /// Where things are: queue URLs/ARNs, secret ARNs and version ids, record version.
-    pub outputs: Vec<(String, String)>,
+    /// Where things are, as far as this run saw them.
+    pub outputs: Outputs,
 }
 
 impl Report {
@@ -150,7 +183,7 @@ impl Report {
             generation,
             changes: vec![],
             subsystems: vec![],
-            outputs: vec![],
+            outputs: Outputs::default(),
         }
     }
 
@@ -160,10 +193,6 @@ impl Report {
             object: object.into(),
             fields,
         });
-    }
-
-    pub fn output(&mut self, key: impl Into<String>, value: impl Into<String>) {
-        self.outputs.push((key.into(), value.into()));
     }
 
     /// The failure that decides `Ready`: the first that is a cause, not a `Blocked` consequence.

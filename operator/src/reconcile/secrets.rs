@@ -4,7 +4,7 @@
 //!
 //! All references are resolved and all secrets observed and claimed before the first write, so
 //! a missing Secret or a secret owned by someone else leaves the whole set untouched.
-use super::{claim, Action, Context, Failure, Mode, Outcome, Reason, Report};
+use super::{claim, Action, Context, Failure, Mode, Outcome, Reason, Report, SecretOutput};
 use crate::aws::secrets::{ObservedSecret, WriteError, WrittenSecret};
 use crate::desired::secret::{DesiredSecret, SecretSpec, SecretValues};
 use crate::desired::{Owner, OWNER_TAG};
@@ -163,6 +163,9 @@ async fn update(
 }
 
 fn record(report: &mut Report, name: &str, written: WrittenSecret) {
-    let version = written.version_id.unwrap_or_else(|| "-".into());
-    report.output(format!("secret {name}"), format!("{} (version {version})", written.arn));
+    report.outputs.secrets.push(SecretOutput {
+        name: name.to_string(),
+        arn: written.arn,
+        version_id: written.version_id,
+    });
 }

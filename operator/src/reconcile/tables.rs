@@ -47,7 +47,7 @@ async fn sync_table(ctx: &Context, spec: &TableSpec, report: &mut Report) -> Res
                 ddb.enable_ttl(&spec.name, attribute).await?;
             }
         }
-        report.output(format!("table {}", spec.name), "present");
+        report.outputs.tables.push(spec.name.clone());
         return Ok(());
     };
 
@@ -84,7 +84,7 @@ async fn sync_table(ctx: &Context, spec: &TableSpec, report: &mut Report) -> Res
             }
         }
     }
-    report.output(format!("table {}", spec.name), "present");
+    report.outputs.tables.push(spec.name.clone());
     Ok(())
 }
 
