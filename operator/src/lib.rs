@@ -4,6 +4,7 @@
 //! [`aws`] (thin SDK adapters), [`reconcile`] (observe → diff → apply, one path for `apply`,
 //! `plan` and the controller), [`manifests`] (reading a git checkout) and `main.rs` (the CLI).
 pub mod aws;
+pub mod controller;
 pub mod crd;
 pub mod desired;
 pub mod diff;

@@ -1,9 +1,9 @@
-//! `multicomms-operator`: `apply` and `plan` a directory of manifests against AWS, or print the
-//! CRDs. (The in-cluster controller, `run`, drives the same reconcile code.)
+//! `multicomms-operator`: `apply` and `plan` a directory of manifests against AWS, `run` as the
+//! in-cluster controller (the same reconcile, driven by the Kubernetes API), or print the CRDs.
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use multicomms_operator::reconcile::{self, Context, Mode};
-use multicomms_operator::{aws, crd, manifests, output};
+use multicomms_operator::{aws, controller, crd, manifests, output};
 use multicomms_runtime::wire::{names::DEFAULT_PREFIX, Naming};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -41,6 +41,16 @@ enum Command {
         /// Exit 2 when there are changes (0: none, 1: errors), like `terraform plan`.
         #[arg(long)]
         detailed_exitcode: bool,
+    },
+    /// Run in a cluster: reconcile Company and Channel resources as they change, and resync
+    /// them periodically. Stops cleanly on SIGTERM.
+    Run {
+        /// Seconds between full resyncs of each resource (jittered ±10 %); also repairs AWS drift.
+        #[arg(long, env = "MULTICOMMS_RESYNC_SECONDS", default_value_t = 3600)]
+        resync_seconds: u64,
+        /// Resources reconciled at once, per kind.
+        #[arg(long, env = "MULTICOMMS_CONCURRENCY", default_value_t = 8)]
+        concurrency: u16,
     },
     /// Print the CRDs, or write them as files into a directory (crds/).
     Crd {
@@ -89,6 +99,25 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let naming = Naming::new(cli.prefix, cli.env);
     let (target, mode, detailed) = match cli.command {
         Command::Crd { out } => return write_crds(out),
+        Command::Run {
+            resync_seconds,
+            concurrency,
+        } => {
+            let client = kube::Client::try_default()
+                .await
+                .context("connecting to the Kubernetes API")?;
+            let engine = Context {
+                aws: aws::Aws::new(&aws::load_config().await),
+                naming,
+                mode: Mode::Apply,
+            };
+            let resync = std::time::Duration::from_secs(resync_seconds);
+            let state = std::sync::Arc::new(controller::State::new(engine, client, resync));
+            tracing::info!(resync_seconds, concurrency, "controller starting");
+            controller::run(state, concurrency).await;
+            tracing::info!("controller stopped");
+            return Ok(ExitCode::SUCCESS);
+        }
         Command::Apply(target) => (target, Mode::Apply, false),
         Command::Plan {
             target,
@@ -156,6 +185,6 @@ fn init_logging(format: LogFormat) {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {
         LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+        LogFormat::Json => builder.json().with_current_span(true).with_span_list(false).init(),
     }
 }

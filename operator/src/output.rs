@@ -61,7 +61,7 @@ pub fn result_table(reports: &[Report], mode: Mode) -> String {
 /// Every change, grouped by resource, and a one-line summary.
 pub fn changes(reports: &[Report], mode: Mode) -> String {
     let mut out = String::new();
-    let (mut create, mut update, mut restore) = (0, 0, 0);
+    let (mut create, mut update, mut restore, mut delete) = (0, 0, 0, 0);
     for r in reports.iter().filter(|r| !r.changes.is_empty()) {
         let _ = writeln!(out, "{}:", resource(r));
         for change in &r.changes {
@@ -69,6 +69,7 @@ pub fn changes(reports: &[Report], mode: Mode) -> String {
                 Action::Create => create += 1,
                 Action::Update => update += 1,
                 Action::Restore => restore += 1,
+                Action::Delete => delete += 1,
             }
             let _ = writeln!(out, "  {change}");
         }
@@ -77,6 +78,10 @@ pub fn changes(reports: &[Report], mode: Mode) -> String {
     let counts = match mode {
         Mode::Plan => format!("Plan: {create} to create, {update} to update, {restore} to restore"),
         Mode::Apply => format!("Applied: {create} created, {update} updated, {restore} restored"),
+    };
+    let counts = match delete {
+        0 => counts,
+        n => format!("{counts}, {n} deleted"),
     };
     let _ = writeln!(out, "{counts}; {failed} of {} resources not ready.", reports.len());
     out

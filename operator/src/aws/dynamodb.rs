@@ -8,13 +8,14 @@ use aws_sdk_dynamodb::types::{
     LocalSecondaryIndex, Projection, ProjectionType, ScalarAttributeType, TimeToLiveSpecification, TimeToLiveStatus,
 };
 use multicomms_runtime::wire::Item;
+use std::collections::HashMap;
 
 #[derive(Clone)]
 pub struct Dynamo {
     client: aws_sdk_dynamodb::Client,
 }
 
-/// When a put may go ahead.
+/// When a put (or delete) may go ahead.
 #[derive(Debug, Clone)]
 pub enum PutCondition {
     /// Only if no item has this key yet.
@@ -26,6 +27,38 @@ pub enum PutCondition {
         attribute: &'static str,
         expected: Option<String>,
     },
+}
+
+impl PutCondition {
+    /// The condition expression with its attribute names and values.
+    fn expression(self) -> (String, HashMap<String, String>, Option<HashMap<String, AttributeValue>>) {
+        let names = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        match self {
+            PutCondition::Absent { partition_key } => (
+                "attribute_not_exists(#pk)".into(),
+                names(&[("#pk", partition_key)]),
+                None,
+            ),
+            PutCondition::Owner {
+                partition_key,
+                attribute,
+                expected: Some(value),
+            } => (
+                "attribute_exists(#pk) AND #attr = :value".into(),
+                names(&[("#pk", partition_key), ("#attr", attribute)]),
+                Some(HashMap::from([(":value".to_string(), AttributeValue::S(value))])),
+            ),
+            PutCondition::Owner {
+                partition_key,
+                attribute,
+                expected: None,
+            } => (
+                "attribute_exists(#pk) AND attribute_not_exists(#attr)".into(),
+                names(&[("#pk", partition_key), ("#attr", attribute)]),
+                None,
+            ),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -66,28 +99,11 @@ impl Dynamo {
 
     pub async fn put_item(&self, table: &str, item: Item, condition: PutCondition) -> Result<(), PutError> {
         let request = self.client.put_item().table_name(table).set_item(Some(item));
-        let request = match condition {
-            PutCondition::Absent { partition_key } => request
-                .condition_expression("attribute_not_exists(#pk)")
-                .expression_attribute_names("#pk", partition_key),
-            PutCondition::Owner {
-                partition_key,
-                attribute,
-                expected: Some(value),
-            } => request
-                .condition_expression("attribute_exists(#pk) AND #attr = :value")
-                .expression_attribute_names("#pk", partition_key)
-                .expression_attribute_names("#attr", attribute)
-                .expression_attribute_values(":value", AttributeValue::S(value)),
-            PutCondition::Owner {
-                partition_key,
-                attribute,
-                expected: None,
-            } => request
-                .condition_expression("attribute_exists(#pk) AND attribute_not_exists(#attr)")
-                .expression_attribute_names("#pk", partition_key)
-                .expression_attribute_names("#attr", attribute),
-        };
+        let (expression, names, values) = condition.expression();
+        let request = request
+            .condition_expression(expression)
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(values);
         match request.send().await {
             Ok(_) => Ok(()),
             Err(e)
@@ -99,6 +115,26 @@ impl Dynamo {
                 Err(PutError::ConditionFailed)
             }
             Err(e) => Err(AwsError::from_sdk("PutItem", table, e).into()),
+        }
+    }
+
+    /// Deletes the item if `condition` holds; `Ok(false)` when it does not (gone, or not ours).
+    pub async fn delete_item(&self, table: &str, key: Item, condition: PutCondition) -> Result<bool, AwsError> {
+        let request = self.client.delete_item().table_name(table).set_key(Some(key));
+        let (expression, names, values) = condition.expression();
+        let request = request
+            .condition_expression(expression)
+            .set_expression_attribute_names(Some(names))
+            .set_expression_attribute_values(values);
+        match request.send().await {
+            Ok(_) => Ok(true),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
+            {
+                Ok(false)
+            }
+            Err(e) => Err(AwsError::from_sdk("DeleteItem", table, e)),
         }
     }
 

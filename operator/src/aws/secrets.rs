@@ -164,4 +164,26 @@ impl SecretsManager {
             .map_err(|e| AwsError::from_sdk("TagResource", name, e))?;
         Ok(())
     }
+
+    /// Schedules deletion with a recovery window: re-creating the resource within it restores
+    /// the secret (see the reconcile's restore path). A secret already gone counts as deleted.
+    pub async fn delete(&self, name: &str, recovery_window_days: i64) -> Result<(), AwsError> {
+        match self
+            .client
+            .delete_secret()
+            .secret_id(name)
+            .recovery_window_in_days(recovery_window_days)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(AwsError::from_sdk("DeleteSecret", name, e)),
+        }
+    }
 }

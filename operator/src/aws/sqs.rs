@@ -115,4 +115,13 @@ impl Sqs {
             .map_err(|e| AwsError::from_sdk("TagQueue", name, e))?;
         Ok(())
     }
+
+    /// Deletes the queue and its messages. A queue already gone counts as deleted.
+    pub async fn delete(&self, name: &str, url: &str) -> Result<(), AwsError> {
+        match self.client.delete_queue().queue_url(url).send().await {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_queue_does_not_exist()) => Ok(()),
+            Err(e) => Err(AwsError::from_sdk("DeleteQueue", name, e)),
+        }
+    }
 }

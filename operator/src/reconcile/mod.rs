@@ -3,6 +3,7 @@
 //! the in-cluster controller. Each resource's result is a [`Report`]: the changes made or
 //! planned, and one outcome per subsystem, from which [`conditions`] derives the status.
 pub mod channel;
+pub mod cleanup;
 pub mod company;
 pub mod conditions;
 pub mod secrets;
@@ -46,6 +47,7 @@ pub enum Action {
     Create,
     Update,
     Restore,
+    Delete,
 }
 
 impl fmt::Display for Change {
@@ -54,6 +56,7 @@ impl fmt::Display for Change {
             Action::Create => "+ create",
             Action::Update => "~ update",
             Action::Restore => "^ restore",
+            Action::Delete => "- delete",
         };
         write!(f, "{verb} {}", self.object)?;
         if !self.fields.is_empty() {
@@ -85,6 +88,8 @@ pub enum Reason {
     AwsError,
     /// Waits for another subsystem of the same resource.
     Blocked,
+    /// Other resources still use what this one would delete.
+    InUse,
 }
 
 impl Reason {
@@ -96,6 +101,7 @@ impl Reason {
             Reason::Incompatible => "Incompatible",
             Reason::AwsError => "AwsError",
             Reason::Blocked => "Blocked",
+            Reason::InUse => "InUse",
         }
     }
 
@@ -136,22 +142,13 @@ pub struct Outputs {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub record_version: Option<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub secrets: Vec<SecretOutput>,
+    pub secrets: Vec<crate::crd::company::SecretStatus>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub queue: Option<QueueOutput>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dead_letter_queue: Option<QueueOutput>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tables: Vec<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct SecretOutput {
-    pub name: String,
-    pub arn: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub version_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize)]

@@ -4,8 +4,9 @@
 //!
 //! All references are resolved and all secrets observed and claimed before the first write, so
 //! a missing Secret or a secret owned by someone else leaves the whole set untouched.
-use super::{claim, Action, Context, Failure, Mode, Outcome, Reason, Report, SecretOutput};
+use super::{claim, Action, Context, Failure, Mode, Outcome, Reason, Report};
 use crate::aws::secrets::{ObservedSecret, WriteError, WrittenSecret};
+use crate::crd::company::SecretStatus;
 use crate::desired::secret::{DesiredSecret, SecretSpec, SecretValues};
 use crate::desired::{Owner, OWNER_TAG};
 use secrecy::ExposeSecret;
@@ -163,7 +164,7 @@ async fn update(
 }
 
 fn record(report: &mut Report, name: &str, written: WrittenSecret) {
-    report.outputs.secrets.push(SecretOutput {
+    report.outputs.secrets.push(SecretStatus {
         name: name.to_string(),
         arn: written.arn,
         version_id: written.version_id,

@@ -1,0 +1,501 @@
+//! The in-cluster controller's reconcilers against an in-memory Kubernetes API
+//! (kube-fake-client) and the moto AWS emulator. The reconcilers are called directly: the fake
+//! has no watch, which only the `Controller` loop itself needs.
+mod support;
+
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::ByteString;
+use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
+use kube::runtime::controller::Action;
+use kube::ResourceExt;
+use kube_fake_client::{interceptor, ClientBuilder};
+use multicomms_operator::controller::{reconcile_channel, reconcile_company, Error, State, FINALIZER};
+use multicomms_operator::crd::{Channel, Company, DeletionPolicy};
+use multicomms_operator::reconcile::{self, Mode};
+use secrecy::ExposeSecret;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use support::*;
+
+const NS: &str = "multicomms-dev";
+const RESYNC: Duration = Duration::from_secs(600);
+
+fn secret(name: &str, data: &[(&str, &str)]) -> Secret {
+    Secret {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(NS.into()),
+            ..Default::default()
+        },
+        data: Some(
+            data.iter()
+                .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
+                .collect(),
+        ),
+        ..Default::default()
+    }
+}
+
+fn twilio() -> Secret {
+    secret(
+        "cucumber-recruitment-twilio",
+        &[
+            ("accountSid", "AC00000000000000000000000000000000"),
+            ("authToken", "tok-1"),
+        ],
+    )
+}
+
+fn other_secrets() -> Vec<Secret> {
+    vec![
+        secret("cucumber-recruitment-router", &[("apiKey", "router-key")]),
+        secret("cucumber-recruitment-sendgrid", &[("apiKey", "SG.key")]),
+    ]
+}
+
+fn company() -> Company {
+    let mut company = example_company();
+    company.metadata.namespace = Some(NS.into());
+    company.metadata.generation = Some(1);
+    company
+}
+
+async fn fake(company: Company, secrets: Vec<Secret>) -> kube::Client {
+    fake_recording(company, secrets, Calls::default()).await
+}
+
+/// The API calls a test's reconciles made, as `verb name [detail]`.
+type Calls = Arc<Mutex<Vec<String>>>;
+
+async fn fake_recording(company: Company, secrets: Vec<Secret>, calls: Calls) -> kube::Client {
+    let log = |calls: &Calls, line: String| calls.lock().expect("calls").push(line);
+    let (get, patch, status, create) = (calls.clone(), calls.clone(), calls.clone(), calls.clone());
+    let funcs = interceptor::Funcs::new()
+        .get(move |ctx| {
+            log(&get, format!("get {}", ctx.name));
+            Ok(None)
+        })
+        .patch(move |ctx| {
+            log(&patch, format!("patch {} {:?}", ctx.name, ctx.patch_type));
+            Ok(None)
+        })
+        .patch_status(move |ctx| {
+            let manager = ctx.params.field_manager.clone().unwrap_or_default();
+            log(
+                &status,
+                format!("patch_status {} {:?} {manager}", ctx.name, ctx.patch_type),
+            );
+            Ok(None)
+        })
+        .create(move |ctx| {
+            log(
+                &create,
+                format!("create {}", ctx.object["kind"].as_str().unwrap_or("?")),
+            );
+            Ok(None)
+        });
+    ClientBuilder::new()
+        .with_interceptor_funcs(funcs)
+        .with_resource::<Company>()
+        .with_resource::<Channel>()
+        .with_object(company)
+        .with_objects(secrets)
+        .build()
+        .await
+        .expect("fake client")
+}
+
+/// A controller state on a fresh AWS name prefix, with the environment's tables in place.
+async fn state(client: kube::Client) -> Arc<State> {
+    let engine = context(Mode::Apply).await;
+    assert!(reconcile::tables::reconcile(&engine).await.is_ready());
+    Arc::new(State::new(engine, client, RESYNC))
+}
+
+async fn get(client: &kube::Client, name: &str) -> Company {
+    Api::<Company>::namespaced(client.clone(), NS)
+        .get(name)
+        .await
+        .expect("company")
+}
+
+async fn events(client: &kube::Client) -> Vec<(String, String)> {
+    let list = Api::<Event>::namespaced(client.clone(), NS)
+        .list(&Default::default())
+        .await
+        .expect("events");
+    list.items
+        .into_iter()
+        .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+        .collect()
+}
+
+fn requeue_after(action: &Action) -> String {
+    format!("{action:?}")
+}
+
+#[tokio::test]
+async fn a_company_gets_its_finalizer_aws_objects_status_and_events() {
+    let calls = Calls::default();
+    let client = fake_recording(company(), [vec![twilio()], other_secrets()].concat(), calls.clone()).await;
+    let state = state(client.clone()).await;
+    let name = "cucumber-recruitment-clarify-cv";
+
+    let company = get(&client, name).await;
+    calls.lock().expect("calls").clear();
+    let action = reconcile_company(Arc::new(company), state.clone())
+        .await
+        .expect("reconciles");
+    assert!(requeue_after(&action).contains("requeue_after"), "{action:?}");
+    let made = calls.lock().expect("calls").clone();
+    assert_eq!(
+        &made[..5],
+        [
+            format!("patch {name} MergePatch"), // the finalizer
+            "get cucumber-recruitment-router".into(),
+            "get cucumber-recruitment-sendgrid".into(),
+            "get cucumber-recruitment-twilio".into(),
+            format!("patch_status {name} ApplyPatch multicomms-operator"),
+        ],
+        "{made:?}"
+    );
+    assert_eq!(
+        made[5..],
+        ["create Event".to_string()],
+        "one Event: Created, listing the objects"
+    );
+
+    let stored = get(&client, name).await;
+    assert_eq!(stored.finalizers(), [FINALIZER]);
+    let status = stored.status.expect("status written");
+    let ready = &status.conditions[0];
+    assert_eq!(
+        (ready.type_.as_str(), ready.status.as_str(), ready.reason.as_str()),
+        ("Ready", "True", "Synced")
+    );
+    assert_eq!(status.observed_generation, stored.metadata.generation);
+    assert!(status
+        .conditions
+        .iter()
+        .all(|c| c.observed_generation == stored.metadata.generation));
+    assert_eq!(status.secrets.len(), 4);
+    assert!(status.record_version.is_some());
+    let status_text = serde_json::to_string(&status).expect("json");
+    assert!(
+        !status_text.contains("tok-1") && !status_text.contains("router-key"),
+        "status shows a secret value"
+    );
+
+    let table = state.engine.naming.company_data_table();
+    assert!(state
+        .engine
+        .aws
+        .dynamodb
+        .get_item(&table, key())
+        .await
+        .expect("get")
+        .is_some());
+    let events = events(&client).await;
+    assert!(
+        events
+            .iter()
+            .any(|(reason, note)| reason == "Created" && note.contains("create item")),
+        "{events:?}"
+    );
+    assert!(!format!("{events:?}").contains("tok-1"));
+}
+
+fn key() -> multicomms_runtime::wire::Item {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    [
+        ("company_id".to_string(), AttributeValue::S("ci-aaa-001".into())),
+        ("project_id".to_string(), AttributeValue::S("pi-aaa-001".into())),
+    ]
+    .into()
+}
+
+#[tokio::test]
+async fn a_missing_secret_is_reported_without_hot_looping_and_recovers_when_it_appears() {
+    let client = fake(company(), other_secrets()).await;
+    let state = state(client.clone()).await;
+    let name = "cucumber-recruitment-clarify-cv";
+
+    let action = reconcile_company(Arc::new(get(&client, name).await), state.clone())
+        .await
+        .expect("a user error is no Err");
+    assert!(
+        requeue_after(&action).contains(&format!("{:?}", RESYNC.as_secs()).chars().take(2).collect::<String>())
+            || requeue_after(&action).contains("requeue_after")
+    );
+    let status = get(&client, name).await.status.expect("status");
+    let ready = &status.conditions[0];
+    assert_eq!(
+        (ready.status.as_str(), ready.reason.as_str()),
+        ("False", "SecretNotFound")
+    );
+    assert!(
+        ready
+            .message
+            .contains(r#"spec.channels.whatsapp.twilio.accountSid: Secret not found: "cucumber-recruitment-twilio""#),
+        "{}",
+        ready.message
+    );
+    assert!(events(&client)
+        .await
+        .iter()
+        .any(|(reason, _)| reason == "SecretNotFound"));
+
+    Api::<Secret>::namespaced(client.clone(), NS)
+        .create(&PostParams::default(), &twilio())
+        .await
+        .expect("create");
+    reconcile_company(Arc::new(get(&client, name).await), state)
+        .await
+        .expect("reconciles");
+    let ready = get(&client, name).await.status.expect("status").conditions.remove(0);
+    assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("True", "Synced"));
+}
+
+#[tokio::test]
+async fn a_rotated_secret_is_pushed_to_secrets_manager() {
+    let client = fake(company(), [vec![twilio()], other_secrets()].concat()).await;
+    let state = state(client.clone()).await;
+    let name = "cucumber-recruitment-clarify-cv";
+    reconcile_company(Arc::new(get(&client, name).await), state.clone())
+        .await
+        .expect("reconciles");
+
+    let rotated = serde_json::json!({"data": {"authToken": ByteString(b"tok-2".to_vec())}});
+    Api::<Secret>::namespaced(client.clone(), NS)
+        .patch(
+            "cucumber-recruitment-twilio",
+            &PatchParams::default(),
+            &Patch::Merge(&rotated),
+        )
+        .await
+        .expect("rotate");
+    reconcile_company(Arc::new(get(&client, name).await), state.clone())
+        .await
+        .expect("reconciles");
+
+    let secret_name = state.engine.naming.channel_credentials_secret(
+        multicomms_runtime::wire::ChannelKind::Whatsapp,
+        "Cucumber Recruitment",
+        "Clarify CV",
+    );
+    let (value, _) = state
+        .engine
+        .aws
+        .secrets
+        .current_value(&secret_name)
+        .await
+        .expect("read");
+    assert!(value.expect("value").expose_secret().contains("tok-2"));
+    let events = events(&client).await;
+    assert!(
+        events
+            .iter()
+            .any(|(reason, note)| reason == "Updated" && note.contains(&secret_name)),
+        "{events:?}"
+    );
+}
+
+#[tokio::test]
+async fn editing_a_company_bumps_observed_generation_after_the_change_lands() {
+    let client = fake(company(), [vec![twilio()], other_secrets()].concat()).await;
+    let state = state(client.clone()).await;
+    let name = "cucumber-recruitment-clarify-cv";
+    reconcile_company(Arc::new(get(&client, name).await), state.clone())
+        .await
+        .expect("reconciles");
+    let first = get(&client, name).await;
+
+    let edit = serde_json::json!({"metadata": {"generation": 2}, "spec": {"rateLimits": {"requestsPerMinute": 75}}});
+    Api::<Company>::namespaced(client.clone(), NS)
+        .patch(name, &PatchParams::default(), &Patch::Merge(&edit))
+        .await
+        .expect("edit");
+    let edited = get(&client, name).await;
+    assert!(edited.metadata.generation > first.metadata.generation);
+    reconcile_company(Arc::new(edited.clone()), state.clone())
+        .await
+        .expect("reconciles");
+
+    let status = get(&client, name).await.status.expect("status");
+    assert_eq!(status.observed_generation, edited.metadata.generation);
+    let table = state.engine.naming.company_data_table();
+    let item = state
+        .engine
+        .aws
+        .dynamodb
+        .get_item(&table, key())
+        .await
+        .expect("get")
+        .expect("item");
+    let record = multicomms_runtime::wire::CompanyRecord::from_item(item).expect("record");
+    assert_eq!(record.rate_limits.requests_per_minute, 75);
+}
+
+/// The fake ignores finalizers on delete, so a deleting object is seeded as the API server
+/// would hold it: deletionTimestamp set, finalizer still on.
+async fn deleting(policy: DeletionPolicy, state_from: &Arc<State>) -> (kube::Client, Arc<State>) {
+    let mut company = company();
+    company.spec.deletion_policy = policy;
+    company.metadata.finalizers = Some(vec![FINALIZER.into()]);
+    company.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        k8s_openapi::jiff::Timestamp::now(),
+    ));
+    let client = fake(company, vec![]).await;
+    let engine = same_place(&state_from.engine, Mode::Apply).await;
+    (client.clone(), Arc::new(State::new(engine, client, RESYNC)))
+}
+
+#[tokio::test]
+async fn deleting_with_delete_removes_only_its_own_aws_objects_then_the_finalizer() {
+    let client = fake(company(), [vec![twilio()], other_secrets()].concat()).await;
+    let state = state(client.clone()).await;
+    reconcile_company(
+        Arc::new(get(&client, "cucumber-recruitment-clarify-cv").await),
+        state.clone(),
+    )
+    .await
+    .expect("ok");
+    // Another company's record in the same table must survive.
+    let mut other = company();
+    other.metadata.name = Some("other".into());
+    other.spec.project_id = "pi-aaa-002".into();
+    other.spec.project_name = "Other".into();
+    assert!(reconcile::company::reconcile(&state.engine, &other, &example_secrets())
+        .await
+        .is_ready());
+
+    let (client, deleting_state) = deleting(DeletionPolicy::Delete, &state).await;
+    let name = "cucumber-recruitment-clarify-cv";
+    reconcile_company(Arc::new(get(&client, name).await), deleting_state.clone())
+        .await
+        .expect("cleanup");
+
+    let table = state.engine.naming.company_data_table();
+    assert!(
+        state
+            .engine
+            .aws
+            .dynamodb
+            .get_item(&table, key())
+            .await
+            .expect("get")
+            .is_none(),
+        "record deleted"
+    );
+    let other_key = {
+        let mut k = key();
+        k.insert(
+            "project_id".into(),
+            aws_sdk_dynamodb::types::AttributeValue::S("pi-aaa-002".into()),
+        );
+        k
+    };
+    assert!(
+        state
+            .engine
+            .aws
+            .dynamodb
+            .get_item(&table, other_key)
+            .await
+            .expect("get")
+            .is_some(),
+        "other record kept"
+    );
+    let secret_name = state
+        .engine
+        .naming
+        .router_api_key_secret("Cucumber Recruitment", "Clarify CV");
+    let observed = state
+        .engine
+        .aws
+        .secrets
+        .describe(&secret_name)
+        .await
+        .expect("describe")
+        .expect("recoverable");
+    assert!(observed.scheduled_for_deletion);
+    assert!(
+        Api::<Company>::namespaced(client.clone(), NS)
+            .get_opt(name)
+            .await
+            .expect("get")
+            .is_none(),
+        "finalizer removed"
+    );
+    let events = events(&client).await;
+    assert!(
+        events
+            .iter()
+            .any(|(reason, note)| reason == "Deleted" && note.contains("delete item")),
+        "{events:?}"
+    );
+}
+
+#[tokio::test]
+async fn deleting_with_retain_leaves_aws_alone_and_says_so() {
+    let client = fake(company(), [vec![twilio()], other_secrets()].concat()).await;
+    let state = state(client.clone()).await;
+    let name = "cucumber-recruitment-clarify-cv";
+    reconcile_company(Arc::new(get(&client, name).await), state.clone())
+        .await
+        .expect("ok");
+
+    let (client, deleting_state) = deleting(DeletionPolicy::Retain, &state).await;
+    reconcile_company(Arc::new(get(&client, name).await), deleting_state)
+        .await
+        .expect("cleanup");
+    let table = state.engine.naming.company_data_table();
+    assert!(
+        state
+            .engine
+            .aws
+            .dynamodb
+            .get_item(&table, key())
+            .await
+            .expect("get")
+            .is_some(),
+        "record retained"
+    );
+    assert!(Api::<Company>::namespaced(client.clone(), NS)
+        .get_opt(name)
+        .await
+        .expect("get")
+        .is_none());
+    assert!(events(&client).await.iter().any(|(reason, _)| reason == "Retained"));
+}
+
+#[tokio::test]
+async fn a_channel_in_use_keeps_its_queues_and_retries() {
+    let mut channel = example_channel("whatsapp");
+    channel.metadata.namespace = Some(NS.into());
+    channel.spec.deletion_policy = DeletionPolicy::Delete;
+    channel.metadata.finalizers = Some(vec![FINALIZER.into()]);
+    channel.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+        k8s_openapi::jiff::Timestamp::now(),
+    ));
+    let client = ClientBuilder::new()
+        .with_resource::<Company>()
+        .with_resource::<Channel>()
+        .with_object(channel.clone())
+        .with_object(company())
+        .build()
+        .await
+        .expect("fake");
+    let state = state(client.clone()).await;
+    let error = reconcile_channel(Arc::new(channel), state).await.expect_err("in use");
+    assert!(
+        matches!(&error, Error::Retry(m) if m.contains("InUse") && m.contains("Company multicomms-dev/cucumber-recruitment-clarify-cv")),
+        "{error}"
+    );
+    let kept = Api::<Channel>::namespaced(client, NS)
+        .get("whatsapp")
+        .await
+        .expect("still there");
+    assert_eq!(kept.finalizers(), [FINALIZER]);
+}
