@@ -33,10 +33,7 @@ async fn main() -> anyhow::Result<()> {
         let yaml = template
             .replace("name: cucumber-recruitment-clarify-cv", &format!("name: company-{i}"))
             .replace("companyId: ci-aaa-001", &format!("companyId: ci-bench-{i}"))
-            .replace(
-                "companyName: Cucumber Recruitment",
-                &format!("companyName: Bench Company {i}"),
-            );
+            .replace("companyName: Cucumber Recruitment", &format!("companyName: Bench Company {i}"));
         std::fs::write(dir.join(format!("company-{i}.yaml")), yaml)?;
     }
     let paths = [dir.clone(), repo("config/examples/local")];
@@ -44,47 +41,24 @@ async fn main() -> anyhow::Result<()> {
     let cpu_start = cpu_seconds();
     let started = Instant::now();
     let loaded = manifests::load(&paths, "bench")?;
-    let first = Context {
-        aws: Aws::new(&config),
-        naming: naming.clone(),
-        mode: Mode::Apply,
-    };
+    let first = Context { aws: Aws::new(&config), naming: naming.clone(), mode: Mode::Apply };
     let reports = reconcile_manifests(&first, &loaded, concurrency).await;
     let cold_secs = started.elapsed().as_secs_f64();
     let cold_cpu = cpu_seconds() - cpu_start;
     let failed = reports.iter().filter(|r| !r.is_ready()).count();
-    anyhow::ensure!(
-        failed == 0,
-        "{failed} resources not ready: {:?}",
-        reports.iter().find(|r| !r.is_ready())
-    );
+    anyhow::ensure!(failed == 0, "{failed} resources not ready: {:?}", reports.iter().find(|r| !r.is_ready()));
 
     let started = Instant::now();
-    let again = Context {
-        aws: Aws::new(&config),
-        naming: naming.clone(),
-        mode: Mode::Apply,
-    };
+    let again = Context { aws: Aws::new(&config), naming: naming.clone(), mode: Mode::Apply };
     let loaded = manifests::load(&paths, "bench")?;
     let reports = reconcile_manifests(&again, &loaded, concurrency).await;
     let noop_secs = started.elapsed().as_secs_f64();
-    anyhow::ensure!(
-        reports.iter().all(|r| r.changes.is_empty()),
-        "re-apply changed something"
-    );
+    anyhow::ensure!(reports.iter().all(|r| r.changes.is_empty()), "re-apply changed something");
 
     // The emulator's raw PutItem rate, same items, same concurrency, into the same table.
-    let put_ctx = Context {
-        aws: Aws::new(&config),
-        naming: naming.clone(),
-        mode: Mode::Apply,
-    };
+    let put_ctx = Context { aws: Aws::new(&config), naming: naming.clone(), mode: Mode::Apply };
     let table = naming.company_data_table();
-    let owner = Owner {
-        kind: "Company",
-        namespace: "bench".into(),
-        name: "raw".into(),
-    };
+    let owner = Owner { kind: "Company", namespace: "bench".into(), name: "raw".into() };
     let items: Vec<_> = loaded
         .companies
         .iter()
@@ -97,9 +71,7 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let puts: Vec<_> = futures::stream::iter(items)
         .map(|item| {
-            let condition = aws::dynamodb::PutCondition::Absent {
-                partition_key: "company_id",
-            };
+            let condition = aws::dynamodb::PutCondition::Absent { partition_key: "company_id" };
             put_ctx.aws.dynamodb.put_item(&table, item, condition)
         })
         .buffer_unordered(concurrency)
@@ -126,9 +98,7 @@ async fn main() -> anyhow::Result<()> {
 }
 
 fn repo(relative: &str) -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .join(relative)
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(relative)
 }
 
 /// User + system CPU of this process (Linux /proc, clock ticks of 1/100 s).

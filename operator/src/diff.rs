@@ -24,11 +24,7 @@ fn diff_maps(
         if prefix.is_empty() && ignore.contains(&key.as_str()) {
             continue;
         }
-        let path = if prefix.is_empty() {
-            key.clone()
-        } else {
-            format!("{prefix}.{key}")
-        };
+        let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
         match (desired.get(key), observed.get(key)) {
             (Some(AttributeValue::M(d)), Some(AttributeValue::M(o))) => diff_maps(d, o, &path, &[], out),
             (d, o) if !same(d, o) => out.push(path),
@@ -77,27 +73,18 @@ mod tests {
     #[test]
     fn nested_changes_are_named_by_path_and_ignored_fields_skipped() {
         let desired = item(&[
-            (
-                "channel_config",
-                AttributeValue::M(item(&[("whatsapp", AttributeValue::M(item(&[("n", s("+1"))])))])),
-            ),
+            ("channel_config", AttributeValue::M(item(&[("whatsapp", AttributeValue::M(item(&[("n", s("+1"))])))]))),
             ("updated_at", s("now")),
             ("company_name", s("A")),
             ("extra", s("desired only")),
         ]);
         let observed = item(&[
-            (
-                "channel_config",
-                AttributeValue::M(item(&[("whatsapp", AttributeValue::M(item(&[("n", s("+2"))])))])),
-            ),
+            ("channel_config", AttributeValue::M(item(&[("whatsapp", AttributeValue::M(item(&[("n", s("+2"))])))]))),
             ("updated_at", s("then")),
             ("company_name", s("A")),
             ("stale", s("observed only")),
         ]);
-        assert_eq!(
-            item_fields(&desired, &observed, &["updated_at"]),
-            ["channel_config.whatsapp.n", "extra", "stale"]
-        );
+        assert_eq!(item_fields(&desired, &observed, &["updated_at"]), ["channel_config.whatsapp.n", "extra", "stale"]);
     }
 
     #[test]

@@ -51,6 +51,15 @@ enum Command {
         /// Resources reconciled at once, per kind.
         #[arg(long, env = "MULTICOMMS_CONCURRENCY", default_value_t = 8)]
         concurrency: u16,
+        /// Elect a leader on a Lease so several replicas can run with one active.
+        #[arg(long, env = "MULTICOMMS_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+        leader_election: bool,
+        /// Namespace of the Lease (the operator's own namespace in a cluster).
+        #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+        lease_namespace: String,
+        /// Seconds between lease renewals; the lease lasts three times as long.
+        #[arg(long, default_value_t = 5)]
+        lease_renew_seconds: u64,
     },
     /// Print the CRDs, or write them as files into a directory (crds/).
     Crd {
@@ -99,40 +108,38 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let naming = Naming::new(cli.prefix, cli.env);
     let (target, mode, detailed) = match cli.command {
         Command::Crd { out } => return write_crds(out),
-        Command::Run {
-            resync_seconds,
-            concurrency,
-        } => {
-            let client = kube::Client::try_default()
-                .await
-                .context("connecting to the Kubernetes API")?;
-            let engine = Context {
-                aws: aws::Aws::new(&aws::load_config().await),
-                naming,
-                mode: Mode::Apply,
-            };
+        Command::Run { resync_seconds, concurrency, leader_election, lease_namespace, lease_renew_seconds } => {
+            let client = kube::Client::try_default().await.context("connecting to the Kubernetes API")?;
+            let engine = Context { aws: aws::Aws::new(&aws::load_config().await), naming, mode: Mode::Apply };
             let resync = std::time::Duration::from_secs(resync_seconds);
-            let state = std::sync::Arc::new(controller::State::new(engine, client, resync));
-            tracing::info!(resync_seconds, concurrency, "controller starting");
-            controller::run(state, concurrency).await;
+            let state = std::sync::Arc::new(controller::State::new(engine, client.clone(), resync));
+            tracing::info!(resync_seconds, concurrency, leader_election, "controller starting");
+            if leader_election {
+                let identity =
+                    std::env::var("POD_NAME").unwrap_or_else(|_| format!("multicomms-operator-{}", std::process::id()));
+                let renew = std::time::Duration::from_secs(lease_renew_seconds.max(1));
+                let elector = controller::leader::LeaderElector::new(
+                    client,
+                    &lease_namespace,
+                    controller::MANAGER,
+                    &identity,
+                    renew * 3,
+                );
+                controller::run_as_leader(state, concurrency, elector, renew).await;
+            } else {
+                controller::run(state, concurrency).await;
+            }
             tracing::info!("controller stopped");
             return Ok(ExitCode::SUCCESS);
         }
         Command::Apply(target) => (target, Mode::Apply, false),
-        Command::Plan {
-            target,
-            detailed_exitcode,
-        } => (target, Mode::Plan, detailed_exitcode),
+        Command::Plan { target, detailed_exitcode } => (target, Mode::Plan, detailed_exitcode),
     };
     let manifests = manifests::load(&target.paths, &target.namespace)?;
     for ignored in &manifests.ignored {
         tracing::debug!(document = %ignored, "not a multicomms resource; passed over");
     }
-    let ctx = Context {
-        aws: aws::Aws::new(&aws::load_config().await),
-        naming,
-        mode,
-    };
+    let ctx = Context { aws: aws::Aws::new(&aws::load_config().await), naming, mode };
     let reports = reconcile::reconcile_manifests(&ctx, &manifests, target.concurrency).await;
     match target.output {
         Output::Table => {
@@ -142,11 +149,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Output::Json => println!("{}", output::json(&reports)?),
     }
-    tracing::info!(
-        aws_calls = ctx.aws.calls.total(),
-        aws_writes = ctx.aws.calls.writes(),
-        "done"
-    );
+    tracing::info!(aws_calls = ctx.aws.calls.total(), aws_writes = ctx.aws.calls.writes(), "done");
 
     let failed = reports.iter().any(|r| !r.is_ready());
     let changed = reports.iter().any(|r| !r.changes.is_empty());

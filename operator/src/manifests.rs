@@ -71,10 +71,7 @@ pub fn load(paths: &[PathBuf], default_namespace: &str) -> Result<Manifests, Loa
     files.dedup();
     let mut manifests = Manifests::default();
     for file in files {
-        let text = std::fs::read_to_string(&file).map_err(|source| LoadError::Io {
-            path: file.clone(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(&file).map_err(|source| LoadError::Io { path: file.clone(), source })?;
         read_file(&file, &text, default_namespace, &mut manifests);
     }
     Ok(manifests)
@@ -87,12 +84,7 @@ fn read_file(file: &Path, text: &str, default_namespace: &str, out: &mut Manifes
             Ok(serde_yaml::Value::Null) => continue,
             Ok(value) => value,
             Err(e) => {
-                out.invalid.push(invalid(
-                    "File",
-                    "",
-                    &format!("{shown}#{index}"),
-                    format!("not valid YAML: {e}"),
-                ));
+                out.invalid.push(invalid("File", "", &format!("{shown}#{index}"), format!("not valid YAML: {e}")));
                 continue;
             }
         };
@@ -111,9 +103,7 @@ fn read_file(file: &Path, text: &str, default_namespace: &str, out: &mut Manifes
                 }
             }
             ("v1", "Secret") => read_secret(&value, &shown, default_namespace, out),
-            _ => out
-                .ignored
-                .push(format!("{shown}: {}", if kind.is_empty() { "(no kind)" } else { kind })),
+            _ => out.ignored.push(format!("{shown}: {}", if kind.is_empty() { "(no kind)" } else { kind })),
         }
     }
 }
@@ -123,12 +113,8 @@ fn typed<K>(value: serde_yaml::Value, file: &str, default_namespace: &str, out: 
 where
     K: DeserializeOwned + kube::Resource<DynamicType = ()> + ResourceExt,
 {
-    let name = value
-        .get("metadata")
-        .and_then(|m| m.get("name"))
-        .and_then(|n| n.as_str())
-        .unwrap_or("(unnamed)")
-        .to_string();
+    let name =
+        value.get("metadata").and_then(|m| m.get("name")).and_then(|n| n.as_str()).unwrap_or("(unnamed)").to_string();
     let namespace = value
         .get("metadata")
         .and_then(|m| m.get("namespace"))
@@ -153,12 +139,7 @@ where
     match serde_path_to_error::deserialize::<_, K>(ignoring) {
         Ok(_) if !unknown.is_empty() => {
             let fields: Vec<String> = unknown.iter().map(|p| format!("{p}: unknown field")).collect();
-            out.invalid.push(invalid(
-                kind,
-                &namespace,
-                &name,
-                format!("{} ({file})", fields.join("; ")),
-            ));
+            out.invalid.push(invalid(kind, &namespace, &name, format!("{} ({file})", fields.join("; "))));
             None
         }
         Ok(mut resource) => {
@@ -202,9 +183,7 @@ fn redact_values(message: &str) -> String {
 
 fn invalid(kind: &'static str, namespace: &str, name: &str, message: String) -> Report {
     let mut report = Report::new(kind, namespace, name, None);
-    report
-        .subsystems
-        .push(("Valid", Err(Failure::new(Reason::InvalidSpec, message))));
+    report.subsystems.push(("Valid", Err(Failure::new(Reason::InvalidSpec, message))));
     report
 }
 
@@ -212,18 +191,10 @@ fn invalid(kind: &'static str, namespace: &str, name: &str, message: String) -> 
 fn read_secret(value: &serde_yaml::Value, file: &str, default_namespace: &str, out: &mut Manifests) {
     let meta = value.get("metadata");
     let Some(name) = meta.and_then(|m| m.get("name")).and_then(|n| n.as_str()) else {
-        out.invalid.push(invalid(
-            "Secret",
-            default_namespace,
-            "(unnamed)",
-            format!("metadata.name: missing ({file})"),
-        ));
+        out.invalid.push(invalid("Secret", default_namespace, "(unnamed)", format!("metadata.name: missing ({file})")));
         return;
     };
-    let namespace = meta
-        .and_then(|m| m.get("namespace"))
-        .and_then(|n| n.as_str())
-        .unwrap_or(default_namespace);
+    let namespace = meta.and_then(|m| m.get("namespace")).and_then(|n| n.as_str()).unwrap_or(default_namespace);
     let mut entries = |field: &str| -> Vec<(String, String)> {
         let Some(mapping) = value.get(field).and_then(|d| d.as_mapping()) else {
             return vec![];
@@ -248,10 +219,7 @@ fn read_secret(value: &serde_yaml::Value, file: &str, default_namespace: &str, o
     let values = out.secrets.entry(namespace.to_string()).or_default();
     let mut bad = Vec::new();
     for (key, encoded) in data {
-        match base64::engine::general_purpose::STANDARD
-            .decode(encoded.trim())
-            .map(String::from_utf8)
-        {
+        match base64::engine::general_purpose::STANDARD.decode(encoded.trim()).map(String::from_utf8) {
             Ok(Ok(plain)) => values.insert(name, &key, SecretString::from(plain)),
             _ => bad.push(format!("data.{key}: not base64-encoded UTF-8 ({file})")),
         }
@@ -282,10 +250,7 @@ mod tests {
             redact_values("invalid type: integer `123456`, expected u32"),
             "invalid type: an integer, expected u32"
         );
-        assert_eq!(
-            redact_values("invalid value: boolean `true`, expected x"),
-            "invalid value: a boolean, expected x"
-        );
+        assert_eq!(redact_values("invalid value: boolean `true`, expected x"), "invalid value: a boolean, expected x");
         assert_eq!(redact_values("missing field `projectId`"), "missing field `projectId`");
     }
 
@@ -299,10 +264,7 @@ mod tests {
         read_file(Path::new("c.yaml"), &yaml, "default", &mut out);
         assert!(out.companies.is_empty());
         let failure = out.invalid[0].failure().expect("invalid");
-        assert_eq!(
-            failure.message,
-            "spec.channels.whatsapp.senderNumbr: unknown field (c.yaml)"
-        );
+        assert_eq!(failure.message, "spec.channels.whatsapp.senderNumbr: unknown field (c.yaml)");
     }
 
     #[test]
@@ -312,13 +274,8 @@ mod tests {
         read_file(Path::new("x.yaml"), yaml, "default", &mut out);
         let values = out.secrets_in("ns");
         let get = |key: &str| {
-            let reference = crate::crd::SecretKeyRef {
-                name: "s".into(),
-                key: key.into(),
-            };
-            values
-                .get("spec.x", &reference)
-                .map(|v| secrecy::ExposeSecret::expose_secret(v).to_string())
+            let reference = crate::crd::SecretKeyRef { name: "s".into(), key: key.into() };
+            values.get("spec.x", &reference).map(|v| secrecy::ExposeSecret::expose_secret(v).to_string())
         };
         assert_eq!(get("a"), Ok("abc".to_string()));
         assert_eq!(get("b"), Ok("plain".to_string()));

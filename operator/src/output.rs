@@ -14,31 +14,12 @@ pub fn result_table(reports: &[Report], mode: Mode) -> String {
         .map(|r| {
             let ready = ready_condition(r);
             let resource = resource(r);
-            [
-                resource,
-                ready.status,
-                ready.reason,
-                r.changes.len().to_string(),
-                ready.message,
-            ]
+            [resource, ready.status, ready.reason, r.changes.len().to_string(), ready.message]
         })
         .collect();
-    let header = [
-        "RESOURCE".to_string(),
-        "READY".into(),
-        "REASON".into(),
-        changes_header.into(),
-        "MESSAGE".into(),
-    ];
-    let widths: Vec<usize> = (0..4)
-        .map(|i| {
-            rows.iter()
-                .map(|r| r[i].len())
-                .chain([header[i].len()])
-                .max()
-                .unwrap_or(0)
-        })
-        .collect();
+    let header = ["RESOURCE".to_string(), "READY".into(), "REASON".into(), changes_header.into(), "MESSAGE".into()];
+    let widths: Vec<usize> =
+        (0..4).map(|i| rows.iter().map(|r| r[i].len()).chain([header[i].len()]).max().unwrap_or(0)).collect();
     let mut out = String::new();
     for row in std::iter::once(&header).chain(&rows) {
         let line = format!(

@@ -28,25 +28,16 @@ impl Rules {
     fn of<K: CustomResourceExt>() -> Self {
         let crd = K::crd();
         // Our own derived CRD always has one version with a schema.
-        let schema = crd
-            .spec
-            .versions
-            .first()
-            .and_then(|v| v.schema.as_ref())
-            .and_then(|s| s.open_api_v3_schema.as_ref());
+        let schema =
+            crd.spec.versions.first().and_then(|v| v.schema.as_ref()).and_then(|s| s.open_api_v3_schema.as_ref());
         let schema = serde_json::to_value(schema).unwrap_or_default();
-        Rules {
-            validator: Validator::new(),
-            schema: compile_schema(&schema),
-        }
+        Rules { validator: Validator::new(), schema: compile_schema(&schema) }
     }
 
     fn check(&self, resource: &impl serde::Serialize) -> Result<(), Failure> {
         let object = serde_json::to_value(resource)
             .map_err(|e| Failure::new(Reason::InvalidSpec, format!("cannot be serialised: {e}")))?;
-        self.validator
-            .validate_compiled(&self.schema, &object, None)
-            .map_err(invalid)
+        self.validator.validate_compiled(&self.schema, &object, None).map_err(invalid)
     }
 }
 

@@ -11,16 +11,9 @@ async fn creates_queue_and_dlq_with_the_original_settings_then_writes_nothing() 
     let whatsapp = example_channel("whatsapp");
     let report = channel::reconcile(&ctx, &whatsapp, &example_secrets()).await;
     assert!(report.is_ready(), "{:?}", report.subsystems);
-    let created: Vec<String> = report
-        .changes
-        .iter()
-        .filter(|c| c.action == Action::Create)
-        .map(|c| c.object.clone())
-        .collect();
-    let (queue, dlq) = (
-        ctx.naming.channel_queue(ChannelKind::Whatsapp),
-        ctx.naming.channel_dlq(ChannelKind::Whatsapp),
-    );
+    let created: Vec<String> =
+        report.changes.iter().filter(|c| c.action == Action::Create).map(|c| c.object.clone()).collect();
+    let (queue, dlq) = (ctx.naming.channel_queue(ChannelKind::Whatsapp), ctx.naming.channel_dlq(ChannelKind::Whatsapp));
     assert_eq!(
         created,
         [
@@ -30,13 +23,7 @@ async fn creates_queue_and_dlq_with_the_original_settings_then_writes_nothing() 
         ]
     );
 
-    let main = ctx
-        .aws
-        .sqs
-        .observe(&queue)
-        .await
-        .expect("observe")
-        .expect("queue exists");
+    let main = ctx.aws.sqs.observe(&queue).await.expect("observe").expect("queue exists");
     let dead = ctx.aws.sqs.observe(&dlq).await.expect("observe").expect("dlq exists");
     assert_eq!(main.attributes["VisibilityTimeout"], "905");
     assert_eq!(main.attributes["MessageRetentionPeriod"], "345600");
@@ -45,14 +32,8 @@ async fn creates_queue_and_dlq_with_the_original_settings_then_writes_nothing() 
     assert_eq!(redrive["deadLetterTargetArn"], dead.arn().expect("arn"));
     assert_eq!(redrive["maxReceiveCount"].to_string().trim_matches('"'), "3");
     assert_eq!(main.tags["multicomms.io/managed-by"], "Channel/multicomms-dev/whatsapp");
-    assert_eq!(
-        report.outputs.queue.as_ref().map(|q| q.url.as_str()),
-        Some(main.url.as_str())
-    );
-    assert_eq!(
-        report.outputs.dead_letter_queue.as_ref().map(|q| q.arn.as_str()),
-        dead.arn()
-    );
+    assert_eq!(report.outputs.queue.as_ref().map(|q| q.url.as_str()), Some(main.url.as_str()));
+    assert_eq!(report.outputs.dead_letter_queue.as_ref().map(|q| q.arn.as_str()), dead.arn());
 
     let again = same_place(&ctx, Mode::Apply).await;
     let report = channel::reconcile(&again, &whatsapp, &example_secrets()).await;
@@ -65,24 +46,9 @@ async fn attribute_drift_is_planned_then_repaired() {
     let ctx = context(Mode::Apply).await;
     let sms = example_channel("sms");
     assert!(channel::reconcile(&ctx, &sms, &example_secrets()).await.is_ready());
-    let main = ctx
-        .aws
-        .sqs
-        .observe(&ctx.naming.channel_queue(ChannelKind::Sms))
-        .await
-        .expect("observe")
-        .expect("queue");
-    let dead = ctx
-        .aws
-        .sqs
-        .observe(&ctx.naming.channel_dlq(ChannelKind::Sms))
-        .await
-        .expect("observe")
-        .expect("dlq");
-    let drifted_redrive = format!(
-        r#"{{"deadLetterTargetArn":"{}","maxReceiveCount":9}}"#,
-        dead.arn().expect("arn")
-    );
+    let main = ctx.aws.sqs.observe(&ctx.naming.channel_queue(ChannelKind::Sms)).await.expect("observe").expect("queue");
+    let dead = ctx.aws.sqs.observe(&ctx.naming.channel_dlq(ChannelKind::Sms)).await.expect("observe").expect("dlq");
+    let drifted_redrive = format!(r#"{{"deadLetterTargetArn":"{}","maxReceiveCount":9}}"#, dead.arn().expect("arn"));
     let raw = raw_clients().await;
     raw.sqs
         .set_queue_attributes()
@@ -102,13 +68,7 @@ async fn attribute_drift_is_planned_then_repaired() {
     let repair = same_place(&ctx, Mode::Apply).await;
     assert!(channel::reconcile(&repair, &sms, &example_secrets()).await.is_ready());
     assert_eq!(repair.aws.calls.by_operation().get("SetQueueAttributes"), Some(&1));
-    let main = ctx
-        .aws
-        .sqs
-        .observe(&ctx.naming.channel_queue(ChannelKind::Sms))
-        .await
-        .expect("observe")
-        .expect("queue");
+    let main = ctx.aws.sqs.observe(&ctx.naming.channel_queue(ChannelKind::Sms)).await.expect("observe").expect("queue");
     assert_eq!(main.attributes["VisibilityTimeout"], "600");
     let redrive: serde_json::Value = serde_json::from_str(&main.attributes["RedrivePolicy"]).expect("json");
     assert_eq!(redrive["maxReceiveCount"].to_string().trim_matches('"'), "3");
@@ -125,10 +85,6 @@ async fn a_second_channel_of_the_same_type_conflicts() {
     let report = channel::reconcile(&again, &rival, &example_secrets()).await;
     let failure = report.failure().expect("conflict");
     assert_eq!(failure.reason, Reason::OwnershipConflict);
-    assert!(
-        failure.message.contains("managed by Channel/multicomms-dev/email"),
-        "{}",
-        failure.message
-    );
+    assert!(failure.message.contains("managed by Channel/multicomms-dev/email"), "{}", failure.message);
     assert_eq!(again.aws.calls.writes(), 0);
 }

@@ -40,35 +40,15 @@ async fn creates_record_and_secrets_then_a_second_apply_writes_nothing() {
     let company = example_company();
     let report = apply(&ctx, &company).await;
     assert_ready(&report);
-    assert_eq!(
-        report.changes.iter().filter(|c| c.action == Action::Create).count(),
-        5,
-        "{:?}",
-        report.changes
-    );
+    assert_eq!(report.changes.iter().filter(|c| c.action == Action::Create).count(), 5, "{:?}", report.changes);
 
     let record = stored_record(&ctx, &company).await.expect("record written");
     assert_eq!(record.company_name, "Cucumber Recruitment");
-    assert_eq!(
-        record.allowed_channels,
-        vec![ChannelKind::Whatsapp, ChannelKind::Sms, ChannelKind::Email]
-    );
-    assert_eq!(
-        record.managed_by.as_deref(),
-        Some("Company/multicomms-dev/cucumber-recruitment-clarify-cv")
-    );
+    assert_eq!(record.allowed_channels, vec![ChannelKind::Whatsapp, ChannelKind::Sms, ChannelKind::Email]);
+    assert_eq!(record.managed_by.as_deref(), Some("Company/multicomms-dev/cucumber-recruitment-clarify-cv"));
     assert!(!record.created_at.is_empty() && record.created_at == record.updated_at);
-    let credentials = record
-        .channel_config
-        .whatsapp
-        .expect("whatsapp")
-        .whatsapp_credentials_id;
-    let (value, _) = ctx
-        .aws
-        .secrets
-        .current_value(&credentials)
-        .await
-        .expect("secret readable");
+    let credentials = record.channel_config.whatsapp.expect("whatsapp").whatsapp_credentials_id;
+    let (value, _) = ctx.aws.secrets.current_value(&credentials).await.expect("secret readable");
     let value: serde_json::Value = serde_json::from_str(value.expect("string").expose_secret()).expect("json");
     assert_eq!(
         value,
@@ -87,11 +67,7 @@ async fn creates_record_and_secrets_then_a_second_apply_writes_nothing() {
         .iter()
         .all(|s| s.arn.starts_with("arn:aws:secretsmanager") && s.version_id.is_some()));
     assert!(report.outputs.record_version.is_some());
-    for secret in [
-        "local-demo-twilio-token-not-a-secret",
-        "local-demo-router-key-not-a-secret",
-        "SG.local-demo",
-    ] {
+    for secret in ["local-demo-twilio-token-not-a-secret", "local-demo-router-key-not-a-secret", "SG.local-demo"] {
         assert!(!shown.contains(secret), "report shows a secret value");
     }
 
@@ -99,16 +75,8 @@ async fn creates_record_and_secrets_then_a_second_apply_writes_nothing() {
     let report = company::reconcile(&again, &company, &example_secrets()).await;
     assert_ready(&report);
     assert!(report.changes.is_empty(), "{:?}", report.changes);
-    assert_eq!(
-        again.aws.calls.writes(),
-        0,
-        "calls: {:?}",
-        again.aws.calls.by_operation()
-    );
-    assert_eq!(
-        stored_record(&ctx, &company).await.expect("record").updated_at,
-        record.updated_at
-    );
+    assert_eq!(again.aws.calls.writes(), 0, "calls: {:?}", again.aws.calls.by_operation());
+    assert_eq!(stored_record(&ctx, &company).await.expect("record").updated_at, record.updated_at);
 }
 
 #[tokio::test]
@@ -133,35 +101,18 @@ async fn plan_lists_exactly_the_edited_fields_and_apply_writes_only_that_record(
     assert_eq!(report.changes[0].action, Action::Update);
     assert_eq!(
         report.changes[0].fields,
-        [
-            "channel_config.whatsapp.company_whatsapp_number",
-            "rate_limits.requests_per_minute"
-        ]
+        ["channel_config.whatsapp.company_whatsapp_number", "rate_limits.requests_per_minute"]
     );
-    assert_eq!(
-        plan.aws.calls.writes(),
-        0,
-        "plan wrote: {:?}",
-        plan.aws.calls.by_operation()
-    );
+    assert_eq!(plan.aws.calls.writes(), 0, "plan wrote: {:?}", plan.aws.calls.by_operation());
 
     let apply_ctx = same_place(&ctx, Mode::Apply).await;
     assert_ready(&company::reconcile(&apply_ctx, &edited, &example_secrets()).await);
-    assert_eq!(
-        apply_ctx.aws.calls.writes(),
-        1,
-        "{:?}",
-        apply_ctx.aws.calls.by_operation()
-    );
+    assert_eq!(apply_ctx.aws.calls.writes(), 1, "{:?}", apply_ctx.aws.calls.by_operation());
     assert_eq!(apply_ctx.aws.calls.by_operation().get("PutItem"), Some(&1));
     let record = stored_record(&ctx, &edited).await.expect("record");
     assert_eq!(record.rate_limits.requests_per_minute, 120);
     assert_ne!(record.updated_at, record.created_at);
-    assert_eq!(
-        stored_record(&ctx, &other).await.expect("other"),
-        other_before,
-        "the other record is untouched"
-    );
+    assert_eq!(stored_record(&ctx, &other).await.expect("other"), other_before, "the other record is untouched");
 }
 
 #[tokio::test]
@@ -185,13 +136,7 @@ async fn drift_in_record_and_secret_is_repaired() {
         .expect("put");
     let credentials = record.channel_config.sms.expect("sms").sms_credentials_id;
     let tampered = r#"{"twilio_account_sid":"tampered"}"#;
-    raw.secrets
-        .put_secret_value()
-        .secret_id(&credentials)
-        .secret_string(tampered)
-        .send()
-        .await
-        .expect("put");
+    raw.secrets.put_secret_value().secret_id(&credentials).secret_string(tampered).send().await.expect("put");
 
     let plan = same_place(&ctx, Mode::Plan).await;
     let report = company::reconcile(&plan, &company, &example_secrets()).await;
@@ -207,15 +152,9 @@ async fn drift_in_record_and_secret_is_repaired() {
 
     let repair = same_place(&ctx, Mode::Apply).await;
     assert_ready(&company::reconcile(&repair, &company, &example_secrets()).await);
-    assert_eq!(
-        stored_record(&ctx, &company).await.expect("record").project_status,
-        "active"
-    );
+    assert_eq!(stored_record(&ctx, &company).await.expect("record").project_status, "active");
     let (value, _) = ctx.aws.secrets.current_value(&credentials).await.expect("secret");
-    assert!(value
-        .expect("value")
-        .expose_secret()
-        .contains("AC00000000000000000000000000000000"));
+    assert!(value.expect("value").expose_secret().contains("AC00000000000000000000000000000000"));
 }
 
 #[tokio::test]
@@ -233,9 +172,7 @@ async fn a_second_resource_claiming_the_same_ids_conflicts_and_changes_nothing()
     let failure = report.failure().expect("conflict");
     assert_eq!(failure.reason, Reason::OwnershipConflict);
     assert!(
-        failure
-            .message
-            .contains("managed by Company/multicomms-dev/cucumber-recruitment-clarify-cv"),
+        failure.message.contains("managed by Company/multicomms-dev/cucumber-recruitment-clarify-cv"),
         "{}",
         failure.message
     );
@@ -253,11 +190,7 @@ async fn a_record_from_the_old_onboarding_script_is_adopted_only_when_annotated(
     let mut legacy = multicomms_operator::desired::company::record(
         &company.spec,
         &ctx.naming,
-        &multicomms_operator::desired::Owner {
-            kind: "Company",
-            namespace: "x".into(),
-            name: "x".into(),
-        },
+        &multicomms_operator::desired::Owner { kind: "Company", namespace: "x".into(), name: "x".into() },
     );
     legacy.managed_by = None;
     legacy.created_at = "2023-10-27T10:00:00Z".into();
@@ -280,14 +213,8 @@ async fn a_record_from_the_old_onboarding_script_is_adopted_only_when_annotated(
     adopting.metadata.annotations = Some([("multicomms.io/adopt".to_string(), "true".to_string())].into());
     assert_ready(&company::reconcile(&ctx, &adopting, &example_secrets()).await);
     let record = stored_record(&ctx, &company).await.expect("record");
-    assert_eq!(
-        record.managed_by.as_deref(),
-        Some("Company/multicomms-dev/cucumber-recruitment-clarify-cv")
-    );
-    assert_eq!(
-        record.created_at, "2023-10-27T10:00:00Z",
-        "adoption keeps the original creation time"
-    );
+    assert_eq!(record.managed_by.as_deref(), Some("Company/multicomms-dev/cucumber-recruitment-clarify-cv"));
+    assert_eq!(record.created_at, "2023-10-27T10:00:00Z", "adoption keeps the original creation time");
     // Once adopted, the annotation is no longer needed.
     assert_ready(&company::reconcile(&ctx, &company, &example_secrets()).await);
 }
@@ -297,35 +224,17 @@ async fn a_missing_kubernetes_secret_is_terminal_names_the_field_and_writes_noth
     let ctx = context(Mode::Apply).await;
     assert!(reconcile::tables::reconcile(&ctx).await.is_ready());
     let mut company = example_company();
-    company
-        .spec
-        .channels
-        .email
-        .as_mut()
-        .expect("email")
-        .sendgrid
-        .api_key
-        .secret_key_ref
-        .name = "not-there".into();
+    company.spec.channels.email.as_mut().expect("email").sendgrid.api_key.secret_key_ref.name = "not-there".into();
     let fresh = same_place(&ctx, Mode::Apply).await;
     let report = company::reconcile(&fresh, &company, &example_secrets()).await;
     let failure = report.failure().expect("missing secret");
     assert_eq!(failure.reason, Reason::SecretNotFound);
     assert!(failure.reason.is_terminal());
-    assert_eq!(
-        failure.message,
-        r#"spec.channels.email.sendgrid.apiKey: Secret not found: "not-there" (key "apiKey")"#
-    );
+    assert_eq!(failure.message, r#"spec.channels.email.sendgrid.apiKey: Secret not found: "not-there" (key "apiKey")"#);
     assert_eq!(fresh.aws.calls.writes(), 0, "{:?}", fresh.aws.calls.by_operation());
-    assert!(
-        stored_record(&ctx, &company).await.is_none(),
-        "no record without its secrets"
-    );
+    assert!(stored_record(&ctx, &company).await.is_none(), "no record without its secrets");
     let conditions = reconcile::conditions::conditions(&report, &[], &k8s_now());
-    assert_eq!(
-        (conditions[0].type_.as_str(), conditions[0].status.as_str()),
-        ("Ready", "False")
-    );
+    assert_eq!((conditions[0].type_.as_str(), conditions[0].status.as_str()), ("Ready", "False"));
     assert_eq!(conditions[0].reason, "SecretNotFound");
 }
 
@@ -351,8 +260,5 @@ async fn two_manifests_claiming_the_same_ids_in_one_apply_leave_one_owner_and_no
     assert_eq!(loser.failure().map(|f| f.reason), Some(Reason::OwnershipConflict));
     assert!(loser.changes.is_empty(), "{:?}", loser.changes);
     let stray = ctx.naming.router_api_key_secret("Rival Recruitment", "Clarify CV");
-    assert!(
-        ctx.aws.secrets.describe(&stray).await.expect("describe").is_none(),
-        "the loser wrote {stray}"
-    );
+    assert!(ctx.aws.secrets.describe(&stray).await.expect("describe").is_none(), "the loser wrote {stray}");
 }

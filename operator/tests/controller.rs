@@ -23,16 +23,8 @@ const RESYNC: Duration = Duration::from_secs(600);
 
 fn secret(name: &str, data: &[(&str, &str)]) -> Secret {
     Secret {
-        metadata: ObjectMeta {
-            name: Some(name.into()),
-            namespace: Some(NS.into()),
-            ..Default::default()
-        },
-        data: Some(
-            data.iter()
-                .map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec())))
-                .collect(),
-        ),
+        metadata: ObjectMeta { name: Some(name.into()), namespace: Some(NS.into()), ..Default::default() },
+        data: Some(data.iter().map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec()))).collect()),
         ..Default::default()
     }
 }
@@ -40,10 +32,7 @@ fn secret(name: &str, data: &[(&str, &str)]) -> Secret {
 fn twilio() -> Secret {
     secret(
         "cucumber-recruitment-twilio",
-        &[
-            ("accountSid", "AC00000000000000000000000000000000"),
-            ("authToken", "tok-1"),
-        ],
+        &[("accountSid", "AC00000000000000000000000000000000"), ("authToken", "tok-1")],
     )
 }
 
@@ -82,17 +71,11 @@ async fn fake_recording(company: Company, secrets: Vec<Secret>, calls: Calls) ->
         })
         .patch_status(move |ctx| {
             let manager = ctx.params.field_manager.clone().unwrap_or_default();
-            log(
-                &status,
-                format!("patch_status {} {:?} {manager}", ctx.name, ctx.patch_type),
-            );
+            log(&status, format!("patch_status {} {:?} {manager}", ctx.name, ctx.patch_type));
             Ok(None)
         })
         .create(move |ctx| {
-            log(
-                &create,
-                format!("create {}", ctx.object["kind"].as_str().unwrap_or("?")),
-            );
+            log(&create, format!("create {}", ctx.object["kind"].as_str().unwrap_or("?")));
             Ok(None)
         });
     ClientBuilder::new()
@@ -114,21 +97,12 @@ async fn state(client: kube::Client) -> Arc<State> {
 }
 
 async fn get(client: &kube::Client, name: &str) -> Company {
-    Api::<Company>::namespaced(client.clone(), NS)
-        .get(name)
-        .await
-        .expect("company")
+    Api::<Company>::namespaced(client.clone(), NS).get(name).await.expect("company")
 }
 
 async fn events(client: &kube::Client) -> Vec<(String, String)> {
-    let list = Api::<Event>::namespaced(client.clone(), NS)
-        .list(&Default::default())
-        .await
-        .expect("events");
-    list.items
-        .into_iter()
-        .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
-        .collect()
+    let list = Api::<Event>::namespaced(client.clone(), NS).list(&Default::default()).await.expect("events");
+    list.items.into_iter().map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default())).collect()
 }
 
 fn requeue_after(action: &Action) -> String {
@@ -144,9 +118,7 @@ async fn a_company_gets_its_finalizer_aws_objects_status_and_events() {
 
     let company = get(&client, name).await;
     calls.lock().expect("calls").clear();
-    let action = reconcile_company(Arc::new(company), state.clone())
-        .await
-        .expect("reconciles");
+    let action = reconcile_company(Arc::new(company), state.clone()).await.expect("reconciles");
     assert!(requeue_after(&action).contains("requeue_after"), "{action:?}");
     let made = calls.lock().expect("calls").clone();
     assert_eq!(
@@ -160,49 +132,24 @@ async fn a_company_gets_its_finalizer_aws_objects_status_and_events() {
         ],
         "{made:?}"
     );
-    assert_eq!(
-        made[5..],
-        ["create Event".to_string()],
-        "one Event: Created, listing the objects"
-    );
+    assert_eq!(made[5..], ["create Event".to_string()], "one Event: Created, listing the objects");
 
     let stored = get(&client, name).await;
     assert_eq!(stored.finalizers(), [FINALIZER]);
     let status = stored.status.expect("status written");
     let ready = &status.conditions[0];
-    assert_eq!(
-        (ready.type_.as_str(), ready.status.as_str(), ready.reason.as_str()),
-        ("Ready", "True", "Synced")
-    );
+    assert_eq!((ready.type_.as_str(), ready.status.as_str(), ready.reason.as_str()), ("Ready", "True", "Synced"));
     assert_eq!(status.observed_generation, stored.metadata.generation);
-    assert!(status
-        .conditions
-        .iter()
-        .all(|c| c.observed_generation == stored.metadata.generation));
+    assert!(status.conditions.iter().all(|c| c.observed_generation == stored.metadata.generation));
     assert_eq!(status.secrets.len(), 4);
     assert!(status.record_version.is_some());
     let status_text = serde_json::to_string(&status).expect("json");
-    assert!(
-        !status_text.contains("tok-1") && !status_text.contains("router-key"),
-        "status shows a secret value"
-    );
+    assert!(!status_text.contains("tok-1") && !status_text.contains("router-key"), "status shows a secret value");
 
     let table = state.engine.naming.company_data_table();
-    assert!(state
-        .engine
-        .aws
-        .dynamodb
-        .get_item(&table, key())
-        .await
-        .expect("get")
-        .is_some());
+    assert!(state.engine.aws.dynamodb.get_item(&table, key()).await.expect("get").is_some());
     let events = events(&client).await;
-    assert!(
-        events
-            .iter()
-            .any(|(reason, note)| reason == "Created" && note.contains("create item")),
-        "{events:?}"
-    );
+    assert!(events.iter().any(|(reason, note)| reason == "Created" && note.contains("create item")), "{events:?}");
     assert!(!format!("{events:?}").contains("tok-1"));
 }
 
@@ -221,19 +168,15 @@ async fn a_missing_secret_is_reported_without_hot_looping_and_recovers_when_it_a
     let state = state(client.clone()).await;
     let name = "cucumber-recruitment-clarify-cv";
 
-    let action = reconcile_company(Arc::new(get(&client, name).await), state.clone())
-        .await
-        .expect("a user error is no Err");
+    let action =
+        reconcile_company(Arc::new(get(&client, name).await), state.clone()).await.expect("a user error is no Err");
     assert!(
         requeue_after(&action).contains(&format!("{:?}", RESYNC.as_secs()).chars().take(2).collect::<String>())
             || requeue_after(&action).contains("requeue_after")
     );
     let status = get(&client, name).await.status.expect("status");
     let ready = &status.conditions[0];
-    assert_eq!(
-        (ready.status.as_str(), ready.reason.as_str()),
-        ("False", "SecretNotFound")
-    );
+    assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "SecretNotFound"));
     assert!(
         ready
             .message
@@ -241,18 +184,10 @@ async fn a_missing_secret_is_reported_without_hot_looping_and_recovers_when_it_a
         "{}",
         ready.message
     );
-    assert!(events(&client)
-        .await
-        .iter()
-        .any(|(reason, _)| reason == "SecretNotFound"));
+    assert!(events(&client).await.iter().any(|(reason, _)| reason == "SecretNotFound"));
 
-    Api::<Secret>::namespaced(client.clone(), NS)
-        .create(&PostParams::default(), &twilio())
-        .await
-        .expect("create");
-    reconcile_company(Arc::new(get(&client, name).await), state)
-        .await
-        .expect("reconciles");
+    Api::<Secret>::namespaced(client.clone(), NS).create(&PostParams::default(), &twilio()).await.expect("create");
+    reconcile_company(Arc::new(get(&client, name).await), state).await.expect("reconciles");
     let ready = get(&client, name).await.status.expect("status").conditions.remove(0);
     assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("True", "Synced"));
 }
@@ -262,43 +197,24 @@ async fn a_rotated_secret_is_pushed_to_secrets_manager() {
     let client = fake(company(), [vec![twilio()], other_secrets()].concat()).await;
     let state = state(client.clone()).await;
     let name = "cucumber-recruitment-clarify-cv";
-    reconcile_company(Arc::new(get(&client, name).await), state.clone())
-        .await
-        .expect("reconciles");
+    reconcile_company(Arc::new(get(&client, name).await), state.clone()).await.expect("reconciles");
 
     let rotated = serde_json::json!({"data": {"authToken": ByteString(b"tok-2".to_vec())}});
     Api::<Secret>::namespaced(client.clone(), NS)
-        .patch(
-            "cucumber-recruitment-twilio",
-            &PatchParams::default(),
-            &Patch::Merge(&rotated),
-        )
+        .patch("cucumber-recruitment-twilio", &PatchParams::default(), &Patch::Merge(&rotated))
         .await
         .expect("rotate");
-    reconcile_company(Arc::new(get(&client, name).await), state.clone())
-        .await
-        .expect("reconciles");
+    reconcile_company(Arc::new(get(&client, name).await), state.clone()).await.expect("reconciles");
 
     let secret_name = state.engine.naming.channel_credentials_secret(
         multicomms_runtime::wire::ChannelKind::Whatsapp,
         "Cucumber Recruitment",
         "Clarify CV",
     );
-    let (value, _) = state
-        .engine
-        .aws
-        .secrets
-        .current_value(&secret_name)
-        .await
-        .expect("read");
+    let (value, _) = state.engine.aws.secrets.current_value(&secret_name).await.expect("read");
     assert!(value.expect("value").expose_secret().contains("tok-2"));
     let events = events(&client).await;
-    assert!(
-        events
-            .iter()
-            .any(|(reason, note)| reason == "Updated" && note.contains(&secret_name)),
-        "{events:?}"
-    );
+    assert!(events.iter().any(|(reason, note)| reason == "Updated" && note.contains(&secret_name)), "{events:?}");
 }
 
 #[tokio::test]
@@ -306,9 +222,7 @@ async fn editing_a_company_bumps_observed_generation_after_the_change_lands() {
     let client = fake(company(), [vec![twilio()], other_secrets()].concat()).await;
     let state = state(client.clone()).await;
     let name = "cucumber-recruitment-clarify-cv";
-    reconcile_company(Arc::new(get(&client, name).await), state.clone())
-        .await
-        .expect("reconciles");
+    reconcile_company(Arc::new(get(&client, name).await), state.clone()).await.expect("reconciles");
     let first = get(&client, name).await;
 
     let edit = serde_json::json!({"metadata": {"generation": 2}, "spec": {"rateLimits": {"requestsPerMinute": 75}}});
@@ -318,21 +232,12 @@ async fn editing_a_company_bumps_observed_generation_after_the_change_lands() {
         .expect("edit");
     let edited = get(&client, name).await;
     assert!(edited.metadata.generation > first.metadata.generation);
-    reconcile_company(Arc::new(edited.clone()), state.clone())
-        .await
-        .expect("reconciles");
+    reconcile_company(Arc::new(edited.clone()), state.clone()).await.expect("reconciles");
 
     let status = get(&client, name).await.status.expect("status");
     assert_eq!(status.observed_generation, edited.metadata.generation);
     let table = state.engine.naming.company_data_table();
-    let item = state
-        .engine
-        .aws
-        .dynamodb
-        .get_item(&table, key())
-        .await
-        .expect("get")
-        .expect("item");
+    let item = state.engine.aws.dynamodb.get_item(&table, key()).await.expect("get").expect("item");
     let record = multicomms_runtime::wire::CompanyRecord::from_item(item).expect("record");
     assert_eq!(record.rate_limits.requests_per_minute, 75);
 }
@@ -343,9 +248,8 @@ async fn deleting(policy: DeletionPolicy, state_from: &Arc<State>) -> (kube::Cli
     let mut company = company();
     company.spec.deletion_policy = policy;
     company.metadata.finalizers = Some(vec![FINALIZER.into()]);
-    company.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-        k8s_openapi::jiff::Timestamp::now(),
-    ));
+    company.metadata.deletion_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()));
     let client = fake(company, vec![]).await;
     let engine = same_place(&state_from.engine, Mode::Apply).await;
     (client.clone(), Arc::new(State::new(engine, client, RESYNC)))
@@ -355,86 +259,37 @@ async fn deleting(policy: DeletionPolicy, state_from: &Arc<State>) -> (kube::Cli
 async fn deleting_with_delete_removes_only_its_own_aws_objects_then_the_finalizer() {
     let client = fake(company(), [vec![twilio()], other_secrets()].concat()).await;
     let state = state(client.clone()).await;
-    reconcile_company(
-        Arc::new(get(&client, "cucumber-recruitment-clarify-cv").await),
-        state.clone(),
-    )
-    .await
-    .expect("ok");
+    reconcile_company(Arc::new(get(&client, "cucumber-recruitment-clarify-cv").await), state.clone())
+        .await
+        .expect("ok");
     // Another company's record in the same table must survive.
     let mut other = company();
     other.metadata.name = Some("other".into());
     other.spec.project_id = "pi-aaa-002".into();
     other.spec.project_name = "Other".into();
-    assert!(reconcile::company::reconcile(&state.engine, &other, &example_secrets())
-        .await
-        .is_ready());
+    assert!(reconcile::company::reconcile(&state.engine, &other, &example_secrets()).await.is_ready());
 
     let (client, deleting_state) = deleting(DeletionPolicy::Delete, &state).await;
     let name = "cucumber-recruitment-clarify-cv";
-    reconcile_company(Arc::new(get(&client, name).await), deleting_state.clone())
-        .await
-        .expect("cleanup");
+    reconcile_company(Arc::new(get(&client, name).await), deleting_state.clone()).await.expect("cleanup");
 
     let table = state.engine.naming.company_data_table();
-    assert!(
-        state
-            .engine
-            .aws
-            .dynamodb
-            .get_item(&table, key())
-            .await
-            .expect("get")
-            .is_none(),
-        "record deleted"
-    );
+    assert!(state.engine.aws.dynamodb.get_item(&table, key()).await.expect("get").is_none(), "record deleted");
     let other_key = {
         let mut k = key();
-        k.insert(
-            "project_id".into(),
-            aws_sdk_dynamodb::types::AttributeValue::S("pi-aaa-002".into()),
-        );
+        k.insert("project_id".into(), aws_sdk_dynamodb::types::AttributeValue::S("pi-aaa-002".into()));
         k
     };
-    assert!(
-        state
-            .engine
-            .aws
-            .dynamodb
-            .get_item(&table, other_key)
-            .await
-            .expect("get")
-            .is_some(),
-        "other record kept"
-    );
-    let secret_name = state
-        .engine
-        .naming
-        .router_api_key_secret("Cucumber Recruitment", "Clarify CV");
-    let observed = state
-        .engine
-        .aws
-        .secrets
-        .describe(&secret_name)
-        .await
-        .expect("describe")
-        .expect("recoverable");
+    assert!(state.engine.aws.dynamodb.get_item(&table, other_key).await.expect("get").is_some(), "other record kept");
+    let secret_name = state.engine.naming.router_api_key_secret("Cucumber Recruitment", "Clarify CV");
+    let observed = state.engine.aws.secrets.describe(&secret_name).await.expect("describe").expect("recoverable");
     assert!(observed.scheduled_for_deletion);
     assert!(
-        Api::<Company>::namespaced(client.clone(), NS)
-            .get_opt(name)
-            .await
-            .expect("get")
-            .is_none(),
+        Api::<Company>::namespaced(client.clone(), NS).get_opt(name).await.expect("get").is_none(),
         "finalizer removed"
     );
     let events = events(&client).await;
-    assert!(
-        events
-            .iter()
-            .any(|(reason, note)| reason == "Deleted" && note.contains("delete item")),
-        "{events:?}"
-    );
+    assert!(events.iter().any(|(reason, note)| reason == "Deleted" && note.contains("delete item")), "{events:?}");
 }
 
 #[tokio::test]
@@ -442,31 +297,13 @@ async fn deleting_with_retain_leaves_aws_alone_and_says_so() {
     let client = fake(company(), [vec![twilio()], other_secrets()].concat()).await;
     let state = state(client.clone()).await;
     let name = "cucumber-recruitment-clarify-cv";
-    reconcile_company(Arc::new(get(&client, name).await), state.clone())
-        .await
-        .expect("ok");
+    reconcile_company(Arc::new(get(&client, name).await), state.clone()).await.expect("ok");
 
     let (client, deleting_state) = deleting(DeletionPolicy::Retain, &state).await;
-    reconcile_company(Arc::new(get(&client, name).await), deleting_state)
-        .await
-        .expect("cleanup");
+    reconcile_company(Arc::new(get(&client, name).await), deleting_state).await.expect("cleanup");
     let table = state.engine.naming.company_data_table();
-    assert!(
-        state
-            .engine
-            .aws
-            .dynamodb
-            .get_item(&table, key())
-            .await
-            .expect("get")
-            .is_some(),
-        "record retained"
-    );
-    assert!(Api::<Company>::namespaced(client.clone(), NS)
-        .get_opt(name)
-        .await
-        .expect("get")
-        .is_none());
+    assert!(state.engine.aws.dynamodb.get_item(&table, key()).await.expect("get").is_some(), "record retained");
+    assert!(Api::<Company>::namespaced(client.clone(), NS).get_opt(name).await.expect("get").is_none());
     assert!(events(&client).await.iter().any(|(reason, _)| reason == "Retained"));
 }
 
@@ -476,9 +313,8 @@ async fn a_channel_in_use_keeps_its_queues_and_retries() {
     channel.metadata.namespace = Some(NS.into());
     channel.spec.deletion_policy = DeletionPolicy::Delete;
     channel.metadata.finalizers = Some(vec![FINALIZER.into()]);
-    channel.metadata.deletion_timestamp = Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
-        k8s_openapi::jiff::Timestamp::now(),
-    ));
+    channel.metadata.deletion_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()));
     let client = ClientBuilder::new()
         .with_resource::<Company>()
         .with_resource::<Channel>()
@@ -493,9 +329,6 @@ async fn a_channel_in_use_keeps_its_queues_and_retries() {
         matches!(&error, Error::Retry(m) if m.contains("InUse") && m.contains("Company multicomms-dev/cucumber-recruitment-clarify-cv")),
         "{error}"
     );
-    let kept = Api::<Channel>::namespaced(client, NS)
-        .get("whatsapp")
-        .await
-        .expect("still there");
+    let kept = Api::<Channel>::namespaced(client, NS).get("whatsapp").await.expect("still there");
     assert_eq!(kept.finalizers(), [FINALIZER]);
 }

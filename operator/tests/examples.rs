@@ -22,10 +22,7 @@ fn the_examples_are_valid() {
 #[test]
 fn every_invalid_example_is_rejected_naming_the_field() {
     let dir = repo_path("config/examples/invalid");
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .expect("dir")
-        .map(|e| e.expect("entry").path())
-        .collect();
+    let mut files: Vec<_> = std::fs::read_dir(&dir).expect("dir").map(|e| e.expect("entry").path()).collect();
     files.sort();
     assert!(files.len() >= 8, "expected the invalid examples, found {files:?}");
     for file in files {
@@ -44,31 +41,11 @@ fn every_invalid_example_is_rejected_naming_the_field() {
                 f.message.clone()
             })
             .collect();
-        failures.extend(
-            loaded
-                .companies
-                .iter()
-                .filter_map(|c| validate::company(c).err())
-                .map(|f| f.message),
-        );
-        failures.extend(
-            loaded
-                .channels
-                .iter()
-                .filter_map(|c| validate::channel(c).err())
-                .map(|f| f.message),
-        );
+        failures.extend(loaded.companies.iter().filter_map(|c| validate::company(c).err()).map(|f| f.message));
+        failures.extend(loaded.channels.iter().filter_map(|c| validate::channel(c).err()).map(|f| f.message));
         assert_eq!(failures.len(), 1, "{}: {failures:?}", file.display());
-        assert!(
-            failures[0].contains(expected),
-            "{}: {:?} does not contain {expected:?}",
-            file.display(),
-            failures[0]
-        );
-        assert!(
-            !failures[0].contains("sk-this-must-never-be-in-git"),
-            "a credential leaked into the message"
-        );
+        assert!(failures[0].contains(expected), "{}: {:?} does not contain {expected:?}", file.display(), failures[0]);
+        assert!(!failures[0].contains("sk-this-must-never-be-in-git"), "a credential leaked into the message");
     }
 }
 
@@ -77,9 +54,7 @@ fn immutable_ids_and_channel_type_are_enforced_on_update() {
     let company = support::example_company();
     let mut edited = company.clone();
     edited.spec.company_id = "ci-zzz-999".into();
-    let errors = edited
-        .validate_cel_update(&company)
-        .expect_err("companyId is immutable");
+    let errors = edited.validate_cel_update(&company).expect_err("companyId is immutable");
     assert!(errors.to_string().contains("spec.companyId: is immutable"), "{errors}");
 
     let channel = support::example_channel("sms");

@@ -10,11 +10,7 @@ use secrecy::{ExposeSecret, SecretString};
 use support::*;
 
 fn owner() -> Owner {
-    Owner {
-        kind: "Company",
-        namespace: "ns".into(),
-        name: "c".into(),
-    }
+    Owner { kind: "Company", namespace: "ns".into(), name: "c".into() }
 }
 
 fn spec(ctx: &Context) -> SecretSpec {
@@ -24,10 +20,7 @@ fn spec(ctx: &Context) -> SecretSpec {
             "twilio_auth_token",
             Source::Secret {
                 field: "spec.x".into(),
-                reference: SecretKeyRef {
-                    name: "k8s".into(),
-                    key: "token".into(),
-                },
+                reference: SecretKeyRef { name: "k8s".into(), key: "token".into() },
             },
         )],
     }
@@ -56,13 +49,7 @@ async fn a_secret_scheduled_for_deletion_is_restored_and_rewritten() {
     let ctx = context(Mode::Apply).await;
     assert!(sync(&ctx, "one").await.is_ready());
     let raw = raw_clients().await;
-    raw.secrets
-        .delete_secret()
-        .secret_id(spec(&ctx).name)
-        .recovery_window_in_days(7)
-        .send()
-        .await
-        .expect("delete");
+    raw.secrets.delete_secret().secret_id(spec(&ctx).name).recovery_window_in_days(7).send().await.expect("delete");
 
     let plan = same_place(&ctx, Mode::Plan).await;
     let planned = sync(&plan, "two").await;
@@ -108,22 +95,11 @@ async fn a_secret_owned_by_another_resource_is_left_alone() {
         .key(multicomms_operator::desired::OWNER_TAG)
         .value("Company/ns/someone-else")
         .build();
-    raw.secrets
-        .create_secret()
-        .name(spec(&ctx).name)
-        .secret_string("{}")
-        .tags(tag)
-        .send()
-        .await
-        .expect("create");
+    raw.secrets.create_secret().name(spec(&ctx).name).secret_string("{}").tags(tag).send().await.expect("create");
     let fresh = same_place(&ctx, Mode::Apply).await;
     let report = sync(&fresh, "mine").await;
     let failure = report.failure().expect("conflict");
-    assert!(
-        failure.message.contains("managed by Company/ns/someone-else"),
-        "{}",
-        failure.message
-    );
+    assert!(failure.message.contains("managed by Company/ns/someone-else"), "{}", failure.message);
     assert_eq!(fresh.aws.calls.writes(), 0);
     assert_eq!(stored(&ctx).await, "{}");
 }
@@ -131,41 +107,22 @@ async fn a_secret_owned_by_another_resource_is_left_alone() {
 #[tokio::test]
 async fn throttling_is_retried_with_backoff_and_hard_errors_are_reported() {
     let mut ctx = context(Mode::Apply).await;
-    ctx.aws.secrets = secrets_with_fault(
-        &ctx,
-        Fault::new("DescribeSecret", "ThrottlingException", "Rate exceeded", 2),
-    )
-    .await;
+    ctx.aws.secrets =
+        secrets_with_fault(&ctx, Fault::new("DescribeSecret", "ThrottlingException", "Rate exceeded", 2)).await;
     let report = sync(&ctx, "one").await;
-    assert!(
-        report.is_ready(),
-        "the SDK's retries absorb two throttles: {:?}",
-        report.subsystems
-    );
+    assert!(report.is_ready(), "the SDK's retries absorb two throttles: {:?}", report.subsystems);
     assert_eq!(stored(&ctx).await, r#"{"twilio_auth_token":"one"}"#);
 
     ctx.aws.secrets = secrets_with_fault(
         &ctx,
-        Fault::new(
-            "DescribeSecret",
-            "AccessDeniedException",
-            "not authorized to perform DescribeSecret",
-            1,
-        ),
+        Fault::new("DescribeSecret", "AccessDeniedException", "not authorized to perform DescribeSecret", 1),
     )
     .await;
     let report = sync(&ctx, "two").await;
     let failure = report.failure().expect("access denied");
     assert_eq!(failure.reason, multicomms_operator::reconcile::Reason::AwsError);
-    assert!(
-        !failure.reason.is_terminal(),
-        "AWS errors are retried by the next reconcile"
-    );
+    assert!(!failure.reason.is_terminal(), "AWS errors are retried by the next reconcile");
     assert!(failure.message.starts_with("DescribeSecret "), "{}", failure.message);
-    assert!(
-        failure.message.contains("AccessDeniedException: not authorized"),
-        "{}",
-        failure.message
-    );
+    assert!(failure.message.contains("AccessDeniedException: not authorized"), "{}", failure.message);
     assert!(!failure.message.contains("two"));
 }

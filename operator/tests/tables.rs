@@ -11,13 +11,7 @@ async fn create_table(ctx_table: &str, partition: &str) {
         .create_table()
         .table_name(ctx_table)
         .billing_mode(BillingMode::PayPerRequest)
-        .key_schema(
-            KeySchemaElement::builder()
-                .attribute_name(partition)
-                .key_type(KeyType::Hash)
-                .build()
-                .expect("key"),
-        )
+        .key_schema(KeySchemaElement::builder().attribute_name(partition).key_type(KeyType::Hash).build().expect("key"))
         .attribute_definitions(
             AttributeDefinition::builder()
                 .attribute_name(partition)
@@ -40,18 +34,10 @@ async fn creates_missing_tables_with_keys_indexes_and_ttl_then_leaves_them_alone
     let report = tables::reconcile(&ctx).await;
     assert!(report.is_ready(), "{:?}", report.subsystems);
     assert_eq!(report.changes.len(), 4);
-    let conversations = ctx
-        .aws
-        .dynamodb
-        .describe_table(&ctx.naming.conversations_table())
-        .await
-        .expect("describe")
-        .expect("table");
+    let conversations =
+        ctx.aws.dynamodb.describe_table(&ctx.naming.conversations_table()).await.expect("describe").expect("table");
     assert_eq!(conversations.indexes.len(), 8);
-    assert_eq!(
-        ttl(&ctx, &ctx.naming.replies_stage_table()).await,
-        Some("expires_at".to_string())
-    );
+    assert_eq!(ttl(&ctx, &ctx.naming.replies_stage_table()).await, Some("expires_at".to_string()));
     assert_eq!(ttl(&ctx, &ctx.naming.company_data_table()).await, None);
 
     let again = same_place(&ctx, Mode::Apply).await;
@@ -68,10 +54,7 @@ async fn a_present_table_is_adopted_and_gets_ttl_switched_on() {
     let lock = format!("table {}", ctx.naming.replies_trigger_lock_table());
     let change = report.changes.iter().find(|c| c.object == lock).expect("ttl change");
     assert_eq!(change.fields, ["ttl expires_at"]);
-    assert_eq!(
-        ttl(&ctx, &ctx.naming.replies_trigger_lock_table()).await,
-        Some("expires_at".to_string())
-    );
+    assert_eq!(ttl(&ctx, &ctx.naming.replies_trigger_lock_table()).await, Some("expires_at".to_string()));
 }
 
 #[tokio::test]
@@ -81,18 +64,9 @@ async fn a_table_with_other_keys_is_reported_and_left_untouched() {
     let report = tables::reconcile(&ctx).await;
     let failure = report.failure().expect("wrong keys");
     assert_eq!(failure.reason, Reason::Incompatible);
-    assert!(
-        failure.message.contains("company_id (S) / project_id (S)"),
-        "{}",
-        failure.message
-    );
-    let table = ctx
-        .aws
-        .dynamodb
-        .describe_table(&ctx.naming.company_data_table())
-        .await
-        .expect("describe")
-        .expect("table");
+    assert!(failure.message.contains("company_id (S) / project_id (S)"), "{}", failure.message);
+    let table =
+        ctx.aws.dynamodb.describe_table(&ctx.naming.company_data_table()).await.expect("describe").expect("table");
     assert_eq!(table.partition.0, "id");
 }
 
@@ -116,15 +90,8 @@ async fn ttl_on_another_attribute_is_reported_and_every_table_still_checked() {
     let report = tables::reconcile(&ctx).await;
     let failure = report.failure().expect("incompatible TTL");
     assert_eq!(failure.reason, Reason::Incompatible);
-    assert!(
-        failure.message.contains(r#"expires items by "ttl", not "expires_at""#),
-        "{}",
-        failure.message
-    );
+    assert!(failure.message.contains(r#"expires items by "ttl", not "expires_at""#), "{}", failure.message);
     // The other three tables were still created.
-    let created = report
-        .changes
-        .iter()
-        .filter(|c| c.action == multicomms_operator::reconcile::Action::Create);
+    let created = report.changes.iter().filter(|c| c.action == multicomms_operator::reconcile::Action::Create);
     assert_eq!(created.count(), 3);
 }

@@ -4,10 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("workspace root")
-        .to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
 }
 
 /// The operator binary next to this test's own executable (target/<profile>/).
@@ -15,11 +12,7 @@ fn operator() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable");
     let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
     let binary = profile_dir.join("multicomms-operator");
-    assert!(
-        binary.exists(),
-        "{} is missing: run the tests with scripts/test.sh, which builds it",
-        binary.display()
-    );
+    assert!(binary.exists(), "{} is missing: run the tests with scripts/test.sh, which builds it", binary.display());
     binary
 }
 
@@ -76,16 +69,10 @@ fn table_row<'a>(stdout: &'a str, resource: &str) -> &'a str {
 }
 
 fn assert_no_secret_values(run: &Run) {
-    for value in [
-        "local-demo-twilio-token-not-a-secret",
-        "local-demo-router-key-not-a-secret",
-        "SG.local-demo",
-        "sk-local-demo",
-    ] {
-        assert!(
-            !run.stdout.contains(value) && !run.stderr.contains(value),
-            "output shows a secret value"
-        );
+    for value in
+        ["local-demo-twilio-token-not-a-secret", "local-demo-router-key-not-a-secret", "SG.local-demo", "sk-local-demo"]
+    {
+        assert!(!run.stdout.contains(value) && !run.stderr.contains(value), "output shows a secret value");
     }
 }
 
@@ -95,9 +82,7 @@ fn apply_creates_everything_and_a_second_apply_changes_nothing() {
     let first = run(&prefix, &[&["apply"], examples().as_slice()].concat());
     assert_eq!(first.code, 0, "{}\n{}", first.stdout, first.stderr);
     assert!(
-        first
-            .stdout
-            .contains("Applied: 18 created, 0 updated, 0 restored; 0 of 5 resources not ready."),
+        first.stdout.contains("Applied: 18 created, 0 updated, 0 restored; 0 of 5 resources not ready."),
         "{}",
         first.stdout
     );
@@ -108,9 +93,7 @@ fn apply_creates_everything_and_a_second_apply_changes_nothing() {
     let second = run(&prefix, &[&["apply"], examples().as_slice()].concat());
     assert_eq!(second.code, 0, "{}", second.stdout);
     assert!(
-        second
-            .stdout
-            .contains("Applied: 0 created, 0 updated, 0 restored; 0 of 5 resources not ready."),
+        second.stdout.contains("Applied: 0 created, 0 updated, 0 restored; 0 of 5 resources not ready."),
         "{}",
         second.stdout
     );
@@ -145,11 +128,7 @@ fn plan_after_editing_a_company_lists_exactly_the_edited_fields() {
         "multicomms-dev",
     ];
     let plan = run(&prefix, &args);
-    assert_eq!(
-        plan.code, 2,
-        "changes → exit 2 with --detailed-exitcode\n{}\n{}",
-        plan.stdout, plan.stderr
-    );
+    assert_eq!(plan.code, 2, "changes → exit 2 with --detailed-exitcode\n{}\n{}", plan.stdout, plan.stderr);
     assert!(
         plan.stdout.contains(&format!(
             "~ update item {prefix}-company-data-e2e[ci-aaa-001/pi-aaa-001]: company_rep.company_rep_2, rate_limits.requests_per_minute"
@@ -157,11 +136,7 @@ fn plan_after_editing_a_company_lists_exactly_the_edited_fields() {
         "{}",
         plan.stdout
     );
-    assert!(
-        plan.stdout.contains("Plan: 0 to create, 1 to update, 0 to restore"),
-        "{}",
-        plan.stdout
-    );
+    assert!(plan.stdout.contains("Plan: 0 to create, 1 to update, 0 to restore"), "{}", plan.stdout);
     assert!(plan.stderr.contains("aws_writes=0"), "{}", plan.stderr);
     std::fs::remove_dir_all(edited_dir).ok();
 }
@@ -173,25 +148,16 @@ fn plan_rejects_each_invalid_example_naming_the_field() {
     let dir = repo().join("config/examples/invalid");
     for entry in std::fs::read_dir(dir).expect("dir") {
         let text = std::fs::read_to_string(entry.expect("entry").path()).expect("read");
-        let expected = text
-            .lines()
-            .find_map(|l| l.strip_prefix("# Must be rejected with: "))
-            .expect("expectation line");
-        assert!(
-            plan.stdout.contains(expected),
-            "missing {expected:?} in\n{}",
-            plan.stdout
-        );
+        let expected =
+            text.lines().find_map(|l| l.strip_prefix("# Must be rejected with: ")).expect("expectation line");
+        assert!(plan.stdout.contains(expected), "missing {expected:?} in\n{}", plan.stdout);
     }
     assert!(!plan.stdout.contains("sk-this-must-never-be-in-git"));
 }
 
 #[test]
 fn apply_without_the_referenced_secrets_fails_and_says_which_field() {
-    let apply = run(
-        &prefix(),
-        &["apply", "-f", "config/companies", "--namespace", "multicomms-dev"],
-    );
+    let apply = run(&prefix(), &["apply", "-f", "config/companies", "--namespace", "multicomms-dev"]);
     assert_eq!(apply.code, 1, "{}", apply.stdout);
     let row = table_row(&apply.stdout, "Company multicomms-dev/cucumber-recruitment-clarify-cv");
     assert!(row.contains("SecretNotFound") && row.contains("spec.apiKey"), "{row}");
@@ -218,25 +184,13 @@ fn json_output_carries_conditions_and_where_things_are() {
 
     let company = find("Company", "cucumber-recruitment-clarify-cv");
     assert_eq!(company["ready"], true);
-    let conditions: Vec<&str> = company["conditions"]
-        .as_array()
-        .expect("conditions")
-        .iter()
-        .filter_map(|c| c["type"].as_str())
-        .collect();
+    let conditions: Vec<&str> =
+        company["conditions"].as_array().expect("conditions").iter().filter_map(|c| c["type"].as_str()).collect();
     assert_eq!(conditions, ["Ready", "SecretsSynced", "RecordSynced"]);
     let name = format!("{prefix}/whatsapp-credentials/cucumber-recruitment/clarify-cv/twilio-e2e");
     let secrets = company["outputs"]["secrets"].as_array().expect("secrets");
-    let secret = secrets
-        .iter()
-        .find(|s| s["name"] == name.as_str())
-        .expect("whatsapp credentials");
-    assert!(
-        secret["arn"]
-            .as_str()
-            .is_some_and(|a| a.starts_with("arn:aws:secretsmanager:")),
-        "{secret}"
-    );
+    let secret = secrets.iter().find(|s| s["name"] == name.as_str()).expect("whatsapp credentials");
+    assert!(secret["arn"].as_str().is_some_and(|a| a.starts_with("arn:aws:secretsmanager:")), "{secret}");
     assert!(secret["versionId"].is_string(), "{secret}");
     assert!(company["outputs"]["recordVersion"].is_string());
     assert_no_secret_values(&apply);

@@ -65,11 +65,7 @@ impl Intercept for CallCounter {
     ) -> Result<(), BoxError> {
         if let Some(metadata) = cfg.load::<Metadata>() {
             let ok = matches!(context.output_or_error(), Some(Ok(_)));
-            let call = Call {
-                service: metadata.service().to_string(),
-                operation: metadata.name().to_string(),
-                ok,
-            };
+            let call = Call { service: metadata.service().to_string(), operation: metadata.name().to_string(), ok };
             if let Ok(mut counts) = self.counts.lock() {
                 *counts.entry(call).or_insert(0) += 1;
             }

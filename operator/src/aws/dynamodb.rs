@@ -22,11 +22,7 @@ pub enum PutCondition {
     Absent { partition_key: &'static str },
     /// Only if the item exists and its `attribute` (the ownership marker) still holds
     /// `expected`, or is still absent when `expected` is `None`.
-    Owner {
-        partition_key: &'static str,
-        attribute: &'static str,
-        expected: Option<String>,
-    },
+    Owner { partition_key: &'static str, attribute: &'static str, expected: Option<String> },
 }
 
 impl PutCondition {
@@ -34,25 +30,15 @@ impl PutCondition {
     fn expression(self) -> (String, HashMap<String, String>, Option<HashMap<String, AttributeValue>>) {
         let names = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         match self {
-            PutCondition::Absent { partition_key } => (
-                "attribute_not_exists(#pk)".into(),
-                names(&[("#pk", partition_key)]),
-                None,
-            ),
-            PutCondition::Owner {
-                partition_key,
-                attribute,
-                expected: Some(value),
-            } => (
+            PutCondition::Absent { partition_key } => {
+                ("attribute_not_exists(#pk)".into(), names(&[("#pk", partition_key)]), None)
+            }
+            PutCondition::Owner { partition_key, attribute, expected: Some(value) } => (
                 "attribute_exists(#pk) AND #attr = :value".into(),
                 names(&[("#pk", partition_key), ("#attr", attribute)]),
                 Some(HashMap::from([(":value".to_string(), AttributeValue::S(value))])),
             ),
-            PutCondition::Owner {
-                partition_key,
-                attribute,
-                expected: None,
-            } => (
+            PutCondition::Owner { partition_key, attribute, expected: None } => (
                 "attribute_exists(#pk) AND attribute_not_exists(#attr)".into(),
                 names(&[("#pk", partition_key), ("#attr", attribute)]),
                 None,
@@ -106,12 +92,7 @@ impl Dynamo {
             .set_expression_attribute_values(values);
         match request.send().await {
             Ok(_) => Ok(()),
-            Err(e)
-                if matches!(
-                    e.as_service_error(),
-                    Some(PutItemError::ConditionalCheckFailedException(_))
-                ) =>
-            {
+            Err(e) if matches!(e.as_service_error(), Some(PutItemError::ConditionalCheckFailedException(_))) => {
                 Err(PutError::ConditionFailed)
             }
             Err(e) => Err(AwsError::from_sdk("PutItem", table, e).into()),
@@ -128,12 +109,7 @@ impl Dynamo {
             .set_expression_attribute_values(values);
         match request.send().await {
             Ok(_) => Ok(true),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_conditional_check_failed_exception()) =>
-            {
-                Ok(false)
-            }
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(false),
             Err(e) => Err(AwsError::from_sdk("DeleteItem", table, e)),
         }
     }
@@ -141,25 +117,18 @@ impl Dynamo {
     pub async fn describe_table(&self, name: &str) -> Result<Option<ObservedTable>, AwsError> {
         let out = match self.client.describe_table().table_name(name).send().await {
             Ok(out) => out,
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
-            {
-                return Ok(None)
-            }
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => return Ok(None),
             Err(e) => return Err(AwsError::from_sdk("DescribeTable", name, e)),
         };
         let Some(table) = out.table else { return Ok(None) };
         let type_of = |attribute: &str| {
-            table
-                .attribute_definitions()
-                .iter()
-                .find(|d| d.attribute_name() == attribute)
-                .and_then(|d| match d.attribute_type() {
+            table.attribute_definitions().iter().find(|d| d.attribute_name() == attribute).and_then(|d| {
+                match d.attribute_type() {
                     ScalarAttributeType::S => Some(KeyType::String),
                     ScalarAttributeType::N => Some(KeyType::Number),
                     _ => None,
-                })
+                }
+            })
         };
         let key = |role: KeyRole| {
             table
@@ -217,21 +186,13 @@ impl Dynamo {
         };
         for index in &spec.global_indexes {
             let builder = GlobalSecondaryIndex::builder().index_name(index.name).projection(all());
-            request = request.global_secondary_indexes(
-                builder
-                    .set_key_schema(Some(index_keys(index)?))
-                    .build()
-                    .map_err(build)?,
-            );
+            request = request
+                .global_secondary_indexes(builder.set_key_schema(Some(index_keys(index)?)).build().map_err(build)?);
         }
         for index in &spec.local_indexes {
             let builder = LocalSecondaryIndex::builder().index_name(index.name).projection(all());
-            request = request.local_secondary_indexes(
-                builder
-                    .set_key_schema(Some(index_keys(index)?))
-                    .build()
-                    .map_err(build)?,
-            );
+            request = request
+                .local_secondary_indexes(builder.set_key_schema(Some(index_keys(index)?)).build().map_err(build)?);
         }
         request.send().await.map_err(err)?;
         // TTL can only be set on an ACTIVE table.

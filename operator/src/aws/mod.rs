@@ -38,19 +38,13 @@ impl Aws {
         let calls = CallCounter::default();
         Aws {
             dynamodb: dynamodb::Dynamo::new(aws_sdk_dynamodb::Client::from_conf(
-                aws_sdk_dynamodb::config::Builder::from(config)
-                    .interceptor(calls.clone())
-                    .build(),
+                aws_sdk_dynamodb::config::Builder::from(config).interceptor(calls.clone()).build(),
             )),
             sqs: sqs::Sqs::new(aws_sdk_sqs::Client::from_conf(
-                aws_sdk_sqs::config::Builder::from(config)
-                    .interceptor(calls.clone())
-                    .build(),
+                aws_sdk_sqs::config::Builder::from(config).interceptor(calls.clone()).build(),
             )),
             secrets: secrets::SecretsManager::new(aws_sdk_secretsmanager::Client::from_conf(
-                aws_sdk_secretsmanager::config::Builder::from(config)
-                    .interceptor(calls.clone())
-                    .build(),
+                aws_sdk_secretsmanager::config::Builder::from(config).interceptor(calls.clone()).build(),
             )),
             calls,
         }

@@ -47,9 +47,7 @@ where
     R: std::fmt::Debug,
 {
     let scheduled_for_deletion = err.code() == Some("InvalidRequestException")
-        && err
-            .message()
-            .is_some_and(|m| m.contains("deletion") || m.contains("deleted"));
+        && err.message().is_some_and(|m| m.contains("deletion") || m.contains("deleted"));
     if scheduled_for_deletion {
         WriteError::ScheduledForDeletion
     } else if err.code() == Some("ResourceExistsException") {
@@ -60,9 +58,7 @@ where
 }
 
 fn aws_tags(tags: &BTreeMap<&'static str, String>) -> Vec<Tag> {
-    tags.iter()
-        .map(|(k, v)| Tag::builder().key(*k).value(v).build())
-        .collect()
+    tags.iter().map(|(k, v)| Tag::builder().key(*k).value(v).build()).collect()
 }
 
 impl SecretsManager {
@@ -82,12 +78,7 @@ impl SecretsManager {
                     .collect(),
                 scheduled_for_deletion: out.deleted_date.is_some(),
             })),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
-            {
-                Ok(None)
-            }
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => Ok(None),
             Err(e) => Err(AwsError::from_sdk("DescribeSecret", name, e)),
         }
     }
@@ -119,27 +110,14 @@ impl SecretsManager {
             .send()
             .await
         {
-            Ok(out) => Ok(WrittenSecret {
-                arn: out.arn.unwrap_or_default(),
-                version_id: out.version_id,
-            }),
+            Ok(out) => Ok(WrittenSecret { arn: out.arn.unwrap_or_default(), version_id: out.version_id }),
             Err(e) => Err(write_error("CreateSecret", name, e)),
         }
     }
 
     pub async fn put_value(&self, name: &str, value: &SecretString) -> Result<WrittenSecret, WriteError> {
-        match self
-            .client
-            .put_secret_value()
-            .secret_id(name)
-            .secret_string(value.expose_secret())
-            .send()
-            .await
-        {
-            Ok(out) => Ok(WrittenSecret {
-                arn: out.arn.unwrap_or_default(),
-                version_id: out.version_id,
-            }),
+        match self.client.put_secret_value().secret_id(name).secret_string(value.expose_secret()).send().await {
+            Ok(out) => Ok(WrittenSecret { arn: out.arn.unwrap_or_default(), version_id: out.version_id }),
             Err(e) => Err(write_error("PutSecretValue", name, e)),
         }
     }
@@ -168,21 +146,9 @@ impl SecretsManager {
     /// Schedules deletion with a recovery window: re-creating the resource within it restores
     /// the secret (see the reconcile's restore path). A secret already gone counts as deleted.
     pub async fn delete(&self, name: &str, recovery_window_days: i64) -> Result<(), AwsError> {
-        match self
-            .client
-            .delete_secret()
-            .secret_id(name)
-            .recovery_window_in_days(recovery_window_days)
-            .send()
-            .await
-        {
+        match self.client.delete_secret().secret_id(name).recovery_window_in_days(recovery_window_days).send().await {
             Ok(_) => Ok(()),
-            Err(e)
-                if e.as_service_error()
-                    .is_some_and(|s| s.is_resource_not_found_exception()) =>
-            {
-                Ok(())
-            }
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => Ok(()),
             Err(e) => Err(AwsError::from_sdk("DeleteSecret", name, e)),
         }
     }

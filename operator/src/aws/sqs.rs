@@ -73,17 +73,9 @@ impl Sqs {
         for (k, v) in tags {
             request = request.tags(*k, v);
         }
-        request
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("CreateQueue", name, e))?;
+        request.send().await.map_err(|e| AwsError::from_sdk("CreateQueue", name, e))?;
         self.observe(name).await?.ok_or_else(|| {
-            AwsError::local(
-                "GetQueueUrl",
-                name,
-                "QueueDoesNotExist",
-                "created queue is not visible yet",
-            )
+            AwsError::local("GetQueueUrl", name, "QueueDoesNotExist", "created queue is not visible yet")
         })
     }
 
@@ -97,10 +89,7 @@ impl Sqs {
         for (k, v) in attributes {
             request = request.attributes(QueueAttributeName::from(*k), v);
         }
-        request
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("SetQueueAttributes", name, e))?;
+        request.send().await.map_err(|e| AwsError::from_sdk("SetQueueAttributes", name, e))?;
         Ok(())
     }
 
@@ -109,10 +98,7 @@ impl Sqs {
         for (k, v) in tags {
             request = request.tags(*k, v);
         }
-        request
-            .send()
-            .await
-            .map_err(|e| AwsError::from_sdk("TagQueue", name, e))?;
+        request.send().await.map_err(|e| AwsError::from_sdk("TagQueue", name, e))?;
         Ok(())
     }
 

@@ -5,6 +5,7 @@
 //! things are) with server-side apply under one field manager; publish an Event per change and
 //! per failure; requeue. On deletion, `deletionPolicy` decides between leaving the AWS objects
 //! (Retain, said in an Event) and deleting the ones that carry the resource's marker (Delete).
+pub mod leader;
 mod resources;
 
 pub use resources::{reconcile_channel, reconcile_company};
@@ -37,16 +38,8 @@ pub struct State {
 
 impl State {
     pub fn new(engine: reconcile::Context, client: kube::Client, resync: Duration) -> Self {
-        let reporter = Reporter {
-            controller: MANAGER.into(),
-            instance: std::env::var("POD_NAME").ok(),
-        };
-        State {
-            engine,
-            recorder: Recorder::new(client.clone(), reporter),
-            client,
-            resync,
-        }
+        let reporter = Reporter { controller: MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
+        State { engine, recorder: Recorder::new(client.clone(), reporter), client, resync }
     }
 }
 
@@ -70,10 +63,8 @@ pub fn error_policy<K>(_resource: Arc<K>, error: &Error, _state: Arc<State>) -> 
 
 /// `base` ±10 %, so resources created together do not resync together.
 fn jittered(base: Duration) -> Duration {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
     let factor = 0.9 + f64::from(nanos % 1000) / 5000.0;
     base.mul_f64(factor)
 }
@@ -82,11 +73,9 @@ fn jittered(base: Duration) -> Duration {
 /// hot loop; anything else → retry soon.
 fn next_action(report: &Report, resync: Duration) -> Result<Action, Error> {
     match report.failure() {
-        Some(failure) if !failure.reason.is_terminal() => Err(Error::Retry(format!(
-            "{}: {}",
-            failure.reason.as_str(),
-            failure.message
-        ))),
+        Some(failure) if !failure.reason.is_terminal() => {
+            Err(Error::Retry(format!("{}: {}", failure.reason.as_str(), failure.message)))
+        }
         _ => Ok(Action::requeue(jittered(resync))),
     }
 }
@@ -105,10 +94,7 @@ where
     let patch = serde_json::json!({
         "metadata": {"finalizers": finalizers, "resourceVersion": resource.resource_version()}
     });
-    Ok(Arc::new(
-        api.patch(&resource.name_any(), &PatchParams::default(), &Patch::Merge(&patch))
-            .await?,
-    ))
+    Ok(Arc::new(api.patch(&resource.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?))
 }
 
 /// The values of the Kubernetes Secrets that `specs` reference, from `namespace`. A missing
@@ -141,12 +127,7 @@ where
         "kind": K::kind(&()),
         "status": status,
     });
-    api.patch_status(
-        &resource.name_any(),
-        &PatchParams::apply(MANAGER).force(),
-        &Patch::Apply(&patch),
-    )
-    .await?;
+    api.patch_status(&resource.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch)).await?;
     Ok(())
 }
 
@@ -166,22 +147,14 @@ where
         (Change::Restore, "Restored"),
         (Change::Delete, "Deleted"),
     ] {
-        let changes: Vec<String> = report
-            .changes
-            .iter()
-            .filter(|c| c.action == action)
-            .map(ToString::to_string)
-            .collect();
+        let changes: Vec<String> =
+            report.changes.iter().filter(|c| c.action == action).map(ToString::to_string).collect();
         if !changes.is_empty() {
             events.push(event(EventType::Normal, reason, changes.join("; ")));
         }
     }
     if let Some((subsystem, failure)) = report.failed_subsystem() {
-        events.push(event(
-            EventType::Warning,
-            failure.reason.as_str(),
-            format!("{subsystem}: {}", failure.message),
-        ));
+        events.push(event(EventType::Warning, failure.reason.as_str(), format!("{subsystem}: {}", failure.message)));
     }
     for event in events {
         if let Err(error) = recorder.publish(&event, &reference).await {
@@ -191,13 +164,7 @@ where
 }
 
 fn event(type_: EventType, reason: &str, note: String) -> Event {
-    Event {
-        type_,
-        reason: reason.into(),
-        note: Some(truncate(note)),
-        action: "Reconcile".into(),
-        secondary: None,
-    }
+    Event { type_, reason: reason.into(), note: Some(truncate(note)), action: "Reconcile".into(), secondary: None }
 }
 
 /// Event notes are limited to 1 kB.
@@ -228,15 +195,9 @@ pub async fn run(state: Arc<State>, concurrency: u16) {
     let companies = Controller::new(Api::<Company>::all(client.clone()), watcher::Config::default());
     let store = companies.store();
     let companies = companies
-        .watches(
-            Api::<Secret>::all(client.clone()),
-            watcher::Config::default(),
-            move |secret: Secret| {
-                referencing(&store, &secret, |c: &Company| {
-                    crate::desired::company::secrets(&c.spec, &naming)
-                })
-            },
-        )
+        .watches(Api::<Secret>::all(client.clone()), watcher::Config::default(), move |secret: Secret| {
+            referencing(&store, &secret, |c: &Company| crate::desired::company::secrets(&c.spec, &naming))
+        })
         .with_config(config.clone())
         .shutdown_on_signal()
         .run(reconcile_company, error_policy, state.clone())
@@ -246,15 +207,9 @@ pub async fn run(state: Arc<State>, concurrency: u16) {
     let channels = Controller::new(Api::<Channel>::all(client.clone()), watcher::Config::default());
     let store = channels.store();
     let channels = channels
-        .watches(
-            Api::<Secret>::all(client),
-            watcher::Config::default(),
-            move |secret: Secret| {
-                referencing(&store, &secret, |c: &Channel| {
-                    crate::desired::channel::secrets(&c.spec, &naming)
-                })
-            },
-        )
+        .watches(Api::<Secret>::all(client), watcher::Config::default(), move |secret: Secret| {
+            referencing(&store, &secret, |c: &Channel| crate::desired::channel::secrets(&c.spec, &naming))
+        })
         .with_config(config)
         .shutdown_on_signal()
         .run(reconcile_channel, error_policy, state)
@@ -298,4 +253,41 @@ fn referenced_secrets(specs: &[SecretSpec]) -> BTreeSet<&str> {
             Source::Literal(_) => None,
         })
         .collect()
+}
+
+/// [`run`] on the replica that holds the lease: waits for leadership, renews it every `renew`,
+/// and gives it up on shutdown. A replica that cannot renew before its lease would expire
+/// exits, so two replicas never reconcile at once; Kubernetes restarts it as a standby.
+pub async fn run_as_leader(state: Arc<State>, concurrency: u16, elector: leader::LeaderElector, renew: Duration) {
+    if let Err(error) = elector.wait_until_leading(renew).await {
+        tracing::error!(%error, "leader election failed");
+        return;
+    }
+    tracing::info!("leading: starting the controllers");
+    let lease_duration = renew * 3;
+    let renewing = async {
+        let mut last_renewed = std::time::Instant::now();
+        loop {
+            tokio::time::sleep(renew).await;
+            match elector.try_lead().await {
+                Ok(leader::Round::Leading) => last_renewed = std::time::Instant::now(),
+                Ok(leader::Round::Following { holder }) => return format!("lease taken over by {holder}"),
+                Err(error) => tracing::warn!(%error, "could not renew the lease"),
+            }
+            if last_renewed.elapsed() > lease_duration {
+                return "lease not renewed in time".to_string();
+            }
+        }
+    };
+    tokio::select! {
+        () = run(state, concurrency) => {
+            if let Err(error) = elector.release().await {
+                tracing::warn!(%error, "could not release the lease");
+            }
+        }
+        lost = renewing => {
+            tracing::error!(reason = lost, "lost leadership; exiting");
+            std::process::exit(1);
+        }
+    }
 }

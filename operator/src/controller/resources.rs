@@ -154,11 +154,7 @@ where
             publish(&state.recorder, resource, &report).await;
             match report.failure() {
                 None => Ok(Action::await_change()),
-                Some(failure) => Err(Error::Retry(format!(
-                    "{}: {}",
-                    failure.reason.as_str(),
-                    failure.message
-                ))),
+                Some(failure) => Err(Error::Retry(format!("{}: {}", failure.reason.as_str(), failure.message))),
             }
         }
     }

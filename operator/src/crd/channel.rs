@@ -21,16 +21,8 @@ use serde::{Deserialize, Serialize};
     status = "ChannelStatus",
     cel,
     printcolumn(json_path = ".spec.type", name = "Type", type_ = "string"),
-    printcolumn(
-        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
-        name = "Ready",
-        type_ = "string"
-    ),
-    printcolumn(
-        json_path = ".status.conditions[?(@.type==\"Ready\")].reason",
-        name = "Reason",
-        type_ = "string"
-    ),
+    printcolumn(json_path = ".status.conditions[?(@.type==\"Ready\")].status", name = "Ready", type_ = "string"),
+    printcolumn(json_path = ".status.conditions[?(@.type==\"Ready\")].reason", name = "Reason", type_ = "string"),
     printcolumn(json_path = ".metadata.creationTimestamp", name = "Age", type_ = "date")
 )]
 #[x_kube(validation = Rule::new("(self.type == 'email') == (self.provider == 'sendgrid')")

@@ -24,16 +24,8 @@ use serde::{Deserialize, Serialize};
     cel,
     printcolumn(json_path = ".spec.companyId", name = "Company", type_ = "string"),
     printcolumn(json_path = ".spec.projectId", name = "Project", type_ = "string"),
-    printcolumn(
-        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
-        name = "Ready",
-        type_ = "string"
-    ),
-    printcolumn(
-        json_path = ".status.conditions[?(@.type==\"Ready\")].reason",
-        name = "Reason",
-        type_ = "string"
-    ),
+    printcolumn(json_path = ".status.conditions[?(@.type==\"Ready\")].status", name = "Ready", type_ = "string"),
+    printcolumn(json_path = ".status.conditions[?(@.type==\"Ready\")].reason", name = "Reason", type_ = "string"),
     printcolumn(json_path = ".metadata.creationTimestamp", name = "Age", type_ = "date")
 )]
 #[x_kube(

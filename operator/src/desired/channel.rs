@@ -40,14 +40,8 @@ pub fn queues(spec: &ChannelSpec, naming: &Naming) -> ChannelQueues {
         queue: QueueSpec {
             name: naming.channel_queue(spec.kind),
             attributes: BTreeMap::from([
-                (
-                    VISIBILITY_TIMEOUT,
-                    q.visibility_timeout_seconds.unwrap_or(default_visibility).to_string(),
-                ),
-                (
-                    MESSAGE_RETENTION_PERIOD,
-                    q.message_retention_seconds.unwrap_or(345_600).to_string(),
-                ),
+                (VISIBILITY_TIMEOUT, q.visibility_timeout_seconds.unwrap_or(default_visibility).to_string()),
+                (MESSAGE_RETENTION_PERIOD, q.message_retention_seconds.unwrap_or(345_600).to_string()),
                 (DELAY_SECONDS, q.delay_seconds.unwrap_or(0).to_string()),
             ]),
         },
@@ -97,10 +91,7 @@ mod tests {
     #[test]
     fn example_channels_get_the_original_queue_settings() {
         let naming = Naming::new("ai-multi-comms", "dev");
-        let whatsapp = queues(
-            &channel(include_str!("../../../config/channels/whatsapp.yaml")).spec,
-            &naming,
-        );
+        let whatsapp = queues(&channel(include_str!("../../../config/channels/whatsapp.yaml")).spec, &naming);
         assert_eq!(whatsapp.queue.name, "ai-multi-comms-whatsapp-queue-dev");
         assert_eq!(whatsapp.dead_letter.name, "ai-multi-comms-whatsapp-dlq-dev");
         assert_eq!(whatsapp.queue.attributes[VISIBILITY_TIMEOUT], "905");
@@ -126,10 +117,7 @@ mod tests {
             &ours,
             r#"{"deadLetterTargetArn":"arn:aws:sqs:eu-north-1:1:dlq","maxReceiveCount":"3"}"#
         ));
-        assert!(!same_redrive_policy(
-            &ours,
-            &redrive_policy("arn:aws:sqs:eu-north-1:1:dlq", 5)
-        ));
+        assert!(!same_redrive_policy(&ours, &redrive_policy("arn:aws:sqs:eu-north-1:1:dlq", 5)));
         assert!(!same_redrive_policy(&ours, "garbage"));
     }
 }

@@ -19,10 +19,7 @@ pub fn record(spec: &CompanySpec, naming: &Naming, owner: &Owner) -> CompanyReco
 
     let mut openai_config = PerChannel::default();
     for kind in spec.configured_channels() {
-        openai_config.set(
-            kind,
-            ai_channel_config(spec.ai_settings(kind), kind, naming, company, project),
-        );
+        openai_config.set(kind, ai_channel_config(spec.ai_settings(kind), kind, naming, company, project));
     }
 
     let c = &spec.channels;
@@ -50,10 +47,7 @@ pub fn record(spec: &CompanySpec, naming: &Naming, owner: &Owner) -> CompanyReco
         project_id: spec.project_id.clone(),
         company_name: company.clone(),
         project_name: project.clone(),
-        api_key_reference: spec
-            .api_key
-            .as_ref()
-            .map(|_| naming.router_api_key_secret(company, project)),
+        api_key_reference: spec.api_key.as_ref().map(|_| naming.router_api_key_secret(company, project)),
         allowed_channels,
         project_status: spec.project_status.as_str().to_string(),
         rate_limits: RateLimits {
@@ -63,9 +57,7 @@ pub fn record(spec: &CompanySpec, naming: &Naming, owner: &Owner) -> CompanyReco
             max_message_length: spec.rate_limits.max_message_length,
         },
         // The original always writes all five keys, unused ones NULL.
-        company_rep: (1..=5)
-            .map(|i| (format!("company_rep_{i}"), spec.company_reps.get(i - 1).cloned()))
-            .collect(),
+        company_rep: (1..=5).map(|i| (format!("company_rep_{i}"), spec.company_reps.get(i - 1).cloned())).collect(),
         ai_config: Some(AiConfig { openai_config }),
         channel_config,
         auto_queue_initial_message: h.auto_queue_initial_message,
@@ -120,10 +112,7 @@ pub fn secrets(spec: &CompanySpec, naming: &Naming) -> Vec<SecretSpec> {
     }
     if let Some(s) = &c.sms {
         let name = naming.channel_credentials_secret(ChannelKind::Sms, company, project);
-        out.push(SecretSpec {
-            name,
-            keys: twilio_keys(ChannelKind::Sms, &s.twilio),
-        });
+        out.push(SecretSpec { name, keys: twilio_keys(ChannelKind::Sms, &s.twilio) });
     }
     if let Some(e) = &c.email {
         out.push(SecretSpec {
@@ -138,10 +127,7 @@ pub fn secrets(spec: &CompanySpec, naming: &Naming) -> Vec<SecretSpec> {
         if let Some(key) = spec.ai_settings(kind).and_then(|a| a.api_key.as_ref()) {
             out.push(SecretSpec {
                 name: naming.company_ai_key_secret(kind, company, project),
-                keys: vec![(
-                    "ai_api_key",
-                    SecretSpec::from_ref(format!("spec.channels.{kind}.ai.apiKey"), key),
-                )],
+                keys: vec![("ai_api_key", SecretSpec::from_ref(format!("spec.channels.{kind}.ai.apiKey"), key))],
             });
         }
     }
@@ -168,18 +154,12 @@ mod tests {
     use aws_sdk_dynamodb::types::AttributeValue;
 
     fn example() -> Company {
-        serde_yaml::from_str(include_str!(
-            "../../../config/companies/cucumber-recruitment-clarify-cv.yaml"
-        ))
-        .expect("example parses")
+        serde_yaml::from_str(include_str!("../../../config/companies/cucumber-recruitment-clarify-cv.yaml"))
+            .expect("example parses")
     }
 
     fn owner() -> Owner {
-        Owner {
-            kind: "Company",
-            namespace: "multicomms-dev".into(),
-            name: "cucumber-recruitment-clarify-cv".into(),
-        }
+        Owner { kind: "Company", namespace: "multicomms-dev".into(), name: "cucumber-recruitment-clarify-cv".into() }
     }
 
     #[test]
@@ -187,10 +167,7 @@ mod tests {
         let naming = Naming::new("ai-multi-comms", "dev");
         let record = record(&example().spec, &naming, &owner());
         assert_eq!(record.company_id, "ci-aaa-001");
-        assert_eq!(
-            record.allowed_channels,
-            vec![ChannelKind::Whatsapp, ChannelKind::Sms, ChannelKind::Email]
-        );
+        assert_eq!(record.allowed_channels, vec![ChannelKind::Whatsapp, ChannelKind::Sms, ChannelKind::Email]);
         assert_eq!(record.project_status, "active");
         assert_eq!(record.company_rep["company_rep_1"].as_deref(), Some("Carol"));
         assert_eq!(record.company_rep["company_rep_5"], None);
@@ -202,15 +179,9 @@ mod tests {
         );
         let ai = record.ai_config.as_ref().expect("ai config");
         let whatsapp_ai = ai.openai_config.whatsapp.as_ref().expect("whatsapp ai");
-        assert_eq!(
-            whatsapp_ai.api_key_reference,
-            "ai-multi-comms/openai-api-key/whatsapp-dev"
-        );
+        assert_eq!(whatsapp_ai.api_key_reference, "ai-multi-comms/openai-api-key/whatsapp-dev");
         assert!(whatsapp_ai.output_schema.is_some());
-        assert_eq!(
-            record.managed_by.as_deref(),
-            Some("Company/multicomms-dev/cucumber-recruitment-clarify-cv")
-        );
+        assert_eq!(record.managed_by.as_deref(), Some("Company/multicomms-dev/cucumber-recruitment-clarify-cv"));
         let item = record.to_item().expect("item");
         assert_eq!(item["project_status"], AttributeValue::S("active".into()));
     }
@@ -240,17 +211,11 @@ mod tests {
         let whatsapp = company.spec.channels.whatsapp.as_mut().expect("whatsapp");
         let ai = whatsapp.ai.as_mut().expect("ai");
         ai.api_key = Some(crate::crd::SecretValue {
-            secret_key_ref: crate::crd::SecretKeyRef {
-                name: "own".into(),
-                key: "k".into(),
-            },
+            secret_key_ref: crate::crd::SecretKeyRef { name: "own".into(), key: "k".into() },
         });
         let record = record(&company.spec, &naming, &owner());
         let ai = record.ai_config.expect("ai").openai_config.whatsapp.expect("whatsapp");
-        assert_eq!(
-            ai.api_key_reference,
-            "p/openai-api-key/cucumber-recruitment/clarify-cv/whatsapp-prod"
-        );
+        assert_eq!(ai.api_key_reference, "p/openai-api-key/cucumber-recruitment/clarify-cv/whatsapp-prod");
         assert!(secrets(&company.spec, &naming)
             .iter()
             .any(|s| s.name == "p/openai-api-key/cucumber-recruitment/clarify-cv/whatsapp-prod"));

@@ -22,10 +22,7 @@ pub struct SecretSpec {
 
 impl SecretSpec {
     pub fn from_ref(field: impl Into<String>, value: &SecretValue) -> Source {
-        Source::Secret {
-            field: field.into(),
-            reference: value.secret_key_ref.clone(),
-        }
+        Source::Secret { field: field.into(), reference: value.secret_key_ref.clone() }
     }
 
     /// Looks the values up and renders the secret's JSON. The error names the spec field whose
@@ -87,15 +84,10 @@ impl std::fmt::Debug for SecretValues {
 }
 
 impl SecretValues {
-    pub const EMPTY: SecretValues = SecretValues {
-        secrets: BTreeMap::new(),
-    };
+    pub const EMPTY: SecretValues = SecretValues { secrets: BTreeMap::new() };
 
     pub fn insert(&mut self, secret: &str, key: &str, value: SecretString) {
-        self.secrets
-            .entry(secret.to_string())
-            .or_default()
-            .insert(key.to_string(), value);
+        self.secrets.entry(secret.to_string()).or_default().insert(key.to_string(), value);
     }
 
     /// The value `reference` (made in spec field `field`) points at.
@@ -118,10 +110,7 @@ mod tests {
     use super::*;
 
     fn reference(name: &str, key: &str) -> SecretKeyRef {
-        SecretKeyRef {
-            name: name.into(),
-            key: key.into(),
-        }
+        SecretKeyRef { name: name.into(), key: key.into() }
     }
 
     #[test]
@@ -133,10 +122,7 @@ mod tests {
             keys: vec![
                 (
                     "twilio_account_sid",
-                    Source::Secret {
-                        field: "spec.x".into(),
-                        reference: reference("twilio", "sid"),
-                    },
+                    Source::Secret { field: "spec.x".into(), reference: reference("twilio", "sid") },
                 ),
                 ("twilio_template_sid", Source::Literal("HX1".into())),
             ],
@@ -163,20 +149,11 @@ mod tests {
         };
         let err = spec.resolve(&values).expect_err("key is missing");
         let text = err.to_string();
-        assert!(
-            text.starts_with("spec.channels.sms.twilio.authToken: Secret has no key"),
-            "{text}"
-        );
+        assert!(text.starts_with("spec.channels.sms.twilio.authToken: Secret has no key"), "{text}");
         assert!(!text.contains("AC-very-secret"));
         let spec = SecretSpec {
             name: "s".into(),
-            keys: vec![(
-                "a",
-                Source::Secret {
-                    field: "spec.apiKey".into(),
-                    reference: reference("nope", "k"),
-                },
-            )],
+            keys: vec![("a", Source::Secret { field: "spec.apiKey".into(), reference: reference("nope", "k") })],
         };
         let text = spec.resolve(&values).expect_err("secret is missing").to_string();
         assert_eq!(text, r#"spec.apiKey: Secret not found: "nope" (key "k")"#);

@@ -18,10 +18,7 @@ pub struct Key {
 }
 
 const fn s(name: &'static str) -> Key {
-    Key {
-        name,
-        kind: KeyType::String,
-    }
+    Key { name, kind: KeyType::String }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,49 +49,27 @@ pub fn tables(naming: &Naming) -> Vec<TableSpec> {
         ttl_attribute,
     };
     vec![
-        plain(
-            naming.company_data_table(),
-            s(company::PARTITION_KEY),
-            Some(s(company::SORT_KEY)),
-            None,
-        ),
+        plain(naming.company_data_table(), s(company::PARTITION_KEY), Some(s(company::SORT_KEY)), None),
         TableSpec {
             name: naming.conversations_table(),
             partition: s(PRIMARY_CHANNEL),
             sort: Some(s(CONVERSATION_ID)),
             global_indexes: GLOBAL_INDEXES
                 .iter()
-                .map(|g| Index {
-                    name: g.name,
-                    partition: s(g.partition_key),
-                    sort: s(g.sort_key),
-                })
+                .map(|g| Index { name: g.name, partition: s(g.partition_key), sort: s(g.sort_key) })
                 .collect(),
             local_indexes: LOCAL_INDEXES
                 .iter()
                 .map(|l| Index {
                     name: l.name,
                     partition: s(PRIMARY_CHANNEL),
-                    sort: Key {
-                        name: l.sort_key,
-                        kind: if l.numeric { KeyType::Number } else { KeyType::String },
-                    },
+                    sort: Key { name: l.sort_key, kind: if l.numeric { KeyType::Number } else { KeyType::String } },
                 })
                 .collect(),
             ttl_attribute: None,
         },
-        plain(
-            naming.replies_stage_table(),
-            s(CONVERSATION_ID),
-            Some(s(MESSAGE_SID)),
-            Some(EXPIRES_AT),
-        ),
-        plain(
-            naming.replies_trigger_lock_table(),
-            s(CONVERSATION_ID),
-            None,
-            Some(EXPIRES_AT),
-        ),
+        plain(naming.replies_stage_table(), s(CONVERSATION_ID), Some(s(MESSAGE_SID)), Some(EXPIRES_AT)),
+        plain(naming.replies_trigger_lock_table(), s(CONVERSATION_ID), None, Some(EXPIRES_AT)),
     ]
 }
 
@@ -102,12 +77,9 @@ impl TableSpec {
     /// Every attribute used as a key of the table or an index, once, with its type.
     pub fn key_attributes(&self) -> Vec<Key> {
         let mut keys: Vec<Key> = Vec::new();
-        let all = std::iter::once(&self.partition).chain(self.sort.iter()).chain(
-            self.global_indexes
-                .iter()
-                .chain(&self.local_indexes)
-                .flat_map(|i| [&i.partition, &i.sort]),
-        );
+        let all = std::iter::once(&self.partition)
+            .chain(self.sort.iter())
+            .chain(self.global_indexes.iter().chain(&self.local_indexes).flat_map(|i| [&i.partition, &i.sort]));
         for key in all {
             if !keys.iter().any(|k| k.name == key.name) {
                 keys.push(key.clone());

@@ -30,21 +30,12 @@ async fn sync_queues(ctx: &Context, channel: &Channel, owner: &Owner, adopt: boo
     let desired = queues(&channel.spec, &ctx.naming);
     let dead_letter = sync_queue(ctx, &desired.dead_letter, owner, adopt, report).await?;
     // A DLQ that `plan` has not created yet has no ARN; show where it will point.
-    let dead_letter_arn = dead_letter
-        .as_ref()
-        .and_then(|q| q.arn())
-        .unwrap_or("<new dead-letter queue ARN>");
+    let dead_letter_arn = dead_letter.as_ref().and_then(|q| q.arn()).unwrap_or("<new dead-letter queue ARN>");
     let mut queue = desired.queue.clone();
-    queue.attributes.insert(
-        REDRIVE_POLICY,
-        redrive_policy(dead_letter_arn, desired.max_receive_count),
-    );
+    queue.attributes.insert(REDRIVE_POLICY, redrive_policy(dead_letter_arn, desired.max_receive_count));
     let main = sync_queue(ctx, &queue, owner, adopt, report).await?;
 
-    let output = |q: &ObservedQueue| QueueOutput {
-        url: q.url.clone(),
-        arn: q.arn().unwrap_or_default().to_string(),
-    };
+    let output = |q: &ObservedQueue| QueueOutput { url: q.url.clone(), arn: q.arn().unwrap_or_default().to_string() };
     report.outputs.queue = main.as_ref().map(output);
     report.outputs.dead_letter_queue = dead_letter.as_ref().map(output);
     Ok("queue and dead-letter queue in sync".into())
@@ -62,11 +53,7 @@ async fn sync_queue(
     let object = format!("queue {}", spec.name);
     let tags = BTreeMap::from([(OWNER_TAG, owner.to_string())]);
     let Some(observed) = sqs.observe(&spec.name).await? else {
-        report.change(
-            Action::Create,
-            &object,
-            spec.attributes.keys().map(|k| k.to_string()).collect(),
-        );
+        report.change(Action::Create, &object, spec.attributes.keys().map(|k| k.to_string()).collect());
         return match ctx.mode {
             Mode::Plan => Ok(None),
             Mode::Apply => {

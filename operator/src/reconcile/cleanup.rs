@@ -18,13 +18,8 @@ pub const SECRET_RECOVERY_DAYS: i64 = 7;
 
 pub async fn delete_company(ctx: &Context, company: &Company) -> Report {
     let (mut report, owner, _) = begin("Company", company);
-    let secrets = delete_secrets(
-        ctx,
-        &desired::company::secrets(&company.spec, &ctx.naming),
-        &owner,
-        &mut report,
-    )
-    .await;
+    let secrets =
+        delete_secrets(ctx, &desired::company::secrets(&company.spec, &ctx.naming), &owner, &mut report).await;
     let record = delete_record(ctx, company, &owner, &mut report).await;
     report.subsystems = vec![(SECRETS_SYNCED, secrets), (RECORD_SYNCED, record)];
     report
@@ -36,18 +31,10 @@ pub async fn delete_channel(ctx: &Context, channel: &Channel, users: &[String]) 
     let queues = if users.is_empty() {
         delete_queues(ctx, channel, &owner, &mut report).await
     } else {
-        Err(Failure::new(
-            Reason::InUse,
-            format!("queues kept while in use by {}", users.join(", ")),
-        ))
+        Err(Failure::new(Reason::InUse, format!("queues kept while in use by {}", users.join(", "))))
     };
-    let secrets = delete_secrets(
-        ctx,
-        &desired::channel::secrets(&channel.spec, &ctx.naming),
-        &owner,
-        &mut report,
-    )
-    .await;
+    let secrets =
+        delete_secrets(ctx, &desired::channel::secrets(&channel.spec, &ctx.naming), &owner, &mut report).await;
     report.subsystems = vec![(QUEUES_SYNCED, queues), (SECRETS_SYNCED, secrets)];
     report
 }
@@ -60,17 +47,10 @@ async fn delete_record(ctx: &Context, company: &Company, owner: &Owner, report: 
         (SORT_KEY.to_string(), AttributeValue::S(project_id.clone())),
     ]
     .into();
-    let mine = PutCondition::Owner {
-        partition_key: PARTITION_KEY,
-        attribute: MANAGED_BY,
-        expected: Some(owner.to_string()),
-    };
+    let mine =
+        PutCondition::Owner { partition_key: PARTITION_KEY, attribute: MANAGED_BY, expected: Some(owner.to_string()) };
     if ctx.aws.dynamodb.delete_item(&table, key, mine).await? {
-        report.change(
-            Action::Delete,
-            format!("item {table}[{company_id}/{project_id}]"),
-            vec![],
-        );
+        report.change(Action::Delete, format!("item {table}[{company_id}/{project_id}]"), vec![]);
         Ok("record deleted".into())
     } else {
         Ok("no record of ours to delete".into())
@@ -90,9 +70,7 @@ async fn delete_secrets(ctx: &Context, specs: &[SecretSpec], owner: &Owner, repo
             deleted += 1;
         }
     }
-    Ok(format!(
-        "{deleted} secrets scheduled for deletion ({SECRET_RECOVERY_DAYS}-day recovery window)"
-    ))
+    Ok(format!("{deleted} secrets scheduled for deletion ({SECRET_RECOVERY_DAYS}-day recovery window)"))
 }
 
 async fn delete_queues(ctx: &Context, channel: &Channel, owner: &Owner, report: &mut Report) -> Outcome {

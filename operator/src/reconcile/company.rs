@@ -76,20 +76,11 @@ async fn plan_record(
 
     let Some(item) = observed else {
         report.change(Action::Create, &object, vec![]);
-        let condition = PutCondition::Absent {
-            partition_key: PARTITION_KEY,
-        };
-        return Ok(Some(RecordWrite {
-            table,
-            object,
-            record,
-            condition,
-        }));
+        let condition = PutCondition::Absent { partition_key: PARTITION_KEY };
+        return Ok(Some(RecordWrite { table, object, record, condition }));
     };
     let adopting = claim(owner, text(&item, MANAGED_BY).as_deref(), adopt, &object)?;
-    let desired_item = record
-        .to_item()
-        .map_err(|e| Failure::new(Reason::InvalidSpec, format!("{object}: {e}")))?;
+    let desired_item = record.to_item().map_err(|e| Failure::new(Reason::InvalidSpec, format!("{object}: {e}")))?;
     let fields = diff::item_fields(&desired_item, &item, &TIMESTAMPS);
     if fields.is_empty() {
         let version = text(&item, UPDATED_AT).unwrap_or_default();
@@ -100,37 +91,21 @@ async fn plan_record(
     record.created_at = text(&item, CREATED_AT).unwrap_or_default();
     // Written only if nobody took the item over since it was read.
     let expected = if adopting { None } else { Some(owner.to_string()) };
-    let condition = PutCondition::Owner {
-        partition_key: PARTITION_KEY,
-        attribute: MANAGED_BY,
-        expected,
-    };
-    Ok(Some(RecordWrite {
-        table,
-        object,
-        record,
-        condition,
-    }))
+    let condition = PutCondition::Owner { partition_key: PARTITION_KEY, attribute: MANAGED_BY, expected };
+    Ok(Some(RecordWrite { table, object, record, condition }))
 }
 
 async fn write_record(ctx: &Context, write: RecordWrite, report: &mut Report) -> Outcome {
     if ctx.mode == Mode::Plan {
         return Ok("record would be written".into());
     }
-    let RecordWrite {
-        table,
-        object,
-        mut record,
-        condition,
-    } = write;
+    let RecordWrite { table, object, mut record, condition } = write;
     let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, false);
     if record.created_at.is_empty() {
         record.created_at = now.clone();
     }
     record.updated_at = now;
-    let item = record
-        .to_item()
-        .map_err(|e| Failure::new(Reason::InvalidSpec, format!("{object}: {e}")))?;
+    let item = record.to_item().map_err(|e| Failure::new(Reason::InvalidSpec, format!("{object}: {e}")))?;
     match ctx.aws.dynamodb.put_item(&table, item, condition).await {
         Ok(()) => {
             report.outputs.record_version = Some(record.updated_at);

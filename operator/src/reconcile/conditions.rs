@@ -30,12 +30,9 @@ pub fn conditions(report: &Report, previous: &[Condition], now: &Time) -> Vec<Co
 
     let ready = match report.failed_subsystem() {
         None => condition(READY, true, SYNCED, format!("{} in sync", report.kind)),
-        Some((subsystem, failure)) => condition(
-            READY,
-            false,
-            failure.reason.as_str(),
-            format!("{subsystem}: {}", failure.message),
-        ),
+        Some((subsystem, failure)) => {
+            condition(READY, false, failure.reason.as_str(), format!("{subsystem}: {}", failure.message))
+        }
     };
     std::iter::once(ready)
         .chain(report.subsystems.iter().map(|(type_, outcome)| match outcome {
@@ -57,10 +54,7 @@ mod tests {
     #[test]
     fn ready_follows_the_first_failure_and_keeps_transition_times() {
         let mut report = Report::new("Company", "dev", "c", Some(3));
-        report.subsystems.push((
-            "SecretsSynced",
-            Err(Failure::new(Reason::SecretNotFound, "spec.apiKey: gone")),
-        ));
+        report.subsystems.push(("SecretsSynced", Err(Failure::new(Reason::SecretNotFound, "spec.apiKey: gone"))));
         report.subsystems.push(("RecordSynced", Ok("record up to date".into())));
         let earlier = time("2026-11-01T00:00:00Z");
         let previous = vec![Condition {

@@ -107,19 +107,13 @@ impl Reason {
 
     /// A user error: retrying will not help until the input changes.
     pub fn is_terminal(self) -> bool {
-        matches!(
-            self,
-            Reason::InvalidSpec | Reason::SecretNotFound | Reason::OwnershipConflict | Reason::Incompatible
-        )
+        matches!(self, Reason::InvalidSpec | Reason::SecretNotFound | Reason::OwnershipConflict | Reason::Incompatible)
     }
 }
 
 impl Failure {
     pub fn new(reason: Reason, message: impl Into<String>) -> Self {
-        Failure {
-            reason,
-            message: message.into(),
-        }
+        Failure { reason, message: message.into() }
     }
 }
 
@@ -185,11 +179,7 @@ impl Report {
     }
 
     pub fn change(&mut self, action: Action, object: impl Into<String>, fields: Vec<String>) {
-        self.changes.push(Change {
-            action,
-            object: object.into(),
-            fields,
-        });
+        self.changes.push(Change { action, object: object.into(), fields });
     }
 
     /// The failure that decides `Ready`: the first that is a cause, not a `Blocked` consequence.
@@ -199,14 +189,8 @@ impl Report {
 
     /// The subsystem behind [`Report::failure`] and its failure.
     pub fn failed_subsystem(&self) -> Option<(&'static str, &Failure)> {
-        let failures = || {
-            self.subsystems
-                .iter()
-                .filter_map(|(t, o)| o.as_ref().err().map(|f| (*t, f)))
-        };
-        failures()
-            .find(|(_, f)| f.reason != Reason::Blocked)
-            .or_else(|| failures().next())
+        let failures = || self.subsystems.iter().filter_map(|(t, o)| o.as_ref().err().map(|f| (*t, f)));
+        failures().find(|(_, f)| f.reason != Reason::Blocked).or_else(|| failures().next())
     }
 
     pub fn is_ready(&self) -> bool {
@@ -220,10 +204,7 @@ pub fn begin<K: kube::ResourceExt>(kind: &'static str, resource: &K) -> (Report,
     let namespace = resource.namespace().unwrap_or_default();
     let name = resource.name_any();
     let report = Report::new(kind, &namespace, &name, resource.meta().generation);
-    let adopt = resource
-        .annotations()
-        .get(ADOPT_ANNOTATION)
-        .is_some_and(|v| v == "true");
+    let adopt = resource.annotations().get(ADOPT_ANNOTATION).is_some_and(|v| v == "true");
     (report, Owner { kind, namespace, name }, adopt)
 }
 
@@ -262,10 +243,7 @@ pub async fn reconcile_manifests(
     let channel_groups = overlapping(&manifests.channels, |c| vec![c.spec.kind.to_string()]);
     let company_groups = overlapping(&manifests.companies, |c| {
         let names = [&c.spec.company_name, &c.spec.project_name].map(|n| multicomms_runtime::wire::names::slug(n));
-        vec![
-            format!("ids {} {}", c.spec.company_id, c.spec.project_id),
-            format!("names {} {}", names[0], names[1]),
-        ]
+        vec![format!("ids {} {}", c.spec.company_id, c.spec.project_id), format!("names {} {}", names[0], names[1])]
     });
     let channels = run_groups(channel_groups, concurrency, |c| async move {
         channel::reconcile(ctx, c, manifests.secrets_for(c)).await
@@ -275,13 +253,7 @@ pub async fn reconcile_manifests(
         company::reconcile(ctx, c, manifests.secrets_for(c)).await
     })
     .await;
-    let mut resources: Vec<Report> = manifests
-        .invalid
-        .iter()
-        .cloned()
-        .chain(channels)
-        .chain(companies)
-        .collect();
+    let mut resources: Vec<Report> = manifests.invalid.iter().cloned().chain(channels).chain(companies).collect();
     resources.sort_by(|a, b| (a.kind, &a.namespace, &a.name).cmp(&(b.kind, &b.namespace, &b.name)));
     std::iter::once(tables).chain(resources).collect()
 }

@@ -30,10 +30,7 @@ pub async fn sync(
     let mut claimed = Vec::with_capacity(desired.len());
     for secret in &desired {
         let observed = ctx.aws.secrets.describe(&secret.name).await?;
-        let marker = observed
-            .as_ref()
-            .and_then(|o| o.tags.get(OWNER_TAG))
-            .map(String::as_str);
+        let marker = observed.as_ref().and_then(|o| o.tags.get(OWNER_TAG)).map(String::as_str);
         let adopting = match &observed {
             Some(_) => claim(owner, marker, adopt, &format!("secret {}", secret.name))?,
             None => false,
@@ -123,20 +120,10 @@ async fn update(
         }
     }
     // A secret still scheduled for deletion (plan) cannot be read: `apply` restores and rewrites it.
-    let (stored, version_id) = if observed.scheduled_for_deletion && !apply {
-        (None, None)
-    } else {
-        sm.current_value(&secret.name).await?
-    };
+    let (stored, version_id) =
+        if observed.scheduled_for_deletion && !apply { (None, None) } else { sm.current_value(&secret.name).await? };
     if stored.as_ref().is_some_and(|s| secret.matches(s.expose_secret())) {
-        record(
-            report,
-            &secret.name,
-            WrittenSecret {
-                arn: observed.arn,
-                version_id,
-            },
-        );
+        record(report, &secret.name, WrittenSecret { arn: observed.arn, version_id });
         return Ok(());
     }
     report.change(Action::Update, &object, vec!["value".into()]);
@@ -154,10 +141,9 @@ async fn update(
     }
     .map_err(|e| match e {
         WriteError::Aws(e) => e.into(),
-        WriteError::ScheduledForDeletion | WriteError::AlreadyExists => Failure::new(
-            Reason::AwsError,
-            format!("{object} is scheduled for deletion and could not be restored"),
-        ),
+        WriteError::ScheduledForDeletion | WriteError::AlreadyExists => {
+            Failure::new(Reason::AwsError, format!("{object} is scheduled for deletion and could not be restored"))
+        }
     })?;
     record(report, &secret.name, written);
     Ok(())

@@ -33,12 +33,7 @@ async fn sync_table(ctx: &Context, spec: &TableSpec, report: &mut Report) -> Res
     let keys = describe_keys(&spec.partition, spec.sort.as_ref());
     let Some(observed) = ddb.describe_table(&spec.name).await? else {
         let mut fields = vec![format!("keys {keys}")];
-        fields.extend(
-            spec.global_indexes
-                .iter()
-                .chain(&spec.local_indexes)
-                .map(|i| format!("index {}", i.name)),
-        );
+        fields.extend(spec.global_indexes.iter().chain(&spec.local_indexes).map(|i| format!("index {}", i.name)));
         fields.extend(spec.ttl_attribute.map(|a| format!("ttl {a}")));
         report.change(Action::Create, object, fields);
         if ctx.mode == Mode::Apply {
@@ -51,12 +46,8 @@ async fn sync_table(ctx: &Context, spec: &TableSpec, report: &mut Report) -> Res
         return Ok(());
     };
 
-    let incompatible = |why: String| {
-        Err(Failure::new(
-            Reason::Incompatible,
-            format!("{object} {why}; it is left untouched"),
-        ))
-    };
+    let incompatible =
+        |why: String| Err(Failure::new(Reason::Incompatible, format!("{object} {why}; it is left untouched")));
     let wanted = (spec.partition.name.to_string(), Some(spec.partition.kind));
     let wanted_sort = spec.sort.as_ref().map(|k| (k.name.to_string(), Some(k.kind)));
     if observed.partition != wanted || observed.sort != wanted_sort {

@@ -36,20 +36,12 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
 /// A context with a fresh call counter and a prefix no other test uses.
 pub async fn context(mode: Mode) -> Context {
     let prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-    Context {
-        aws: Aws::new(&sdk_config().await),
-        naming: Naming::new(prefix, "test"),
-        mode,
-    }
+    Context { aws: Aws::new(&sdk_config().await), naming: Naming::new(prefix, "test"), mode }
 }
 
 /// The same naming and emulator, in another mode, with its own call counter.
 pub async fn same_place(ctx: &Context, mode: Mode) -> Context {
-    Context {
-        aws: Aws::new(&sdk_config().await),
-        naming: ctx.naming.clone(),
-        mode,
-    }
+    Context { aws: Aws::new(&sdk_config().await), naming: ctx.naming.clone(), mode }
 }
 
 pub fn repo_path(relative: &str) -> PathBuf {
@@ -69,11 +61,7 @@ pub fn example_company() -> Company {
 
 pub fn example_channel(kind: &str) -> Channel {
     let mut manifests = example_manifests();
-    let at = manifests
-        .channels
-        .iter()
-        .position(|c| c.metadata.name.as_deref() == Some(kind))
-        .expect("channel");
+    let at = manifests.channels.iter().position(|c| c.metadata.name.as_deref() == Some(kind)).expect("channel");
     manifests.channels.remove(at)
 }
 
@@ -93,12 +81,7 @@ pub struct Fault {
 
 impl Fault {
     pub fn new(operation: &'static str, code: &'static str, message: &'static str, times: usize) -> Self {
-        Fault {
-            operation,
-            code,
-            message,
-            remaining: Arc::new(AtomicUsize::new(times)),
-        }
+        Fault { operation, code, message, remaining: Arc::new(AtomicUsize::new(times)) }
     }
 }
 
@@ -114,18 +97,11 @@ impl Intercept for Fault {
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         let matches = cfg.load::<Metadata>().is_some_and(|m| m.name() == self.operation);
-        if matches
-            && self
-                .remaining
-                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-                .is_ok()
-        {
+        if matches && self.remaining.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
             let body = serde_json::json!({"__type": self.code, "message": self.message}).to_string();
             let mut response = HttpResponse::new(400.try_into()?, SdkBody::from(body));
             response.headers_mut().insert("x-amzn-errortype", self.code);
-            response
-                .headers_mut()
-                .insert("content-type", "application/x-amz-json-1.1");
+            response.headers_mut().insert("content-type", "application/x-amz-json-1.1");
             *context.response_mut() = response;
         }
         Ok(())

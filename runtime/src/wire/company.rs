@@ -91,11 +91,7 @@ pub struct PerChannel<T> {
 
 impl<T> Default for PerChannel<T> {
     fn default() -> Self {
-        PerChannel {
-            whatsapp: None,
-            sms: None,
-            email: None,
-        }
+        PerChannel { whatsapp: None, sms: None, email: None }
     }
 }
 
@@ -267,17 +263,10 @@ mod tests {
     fn item_uses_the_original_attribute_types() {
         let item = sample().to_item().expect("serialises");
         assert_eq!(item["company_id"], AttributeValue::S("ci-aaa-001".into()));
-        assert_eq!(
-            item["allowed_channels"],
-            AttributeValue::L(vec![AttributeValue::S("whatsapp".into())])
-        );
-        let AttributeValue::M(limits) = &item["rate_limits"] else {
-            panic!("rate_limits is a map")
-        };
+        assert_eq!(item["allowed_channels"], AttributeValue::L(vec![AttributeValue::S("whatsapp".into())]));
+        let AttributeValue::M(limits) = &item["rate_limits"] else { panic!("rate_limits is a map") };
         assert_eq!(limits["requests_per_minute"], AttributeValue::N("60".into()));
-        let AttributeValue::M(reps) = &item["company_rep"] else {
-            panic!("company_rep is a map")
-        };
+        let AttributeValue::M(reps) = &item["company_rep"] else { panic!("company_rep is a map") };
         assert_eq!(reps["company_rep_2"], AttributeValue::Null(true));
         assert_eq!(item["auto_queue_initial_message"], AttributeValue::Bool(false));
         assert!(!item.contains_key("api_key_reference"), "absent options are omitted");

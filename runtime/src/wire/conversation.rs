@@ -19,11 +19,7 @@ pub struct GlobalIndex {
 }
 
 pub const GLOBAL_INDEXES: [GlobalIndex; 4] = [
-    GlobalIndex {
-        name: "company-id-project-id-index",
-        partition_key: "company_id",
-        sort_key: "project_id",
-    },
+    GlobalIndex { name: "company-id-project-id-index", partition_key: "company_id", sort_key: "project_id" },
     GlobalIndex {
         name: "company-whatsapp-number-recipient-tel-index",
         partition_key: "gsi_company_whatsapp_number",
@@ -50,24 +46,8 @@ pub struct LocalIndex {
 }
 
 pub const LOCAL_INDEXES: [LocalIndex; 4] = [
-    LocalIndex {
-        name: "created-at-index",
-        sort_key: "created_at",
-        numeric: false,
-    },
-    LocalIndex {
-        name: "task-complete-index",
-        sort_key: "task_complete",
-        numeric: true,
-    },
-    LocalIndex {
-        name: "conversation-status-index",
-        sort_key: "conversation_status",
-        numeric: false,
-    },
-    LocalIndex {
-        name: "channel-method-index",
-        sort_key: "channel_method",
-        numeric: false,
-    },
+    LocalIndex { name: "created-at-index", sort_key: "created_at", numeric: false },
+    LocalIndex { name: "task-complete-index", sort_key: "task_complete", numeric: true },
+    LocalIndex { name: "conversation-status-index", sort_key: "conversation_status", numeric: false },
+    LocalIndex { name: "channel-method-index", sort_key: "channel_method", numeric: false },
 ];

@@ -16,10 +16,7 @@ pub struct Naming {
 
 impl Naming {
     pub fn new(prefix: impl Into<String>, env: impl Into<String>) -> Self {
-        Naming {
-            prefix: prefix.into(),
-            env: env.into(),
-        }
+        Naming { prefix: prefix.into(), env: env.into() }
     }
 
     pub fn company_data_table(&self) -> String {
@@ -52,13 +49,7 @@ impl Naming {
             ChannelKind::Whatsapp | ChannelKind::Sms => "twilio",
             ChannelKind::Email => "sendgrid",
         };
-        format!(
-            "{}/{channel}-credentials/{}/{}/{provider}-{}",
-            self.prefix,
-            slug(company),
-            slug(project),
-            self.env
-        )
+        format!("{}/{channel}-credentials/{}/{}/{provider}-{}", self.prefix, slug(company), slug(project), self.env)
     }
 
     /// The channel's OpenAI key, shared by every company that brings no key of its own.
@@ -68,24 +59,12 @@ impl Naming {
 
     /// A company's own OpenAI key for one channel.
     pub fn company_ai_key_secret(&self, channel: ChannelKind, company: &str, project: &str) -> String {
-        format!(
-            "{}/openai-api-key/{}/{}/{channel}-{}",
-            self.prefix,
-            slug(company),
-            slug(project),
-            self.env
-        )
+        format!("{}/openai-api-key/{}/{}/{channel}-{}", self.prefix, slug(company), slug(project), self.env)
     }
 
     /// The key clients of one company + project send in `x-api-key` to the router.
     pub fn router_api_key_secret(&self, company: &str, project: &str) -> String {
-        format!(
-            "{}/router-api-key/{}/{}-{}",
-            self.prefix,
-            slug(company),
-            slug(project),
-            self.env
-        )
+        format!("{}/router-api-key/{}/{}-{}", self.prefix, slug(company), slug(project), self.env)
     }
 }
 
@@ -119,10 +98,7 @@ mod tests {
     fn names_follow_the_original_conventions() {
         let n = Naming::new(DEFAULT_PREFIX, "dev");
         assert_eq!(n.company_data_table(), "ai-multi-comms-company-data-dev");
-        assert_eq!(
-            n.channel_queue(ChannelKind::Whatsapp),
-            "ai-multi-comms-whatsapp-queue-dev"
-        );
+        assert_eq!(n.channel_queue(ChannelKind::Whatsapp), "ai-multi-comms-whatsapp-queue-dev");
         assert_eq!(n.channel_dlq(ChannelKind::Email), "ai-multi-comms-email-dlq-dev");
         assert_eq!(
             n.channel_credentials_secret(ChannelKind::Whatsapp, "Cucumber Recruitment", "Clarify CV"),
@@ -132,14 +108,8 @@ mod tests {
             n.channel_credentials_secret(ChannelKind::Email, "Cucumber Recruitment", "Clarify CV"),
             "ai-multi-comms/email-credentials/cucumber-recruitment/clarify-cv/sendgrid-dev"
         );
-        assert_eq!(
-            n.shared_ai_key_secret(ChannelKind::Sms),
-            "ai-multi-comms/openai-api-key/sms-dev"
-        );
-        assert_eq!(
-            n.replies_trigger_lock_table(),
-            "ai-multi-comms-replies-conversations-trigger-lock-dev"
-        );
+        assert_eq!(n.shared_ai_key_secret(ChannelKind::Sms), "ai-multi-comms/openai-api-key/sms-dev");
+        assert_eq!(n.replies_trigger_lock_table(), "ai-multi-comms-replies-conversations-trigger-lock-dev");
     }
 
     #[test]
