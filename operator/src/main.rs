@@ -60,6 +60,9 @@ enum Command {
         /// Seconds between lease renewals; the lease lasts three times as long.
         #[arg(long, default_value_t = 5)]
         lease_renew_seconds: u64,
+        /// Where /metrics, /healthz and /readyz are served.
+        #[arg(long, env = "MULTICOMMS_METRICS_ADDRESS", default_value = "0.0.0.0:8080")]
+        metrics_address: std::net::SocketAddr,
     },
     /// Print the CRDs, or write them as files into a directory (crds/).
     Crd {
@@ -108,12 +111,29 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let naming = Naming::new(cli.prefix, cli.env);
     let (target, mode, detailed) = match cli.command {
         Command::Crd { out } => return write_crds(out),
-        Command::Run { resync_seconds, concurrency, leader_election, lease_namespace, lease_renew_seconds } => {
+        Command::Run {
+            resync_seconds,
+            concurrency,
+            leader_election,
+            lease_namespace,
+            lease_renew_seconds,
+            metrics_address,
+        } => {
             let client = kube::Client::try_default().await.context("connecting to the Kubernetes API")?;
             let engine = Context { aws: aws::Aws::new(&aws::load_config().await), naming, mode: Mode::Apply };
             let resync = std::time::Duration::from_secs(resync_seconds);
             let state = std::sync::Arc::new(controller::State::new(engine, client.clone(), resync));
-            tracing::info!(resync_seconds, concurrency, leader_election, "controller starting");
+            let listener = tokio::net::TcpListener::bind(metrics_address)
+                .await
+                .with_context(|| format!("binding the metrics endpoint to {metrics_address}"))?;
+            let metrics = state.metrics.clone();
+            tokio::spawn(async move {
+                if let Err(error) = controller::metrics::serve(metrics, listener).await {
+                    tracing::error!(%error, "metrics endpoint failed");
+                }
+            });
+            state.metrics.ready.store(true, std::sync::atomic::Ordering::Relaxed);
+            tracing::info!(resync_seconds, concurrency, leader_election, %metrics_address, "controller starting");
             if leader_election {
                 let identity =
                     std::env::var("POD_NAME").unwrap_or_else(|_| format!("multicomms-operator-{}", std::process::id()));

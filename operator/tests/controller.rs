@@ -332,3 +332,44 @@ async fn a_channel_in_use_keeps_its_queues_and_retries() {
     let kept = Api::<Channel>::namespaced(client, NS).get("whatsapp").await.expect("still there");
     assert_eq!(kept.finalizers(), [FINALIZER]);
 }
+
+#[tokio::test]
+async fn metrics_count_reconciles_failures_aws_calls_and_time_to_ready_over_http() {
+    let client = fake(company(), other_secrets()).await;
+    let state = state(client.clone()).await;
+    let name = "cucumber-recruitment-clarify-cv";
+    reconcile_company(Arc::new(get(&client, name).await), state.clone()).await.expect("not ready, no Err");
+    Api::<Secret>::namespaced(client.clone(), NS).create(&PostParams::default(), &twilio()).await.expect("create");
+    reconcile_company(Arc::new(get(&client, name).await), state.clone()).await.expect("ready");
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    state.metrics.ready.store(true, std::sync::atomic::Ordering::Relaxed);
+    tokio::spawn(multicomms_operator::controller::metrics::serve(state.metrics.clone(), listener));
+    let body = http_get(address, "/metrics").await;
+    assert!(body.contains(r#"multicomms_reconciles_total{kind="Company"} 2"#), "{body}");
+    assert!(
+        body.contains(r#"multicomms_reconcile_failures_total{kind="Company",reason="SecretNotFound"} 1"#),
+        "{body}"
+    );
+    assert!(body.contains(r#"multicomms_time_to_ready_seconds_count{kind="Company"} 1"#), "{body}");
+    assert!(
+        body.contains(r#"multicomms_aws_calls_total{service="DynamoDB",operation="PutItem",outcome="ok"} 1"#),
+        "{body}"
+    );
+    assert!(body.trim_end().ends_with("# EOF"));
+    assert!(http_get(address, "/healthz").await.contains("ok"));
+    assert!(http_get(address, "/readyz").await.contains("ready"));
+}
+
+/// A plain HTTP/1.1 GET, body returned.
+async fn http_get(address: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await.expect("connect");
+    let request = format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response
+}

@@ -6,6 +6,7 @@
 //! per failure; requeue. On deletion, `deletionPolicy` decides between leaving the AWS objects
 //! (Retain, said in an Event) and deleting the ones that carry the resource's marker (Delete).
 pub mod leader;
+pub mod metrics;
 mod resources;
 
 pub use resources::{reconcile_channel, reconcile_company};
@@ -34,12 +35,14 @@ pub struct State {
     pub recorder: Recorder,
     /// Base period of the periodic resync (jittered ±10 %), which also repairs AWS drift.
     pub resync: Duration,
+    pub metrics: Arc<metrics::Metrics>,
 }
 
 impl State {
     pub fn new(engine: reconcile::Context, client: kube::Client, resync: Duration) -> Self {
         let reporter = Reporter { controller: MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
-        State { engine, recorder: Recorder::new(client.clone(), reporter), client, resync }
+        let metrics = Arc::new(metrics::Metrics::new(engine.aws.calls.clone()));
+        State { engine, recorder: Recorder::new(client.clone(), reporter), client, resync, metrics }
     }
 }
 

@@ -22,6 +22,7 @@ pub async fn reconcile_company(company: Arc<Company>, state: Arc<State>) -> Resu
             Finalizer::Apply(company) => {
                 let specs = desired::company::secrets(&company.spec, &state.engine.naming);
                 let values = secret_values(&state.client, &namespace, &specs).await?;
+                let started = std::time::Instant::now();
                 let report = reconcile::company::reconcile(&state.engine, &company, &values).await;
                 let status = CompanyStatus {
                     observed_generation: company.metadata.generation,
@@ -30,7 +31,8 @@ pub async fn reconcile_company(company: Arc<Company>, state: Arc<State>) -> Resu
                     secrets: report.outputs.secrets.clone(),
                     last_synced: Some(now().0.to_string()),
                 };
-                finish(&state, &api, &*company, &report, serde_json::to_value(status)).await
+                let was_ready = is_ready(previous(&company.status));
+                finish(&state, &api, &*company, &report, started, was_ready, serde_json::to_value(status)).await
             }
             Finalizer::Cleanup(company) => {
                 let delete = async { Ok(cleanup::delete_company(&state.engine, &company).await) };
@@ -51,6 +53,7 @@ pub async fn reconcile_channel(channel: Arc<Channel>, state: Arc<State>) -> Resu
             Finalizer::Apply(channel) => {
                 let specs = desired::channel::secrets(&channel.spec, &state.engine.naming);
                 let values = secret_values(&state.client, &namespace, &specs).await?;
+                let started = std::time::Instant::now();
                 let report = reconcile::channel::reconcile(&state.engine, &channel, &values).await;
                 let (queue, dead_letter) = (&report.outputs.queue, &report.outputs.dead_letter_queue);
                 let status = ChannelStatus {
@@ -62,7 +65,8 @@ pub async fn reconcile_channel(channel: Arc<Channel>, state: Arc<State>) -> Resu
                     dead_letter_queue_arn: dead_letter.as_ref().map(|q| q.arn.clone()),
                     last_synced: Some(now().0.to_string()),
                 };
-                finish(&state, &api, &*channel, &report, serde_json::to_value(status)).await
+                let was_ready = is_ready(previous(&channel.status));
+                finish(&state, &api, &*channel, &report, started, was_ready, serde_json::to_value(status)).await
             }
             Finalizer::Cleanup(channel) => {
                 let delete = async {
@@ -108,16 +112,22 @@ fn previous<S: HasConditions>(status: &Option<S>) -> &[crate::crd::Condition] {
     status.as_ref().map(HasConditions::conditions).unwrap_or_default()
 }
 
+fn is_ready(conditions: &[crate::crd::Condition]) -> bool {
+    conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+}
+
 fn now() -> Time {
     Time(k8s_openapi::jiff::Timestamp::now())
 }
 
-/// Status, Events, and when to come back.
+/// Status, Events, metrics, and when to come back.
 async fn finish<K>(
     state: &State,
     api: &Api<K>,
     resource: &K,
     report: &Report,
+    started: std::time::Instant,
+    was_ready: bool,
     status: Result<serde_json::Value, serde_json::Error>,
 ) -> Result<Action, Error>
 where
@@ -126,6 +136,12 @@ where
     let status = status.map_err(|e| Error::Retry(format!("status does not serialise: {e}")))?;
     write_status(api, resource, status).await?;
     publish(&state.recorder, resource, report).await;
+    let first_ready = (report.is_ready() && !was_ready).then(|| {
+        let created = resource.meta().creation_timestamp.as_ref().map(|t| t.0).unwrap_or_else(|| now().0);
+        let age = now().0.duration_since(created);
+        std::time::Duration::try_from(age).unwrap_or_default()
+    });
+    state.metrics.observe(report, started.elapsed(), first_ready);
     next_action(report, state.resync)
 }
 
