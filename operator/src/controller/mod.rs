@@ -294,3 +294,50 @@ pub async fn run_as_leader(state: Arc<State>, concurrency: u16, elector: leader:
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crd::Company;
+    use kube::runtime::{reflector::store::Writer, watcher};
+    use multicomms_runtime::wire::Naming;
+
+    fn company(namespace: &str, name: &str) -> Company {
+        let mut company: Company =
+            serde_yaml::from_str(include_str!("../../../config/companies/cucumber-recruitment-clarify-cv.yaml"))
+                .expect("example");
+        company.metadata.namespace = Some(namespace.into());
+        company.metadata.name = Some(name.into());
+        company
+    }
+
+    fn secret(namespace: &str, name: &str) -> Secret {
+        let mut secret = Secret::default();
+        secret.metadata.namespace = Some(namespace.into());
+        secret.metadata.name = Some(name.into());
+        secret
+    }
+
+    #[test]
+    fn a_secret_change_wakes_exactly_the_resources_of_its_namespace_that_read_it() {
+        let mut writer = Writer::<Company>::default();
+        for c in [company("dev", "a"), company("dev", "b"), company("prod", "c")] {
+            writer.apply_watcher_event(&watcher::Event::Apply(c));
+        }
+        let mut other = company("dev", "d");
+        other.spec.channels.email = None;
+        other.spec.allowed_channels.retain(|k| *k != multicomms_runtime::wire::ChannelKind::Email);
+        writer.apply_watcher_event(&watcher::Event::Apply(other));
+        let store = writer.as_reader();
+        let naming = Naming::new("p", "dev");
+        let specs = |c: &Company| crate::desired::company::secrets(&c.spec, &naming);
+
+        let mut woken: Vec<String> = referencing(&store, &secret("dev", "cucumber-recruitment-sendgrid"), specs)
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        woken.sort();
+        assert_eq!(woken, ["a", "b"], "d reads no SendGrid key; c is in another namespace");
+        assert!(referencing(&store, &secret("dev", "unrelated"), specs).is_empty());
+    }
+}
