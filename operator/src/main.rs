@@ -64,10 +64,10 @@ enum Command {
         #[arg(long, env = "MULTICOMMS_METRICS_ADDRESS", default_value = "0.0.0.0:8080")]
         metrics_address: std::net::SocketAddr,
     },
-    /// Print the CRDs, or write them as files into a directory (crds/).
+    /// Print the CRDs, or write them as files into directories (crds/ and the chart's crds/).
     Crd {
         #[arg(long)]
-        out: Option<PathBuf>,
+        out: Vec<PathBuf>,
     },
 }
 
@@ -180,20 +180,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn write_crds(out: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+fn write_crds(dirs: Vec<PathBuf>) -> anyhow::Result<ExitCode> {
     let crds = crd::crd_yaml()?;
-    match out {
-        None => {
-            for (_, yaml) in crds {
-                print!("---\n{yaml}");
-            }
+    if dirs.is_empty() {
+        for (_, yaml) in &crds {
+            print!("---\n{yaml}");
         }
-        Some(dir) => {
-            std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-            for (file, yaml) in crds {
-                let path = dir.join(file);
-                std::fs::write(&path, yaml).with_context(|| format!("writing {}", path.display()))?;
-            }
+    }
+    for dir in dirs {
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        for (file, yaml) in &crds {
+            let path = dir.join(file);
+            std::fs::write(&path, yaml).with_context(|| format!("writing {}", path.display()))?;
         }
     }
     Ok(ExitCode::SUCCESS)

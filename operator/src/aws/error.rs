@@ -1,5 +1,5 @@
 //! AWS errors, mapped once from the SDK's.
-use aws_sdk_dynamodb::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 
 /// An AWS call that failed after the SDK's own retries.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -29,7 +29,7 @@ impl AwsError {
     pub fn from_sdk<E, R>(operation: &'static str, target: impl Into<String>, err: SdkError<E, R>) -> Self
     where
         E: ProvideErrorMetadata + std::error::Error + 'static,
-        R: std::fmt::Debug,
+        R: std::fmt::Debug + 'static,
     {
         let target = target.into();
         match &err {
@@ -44,22 +44,34 @@ impl AwsError {
                     code,
                 }
             }
-            SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => AwsError {
-                operation,
-                target,
-                code: "Unreachable".into(),
-                message: DisplayErrorContext(&err).to_string(),
-                retryable: true,
-            },
-            _ => AwsError {
-                operation,
-                target,
-                code: "Client".into(),
-                message: DisplayErrorContext(&err).to_string(),
-                retryable: false,
-            },
+            SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_) => {
+                let message = causes(&err);
+                // The most common first-run mistake gets its own code and a hint.
+                let (code, message) = if message.contains("credential") {
+                    ("NoCredentials", format!("{message} (set AWS credentials: environment, profile or IRSA)"))
+                } else {
+                    ("Unreachable", message)
+                };
+                AwsError { operation, target, code: code.into(), message, retryable: true }
+            }
+            _ => AwsError { operation, target, code: "Client".into(), message: causes(&err), retryable: false },
         }
     }
+}
+
+/// The error and its causes, each once, by their Display (the SDK's Debug dumps are unreadable).
+fn causes(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts: Vec<String> = vec![err.to_string()];
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = cause.source();
+    }
+    // One line: the credential chain's report lists its providers on lines of their own.
+    parts.join(": ").split('\n').map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; ")
 }
 
 impl AwsError {

@@ -44,7 +44,7 @@ pub enum WriteError {
 fn write_error<E, R>(operation: &'static str, name: &str, err: SdkError<E, R>) -> WriteError
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
-    R: std::fmt::Debug,
+    R: std::fmt::Debug + 'static,
 {
     let scheduled_for_deletion = err.code() == Some("InvalidRequestException")
         && err.message().is_some_and(|m| m.contains("deletion") || m.contains("deleted"));

@@ -1,0 +1,10 @@
+{{- define "multicomms-operator.labels" -}}
+app.kubernetes.io/name: multicomms-operator
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+{{- define "multicomms-operator.selector" -}}
+app.kubernetes.io/name: multicomms-operator
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}

@@ -1,0 +1,27 @@
+-- Argo CD health of a multicomms Company or Channel, from its Ready condition.
+-- Installed into argocd-cm by argocd/argocd-cm-health.yaml (keep the two in sync: a test does).
+local hs = {}
+if obj.status ~= nil and obj.status.conditions ~= nil then
+  if obj.status.observedGeneration ~= nil and obj.metadata.generation ~= nil
+      and obj.status.observedGeneration < obj.metadata.generation then
+    hs.status = "Progressing"
+    hs.message = "waiting for the operator to reconcile generation " .. obj.metadata.generation
+    return hs
+  end
+  for _, condition in ipairs(obj.status.conditions) do
+    if condition.type == "Ready" then
+      if condition.status == "True" then
+        hs.status = "Healthy"
+      elseif condition.reason == "AwsError" or condition.reason == "Blocked" or condition.reason == "InUse" then
+        hs.status = "Progressing"
+      else
+        hs.status = "Degraded"
+      end
+      hs.message = condition.reason .. ": " .. condition.message
+      return hs
+    end
+  end
+end
+hs.status = "Progressing"
+hs.message = "waiting for the operator"
+return hs

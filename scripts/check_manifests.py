@@ -1,0 +1,88 @@
+"""Checks the deployable manifests offline: the Helm chart (strict lint, render, schema
+validation), the kustomize environments, the Argo CD health check (its Lua run on sample
+objects) and that argocd-cm-health.yaml embeds health.lua. Run by scripts/check-manifests.sh."""
+import pathlib
+import subprocess
+import sys
+
+import helm_python
+import lupa
+import yaml
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+VENV_BIN = pathlib.Path(sys.executable).parent
+KUBE_VERSION = "1.33"
+failures = []
+
+
+def validate(name, documents):
+    """kubernetes-validate --strict on a multi-document YAML string (custom kinds only warn)."""
+    result = subprocess.run(
+        [VENV_BIN / "kubernetes-validate", "--strict", "-k", KUBE_VERSION, "-"],
+        input=documents, capture_output=True, text=True,
+    )
+    if result.returncode != 0:
+        failures.append(f"{name}: {result.stdout}{result.stderr}")
+    print(f"validated {name}")
+
+
+chart = ROOT / "charts" / "multicomms-operator"
+values = {"serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/x"}}}
+lint = helm_python.lint(str(chart), values, strict=True)
+if lint.get("errors"):
+    failures.append(f"helm lint: {lint}")
+rendered = helm_python.Chart.load(str(chart)).render(values, name="multicomms", namespace="multicomms-dev", is_install=True)
+validate("chart", "\n---\n".join(rendered.values()))
+deployment = next(d for d in yaml.safe_load_all("\n---\n".join(rendered.values())) if d and d["kind"] == "Deployment")
+args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+if args != ["run"]:
+    failures.append(f"chart: the container must run `multicomms-operator run`, got {args}")
+validate("chart CRDs", "".join(p.read_text() for p in sorted((chart / "crds").glob("*.yaml"))))
+
+for env in ("dev", "prod"):
+    built = subprocess.run(
+        [VENV_BIN / "kubectl", "kustomize", str(ROOT / "config" / "environments" / env)],
+        capture_output=True, text=True,
+    )
+    if built.returncode != 0:
+        failures.append(f"kustomize {env}: {built.stderr}")
+        continue
+    kinds = sorted(d["kind"] for d in yaml.safe_load_all(built.stdout) if d)
+    if kinds.count("Company") < 1 or kinds.count("Channel") != 3:
+        failures.append(f"kustomize {env}: unexpected kinds {kinds}")
+    validate(f"environment {env}", built.stdout)
+
+argocd = ROOT / "config" / "argocd"
+validate("argocd ConfigMap", (argocd / "argocd-cm-health.yaml").read_text())
+lua_source = (argocd / "health.lua").read_text()
+config_map = yaml.safe_load((argocd / "argocd-cm-health.yaml").read_text())
+for kind in ("Company", "Channel"):
+    if config_map["data"][f"resource.customizations.health.multicomms.io_{kind}"].strip() != lua_source.strip():
+        failures.append(f"argocd-cm-health.yaml: the {kind} check differs from health.lua")
+
+lua = lupa.LuaRuntime(unpack_returned_tuples=True)
+health = lua.eval("function(obj) " + lua_source + " end")
+
+
+def health_of(obj):
+    return dict(health(lua.table_from(obj, recursive=True)))
+
+
+ready = lambda status, reason: {"type": "Ready", "status": status, "reason": reason, "message": "m"}
+cases = [
+    ({"metadata": {"generation": 1}}, "Progressing"),
+    ({"metadata": {"generation": 2}, "status": {"observedGeneration": 1, "conditions": [ready("True", "Synced")]}}, "Progressing"),
+    ({"metadata": {"generation": 1}, "status": {"observedGeneration": 1, "conditions": [ready("True", "Synced")]}}, "Healthy"),
+    ({"metadata": {"generation": 1}, "status": {"observedGeneration": 1, "conditions": [ready("False", "SecretNotFound")]}}, "Degraded"),
+    ({"metadata": {"generation": 1}, "status": {"observedGeneration": 1, "conditions": [ready("False", "AwsError")]}}, "Progressing"),
+]
+for obj, expected in cases:
+    got = health_of(obj)
+    if got["status"] != expected:
+        failures.append(f"health.lua: {obj} gave {got}, expected {expected}")
+print(f"health.lua: {len(cases)} cases")
+
+if failures:
+    print("\n".join(failures), file=sys.stderr)
+    sys.exit(1)
+print("manifests OK")
