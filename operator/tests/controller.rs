@@ -373,3 +373,31 @@ async fn http_get(address: std::net::SocketAddr, path: &str) -> String {
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     response
 }
+
+/// Polls the Company until its Ready reason is `reason` (10 s at most).
+async fn wait_for_ready_reason(client: &kube::Client, reason: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let company = get(client, "cucumber-recruitment-clarify-cv").await;
+        let current = company.status.and_then(|s| s.conditions.first().map(|c| c.reason.clone()));
+        if current.as_deref() == Some(reason) {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "Ready reason is {current:?}, waited for {reason}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn the_running_controller_recovers_by_itself_once_the_secret_appears() {
+    // The full Controller loop (watches included, through the shim); the resync is 10 minutes,
+    // so only the Secret watch can bring the Company to Ready within the wait.
+    let client = support::watch_shim::watching(fake(company(), other_secrets()).await);
+    let state = state(client.clone()).await;
+    let running = tokio::spawn(multicomms_operator::controller::run(state, 2));
+
+    wait_for_ready_reason(&client, "SecretNotFound").await;
+    Api::<Secret>::namespaced(client.clone(), NS).create(&PostParams::default(), &twilio()).await.expect("create");
+    wait_for_ready_reason(&client, "Synced").await;
+    running.abort();
+}

@@ -3,6 +3,8 @@
 //! injector for the few AWS errors moto cannot produce.
 #![allow(dead_code)] // each test file uses a different part
 
+pub mod watch_shim;
+
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::BeforeDeserializationInterceptorContextMut;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
