@@ -401,3 +401,57 @@ async fn the_running_controller_recovers_by_itself_once_the_secret_appears() {
     wait_for_ready_reason(&client, "Synced").await;
     running.abort();
 }
+
+#[tokio::test]
+async fn a_deletion_aws_refuses_keeps_the_finalizer_is_visible_and_retried() {
+    let client = fake(company(), [vec![twilio()], other_secrets()].concat()).await;
+    let state = state(client.clone()).await;
+    let name = "cucumber-recruitment-clarify-cv";
+    reconcile_company(Arc::new(get(&client, name).await), state.clone()).await.expect("ok");
+
+    let (client, deleting_state) = deleting(DeletionPolicy::Delete, &state).await;
+    let mut engine = same_place(&deleting_state.engine, Mode::Apply).await;
+    let refusal = Fault::new("DeleteSecret", "AccessDeniedException", "not authorized to perform DeleteSecret", 10);
+    engine.aws.secrets = secrets_with_fault(&engine, refusal).await;
+    let refused = Arc::new(State::new(engine, client.clone(), RESYNC));
+    let error = reconcile_company(Arc::new(get(&client, name).await), refused).await.expect_err("refused");
+    assert!(matches!(&error, Error::Retry(m) if m.contains("AccessDeniedException")), "{error}");
+    assert_eq!(get(&client, name).await.finalizers(), [FINALIZER], "kept until the deletion succeeds");
+    let events = events(&client).await;
+    assert!(events.iter().any(|(reason, note)| reason == "AwsError" && note.contains("DeleteSecret")), "{events:?}");
+}
+
+#[tokio::test]
+async fn a_channel_no_company_uses_is_deleted_with_its_queues() {
+    let mut channel = example_channel("sms");
+    channel.metadata.namespace = Some(NS.into());
+    let client = ClientBuilder::new()
+        .with_resource::<Company>()
+        .with_resource::<Channel>()
+        .with_object(channel.clone())
+        .build()
+        .await
+        .expect("fake");
+    let state = state(client.clone()).await;
+    reconcile_channel(Arc::new(channel.clone()), state.clone()).await.expect("created");
+    let queue = state.engine.naming.channel_queue(multicomms_runtime::wire::ChannelKind::Sms);
+    assert!(state.engine.aws.sqs.observe(&queue).await.expect("observe").is_some());
+
+    let mut deleting = Api::<Channel>::namespaced(client.clone(), NS).get("sms").await.expect("get");
+    deleting.spec.deletion_policy = DeletionPolicy::Delete;
+    deleting.metadata.deletion_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()));
+    let client = ClientBuilder::new()
+        .with_resource::<Company>()
+        .with_resource::<Channel>()
+        .with_object(deleting.clone())
+        .build()
+        .await
+        .expect("fake");
+    let deleting_state = Arc::new(State::new(same_place(&state.engine, Mode::Apply).await, client.clone(), RESYNC));
+    reconcile_channel(Arc::new(deleting), deleting_state).await.expect("deleted");
+    assert!(state.engine.aws.sqs.observe(&queue).await.expect("observe").is_none(), "queue deleted");
+    let dlq = state.engine.naming.channel_dlq(multicomms_runtime::wire::ChannelKind::Sms);
+    assert!(state.engine.aws.sqs.observe(&dlq).await.expect("observe").is_none(), "DLQ deleted");
+    assert!(Api::<Channel>::namespaced(client, NS).get_opt("sms").await.expect("get").is_none());
+}
