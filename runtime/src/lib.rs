@@ -4,4 +4,6 @@
 //! records, SQS messages) and of the AWS resource names derived from the deployment's prefix and
 //! environment. The operator writes through these types and the runtime pods read through them,
 //! so writer and reader cannot drift.
+#[cfg(feature = "router")]
+pub mod router;
 pub mod wire;

@@ -1,6 +1,7 @@
 //! Wire formats and resource names shared by the operator (writer) and the runtime (reader).
 pub mod channel;
 pub mod company;
+pub mod context;
 pub mod conversation;
 pub mod names;
 
