@@ -63,7 +63,7 @@ async fn main() -> anyhow::Result<()> {
         .companies
         .iter()
         .map(|c| {
-            let mut record = desired::company::record(&c.spec, &naming, &owner);
+            let mut record = desired::company::record(&c.spec, &naming, &owner, Some("bench-key"));
             record.project_id = "raw-put".into();
             record.to_item()
         })

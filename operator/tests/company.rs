@@ -191,6 +191,7 @@ async fn a_record_from_the_old_onboarding_script_is_adopted_only_when_annotated(
         &company.spec,
         &ctx.naming,
         &multicomms_operator::desired::Owner { kind: "Company", namespace: "x".into(), name: "x".into() },
+        None,
     );
     legacy.managed_by = None;
     legacy.created_at = "2023-10-27T10:00:00Z".into();

@@ -3,12 +3,14 @@ use super::secret::{SecretSpec, Source};
 use super::Owner;
 use crate::crd::company::{AiSettings, CompanySpec, TwilioCredentials};
 use multicomms_runtime::wire::company::{
-    AiChannelConfig, AiConfig, ChannelConfig, EmailConfig, PerChannel, RateLimits, SmsConfig, WhatsappConfig,
+    api_key_hash, AiChannelConfig, AiConfig, ChannelConfig, EmailConfig, PerChannel, RateLimits, SmsConfig,
+    WhatsappConfig,
 };
 use multicomms_runtime::wire::{ChannelKind, CompanyRecord, Naming};
 
 /// The record the resource describes. Timestamps are left empty: the writer stamps them.
-pub fn record(spec: &CompanySpec, naming: &Naming, owner: &Owner) -> CompanyRecord {
+/// `api_key` is the router API key's value, of which the record keeps only a hash.
+pub fn record(spec: &CompanySpec, naming: &Naming, owner: &Owner, api_key: Option<&str>) -> CompanyRecord {
     let (company, project) = (&spec.company_name, &spec.project_name);
     let mut allowed_channels: Vec<ChannelKind> = Vec::new();
     for kind in &spec.allowed_channels {
@@ -48,6 +50,7 @@ pub fn record(spec: &CompanySpec, naming: &Naming, owner: &Owner) -> CompanyReco
         company_name: company.clone(),
         project_name: project.clone(),
         api_key_reference: spec.api_key.as_ref().map(|_| naming.router_api_key_secret(company, project)),
+        api_key_hash: api_key.map(api_key_hash),
         allowed_channels,
         project_status: spec.project_status.as_str().to_string(),
         rate_limits: RateLimits {
@@ -165,7 +168,7 @@ mod tests {
     #[test]
     fn example_company_becomes_the_seed_record() {
         let naming = Naming::new("ai-multi-comms", "dev");
-        let record = record(&example().spec, &naming, &owner());
+        let record = record(&example().spec, &naming, &owner(), None);
         assert_eq!(record.company_id, "ci-aaa-001");
         assert_eq!(record.allowed_channels, vec![ChannelKind::Whatsapp, ChannelKind::Sms, ChannelKind::Email]);
         assert_eq!(record.project_status, "active");
@@ -213,7 +216,7 @@ mod tests {
         ai.api_key = Some(crate::crd::SecretValue {
             secret_key_ref: crate::crd::SecretKeyRef { name: "own".into(), key: "k".into() },
         });
-        let record = record(&company.spec, &naming, &owner());
+        let record = record(&company.spec, &naming, &owner(), None);
         let ai = record.ai_config.expect("ai").openai_config.whatsapp.expect("whatsapp");
         assert_eq!(ai.api_key_reference, "p/openai-api-key/cucumber-recruitment/clarify-cv/whatsapp-prod");
         assert!(secrets(&company.spec, &naming)

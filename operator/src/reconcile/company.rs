@@ -23,7 +23,10 @@ pub async fn reconcile(ctx: &Context, company: &Company, values: &SecretValues) 
         report.subsystems = vec![(SECRETS_SYNCED, Err(invalid.clone())), (RECORD_SYNCED, Err(invalid))];
         return report;
     }
-    let desired = desired::company::record(&company.spec, &ctx.naming, &owner);
+    // The record keeps a hash of the router API key (a missing Secret is reported by the secrets).
+    let api_key = company.spec.api_key.as_ref().and_then(|key| values.get("spec.apiKey", &key.secret_key_ref).ok());
+    let desired =
+        desired::company::record(&company.spec, &ctx.naming, &owner, api_key.map(secrecy::ExposeSecret::expose_secret));
 
     let write = match plan_record(ctx, desired, &owner, adopt, &mut report).await {
         Ok(write) => write,

@@ -1,6 +1,6 @@
-//! The router's error catalogue (spec template-sender §1.5): code, HTTP status and message, the
-//! original's wording, plus the codes the original's API Gateway answered and the ones this
-//! router adds (auth, limits, consent).
+//! The router's error catalogue (spec template-sender §1.5): code, HTTP status and message in the
+//! original's wording, plus the ones this router adds where API Gateway used to answer (API key,
+//! body size).
 use std::fmt;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -80,6 +80,15 @@ impl RouterError {
     }
     pub fn queue_error() -> Self {
         Self::new("QUEUE_ERROR", 500, "Failed to send message to processing queue.")
+    }
+    pub fn payload_too_large(limit: usize) -> Self {
+        Self::new("PAYLOAD_TOO_LARGE", 413, format!("Request body exceeds {limit} bytes"))
+    }
+    pub fn missing_api_key() -> Self {
+        Self::new("MISSING_API_KEY", 401, "The x-api-key header is required")
+    }
+    pub fn invalid_api_key() -> Self {
+        Self::new("INVALID_API_KEY", 403, "The API key is not valid for this company and project")
     }
     pub fn internal() -> Self {
         Self::new("INTERNAL_ERROR", 500, "An internal server error occurred.")

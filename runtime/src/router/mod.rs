@@ -1,5 +1,8 @@
-//! The HTTP router: `POST /initiate-conversation` puts a validated request's context object on
-//! its channel's queue.
+//! The HTTP router: `POST /initiate-conversation` validates a request, checks the company and
+//! its API key, and puts the context object on its channel's queue.
+pub mod companies;
 pub mod error;
+pub mod http;
+pub mod queues;
 pub mod request;
 pub mod timestamp;

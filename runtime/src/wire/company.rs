@@ -33,6 +33,9 @@ pub struct CompanyRecord {
     /// Secrets Manager name of the router API key for this company + project.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key_reference: Option<String>,
+    /// [`api_key_hash`] of that key: what the router checks `x-api-key` against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_key_hash: Option<String>,
     pub allowed_channels: Vec<ChannelKind>,
     /// `active` or `inactive`; anything but exactly `active` is refused by the router.
     pub project_status: String,
@@ -172,6 +175,13 @@ pub struct EmailConfig {
     pub sendgrid_template_id: Option<String>,
 }
 
+/// How the record stores a router API key: `sha256:` and the hex digest, never the key. API keys
+/// are long random strings, so an unsalted hash does not make them guessable.
+pub fn api_key_hash(key: &str) -> String {
+    use sha2::Digest;
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(key.as_bytes())))
+}
+
 /// A record could not be turned into an item or back.
 #[derive(Debug)]
 pub struct ItemError(serde_dynamo::Error);
@@ -227,6 +237,7 @@ mod tests {
             company_name: "Cucumber Recruitment".into(),
             project_name: "Clarify CV".into(),
             api_key_reference: None,
+            api_key_hash: Some(api_key_hash("k")),
             allowed_channels: vec![ChannelKind::Whatsapp],
             project_status: PROJECT_ACTIVE.into(),
             rate_limits: RateLimits {

@@ -1,0 +1,52 @@
+//! `multicomms-router`: serves `POST /initiate-conversation`. Configured like the operator
+//! (prefix and environment name the table and queues) plus the standard AWS SDK environment.
+use anyhow::Context;
+use clap::Parser;
+use multicomms_runtime::router::{companies::Companies, http, queues::Queues};
+use multicomms_runtime::wire::{names::DEFAULT_PREFIX, Naming};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(version, about = "multicomms router: POST /initiate-conversation → channel queue")]
+struct Cli {
+    #[arg(long, env = "MULTICOMMS_PREFIX", default_value = DEFAULT_PREFIX)]
+    prefix: String,
+    #[arg(long, env = "MULTICOMMS_ENV", default_value = "dev")]
+    env: String,
+    /// `metadata.router_version` in every context object.
+    #[arg(long, env = "VERSION", default_value = concat!("router-", env!("CARGO_PKG_VERSION")))]
+    version: String,
+    #[arg(long, env = "MULTICOMMS_ROUTER_ADDRESS", default_value = "0.0.0.0:8080")]
+    address: std::net::SocketAddr,
+    /// Largest accepted body (SQS takes 256 KiB per message, the company data included).
+    #[arg(long, env = "MULTICOMMS_MAX_BODY_BYTES", default_value_t = 128 * 1024)]
+    max_body_bytes: usize,
+    /// Seconds a company record is cached.
+    #[arg(long, env = "MULTICOMMS_COMPANY_CACHE_SECONDS", default_value_t = 30)]
+    company_cache_seconds: u64,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt().with_writer(std::io::stderr).init();
+    let cli = Cli::parse();
+    let naming = Naming::new(cli.prefix, cli.env);
+    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let companies = Companies::new(
+        aws_sdk_dynamodb::Client::new(&config),
+        naming.company_data_table(),
+        Duration::from_secs(cli.company_cache_seconds),
+    );
+    let queues = Queues::resolve(aws_sdk_sqs::Client::new(&config), &naming).await;
+    let router = Arc::new(http::Router { companies, queues, version: cli.version, max_body_bytes: cli.max_body_bytes });
+    let listener =
+        tokio::net::TcpListener::bind(cli.address).await.with_context(|| format!("binding {}", cli.address))?;
+    tracing::info!(address = %cli.address, "router listening");
+    axum::serve(listener, http::app(router))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,160 @@
+//! `POST /initiate-conversation` (and its CORS preflight): the original's envelope, headers and
+//! status codes, plus what its API Gateway did (API key, body limit).
+use super::companies::Companies;
+use super::error::RouterError;
+use super::queues::Queues;
+use super::request;
+use crate::wire::context::{self, attributes, ContextObject, ConversationData, Metadata, INITIATED};
+use crate::wire::ChannelKind;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use std::sync::Arc;
+
+pub struct Router {
+    pub companies: Companies,
+    pub queues: Queues,
+    /// `metadata.router_version` of every context object.
+    pub version: String,
+    pub max_body_bytes: usize,
+}
+
+pub fn app(router: Arc<Router>) -> axum::Router {
+    let limit = router.max_body_bytes;
+    axum::Router::new()
+        .route("/initiate-conversation", post(initiate).options(preflight))
+        .route("/healthz", axum::routing::get(|| async { "ok" }))
+        // Over the limit, the body extractor fails and `too_large` answers instead.
+        .layer(axum::extract::DefaultBodyLimit::max(limit))
+        .with_state(router)
+}
+
+const CORS: [(&str, &str); 3] = [
+    ("access-control-allow-origin", "*"),
+    ("access-control-allow-headers", "Content-Type,X-Amz-Date,Authorization,X-Api-Key,X-Amz-Security-Token"),
+    ("access-control-allow-methods", "OPTIONS,POST"),
+];
+
+fn with_cors(mut response: Response) -> Response {
+    for (name, value) in CORS {
+        response.headers_mut().insert(name, HeaderValue::from_static(value));
+    }
+    response
+}
+
+async fn preflight() -> Response {
+    with_cors(StatusCode::OK.into_response())
+}
+
+fn json(status: StatusCode, body: serde_json::Value) -> Response {
+    let mut response = (status, body.to_string()).into_response();
+    response.headers_mut().insert("content-type", HeaderValue::from_static("application/json"));
+    with_cors(response)
+}
+
+/// The error envelope: exactly `status`, `error_code`, `message`, `request_id`.
+pub fn error_response(error: &RouterError, request_id: &str) -> Response {
+    let status = StatusCode::from_u16(error.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let request_id = if request_id.is_empty() { "unknown" } else { request_id };
+    json(
+        status,
+        serde_json::json!({"status": "error", "error_code": error.code, "message": error.message, "request_id": request_id}),
+    )
+}
+
+async fn initiate(
+    State(router): State<Arc<Router>>,
+    headers: HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Response {
+    let fallback_id = uuid::Uuid::new_v4().to_string();
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return error_response(&RouterError::payload_too_large(router.max_body_bytes), &fallback_id)
+        }
+        Err(_) => return error_response(&RouterError::invalid_request(), &fallback_id),
+    };
+    // Unauthenticated traffic is turned away before any parsing or lookup.
+    let Some(api_key) = headers.get("x-api-key").and_then(|v| v.to_str().ok()).filter(|k| !k.is_empty()) else {
+        return error_response(&RouterError::missing_api_key(), &fallback_id);
+    };
+    let valid = match request::validate(&body, &fallback_id) {
+        Ok(valid) => valid,
+        Err(rejected) => return error_response(&rejected.error, &rejected.request_id),
+    };
+    match accept(&router, api_key, valid.clone()).await {
+        Ok(()) => json(
+            StatusCode::OK,
+            serde_json::json!({
+                "status": "success",
+                "request_id": valid.request_id,
+                "message": "Request accepted and queued for processing",
+                "queue_timestamp": now(),
+            }),
+        ),
+        Err(error) => error_response(&error, &valid.request_id),
+    }
+}
+
+/// Steps 7–11 of the original, with the API key check where API Gateway's used to be.
+async fn accept(router: &Router, api_key: &str, request: request::ValidRequest) -> Result<(), RouterError> {
+    let company = router
+        .companies
+        .get(&request.company_id, &request.project_id)
+        .await?
+        .ok_or_else(RouterError::company_not_found)?;
+    let record = &company.record;
+    let key_matches = record.api_key_hash.as_deref().is_some_and(|stored| {
+        use subtle::ConstantTimeEq;
+        let offered = crate::wire::company::api_key_hash(api_key);
+        bool::from(offered.as_bytes().ct_eq(stored.as_bytes()))
+    });
+    if !key_matches {
+        return Err(RouterError::invalid_api_key());
+    }
+    if !record.is_active() {
+        return Err(RouterError::project_inactive());
+    }
+    if !record.allowed_channels.contains(&request.channel) {
+        return Err(RouterError::channel_not_allowed(request.channel.as_str()));
+    }
+    if !router.queues.is_configured(request.channel) {
+        return Err(RouterError::queue_not_configured(request.channel.as_str()));
+    }
+    let conversation_id = context::conversation_id(
+        &request.company_id,
+        &request.project_id,
+        &request.request_id,
+        request.channel,
+        &record.channel_config,
+    );
+    let context = ContextObject {
+        frontend_payload: request.body,
+        company_data_payload: company.payload.clone(),
+        conversation_data: ConversationData {
+            conversation_id: conversation_id.clone(),
+            conversation_status: INITIATED.into(),
+        },
+        metadata: Metadata { router_version: router.version.clone() },
+    };
+    let body = serde_json::to_string(&context).map_err(|_| RouterError::queue_error())?;
+    let recipient_attribute = match request.channel {
+        ChannelKind::Whatsapp | ChannelKind::Sms => attributes::RECIPIENT_TEL,
+        ChannelKind::Email => attributes::RECIPIENT_EMAIL,
+    };
+    let message_attributes = [
+        (attributes::CHANNEL_METHOD, request.channel.as_str().to_string()),
+        (attributes::CONVERSATION_ID, conversation_id),
+        (attributes::ROUTER_TIMESTAMP, now()),
+        (recipient_attribute, request.recipient),
+    ];
+    router.queues.send(request.channel, body, &message_attributes).await
+}
+
+/// UTC now like Python's `isoformat()`: microseconds and `+00:00`.
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, false)
+}

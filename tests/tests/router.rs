@@ -1,0 +1,273 @@
+//! The router in-process (its axum app driven with tower's `oneshot`) against the moto emulator,
+//! with tables, queues and the company record made by the operator's own reconcile from the
+//! example manifests in config/.
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use http_body_util::BodyExt;
+use multicomms_operator::manifests;
+use multicomms_operator::reconcile::{self, Context, Mode};
+use multicomms_runtime::router::{companies::Companies, http, queues::Queues};
+use multicomms_runtime::wire::context::ContextObject;
+use multicomms_runtime::wire::{ChannelKind, Naming};
+use serde_json::{json, Value};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tower::ServiceExt;
+
+const KEY: &str = "local-demo-router-key-not-a-secret";
+
+struct Setup {
+    app: axum::Router,
+    naming: Naming,
+    sqs: aws_sdk_sqs::Client,
+}
+
+async fn aws_config() -> aws_config::SdkConfig {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
+    assert!(
+        endpoint.starts_with("http://127.0.0.1:"),
+        "AWS_ENDPOINT_URL must point at the local emulator; use scripts/test.sh"
+    );
+    multicomms_operator::aws::load_config().await
+}
+
+/// The example Channels and Company applied under a fresh prefix; `edit` may change the
+/// manifests first (e.g. drop a Channel).
+async fn setup(edit: impl FnOnce(&mut manifests::Manifests)) -> Setup {
+    let config = aws_config().await;
+    let naming = Naming::new(format!("r{}", &uuid::Uuid::new_v4().simple().to_string()[..10]), "test");
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("root").to_path_buf();
+    let paths = ["config/channels", "config/companies", "config/examples/local"].map(|p| root.join(p));
+    let mut loaded = manifests::load(&paths, "multicomms-dev").expect("examples");
+    edit(&mut loaded);
+    let ctx = Context { aws: multicomms_operator::aws::Aws::new(&config), naming: naming.clone(), mode: Mode::Apply };
+    let reports = reconcile::reconcile_manifests(&ctx, &loaded, 4).await;
+    assert!(reports.iter().all(|r| r.is_ready()), "{:?}", reports.iter().find(|r| !r.is_ready()));
+    let companies =
+        Companies::new(aws_sdk_dynamodb::Client::new(&config), naming.company_data_table(), Duration::from_secs(30));
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let queues = Queues::resolve(sqs.clone(), &naming).await;
+    let router =
+        Arc::new(http::Router { companies, queues, version: "router-test-1".into(), max_body_bytes: 16 * 1024 });
+    Setup { app: http::app(router), naming, sqs }
+}
+
+/// The spec's example request (§1.7).
+fn example() -> Value {
+    json!({
+        "company_data": {"company_id": "ci-aaa-001", "project_id": "pi-aaa-001"},
+        "recipient_data": {"recipient_first_name": "Lee", "recipient_last_name": "Hayton",
+                           "recipient_tel": "+447835065013", "recipient_email": "lee@example.com", "comms_consent": true},
+        "project_data": {"analysisEngineID": "analysis_1234567890_abc123def", "jobID": "9999", "jobRole": "Healthcare Assistant",
+                         "clarificationPoints": [{"point": "The CV does not mention a driving licence.", "pointConfirmed": "false"}]},
+        "request_data": {"request_id": "550e8400-e29b-41d4-a716-446655440001", "channel_method": "whatsapp",
+                         "initial_request_timestamp": "2023-09-15T11:45:32.789Z"}
+    })
+}
+
+async fn post(
+    app: &axum::Router,
+    key: Option<&str>,
+    body: impl Into<Body>,
+) -> (StatusCode, axum::http::HeaderMap, Value) {
+    let mut request = Request::post("/initiate-conversation").header("content-type", "application/json");
+    if let Some(key) = key {
+        request = request.header("x-api-key", key);
+    }
+    let response = app.clone().oneshot(request.body(body.into()).expect("request")).await.expect("response");
+    let (parts, body) = response.into_parts();
+    let bytes = body.collect().await.expect("body").to_bytes();
+    let json = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).expect("JSON body") };
+    (parts.status, parts.headers, json)
+}
+
+async fn receive(setup: &Setup, channel: ChannelKind) -> Vec<aws_sdk_sqs::types::Message> {
+    let url = setup
+        .sqs
+        .get_queue_url()
+        .queue_name(setup.naming.channel_queue(channel))
+        .send()
+        .await
+        .expect("url")
+        .queue_url
+        .expect("url");
+    let out = setup
+        .sqs
+        .receive_message()
+        .queue_url(url)
+        .max_number_of_messages(10)
+        .message_attribute_names("All")
+        .send()
+        .await
+        .expect("receive");
+    out.messages.unwrap_or_default()
+}
+
+fn assert_error(response: &(StatusCode, axum::http::HeaderMap, Value), status: u16, code: &str) {
+    let (got, headers, body) = response;
+    assert_eq!(got.as_u16(), status, "{body}");
+    assert_eq!(body["status"], "error");
+    assert_eq!(body["error_code"], code, "{body}");
+    assert_eq!(body.as_object().map(|o| o.len()), Some(4), "exactly four keys: {body}");
+    assert_eq!(headers["access-control-allow-origin"], "*");
+}
+
+#[tokio::test]
+async fn the_spec_example_is_accepted_and_its_context_object_lands_on_the_whatsapp_queue() {
+    let setup = setup(|_| {}).await;
+    let (status, headers, body) = post(&setup.app, Some(KEY), example().to_string()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(headers["content-type"], "application/json");
+    assert_eq!(headers["access-control-allow-methods"], "OPTIONS,POST");
+    assert_eq!(body["status"], "success");
+    assert_eq!(body["request_id"], "550e8400-e29b-41d4-a716-446655440001");
+    assert_eq!(body["message"], "Request accepted and queued for processing");
+    assert!(body["queue_timestamp"].as_str().is_some_and(|t| t.ends_with("+00:00")), "{body}");
+    assert_eq!(body.as_object().map(|o| o.len()), Some(4));
+
+    let messages = receive(&setup, ChannelKind::Whatsapp).await;
+    assert_eq!(messages.len(), 1);
+    let message = &messages[0];
+    let context: ContextObject = serde_json::from_str(message.body().expect("body")).expect("the wire type parses it");
+    assert_eq!(context.frontend_payload, example(), "verbatim");
+    assert_eq!(context.company_data_payload["company_id"], "ci-aaa-001");
+    assert_eq!(context.company_data_payload["rate_limits"]["requests_per_minute"], 60);
+    let id = "ci-aaa-001#pi-aaa-001#550e8400-e29b-41d4-a716-446655440001#447588713814";
+    assert_eq!(context.conversation_data.conversation_id, id);
+    assert_eq!(context.conversation_data.conversation_status, "initiated");
+    assert_eq!(context.metadata.router_version, "router-test-1");
+    let attributes = message.message_attributes().expect("attributes");
+    let attribute = |name: &str| attributes.get(name).and_then(|a| a.string_value()).map(str::to_string);
+    assert_eq!(attribute("channelMethod").as_deref(), Some("whatsapp"));
+    assert_eq!(attribute("conversationId").as_deref(), Some(id));
+    assert_eq!(attribute("recipientTel").as_deref(), Some("+447835065013"));
+    assert!(attribute("routerTimestamp").is_some_and(|t| t.ends_with("+00:00")));
+    assert_eq!(attribute("recipientEmail"), None, "never both");
+    assert!(receive(&setup, ChannelKind::Sms).await.is_empty());
+}
+
+#[tokio::test]
+async fn email_and_sms_reach_their_own_queues() {
+    let setup = setup(|_| {}).await;
+    let mut email = example();
+    email["request_data"]["channel_method"] = json!("email");
+    email["request_data"]["request_id"] = json!("550e8400-e29b-41d4-a716-446655440002");
+    assert_eq!(post(&setup.app, Some(KEY), email.to_string()).await.0, StatusCode::OK);
+    let mut sms = example();
+    sms["request_data"]["channel_method"] = json!("sms");
+    assert_eq!(post(&setup.app, Some(KEY), sms.to_string()).await.0, StatusCode::OK);
+
+    let emails = receive(&setup, ChannelKind::Email).await;
+    assert_eq!(emails.len(), 1);
+    let attributes = emails[0].message_attributes().expect("attributes");
+    assert_eq!(attributes.get("recipientEmail").and_then(|a| a.string_value()), Some("lee@example.com"));
+    let context: ContextObject = serde_json::from_str(emails[0].body().expect("body")).expect("context");
+    assert!(context.conversation_data.conversation_id.ends_with("#recruitment@cucumber.example"));
+    assert_eq!(receive(&setup, ChannelKind::Sms).await.len(), 1);
+}
+
+#[tokio::test]
+async fn api_keys_bind_to_their_own_company() {
+    // A second company with a key of its own.
+    let setup = setup(|m| {
+        let mut other = m.companies[0].clone();
+        other.metadata.name = Some("other".into());
+        other.spec.project_id = "pi-bbb-001".into();
+        other.spec.project_name = "Other Project".into();
+        if let Some(key) = other.spec.api_key.as_mut() {
+            key.secret_key_ref.name = "other-router".into();
+        }
+        m.companies.push(other);
+        let values = m.secrets.get_mut("multicomms-dev").expect("namespace");
+        values.insert("other-router", "apiKey", secrecy::SecretString::from("other-company-key"));
+    })
+    .await;
+    assert_error(&post(&setup.app, None, example().to_string()).await, 401, "MISSING_API_KEY");
+    assert_error(&post(&setup.app, Some("other-company-key"), example().to_string()).await, 403, "INVALID_API_KEY");
+    assert_error(&post(&setup.app, Some("made-up"), example().to_string()).await, 403, "INVALID_API_KEY");
+    assert!(receive(&setup, ChannelKind::Whatsapp).await.is_empty(), "nothing queued");
+
+    let mut other = example();
+    other["company_data"]["project_id"] = json!("pi-bbb-001");
+    assert_error(&post(&setup.app, Some(KEY), other.to_string()).await, 403, "INVALID_API_KEY");
+    assert_eq!(post(&setup.app, Some("other-company-key"), other.to_string()).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn company_gating_and_configuration_errors() {
+    // A second company allowing whatsapp only, inactive; and no sms Channel (so no sms queue).
+    let setup = setup(|m| {
+        let mut inactive = m.companies[0].clone();
+        inactive.metadata.name = Some("inactive".into());
+        inactive.spec.project_id = "pi-aaa-002".into();
+        inactive.spec.project_name = "Paused".into();
+        inactive.spec.project_status = multicomms_operator::crd::company::ProjectStatus::Inactive;
+        m.companies.push(inactive);
+        let mut whatsapp_only = m.companies[0].clone();
+        whatsapp_only.metadata.name = Some("whatsapp-only".into());
+        whatsapp_only.spec.project_id = "pi-aaa-003".into();
+        whatsapp_only.spec.project_name = "Whatsapp Only".into();
+        whatsapp_only.spec.allowed_channels = vec![ChannelKind::Whatsapp];
+        m.companies.push(whatsapp_only);
+        m.channels.retain(|c| c.spec.kind != ChannelKind::Sms);
+    })
+    .await;
+    let with = |edit: &dyn Fn(&mut Value)| {
+        let mut body = example();
+        edit(&mut body);
+        body.to_string()
+    };
+    let not_found = with(&|b| b["company_data"]["company_id"] = json!("ci-zzz-999"));
+    assert_error(&post(&setup.app, Some(KEY), not_found).await, 404, "COMPANY_NOT_FOUND");
+    let inactive = with(&|b| b["company_data"]["project_id"] = json!("pi-aaa-002"));
+    assert_error(&post(&setup.app, Some(KEY), inactive).await, 403, "PROJECT_INACTIVE");
+    let not_allowed = with(&|b| {
+        b["company_data"]["project_id"] = json!("pi-aaa-003");
+        b["request_data"]["channel_method"] = json!("email");
+    });
+    let response = post(&setup.app, Some(KEY), not_allowed).await;
+    assert_error(&response, 403, "CHANNEL_NOT_ALLOWED");
+    assert_eq!(response.2["message"], "Channel 'email' is not permitted for this project.");
+    let no_queue = with(&|b| b["request_data"]["channel_method"] = json!("sms"));
+    let response = post(&setup.app, Some(KEY), no_queue).await;
+    assert_error(&response, 500, "CONFIGURATION_ERROR");
+    assert_eq!(response.2["message"], "Processing queue for channel 'sms' is not configured.");
+}
+
+#[tokio::test]
+async fn bad_bodies_get_4xx_never_5xx_and_cors_preflight_answers() {
+    let setup = setup(|_| {}).await;
+    for body in ["", "{", "null", "[]", "42", "\"x\"", "{\"company_data\": 7}", "{\"request_data\": []}"] {
+        let (status, _, json) = post(&setup.app, Some(KEY), body.to_string()).await;
+        assert!(status.is_client_error(), "{body:?} → {status} {json}");
+    }
+    let huge = json!({"padding": "x".repeat(20 * 1024)}).to_string();
+    assert_error(&post(&setup.app, Some(KEY), huge).await, 413, "PAYLOAD_TOO_LARGE");
+    let mut invalid = example();
+    invalid["request_data"]["request_id"] = json!("not-a-uuid");
+    let response = post(&setup.app, Some(KEY), invalid.to_string()).await;
+    assert_error(&response, 400, "INVALID_REQUEST_ID");
+    assert_eq!(response.2["request_id"], "not-a-uuid");
+
+    let preflight = Request::options("/initiate-conversation").body(Body::empty()).expect("request");
+    let response = setup.app.clone().oneshot(preflight).await.expect("response");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["access-control-allow-headers"],
+        "Content-Type,X-Amz-Date,Authorization,X-Api-Key,X-Amz-Security-Token"
+    );
+}
+
+#[tokio::test]
+async fn a_missing_table_is_a_database_error() {
+    let config = aws_config().await;
+    let naming = Naming::new("no-such-prefix", "test");
+    let companies =
+        Companies::new(aws_sdk_dynamodb::Client::new(&config), naming.company_data_table(), Duration::from_secs(1));
+    let queues = Queues::resolve(aws_sdk_sqs::Client::new(&config), &naming).await;
+    let router = Arc::new(http::Router { companies, queues, version: "v".into(), max_body_bytes: 16 * 1024 });
+    let response = post(&http::app(router), Some(KEY), example().to_string()).await;
+    assert_error(&response, 500, "DATABASE_ERROR");
+    assert_eq!(response.2["message"], "Failed to access the database");
+}
