@@ -6,6 +6,7 @@ use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
 use multicomms_operator::manifests;
 use multicomms_operator::reconcile::{self, Context, Mode};
+use multicomms_runtime::router::guards::{Idempotency, RateLimiter};
 use multicomms_runtime::router::{companies::Companies, http, queues::Queues};
 use multicomms_runtime::wire::context::ContextObject;
 use multicomms_runtime::wire::{ChannelKind, Naming};
@@ -48,8 +49,14 @@ async fn setup(edit: impl FnOnce(&mut manifests::Manifests)) -> Setup {
         Companies::new(aws_sdk_dynamodb::Client::new(&config), naming.company_data_table(), Duration::from_secs(30));
     let sqs = aws_sdk_sqs::Client::new(&config);
     let queues = Queues::resolve(sqs.clone(), &naming).await;
-    let router =
-        Arc::new(http::Router { companies, queues, version: "router-test-1".into(), max_body_bytes: 16 * 1024 });
+    let router = Arc::new(http::Router {
+        companies,
+        queues,
+        limiter: RateLimiter::default(),
+        idempotency: Idempotency::new(Duration::from_secs(600)),
+        version: "router-test-1".into(),
+        max_body_bytes: 16 * 1024,
+    });
     Setup { app: http::app(router), naming, sqs }
 }
 
@@ -266,8 +273,64 @@ async fn a_missing_table_is_a_database_error() {
     let companies =
         Companies::new(aws_sdk_dynamodb::Client::new(&config), naming.company_data_table(), Duration::from_secs(1));
     let queues = Queues::resolve(aws_sdk_sqs::Client::new(&config), &naming).await;
-    let router = Arc::new(http::Router { companies, queues, version: "v".into(), max_body_bytes: 16 * 1024 });
+    let router = Arc::new(http::Router {
+        companies,
+        queues,
+        limiter: RateLimiter::default(),
+        idempotency: Idempotency::new(Duration::from_secs(600)),
+        version: "v".into(),
+        max_body_bytes: 16 * 1024,
+    });
     let response = post(&http::app(router), Some(KEY), example().to_string()).await;
     assert_error(&response, 500, "DATABASE_ERROR");
     assert_eq!(response.2["message"], "Failed to access the database");
+}
+
+#[tokio::test]
+async fn a_retried_request_gets_the_first_answer_and_is_queued_once() {
+    let setup = setup(|_| {}).await;
+    let first = post(&setup.app, Some(KEY), example().to_string()).await;
+    let again = post(&setup.app, Some(KEY), example().to_string()).await;
+    assert_eq!((first.0, again.0), (StatusCode::OK, StatusCode::OK));
+    assert_eq!(first.2, again.2, "same envelope, same queue_timestamp");
+    assert_eq!(receive(&setup, ChannelKind::Whatsapp).await.len(), 1, "queued once");
+}
+
+#[tokio::test]
+async fn the_61st_request_in_a_minute_for_a_60_per_minute_company_gets_429() {
+    let setup = setup(|_| {}).await;
+    let mut statuses = Vec::new();
+    for i in 0..61 {
+        let mut body = example();
+        body["request_data"]["request_id"] = json!(format!("550e8400-e29b-41d4-a716-{:012x}", 0x1000 + i));
+        body["request_data"]["channel_method"] = json!("email"); // keep the whatsapp queue shallow
+        statuses.push(post(&setup.app, Some(KEY), body.to_string()).await);
+    }
+    // A minute boundary may fall inside the loop: then the budget restarts and all 61 pass.
+    let refused: Vec<_> = statuses.iter().filter(|r| r.0 == StatusCode::TOO_MANY_REQUESTS).collect();
+    let accepted = statuses.iter().filter(|r| r.0 == StatusCode::OK).count();
+    assert!(accepted >= 60 && accepted + refused.len() == 61, "{accepted} accepted");
+    if let Some(response) = refused.first() {
+        assert_error(response, 429, "RATE_LIMIT_EXCEEDED");
+        let retry_after: u64 = response.1["retry-after"].to_str().expect("header").parse().expect("seconds");
+        assert!((1..=60).contains(&retry_after));
+    }
+}
+
+#[tokio::test]
+async fn no_consent_is_refused_unless_the_company_opts_into_the_old_behaviour() {
+    let setup = setup(|m| {
+        let mut old_behaviour = m.companies[0].clone();
+        old_behaviour.metadata.name = Some("old-behaviour".into());
+        old_behaviour.spec.project_id = "pi-aaa-004".into();
+        old_behaviour.spec.project_name = "Old Behaviour".into();
+        old_behaviour.spec.send_without_consent = true;
+        m.companies.push(old_behaviour);
+    })
+    .await;
+    let mut body = example();
+    body["recipient_data"]["comms_consent"] = json!(false);
+    assert_error(&post(&setup.app, Some(KEY), body.to_string()).await, 400, "COMMS_CONSENT_REQUIRED");
+    body["company_data"]["project_id"] = json!("pi-aaa-004");
+    assert_eq!(post(&setup.app, Some(KEY), body.to_string()).await.0, StatusCode::OK);
 }

@@ -83,6 +83,10 @@ pub struct CompanySpec {
     pub channels: CompanyChannels,
     #[serde(default)]
     pub hand_off: HandOff,
+    /// Queue requests whose `comms_consent` is false (the original system's behaviour). Off by
+    /// default: the router refuses them with COMMS_CONSENT_REQUIRED.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub send_without_consent: bool,
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
 }

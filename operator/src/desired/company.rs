@@ -69,6 +69,7 @@ pub fn record(spec: &CompanySpec, naming: &Naming, owner: &Owner, api_key: Optio
         auto_queue_reply_message: h.auto_queue_reply_message,
         auto_queue_reply_message_from_number: h.auto_queue_reply_message_from_number.clone(),
         auto_queue_reply_message_from_email: h.auto_queue_reply_message_from_email.clone(),
+        send_without_consent: spec.send_without_consent,
         created_at: String::new(),
         updated_at: String::new(),
         managed_by: Some(owner.to_string()),

@@ -2,6 +2,7 @@
 //! (prefix and environment name the table and queues) plus the standard AWS SDK environment.
 use anyhow::Context;
 use clap::Parser;
+use multicomms_runtime::router::guards::{Idempotency, RateLimiter};
 use multicomms_runtime::router::{companies::Companies, http, queues::Queues};
 use multicomms_runtime::wire::{names::DEFAULT_PREFIX, Naming};
 use std::sync::Arc;
@@ -25,6 +26,9 @@ struct Cli {
     /// Seconds a company record is cached.
     #[arg(long, env = "MULTICOMMS_COMPANY_CACHE_SECONDS", default_value_t = 30)]
     company_cache_seconds: u64,
+    /// Seconds a request id's first success is remembered and returned to retries.
+    #[arg(long, env = "MULTICOMMS_IDEMPOTENCY_SECONDS", default_value_t = 600)]
+    idempotency_seconds: u64,
 }
 
 #[tokio::main]
@@ -39,7 +43,14 @@ async fn main() -> anyhow::Result<()> {
         Duration::from_secs(cli.company_cache_seconds),
     );
     let queues = Queues::resolve(aws_sdk_sqs::Client::new(&config), &naming).await;
-    let router = Arc::new(http::Router { companies, queues, version: cli.version, max_body_bytes: cli.max_body_bytes });
+    let router = Arc::new(http::Router {
+        companies,
+        queues,
+        limiter: RateLimiter::default(),
+        idempotency: Idempotency::new(Duration::from_secs(cli.idempotency_seconds)),
+        version: cli.version,
+        max_body_bytes: cli.max_body_bytes,
+    });
     let listener =
         tokio::net::TcpListener::bind(cli.address).await.with_context(|| format!("binding {}", cli.address))?;
     tracing::info!(address = %cli.address, "router listening");

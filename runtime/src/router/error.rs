@@ -8,11 +8,13 @@ pub struct RouterError {
     pub code: &'static str,
     pub status: u16,
     pub message: String,
+    /// Seconds for a `Retry-After` header.
+    pub retry_after: Option<u64>,
 }
 
 impl RouterError {
     fn new(code: &'static str, status: u16, message: impl Into<String>) -> Self {
-        RouterError { code, status, message: message.into() }
+        RouterError { code, status, message: message.into(), retry_after: None }
     }
 
     pub fn invalid_request() -> Self {
@@ -89,6 +91,19 @@ impl RouterError {
     }
     pub fn invalid_api_key() -> Self {
         Self::new("INVALID_API_KEY", 403, "The API key is not valid for this company and project")
+    }
+    pub fn rate_limited(retry_after: u64) -> Self {
+        RouterError {
+            retry_after: Some(retry_after),
+            ..Self::new("RATE_LIMIT_EXCEEDED", 429, "Rate limit exceeded for this company and project")
+        }
+    }
+    pub fn consent_required() -> Self {
+        Self::new(
+            "COMMS_CONSENT_REQUIRED",
+            400,
+            "The recipient has not consented to communications (comms_consent is false)",
+        )
     }
     pub fn internal() -> Self {
         Self::new("INTERNAL_ERROR", 500, "An internal server error occurred.")

@@ -2,6 +2,7 @@
 //! status codes, plus what its API Gateway did (API key, body limit).
 use super::companies::Companies;
 use super::error::RouterError;
+use super::guards::{Idempotency, RateLimiter};
 use super::queues::Queues;
 use super::request;
 use crate::wire::context::{self, attributes, ContextObject, ConversationData, Metadata, INITIATED};
@@ -12,10 +13,13 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 pub struct Router {
     pub companies: Companies,
     pub queues: Queues,
+    pub limiter: RateLimiter,
+    pub idempotency: Idempotency,
     /// `metadata.router_version` of every context object.
     pub version: String,
     pub max_body_bytes: usize,
@@ -58,10 +62,14 @@ fn json(status: StatusCode, body: serde_json::Value) -> Response {
 pub fn error_response(error: &RouterError, request_id: &str) -> Response {
     let status = StatusCode::from_u16(error.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let request_id = if request_id.is_empty() { "unknown" } else { request_id };
-    json(
+    let mut response = json(
         status,
         serde_json::json!({"status": "error", "error_code": error.code, "message": error.message, "request_id": request_id}),
-    )
+    );
+    if let Some(seconds) = error.retry_after.and_then(|s| HeaderValue::from_str(&s.to_string()).ok()) {
+        response.headers_mut().insert("retry-after", seconds);
+    }
+    response
 }
 
 async fn initiate(
@@ -86,21 +94,18 @@ async fn initiate(
         Err(rejected) => return error_response(&rejected.error, &rejected.request_id),
     };
     match accept(&router, api_key, valid.clone()).await {
-        Ok(()) => json(
-            StatusCode::OK,
-            serde_json::json!({
-                "status": "success",
-                "request_id": valid.request_id,
-                "message": "Request accepted and queued for processing",
-                "queue_timestamp": now(),
-            }),
-        ),
+        Ok(envelope) => json(StatusCode::OK, envelope),
         Err(error) => error_response(&error, &valid.request_id),
     }
 }
 
-/// Steps 7–11 of the original, with the API key check where API Gateway's used to be.
-async fn accept(router: &Router, api_key: &str, request: request::ValidRequest) -> Result<(), RouterError> {
+/// Steps 7–11 of the original, with the API key check where API Gateway's used to be, then
+/// consent, and — once per request id — the rate limit and the send. Returns the success envelope.
+async fn accept(
+    router: &Router,
+    api_key: &str,
+    request: request::ValidRequest,
+) -> Result<serde_json::Value, RouterError> {
     let company = router
         .companies
         .get(&request.company_id, &request.project_id)
@@ -120,6 +125,9 @@ async fn accept(router: &Router, api_key: &str, request: request::ValidRequest) 
     }
     if !record.allowed_channels.contains(&request.channel) {
         return Err(RouterError::channel_not_allowed(request.channel.as_str()));
+    }
+    if !request.comms_consent && !record.send_without_consent {
+        return Err(RouterError::consent_required());
     }
     if !router.queues.is_configured(request.channel) {
         return Err(RouterError::queue_not_configured(request.channel.as_str()));
@@ -151,7 +159,20 @@ async fn accept(router: &Router, api_key: &str, request: request::ValidRequest) 
         (attributes::ROUTER_TIMESTAMP, now()),
         (recipient_attribute, request.recipient),
     ];
-    router.queues.send(request.channel, body, &message_attributes).await
+    let key = (request.company_id.clone(), request.project_id.clone(), request.request_id.clone());
+    router
+        .idempotency
+        .once(key, || async {
+            router.limiter.admit(&request.company_id, &request.project_id, &record.rate_limits, SystemTime::now())?;
+            router.queues.send(request.channel, body, &message_attributes).await?;
+            Ok(serde_json::json!({
+                "status": "success",
+                "request_id": request.request_id,
+                "message": "Request accepted and queued for processing",
+                "queue_timestamp": now(),
+            }))
+        })
+        .await
 }
 
 /// UTC now like Python's `isoformat()`: microseconds and `+00:00`.

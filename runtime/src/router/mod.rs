@@ -2,6 +2,7 @@
 //! its API key, and puts the context object on its channel's queue.
 pub mod companies;
 pub mod error;
+pub mod guards;
 pub mod http;
 pub mod queues;
 pub mod request;

@@ -58,6 +58,9 @@ pub struct CompanyRecord {
     pub auto_queue_reply_message_from_number: Vec<String>,
     #[serde(default)]
     pub auto_queue_reply_message_from_email: Vec<String>,
+    /// Queue requests whose `comms_consent` is false (the original's behaviour); off by default.
+    #[serde(default)]
+    pub send_without_consent: bool,
     #[serde(default)]
     pub created_at: String,
     #[serde(default)]
@@ -264,6 +267,7 @@ mod tests {
             auto_queue_reply_message: false,
             auto_queue_reply_message_from_number: vec![],
             auto_queue_reply_message_from_email: vec![],
+            send_without_consent: false,
             created_at: "2026-11-23T10:00:00.000000+00:00".into(),
             updated_at: "2026-11-23T10:00:00.000000+00:00".into(),
             managed_by: Some("Company/dev/cucumber".into()),
