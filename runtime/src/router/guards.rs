@@ -13,6 +13,8 @@ use tokio::sync::OnceCell;
 type Key = (String, String);
 /// (company_id, project_id, request_id).
 type RequestKey = (String, String, String);
+/// When the key was first seen, and its first successful envelope once there is one.
+type Answer = (Instant, Arc<OnceCell<serde_json::Value>>);
 
 #[derive(Default)]
 pub struct RateLimiter {
@@ -56,7 +58,7 @@ impl RateLimiter {
 /// The first successful answer per (company, project, request_id), kept for `window`.
 pub struct Idempotency {
     window: Duration,
-    answers: Mutex<HashMap<RequestKey, (Instant, Arc<OnceCell<serde_json::Value>>)>>,
+    answers: Mutex<HashMap<RequestKey, Answer>>,
 }
 
 impl Idempotency {
