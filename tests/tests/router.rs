@@ -12,6 +12,7 @@ use multicomms_runtime::wire::context::ContextObject;
 use multicomms_runtime::wire::{ChannelKind, Naming};
 use serde_json::{json, Value};
 use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tower::ServiceExt;
@@ -20,6 +21,7 @@ const KEY: &str = "local-demo-router-key-not-a-secret";
 
 struct Setup {
     app: axum::Router,
+    router: Arc<http::Router>,
     naming: Naming,
     sqs: aws_sdk_sqs::Client,
 }
@@ -48,7 +50,7 @@ async fn setup(edit: impl FnOnce(&mut manifests::Manifests)) -> Setup {
     let companies =
         Companies::new(aws_sdk_dynamodb::Client::new(&config), naming.company_data_table(), Duration::from_secs(30));
     let sqs = aws_sdk_sqs::Client::new(&config);
-    let queues = Queues::resolve(sqs.clone(), &naming).await;
+    let queues = Queues::resolve(sqs.clone(), &naming, Duration::from_millis(5)).await;
     let router = Arc::new(http::Router {
         companies,
         queues,
@@ -57,7 +59,7 @@ async fn setup(edit: impl FnOnce(&mut manifests::Manifests)) -> Setup {
         version: "router-test-1".into(),
         max_body_bytes: 16 * 1024,
     });
-    Setup { app: http::app(router), naming, sqs }
+    Setup { app: http::app(router.clone()), router, naming, sqs }
 }
 
 /// The spec's example request (§1.7).
@@ -272,7 +274,7 @@ async fn a_missing_table_is_a_database_error() {
     let naming = Naming::new("no-such-prefix", "test");
     let companies =
         Companies::new(aws_sdk_dynamodb::Client::new(&config), naming.company_data_table(), Duration::from_secs(1));
-    let queues = Queues::resolve(aws_sdk_sqs::Client::new(&config), &naming).await;
+    let queues = Queues::resolve(aws_sdk_sqs::Client::new(&config), &naming, Duration::from_millis(5)).await;
     let router = Arc::new(http::Router {
         companies,
         queues,
@@ -333,4 +335,26 @@ async fn no_consent_is_refused_unless_the_company_opts_into_the_old_behaviour() 
     assert_error(&post(&setup.app, Some(KEY), body.to_string()).await, 400, "COMMS_CONSENT_REQUIRED");
     body["company_data"]["project_id"] = json!("pi-aaa-004");
     assert_eq!(post(&setup.app, Some(KEY), body.to_string()).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn concurrent_requests_share_send_message_batch_calls() {
+    let setup = setup(|_| {}).await;
+    let requests = (0..30).map(|i| {
+        let mut body = example();
+        body["request_data"]["request_id"] = json!(format!("550e8400-e29b-41d4-a716-{:012x}", 0x2000 + i));
+        let app = setup.app.clone();
+        async move { post(&app, Some(KEY), body.to_string()).await.0 }
+    });
+    let statuses = futures::future::join_all(requests).await;
+    assert!(statuses.iter().all(|s| *s == StatusCode::OK), "{statuses:?}");
+    let stats = setup.router.queues.stats();
+    let (batches, messages) = (stats.batches.load(Ordering::Relaxed), stats.messages.load(Ordering::Relaxed));
+    assert_eq!(messages, 30);
+    assert!(batches < 30, "{batches} SendMessageBatch calls for 30 messages");
+    let mut received = 0;
+    for _ in 0..5 {
+        received += receive(&setup, ChannelKind::Whatsapp).await.len();
+    }
+    assert!(received >= 10, "messages are on the queue ({received} seen in 5 receives)");
 }

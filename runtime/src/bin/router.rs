@@ -26,6 +26,9 @@ struct Cli {
     /// Seconds a company record is cached.
     #[arg(long, env = "MULTICOMMS_COMPANY_CACHE_SECONDS", default_value_t = 30)]
     company_cache_seconds: u64,
+    /// Milliseconds a queue message waits for others to share its SendMessageBatch call.
+    #[arg(long, env = "MULTICOMMS_BATCH_LINGER_MS", default_value_t = 5)]
+    batch_linger_ms: u64,
     /// Seconds a request id's first success is remembered and returned to retries.
     #[arg(long, env = "MULTICOMMS_IDEMPOTENCY_SECONDS", default_value_t = 600)]
     idempotency_seconds: u64,
@@ -42,7 +45,8 @@ async fn main() -> anyhow::Result<()> {
         naming.company_data_table(),
         Duration::from_secs(cli.company_cache_seconds),
     );
-    let queues = Queues::resolve(aws_sdk_sqs::Client::new(&config), &naming).await;
+    let linger = Duration::from_millis(cli.batch_linger_ms);
+    let queues = Queues::resolve(aws_sdk_sqs::Client::new(&config), &naming, linger).await;
     let router = Arc::new(http::Router {
         companies,
         queues,

@@ -153,7 +153,7 @@ async fn accept(
         ChannelKind::Whatsapp | ChannelKind::Sms => attributes::RECIPIENT_TEL,
         ChannelKind::Email => attributes::RECIPIENT_EMAIL,
     };
-    let message_attributes = [
+    let message_attributes = vec![
         (attributes::CHANNEL_METHOD, request.channel.as_str().to_string()),
         (attributes::CONVERSATION_ID, conversation_id),
         (attributes::ROUTER_TIMESTAMP, now()),
@@ -164,7 +164,7 @@ async fn accept(
         .idempotency
         .once(key, || async {
             router.limiter.admit(&request.company_id, &request.project_id, &record.rate_limits, SystemTime::now())?;
-            router.queues.send(request.channel, body, &message_attributes).await?;
+            router.queues.send(request.channel, body, message_attributes).await?;
             Ok(serde_json::json!({
                 "status": "success",
                 "request_id": request.request_id,
