@@ -71,7 +71,7 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let puts: Vec<_> = futures::stream::iter(items)
         .map(|item| {
-            let condition = aws::dynamodb::PutCondition::Absent { partition_key: "company_id" };
+            let condition = aws::dynamodb::WriteCondition::Absent { partition_key: "company_id" };
             put_ctx.aws.dynamodb.put_item(&table, item, condition)
         })
         .buffer_unordered(concurrency)

@@ -15,9 +15,9 @@ pub struct Dynamo {
     client: aws_sdk_dynamodb::Client,
 }
 
-/// When a put (or delete) may go ahead.
+/// When a put or delete may go ahead.
 #[derive(Debug, Clone)]
-pub enum PutCondition {
+pub enum WriteCondition {
     /// Only if no item has this key yet.
     Absent { partition_key: &'static str },
     /// Only if the item exists and its `attribute` (the ownership marker) still holds
@@ -25,20 +25,20 @@ pub enum PutCondition {
     Owner { partition_key: &'static str, attribute: &'static str, expected: Option<String> },
 }
 
-impl PutCondition {
+impl WriteCondition {
     /// The condition expression with its attribute names and values.
     fn expression(self) -> (String, HashMap<String, String>, Option<HashMap<String, AttributeValue>>) {
         let names = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         match self {
-            PutCondition::Absent { partition_key } => {
+            WriteCondition::Absent { partition_key } => {
                 ("attribute_not_exists(#pk)".into(), names(&[("#pk", partition_key)]), None)
             }
-            PutCondition::Owner { partition_key, attribute, expected: Some(value) } => (
+            WriteCondition::Owner { partition_key, attribute, expected: Some(value) } => (
                 "attribute_exists(#pk) AND #attr = :value".into(),
                 names(&[("#pk", partition_key), ("#attr", attribute)]),
                 Some(HashMap::from([(":value".to_string(), AttributeValue::S(value))])),
             ),
-            PutCondition::Owner { partition_key, attribute, expected: None } => (
+            WriteCondition::Owner { partition_key, attribute, expected: None } => (
                 "attribute_exists(#pk) AND attribute_not_exists(#attr)".into(),
                 names(&[("#pk", partition_key), ("#attr", attribute)]),
                 None,
@@ -83,7 +83,7 @@ impl Dynamo {
         Ok(out.item)
     }
 
-    pub async fn put_item(&self, table: &str, item: Item, condition: PutCondition) -> Result<(), PutError> {
+    pub async fn put_item(&self, table: &str, item: Item, condition: WriteCondition) -> Result<(), PutError> {
         let request = self.client.put_item().table_name(table).set_item(Some(item));
         let (expression, names, values) = condition.expression();
         let request = request
@@ -100,7 +100,7 @@ impl Dynamo {
     }
 
     /// Deletes the item if `condition` holds; `Ok(false)` when it does not (gone, or not ours).
-    pub async fn delete_item(&self, table: &str, key: Item, condition: PutCondition) -> Result<bool, AwsError> {
+    pub async fn delete_item(&self, table: &str, key: Item, condition: WriteCondition) -> Result<bool, AwsError> {
         let request = self.client.delete_item().table_name(table).set_key(Some(key));
         let (expression, names, values) = condition.expression();
         let request = request

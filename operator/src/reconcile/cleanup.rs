@@ -5,7 +5,7 @@ use super::channel::QUEUES_SYNCED;
 use super::company::RECORD_SYNCED;
 use super::secrets::SECRETS_SYNCED;
 use super::{begin, Action, Context, Failure, Outcome, Reason, Report};
-use crate::aws::dynamodb::PutCondition;
+use crate::aws::dynamodb::WriteCondition;
 use crate::crd::{Channel, Company};
 use crate::desired::secret::SecretSpec;
 use crate::desired::{self, Owner, OWNER_TAG};
@@ -47,8 +47,11 @@ async fn delete_record(ctx: &Context, company: &Company, owner: &Owner, report: 
         (SORT_KEY.to_string(), AttributeValue::S(project_id.clone())),
     ]
     .into();
-    let mine =
-        PutCondition::Owner { partition_key: PARTITION_KEY, attribute: MANAGED_BY, expected: Some(owner.to_string()) };
+    let mine = WriteCondition::Owner {
+        partition_key: PARTITION_KEY,
+        attribute: MANAGED_BY,
+        expected: Some(owner.to_string()),
+    };
     if ctx.aws.dynamodb.delete_item(&table, key, mine).await? {
         report.change(Action::Delete, format!("item {table}[{company_id}/{project_id}]"), vec![]);
         Ok("record deleted".into())

@@ -5,7 +5,7 @@
 //! clients and processors at those secrets.
 use super::secrets::{self, SECRETS_SYNCED};
 use super::{begin, claim, Action, Context, Failure, Mode, Outcome, Reason, Report};
-use crate::aws::dynamodb::{PutCondition, PutError};
+use crate::aws::dynamodb::{PutError, WriteCondition};
 use crate::crd::Company;
 use crate::desired::secret::SecretValues;
 use crate::desired::{self, Owner};
@@ -52,7 +52,7 @@ struct RecordWrite {
     table: String,
     object: String,
     record: CompanyRecord,
-    condition: PutCondition,
+    condition: WriteCondition,
 }
 
 /// Reads the record, checks ownership and diffs. `Ok(None)`: already up to date.
@@ -79,7 +79,7 @@ async fn plan_record(
 
     let Some(item) = observed else {
         report.change(Action::Create, &object, vec![]);
-        let condition = PutCondition::Absent { partition_key: PARTITION_KEY };
+        let condition = WriteCondition::Absent { partition_key: PARTITION_KEY };
         return Ok(Some(RecordWrite { table, object, record, condition }));
     };
     let adopting = claim(owner, text(&item, MANAGED_BY).as_deref(), adopt, &object)?;
@@ -94,7 +94,7 @@ async fn plan_record(
     record.created_at = text(&item, CREATED_AT).unwrap_or_default();
     // Written only if nobody took the item over since it was read.
     let expected = if adopting { None } else { Some(owner.to_string()) };
-    let condition = PutCondition::Owner { partition_key: PARTITION_KEY, attribute: MANAGED_BY, expected };
+    let condition = WriteCondition::Owner { partition_key: PARTITION_KEY, attribute: MANAGED_BY, expected };
     Ok(Some(RecordWrite { table, object, record, condition }))
 }
 
