@@ -7,6 +7,7 @@ use http_body_util::BodyExt;
 use multicomms_operator::manifests;
 use multicomms_operator::reconcile::{self, Context, Mode};
 use multicomms_runtime::router::guards::{Idempotency, RateLimiter};
+use multicomms_runtime::router::metrics::Metrics;
 use multicomms_runtime::router::{companies::Companies, http, queues::Queues};
 use multicomms_runtime::wire::context::ContextObject;
 use multicomms_runtime::wire::{ChannelKind, Naming};
@@ -50,8 +51,10 @@ async fn setup(edit: impl FnOnce(&mut manifests::Manifests)) -> Setup {
     let companies =
         Companies::new(aws_sdk_dynamodb::Client::new(&config), naming.company_data_table(), Duration::from_secs(30));
     let sqs = aws_sdk_sqs::Client::new(&config);
-    let queues = Queues::resolve(sqs.clone(), &naming, Duration::from_millis(5)).await;
+    let metrics = Arc::new(Metrics::default());
+    let queues = Queues::resolve(sqs.clone(), &naming, Duration::from_millis(5), metrics.batch_size.clone()).await;
     let router = Arc::new(http::Router {
+        metrics,
         companies,
         queues,
         limiter: RateLimiter::default(),
@@ -266,16 +269,32 @@ async fn bad_bodies_get_4xx_never_5xx_and_cors_preflight_answers() {
         response.headers()["access-control-allow-headers"],
         "Content-Type,X-Amz-Date,Authorization,X-Api-Key,X-Amz-Security-Token"
     );
+
+    let get = |path: &str| Request::get(path).body(Body::empty()).expect("request");
+    let ready = setup.app.clone().oneshot(get("/readyz")).await.expect("response");
+    assert_eq!(ready.status(), StatusCode::OK);
+    let metrics = setup.app.clone().oneshot(get("/metrics")).await.expect("response");
+    let text = String::from_utf8(metrics.into_body().collect().await.expect("body").to_bytes().to_vec()).expect("utf8");
+    assert!(text.contains(r#"status="413",error_code="PAYLOAD_TOO_LARGE"} 1"#), "{text}");
+    assert!(text.contains("multicomms_router_request_duration_seconds_count"), "{text}");
 }
 
 #[tokio::test]
 async fn a_missing_table_is_a_database_error() {
     let config = aws_config().await;
     let naming = Naming::new("no-such-prefix", "test");
+    let metrics = Arc::new(Metrics::default());
     let companies =
         Companies::new(aws_sdk_dynamodb::Client::new(&config), naming.company_data_table(), Duration::from_secs(1));
-    let queues = Queues::resolve(aws_sdk_sqs::Client::new(&config), &naming, Duration::from_millis(5)).await;
+    let queues = Queues::resolve(
+        aws_sdk_sqs::Client::new(&config),
+        &naming,
+        Duration::from_millis(5),
+        metrics.batch_size.clone(),
+    )
+    .await;
     let router = Arc::new(http::Router {
+        metrics,
         companies,
         queues,
         limiter: RateLimiter::default(),
@@ -352,6 +371,14 @@ async fn concurrent_requests_share_send_message_batch_calls() {
     let (batches, messages) = (stats.batches.load(Ordering::Relaxed), stats.messages.load(Ordering::Relaxed));
     assert_eq!(messages, 30);
     assert!(batches < 30, "{batches} SendMessageBatch calls for 30 messages");
+    let metrics = setup.router.metrics.render();
+    assert!(metrics.contains("multicomms_router_sqs_batch_size_sum 30.0"), "{metrics}");
+    assert!(
+        metrics.contains(
+            r#"multicomms_router_requests_total{route="/initiate-conversation",status="200",error_code=""} 30"#
+        ),
+        "{metrics}"
+    );
     let mut received = 0;
     for _ in 0..5 {
         received += receive(&setup, ChannelKind::Whatsapp).await.len();

@@ -3,6 +3,7 @@
 use anyhow::Context;
 use clap::Parser;
 use multicomms_runtime::router::guards::{Idempotency, RateLimiter};
+use multicomms_runtime::router::metrics::Metrics;
 use multicomms_runtime::router::{companies::Companies, http, queues::Queues};
 use multicomms_runtime::wire::{names::DEFAULT_PREFIX, Naming};
 use std::sync::Arc;
@@ -46,8 +47,10 @@ async fn main() -> anyhow::Result<()> {
         Duration::from_secs(cli.company_cache_seconds),
     );
     let linger = Duration::from_millis(cli.batch_linger_ms);
-    let queues = Queues::resolve(aws_sdk_sqs::Client::new(&config), &naming, linger).await;
+    let metrics = Arc::new(Metrics::default());
+    let queues = Queues::resolve(aws_sdk_sqs::Client::new(&config), &naming, linger, metrics.batch_size.clone()).await;
     let router = Arc::new(http::Router {
+        metrics,
         companies,
         queues,
         limiter: RateLimiter::default(),

@@ -3,6 +3,7 @@
 use super::companies::Companies;
 use super::error::RouterError;
 use super::guards::{Idempotency, RateLimiter};
+use super::metrics::Metrics;
 use super::queues::Queues;
 use super::request;
 use crate::wire::context::{self, attributes, ContextObject, ConversationData, Metadata, INITIATED};
@@ -16,6 +17,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 pub struct Router {
+    pub metrics: Arc<Metrics>,
     pub companies: Companies,
     pub queues: Queues,
     pub limiter: RateLimiter,
@@ -30,6 +32,20 @@ pub fn app(router: Arc<Router>) -> axum::Router {
     axum::Router::new()
         .route("/initiate-conversation", post(initiate).options(preflight))
         .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            axum::routing::get(|State(router): State<Arc<Router>>| async move {
+                if router.queues.any_configured() {
+                    (StatusCode::OK, "ready")
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "no channel queue found")
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            axum::routing::get(|State(router): State<Arc<Router>>| async move { router.metrics.render() }),
+        )
         // Over the limit, the body extractor fails and `too_large` answers instead.
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .with_state(router)
@@ -77,26 +93,36 @@ async fn initiate(
     headers: HeaderMap,
     body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> Response {
+    let started = std::time::Instant::now();
+    let (response, status, code) = match handle(&router, &headers, body).await {
+        Ok(envelope) => (json(StatusCode::OK, envelope), 200, ""),
+        Err((error, request_id)) => (error_response(&error, &request_id), error.status, error.code),
+    };
+    router.metrics.observe(status, code, started.elapsed());
+    response
+}
+
+/// The success envelope, or the error with the request id to echo.
+async fn handle(
+    router: &Router,
+    headers: &HeaderMap,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+) -> Result<serde_json::Value, (RouterError, String)> {
     let fallback_id = uuid::Uuid::new_v4().to_string();
     let body = match body {
         Ok(body) => body,
         Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return error_response(&RouterError::payload_too_large(router.max_body_bytes), &fallback_id)
+            return Err((RouterError::payload_too_large(router.max_body_bytes), fallback_id))
         }
-        Err(_) => return error_response(&RouterError::invalid_request(), &fallback_id),
+        Err(_) => return Err((RouterError::invalid_request(), fallback_id)),
     };
     // Unauthenticated traffic is turned away before any parsing or lookup.
     let Some(api_key) = headers.get("x-api-key").and_then(|v| v.to_str().ok()).filter(|k| !k.is_empty()) else {
-        return error_response(&RouterError::missing_api_key(), &fallback_id);
+        return Err((RouterError::missing_api_key(), fallback_id));
     };
-    let valid = match request::validate(&body, &fallback_id) {
-        Ok(valid) => valid,
-        Err(rejected) => return error_response(&rejected.error, &rejected.request_id),
-    };
-    match accept(&router, api_key, valid.clone()).await {
-        Ok(envelope) => json(StatusCode::OK, envelope),
-        Err(error) => error_response(&error, &valid.request_id),
-    }
+    let valid = request::validate(&body, &fallback_id).map_err(|rejected| (rejected.error, rejected.request_id))?;
+    let request_id = valid.request_id.clone();
+    accept(router, api_key, valid).await.map_err(|error| (error, request_id))
 }
 
 /// Steps 7–11 of the original, with the API key check where API Gateway's used to be, then

@@ -4,6 +4,7 @@ pub mod companies;
 pub mod error;
 pub mod guards;
 pub mod http;
+pub mod metrics;
 pub mod queues;
 pub mod request;
 pub mod timestamp;

@@ -35,7 +35,12 @@ pub struct SendStats {
 impl Queues {
     /// Looks up each channel's queue URL once. A channel whose queue does not exist stays
     /// unconfigured (its requests get CONFIGURATION_ERROR), as in the original.
-    pub async fn resolve(client: aws_sdk_sqs::Client, naming: &Naming, linger: Duration) -> Self {
+    pub async fn resolve(
+        client: aws_sdk_sqs::Client,
+        naming: &Naming,
+        linger: Duration,
+        batch_size: prometheus_client::metrics::histogram::Histogram,
+    ) -> Self {
         let stats = Arc::new(SendStats::default());
         let mut batchers = HashMap::new();
         for channel in [ChannelKind::Whatsapp, ChannelKind::Sms, ChannelKind::Email] {
@@ -44,7 +49,8 @@ impl Queues {
                 Ok(out) => {
                     let (sender, receiver) = mpsc::channel(1024);
                     let url = out.queue_url.unwrap_or_default();
-                    tokio::spawn(send_batches(client.clone(), url, receiver, linger, stats.clone()));
+                    let sender_stats = (stats.clone(), batch_size.clone());
+                    tokio::spawn(send_batches(client.clone(), url, receiver, linger, sender_stats));
                     batchers.insert(channel, sender);
                 }
                 Err(e) => {
@@ -53,6 +59,10 @@ impl Queues {
             }
         }
         Queues { batchers, stats }
+    }
+
+    pub fn any_configured(&self) -> bool {
+        !self.batchers.is_empty()
     }
 
     pub fn is_configured(&self, channel: ChannelKind) -> bool {
@@ -83,7 +93,7 @@ async fn send_batches(
     url: String,
     mut pending: mpsc::Receiver<Pending>,
     linger: Duration,
-    stats: Arc<SendStats>,
+    stats: (Arc<SendStats>, prometheus_client::metrics::histogram::Histogram),
 ) {
     while let Some(first) = pending.recv().await {
         let mut batch = vec![first];
@@ -94,7 +104,8 @@ async fn send_batches(
                 Ok(None) | Err(_) => break,
             }
         }
-        send_batch(&client, &url, batch, &stats).await;
+        stats.1.observe(batch.len() as f64);
+        send_batch(&client, &url, batch, &stats.0).await;
     }
 }
 

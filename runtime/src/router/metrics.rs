@@ -1,0 +1,49 @@
+//! The router's Prometheus metrics: requests by status and error code, latency, and the sizes
+//! of the SendMessageBatch calls (SQS requests per accepted request = batches ÷ messages).
+use prometheus_client::encoding::{text::encode, EncodeLabelSet};
+use prometheus_client::metrics::{counter::Counter, family::Family, histogram::Histogram};
+use prometheus_client::registry::Registry;
+use std::time::Duration;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    route: &'static str,
+    status: u16,
+    error_code: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: Histogram,
+    /// Observed by the queue senders, one sample per SendMessageBatch call.
+    pub batch_size: Histogram,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("multicomms_router");
+        let requests = Family::<RequestLabels, Counter>::default();
+        let latency = Histogram::new([0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5]);
+        let batch_size = Histogram::new([1.0, 2.0, 3.0, 5.0, 8.0, 10.0]);
+        registry.register("requests", "Requests by route, HTTP status and error code", requests.clone());
+        registry.register("request_duration_seconds", "Time to answer POST /initiate-conversation", latency.clone());
+        registry.register("sqs_batch_size", "Messages per SendMessageBatch call", batch_size.clone());
+        Metrics { registry, requests, latency, batch_size }
+    }
+}
+
+impl Metrics {
+    pub fn observe(&self, status: u16, error_code: &'static str, took: Duration) {
+        self.requests.get_or_create(&RequestLabels { route: "/initiate-conversation", status, error_code }).inc();
+        self.latency.observe(took.as_secs_f64());
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        match encode(&mut out, &self.registry) {
+            Ok(()) => out,
+            Err(_) => String::new(),
+        }
+    }
+}
