@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Router benchmark: the release router against the AWS emulator, loaded over loopback by
+# tests/examples/load.rs. Prints accepted/s, p50/p99, the router's CPU seconds per 1000 accepted
+# requests and SQS requests per accepted request.
+# usage: scripts/bench-router.sh [requests] [concurrency]   (default 2000 64)
+set -euo pipefail
+requests="${1:-2000}"
+concurrency="${2:-64}"
+source "$(dirname "$0")/emulator.sh"
+start_emulator
+cd "$ROOT"
+cargo build --locked --release -q -p multicomms-operator -p multicomms-runtime --bins
+cargo build --locked --release -q -p multicomms-e2e --example load
+
+# The example company, with limits high enough not to be the bottleneck.
+work="$(mktemp -d)"
+sed -e 's/requestsPerMinute: 60/requestsPerMinute: 10000000/' -e 's/requestsPerDay: 2000/requestsPerDay: 100000000/' \
+  config/companies/cucumber-recruitment-clarify-cv.yaml > "$work/company.yaml"
+prefix="bench$$"
+target/release/multicomms-operator --prefix "$prefix" --env bench apply \
+  -f config/channels -f "$work/company.yaml" -f config/examples/local --namespace bench > /dev/null
+
+port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+MULTICOMMS_PREFIX="$prefix" MULTICOMMS_ENV=bench RUST_LOG=warn \
+  target/release/multicomms-router --address "127.0.0.1:$port" > "$ROOT/target/router-bench.log" 2>&1 &
+router=$!
+trap 'kill "$router" 2>/dev/null || true; kill "$EMULATOR_PID" 2>/dev/null || true; rm -rf "$work"' EXIT
+for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+
+cpu() { awk '{print $14 + $15}' "/proc/$router/stat"; }
+before="$(cpu)"
+target/release/examples/load "http://127.0.0.1:$port/initiate-conversation" local-demo-router-key-not-a-secret \
+  "$requests" "$concurrency"
+after="$(cpu)"
+python3 - "$port" "$before" "$after" <<'PY'
+import sys, urllib.request
+port, before, after = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
+def value(prefix):
+    return sum(float(l.split()[-1]) for l in metrics.splitlines() if l.startswith(prefix))
+accepted = value('multicomms_router_requests_total{route="/initiate-conversation",status="200"')
+batches = value("multicomms_router_sqs_batch_size_count")
+cpu_seconds = (after - before) / 100.0
+print(f"router: accepted={accepted:.0f} cpu_s_per_1000_accepted={cpu_seconds / accepted * 1000:.3f} "
+      f"sqs_requests_per_accepted={batches / accepted:.3f}")
+PY
