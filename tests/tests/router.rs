@@ -4,6 +4,7 @@
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
+use multicomms_operator::crd::Company;
 use multicomms_operator::manifests;
 use multicomms_operator::reconcile::{self, Context, Mode};
 use multicomms_runtime::router::guards::{Idempotency, RateLimiter};
@@ -63,6 +64,15 @@ async fn setup(edit: impl FnOnce(&mut manifests::Manifests)) -> Setup {
         max_body_bytes: 16 * 1024,
     });
     Setup { app: http::app(router.clone()), router, naming, sqs }
+}
+
+/// The example company under another resource name and project.
+fn another_project(m: &manifests::Manifests, name: &str, project_id: &str, project_name: &str) -> Company {
+    let mut company = m.companies[0].clone();
+    company.metadata.name = Some(name.into());
+    company.spec.project_id = project_id.into();
+    company.spec.project_name = project_name.into();
+    company
 }
 
 /// The spec's example request (§1.7).
@@ -183,10 +193,7 @@ async fn email_and_sms_reach_their_own_queues() {
 async fn api_keys_bind_to_their_own_company() {
     // A second company with a key of its own.
     let setup = setup(|m| {
-        let mut other = m.companies[0].clone();
-        other.metadata.name = Some("other".into());
-        other.spec.project_id = "pi-bbb-001".into();
-        other.spec.project_name = "Other Project".into();
+        let mut other = another_project(m, "other", "pi-bbb-001", "Other Project");
         if let Some(key) = other.spec.api_key.as_mut() {
             key.secret_key_ref.name = "other-router".into();
         }
@@ -210,16 +217,10 @@ async fn api_keys_bind_to_their_own_company() {
 async fn company_gating_and_configuration_errors() {
     // A second company allowing whatsapp only, inactive; and no sms Channel (so no sms queue).
     let setup = setup(|m| {
-        let mut inactive = m.companies[0].clone();
-        inactive.metadata.name = Some("inactive".into());
-        inactive.spec.project_id = "pi-aaa-002".into();
-        inactive.spec.project_name = "Paused".into();
+        let mut inactive = another_project(m, "inactive", "pi-aaa-002", "Paused");
         inactive.spec.project_status = multicomms_operator::crd::company::ProjectStatus::Inactive;
         m.companies.push(inactive);
-        let mut whatsapp_only = m.companies[0].clone();
-        whatsapp_only.metadata.name = Some("whatsapp-only".into());
-        whatsapp_only.spec.project_id = "pi-aaa-003".into();
-        whatsapp_only.spec.project_name = "Whatsapp Only".into();
+        let mut whatsapp_only = another_project(m, "whatsapp-only", "pi-aaa-003", "Whatsapp Only");
         whatsapp_only.spec.allowed_channels = vec![ChannelKind::Whatsapp];
         m.companies.push(whatsapp_only);
         m.channels.retain(|c| c.spec.kind != ChannelKind::Sms);
@@ -341,10 +342,7 @@ async fn the_61st_request_in_a_minute_for_a_60_per_minute_company_gets_429() {
 #[tokio::test]
 async fn no_consent_is_refused_unless_the_company_opts_into_the_old_behaviour() {
     let setup = setup(|m| {
-        let mut old_behaviour = m.companies[0].clone();
-        old_behaviour.metadata.name = Some("old-behaviour".into());
-        old_behaviour.spec.project_id = "pi-aaa-004".into();
-        old_behaviour.spec.project_name = "Old Behaviour".into();
+        let mut old_behaviour = another_project(m, "old-behaviour", "pi-aaa-004", "Old Behaviour");
         old_behaviour.spec.send_without_consent = true;
         m.companies.push(old_behaviour);
     })
