@@ -49,12 +49,19 @@ async fn setup(edit: impl FnOnce(&mut manifests::Manifests)) -> Setup {
     let ctx = Context { aws: multicomms_operator::aws::Aws::new(&config), naming: naming.clone(), mode: Mode::Apply };
     let reports = reconcile::reconcile_manifests(&ctx, &loaded, 4).await;
     assert!(reports.iter().all(|r| r.is_ready()), "{:?}", reports.iter().find(|r| !r.is_ready()));
-    let companies =
-        Companies::new(aws_sdk_dynamodb::Client::new(&config), naming.company_data_table(), Duration::from_secs(30));
     let sqs = aws_sdk_sqs::Client::new(&config);
+    let router = router_for(&config, &naming).await;
+    Setup { app: http::app(router.clone()), router, naming, sqs }
+}
+
+/// The router as the binary builds it, on the tables and queues named by `naming`.
+async fn router_for(config: &aws_config::SdkConfig, naming: &Naming) -> Arc<http::Router> {
     let metrics = Arc::new(Metrics::default());
-    let queues = Queues::resolve(sqs.clone(), &naming, Duration::from_millis(5), metrics.batch_size.clone()).await;
-    let router = Arc::new(http::Router {
+    let companies =
+        Companies::new(aws_sdk_dynamodb::Client::new(config), naming.company_data_table(), Duration::from_secs(30));
+    let sqs = aws_sdk_sqs::Client::new(config);
+    let queues = Queues::resolve(sqs, naming, Duration::from_millis(5), metrics.batch_size.clone()).await;
+    Arc::new(http::Router {
         metrics,
         companies,
         queues,
@@ -62,8 +69,7 @@ async fn setup(edit: impl FnOnce(&mut manifests::Manifests)) -> Setup {
         idempotency: Idempotency::new(Duration::from_secs(600)),
         version: "router-test-1".into(),
         max_body_bytes: 16 * 1024,
-    });
-    Setup { app: http::app(router.clone()), router, naming, sqs }
+    })
 }
 
 /// The example company under another resource name and project.
@@ -284,25 +290,7 @@ async fn bad_bodies_get_4xx_never_5xx_and_cors_preflight_answers() {
 async fn a_missing_table_is_a_database_error() {
     let config = aws_config().await;
     let naming = Naming::new("no-such-prefix", "test");
-    let metrics = Arc::new(Metrics::default());
-    let companies =
-        Companies::new(aws_sdk_dynamodb::Client::new(&config), naming.company_data_table(), Duration::from_secs(1));
-    let queues = Queues::resolve(
-        aws_sdk_sqs::Client::new(&config),
-        &naming,
-        Duration::from_millis(5),
-        metrics.batch_size.clone(),
-    )
-    .await;
-    let router = Arc::new(http::Router {
-        metrics,
-        companies,
-        queues,
-        limiter: RateLimiter::default(),
-        idempotency: Idempotency::new(Duration::from_secs(600)),
-        version: "v".into(),
-        max_body_bytes: 16 * 1024,
-    });
+    let router = router_for(&config, &naming).await;
     let response = post(&http::app(router), Some(KEY), example().to_string()).await;
     assert_error(&response, 500, "DATABASE_ERROR");
     assert_eq!(response.2["message"], "Failed to access the database");
