@@ -9,4 +9,4 @@ fi
 source "$(dirname "$0")/emulator.sh"
 start_emulator
 cd "$ROOT"
-cargo test --locked -p multicomms-operator --test cluster -- --ignored "$@"
+cargo test --locked -p multicomms-operator --test integration cluster:: -- --ignored "$@"

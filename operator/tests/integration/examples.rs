@@ -1,15 +1,14 @@
 //! The manifests in config/: the examples are valid, and every deliberately invalid one is
 //! rejected (offline, by the same rules the API server applies) with a message naming the field.
-mod support;
 
+use crate::support::repo_path;
 use multicomms_operator::manifests;
 use multicomms_operator::reconcile::Reason;
 use multicomms_operator::validate;
-use support::repo_path;
 
 #[test]
 fn the_examples_are_valid() {
-    let examples = support::example_manifests();
+    let examples = crate::support::example_manifests();
     assert!(examples.invalid.is_empty(), "{:?}", examples.invalid);
     assert_eq!(examples.channels.len(), 3);
     assert_eq!(examples.companies.len(), 1);
@@ -51,13 +50,13 @@ fn every_invalid_example_is_rejected_naming_the_field() {
 
 #[test]
 fn immutable_ids_and_channel_type_are_enforced_on_update() {
-    let company = support::example_company();
+    let company = crate::support::example_company();
     let mut edited = company.clone();
     edited.spec.company_id = "ci-zzz-999".into();
     let errors = edited.validate_cel_update(&company).expect_err("companyId is immutable");
     assert!(errors.to_string().contains("spec.companyId: is immutable"), "{errors}");
 
-    let channel = support::example_channel("sms");
+    let channel = crate::support::example_channel("sms");
     let mut edited = channel.clone();
     edited.spec.kind = multicomms_runtime::wire::ChannelKind::Whatsapp;
     let errors = edited.validate_cel_update(&channel).expect_err("type is immutable");

@@ -1,9 +1,8 @@
 //! Channel reconcile against the moto emulator: queues, dead-letter queues, drift, ownership.
-mod support;
 
+use crate::support::*;
 use multicomms_operator::reconcile::{channel, Action, Mode, Reason};
 use multicomms_runtime::wire::ChannelKind;
-use support::*;
 
 #[tokio::test]
 async fn creates_queue_and_dlq_with_the_original_settings_then_writes_nothing() {

@@ -2,7 +2,6 @@
 //! emulator: the in-memory checks of `controller.rs`, end to end through a real API server
 //! (CRD validation, finalizers on delete, watches). `scripts/test-cluster.sh` runs it; asked to
 //! run without a reachable cluster it fails, it never skips.
-mod support;
 
 use k8s_openapi::api::core::v1::{Namespace, Secret};
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
@@ -45,14 +44,14 @@ async fn a_company_becomes_ready_recovers_from_a_missing_secret_and_is_cleaned_u
     let ns = serde_json::from_value(serde_json::json!({"metadata": {"name": namespace}})).expect("namespace");
     namespaces.create(&PostParams::default(), &ns).await.expect("create namespace");
 
-    let engine = support::context(Mode::Apply).await;
+    let engine = crate::support::context(Mode::Apply).await;
     assert!(reconcile::tables::reconcile(&engine).await.is_ready());
     let table = engine.naming.company_data_table();
     let state = Arc::new(State::new(engine, client.clone(), Duration::from_secs(300)));
     let running = tokio::spawn(controller::run(state.clone(), 2));
 
     // The company first, its Secrets later: it must report the missing one, then recover.
-    let mut company = support::example_company();
+    let mut company = crate::support::example_company();
     company.metadata.namespace = Some(namespace.clone());
     company.spec.deletion_policy = DeletionPolicy::Delete;
     let companies: Api<Company> = Api::namespaced(client.clone(), &namespace);

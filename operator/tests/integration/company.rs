@@ -1,12 +1,11 @@
 //! Company reconcile against the moto emulator over the real AWS wire protocol.
-mod support;
 
+use crate::support::*;
 use aws_sdk_dynamodb::types::AttributeValue;
 use multicomms_operator::crd::Company;
 use multicomms_operator::reconcile::{self, company, Action, Context, Mode, Reason, Report};
 use multicomms_runtime::wire::{ChannelKind, CompanyRecord, Item};
 use secrecy::ExposeSecret;
-use support::*;
 
 fn key(record_ids: (&str, &str)) -> Item {
     [

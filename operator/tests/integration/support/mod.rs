@@ -1,7 +1,6 @@
 //! Test support: AWS clients on the moto emulator that `scripts/test.sh` (and `.ci/run`)
 //! start, a unique name prefix per test so tests run in parallel on one emulator, and a fault
 //! injector for the few AWS errors moto cannot produce.
-#![allow(dead_code)] // each test file uses a different part
 
 pub mod watch_shim;
 

@@ -1,9 +1,8 @@
 //! The environment's tables against the moto emulator: created, adopted, never modified.
-mod support;
 
+use crate::support::*;
 use aws_sdk_dynamodb::types::{AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType};
 use multicomms_operator::reconcile::{tables, Mode, Reason};
-use support::*;
 
 async fn create_table(ctx_table: &str, partition: &str) {
     let raw = raw_clients().await;

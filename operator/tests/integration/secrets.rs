@@ -1,13 +1,12 @@
 //! Secrets Manager behaviour of reconcile: restore of secrets scheduled for deletion, against
 //! moto, and with AWS's refusal of writes to such secrets injected where moto accepts them.
-mod support;
 
+use crate::support::*;
 use multicomms_operator::crd::SecretKeyRef;
 use multicomms_operator::desired::secret::{SecretSpec, SecretValues, Source};
 use multicomms_operator::desired::Owner;
 use multicomms_operator::reconcile::{secrets, Action, Context, Mode, Report};
 use secrecy::{ExposeSecret, SecretString};
-use support::*;
 
 fn owner() -> Owner {
     Owner { kind: "Company", namespace: "ns".into(), name: "c".into() }

@@ -1,8 +1,8 @@
 //! The in-cluster controller's reconcilers against an in-memory Kubernetes API
 //! (kube-fake-client) and the moto AWS emulator. The reconcilers are called directly: the fake
 //! has no watch, which only the `Controller` loop itself needs.
-mod support;
 
+use crate::support::*;
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::ByteString;
@@ -16,7 +16,6 @@ use multicomms_operator::reconcile::{self, Mode};
 use secrecy::ExposeSecret;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use support::*;
 
 const NS: &str = "multicomms-dev";
 const RESYNC: Duration = Duration::from_secs(600);
@@ -392,7 +391,7 @@ async fn wait_for_ready_reason(client: &kube::Client, reason: &str) {
 async fn the_running_controller_recovers_by_itself_once_the_secret_appears() {
     // The full Controller loop (watches included, through the shim); the resync is 10 minutes,
     // so only the Secret watch can bring the Company to Ready within the wait.
-    let client = support::watch_shim::watching(fake(company(), other_secrets()).await);
+    let client = crate::support::watch_shim::watching(fake(company(), other_secrets()).await);
     let state = state(client.clone()).await;
     let running = tokio::spawn(multicomms_operator::controller::run(state, 2));
 
