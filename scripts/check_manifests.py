@@ -33,10 +33,16 @@ if lint.get("errors"):
     failures.append(f"helm lint: {lint}")
 rendered = helm_python.Chart.load(str(chart)).render(values, name="multicomms", namespace="multicomms-dev", is_install=True)
 validate("chart", "\n---\n".join(rendered.values()))
-deployment = next(d for d in yaml.safe_load_all("\n---\n".join(rendered.values())) if d and d["kind"] == "Deployment")
-args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+deployments = {d["metadata"]["name"]: d for d in yaml.safe_load_all("\n---\n".join(rendered.values())) if d and d["kind"] == "Deployment"}
+args = deployments["multicomms-multicomms-operator"]["spec"]["template"]["spec"]["containers"][0]["args"]
 if args != ["run"]:
     failures.append(f"chart: the container must run `multicomms-operator run`, got {args}")
+router = deployments["multicomms-multicomms-router"]["spec"]["template"]["spec"]
+router_env = {e["name"]: e.get("value") for e in router["containers"][0]["env"]}
+if router_env.get("MULTICOMMS_ENV") != "dev" or router_env.get("MULTICOMMS_PREFIX") != "ai-multi-comms":
+    failures.append(f"chart: the router must name resources like the operator, got {router_env}")
+if router["terminationGracePeriodSeconds"] * 1000 <= int(router_env["MULTICOMMS_REQUEST_TIMEOUT_MS"]):
+    failures.append("chart: the router's grace period must outlast a request timeout (in-flight requests finish)")
 validate("chart CRDs", "".join(p.read_text() for p in sorted((chart / "crds").glob("*.yaml"))))
 
 for env in ("dev", "prod"):

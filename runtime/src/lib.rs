@@ -6,4 +6,6 @@
 //! so writer and reader cannot drift.
 #[cfg(feature = "router")]
 pub mod router;
+#[cfg(feature = "router")]
+pub mod shutdown;
 pub mod wire;

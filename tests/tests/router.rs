@@ -50,18 +50,18 @@ async fn setup(edit: impl FnOnce(&mut manifests::Manifests)) -> Setup {
     let reports = reconcile::reconcile_manifests(&ctx, &loaded, 4).await;
     assert!(reports.iter().all(|r| r.is_ready()), "{:?}", reports.iter().find(|r| !r.is_ready()));
     let sqs = aws_sdk_sqs::Client::new(&config);
-    let router = router_for(&config, &naming).await;
+    let router = Arc::new(router_for(&config, &naming).await);
     Setup { app: http::app(router.clone()), router, naming, sqs }
 }
 
 /// The router as the binary builds it, on the tables and queues named by `naming`.
-async fn router_for(config: &aws_config::SdkConfig, naming: &Naming) -> Arc<http::Router> {
+async fn router_for(config: &aws_config::SdkConfig, naming: &Naming) -> http::Router {
     let metrics = Arc::new(Metrics::default());
     let companies =
         Companies::new(aws_sdk_dynamodb::Client::new(config), naming.company_data_table(), Duration::from_secs(30));
     let sqs = aws_sdk_sqs::Client::new(config);
     let queues = Queues::resolve(sqs, naming, Duration::from_millis(5), metrics.batch_size.clone()).await;
-    Arc::new(http::Router {
+    http::Router {
         metrics,
         companies,
         queues,
@@ -69,7 +69,8 @@ async fn router_for(config: &aws_config::SdkConfig, naming: &Naming) -> Arc<http
         idempotency: Idempotency::new(Duration::from_secs(600)),
         version: "router-test-1".into(),
         max_body_bytes: 16 * 1024,
-    })
+        request_timeout: Duration::from_secs(10),
+    }
 }
 
 /// The example company under another resource name and project.
@@ -249,9 +250,29 @@ async fn company_gating_and_configuration_errors() {
     assert_error(&response, 403, "CHANNEL_NOT_ALLOWED");
     assert_eq!(response.2["message"], "Channel 'email' is not permitted for this project.");
     let no_queue = with(&|b| b["request_data"]["channel_method"] = json!("sms"));
-    let response = post(&setup.app, Some(KEY), no_queue).await;
+    let response = post(&setup.app, Some(KEY), no_queue.clone()).await;
     assert_error(&response, 500, "CONFIGURATION_ERROR");
     assert_eq!(response.2["message"], "Processing queue for channel 'sms' is not configured.");
+
+    // The operator creates the sms queue later: the running router finds it by itself.
+    let config = aws_config().await;
+    let ctx =
+        Context { aws: multicomms_operator::aws::Aws::new(&config), naming: setup.naming.clone(), mode: Mode::Apply };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("root").to_path_buf();
+    let loaded = manifests::load(&[root.join("config/channels"), root.join("config/examples/local")], "multicomms-dev")
+        .expect("channels");
+    let sms = loaded.channels.iter().find(|c| c.spec.kind == ChannelKind::Sms).expect("sms channel");
+    let report = reconcile::channel::reconcile(&ctx, sms, &loaded.secrets["multicomms-dev"]).await;
+    assert!(report.is_ready(), "{report:?}");
+    let mut answered = StatusCode::INTERNAL_SERVER_ERROR;
+    for _ in 0..30 {
+        answered = post(&setup.app, Some(KEY), no_queue.clone()).await.0;
+        if answered == StatusCode::OK {
+            break;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert_eq!(answered, StatusCode::OK, "the sms queue was found within 30 s");
 }
 
 #[tokio::test]
@@ -290,7 +311,7 @@ async fn bad_bodies_get_4xx_never_5xx_and_cors_preflight_answers() {
 async fn a_missing_table_is_a_database_error() {
     let config = aws_config().await;
     let naming = Naming::new("no-such-prefix", "test");
-    let router = router_for(&config, &naming).await;
+    let router = Arc::new(router_for(&config, &naming).await);
     let response = post(&http::app(router), Some(KEY), example().to_string()).await;
     assert_error(&response, 500, "DATABASE_ERROR");
     assert_eq!(response.2["message"], "Failed to access the database");
@@ -370,4 +391,144 @@ async fn concurrent_requests_share_send_message_batch_calls() {
         received += receive(&setup, ChannelKind::Whatsapp).await.len();
     }
     assert!(received >= 10, "messages are on the queue ({received} seen in 5 receives)");
+}
+
+/// Every JSON path of `value` (as JSON pointers), containers included.
+fn pointers(value: &Value, at: String, out: &mut Vec<String>) {
+    match value {
+        Value::Object(map) => map.iter().for_each(|(k, v)| pointers(v, format!("{at}/{k}"), out)),
+        Value::Array(items) => items.iter().enumerate().for_each(|(i, v)| pointers(v, format!("{at}/{i}"), out)),
+        _ => {}
+    }
+    out.push(at);
+}
+
+#[tokio::test]
+async fn malformed_bodies_never_get_a_5xx_or_a_broken_envelope() {
+    let setup = setup(|_| {}).await;
+    let valid = example().to_string().into_bytes();
+    let mut bodies: Vec<Vec<u8>> = Vec::new();
+    // Truncations.
+    bodies.extend((0..valid.len()).step_by(7).map(|cut| valid[..cut].to_vec()));
+    // Every value (and section) of the example swapped for each JSON type and some awkward ones.
+    let mut paths = Vec::new();
+    pointers(&example(), String::new(), &mut paths);
+    let swaps = [
+        json!(null),
+        json!(0),
+        json!(-1.5e300),
+        json!(18446744073709551615u64),
+        json!(""),
+        json!(" "),
+        json!("\u{0}\u{202e}é🙂"),
+        json!(true),
+        json!([]),
+        json!({}),
+        json!([{"a": [1, {"b": null}]}]),
+        json!("x".repeat(4000)),
+    ];
+    for path in paths.iter().filter(|p| !p.is_empty()) {
+        for swap in &swaps {
+            let mut body = example();
+            if let Some(slot) = body.pointer_mut(path) {
+                *slot = swap.clone();
+            }
+            bodies.push(body.to_string().into_bytes());
+        }
+    }
+    // Byte-level damage from a fixed-seed xorshift, so a failure reproduces.
+    let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let alphabet = b"{}[]\":,\\ 0-.eEnulltruefalse\x00\xff\xc3";
+    for _ in 0..300 {
+        let mut body = valid.clone();
+        for _ in 0..1 + next() % 3 {
+            let at = (next() as usize) % body.len();
+            body[at] = alphabet[(next() as usize) % alphabet.len()];
+        }
+        bodies.push(body);
+    }
+    // Structural extremes: deep nesting, duplicate keys, a byte-order mark, non-UTF-8.
+    bodies.push(format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)).into_bytes());
+    bodies.push(format!("{{\"a\":{}1{}}}", "{\"a\":".repeat(5_000), "}".repeat(5_000)).into_bytes());
+    let duplicated = String::from_utf8(valid.clone()).expect("utf8").replacen('{', r#"{"request_data": 1, "#, 1);
+    bodies.push(duplicated.into_bytes());
+    bodies.push([b"\xef\xbb\xbf".as_slice(), &valid].concat());
+    bodies.push([&valid[..10], b"\xff\xfe".as_slice(), &valid[10..]].concat());
+
+    let total = bodies.len();
+    for body in bodies {
+        let shown = String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned();
+        let (status, headers, json) = post(&setup.app, Some(KEY), body).await;
+        assert!(status.as_u16() < 500, "{shown:?} → {status} {json}");
+        let keys = json.as_object().map(|o| o.len());
+        assert_eq!(keys, Some(4), "{shown:?} → four-key envelope, got {json}");
+        assert_eq!(headers["access-control-allow-origin"], "*");
+    }
+    assert!(total > 600, "{total} bodies");
+}
+
+#[tokio::test]
+async fn a_request_that_outlives_the_timeout_gets_504_with_the_envelope() {
+    let config = aws_config().await;
+    let naming = Naming::new("timeout-prefix", "test");
+    let router = http::Router { request_timeout: Duration::from_millis(200), ..router_for(&config, &naming).await };
+    // A client that starts a body and never finishes it.
+    let stalled = futures::stream::pending::<Result<bytes::Bytes, std::io::Error>>();
+    let response = post(&http::app(Arc::new(router)), Some(KEY), Body::from_stream(stalled)).await;
+    assert_error(&response, 504, "REQUEST_TIMEOUT");
+    assert_eq!(
+        response.2["message"],
+        "The request did not complete within 200 ms; retrying with the same request_id is safe"
+    );
+}
+
+#[tokio::test]
+async fn shutdown_finishes_requests_in_flight_and_flushes_their_batches() {
+    let setup = setup(|_| {}).await;
+    let config = aws_config().await;
+    // Messages wait 2 s for company in a batch, so the stop lands while they are pending.
+    let metrics = Arc::new(Metrics::default());
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let queues = Queues::resolve(sqs, &setup.naming, Duration::from_secs(2), metrics.batch_size.clone()).await;
+    let router = http::Router { metrics, queues, ..router_for(&config, &setup.naming).await };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}/initiate-conversation", listener.local_addr().expect("address"));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(http::serve(listener, Arc::new(router), async {
+        let _ = stopped.await;
+    }));
+
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let requests: Vec<_> = (0..5)
+        .map(|i| {
+            let mut body = example();
+            body["request_data"]["request_id"] = json!(format!("550e8400-e29b-41d4-a716-{:012x}", 0x3000 + i));
+            let request = Request::post(&url)
+                .header("x-api-key", KEY)
+                .body(http_body_util::Full::new(bytes::Bytes::from(body.to_string())))
+                .expect("request");
+            tokio::spawn(client.request(request))
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _ = stop.send(());
+    for request in requests {
+        let response = request.await.expect("task").expect("answered, not cut off");
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    server.await.expect("task").expect("served");
+    let mut received = 0;
+    for _ in 0..10 {
+        received += receive(&setup, ChannelKind::Whatsapp).await.len();
+        if received >= 5 {
+            break;
+        }
+    }
+    assert_eq!(received, 5, "every accepted message was sent before the router stopped");
 }

@@ -8,3 +8,13 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/name: multicomms-operator
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
+{{- define "multicomms-router.labels" -}}
+app.kubernetes.io/name: multicomms-router
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+{{- define "multicomms-router.selector" -}}
+app.kubernetes.io/name: multicomms-router
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}

@@ -33,6 +33,9 @@ struct Cli {
     /// Seconds a request id's first success is remembered and returned to retries.
     #[arg(long, env = "MULTICOMMS_IDEMPOTENCY_SECONDS", default_value_t = 600)]
     idempotency_seconds: u64,
+    /// Milliseconds a request may take, body upload included; then 504 REQUEST_TIMEOUT.
+    #[arg(long, env = "MULTICOMMS_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
+    request_timeout_ms: u64,
 }
 
 #[tokio::main]
@@ -57,14 +60,12 @@ async fn main() -> anyhow::Result<()> {
         idempotency: Idempotency::new(Duration::from_secs(cli.idempotency_seconds)),
         version: cli.version,
         max_body_bytes: cli.max_body_bytes,
+        request_timeout: Duration::from_millis(cli.request_timeout_ms),
     });
     let listener =
         tokio::net::TcpListener::bind(cli.address).await.with_context(|| format!("binding {}", cli.address))?;
     tracing::info!(address = %cli.address, "router listening");
-    axum::serve(listener, http::app(router))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    http::serve(listener, router, multicomms_runtime::shutdown::signal()).await?;
+    tracing::info!("router stopped; every accepted request was queued");
     Ok(())
 }

@@ -18,6 +18,14 @@ pub struct Company {
 
 type Entry = (Instant, Option<Arc<Company>>);
 
+/// DynamoDB's key size limits: a longer id cannot name a record (and AWS would answer a
+/// ValidationException, not "absent").
+const MAX_PARTITION_KEY_BYTES: usize = 2048;
+const MAX_SORT_KEY_BYTES: usize = 1024;
+/// Cached pairs, absences included; the key check comes after the lookup, so unauthenticated
+/// callers choose the pairs, and the cache must not grow with them.
+const MAX_CACHED: usize = 10_000;
+
 pub struct Companies {
     client: aws_sdk_dynamodb::Client,
     table: String,
@@ -32,6 +40,9 @@ impl Companies {
 
     /// `None` when no record exists for the pair (absence is cached too).
     pub async fn get(&self, company_id: &str, project_id: &str) -> Result<Option<Arc<Company>>, RouterError> {
+        if company_id.len() > MAX_PARTITION_KEY_BYTES || project_id.len() > MAX_SORT_KEY_BYTES {
+            return Ok(None);
+        }
         let key = (company_id.to_string(), project_id.to_string());
         if let Some((at, company)) = self.cache.read().ok().and_then(|c| c.get(&key).cloned()) {
             if at.elapsed() < self.ttl {
@@ -62,6 +73,12 @@ impl Companies {
             }
         };
         if let Ok(mut cache) = self.cache.write() {
+            if cache.len() >= MAX_CACHED {
+                cache.retain(|_, (at, _)| at.elapsed() < self.ttl);
+                if cache.len() >= MAX_CACHED {
+                    cache.clear();
+                }
+            }
             cache.insert(key, (Instant::now(), company.clone()));
         }
         Ok(company)

@@ -105,6 +105,17 @@ impl RouterError {
             "The recipient has not consented to communications (comms_consent is false)",
         )
     }
+    /// What API Gateway answered at its 29 s integration timeout, now with the envelope.
+    pub fn request_timeout(limit: std::time::Duration) -> Self {
+        Self::new(
+            "REQUEST_TIMEOUT",
+            504,
+            format!(
+                "The request did not complete within {} ms; retrying with the same request_id is safe",
+                limit.as_millis()
+            ),
+        )
+    }
     pub fn internal() -> Self {
         Self::new("INTERNAL_ERROR", 500, "An internal server error occurred.")
     }

@@ -13,8 +13,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use std::future::Future;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 pub struct Router {
     pub metrics: Arc<Metrics>,
@@ -25,12 +26,19 @@ pub struct Router {
     /// `metadata.router_version` of every context object.
     pub version: String,
     pub max_body_bytes: usize,
+    /// Longest a request may take, body upload included (API Gateway's was 29 s).
+    pub request_timeout: Duration,
 }
 
 pub fn app(router: Arc<Router>) -> axum::Router {
     let limit = router.max_body_bytes;
     axum::Router::new()
-        .route("/initiate-conversation", post(initiate).options(preflight))
+        .route(
+            "/initiate-conversation",
+            post(initiate)
+                .options(preflight)
+                .layer(axum::middleware::from_fn_with_state(router.clone(), within_timeout)),
+        )
         .route("/healthz", axum::routing::get(|| async { "ok" }))
         .route(
             "/readyz",
@@ -49,6 +57,35 @@ pub fn app(router: Arc<Router>) -> axum::Router {
         // Over the limit, the body extractor fails and `too_large` answers instead.
         .layer(axum::extract::DefaultBodyLimit::max(limit))
         .with_state(router)
+}
+
+/// Serves until `shutdown` resolves, then stops accepting and lets every request in flight
+/// finish; each awaits its own SendMessageBatch, so no accepted message is left unsent.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Arc<Router>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app(router)).with_graceful_shutdown(shutdown).await
+}
+
+/// The request timeout, over the whole exchange (a slow upload included). A request cut off
+/// while its message is being sent may still be queued; a retry with the same request id is
+/// then dropped by the processor's idempotent conversation record.
+async fn within_timeout(
+    State(router): State<Arc<Router>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let started = std::time::Instant::now();
+    match tokio::time::timeout(router.request_timeout, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            let error = RouterError::request_timeout(router.request_timeout);
+            router.metrics.observe(error.status, error.code, started.elapsed());
+            error_response(&error, "")
+        }
+    }
 }
 
 const CORS: [(&str, &str); 3] = [

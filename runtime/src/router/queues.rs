@@ -7,7 +7,7 @@ use crate::wire::{ChannelKind, Naming};
 use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
@@ -21,8 +21,15 @@ struct Pending {
 }
 
 pub struct Queues {
-    batchers: HashMap<ChannelKind, mpsc::Sender<Pending>>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    client: aws_sdk_sqs::Client,
+    linger: Duration,
+    batch_size: prometheus_client::metrics::histogram::Histogram,
     stats: Arc<SendStats>,
+    batchers: RwLock<HashMap<ChannelKind, mpsc::Sender<Pending>>>,
 }
 
 /// How many SendMessageBatch calls carried how many messages.
@@ -32,9 +39,14 @@ pub struct SendStats {
     pub messages: AtomicU64,
 }
 
+/// How often a channel whose queue did not exist yet is looked up again (the operator may
+/// create the queue after the router starts).
+const LOOK_AGAIN: Duration = Duration::from_secs(10);
+
 impl Queues {
-    /// Looks up each channel's queue URL once. A channel whose queue does not exist stays
-    /// unconfigured (its requests get CONFIGURATION_ERROR), as in the original.
+    /// Looks up each channel's queue URL by the operator's naming. A channel whose queue does not
+    /// exist stays unconfigured (its requests get CONFIGURATION_ERROR, as in the original) and
+    /// is looked up again every 10 s until it appears.
     pub async fn resolve(
         client: aws_sdk_sqs::Client,
         naming: &Naming,
@@ -42,35 +54,38 @@ impl Queues {
         batch_size: prometheus_client::metrics::histogram::Histogram,
     ) -> Self {
         let stats = Arc::new(SendStats::default());
-        let mut batchers = HashMap::new();
+        let shared = Arc::new(Shared { client, linger, batch_size, stats, batchers: RwLock::default() });
         for channel in [ChannelKind::Whatsapp, ChannelKind::Sms, ChannelKind::Email] {
             let name = naming.channel_queue(channel);
-            match client.get_queue_url().queue_name(&name).send().await {
-                Ok(out) => {
-                    let (sender, receiver) = mpsc::channel(1024);
-                    let url = out.queue_url.unwrap_or_default();
-                    let sender_stats = (stats.clone(), batch_size.clone());
-                    tokio::spawn(send_batches(client.clone(), url, receiver, linger, sender_stats));
-                    batchers.insert(channel, sender);
-                }
-                Err(e) => {
-                    tracing::warn!(queue = %name, error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "queue not found; channel unavailable")
-                }
+            if !shared.attach(channel, &name, true).await {
+                let shared = shared.clone();
+                tokio::spawn(async move {
+                    loop {
+                        tokio::time::sleep(LOOK_AGAIN).await;
+                        if shared.attach(channel, &name, false).await {
+                            break;
+                        }
+                    }
+                });
             }
         }
-        Queues { batchers, stats }
+        Queues { shared }
+    }
+
+    fn batcher(&self, channel: ChannelKind) -> Option<mpsc::Sender<Pending>> {
+        self.shared.batchers.read().ok().and_then(|b| b.get(&channel).cloned())
     }
 
     pub fn any_configured(&self) -> bool {
-        !self.batchers.is_empty()
+        self.shared.batchers.read().is_ok_and(|b| !b.is_empty())
     }
 
     pub fn is_configured(&self, channel: ChannelKind) -> bool {
-        self.batchers.contains_key(&channel)
+        self.batcher(channel).is_some()
     }
 
     pub fn stats(&self) -> &SendStats {
-        &self.stats
+        &self.shared.stats
     }
 
     pub async fn send(
@@ -79,10 +94,38 @@ impl Queues {
         body: String,
         attributes: Vec<(&'static str, String)>,
     ) -> Result<(), RouterError> {
-        let batcher = self.batchers.get(&channel).ok_or_else(|| RouterError::queue_not_configured(channel.as_str()))?;
+        let batcher = self.batcher(channel).ok_or_else(|| RouterError::queue_not_configured(channel.as_str()))?;
         let (done, result) = oneshot::channel();
         batcher.send(Pending { body, attributes, done }).await.map_err(|_| RouterError::queue_error())?;
         result.await.map_err(|_| RouterError::queue_error())?
+    }
+}
+
+impl Shared {
+    /// Finds the queue and starts its batcher; false when it is not there (yet).
+    async fn attach(&self, channel: ChannelKind, name: &str, first_attempt: bool) -> bool {
+        match self.client.get_queue_url().queue_name(name).send().await {
+            Ok(out) => {
+                let (sender, receiver) = mpsc::channel(1024);
+                let url = out.queue_url.unwrap_or_default();
+                let stats = (self.stats.clone(), self.batch_size.clone());
+                tokio::spawn(send_batches(self.client.clone(), url, receiver, self.linger, stats));
+                if let Ok(mut batchers) = self.batchers.write() {
+                    batchers.insert(channel, sender);
+                }
+                if !first_attempt {
+                    tracing::info!(queue = %name, "queue found; channel available");
+                }
+                true
+            }
+            Err(e) => {
+                if first_attempt {
+                    let error = aws_sdk_sqs::error::DisplayErrorContext(&e);
+                    tracing::warn!(queue = %name, error = %error, "queue not found; channel unavailable until it appears");
+                }
+                false
+            }
+        }
     }
 }
 
