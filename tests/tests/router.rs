@@ -4,6 +4,7 @@
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
+use multicomms_e2e::environment::{apply, emulator_config, example_manifests, example_request, repo_root, API_KEY};
 use multicomms_operator::crd::Company;
 use multicomms_operator::manifests;
 use multicomms_operator::reconcile::{self, Context, Mode};
@@ -13,13 +14,12 @@ use multicomms_runtime::router::{companies::Companies, http, queues::Queues};
 use multicomms_runtime::wire::context::ContextObject;
 use multicomms_runtime::wire::{ChannelKind, Naming};
 use serde_json::{json, Value};
-use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tower::ServiceExt;
 
-const KEY: &str = "local-demo-router-key-not-a-secret";
+const KEY: &str = API_KEY;
 
 struct Setup {
     app: axum::Router,
@@ -28,27 +28,13 @@ struct Setup {
     sqs: aws_sdk_sqs::Client,
 }
 
-async fn aws_config() -> aws_config::SdkConfig {
-    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
-    assert!(
-        endpoint.starts_with("http://127.0.0.1:"),
-        "AWS_ENDPOINT_URL must point at the local emulator; use scripts/test.sh"
-    );
-    multicomms_operator::aws::load_config().await
-}
-
 /// The example Channels and Company applied under a fresh prefix; `edit` may change the
 /// manifests first (e.g. drop a Channel).
 async fn setup(edit: impl FnOnce(&mut manifests::Manifests)) -> Setup {
-    let config = aws_config().await;
-    let naming = Naming::new(format!("r{}", &uuid::Uuid::new_v4().simple().to_string()[..10]), "test");
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("root").to_path_buf();
-    let paths = ["config/channels", "config/companies", "config/examples/local"].map(|p| root.join(p));
-    let mut loaded = manifests::load(&paths, "multicomms-dev").expect("examples");
+    let config = emulator_config().await;
+    let mut loaded = example_manifests();
     edit(&mut loaded);
-    let ctx = Context { aws: multicomms_operator::aws::Aws::new(&config), naming: naming.clone(), mode: Mode::Apply };
-    let reports = reconcile::reconcile_manifests(&ctx, &loaded, 4).await;
-    assert!(reports.iter().all(|r| r.is_ready()), "{:?}", reports.iter().find(|r| !r.is_ready()));
+    let naming = apply(&config, &loaded).await;
     let sqs = aws_sdk_sqs::Client::new(&config);
     let router = Arc::new(router_for(&config, &naming).await);
     Setup { app: http::app(router.clone()), router, naming, sqs }
@@ -82,17 +68,8 @@ fn another_project(m: &manifests::Manifests, name: &str, project_id: &str, proje
     company
 }
 
-/// The spec's example request (§1.7).
 fn example() -> Value {
-    json!({
-        "company_data": {"company_id": "ci-aaa-001", "project_id": "pi-aaa-001"},
-        "recipient_data": {"recipient_first_name": "Lee", "recipient_last_name": "Hayton",
-                           "recipient_tel": "+447835065013", "recipient_email": "lee@example.com", "comms_consent": true},
-        "project_data": {"analysisEngineID": "analysis_1234567890_abc123def", "jobID": "9999", "jobRole": "Healthcare Assistant",
-                         "clarificationPoints": [{"point": "The CV does not mention a driving licence.", "pointConfirmed": "false"}]},
-        "request_data": {"request_id": "550e8400-e29b-41d4-a716-446655440001", "channel_method": "whatsapp",
-                         "initial_request_timestamp": "2023-09-15T11:45:32.789Z"}
-    })
+    example_request()
 }
 
 async fn post(
@@ -255,10 +232,10 @@ async fn company_gating_and_configuration_errors() {
     assert_eq!(response.2["message"], "Processing queue for channel 'sms' is not configured.");
 
     // The operator creates the sms queue later: the running router finds it by itself.
-    let config = aws_config().await;
+    let config = emulator_config().await;
     let ctx =
         Context { aws: multicomms_operator::aws::Aws::new(&config), naming: setup.naming.clone(), mode: Mode::Apply };
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("root").to_path_buf();
+    let root = repo_root();
     let loaded = manifests::load(&[root.join("config/channels"), root.join("config/examples/local")], "multicomms-dev")
         .expect("channels");
     let sms = loaded.channels.iter().find(|c| c.spec.kind == ChannelKind::Sms).expect("sms channel");
@@ -309,7 +286,7 @@ async fn bad_bodies_get_4xx_never_5xx_and_cors_preflight_answers() {
 
 #[tokio::test]
 async fn a_missing_table_is_a_database_error() {
-    let config = aws_config().await;
+    let config = emulator_config().await;
     let naming = Naming::new("no-such-prefix", "test");
     let router = Arc::new(router_for(&config, &naming).await);
     let response = post(&http::app(router), Some(KEY), example().to_string()).await;
@@ -475,7 +452,7 @@ async fn malformed_bodies_never_get_a_5xx_or_a_broken_envelope() {
 
 #[tokio::test]
 async fn a_request_that_outlives_the_timeout_gets_504_with_the_envelope() {
-    let config = aws_config().await;
+    let config = emulator_config().await;
     let naming = Naming::new("timeout-prefix", "test");
     let router = http::Router { request_timeout: Duration::from_millis(200), ..router_for(&config, &naming).await };
     // A client that starts a body and never finishes it.
@@ -491,7 +468,7 @@ async fn a_request_that_outlives_the_timeout_gets_504_with_the_envelope() {
 #[tokio::test]
 async fn shutdown_finishes_requests_in_flight_and_flushes_their_batches() {
     let setup = setup(|_| {}).await;
-    let config = aws_config().await;
+    let config = emulator_config().await;
     // Messages wait 2 s for company in a batch, so the stop lands while they are pending.
     let metrics = Arc::new(Metrics::default());
     let sqs = aws_sdk_sqs::Client::new(&config);

@@ -51,3 +51,113 @@ pub const LOCAL_INDEXES: [LocalIndex; 4] = [
     LocalIndex { name: "conversation-status-index", sort_key: "conversation_status", numeric: false },
     LocalIndex { name: "channel-method-index", sort_key: "channel_method", numeric: false },
 ];
+
+/// `conversation_status` values (spec §5.5), and the two this rewrite adds.
+pub mod status {
+    /// Written with the record; the message has not been sent.
+    pub const PROCESSING: &str = "processing";
+    /// A processor has claimed the send and is calling the provider. Found on a redelivered
+    /// message, the send may or may not have happened: see [`SEND_OUTCOME_UNKNOWN`].
+    pub const SENDING: &str = "sending";
+    pub const INITIAL_MESSAGE_SENT: &str = "initial_message_sent";
+    pub const FAILED_SECRETS_FETCH: &str = "failed_secrets_fetch";
+    pub const FAILED_TO_PROCESS_AI: &str = "failed_to_process_ai";
+    pub const FAILED_TO_SEND_MESSAGE: &str = "failed_to_send_message";
+    /// `comms_consent` is false and the company did not opt into sending without it.
+    pub const FAILED_NO_CONSENT: &str = "failed_no_consent";
+    /// The provider may have accepted the message (timeout, 5xx, crash mid-send): never sent
+    /// again automatically; `hand_off_to_human` is set for a person to check.
+    pub const SEND_OUTCOME_UNKNOWN: &str = "send_outcome_unknown";
+}
+
+/// One entry of `messages` (spec §5.5): the assistant's first message.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Message {
+    /// The provider's message id (Twilio `SM…` SID, SendGrid `X-Message-Id`).
+    pub message_id: String,
+    pub timestamp: String,
+    pub role: String,
+    /// What the recipient got: Twilio's rendered body, or the email's template data as JSON.
+    pub content: String,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub total_tokens: u64,
+}
+
+/// The conversations-table item as a processor creates it (spec §5.5), plus the outcome
+/// attributes later updates set. `None` fields are stored as DynamoDB NULL, as the original
+/// did, except the sparse index keys (`gsi_*`) and outcome attributes, which are omitted.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ConversationRecord {
+    pub primary_channel: String,
+    pub conversation_id: String,
+    pub company_id: String,
+    pub project_id: String,
+    pub request_id: String,
+    pub channel_method: crate::wire::ChannelKind,
+    pub company_name: Option<String>,
+    pub project_name: Option<String>,
+    pub allowed_channels: Vec<crate::wire::ChannelKind>,
+    pub project_status: Option<String>,
+    pub auto_queue_initial_message: bool,
+    pub auto_queue_initial_message_from_number: Option<Vec<String>>,
+    pub auto_queue_initial_message_from_email: Option<Vec<String>>,
+    pub auto_queue_reply_message: bool,
+    pub auto_queue_reply_message_from_number: Option<Vec<String>>,
+    pub auto_queue_reply_message_from_email: Option<Vec<String>>,
+    pub company_rep: Option<serde_json::Value>,
+    /// Only this channel's slice of the company's `ai_config.openai_config`.
+    pub ai_config: serde_json::Value,
+    /// Only this channel's slice of the company's `channel_config`.
+    pub channel_config: serde_json::Value,
+    pub router_version: Option<String>,
+    pub recipient_first_name: Option<String>,
+    pub recipient_last_name: Option<String>,
+    pub recipient_tel: Option<String>,
+    pub recipient_email: Option<String>,
+    pub comms_consent: bool,
+    pub project_data: Option<serde_json::Value>,
+    pub processor_version: String,
+    pub conversation_status: String,
+    pub messages: Vec<Message>,
+    pub created_at: String,
+    pub updated_at: String,
+    /// 0 or 1 (the `task-complete-index` sort key is a number).
+    pub task_complete: u8,
+    pub initial_request_timestamp: Option<String>,
+    pub email_id: Option<String>,
+    pub function_call: bool,
+    pub function_call_type: Option<String>,
+    /// Assistants API thread id in the original; always NULL now (see `response_id`).
+    pub thread_id: Option<String>,
+    pub hand_off_to_human: bool,
+    pub hand_off_to_human_reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gsi_recipient_tel: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gsi_recipient_email: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gsi_company_whatsapp_number: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gsi_company_sms_number: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gsi_company_email: Option<String>,
+    /// The OpenAI Responses API response id, for `previous_response_id` in later replies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response_id: Option<String>,
+    /// `<step>: <why>` of the last failure (permanent, or transient and being retried).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_reason: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_processing_time_ms: Option<u64>,
+}
+
+impl ConversationRecord {
+    pub fn to_item(&self) -> Result<crate::wire::Item, serde_dynamo::Error> {
+        serde_dynamo::to_item(self)
+    }
+
+    pub fn from_item(item: crate::wire::Item) -> Result<Self, serde_dynamo::Error> {
+        serde_dynamo::from_item(item)
+    }
+}

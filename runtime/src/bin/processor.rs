@@ -1,0 +1,162 @@
+//! `multicomms-processor --channel whatsapp|sms|email`: works the channel's queue. Configured
+//! like the router (prefix and environment name the queue and tables) plus the standard AWS SDK
+//! environment; provider base URLs are flags so tests and demos can point them at fakes.
+use anyhow::Context;
+use axum::extract::State;
+use axum::http::StatusCode;
+use clap::Parser;
+use multicomms_runtime::processor::ai::{self, Ai};
+use multicomms_runtime::processor::conversations::Conversations;
+use multicomms_runtime::processor::metrics::Metrics;
+use multicomms_runtime::processor::pipeline::Processor;
+use multicomms_runtime::processor::queue::{self, Settings};
+use multicomms_runtime::processor::secrets::Secrets;
+use multicomms_runtime::processor::senders::{self, Senders};
+use multicomms_runtime::wire::{names::DEFAULT_PREFIX, ChannelKind, Naming};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(version, about = "multicomms processor: channel queue → AI → provider")]
+struct Cli {
+    #[arg(long, env = "MULTICOMMS_CHANNEL", value_parser = parse_channel)]
+    channel: ChannelKind,
+    #[arg(long, env = "MULTICOMMS_PREFIX", default_value = DEFAULT_PREFIX)]
+    prefix: String,
+    #[arg(long, env = "MULTICOMMS_ENV", default_value = "dev")]
+    env: String,
+    /// `processor_version` on new records ("processor-" is dropped, as in the original).
+    #[arg(long, env = "VERSION", default_value = concat!("processor-", env!("CARGO_PKG_VERSION")))]
+    version: String,
+    /// Messages worked on at once.
+    #[arg(long, env = "MULTICOMMS_CONCURRENCY", default_value_t = 16)]
+    concurrency: usize,
+    /// Seconds between visibility extensions; default a third of the queue's visibility timeout.
+    #[arg(long, env = "MULTICOMMS_HEARTBEAT_SECONDS")]
+    heartbeat_seconds: Option<u64>,
+    /// First retry delay after a transient failure (doubles per receive).
+    #[arg(long, env = "MULTICOMMS_RETRY_BASE_SECONDS", default_value_t = 30)]
+    retry_base_seconds: u64,
+    /// Seconds a secret value is cached.
+    #[arg(long, env = "MULTICOMMS_SECRETS_CACHE_SECONDS", default_value_t = 300)]
+    secrets_cache_seconds: u64,
+    /// Per-request timeout of the AI and provider calls.
+    #[arg(long, env = "MULTICOMMS_HTTP_TIMEOUT_SECONDS", default_value_t = 120)]
+    http_timeout_seconds: u64,
+    #[arg(long, env = "MULTICOMMS_OPENAI_BASE_URL", default_value = ai::DEFAULT_BASE_URL)]
+    openai_base_url: String,
+    #[arg(long, env = "MULTICOMMS_TWILIO_BASE_URL", default_value = senders::TWILIO_BASE_URL)]
+    twilio_base_url: String,
+    #[arg(long, env = "MULTICOMMS_SENDGRID_BASE_URL", default_value = senders::SENDGRID_BASE_URL)]
+    sendgrid_base_url: String,
+    /// /healthz, /readyz, /metrics.
+    #[arg(long, env = "MULTICOMMS_PROCESSOR_ADDRESS", default_value = "0.0.0.0:8080")]
+    address: std::net::SocketAddr,
+}
+
+fn parse_channel(value: &str) -> Result<ChannelKind, String> {
+    match value {
+        "whatsapp" => Ok(ChannelKind::Whatsapp),
+        "sms" => Ok(ChannelKind::Sms),
+        "email" => Ok(ChannelKind::Email),
+        other => Err(format!("unknown channel {other:?}: whatsapp, sms or email")),
+    }
+}
+
+struct Health {
+    metrics: Arc<Metrics>,
+    ready: AtomicBool,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt().json().with_writer(std::io::stderr).init();
+    let cli = Cli::parse();
+    let naming = Naming::new(cli.prefix, cli.env);
+    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(cli.http_timeout_seconds))
+        .connect_timeout(Duration::from_secs(10))
+        .build()
+        .context("building the HTTP client")?;
+    let metrics = Arc::new(Metrics::default());
+    let processor = Arc::new(Processor {
+        channel: cli.channel,
+        version: cli.version,
+        conversations: Conversations::new(aws_sdk_dynamodb::Client::new(&config), naming.conversations_table()),
+        secrets: Secrets::new(
+            aws_sdk_secretsmanager::Client::new(&config),
+            Duration::from_secs(cli.secrets_cache_seconds),
+        ),
+        ai: Ai::new(http.clone(), cli.openai_base_url),
+        senders: Senders::new(http, cli.twilio_base_url, cli.sendgrid_base_url),
+        metrics: metrics.clone(),
+    });
+
+    let health = Arc::new(Health { metrics, ready: AtomicBool::new(false) });
+    let listener =
+        tokio::net::TcpListener::bind(cli.address).await.with_context(|| format!("binding {}", cli.address))?;
+    let app = axum::Router::new()
+        .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            axum::routing::get(|State(h): State<Arc<Health>>| async move {
+                if h.ready.load(Ordering::Relaxed) {
+                    (StatusCode::OK, "ready")
+                } else {
+                    (StatusCode::SERVICE_UNAVAILABLE, "queue not found yet")
+                }
+            }),
+        )
+        .route("/metrics", axum::routing::get(|State(h): State<Arc<Health>>| async move { h.metrics.render() }))
+        .with_state(health.clone());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let shutdown = multicomms_runtime::shutdown::signal();
+    tokio::pin!(shutdown);
+    let queue_name = naming.channel_queue(cli.channel);
+    // The operator may create the queue after this pod starts.
+    let (queue_url, visibility) = loop {
+        match queue_settings(&sqs, &queue_name).await {
+            Ok(found) => break found,
+            Err(e) => tracing::warn!(queue = %queue_name, error = %e, "queue not usable yet; looking again in 10 s"),
+        }
+        tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+        }
+    };
+    health.ready.store(true, Ordering::Relaxed);
+    let heartbeat =
+        cli.heartbeat_seconds.map(Duration::from_secs).unwrap_or(visibility / 3).max(Duration::from_secs(1));
+    let settings = Settings {
+        queue_url,
+        concurrency: cli.concurrency,
+        visibility,
+        heartbeat,
+        retry_base: Duration::from_secs(cli.retry_base_seconds),
+        wait: Duration::from_secs(20),
+    };
+    tracing::info!(queue = %queue_name, concurrency = settings.concurrency, "processing");
+    queue::run(processor, sqs, settings, shutdown).await;
+    tracing::info!("processor stopped");
+    Ok(())
+}
+
+/// The queue's URL and visibility timeout.
+async fn queue_settings(sqs: &aws_sdk_sqs::Client, name: &str) -> anyhow::Result<(String, Duration)> {
+    let url = sqs.get_queue_url().queue_name(name).send().await?.queue_url.unwrap_or_default();
+    let attributes = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout)
+        .send()
+        .await?;
+    let seconds = attributes
+        .attributes
+        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout).and_then(|v| v.parse().ok()))
+        .unwrap_or(30);
+    Ok((url, Duration::from_secs(seconds)))
+}

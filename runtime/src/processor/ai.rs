@@ -1,0 +1,270 @@
+//! The first message's variables from OpenAI's Responses API (`POST {base}/responses`) with
+//! structured output: the Company's JSON Schema (or the channel's default) is sent as
+//! `text.format` and the model's output is checked against it here as well, since
+//! OpenAI-compatible endpoints do not all enforce it.
+use super::failure::Failure;
+use crate::wire::company::AiChannelConfig;
+use crate::wire::ChannelKind;
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{json, Map, Value};
+
+pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
+pub const DEFAULT_MODEL: &str = "gpt-4o-mini";
+/// Used when the Company gives neither instructions nor a stored prompt.
+pub const DEFAULT_INSTRUCTIONS: &str =
+    "Write the first message of this conversation to the recipient described in the \
+    context, on behalf of the company. Answer only with JSON matching the given schema.";
+
+pub struct Ai {
+    http: reqwest::Client,
+    base_url: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Usage {
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub total_tokens: u64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    /// The structured output: WhatsApp template variables, `{"body"}` for SMS, email template data.
+    pub variables: Map<String, Value>,
+    pub response_id: String,
+    pub usage: Usage,
+}
+
+/// What the model must produce when the Company declares no schema.
+pub fn default_schema(channel: ChannelKind) -> Value {
+    match channel {
+        ChannelKind::Sms => json!({
+            "type": "object",
+            "properties": {"body": {"type": "string", "minLength": 1, "maxLength": 1600}},
+            "required": ["body"],
+            "additionalProperties": false
+        }),
+        // Template variables / template data: string values, names chosen by the template.
+        ChannelKind::Whatsapp | ChannelKind::Email => {
+            json!({"type": "object", "additionalProperties": {"type": "string"}})
+        }
+    }
+}
+
+impl Ai {
+    /// `base_url` is the default for companies whose config names none.
+    pub fn new(http: reqwest::Client, base_url: impl Into<String>) -> Self {
+        Ai { http, base_url: base_url.into() }
+    }
+
+    pub async fn first_message(
+        &self,
+        channel: ChannelKind,
+        config: &AiChannelConfig,
+        key: &SecretString,
+        input: String,
+        conversation_id: &str,
+    ) -> Result<Reply, Failure> {
+        let schema = config.output_schema.clone().unwrap_or_else(|| default_schema(channel));
+        let validator = jsonschema::validator_for(&schema)
+            .map_err(|e| Failure::Permanent(format!("the output schema is not a valid JSON Schema: {e}")))?;
+        let mut request = json!({
+            "model": config.model.as_deref().unwrap_or(DEFAULT_MODEL),
+            "input": input,
+            "text": {"format": {
+                "type": "json_schema",
+                "name": "message_variables",
+                "schema": schema,
+                // OpenAI's strict mode needs a closed schema.
+                "strict": schema.get("additionalProperties") == Some(&Value::Bool(false)),
+            }},
+            "metadata": {"conversation_id": truncate(conversation_id, 512)},
+            "store": true,
+        });
+        if let Some(instructions) = &config.instructions {
+            request["instructions"] = json!(instructions);
+        } else if config.prompt_id.is_none() {
+            request["instructions"] = json!(DEFAULT_INSTRUCTIONS);
+        }
+        if let Some(prompt_id) = &config.prompt_id {
+            request["prompt"] = json!({"id": prompt_id});
+        }
+        let base = config.base_url.as_deref().unwrap_or(&self.base_url).trim_end_matches('/');
+        let response = self
+            .http
+            .post(format!("{base}/responses"))
+            .bearer_auth(key.expose_secret())
+            .json(&request)
+            .send()
+            .await
+            .map_err(|e| Failure::from_http(&e, "OpenAI"))?;
+        let status = response.status().as_u16();
+        let body: Value = match response.json().await {
+            Ok(body) => body,
+            Err(e) if status < 300 => return Err(Failure::Transient(format!("OpenAI answer unreadable: {e}"))),
+            Err(_) => Value::Null,
+        };
+        if status >= 300 {
+            let detail = body["error"]["message"].as_str().unwrap_or("no error message");
+            return Err(Failure::from_status(status, "OpenAI", detail));
+        }
+        parse_reply(&body, &validator)
+    }
+}
+
+/// The response object: `status` must be `completed`; the first `output_text` of the first
+/// `message` output is the JSON the schema describes; a `refusal` is a permanent failure.
+fn parse_reply(body: &Value, validator: &jsonschema::Validator) -> Result<Reply, Failure> {
+    let response_id = body["id"].as_str().unwrap_or_default().to_string();
+    match body["status"].as_str() {
+        Some("completed") => {}
+        Some(other) => {
+            let why = body["incomplete_details"]["reason"].as_str().or(body["error"]["message"].as_str());
+            return Err(Failure::Permanent(format!("OpenAI response {other}: {}", why.unwrap_or("no reason given"))));
+        }
+        None => return Err(Failure::Permanent("OpenAI answer has no status".into())),
+    }
+    let contents = body["output"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|o| o["type"] == "message")
+        .flat_map(|o| o["content"].as_array().into_iter().flatten());
+    let mut text = None;
+    for content in contents {
+        match content["type"].as_str() {
+            Some("output_text") => {
+                text = content["text"].as_str();
+                break;
+            }
+            Some("refusal") => {
+                let why = content["refusal"].as_str().unwrap_or("");
+                return Err(Failure::Permanent(format!("the model refused: {}", truncate(why, 200))));
+            }
+            _ => {}
+        }
+    }
+    let text = text.ok_or_else(|| Failure::Permanent("OpenAI answer has no output_text".into()))?;
+    let output: Value = serde_json::from_str(text)
+        .map_err(|_| Failure::Permanent(format!("the model's output is not JSON: {:?}", truncate(text, 120))))?;
+    let problems: Vec<String> = validator.iter_errors(&output).take(3).map(|e| e.to_string()).collect();
+    if !problems.is_empty() {
+        return Err(Failure::Permanent(format!("the model's output breaks the schema: {}", problems.join("; "))));
+    }
+    let Value::Object(variables) = output else {
+        return Err(Failure::Permanent("the model's output is not a JSON object".into()));
+    };
+    let usage = &body["usage"];
+    let count = |k: &str| usage[k].as_u64().unwrap_or(0);
+    Ok(Reply {
+        variables,
+        response_id,
+        usage: Usage {
+            input_tokens: count("input_tokens"),
+            output_tokens: count("output_tokens"),
+            total_tokens: count("total_tokens"),
+        },
+    })
+}
+
+fn truncate(text: &str, max_chars: usize) -> String {
+    text.chars().take(max_chars).collect()
+}
+
+/// The user input: the original's "Initial context" document (spec §5.7), with the contact map
+/// built from the right keys (the original looked for `company_email_address` and never
+/// included email or SMS).
+pub fn initial_context(
+    company_name: Option<&str>,
+    project_name: Option<&str>,
+    company_rep: Option<&Value>,
+    recipient_data: &Value,
+    contacts: &Map<String, Value>,
+    project_data: Option<&Value>,
+) -> String {
+    let block = |value: Option<&Value>| match value {
+        Some(v) if !is_empty(v) => {
+            format!("```json\n{}\n```", serde_json::to_string_pretty(v).unwrap_or_default())
+        }
+        _ => "Not provided".to_string(),
+    };
+    let contacts = Value::Object(contacts.clone());
+    format!(
+        "\nInitial context:\n\n**Company & Project:**\n- Company Name: {}\n- Project Name: {}\n\n\
+         **Company Representative(s):**\n{}\n\n**Recipient Data:**\n{}\n\n**Company Contact Info:**\n{}\n\n\
+         **Project-Specific Data:**\n{}\n",
+        company_name.filter(|n| !n.is_empty()).unwrap_or("Not provided"),
+        project_name.filter(|n| !n.is_empty()).unwrap_or("Not provided"),
+        block(company_rep),
+        block(Some(recipient_data)),
+        block(Some(&contacts)),
+        block(project_data),
+    )
+}
+
+fn is_empty(value: &Value) -> bool {
+    match value {
+        Value::Null => true,
+        Value::Object(m) => m.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::String(s) => s.is_empty(),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn validator(channel: ChannelKind) -> jsonschema::Validator {
+        jsonschema::validator_for(&default_schema(channel)).expect("schema")
+    }
+
+    fn answer(text: &str) -> Value {
+        json!({"id": "resp_1", "object": "response", "status": "completed",
+               "output": [{"type": "reasoning", "summary": []},
+                          {"type": "message", "role": "assistant", "status": "completed",
+                           "content": [{"type": "output_text", "text": text, "annotations": []}]}],
+               "usage": {"input_tokens": 120, "output_tokens": 30, "total_tokens": 150}})
+    }
+
+    #[test]
+    fn reads_the_structured_output_and_usage() {
+        let reply = parse_reply(&answer(r#"{"body": "Hi Lee"}"#), &validator(ChannelKind::Sms)).expect("reply");
+        assert_eq!(reply.variables["body"], "Hi Lee");
+        assert_eq!(reply.response_id, "resp_1");
+        assert_eq!(reply.usage, Usage { input_tokens: 120, output_tokens: 30, total_tokens: 150 });
+    }
+
+    #[test]
+    fn output_outside_the_schema_is_a_permanent_failure() {
+        for text in ["not json", "```json\n{}\n```", r#"{"body": 7}"#, r#"{"body": "x", "extra": "y"}"#, "[1]"] {
+            let failure = parse_reply(&answer(text), &validator(ChannelKind::Sms)).expect_err(text);
+            assert!(matches!(failure, Failure::Permanent(_)), "{text}: {failure:?}");
+        }
+        let refused = json!({"id": "r", "status": "completed", "output": [{"type": "message",
+            "content": [{"type": "refusal", "refusal": "I can't help with that."}]}]});
+        let failure = parse_reply(&refused, &validator(ChannelKind::Whatsapp)).expect_err("refusal");
+        assert_eq!(failure.message(), "the model refused: I can't help with that.");
+        let incomplete =
+            json!({"id": "r", "status": "incomplete", "incomplete_details": {"reason": "max_output_tokens"}});
+        let failure = parse_reply(&incomplete, &validator(ChannelKind::Whatsapp)).expect_err("incomplete");
+        assert_eq!(failure.message(), "OpenAI response incomplete: max_output_tokens");
+    }
+
+    #[test]
+    fn the_initial_context_document_has_the_original_layout() {
+        let text = initial_context(
+            Some("Cucumber Recruitment"),
+            None,
+            Some(&json!({"company_rep_1": "Carol"})),
+            &json!({"recipient_first_name": "Lee"}),
+            &Map::new(),
+            None,
+        );
+        assert!(text.starts_with("\nInitial context:\n\n**Company & Project:**\n- Company Name: Cucumber Recruitment\n- Project Name: Not provided\n"));
+        assert!(text.contains("**Company Representative(s):**\n```json\n{\n  \"company_rep_1\": \"Carol\"\n}\n```\n"));
+        assert!(text.contains("**Company Contact Info:**\nNot provided\n"));
+        assert!(text.ends_with("**Project-Specific Data:**\nNot provided\n"));
+    }
+}

@@ -1,0 +1,194 @@
+//! The SQS side: long-poll the channel queue, run up to `concurrency` messages at once, keep
+//! each invisible with a heartbeat while it is worked on (spec §4.4, with the queue's own
+//! visibility timeout), and settle it by its outcome. On shutdown no new message is received
+//! and the ones in flight finish.
+use super::pipeline::{Outcome, Processor};
+use aws_sdk_sqs::types::MessageSystemAttributeName;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub queue_url: String,
+    /// Messages worked on at once.
+    pub concurrency: usize,
+    /// How long a received message stays invisible; each heartbeat renews it.
+    pub visibility: Duration,
+    pub heartbeat: Duration,
+    /// First retry delay of a transient failure; doubles with each receive, capped at 15 min.
+    pub retry_base: Duration,
+    /// Long-poll wait of each ReceiveMessage (at most 20 s).
+    pub wait: Duration,
+}
+
+/// SQS's limit per ReceiveMessage.
+const RECEIVE_BATCH: usize = 10;
+const MAX_RETRY_DELAY: Duration = Duration::from_secs(900);
+
+pub async fn run(
+    processor: Arc<Processor>,
+    sqs: aws_sdk_sqs::Client,
+    settings: Settings,
+    shutdown: impl Future<Output = ()>,
+) {
+    let slots = Arc::new(Semaphore::new(settings.concurrency.max(1)));
+    let settings = Arc::new(settings);
+    let mut in_flight = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        while in_flight.try_join_next().is_some() {}
+        let first = tokio::select! {
+            _ = &mut shutdown => break,
+            slot = slots.clone().acquire_owned() => match slot { Ok(slot) => slot, Err(_) => break },
+        };
+        let mut held = vec![first];
+        while held.len() < RECEIVE_BATCH {
+            match slots.clone().try_acquire_owned() {
+                Ok(slot) => held.push(slot),
+                Err(_) => break,
+            }
+        }
+        let receive = sqs
+            .receive_message()
+            .queue_url(&settings.queue_url)
+            .max_number_of_messages(held.len() as i32)
+            .wait_time_seconds(settings.wait.as_secs().min(20) as i32)
+            .visibility_timeout(settings.visibility.as_secs() as i32)
+            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .send();
+        // A receive cut short by shutdown loses nothing: what SQS handed out reappears after
+        // the visibility timeout.
+        let received = tokio::select! {
+            _ = &mut shutdown => break,
+            received = receive => received,
+        };
+        let messages = match received {
+            Ok(out) => out.messages.unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "ReceiveMessage failed; retrying in 1 s");
+                tokio::select! {
+                    _ = &mut shutdown => break,
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                }
+            }
+        };
+        for message in messages {
+            let Some(slot) = held.pop() else { break };
+            let (processor, sqs, settings) = (processor.clone(), sqs.clone(), settings.clone());
+            in_flight.spawn(async move {
+                handle(&processor, &sqs, &settings, message).await;
+                drop(slot);
+            });
+        }
+    }
+    tracing::info!(in_flight = in_flight.len(), "stopped receiving; finishing the messages in flight");
+    while in_flight.join_next().await.is_some() {}
+}
+
+async fn handle(
+    processor: &Processor,
+    sqs: &aws_sdk_sqs::Client,
+    settings: &Settings,
+    message: aws_sdk_sqs::types::Message,
+) {
+    let started = std::time::Instant::now();
+    let Some(receipt) = message.receipt_handle.clone() else { return };
+    let receive_count: u32 = message
+        .attributes
+        .as_ref()
+        .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(1);
+    let body = message.body.unwrap_or_default();
+    let work = processor.process(&body);
+    tokio::pin!(work);
+    let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + settings.heartbeat, settings.heartbeat);
+    let outcome = loop {
+        tokio::select! {
+            outcome = &mut work => break outcome,
+            _ = heartbeat.tick() => {
+                // A failed heartbeat only risks a concurrent redelivery, which the record's claim handles.
+                if let Err(e) = set_visibility(sqs, settings, &receipt, settings.visibility).await {
+                    tracing::warn!(error = %e, "visibility heartbeat failed");
+                }
+            }
+        }
+    };
+    let label = match &outcome {
+        Outcome::Done(label) => {
+            if let Err(e) = sqs.delete_message().queue_url(&settings.queue_url).receipt_handle(&receipt).send().await {
+                // It comes back, and the record makes it a duplicate.
+                tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "DeleteMessage failed");
+            }
+            *label
+        }
+        Outcome::Retry(reason) => {
+            let delay = retry_delay(settings.retry_base, receive_count);
+            tracing::warn!(
+                reason,
+                receive_count,
+                retry_in_s = delay.as_secs(),
+                "transient failure; message left for a retry"
+            );
+            if let Err(e) = set_visibility(sqs, settings, &receipt, delay).await {
+                tracing::warn!(error = %e, "could not set the retry delay; the message returns after its visibility timeout");
+            }
+            "retry"
+        }
+        Outcome::Poison(reason) => {
+            tracing::error!(
+                reason,
+                receive_count,
+                "unusable message; SQS moves it to the dead-letter queue after the queue's maxReceiveCount"
+            );
+            if let Err(e) = set_visibility(sqs, settings, &receipt, Duration::ZERO).await {
+                tracing::warn!(error = %e, "could not release the unusable message early");
+            }
+            "poison"
+        }
+    };
+    processor.metrics.observe(processor.channel.as_str(), label, started.elapsed());
+}
+
+async fn set_visibility(
+    sqs: &aws_sdk_sqs::Client,
+    settings: &Settings,
+    receipt: &str,
+    visibility: Duration,
+) -> Result<(), String> {
+    sqs.change_message_visibility()
+        .queue_url(&settings.queue_url)
+        .receipt_handle(receipt)
+        .visibility_timeout(visibility.as_secs() as i32)
+        .send()
+        .await
+        .map(|_| ())
+        .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(&e).to_string())
+}
+
+/// `base` · 2^(receives − 1), capped, plus up to a quarter of it as jitter.
+pub fn retry_delay(base: Duration, receive_count: u32) -> Duration {
+    let exponential = base.saturating_mul(1u32 << receive_count.saturating_sub(1).min(16)).min(MAX_RETRY_DELAY);
+    let nanos =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let jitter_range = exponential.as_millis() as u64 / 4 + 1;
+    (exponential + Duration::from_millis(nanos as u64 % jitter_range)).min(MAX_RETRY_DELAY)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_delays_double_and_stop_at_15_minutes() {
+        let base = Duration::from_secs(30);
+        let within = |d: Duration, low: u64| d.as_secs() >= low && d.as_secs() <= low + low / 4 + 1;
+        assert!(within(retry_delay(base, 1), 30));
+        assert!(within(retry_delay(base, 2), 60));
+        assert!(within(retry_delay(base, 3), 120));
+        assert_eq!(retry_delay(base, 40), MAX_RETRY_DELAY);
+    }
+}

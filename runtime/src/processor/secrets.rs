@@ -1,0 +1,101 @@
+//! Credentials from Secrets Manager, cached for a short TTL (the original fetched them for every
+//! message), values kept in secrecy types. Shapes are the ones the operator writes (spec §6).
+use super::failure::Failure;
+use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
+use secrecy::{ExposeSecret, SecretString};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub struct TwilioCredentials {
+    pub account_sid: String,
+    pub auth_token: SecretString,
+    /// The WhatsApp Content API template (`HX…`); absent in SMS secrets.
+    pub template_sid: Option<String>,
+}
+
+pub struct Secrets {
+    client: aws_sdk_secretsmanager::Client,
+    ttl: Duration,
+    cache: Mutex<HashMap<String, (Instant, Arc<SecretString>)>>,
+}
+
+impl Secrets {
+    pub fn new(client: aws_sdk_secretsmanager::Client, ttl: Duration) -> Self {
+        Secrets { client, ttl, cache: Mutex::default() }
+    }
+
+    /// `{"ai_api_key": …}`.
+    pub async fn ai_key(&self, name: &str) -> Result<SecretString, Failure> {
+        self.field(name, "ai_api_key").await
+    }
+
+    /// `{"sendgrid_api_key": …}`.
+    pub async fn sendgrid_key(&self, name: &str) -> Result<SecretString, Failure> {
+        self.field(name, "sendgrid_api_key").await
+    }
+
+    /// `{"twilio_account_sid", "twilio_auth_token", "twilio_template_sid"?}`.
+    pub async fn twilio(&self, name: &str) -> Result<TwilioCredentials, Failure> {
+        let json = self.json(name).await?;
+        let text = |key: &str| json.get(key).and_then(|v| v.as_str()).filter(|v| !v.is_empty()).map(str::to_string);
+        match (text("twilio_account_sid"), text("twilio_auth_token")) {
+            (Some(account_sid), Some(token)) => Ok(TwilioCredentials {
+                account_sid,
+                auth_token: SecretString::from(token),
+                template_sid: text("twilio_template_sid"),
+            }),
+            _ => Err(Failure::Permanent(format!("secret {name} lacks twilio_account_sid or twilio_auth_token"))),
+        }
+    }
+
+    async fn field(&self, name: &str, key: &str) -> Result<SecretString, Failure> {
+        let json = self.json(name).await?;
+        match json.get(key).and_then(|v| v.as_str()).filter(|v| !v.is_empty()) {
+            Some(value) => Ok(SecretString::from(value.to_string())),
+            None => Err(Failure::Permanent(format!("secret {name} lacks the key {key}"))),
+        }
+    }
+
+    /// The secret's JSON object. The parsed map lives only as long as the caller's borrow; the
+    /// cache keeps the raw string in a `SecretString`.
+    async fn json(&self, name: &str) -> Result<serde_json::Map<String, serde_json::Value>, Failure> {
+        let raw = self.raw(name).await?;
+        match serde_json::from_str(raw.expose_secret()) {
+            Ok(serde_json::Value::Object(map)) => Ok(map),
+            // Never echo the content: it is a credential.
+            _ => Err(Failure::Permanent(format!("secret {name} is not a JSON object"))),
+        }
+    }
+
+    async fn raw(&self, name: &str) -> Result<Arc<SecretString>, Failure> {
+        if name.is_empty() {
+            return Err(Failure::Permanent("no secret name configured".into()));
+        }
+        if let Some((at, value)) = self.cache.lock().ok().and_then(|c| c.get(name).cloned()) {
+            if at.elapsed() < self.ttl {
+                return Ok(value);
+            }
+        }
+        let out = self.client.get_secret_value().secret_id(name).send().await.map_err(|e| {
+            let code = e.code().unwrap_or("");
+            let detail = aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string();
+            match code {
+                "ResourceNotFoundException"
+                | "AccessDeniedException"
+                | "InvalidRequestException"
+                | "DecryptionFailure"
+                | "InvalidParameterException" => Failure::Permanent(format!("secret {name}: {code}")),
+                _ => Failure::Transient(format!("secret {name}: {detail}")),
+            }
+        })?;
+        let Some(value) = out.secret_string else {
+            return Err(Failure::Permanent(format!("secret {name} has no string value")));
+        };
+        let value = Arc::new(SecretString::from(value));
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.insert(name.to_string(), (Instant::now(), value.clone()));
+        }
+        Ok(value)
+    }
+}

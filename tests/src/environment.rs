@@ -1,0 +1,52 @@
+//! A fresh environment on the emulator: the example Channels and Company from config/ applied
+//! by the operator's own reconcile under a unique prefix, so tests run side by side.
+use multicomms_operator::manifests::{self, Manifests};
+use multicomms_operator::reconcile::{self, Context, Mode};
+use multicomms_runtime::wire::Naming;
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+
+/// The router API key of the example company (config/examples/local/secrets.yaml).
+pub const API_KEY: &str = "local-demo-router-key-not-a-secret";
+
+/// The SDK configuration for the local emulator; refuses anything but loopback.
+pub async fn emulator_config() -> aws_config::SdkConfig {
+    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
+    assert!(
+        endpoint.starts_with("http://127.0.0.1:"),
+        "AWS_ENDPOINT_URL must point at the local emulator; use scripts/test.sh"
+    );
+    multicomms_operator::aws::load_config().await
+}
+
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace root").to_path_buf()
+}
+
+/// The example manifests (channels, companies, local Secrets).
+pub fn example_manifests() -> Manifests {
+    let paths = ["config/channels", "config/companies", "config/examples/local"].map(|p| repo_root().join(p));
+    manifests::load(&paths, "multicomms-dev").expect("the examples load")
+}
+
+/// Applies `manifests` under a new prefix; every resource must end Ready.
+pub async fn apply(config: &aws_config::SdkConfig, manifests: &Manifests) -> Naming {
+    let naming = Naming::new(format!("r{}", &uuid::Uuid::new_v4().simple().to_string()[..10]), "test");
+    let ctx = Context { aws: multicomms_operator::aws::Aws::new(config), naming: naming.clone(), mode: Mode::Apply };
+    let reports = reconcile::reconcile_manifests(&ctx, manifests, 4).await;
+    assert!(reports.iter().all(|r| r.is_ready()), "{:?}", reports.iter().find(|r| !r.is_ready()));
+    naming
+}
+
+/// The spec's example request (§1.7).
+pub fn example_request() -> Value {
+    json!({
+        "company_data": {"company_id": "ci-aaa-001", "project_id": "pi-aaa-001"},
+        "recipient_data": {"recipient_first_name": "Lee", "recipient_last_name": "Hayton",
+                           "recipient_tel": "+447835065013", "recipient_email": "lee@example.com", "comms_consent": true},
+        "project_data": {"analysisEngineID": "analysis_1234567890_abc123def", "jobID": "9999", "jobRole": "Healthcare Assistant",
+                         "clarificationPoints": [{"point": "The CV does not mention a driving licence.", "pointConfirmed": "false"}]},
+        "request_data": {"request_id": "550e8400-e29b-41d4-a716-446655440001", "channel_method": "whatsapp",
+                         "initial_request_timestamp": "2023-09-15T11:45:32.789Z"}
+    })
+}

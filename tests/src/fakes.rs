@@ -1,0 +1,389 @@
+//! Fake OpenAI Responses, Twilio Messages and SendGrid mail-send servers on one loopback port.
+//! They speak the real request and response formats, check what they receive (auth headers,
+//! form fields, JSON), record every request, and inject latency and faults on demand. Latency
+//! and hangs come after a request is handled, so a slow answer can hide a send that happened. The
+//! processor tests use them in-process; `fake-providers` runs them standalone for the demo.
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use base64::Engine;
+use serde_json::{json, Map, Value};
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Service {
+    OpenAi,
+    Twilio,
+    SendGrid,
+}
+
+/// What the next request to a service gets instead of a normal answer.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Fault {
+    /// An error answer in the service's error format.
+    Status(u16),
+    /// The request is handled (a message accepted) but no answer comes for an hour: the
+    /// client's timeout fires.
+    Hang,
+    /// OpenAI: output text that is not JSON.
+    NotJson,
+    /// OpenAI: JSON that breaks the requested schema.
+    OffSchema,
+    /// OpenAI: a refusal instead of output text.
+    Refusal,
+}
+
+/// One request as the fake saw it.
+#[derive(Clone, Debug)]
+pub struct Recorded {
+    pub service: Service,
+    pub path: String,
+    pub authorization: String,
+    /// Twilio's form fields.
+    pub form: Vec<(String, String)>,
+    /// OpenAI's and SendGrid's JSON body.
+    pub json: Value,
+    /// Whether the fake answered with success (a message "sent", a response produced).
+    pub accepted: bool,
+}
+
+impl Recorded {
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.form.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Default)]
+struct Shared {
+    requests: Mutex<Vec<Recorded>>,
+    faults: Mutex<HashMap<Service, VecDeque<Fault>>>,
+    latency: Mutex<HashMap<Service, Duration>>,
+    counter: AtomicU64,
+}
+
+#[derive(Clone)]
+pub struct Fakes {
+    /// `http://127.0.0.1:<port>`: the base URL of all three services.
+    pub url: String,
+    shared: Arc<Shared>,
+}
+
+impl Fakes {
+    pub async fn start(address: &str) -> std::io::Result<Fakes> {
+        let listener = tokio::net::TcpListener::bind(address).await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let shared = Arc::new(Shared::default());
+        let app = axum::Router::new()
+            .route("/v1/responses", post(openai))
+            .route("/2010-04-01/Accounts/{account}/Messages.json", post(twilio))
+            .route("/v3/mail/send", post(sendgrid))
+            .with_state(shared.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Ok(Fakes { url, shared })
+    }
+
+    /// The OpenAI base URL (`…/v1`).
+    pub fn openai_url(&self) -> String {
+        format!("{}/v1", self.url)
+    }
+
+    /// Queues `fault` for the next request to `service` (one fault per request, in order).
+    pub fn fail_next(&self, service: Service, fault: Fault) {
+        if let Ok(mut faults) = self.shared.faults.lock() {
+            faults.entry(service).or_default().push_back(fault);
+        }
+    }
+
+    pub fn set_latency(&self, service: Service, latency: Duration) {
+        if let Ok(mut all) = self.shared.latency.lock() {
+            all.insert(service, latency);
+        }
+    }
+
+    pub fn requests(&self, service: Service) -> Vec<Recorded> {
+        let all = self.shared.requests.lock().map(|r| r.clone()).unwrap_or_default();
+        all.into_iter().filter(|r| r.service == service).collect()
+    }
+
+    /// Messages the providers accepted (Twilio and SendGrid).
+    pub fn sent(&self) -> Vec<Recorded> {
+        let all = self.shared.requests.lock().map(|r| r.clone()).unwrap_or_default();
+        all.into_iter().filter(|r| r.service != Service::OpenAi && r.accepted).collect()
+    }
+}
+
+impl Shared {
+    fn take_fault(&self, service: Service) -> Option<Fault> {
+        self.faults.lock().ok().and_then(|mut f| f.get_mut(&service).and_then(VecDeque::pop_front))
+    }
+
+    /// Runs after the request is recorded (and, for a provider, the message accepted): a slow
+    /// or missing answer then hides a send that happened, as it does in production.
+    async fn delay(&self, service: Service, fault: &Option<Fault>) {
+        let latency = self.latency.lock().ok().and_then(|l| l.get(&service).copied());
+        if let Some(latency) = latency {
+            tokio::time::sleep(latency).await;
+        }
+        if *fault == Some(Fault::Hang) {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        }
+    }
+
+    fn record(&self, recorded: Recorded) {
+        if let Ok(mut requests) = self.requests.lock() {
+            requests.push(recorded);
+        }
+    }
+
+    fn next_id(&self) -> u64 {
+        self.counter.fetch_add(1, Ordering::Relaxed) + 1
+    }
+}
+
+fn authorization(headers: &HeaderMap) -> String {
+    headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("").to_string()
+}
+
+fn json_response(status: u16, body: Value) -> Response {
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    (status, [("content-type", "application/json")], body.to_string()).into_response()
+}
+
+// ---- OpenAI Responses API -------------------------------------------------------------------
+
+fn openai_error(status: u16, message: &str, kind: &str) -> Response {
+    json_response(status, json!({"error": {"message": message, "type": kind, "param": null, "code": null}}))
+}
+
+async fn openai(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    let fault = shared.take_fault(Service::OpenAi);
+    let auth = authorization(&headers);
+    let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let mut recorded = Recorded {
+        service: Service::OpenAi,
+        path: "/v1/responses".into(),
+        authorization: auth.clone(),
+        form: vec![],
+        json: request.clone(),
+        accepted: false,
+    };
+    let answer = (|| {
+        if !auth.starts_with("Bearer ") || auth.len() <= "Bearer ".len() {
+            return openai_error(401, "You didn't provide an API key.", "invalid_request_error");
+        }
+        if !request["model"].is_string() {
+            return openai_error(400, "Missing required parameter: 'model'.", "invalid_request_error");
+        }
+        if !(request["input"].is_string() || request["input"].is_array()) {
+            return openai_error(400, "Missing required parameter: 'input'.", "invalid_request_error");
+        }
+        let format = &request["text"]["format"];
+        if format["type"] != "json_schema" || !format["schema"].is_object() || !format["name"].is_string() {
+            return openai_error(
+                400,
+                "Invalid 'text.format': expected a json_schema with name and schema.",
+                "invalid_request_error",
+            );
+        }
+        let content = match fault {
+            Some(Fault::Status(429)) => return openai_error(429, "Rate limit reached for requests", "requests"),
+            Some(Fault::Status(status)) => {
+                return openai_error(status, "The server had an error while processing your request.", "server_error")
+            }
+            Some(Fault::NotJson) => {
+                json!({"type": "output_text", "text": "Sure! Here are the variables you asked for.", "annotations": []})
+            }
+            Some(Fault::OffSchema) => json!({"type": "output_text", "text": "{\"unexpected\": 42}", "annotations": []}),
+            Some(Fault::Refusal) => json!({"type": "refusal", "refusal": "I'm sorry, I can't help with that."}),
+            Some(Fault::Hang) | None => {
+                json!({"type": "output_text", "text": output_for(&format["schema"]).to_string(), "annotations": []})
+            }
+        };
+        recorded.accepted = true;
+        let id = shared.next_id();
+        let input_tokens = request["input"].to_string().len() as u64 / 4;
+        json_response(
+            200,
+            json!({
+                "id": format!("resp_{id:024x}"),
+                "object": "response",
+                "created_at": chrono_now_secs(),
+                "status": "completed",
+                "error": null,
+                "incomplete_details": null,
+                "model": request["model"],
+                "output": [{
+                    "id": format!("msg_{id:024x}"),
+                    "type": "message",
+                    "status": "completed",
+                    "role": "assistant",
+                    "content": [content],
+                }],
+                "usage": {
+                    "input_tokens": input_tokens,
+                    "input_tokens_details": {"cached_tokens": 0},
+                    "output_tokens": 24,
+                    "output_tokens_details": {"reasoning_tokens": 0},
+                    "total_tokens": input_tokens + 24,
+                },
+            }),
+        )
+    })();
+    shared.record(recorded);
+    shared.delay(Service::OpenAi, &fault).await;
+    answer
+}
+
+/// A value for every property the schema names (strings), or one variable for an open object.
+fn output_for(schema: &Value) -> Value {
+    match schema["properties"].as_object() {
+        Some(properties) if !properties.is_empty() => {
+            let values: Map<String, Value> = properties
+                .keys()
+                .map(|name| {
+                    let text =
+                        if name == "body" { "Hello from the fake model".to_string() } else { format!("value {name}") };
+                    (name.clone(), Value::String(text))
+                })
+                .collect();
+            Value::Object(values)
+        }
+        _ => json!({"1": "value 1"}),
+    }
+}
+
+fn chrono_now_secs() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+// ---- Twilio Messages API --------------------------------------------------------------------
+
+fn twilio_error(status: u16, code: u32, message: &str) -> Response {
+    json_response(
+        status,
+        json!({"code": code, "message": message, "more_info": format!("https://www.twilio.com/docs/errors/{code}"), "status": status}),
+    )
+}
+
+async fn twilio(
+    State(shared): State<Arc<Shared>>,
+    Path(account): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let fault = shared.take_fault(Service::Twilio);
+    let auth = authorization(&headers);
+    let form: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
+    let mut recorded = Recorded {
+        service: Service::Twilio,
+        path: format!("/2010-04-01/Accounts/{account}/Messages.json"),
+        authorization: auth.clone(),
+        form: form.clone(),
+        json: Value::Null,
+        accepted: false,
+    };
+    let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let answer = (|| {
+        let credentials = auth
+            .strip_prefix("Basic ")
+            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+            .and_then(|b| String::from_utf8(b).ok());
+        match credentials.as_deref().and_then(|c| c.split_once(':')) {
+            Some((sid, token)) if sid == account && !token.is_empty() => {}
+            _ => return twilio_error(401, 20003, "Authenticate"),
+        }
+        let (Some(to), Some(from)) = (field("To"), field("From")) else {
+            return twilio_error(400, 21604, "A 'To' phone number is required.");
+        };
+        if to.starts_with("whatsapp:") != from.starts_with("whatsapp:") {
+            return twilio_error(400, 63007, "Twilio could not find a Channel with the specified From address");
+        }
+        let body = match (field("Body"), field("ContentSid"), field("ContentVariables")) {
+            (_, Some(sid), Some(variables)) => {
+                if !sid.starts_with("HX") {
+                    return twilio_error(400, 21655, "The ContentSid is invalid.");
+                }
+                match serde_json::from_str::<Map<String, Value>>(&variables) {
+                    Ok(vars) => {
+                        let values: Vec<String> =
+                            vars.values().map(|v| v.as_str().unwrap_or_default().to_string()).collect();
+                        format!("[{sid}] {}", values.join(" | "))
+                    }
+                    Err(_) => return twilio_error(400, 21656, "The ContentVariables Parameter is invalid."),
+                }
+            }
+            (Some(body), None, _) if !body.is_empty() => body,
+            _ => return twilio_error(400, 21602, "Message body is required."),
+        };
+        if let Some(Fault::Status(status)) = fault {
+            return match status {
+                400 => twilio_error(400, 21211, "The 'To' number is not a valid phone number."),
+                429 => twilio_error(429, 20429, "Too Many Requests"),
+                _ => twilio_error(status, 20500, "Internal Server Error"),
+            };
+        }
+        recorded.accepted = true;
+        let sid = format!("SM{:032x}", shared.next_id());
+        json_response(
+            201,
+            json!({
+                "sid": sid, "account_sid": account, "to": to, "from": from, "body": body,
+                "status": "queued", "direction": "outbound-api", "num_segments": "1", "num_media": "0",
+                "messaging_service_sid": null, "error_code": null, "error_message": null, "price": null,
+                "api_version": "2010-04-01",
+                "uri": format!("/2010-04-01/Accounts/{account}/Messages/{sid}.json"),
+            }),
+        )
+    })();
+    shared.record(recorded);
+    shared.delay(Service::Twilio, &fault).await;
+    answer
+}
+
+// ---- SendGrid v3 mail send ------------------------------------------------------------------
+
+fn sendgrid_error(status: u16, message: &str, field: Option<&str>) -> Response {
+    json_response(status, json!({"errors": [{"message": message, "field": field, "help": null}]}))
+}
+
+async fn sendgrid(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
+    let fault = shared.take_fault(Service::SendGrid);
+    let auth = authorization(&headers);
+    let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let mut recorded = Recorded {
+        service: Service::SendGrid,
+        path: "/v3/mail/send".into(),
+        authorization: auth.clone(),
+        form: vec![],
+        json: request.clone(),
+        accepted: false,
+    };
+    let answer = (|| {
+        if !auth.starts_with("Bearer ") || auth.len() <= "Bearer ".len() {
+            return sendgrid_error(401, "The provided authorization grant is invalid, expired, or revoked", None);
+        }
+        if !request["personalizations"][0]["to"][0]["email"].is_string() {
+            return sendgrid_error(400, "The to email is required.", Some("personalizations.0.to"));
+        }
+        if !request["from"]["email"].is_string() {
+            return sendgrid_error(400, "The from email does not contain a valid address.", Some("from.email"));
+        }
+        if !request["template_id"].as_str().is_some_and(|t| t.starts_with("d-")) {
+            return sendgrid_error(400, "The template_id must be a valid dynamic template id.", Some("template_id"));
+        }
+        if let Some(Fault::Status(status)) = fault {
+            return sendgrid_error(status, "fault injected by the test", None);
+        }
+        recorded.accepted = true;
+        let id = format!("{:022x}", shared.next_id());
+        (StatusCode::ACCEPTED, [("x-message-id", id)]).into_response()
+    })();
+    shared.record(recorded);
+    shared.delay(Service::SendGrid, &fault).await;
+    answer
+}

@@ -1,0 +1,547 @@
+//! The channel processors against the moto emulator and the fake providers (tests/src/fakes.rs):
+//! a request accepted by the router ends as one provider request and a conversation record that
+//! tells the story; redeliveries never send twice; each failure class ends where it should.
+use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_sqs::types::QueueAttributeName;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use multicomms_e2e::environment::{apply, emulator_config, example_manifests, example_request, API_KEY};
+use multicomms_e2e::fakes::{Fakes, Fault, Service};
+use multicomms_runtime::processor::ai::Ai;
+use multicomms_runtime::processor::conversations::Conversations;
+use multicomms_runtime::processor::metrics::Metrics;
+use multicomms_runtime::processor::pipeline::Processor;
+use multicomms_runtime::processor::queue::{self, Settings};
+use multicomms_runtime::processor::secrets::Secrets;
+use multicomms_runtime::processor::senders::Senders;
+use multicomms_runtime::router::guards::{Idempotency, RateLimiter};
+use multicomms_runtime::router::{companies::Companies, http, queues::Queues};
+use multicomms_runtime::wire::conversation::{status, ConversationRecord};
+use multicomms_runtime::wire::{ChannelKind, Naming};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+use tower::ServiceExt;
+
+struct Env {
+    config: aws_config::SdkConfig,
+    naming: Naming,
+    sqs: aws_sdk_sqs::Client,
+    fakes: Fakes,
+    router: axum::Router,
+}
+
+async fn env() -> Env {
+    let config = emulator_config().await;
+    let naming = apply(&config, &example_manifests()).await;
+    let fakes = Fakes::start("127.0.0.1:0").await.expect("fake providers");
+    let metrics = Arc::new(multicomms_runtime::router::metrics::Metrics::default());
+    let sqs = aws_sdk_sqs::Client::new(&config);
+    let queues = Queues::resolve(sqs.clone(), &naming, Duration::from_millis(5), metrics.batch_size.clone()).await;
+    let companies =
+        Companies::new(aws_sdk_dynamodb::Client::new(&config), naming.company_data_table(), Duration::from_secs(30));
+    let router = http::app(Arc::new(http::Router {
+        metrics,
+        companies,
+        queues,
+        limiter: RateLimiter::default(),
+        idempotency: Idempotency::new(Duration::from_secs(600)),
+        version: "router-test-1".into(),
+        max_body_bytes: 64 * 1024,
+        request_timeout: Duration::from_secs(10),
+    }));
+    Env { config, naming, sqs, fakes, router }
+}
+
+impl Env {
+    fn processor(&self, channel: ChannelKind, http_timeout: Duration) -> Arc<Processor> {
+        let http = reqwest::Client::builder().timeout(http_timeout).build().expect("HTTP client");
+        Arc::new(Processor {
+            channel,
+            version: "processor-test-1".into(),
+            conversations: Conversations::new(
+                aws_sdk_dynamodb::Client::new(&self.config),
+                self.naming.conversations_table(),
+            ),
+            secrets: Secrets::new(aws_sdk_secretsmanager::Client::new(&self.config), Duration::from_secs(300)),
+            ai: Ai::new(http.clone(), self.fakes.openai_url()),
+            senders: Senders::new(http, self.fakes.url.clone(), self.fakes.url.clone()),
+            metrics: Arc::new(Metrics::default()),
+        })
+    }
+
+    async fn queue_url(&self, name: String) -> String {
+        self.sqs.get_queue_url().queue_name(name).send().await.expect("queue").queue_url.expect("url")
+    }
+
+    async fn settings(&self, channel: ChannelKind, visibility: Duration) -> Settings {
+        Settings {
+            queue_url: self.queue_url(self.naming.channel_queue(channel)).await,
+            concurrency: 4,
+            visibility,
+            heartbeat: Duration::from_secs(1),
+            retry_base: Duration::from_secs(1),
+            wait: Duration::from_secs(1),
+        }
+    }
+
+    /// Runs a processor for `channel` in the background until the returned sender fires.
+    async fn start(&self, channel: ChannelKind, visibility: Duration, http_timeout: Duration) -> Running {
+        let processor = self.processor(channel, http_timeout);
+        let settings = self.settings(channel, visibility).await;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(queue::run(processor.clone(), self.sqs.clone(), settings, async {
+            let _ = stopped.await;
+        }));
+        Running { stop, task, processor }
+    }
+
+    async fn post(&self, body: Value) -> StatusCode {
+        let request = Request::post("/initiate-conversation")
+            .header("x-api-key", API_KEY)
+            .body(Body::from(body.to_string()))
+            .expect("request");
+        self.router.clone().oneshot(request).await.expect("response").status()
+    }
+
+    /// Puts a raw body on the channel's queue (as a redelivery or a foreign writer would).
+    async fn enqueue(&self, channel: ChannelKind, body: &str) {
+        let url = self.queue_url(self.naming.channel_queue(channel)).await;
+        self.sqs.send_message().queue_url(url).message_body(body).send().await.expect("SendMessage");
+    }
+
+    /// The router's context object for `request`, taken off the queue (so tests can replay it).
+    async fn context_for(&self, request: Value, channel: ChannelKind) -> Value {
+        assert_eq!(self.post(request).await, StatusCode::OK);
+        let url = self.queue_url(self.naming.channel_queue(channel)).await;
+        for _ in 0..10 {
+            let out = self.sqs.receive_message().queue_url(&url).wait_time_seconds(1).send().await.expect("receive");
+            if let Some(message) = out.messages.unwrap_or_default().into_iter().next() {
+                let receipt = message.receipt_handle.expect("receipt");
+                self.sqs.delete_message().queue_url(&url).receipt_handle(receipt).send().await.expect("delete");
+                return serde_json::from_str(&message.body.expect("body")).expect("JSON");
+            }
+        }
+        panic!("the router's message never arrived");
+    }
+
+    async fn record(&self, key: &(String, String)) -> Option<ConversationRecord> {
+        let out = aws_sdk_dynamodb::Client::new(&self.config)
+            .get_item()
+            .table_name(self.naming.conversations_table())
+            .key("primary_channel", AttributeValue::S(key.0.clone()))
+            .key("conversation_id", AttributeValue::S(key.1.clone()))
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("GetItem");
+        out.item.map(|item| ConversationRecord::from_item(item).expect("the wire type reads what the processor wrote"))
+    }
+
+    /// Polls until the record reaches one of `statuses` (30 s at most).
+    async fn settled(&self, key: &(String, String), statuses: &[&str]) -> ConversationRecord {
+        let mut last = None;
+        for _ in 0..150 {
+            if let Some(record) = self.record(key).await {
+                if statuses.contains(&record.conversation_status.as_str()) {
+                    return record;
+                }
+                last = Some(record);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        panic!("the record never reached {statuses:?}: {last:#?}");
+    }
+
+    /// Messages visible or in flight on a queue.
+    async fn depth(&self, queue_name: String) -> u64 {
+        let url = self.queue_url(queue_name).await;
+        let out = self
+            .sqs
+            .get_queue_attributes()
+            .queue_url(url)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+            .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+            .send()
+            .await
+            .expect("attributes");
+        let attributes = out.attributes.unwrap_or_default();
+        [QueueAttributeName::ApproximateNumberOfMessages, QueueAttributeName::ApproximateNumberOfMessagesNotVisible]
+            .iter()
+            .filter_map(|name| attributes.get(name).and_then(|v| v.parse::<u64>().ok()))
+            .sum()
+    }
+}
+
+struct Running {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+    processor: Arc<Processor>,
+}
+
+impl Running {
+    /// Graceful stop (what SIGTERM does): returns once the messages in flight are finished.
+    async fn stop(self) -> Arc<Processor> {
+        let _ = self.stop.send(());
+        self.task.await.expect("the processor loop ends cleanly");
+        self.processor
+    }
+
+    /// A crash: everything in flight is dropped where it stands.
+    fn kill(self) {
+        self.task.abort();
+    }
+}
+
+fn request(id: u32, channel: &str) -> Value {
+    let mut body = example_request();
+    body["request_data"]["request_id"] = json!(format!("550e8400-e29b-41d4-a716-{:012x}", id));
+    body["request_data"]["channel_method"] = json!(channel);
+    body
+}
+
+fn key_of(context: &Value) -> (String, String) {
+    let channel = context["frontend_payload"]["request_data"]["channel_method"].as_str().unwrap_or_default();
+    let field = if channel == "email" { "recipient_email" } else { "recipient_tel" };
+    (
+        context["frontend_payload"]["recipient_data"][field].as_str().unwrap_or_default().to_string(),
+        context["conversation_data"]["conversation_id"].as_str().unwrap_or_default().to_string(),
+    )
+}
+
+const LONG: Duration = Duration::from_secs(60);
+
+#[tokio::test]
+async fn each_channel_ends_as_one_provider_request_and_a_record_that_tells_the_story() {
+    let env = env().await;
+    let channels = [ChannelKind::Whatsapp, ChannelKind::Sms, ChannelKind::Email];
+    let mut running = Vec::new();
+    for channel in channels {
+        running.push(env.start(channel, LONG, LONG).await);
+    }
+    let keys = [
+        ("+447835065013", "ci-aaa-001#pi-aaa-001#550e8400-e29b-41d4-a716-000000000101#447588713814"),
+        ("+447835065013", "ci-aaa-001#pi-aaa-001#550e8400-e29b-41d4-a716-000000000102#447588713814"),
+        ("lee@example.com", "ci-aaa-001#pi-aaa-001#550e8400-e29b-41d4-a716-000000000103#recruitment@cucumber.example"),
+    ];
+    for (i, channel) in channels.iter().enumerate() {
+        assert_eq!(env.post(request(0x101 + i as u32, channel.as_str())).await, StatusCode::OK);
+    }
+    let mut records = Vec::new();
+    for (pk, id) in keys {
+        records.push(env.settled(&(pk.into(), id.into()), &[status::INITIAL_MESSAGE_SENT]).await);
+    }
+    for run in running {
+        run.stop().await;
+    }
+
+    // What the providers received.
+    let twilio = env.fakes.requests(Service::Twilio);
+    assert_eq!(twilio.len(), 2, "{twilio:#?}");
+    let whatsapp = twilio.iter().find(|r| r.field("ContentSid").is_some()).expect("the WhatsApp request");
+    assert_eq!(whatsapp.field("To"), Some("whatsapp:+447835065013"));
+    assert_eq!(whatsapp.field("From"), Some("whatsapp:+447588713814"));
+    assert_eq!(whatsapp.field("ContentSid"), Some("HX0123456789abcdef0123456789abcdef"));
+    let variables: Value = serde_json::from_str(whatsapp.field("ContentVariables").expect("variables")).expect("JSON");
+    assert_eq!(variables.as_object().map(|v| v.len()), Some(4), "the Company's schema has four variables");
+    assert_eq!(whatsapp.path, "/2010-04-01/Accounts/AC00000000000000000000000000000000/Messages.json");
+    // Basic AC…:local-demo-twilio-token-not-a-secret
+    assert_eq!(
+        whatsapp.authorization,
+        "Basic QUMwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDAwMDpsb2NhbC1kZW1vLXR3aWxpby10b2tlbi1ub3QtYS1zZWNyZXQ="
+    );
+    let sms = twilio.iter().find(|r| r.field("Body").is_some()).expect("the SMS request");
+    assert_eq!((sms.field("To"), sms.field("From")), (Some("+447835065013"), Some("+447588713814")));
+    assert_eq!(sms.field("Body"), Some("Hello from the fake model"));
+    let sendgrid = env.fakes.requests(Service::SendGrid);
+    assert_eq!(sendgrid.len(), 1);
+    let mail = &sendgrid[0].json;
+    assert_eq!(sendgrid[0].authorization, "Bearer SG.local-demo-not-a-secret");
+    assert_eq!(mail["template_id"], "d-0123456789abcdef0123456789abcdef");
+    assert_eq!(mail["from"], json!({"email": "recruitment@cucumber.example", "name": "Cucumber Recruitment"}));
+    assert_eq!(mail["personalizations"][0]["to"][0], json!({"email": "lee@example.com", "name": "Lee Hayton"}));
+    assert_eq!(mail["custom_args"]["conversation_id"], keys[2].1);
+    let openai = env.fakes.requests(Service::OpenAi);
+    assert_eq!(openai.len(), 3);
+    let whatsapp_ai =
+        openai.iter().find(|r| r.authorization == "Bearer sk-local-demo-whatsapp").expect("whatsapp AI call");
+    assert_eq!(whatsapp_ai.json["model"], "gpt-4o-mini");
+    assert_eq!(whatsapp_ai.json["text"]["format"]["strict"], true);
+    assert!(whatsapp_ai.json["instructions"].as_str().is_some_and(|i| i.contains("WhatsApp template")));
+    let input = whatsapp_ai.json["input"].as_str().expect("input");
+    assert!(
+        input.contains("- Company Name: Cucumber Recruitment") && input.contains("Healthcare Assistant"),
+        "{input}"
+    );
+    assert!(openai.iter().any(|r| r.authorization == "Bearer sk-local-demo-email"));
+
+    // The records.
+    let whatsapp_record = &records[0];
+    assert_eq!(whatsapp_record.messages.len(), 1);
+    let message = &whatsapp_record.messages[0];
+    assert!(message.message_id.starts_with("SM") && message.role == "assistant", "{message:?}");
+    assert!(message.content.starts_with("[HX0123456789abcdef0123456789abcdef] "), "{message:?}");
+    assert!(message.prompt_tokens > 0 && message.total_tokens == message.prompt_tokens + message.completion_tokens);
+    assert!(whatsapp_record.response_id.as_deref().is_some_and(|r| r.starts_with("resp_")));
+    assert!(whatsapp_record.initial_processing_time_ms.is_some());
+    assert_eq!(whatsapp_record.task_complete, 0);
+    assert_eq!(whatsapp_record.processor_version, "test-1");
+    assert_eq!(whatsapp_record.router_version.as_deref(), Some("router-test-1"));
+    assert_eq!(whatsapp_record.gsi_company_whatsapp_number.as_deref(), Some("+447588713814"));
+    assert_eq!(whatsapp_record.gsi_company_sms_number, None, "sparse: only the record's own channel");
+    assert_eq!(
+        whatsapp_record.channel_config["whatsapp_credentials_id"].as_str().map(|s| s.contains("twilio")),
+        Some(true)
+    );
+    assert!(whatsapp_record.failure_reason.is_none());
+    assert_eq!(records[1].messages[0].content, "Hello from the fake model");
+    assert_eq!(records[2].gsi_company_email.as_deref(), Some("recruitment@cucumber.example"));
+    assert!(records[2].messages[0].content.contains("value 1") || records[2].messages[0].content.starts_with('{'));
+    for channel in channels {
+        assert_eq!(env.depth(env.naming.channel_queue(channel)).await, 0, "{channel}: message deleted");
+    }
+}
+
+#[tokio::test]
+async fn a_redelivered_message_is_sent_once() {
+    let env = env().await;
+    let context = env.context_for(request(0x201, "whatsapp"), ChannelKind::Whatsapp).await;
+    let body = context.to_string();
+    env.enqueue(ChannelKind::Whatsapp, &body).await;
+    env.enqueue(ChannelKind::Whatsapp, &body).await;
+    let running = env.start(ChannelKind::Whatsapp, LONG, LONG).await;
+    env.settled(&key_of(&context), &[status::INITIAL_MESSAGE_SENT]).await;
+    for _ in 0..50 {
+        if env.depth(env.naming.channel_queue(ChannelKind::Whatsapp)).await == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let processor = running.stop().await;
+    assert_eq!(env.fakes.sent().len(), 1, "one send for two deliveries");
+    let metrics = processor.metrics.render();
+    assert!(
+        metrics.contains(r#"multicomms_processor_messages_total{channel="whatsapp",outcome="duplicate"} 1"#),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(r#"multicomms_processor_messages_total{channel="whatsapp",outcome="sent"} 1"#),
+        "{metrics}"
+    );
+}
+
+/// The conversation key of the example request `id` on WhatsApp.
+fn whatsapp_key(id: u32) -> (String, String) {
+    let conversation = format!("ci-aaa-001#pi-aaa-001#550e8400-e29b-41d4-a716-{id:012x}#447588713814");
+    ("+447835065013".to_string(), conversation)
+}
+
+/// One request through the router with `faults` queued at `service`; returns the settled record.
+async fn with_fault(env: &Env, id: u32, service: Service, faults: &[Fault], statuses: &[&str]) -> ConversationRecord {
+    for fault in faults {
+        env.fakes.fail_next(service, fault.clone());
+    }
+    assert_eq!(env.post(request(id, "whatsapp")).await, StatusCode::OK);
+    env.settled(&whatsapp_key(id), statuses).await
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried_and_permanent_ones_recorded() {
+    let env = env().await;
+    // Contexts edited as a foreign writer might, taken off the queue before a processor runs.
+    let mut no_consent = env.context_for(request(0x309, "whatsapp"), ChannelKind::Whatsapp).await;
+    no_consent["frontend_payload"]["recipient_data"]["comms_consent"] = json!(false);
+    let mut no_secret = env.context_for(request(0x30a, "whatsapp"), ChannelKind::Whatsapp).await;
+    no_secret["company_data_payload"]["channel_config"]["whatsapp"]["whatsapp_credentials_id"] =
+        json!("no/such/secret");
+    let running = env.start(ChannelKind::Whatsapp, LONG, Duration::from_secs(2)).await;
+
+    // AI throttled, then fine: retried after the backoff, sent once.
+    let record = with_fault(&env, 0x301, Service::OpenAi, &[Fault::Status(429)], &[status::INITIAL_MESSAGE_SENT]).await;
+    assert!(record.failure_reason.is_none(), "cleared on success: {record:?}");
+    assert_eq!(env.fakes.requests(Service::OpenAi).len(), 2);
+    assert_eq!(env.fakes.sent().len(), 1);
+
+    // Twilio throttled (nothing sent), then fine.
+    with_fault(&env, 0x302, Service::Twilio, &[Fault::Status(429)], &[status::INITIAL_MESSAGE_SENT]).await;
+    assert_eq!(env.fakes.sent().len(), 2);
+
+    // Output that breaks the schema, not JSON, a refusal: permanent, nothing sent.
+    for (id, fault, reason) in [
+        (0x303, Fault::OffSchema, "ai: the model's output breaks the schema"),
+        (0x304, Fault::NotJson, "ai: the model's output is not JSON"),
+        (0x305, Fault::Refusal, "ai: the model refused"),
+    ] {
+        let record = with_fault(&env, id, Service::OpenAi, &[fault], &[status::FAILED_TO_PROCESS_AI]).await;
+        assert!(record.failure_reason.as_deref().is_some_and(|r| r.starts_with(reason)), "{record:?}");
+    }
+    assert_eq!(env.fakes.sent().len(), 2);
+
+    // Twilio refuses the number: permanent.
+    let record =
+        with_fault(&env, 0x306, Service::Twilio, &[Fault::Status(400)], &[status::FAILED_TO_SEND_MESSAGE]).await;
+    assert!(record.failure_reason.as_deref().is_some_and(|r| r.contains("21211")), "{record:?}");
+
+    // Twilio 500 or no answer: the message may have gone out; never sent again, handed off.
+    for (id, fault) in [(0x307, Fault::Status(500)), (0x308, Fault::Hang)] {
+        let record = with_fault(&env, id, Service::Twilio, &[fault], &[status::SEND_OUTCOME_UNKNOWN]).await;
+        assert!(record.hand_off_to_human, "{record:?}");
+    }
+    let twilio_calls = env.fakes.requests(Service::Twilio).len();
+
+    // No consent: never reaches the AI or the provider.
+    let ai_calls = env.fakes.requests(Service::OpenAi).len();
+    env.enqueue(ChannelKind::Whatsapp, &no_consent.to_string()).await;
+    env.settled(&key_of(&no_consent), &[status::FAILED_NO_CONSENT]).await;
+
+    // A credentials secret that does not exist.
+    env.enqueue(ChannelKind::Whatsapp, &no_secret.to_string()).await;
+    let record = env.settled(&key_of(&no_secret), &[status::FAILED_SECRETS_FETCH]).await;
+    assert_eq!(record.failure_reason.as_deref(), Some("secrets: secret no/such/secret: ResourceNotFoundException"));
+    assert_eq!(env.fakes.requests(Service::OpenAi).len(), ai_calls, "no AI call without consent or credentials");
+    assert_eq!(env.fakes.requests(Service::Twilio).len(), twilio_calls);
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_message_whose_send_outcome_is_unknown_is_not_sent_again_on_redelivery() {
+    let env = env().await;
+    env.fakes.fail_next(Service::Twilio, Fault::Status(502));
+    let context = env.context_for(request(0x401, "whatsapp"), ChannelKind::Whatsapp).await;
+    env.enqueue(ChannelKind::Whatsapp, &context.to_string()).await;
+    let running = env.start(ChannelKind::Whatsapp, LONG, LONG).await;
+    env.settled(&key_of(&context), &[status::SEND_OUTCOME_UNKNOWN]).await;
+    env.enqueue(ChannelKind::Whatsapp, &context.to_string()).await;
+    for _ in 0..50 {
+        if env.depth(env.naming.channel_queue(ChannelKind::Whatsapp)).await == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    running.stop().await;
+    assert_eq!(env.fakes.requests(Service::Twilio).len(), 1, "the redelivery did not call Twilio");
+    assert_eq!(
+        env.record(&key_of(&context)).await.map(|r| r.conversation_status),
+        Some(status::SEND_OUTCOME_UNKNOWN.into())
+    );
+}
+
+#[tokio::test]
+async fn the_heartbeat_keeps_a_slow_message_invisible_beyond_its_visibility_timeout() {
+    let env = env().await;
+    env.fakes.set_latency(Service::OpenAi, Duration::from_secs(5));
+    let context = env.context_for(request(0x501, "whatsapp"), ChannelKind::Whatsapp).await;
+    env.enqueue(ChannelKind::Whatsapp, &context.to_string()).await;
+    // Received with a 2 s visibility timeout, renewed every second, worked on for 5 s+.
+    let running = env.start(ChannelKind::Whatsapp, Duration::from_secs(2), LONG).await;
+    let url = env.queue_url(env.naming.channel_queue(ChannelKind::Whatsapp)).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut seen_by_others = 0;
+    for _ in 0..5 {
+        let out = env.sqs.receive_message().queue_url(&url).wait_time_seconds(1).send().await.expect("receive");
+        seen_by_others += out.messages.unwrap_or_default().len();
+    }
+    env.settled(&key_of(&context), &[status::INITIAL_MESSAGE_SENT]).await;
+    running.stop().await;
+    assert_eq!(seen_by_others, 0, "the message stayed invisible while it was worked on");
+    assert_eq!(env.fakes.sent().len(), 1);
+}
+
+#[tokio::test]
+async fn an_unusable_message_ends_in_the_dead_letter_queue() {
+    let env = env().await;
+    let mut wrong_channel = env.context_for(request(0x601, "whatsapp"), ChannelKind::Whatsapp).await;
+    wrong_channel["frontend_payload"]["request_data"]["channel_method"] = json!("WhatsApp");
+    env.enqueue(ChannelKind::Whatsapp, "this is not a context object").await;
+    env.enqueue(ChannelKind::Whatsapp, &wrong_channel.to_string()).await;
+    let running = env.start(ChannelKind::Whatsapp, LONG, LONG).await;
+    let dlq = env.naming.channel_dlq(ChannelKind::Whatsapp);
+    let mut in_dlq = 0;
+    for _ in 0..100 {
+        in_dlq = env.depth(dlq.clone()).await;
+        if in_dlq == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let processor = running.stop().await;
+    assert_eq!(in_dlq, 2, "both unusable messages reached the DLQ after maxReceiveCount receives");
+    assert!(env.record(&key_of(&wrong_channel)).await.is_none(), "no record for an unusable message");
+    assert!(processor.metrics.render().contains(r#"outcome="poison"} "#));
+    assert!(env.fakes.requests(Service::OpenAi).is_empty());
+}
+
+#[tokio::test]
+async fn sigterm_finishes_the_messages_in_flight() {
+    let env = env().await;
+    env.fakes.set_latency(Service::OpenAi, Duration::from_secs(2));
+    let running = env.start(ChannelKind::Whatsapp, LONG, LONG).await;
+    assert_eq!(env.post(request(0x701, "whatsapp")).await, StatusCode::OK);
+    // Stop once the message is being worked on (the AI call has arrived).
+    for _ in 0..100 {
+        if !env.fakes.requests(Service::OpenAi).is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let started = std::time::Instant::now();
+    running.stop().await;
+    let key = (
+        "+447835065013".to_string(),
+        "ci-aaa-001#pi-aaa-001#550e8400-e29b-41d4-a716-000000000701#447588713814".to_string(),
+    );
+    let record = env.record(&key).await.expect("record");
+    assert_eq!(
+        record.conversation_status,
+        status::INITIAL_MESSAGE_SENT,
+        "finished before stopping ({:?})",
+        started.elapsed()
+    );
+    assert_eq!(env.fakes.sent().len(), 1);
+}
+
+#[tokio::test]
+async fn killing_the_processor_mid_flight_loses_nothing_and_sends_nothing_twice() {
+    let env = env().await;
+    let visibility = Duration::from_secs(2);
+    // Killed during the AI call: nothing was sent; after the visibility timeout a new
+    // processor picks the message up and sends it once.
+    env.fakes.set_latency(Service::OpenAi, Duration::from_secs(3));
+    let context = env.context_for(request(0x801, "whatsapp"), ChannelKind::Whatsapp).await;
+    env.enqueue(ChannelKind::Whatsapp, &context.to_string()).await;
+    let first = env.start(ChannelKind::Whatsapp, visibility, LONG).await;
+    for _ in 0..100 {
+        if !env.fakes.requests(Service::OpenAi).is_empty() || env.record(&key_of(&context)).await.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    first.kill();
+    env.fakes.set_latency(Service::OpenAi, Duration::ZERO);
+    let second = env.start(ChannelKind::Whatsapp, visibility, LONG).await;
+    env.settled(&key_of(&context), &[status::INITIAL_MESSAGE_SENT]).await;
+    second.stop().await;
+    assert_eq!(env.fakes.sent().len(), 1, "sent once after the restart");
+
+    // Killed while the provider had the request: it may have been delivered (here it was), so
+    // the restarted processor hands the conversation to a person instead of sending again.
+    env.fakes.set_latency(Service::Twilio, Duration::from_secs(2));
+    let context = env.context_for(request(0x802, "whatsapp"), ChannelKind::Whatsapp).await;
+    env.enqueue(ChannelKind::Whatsapp, &context.to_string()).await;
+    let first = env.start(ChannelKind::Whatsapp, visibility, LONG).await;
+    for _ in 0..100 {
+        if env.fakes.requests(Service::Twilio).len() == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    first.kill();
+    env.fakes.set_latency(Service::Twilio, Duration::ZERO);
+    let second = env.start(ChannelKind::Whatsapp, visibility, LONG).await;
+    let record = env.settled(&key_of(&context), &[status::SEND_OUTCOME_UNKNOWN]).await;
+    second.stop().await;
+    assert!(record.hand_off_to_human);
+    assert_eq!(env.fakes.requests(Service::Twilio).len(), 2, "the interrupted send was not repeated");
+    assert_eq!(env.fakes.sent().len(), 2);
+    assert_eq!(env.depth(env.naming.channel_queue(ChannelKind::Whatsapp)).await, 0, "nothing left behind");
+}
