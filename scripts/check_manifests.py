@@ -43,6 +43,11 @@ if router_env.get("MULTICOMMS_ENV") != "dev" or router_env.get("MULTICOMMS_PREFI
     failures.append(f"chart: the router must name resources like the operator, got {router_env}")
 if router["terminationGracePeriodSeconds"] * 1000 <= int(router_env["MULTICOMMS_REQUEST_TIMEOUT_MS"]):
     failures.append("chart: the router's grace period must outlast a request timeout (in-flight requests finish)")
+for channel in ("whatsapp", "sms", "email"):
+    processor = deployments.get(f"multicomms-multicomms-processor-{channel}")
+    env = {e["name"]: e.get("value") for e in processor["spec"]["template"]["spec"]["containers"][0]["env"]} if processor else {}
+    if env.get("MULTICOMMS_CHANNEL") != channel:
+        failures.append(f"chart: no {channel} processor Deployment with MULTICOMMS_CHANNEL={channel}")
 validate("chart CRDs", "".join(p.read_text() for p in sorted((chart / "crds").glob("*.yaml"))))
 
 for env in ("dev", "prod"):

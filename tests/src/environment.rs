@@ -23,6 +23,15 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace root").to_path_buf()
 }
 
+/// A workspace binary next to the running test executable (target/<profile>/).
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("test executable");
+    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
+    let binary = profile_dir.join(name);
+    assert!(binary.exists(), "{} is missing: run the tests with scripts/test.sh, which builds it", binary.display());
+    binary
+}
+
 /// The example manifests (channels, companies, local Secrets).
 pub fn example_manifests() -> Manifests {
     let paths = ["config/channels", "config/companies", "config/examples/local"].map(|p| repo_root().join(p));

@@ -7,13 +7,8 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
 }
 
-/// The operator binary next to this test's own executable (target/<profile>/).
 fn operator() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable");
-    let profile_dir = exe.parent().and_then(Path::parent).expect("target/<profile>");
-    let binary = profile_dir.join("multicomms-operator");
-    assert!(binary.exists(), "{} is missing: run the tests with scripts/test.sh, which builds it", binary.display());
-    binary
+    multicomms_e2e::environment::binary("multicomms-operator")
 }
 
 struct Run {

@@ -18,3 +18,15 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 app.kubernetes.io/name: multicomms-router
 app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
+{{- define "multicomms-processor.labels" -}}
+app.kubernetes.io/name: multicomms-processor
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .channel }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+{{- end }}
+{{- define "multicomms-processor.selector" -}}
+app.kubernetes.io/name: multicomms-processor
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .channel }}
+{{- end }}

@@ -74,7 +74,7 @@ pub fn secrets(spec: &ChannelSpec, naming: &Naming) -> Vec<SecretSpec> {
         .iter()
         .map(|key| SecretSpec {
             name: naming.shared_ai_key_secret(spec.kind),
-            keys: vec![("ai_api_key", SecretSpec::from_ref("spec.aiApiKey", key))],
+            keys: vec![(multicomms_runtime::wire::secret_keys::AI_API_KEY, SecretSpec::from_ref("spec.aiApiKey", key))],
         })
         .collect()
 }

@@ -6,7 +6,7 @@ use multicomms_runtime::wire::company::{
     api_key_hash, AiChannelConfig, AiConfig, ChannelConfig, EmailConfig, PerChannel, RateLimits, SmsConfig,
     WhatsappConfig,
 };
-use multicomms_runtime::wire::{ChannelKind, CompanyRecord, Naming};
+use multicomms_runtime::wire::{secret_keys, ChannelKind, CompanyRecord, Naming};
 
 /// The record the resource describes. Timestamps are left empty: the writer stamps them.
 /// `api_key` is the router API key's value, of which the record keeps only a hash.
@@ -104,13 +104,13 @@ pub fn secrets(spec: &CompanySpec, naming: &Naming) -> Vec<SecretSpec> {
     if let Some(key) = &spec.api_key {
         out.push(SecretSpec {
             name: naming.router_api_key_secret(company, project),
-            keys: vec![("api_key", SecretSpec::from_ref("spec.apiKey", key))],
+            keys: vec![(secret_keys::ROUTER_API_KEY, SecretSpec::from_ref("spec.apiKey", key))],
         });
     }
     let c = &spec.channels;
     if let Some(w) = &c.whatsapp {
         let mut keys = twilio_keys(ChannelKind::Whatsapp, &w.twilio);
-        keys.push(("twilio_template_sid", Source::Literal(w.content_sid.clone())));
+        keys.push((secret_keys::TWILIO_TEMPLATE_SID, Source::Literal(w.content_sid.clone())));
         let name = naming.channel_credentials_secret(ChannelKind::Whatsapp, company, project);
         out.push(SecretSpec { name, keys });
     }
@@ -122,7 +122,7 @@ pub fn secrets(spec: &CompanySpec, naming: &Naming) -> Vec<SecretSpec> {
         out.push(SecretSpec {
             name: naming.channel_credentials_secret(ChannelKind::Email, company, project),
             keys: vec![(
-                "sendgrid_api_key",
+                secret_keys::SENDGRID_API_KEY,
                 SecretSpec::from_ref("spec.channels.email.sendgrid.apiKey", &e.sendgrid.api_key),
             )],
         });
@@ -131,7 +131,10 @@ pub fn secrets(spec: &CompanySpec, naming: &Naming) -> Vec<SecretSpec> {
         if let Some(key) = spec.ai_settings(kind).and_then(|a| a.api_key.as_ref()) {
             out.push(SecretSpec {
                 name: naming.company_ai_key_secret(kind, company, project),
-                keys: vec![("ai_api_key", SecretSpec::from_ref(format!("spec.channels.{kind}.ai.apiKey"), key))],
+                keys: vec![(
+                    secret_keys::AI_API_KEY,
+                    SecretSpec::from_ref(format!("spec.channels.{kind}.ai.apiKey"), key),
+                )],
             });
         }
     }
@@ -141,11 +144,11 @@ pub fn secrets(spec: &CompanySpec, naming: &Naming) -> Vec<SecretSpec> {
 fn twilio_keys(kind: ChannelKind, twilio: &TwilioCredentials) -> Vec<(&'static str, Source)> {
     vec![
         (
-            "twilio_account_sid",
+            secret_keys::TWILIO_ACCOUNT_SID,
             SecretSpec::from_ref(format!("spec.channels.{kind}.twilio.accountSid"), &twilio.account_sid),
         ),
         (
-            "twilio_auth_token",
+            secret_keys::TWILIO_AUTH_TOKEN,
             SecretSpec::from_ref(format!("spec.channels.{kind}.twilio.authToken"), &twilio.auth_token),
         ),
     ]

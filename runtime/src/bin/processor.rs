@@ -27,8 +27,8 @@ struct Cli {
     #[arg(long, env = "MULTICOMMS_ENV", default_value = "dev")]
     env: String,
     /// `processor_version` on new records ("processor-" is dropped, as in the original).
-    #[arg(long, env = "VERSION", default_value = concat!("processor-", env!("CARGO_PKG_VERSION")))]
-    version: String,
+    #[arg(long = "processor-version", env = "VERSION", default_value = concat!("processor-", env!("CARGO_PKG_VERSION")))]
+    processor_version: String,
     /// Messages worked on at once.
     #[arg(long, env = "MULTICOMMS_CONCURRENCY", default_value_t = 16)]
     concurrency: usize,
@@ -84,7 +84,7 @@ async fn main() -> anyhow::Result<()> {
     let metrics = Arc::new(Metrics::default());
     let processor = Arc::new(Processor {
         channel: cli.channel,
-        version: cli.version,
+        version: cli.processor_version,
         conversations: Conversations::new(aws_sdk_dynamodb::Client::new(&config), naming.conversations_table()),
         secrets: Secrets::new(
             aws_sdk_secretsmanager::Client::new(&config),

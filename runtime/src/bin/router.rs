@@ -17,8 +17,8 @@ struct Cli {
     #[arg(long, env = "MULTICOMMS_ENV", default_value = "dev")]
     env: String,
     /// `metadata.router_version` in every context object.
-    #[arg(long, env = "VERSION", default_value = concat!("router-", env!("CARGO_PKG_VERSION")))]
-    version: String,
+    #[arg(long = "router-version", env = "VERSION", default_value = concat!("router-", env!("CARGO_PKG_VERSION")))]
+    router_version: String,
     #[arg(long, env = "MULTICOMMS_ROUTER_ADDRESS", default_value = "0.0.0.0:8080")]
     address: std::net::SocketAddr,
     /// Largest accepted body (SQS takes 256 KiB per message, the company data included).
@@ -40,7 +40,7 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt().with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt().json().with_writer(std::io::stderr).init();
     let cli = Cli::parse();
     let naming = Naming::new(cli.prefix, cli.env);
     let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
@@ -58,7 +58,7 @@ async fn main() -> anyhow::Result<()> {
         queues,
         limiter: RateLimiter::default(),
         idempotency: Idempotency::new(Duration::from_secs(cli.idempotency_seconds)),
-        version: cli.version,
+        version: cli.router_version,
         max_body_bytes: cli.max_body_bytes,
         request_timeout: Duration::from_millis(cli.request_timeout_ms),
     });

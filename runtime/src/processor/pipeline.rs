@@ -134,7 +134,7 @@ impl Processor {
             .conversations
             .transition(key, status::PROCESSING, status::SENDING, &now())
             .await
-            .map_err(at(status::PROCESSING, "claim"))?;
+            .map_err(at(status::FAILED_UNKNOWN, "claim"))?;
         if !claimed {
             return Ok(Outcome::Done(DUPLICATE));
         }
@@ -146,7 +146,7 @@ impl Processor {
                     self.conversations
                         .transition(key, status::SENDING, status::PROCESSING, &now())
                         .await
-                        .map_err(at(status::SENDING, "send"))?;
+                        .map_err(at(status::FAILED_TO_SEND_MESSAGE, "send"))?;
                 }
                 return Err(at(status::FAILED_TO_SEND_MESSAGE, "send")(failure));
             }

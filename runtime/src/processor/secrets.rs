@@ -1,6 +1,7 @@
 //! Credentials from Secrets Manager, cached for a short TTL (the original fetched them for every
 //! message), values kept in secrecy types. Shapes are the ones the operator writes (spec §6).
 use super::failure::Failure;
+use crate::wire::secret_keys;
 use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::HashMap;
@@ -25,25 +26,25 @@ impl Secrets {
         Secrets { client, ttl, cache: Mutex::default() }
     }
 
-    /// `{"ai_api_key": …}`.
+    /// `{"ai_api_key": …}` (the keys are in [`secret_keys`]).
     pub async fn ai_key(&self, name: &str) -> Result<SecretString, Failure> {
-        self.field(name, "ai_api_key").await
+        self.field(name, secret_keys::AI_API_KEY).await
     }
 
     /// `{"sendgrid_api_key": …}`.
     pub async fn sendgrid_key(&self, name: &str) -> Result<SecretString, Failure> {
-        self.field(name, "sendgrid_api_key").await
+        self.field(name, secret_keys::SENDGRID_API_KEY).await
     }
 
     /// `{"twilio_account_sid", "twilio_auth_token", "twilio_template_sid"?}`.
     pub async fn twilio(&self, name: &str) -> Result<TwilioCredentials, Failure> {
         let json = self.json(name).await?;
         let text = |key: &str| json.get(key).and_then(|v| v.as_str()).filter(|v| !v.is_empty()).map(str::to_string);
-        match (text("twilio_account_sid"), text("twilio_auth_token")) {
+        match (text(secret_keys::TWILIO_ACCOUNT_SID), text(secret_keys::TWILIO_AUTH_TOKEN)) {
             (Some(account_sid), Some(token)) => Ok(TwilioCredentials {
                 account_sid,
                 auth_token: SecretString::from(token),
-                template_sid: text("twilio_template_sid"),
+                template_sid: text(secret_keys::TWILIO_TEMPLATE_SID),
             }),
             _ => Err(Failure::Permanent(format!("secret {name} lacks twilio_account_sid or twilio_auth_token"))),
         }

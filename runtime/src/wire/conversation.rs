@@ -63,6 +63,8 @@ pub mod status {
     pub const FAILED_SECRETS_FETCH: &str = "failed_secrets_fetch";
     pub const FAILED_TO_PROCESS_AI: &str = "failed_to_process_ai";
     pub const FAILED_TO_SEND_MESSAGE: &str = "failed_to_send_message";
+    /// A store or configuration error outside the steps above.
+    pub const FAILED_UNKNOWN: &str = "failed_unknown";
     /// `comms_consent` is false and the company did not opt into sending without it.
     pub const FAILED_NO_CONSENT: &str = "failed_no_consent";
     /// The provider may have accepted the message (timeout, 5xx, crash mid-send): never sent

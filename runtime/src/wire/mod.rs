@@ -4,6 +4,7 @@ pub mod company;
 pub mod context;
 pub mod conversation;
 pub mod names;
+pub mod secret_keys;
 
 pub use channel::ChannelKind;
 pub use company::CompanyRecord;
