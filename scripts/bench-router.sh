@@ -12,13 +12,9 @@ cd "$ROOT"
 cargo build --locked --release -q -p multicomms-operator -p multicomms-runtime --bins
 cargo build --locked --release -q -p multicomms-e2e --example load
 
-# The example company, with limits high enough not to be the bottleneck.
 work="$(mktemp -d)"
-sed -e 's/requestsPerMinute: 60/requestsPerMinute: 10000000/' -e 's/requestsPerDay: 2000/requestsPerDay: 100000000/' \
-  config/companies/cucumber-recruitment-clarify-cv.yaml > "$work/company.yaml"
 prefix="bench$$"
-target/release/multicomms-operator --prefix "$prefix" --env bench apply \
-  -f config/channels -f "$work/company.yaml" -f config/examples/local --namespace bench > /dev/null
+apply_bench_examples "$prefix" "$work"
 
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 MULTICOMMS_PREFIX="$prefix" MULTICOMMS_ENV=bench RUST_LOG=warn \

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job, locally: start the AWS emulator, `apply` the example Channels and Company from
 # config/ (with the local-only Secrets), show that a second run changes nothing, and show the
-# deliberately invalid examples being rejected.
+# deliberately invalid examples being rejected; then run the router, a WhatsApp processor and the
+# fake providers, and send one request end to end.
 set -euo pipefail
 source "$(dirname "$0")/emulator.sh"
 start_emulator
@@ -18,3 +19,49 @@ echo; echo "== apply again: nothing to change"
 "$operator" apply "${examples[@]}"
 echo; echo "== plan the invalid examples: each is rejected, naming the field"
 "$operator" plan -f config/examples/invalid || true
+
+echo; echo "== the pods: router, WhatsApp processor, fake OpenAI/Twilio/SendGrid; one request end to end"
+cargo build --locked --quiet -p multicomms-runtime -p multicomms-e2e --bins
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
+fakes_port="$(free_port)"; router_port="$(free_port)"; processor_port="$(free_port)"
+logs="$ROOT/target/demo"; mkdir -p "$logs"
+target/debug/fake-providers "127.0.0.1:$fakes_port" > "$logs/fakes.log" 2>&1 &
+pods=($!)
+MULTICOMMS_ENV=dev target/debug/multicomms-router --address "127.0.0.1:$router_port" > "$logs/router.log" 2>&1 &
+pods+=($!)
+MULTICOMMS_ENV=dev target/debug/multicomms-processor --channel whatsapp --address "127.0.0.1:$processor_port" \
+  --openai-base-url "http://127.0.0.1:$fakes_port/v1" --twilio-base-url "http://127.0.0.1:$fakes_port" \
+  --sendgrid-base-url "http://127.0.0.1:$fakes_port" > "$logs/processor.log" 2>&1 &
+pods+=($!)
+trap 'kill "${pods[@]}" 2>/dev/null || true; kill "$EMULATOR_PID" 2>/dev/null || true' EXIT
+wait_port "$fakes_port"; wait_port "$router_port"; wait_port "$processor_port"
+request_id="$(python3 -c 'import uuid; print(uuid.uuid4())')"
+"$VENV/bin/python" - "$router_port" "$request_id" <<'PY'
+import json, os, sys, time, urllib.request, boto3
+port, request_id = sys.argv[1], sys.argv[2]
+body = {
+    "company_data": {"company_id": "ci-aaa-001", "project_id": "pi-aaa-001"},
+    "recipient_data": {"recipient_first_name": "Lee", "recipient_last_name": "Hayton",
+                       "recipient_tel": "+447835065013", "recipient_email": "lee@example.com", "comms_consent": True},
+    "project_data": {"jobID": "9999", "jobRole": "Healthcare Assistant"},
+    "request_data": {"request_id": request_id, "channel_method": "whatsapp",
+                     "initial_request_timestamp": "2023-09-15T11:45:32.789Z"},
+}
+request = urllib.request.Request(f"http://127.0.0.1:{port}/initiate-conversation", data=json.dumps(body).encode(),
+                                 headers={"x-api-key": "local-demo-router-key-not-a-secret", "content-type": "application/json"})
+print("router:", urllib.request.urlopen(request).read().decode())
+table = boto3.client("dynamodb", region_name=os.environ["AWS_REGION"])
+key = {"primary_channel": {"S": "+447835065013"},
+       "conversation_id": {"S": f"ci-aaa-001#pi-aaa-001#{request_id}#447588713814"}}
+for _ in range(100):
+    item = table.get_item(TableName="ai-multi-comms-conversations-dev", Key=key).get("Item")
+    if item and item["conversation_status"]["S"] not in ("processing", "sending"):
+        break
+    time.sleep(0.2)
+message = item["messages"]["L"][0]["M"] if item and item["messages"]["L"] else {}
+print("conversation record:", item["conversation_status"]["S"] if item else "missing",
+      "| message", message.get("message_id", {}).get("S"), "|", message.get("content", {}).get("S"),
+      "| tokens", message.get("total_tokens", {}).get("N"))
+PY
+echo "(pod logs: target/demo/)"

@@ -41,3 +41,13 @@ start_emulator() {
     AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_EC2_METADATA_DISABLED=true
   echo "moto AWS emulator on $AWS_ENDPOINT_URL (log: target/moto.log)" >&2
 }
+
+# For the benchmarks: the example Channels and Company applied by the release operator under
+# PREFIX (env "bench"), the company's rate limits raised so they are not the bottleneck.
+# usage: apply_bench_examples PREFIX WORKDIR
+apply_bench_examples() {
+  sed -e 's/requestsPerMinute: 60/requestsPerMinute: 10000000/' -e 's/requestsPerDay: 2000/requestsPerDay: 100000000/' \
+    "$ROOT/config/companies/cucumber-recruitment-clarify-cv.yaml" > "$2/company.yaml"
+  "$ROOT/target/release/multicomms-operator" --prefix "$1" --env bench apply \
+    -f "$ROOT/config/channels" -f "$2/company.yaml" -f "$ROOT/config/examples/local" --namespace bench > /dev/null
+}

@@ -4,10 +4,10 @@
 //! records, SQS messages) and of the AWS resource names derived from the deployment's prefix and
 //! environment. The operator writes through these types and the runtime pods read through them,
 //! so writer and reader cannot drift.
+#[cfg(feature = "pod")]
+pub mod pod;
 #[cfg(feature = "processor")]
 pub mod processor;
 #[cfg(feature = "router")]
 pub mod router;
-#[cfg(feature = "pod")]
-pub mod shutdown;
 pub mod wire;

@@ -2,7 +2,9 @@
 //! requests (unique request ids, channels round-robin) with `concurrency` connections in flight
 //! and prints accepted/s and latency percentiles. Loopback only.
 //!
-//! usage: load <url> <api-key> <requests> <concurrency>
+//! usage: load <url> <api-key> <requests> <concurrency> [channel] [first-id]
+//! (`channel`: whatsapp, sms, email or all (round-robin, the default); request ids start at
+//! `first-id`, default 0, so repeated runs against one router are not idempotent retries.)
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
@@ -13,9 +15,12 @@ use std::time::{Duration, Instant};
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let [_, url, key, requests, concurrency] = args.as_slice() else {
-        return Err("usage: load <url> <api-key> <requests> <concurrency>".into());
+    let (url, key, requests, concurrency) = match args.as_slice() {
+        [_, url, key, requests, concurrency, ..] => (url, key, requests, concurrency),
+        _ => return Err("usage: load <url> <api-key> <requests> <concurrency> [channel] [first-id]".into()),
     };
+    let only_channel = args.get(5).filter(|c| c.as_str() != "all").cloned();
+    let first_id: usize = args.get(6).map(|v| v.parse()).transpose()?.unwrap_or(0);
     if !url.starts_with("http://127.0.0.1:") {
         return Err("the load generator only targets the loopback router".into());
     }
@@ -26,6 +31,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Collected, so every worker is spawned before the first is awaited.
     let workers: Vec<_> = (0..concurrency).map(|_| {
         let (client, next, url, key) = (client.clone(), next.clone(), url.clone(), key.clone());
+        let only_channel = only_channel.clone();
         tokio::spawn(async move {
             let mut latencies = Vec::new();
             let mut accepted = 0usize;
@@ -34,13 +40,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 if i >= total {
                     return (latencies, accepted);
                 }
-                let channel = ["whatsapp", "sms", "email"][i % 3];
+                let channel = only_channel.as_deref().unwrap_or(["whatsapp", "sms", "email"][i % 3]);
+                let id = first_id + i;
                 let body = serde_json::json!({
                     "company_data": {"company_id": "ci-aaa-001", "project_id": "pi-aaa-001"},
                     "recipient_data": {"recipient_first_name": "Lee", "recipient_tel": "+447835065013",
                                        "recipient_email": "lee@example.com", "comms_consent": true},
                     "project_data": {"jobID": "9999", "jobRole": "Healthcare Assistant"},
-                    "request_data": {"request_id": format!("550e8400-e29b-41d4-a716-{i:012x}"), "channel_method": channel,
+                    "request_data": {"request_id": format!("550e8400-e29b-41d4-a716-{id:012x}"), "channel_method": channel,
                                      "initial_request_timestamp": "2023-09-15T11:45:32.789Z"}
                 });
                 let request = hyper::Request::post(&url)

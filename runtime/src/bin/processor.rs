@@ -74,7 +74,7 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt().json().with_writer(std::io::stderr).init();
     let cli = Cli::parse();
     let naming = Naming::new(cli.prefix, cli.env);
-    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let config = multicomms_runtime::pod::aws_config().await;
     let sqs = aws_sdk_sqs::Client::new(&config);
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(cli.http_timeout_seconds))
@@ -114,7 +114,7 @@ async fn main() -> anyhow::Result<()> {
         .with_state(health.clone());
     tokio::spawn(async move { axum::serve(listener, app).await });
 
-    let shutdown = multicomms_runtime::shutdown::signal();
+    let shutdown = multicomms_runtime::pod::shutdown_signal();
     tokio::pin!(shutdown);
     let queue_name = naming.channel_queue(cli.channel);
     // The operator may create the queue after this pod starts.

@@ -43,7 +43,7 @@ async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt().json().with_writer(std::io::stderr).init();
     let cli = Cli::parse();
     let naming = Naming::new(cli.prefix, cli.env);
-    let config = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+    let config = multicomms_runtime::pod::aws_config().await;
     let companies = Companies::new(
         aws_sdk_dynamodb::Client::new(&config),
         naming.company_data_table(),
@@ -65,7 +65,7 @@ async fn main() -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::bind(cli.address).await.with_context(|| format!("binding {}", cli.address))?;
     tracing::info!(address = %cli.address, "router listening");
-    http::serve(listener, router, multicomms_runtime::shutdown::signal()).await?;
+    http::serve(listener, router, multicomms_runtime::pod::shutdown_signal()).await?;
     tracing::info!("router stopped; every accepted request was queued");
     Ok(())
 }

@@ -419,3 +419,85 @@ impl Incoming {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_dynamodb::types::AttributeValue;
+    use serde_json::json;
+
+    fn context() -> Value {
+        json!({
+            "frontend_payload": {
+                "company_data": {"company_id": "ci-aaa-001", "project_id": "pi-aaa-001"},
+                "recipient_data": {"recipient_first_name": "Lee", "recipient_tel": "+447835065013", "comms_consent": true},
+                "request_data": {"request_id": "550e8400-e29b-41d4-a716-446655440001", "channel_method": "whatsapp"}
+            },
+            "company_data_payload": {
+                "company_id": "ci-aaa-001", "project_id": "pi-aaa-001",
+                "company_name": "Cucumber Recruitment", "project_name": "Clarify CV",
+                "allowed_channels": ["whatsapp"], "project_status": "active",
+                "rate_limits": {"requests_per_minute": 60, "requests_per_day": 2000,
+                                "concurrent_conversations": 30, "max_message_length": 4096},
+                "company_rep": {"company_rep_1": "Carol", "company_rep_2": null},
+                "ai_config": {"openai_config": {"whatsapp": {"api_key_reference": "ai-multi-comms/openai-api-key/whatsapp-dev"}}},
+                "channel_config": {"whatsapp": {"company_whatsapp_number": "+447588713814",
+                                                "whatsapp_credentials_id": "ai-multi-comms/whatsapp-credentials/c/p/twilio-dev"}}
+            },
+            "conversation_data": {"conversation_id": "ci-aaa-001#pi-aaa-001#550e8400-e29b-41d4-a716-446655440001#447588713814",
+                                  "conversation_status": "initiated"},
+            "metadata": {"router_version": "router-dev-1.0.1"}
+        })
+    }
+
+    #[test]
+    fn every_problem_of_a_context_is_named_at_once() {
+        let mut bad = context();
+        bad["frontend_payload"]["recipient_data"]["recipient_tel"] = json!("");
+        bad["frontend_payload"]["request_data"]["channel_method"] = json!("WhatsApp");
+        bad["company_data_payload"]["ai_config"]["openai_config"] = json!({});
+        let error = Incoming::parse(&bad.to_string(), ChannelKind::Whatsapp).err().expect("rejected");
+        assert_eq!(
+            error,
+            "context validation failed: 'frontend_payload.request_data.channel_method' is not 'whatsapp', \
+             missing 'frontend_payload.recipient_data.recipient_tel', \
+             missing 'company_data_payload.ai_config.openai_config.whatsapp'"
+        );
+        let error = Incoming::parse(&context().to_string(), ChannelKind::Sms).err().expect("other channel");
+        assert!(error.contains("is not 'sms'") && error.contains("channel_config.sms"), "{error}");
+        assert!(Incoming::parse("[]", ChannelKind::Whatsapp).is_err());
+    }
+
+    #[test]
+    fn the_initial_record_has_the_original_shape() {
+        let incoming = Incoming::parse(&context().to_string(), ChannelKind::Whatsapp).expect("valid");
+        let record = incoming.initial_record("processor-dev-1.0.0", "2026-11-23T10:00:00.000000+00:00".into());
+        let item = record.to_item().expect("storable");
+        let attribute = |name: &str| item.get(name).unwrap_or_else(|| panic!("{name} missing"));
+        assert_eq!(attribute("primary_channel"), &AttributeValue::S("+447835065013".into()));
+        assert_eq!(attribute("conversation_status"), &AttributeValue::S("processing".into()));
+        assert_eq!(attribute("task_complete"), &AttributeValue::N("0".into()), "a number: the LSI sort key");
+        assert_eq!(attribute("messages"), &AttributeValue::L(vec![]));
+        assert_eq!(attribute("processor_version"), &AttributeValue::S("dev-1.0.0".into()));
+        for null in [
+            "recipient_last_name",
+            "recipient_email",
+            "project_data",
+            "thread_id",
+            "email_id",
+            "hand_off_to_human_reason",
+        ] {
+            assert_eq!(attribute(null), &AttributeValue::Null(true), "{null} is stored as NULL");
+        }
+        assert_eq!(attribute("gsi_company_whatsapp_number"), &AttributeValue::S("+447588713814".into()));
+        for sparse in
+            ["gsi_recipient_email", "gsi_company_sms_number", "gsi_company_email", "response_id", "failure_reason"]
+        {
+            assert!(!item.contains_key(sparse), "{sparse} is omitted when empty");
+        }
+        // Only this channel's slices of the company's configuration.
+        assert_eq!(record.channel_config["company_whatsapp_number"], "+447588713814");
+        assert_eq!(record.ai_config["api_key_reference"], "ai-multi-comms/openai-api-key/whatsapp-dev");
+        assert_eq!(ConversationRecord::from_item(item).expect("reads back"), record);
+    }
+}

@@ -51,19 +51,33 @@ pub async fn run(
                 Err(_) => break,
             }
         }
+        let wait = settings.wait.min(Duration::from_secs(20));
+        // A long poll outlives the pod's usual call timeout.
+        let timeouts = aws_config::timeout::TimeoutConfig::builder()
+            .operation_attempt_timeout(wait + Duration::from_secs(10))
+            .operation_timeout(wait + Duration::from_secs(30))
+            .build();
         let receive = sqs
             .receive_message()
             .queue_url(&settings.queue_url)
             .max_number_of_messages(held.len() as i32)
-            .wait_time_seconds(settings.wait.as_secs().min(20) as i32)
+            .wait_time_seconds(wait.as_secs() as i32)
             .visibility_timeout(settings.visibility.as_secs() as i32)
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .customize()
+            .config_override(aws_sdk_sqs::config::Builder::default().timeout_config(timeouts))
             .send();
-        // A receive cut short by shutdown loses nothing: what SQS handed out reappears after
-        // the visibility timeout.
+        tokio::pin!(receive);
         let received = tokio::select! {
-            _ = &mut shutdown => break,
-            received = receive => received,
+            received = &mut receive => received,
+            _ = &mut shutdown => {
+                // SQS keeps serving an abandoned long poll, and what it hands out would stay
+                // invisible for the whole visibility timeout: wait for it and give it back.
+                if let Ok(out) = receive.await {
+                    release(&sqs, &settings, out.messages.unwrap_or_default()).await;
+                }
+                break;
+            }
         };
         let messages = match received {
             Ok(out) => out.messages.unwrap_or_default(),
@@ -151,6 +165,15 @@ async fn handle(
         }
     };
     processor.metrics.observe(processor.channel.as_str(), label, started.elapsed());
+}
+
+/// Makes received messages visible again at once (nobody will work on them here).
+async fn release(sqs: &aws_sdk_sqs::Client, settings: &Settings, messages: Vec<aws_sdk_sqs::types::Message>) {
+    for receipt in messages.iter().filter_map(|m| m.receipt_handle.as_deref()) {
+        if let Err(e) = set_visibility(sqs, settings, receipt, Duration::ZERO).await {
+            tracing::warn!(error = %e, "could not release a message received during shutdown");
+        }
+    }
 }
 
 async fn set_visibility(
