@@ -310,8 +310,9 @@ async fn twilio(
                 }
                 match serde_json::from_str::<Map<String, Value>>(&variables) {
                     Ok(vars) => {
-                        let values: Vec<String> =
-                            vars.values().map(|v| v.as_str().unwrap_or_default().to_string()).collect();
+                        // In placeholder order, as Twilio renders them.
+                        let sorted: std::collections::BTreeMap<_, _> = vars.iter().collect();
+                        let values: Vec<&str> = sorted.values().map(|v| v.as_str().unwrap_or_default()).collect();
                         format!("[{sid}] {}", values.join(" | "))
                     }
                     Err(_) => return twilio_error(400, 21656, "The ContentVariables Parameter is invalid."),
