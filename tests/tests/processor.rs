@@ -67,6 +67,7 @@ impl Env {
             ai: Ai::new(http.clone(), self.fakes.openai_url()),
             senders: Senders::new(http, self.fakes.url.clone(), self.fakes.url.clone()),
             metrics: Arc::new(Metrics::default()),
+            send_grace: http_timeout,
         })
     }
 
@@ -504,12 +505,14 @@ async fn sigterm_finishes_the_messages_in_flight() {
 async fn killing_the_processor_mid_flight_loses_nothing_and_sends_nothing_twice() {
     let env = env().await;
     let visibility = Duration::from_secs(2);
+    // Provider calls time out after 3 s, so a claim older than that is an interrupted send.
+    let http_timeout = Duration::from_secs(3);
     // Killed during the AI call: nothing was sent; after the visibility timeout a new
     // processor picks the message up and sends it once.
     env.fakes.set_latency(Service::OpenAi, Duration::from_secs(3));
     let context = env.context_for(request(0x801, "whatsapp"), ChannelKind::Whatsapp).await;
     env.enqueue(ChannelKind::Whatsapp, &context.to_string()).await;
-    let first = env.start(ChannelKind::Whatsapp, visibility, LONG).await;
+    let first = env.start(ChannelKind::Whatsapp, visibility, http_timeout).await;
     for _ in 0..100 {
         if !env.fakes.requests(Service::OpenAi).is_empty() || env.record(&key_of(&context)).await.is_some() {
             break;
@@ -518,7 +521,7 @@ async fn killing_the_processor_mid_flight_loses_nothing_and_sends_nothing_twice(
     }
     first.kill();
     env.fakes.set_latency(Service::OpenAi, Duration::ZERO);
-    let second = env.start(ChannelKind::Whatsapp, visibility, LONG).await;
+    let second = env.start(ChannelKind::Whatsapp, visibility, http_timeout).await;
     env.settled(&key_of(&context), &[status::INITIAL_MESSAGE_SENT]).await;
     second.stop().await;
     assert_eq!(env.fakes.sent().len(), 1, "sent once after the restart");
@@ -528,7 +531,7 @@ async fn killing_the_processor_mid_flight_loses_nothing_and_sends_nothing_twice(
     env.fakes.set_latency(Service::Twilio, Duration::from_secs(2));
     let context = env.context_for(request(0x802, "whatsapp"), ChannelKind::Whatsapp).await;
     env.enqueue(ChannelKind::Whatsapp, &context.to_string()).await;
-    let first = env.start(ChannelKind::Whatsapp, visibility, LONG).await;
+    let first = env.start(ChannelKind::Whatsapp, visibility, http_timeout).await;
     for _ in 0..100 {
         if env.fakes.requests(Service::Twilio).len() == 2 {
             break;
@@ -537,7 +540,7 @@ async fn killing_the_processor_mid_flight_loses_nothing_and_sends_nothing_twice(
     }
     first.kill();
     env.fakes.set_latency(Service::Twilio, Duration::ZERO);
-    let second = env.start(ChannelKind::Whatsapp, visibility, LONG).await;
+    let second = env.start(ChannelKind::Whatsapp, visibility, http_timeout).await;
     let record = env.settled(&key_of(&context), &[status::SEND_OUTCOME_UNKNOWN]).await;
     second.stop().await;
     assert!(record.hand_off_to_human);

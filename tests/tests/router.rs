@@ -139,6 +139,7 @@ async fn the_spec_example_is_accepted_and_its_context_object_lands_on_the_whatsa
     assert_eq!(context.frontend_payload, example(), "verbatim");
     assert_eq!(context.company_data_payload["company_id"], "ci-aaa-001");
     assert_eq!(context.company_data_payload["rate_limits"]["requests_per_minute"], 60);
+    assert_eq!(context.company_data_payload.get("api_key_hash"), None, "the key's hash stays with the router");
     let id = "ci-aaa-001#pi-aaa-001#550e8400-e29b-41d4-a716-446655440001#447588713814";
     assert_eq!(context.conversation_data.conversation_id, id);
     assert_eq!(context.conversation_data.conversation_status, "initiated");

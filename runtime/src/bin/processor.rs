@@ -93,6 +93,7 @@ async fn main() -> anyhow::Result<()> {
         ai: Ai::new(http.clone(), cli.openai_base_url),
         senders: Senders::new(http, cli.twilio_base_url, cli.sendgrid_base_url),
         metrics: metrics.clone(),
+        send_grace: Duration::from_secs(cli.http_timeout_seconds + 60),
     });
 
     let health = Arc::new(Health { metrics, ready: AtomicBool::new(false) });

@@ -75,8 +75,7 @@ impl Ai {
                 "type": "json_schema",
                 "name": "message_variables",
                 "schema": schema,
-                // OpenAI's strict mode needs a closed schema.
-                "strict": schema.get("additionalProperties") == Some(&Value::Bool(false)),
+                "strict": strict_compatible(&schema),
             }},
             "metadata": {"conversation_id": truncate(conversation_id, 512)},
             "store": true,
@@ -119,8 +118,13 @@ fn parse_reply(body: &Value, validator: &jsonschema::Validator) -> Result<Reply,
     match body["status"].as_str() {
         Some("completed") => {}
         Some(other) => {
-            let why = body["incomplete_details"]["reason"].as_str().or(body["error"]["message"].as_str());
-            return Err(Failure::Permanent(format!("OpenAI response {other}: {}", why.unwrap_or("no reason given"))));
+            let why = body["incomplete_details"]["reason"].as_str().or(body["error"]["code"].as_str());
+            let message = format!("OpenAI response {other}: {}", why.unwrap_or("no reason given"));
+            return Err(if body["error"]["code"] == "server_error" {
+                Failure::Transient(message)
+            } else {
+                Failure::Permanent(message)
+            });
         }
         None => return Err(Failure::Permanent("OpenAI answer has no status".into())),
     }
@@ -137,17 +141,21 @@ fn parse_reply(body: &Value, validator: &jsonschema::Validator) -> Result<Reply,
                 text = content["text"].as_str();
                 break;
             }
-            Some("refusal") => {
-                let why = content["refusal"].as_str().unwrap_or("");
-                return Err(Failure::Permanent(format!("the model refused: {}", truncate(why, 200))));
-            }
+            // The refusal's text may quote the recipient's data: it is not kept.
+            Some("refusal") => return Err(Failure::Permanent("the model refused".into())),
             _ => {}
         }
     }
     let text = text.ok_or_else(|| Failure::Permanent("OpenAI answer has no output_text".into()))?;
-    let output: Value = serde_json::from_str(text)
-        .map_err(|_| Failure::Permanent(format!("the model's output is not JSON: {:?}", truncate(text, 120))))?;
-    let problems: Vec<String> = validator.iter_errors(&output).take(3).map(|e| e.to_string()).collect();
+    // Errors name where the output went wrong, never what it said (it is message text).
+    let output: Value = serde_json::from_str(text).map_err(|_| {
+        Failure::Permanent(format!("the model's output is not JSON ({} characters)", text.chars().count()))
+    })?;
+    let problems: Vec<String> = validator
+        .iter_errors(&output)
+        .take(3)
+        .map(|e| format!("{} fails {}", pointer_or_root(&e.instance_path().to_string()), e.schema_path()))
+        .collect();
     if !problems.is_empty() {
         return Err(Failure::Permanent(format!("the model's output breaks the schema: {}", problems.join("; "))));
     }
@@ -165,6 +173,42 @@ fn parse_reply(body: &Value, validator: &jsonschema::Validator) -> Result<Reply,
             total_tokens: count("total_tokens"),
         },
     })
+}
+
+fn pointer_or_root(pointer: &str) -> &str {
+    if pointer.is_empty() {
+        "the output"
+    } else {
+        pointer
+    }
+}
+
+/// Whether OpenAI's strict structured output accepts the schema: every object closed
+/// (`additionalProperties: false`) and every property required. Otherwise the request goes
+/// without `strict` and the schema is enforced here only.
+fn strict_compatible(schema: &Value) -> bool {
+    match schema {
+        Value::Object(map) => {
+            let is_object = map.get("type") == Some(&json!("object")) || map.contains_key("properties");
+            if is_object {
+                let properties = map.get("properties").and_then(Value::as_object);
+                let required: Vec<&str> = map
+                    .get("required")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Value::as_str)
+                    .collect();
+                let all_required = properties.is_none_or(|p| p.keys().all(|k| required.contains(&k.as_str())));
+                if map.get("additionalProperties") != Some(&Value::Bool(false)) || !all_required {
+                    return false;
+                }
+            }
+            map.values().all(strict_compatible)
+        }
+        Value::Array(items) => items.iter().all(strict_compatible),
+        _ => true,
+    }
 }
 
 fn truncate(text: &str, max_chars: usize) -> String {
@@ -245,11 +289,31 @@ mod tests {
         let refused = json!({"id": "r", "status": "completed", "output": [{"type": "message",
             "content": [{"type": "refusal", "refusal": "I can't help with that."}]}]});
         let failure = parse_reply(&refused, &validator(ChannelKind::Whatsapp)).expect_err("refusal");
-        assert_eq!(failure.message(), "the model refused: I can't help with that.");
+        assert_eq!(failure.message(), "the model refused", "the refusal's text is not kept");
         let incomplete =
             json!({"id": "r", "status": "incomplete", "incomplete_details": {"reason": "max_output_tokens"}});
         let failure = parse_reply(&incomplete, &validator(ChannelKind::Whatsapp)).expect_err("incomplete");
         assert_eq!(failure.message(), "OpenAI response incomplete: max_output_tokens");
+    }
+
+    #[test]
+    fn failures_name_where_the_output_went_wrong_but_not_what_it_said() {
+        let failure = parse_reply(&answer(r#"{"body": 7}"#), &validator(ChannelKind::Sms)).expect_err("off schema");
+        assert_eq!(failure.message(), "the model's output breaks the schema: /body fails /properties/body/type");
+        let failure = parse_reply(&answer("Dear Lee Hayton, ..."), &validator(ChannelKind::Sms)).expect_err("text");
+        assert_eq!(failure.message(), "the model's output is not JSON (20 characters)");
+    }
+
+    #[test]
+    fn strict_mode_only_for_schemas_openai_accepts_as_strict() {
+        assert!(strict_compatible(&default_schema(ChannelKind::Sms)));
+        assert!(!strict_compatible(&default_schema(ChannelKind::Whatsapp)), "open object");
+        let optional =
+            json!({"type": "object", "properties": {"a": {"type": "string"}}, "additionalProperties": false});
+        assert!(!strict_compatible(&optional), "a property not required");
+        let nested_open = json!({"type": "object", "required": ["a"], "additionalProperties": false,
+                                 "properties": {"a": {"type": "object", "properties": {}}}});
+        assert!(!strict_compatible(&nested_open));
     }
 
     #[test]

@@ -12,18 +12,24 @@ pub enum Failure {
 }
 
 impl Failure {
-    /// An HTTP error answer: 408, 429 and 5xx are transient, other statuses permanent.
+    /// An HTTP error answer: 408, 429 and 5xx are transient, and so are 401 and 403 (the
+    /// credential may be mid-rotation; the cached secret is dropped); other statuses are
+    /// permanent.
     pub fn from_status(status: u16, what: &str, detail: &str) -> Self {
         let message = format!("{what} answered {status}: {detail}");
-        if status == 408 || status == 429 || status >= 500 {
+        if matches!(status, 401 | 403 | 408 | 429) || status >= 500 {
             Failure::Transient(message)
         } else {
             Failure::Permanent(message)
         }
     }
 
-    /// A request that got no answer (connect error, timeout).
+    /// A request that got no answer (connect error, timeout); one that could not even be
+    /// built (a malformed base URL) is permanent.
     pub fn from_http(error: &reqwest::Error, what: &str) -> Self {
+        if error.is_builder() {
+            return Failure::Permanent(format!("{what} request could not be made: {}", without_url(error)));
+        }
         let kind = if error.is_timeout() { "timed out" } else { "could not be reached" };
         Failure::Transient(format!("{what} {kind}: {}", without_url(error)))
     }

@@ -23,6 +23,9 @@ pub struct Processor {
     pub ai: Ai,
     pub senders: Senders,
     pub metrics: Arc<Metrics>,
+    /// How long a send claim may legitimately last (the provider call's timeout plus a
+    /// margin): a redelivery finding a younger claim waits instead of handing off.
+    pub send_grace: std::time::Duration,
 }
 
 /// The message's fate.
@@ -47,15 +50,17 @@ pub fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, false)
 }
 
-/// A step's failure and the status it leaves on the record.
+/// A step's failure: the status the record must still have, and the one it then gets.
 struct StepFailure {
+    from: &'static str,
     status: &'static str,
     step: &'static str,
     failure: Failure,
 }
 
+/// A failure before the send claim.
 fn at(status: &'static str, step: &'static str) -> impl FnOnce(Failure) -> StepFailure {
-    move |failure| StepFailure { status, step, failure }
+    move |failure| StepFailure { from: status::PROCESSING, status, step, failure }
 }
 
 enum Credentials {
@@ -74,9 +79,13 @@ impl Processor {
         let key = (record.primary_channel.clone(), record.conversation_id.clone());
         match self.conversations.create(&record).await {
             Ok(Created::New) => {}
-            Ok(Created::Exists(existing)) => match existing.conversation_status.as_str() {
+            Ok(Created::Exists(state)) => match state.status.as_str() {
                 // An earlier attempt stopped before sending: nothing went out, start over.
                 status::PROCESSING => {}
+                // Another attempt may still be talking to the provider: ask again later.
+                status::SENDING if self.claimed_recently(&state.updated_at) => {
+                    return Outcome::Retry("another attempt is sending this conversation".into());
+                }
                 status::SENDING => {
                     let reason = "send: an earlier attempt stopped while sending; the message may have been \
                                   delivered, so it is not sent again";
@@ -96,15 +105,24 @@ impl Processor {
                 }
                 Outcome::Retry(reason)
             }
-            Err(StepFailure { status, step, failure: Failure::Permanent(why) }) => {
+            Err(StepFailure { from, status, step, failure: Failure::Permanent(why) }) => {
                 let reason = format!("{step}: {why}");
                 tracing::warn!(conversation_id = %key.1, status, reason = %reason, "conversation failed");
-                match self.conversations.failed(&key, status, &reason, false).await {
-                    Ok(()) => Outcome::Done(FAILED),
+                match self.conversations.failed(&key, from, status, &reason, false).await {
+                    Ok(true) => Outcome::Done(FAILED),
+                    // Another attempt finished the conversation meanwhile.
+                    Ok(false) => Outcome::Done(DUPLICATE),
                     Err(e) => Outcome::Retry(format!("recording the failure: {e}")),
                 }
             }
         }
+    }
+
+    fn claimed_recently(&self, claimed_at: &str) -> bool {
+        chrono::DateTime::parse_from_rfc3339(claimed_at).is_ok_and(|at| {
+            let age = chrono::Utc::now().signed_duration_since(at);
+            age.to_std().map_or(true, |age| age < self.send_grace)
+        })
     }
 
     async fn work(&self, m: &Incoming, key: &Key, started: Instant) -> Result<Outcome, StepFailure> {
@@ -114,12 +132,17 @@ impl Processor {
         }
         let ai_key =
             self.secrets.ai_key(&m.ai.api_key_reference).await.map_err(at(status::FAILED_SECRETS_FETCH, "secrets"))?;
-        let credentials = self.credentials(m).await.map_err(at(status::FAILED_SECRETS_FETCH, "secrets"))?;
-        let reply = self
-            .ai
-            .first_message(self.channel, &m.ai, &ai_key, m.ai_input(), &key.1)
-            .await
-            .map_err(at(status::FAILED_TO_PROCESS_AI, "ai"))?;
+        let credentials_name = m.credentials_name();
+        let credentials =
+            self.credentials(credentials_name).await.map_err(at(status::FAILED_SECRETS_FETCH, "secrets"))?;
+        let reply = match self.ai.first_message(self.channel, &m.ai, &ai_key, m.ai_input(), &key.1).await {
+            Ok(reply) => reply,
+            Err(failure) => {
+                // A rejected key may have been rotated: read it afresh next time.
+                self.secrets.forget(&m.ai.api_key_reference);
+                return Err(at(status::FAILED_TO_PROCESS_AI, "ai")(failure));
+            }
+        };
         let sms_body = match self.channel {
             ChannelKind::Sms => {
                 Some(reply.variables.get("body").and_then(Value::as_str).map(str::to_string).ok_or_else(|| {
@@ -129,26 +152,28 @@ impl Processor {
             _ => None,
         };
         // The claim: from here on the provider may get the message, so a redelivery must not
-        // send again. Losing the claim means another worker has this conversation.
-        let claimed = self
-            .conversations
-            .transition(key, status::PROCESSING, status::SENDING, &now())
-            .await
-            .map_err(at(status::FAILED_UNKNOWN, "claim"))?;
-        if !claimed {
-            return Ok(Outcome::Done(DUPLICATE));
+        // send again. A claim held by another attempt is left to it; the message comes back
+        // later and finds the outcome.
+        let token = uuid::Uuid::new_v4().to_string();
+        if !self.conversations.claim(key, &token).await.map_err(at(status::FAILED_UNKNOWN, "claim"))? {
+            return Ok(Outcome::Retry("another attempt claimed the send".into()));
         }
         let sent = match self.send(m, &credentials, &reply, sms_body.as_deref()).await {
             Ok(sent) => sent,
             Err(SendError::NotSent(failure)) => {
+                self.secrets.forget(credentials_name);
                 if let Failure::Transient(_) = failure {
                     // Nothing went out: give the claim back so the retry may send.
-                    self.conversations
-                        .transition(key, status::SENDING, status::PROCESSING, &now())
-                        .await
-                        .map_err(at(status::FAILED_TO_SEND_MESSAGE, "send"))?;
+                    self.conversations.release(key, &token).await.map_err(at(status::FAILED_UNKNOWN, "send"))?;
+                    return Err(at(status::FAILED_TO_SEND_MESSAGE, "send")(failure));
                 }
-                return Err(at(status::FAILED_TO_SEND_MESSAGE, "send")(failure));
+                let step = "send";
+                return Err(StepFailure {
+                    from: status::SENDING,
+                    status: status::FAILED_TO_SEND_MESSAGE,
+                    step,
+                    failure,
+                });
             }
             Err(SendError::Unknown(why)) => {
                 let reason = format!("send: {why}; the message may have been delivered, so it is not sent again");
@@ -185,21 +210,10 @@ impl Processor {
         Ok(Outcome::Done(SENT))
     }
 
-    async fn credentials(&self, m: &Incoming) -> Result<Credentials, Failure> {
-        let config = &m.company.channel_config;
+    async fn credentials(&self, name: &str) -> Result<Credentials, Failure> {
         match self.channel {
-            ChannelKind::Whatsapp => {
-                let id = config.whatsapp.as_ref().map(|w| w.whatsapp_credentials_id.as_str()).unwrap_or("");
-                self.secrets.twilio(id).await.map(Credentials::Twilio)
-            }
-            ChannelKind::Sms => {
-                let id = config.sms.as_ref().map(|s| s.sms_credentials_id.as_str()).unwrap_or("");
-                self.secrets.twilio(id).await.map(Credentials::Twilio)
-            }
-            ChannelKind::Email => {
-                let id = config.email.as_ref().map(|e| e.email_credentials_id.as_str()).unwrap_or("");
-                self.secrets.sendgrid_key(id).await.map(Credentials::SendGrid)
-            }
+            ChannelKind::Whatsapp | ChannelKind::Sms => self.secrets.twilio(name).await.map(Credentials::Twilio),
+            ChannelKind::Email => self.secrets.sendgrid_key(name).await.map(Credentials::SendGrid),
         }
     }
 
@@ -248,9 +262,13 @@ impl Processor {
     }
 
     async fn needs_attention(&self, key: &Key, reason: &str) -> Outcome {
-        tracing::error!(conversation_id = %key.1, reason, "send outcome unknown; handed off to a person");
-        match self.conversations.failed(key, status::SEND_OUTCOME_UNKNOWN, reason, true).await {
-            Ok(()) => Outcome::Done(NEEDS_ATTENTION),
+        match self.conversations.failed(key, status::SENDING, status::SEND_OUTCOME_UNKNOWN, reason, true).await {
+            Ok(true) => {
+                tracing::error!(conversation_id = %key.1, reason, "send outcome unknown; handed off to a person");
+                Outcome::Done(NEEDS_ATTENTION)
+            }
+            // The sending attempt finished meanwhile.
+            Ok(false) => Outcome::Done(DUPLICATE),
             Err(e) => Outcome::Retry(format!("recording an unknown send outcome: {e}")),
         }
     }
@@ -318,6 +336,17 @@ impl Incoming {
             }
             _ => Err(format!("context validation failed: {}", problems.join(", "))),
         }
+    }
+
+    /// The Secrets Manager name of this channel's provider credentials.
+    fn credentials_name(&self) -> &str {
+        let config = &self.company.channel_config;
+        let name = match self.channel {
+            ChannelKind::Whatsapp => config.whatsapp.as_ref().map(|w| w.whatsapp_credentials_id.as_str()),
+            ChannelKind::Sms => config.sms.as_ref().map(|s| s.sms_credentials_id.as_str()),
+            ChannelKind::Email => config.email.as_ref().map(|e| e.email_credentials_id.as_str()),
+        };
+        name.unwrap_or("")
     }
 
     fn text(&self, path: &[&str]) -> Option<String> {
@@ -416,6 +445,7 @@ impl Incoming {
             response_id: None,
             failure_reason: None,
             initial_processing_time_ms: None,
+            claim_id: None,
         }
     }
 }

@@ -117,20 +117,24 @@ async fn handle(
         .and_then(|c| c.parse().ok())
         .unwrap_or(1);
     let body = message.body.unwrap_or_default();
-    let work = processor.process(&body);
-    tokio::pin!(work);
-    let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + settings.heartbeat, settings.heartbeat);
-    let outcome = loop {
-        tokio::select! {
-            outcome = &mut work => break outcome,
-            _ = heartbeat.tick() => {
+    // The heartbeat runs beside the work (never pausing it) and stops before the message is
+    // settled, or whenever this handling is dropped.
+    let heartbeat = AbortOnDrop({
+        let (sqs, settings, receipt) = (sqs.clone(), settings.clone(), receipt.clone());
+        tokio::spawn(async move {
+            let mut ticks =
+                tokio::time::interval_at(tokio::time::Instant::now() + settings.heartbeat, settings.heartbeat);
+            loop {
+                ticks.tick().await;
                 // A failed heartbeat only risks a concurrent redelivery, which the record's claim handles.
-                if let Err(e) = set_visibility(sqs, settings, &receipt, settings.visibility).await {
+                if let Err(e) = set_visibility(&sqs, &settings, &receipt, settings.visibility).await {
                     tracing::warn!(error = %e, "visibility heartbeat failed");
                 }
             }
-        }
-    };
+        })
+    });
+    let outcome = processor.process(&body).await;
+    drop(heartbeat);
     let label = match &outcome {
         Outcome::Done(label) => {
             if let Err(e) = sqs.delete_message().queue_url(&settings.queue_url).receipt_handle(&receipt).send().await {
@@ -165,6 +169,15 @@ async fn handle(
         }
     };
     processor.metrics.observe(processor.channel.as_str(), label, started.elapsed());
+}
+
+/// A spawned task that ends with its owner.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// Makes received messages visible again at once (nobody will work on them here).

@@ -50,6 +50,13 @@ impl Secrets {
         }
     }
 
+    /// Drops a cached value (its credential was rejected and may have been rotated).
+    pub fn forget(&self, name: &str) {
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.remove(name);
+        }
+    }
+
     async fn field(&self, name: &str, key: &str) -> Result<SecretString, Failure> {
         let json = self.json(name).await?;
         match json.get(key).and_then(|v| v.as_str()).filter(|v| !v.is_empty()) {
@@ -82,8 +89,8 @@ impl Secrets {
             let code = e.code().unwrap_or("");
             let detail = aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string();
             match code {
+                // AccessDenied stays transient: IAM changes take a while to land.
                 "ResourceNotFoundException"
-                | "AccessDeniedException"
                 | "InvalidRequestException"
                 | "DecryptionFailure"
                 | "InvalidParameterException" => Failure::Permanent(format!("secret {name}: {code}")),

@@ -61,7 +61,7 @@ impl Companies {
         let company = match out.item {
             None => None,
             Some(item) => {
-                let payload: serde_json::Value = serde_dynamo::from_item(item.clone()).map_err(|e| {
+                let mut payload: serde_json::Value = serde_dynamo::from_item(item.clone()).map_err(|e| {
                     tracing::error!(error = %e, company_id, project_id, "company item is not JSON-representable");
                     RouterError::database_error()
                 })?;
@@ -69,6 +69,10 @@ impl Companies {
                     tracing::error!(error = %e, company_id, project_id, "company item does not match the record format");
                     RouterError::database_error()
                 })?;
+                // The key's hash is the router's business only; it never travels on the queue.
+                if let Some(fields) = payload.as_object_mut() {
+                    fields.remove(crate::wire::company::API_KEY_HASH);
+                }
                 Some(Arc::new(Company { record, payload }))
             }
         };

@@ -129,8 +129,11 @@ impl Shared {
     }
 }
 
-/// One per queue: collects pending messages into batches until every sender is gone (shutdown),
-/// then sends what is left.
+/// SendMessageBatch's limit on the sum of its message bodies and attributes.
+const BATCH_BYTES: usize = 256 * 1024;
+
+/// One per queue: collects pending messages into batches (10 messages, [`BATCH_BYTES`], or
+/// `linger`, whichever comes first) until every sender is gone (shutdown), then sends what is left.
 async fn send_batches(
     client: aws_sdk_sqs::Client,
     url: String,
@@ -138,17 +141,41 @@ async fn send_batches(
     linger: Duration,
     stats: (Arc<SendStats>, prometheus_client::metrics::histogram::Histogram),
 ) {
-    while let Some(first) = pending.recv().await {
+    let mut carried: Option<Pending> = None;
+    loop {
+        let first = match carried.take() {
+            Some(first) => first,
+            None => match pending.recv().await {
+                Some(first) => first,
+                None => break,
+            },
+        };
+        let mut bytes = first.size();
         let mut batch = vec![first];
         let deadline = tokio::time::Instant::now() + linger;
         while batch.len() < BATCH_SIZE {
             match tokio::time::timeout_at(deadline, pending.recv()).await {
-                Ok(Some(next)) => batch.push(next),
+                Ok(Some(next)) if bytes + next.size() > BATCH_BYTES => {
+                    carried = Some(next);
+                    break;
+                }
+                Ok(Some(next)) => {
+                    bytes += next.size();
+                    batch.push(next);
+                }
                 Ok(None) | Err(_) => break,
             }
         }
         stats.1.observe(batch.len() as f64);
         send_batch(&client, &url, batch, &stats.0).await;
+    }
+}
+
+impl Pending {
+    /// What the message counts against the batch size limit.
+    fn size(&self) -> usize {
+        self.body.len()
+            + self.attributes.iter().map(|(name, value)| name.len() + "String".len() + value.len()).sum::<usize>()
     }
 }
 

@@ -16,6 +16,8 @@ pub const PARTITION_KEY: &str = "company_id";
 pub const SORT_KEY: &str = "project_id";
 /// Attribute naming the resource that owns the item (see [`CompanyRecord::managed_by`]).
 pub const MANAGED_BY: &str = "managed_by";
+/// Attribute holding [`api_key_hash`] of the router API key.
+pub const API_KEY_HASH: &str = "api_key_hash";
 pub const CREATED_AT: &str = "created_at";
 pub const UPDATED_AT: &str = "updated_at";
 /// Attributes the writer stamps on every write; they never count as a difference.

@@ -152,6 +152,9 @@ pub struct ConversationRecord {
     pub failure_reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub initial_processing_time_ms: Option<u64>,
+    /// The token of the processor attempt that claimed the send.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub claim_id: Option<String>,
 }
 
 impl ConversationRecord {
