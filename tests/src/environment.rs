@@ -2,9 +2,14 @@
 //! by the operator's own reconcile under a unique prefix, so tests run side by side.
 use multicomms_operator::manifests::{self, Manifests};
 use multicomms_operator::reconcile::{self, Context, Mode};
+use multicomms_runtime::router::guards::{Idempotency, RateLimiter};
+use multicomms_runtime::router::metrics::Metrics;
+use multicomms_runtime::router::{companies::Companies, http, queues::Queues};
 use multicomms_runtime::wire::Naming;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// The router API key of the example company (config/examples/local/secrets.yaml).
 pub const API_KEY: &str = "local-demo-router-key-not-a-secret";
@@ -45,6 +50,26 @@ pub async fn apply(config: &aws_config::SdkConfig, manifests: &Manifests) -> Nam
     let reports = reconcile::reconcile_manifests(&ctx, manifests, 4).await;
     assert!(reports.iter().all(|r| r.is_ready()), "{:?}", reports.iter().find(|r| !r.is_ready()));
     naming
+}
+
+/// The router as its binary builds it (version `router-test-1`, 16 KiB bodies, 10 s timeout),
+/// on the tables and queues named by `naming`.
+pub async fn router_for(config: &aws_config::SdkConfig, naming: &Naming) -> http::Router {
+    let metrics = Arc::new(Metrics::default());
+    let companies =
+        Companies::new(aws_sdk_dynamodb::Client::new(config), naming.company_data_table(), Duration::from_secs(30));
+    let sqs = aws_sdk_sqs::Client::new(config);
+    let queues = Queues::resolve(sqs, naming, Duration::from_millis(5), metrics.batch_size.clone()).await;
+    http::Router {
+        metrics,
+        companies,
+        queues,
+        limiter: RateLimiter::default(),
+        idempotency: Idempotency::new(Duration::from_secs(600)),
+        version: "router-test-1".into(),
+        max_body_bytes: 16 * 1024,
+        request_timeout: Duration::from_secs(10),
+    }
 }
 
 /// The spec's example request (§1.7).

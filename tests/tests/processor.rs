@@ -5,7 +5,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_sqs::types::QueueAttributeName;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use multicomms_e2e::environment::{apply, emulator_config, example_manifests, example_request, API_KEY};
+use multicomms_e2e::environment::{apply, emulator_config, example_manifests, example_request, router_for, API_KEY};
 use multicomms_e2e::fakes::{Fakes, Fault, Service};
 use multicomms_runtime::processor::ai::Ai;
 use multicomms_runtime::processor::conversations::Conversations;
@@ -14,8 +14,7 @@ use multicomms_runtime::processor::pipeline::Processor;
 use multicomms_runtime::processor::queue::{self, Settings};
 use multicomms_runtime::processor::secrets::Secrets;
 use multicomms_runtime::processor::senders::Senders;
-use multicomms_runtime::router::guards::{Idempotency, RateLimiter};
-use multicomms_runtime::router::{companies::Companies, http, queues::Queues};
+use multicomms_runtime::router::http;
 use multicomms_runtime::wire::conversation::{status, ConversationRecord};
 use multicomms_runtime::wire::{ChannelKind, Naming};
 use serde_json::{json, Value};
@@ -35,21 +34,8 @@ async fn env() -> Env {
     let config = emulator_config().await;
     let naming = apply(&config, &example_manifests()).await;
     let fakes = Fakes::start("127.0.0.1:0").await.expect("fake providers");
-    let metrics = Arc::new(multicomms_runtime::router::metrics::Metrics::default());
     let sqs = aws_sdk_sqs::Client::new(&config);
-    let queues = Queues::resolve(sqs.clone(), &naming, Duration::from_millis(5), metrics.batch_size.clone()).await;
-    let companies =
-        Companies::new(aws_sdk_dynamodb::Client::new(&config), naming.company_data_table(), Duration::from_secs(30));
-    let router = http::app(Arc::new(http::Router {
-        metrics,
-        companies,
-        queues,
-        limiter: RateLimiter::default(),
-        idempotency: Idempotency::new(Duration::from_secs(600)),
-        version: "router-test-1".into(),
-        max_body_bytes: 64 * 1024,
-        request_timeout: Duration::from_secs(10),
-    }));
+    let router = http::app(Arc::new(router_for(&config, &naming).await));
     Env { config, naming, sqs, fakes, router }
 }
 

@@ -4,13 +4,14 @@
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
-use multicomms_e2e::environment::{apply, emulator_config, example_manifests, example_request, repo_root, API_KEY};
+use multicomms_e2e::environment::{
+    apply, emulator_config, example_manifests, example_request, repo_root, router_for, API_KEY,
+};
 use multicomms_operator::crd::Company;
 use multicomms_operator::manifests;
 use multicomms_operator::reconcile::{self, Context, Mode};
-use multicomms_runtime::router::guards::{Idempotency, RateLimiter};
 use multicomms_runtime::router::metrics::Metrics;
-use multicomms_runtime::router::{companies::Companies, http, queues::Queues};
+use multicomms_runtime::router::{http, queues::Queues};
 use multicomms_runtime::wire::context::ContextObject;
 use multicomms_runtime::wire::{ChannelKind, Naming};
 use serde_json::{json, Value};
@@ -38,25 +39,6 @@ async fn setup(edit: impl FnOnce(&mut manifests::Manifests)) -> Setup {
     let sqs = aws_sdk_sqs::Client::new(&config);
     let router = Arc::new(router_for(&config, &naming).await);
     Setup { app: http::app(router.clone()), router, naming, sqs }
-}
-
-/// The router as the binary builds it, on the tables and queues named by `naming`.
-async fn router_for(config: &aws_config::SdkConfig, naming: &Naming) -> http::Router {
-    let metrics = Arc::new(Metrics::default());
-    let companies =
-        Companies::new(aws_sdk_dynamodb::Client::new(config), naming.company_data_table(), Duration::from_secs(30));
-    let sqs = aws_sdk_sqs::Client::new(config);
-    let queues = Queues::resolve(sqs, naming, Duration::from_millis(5), metrics.batch_size.clone()).await;
-    http::Router {
-        metrics,
-        companies,
-        queues,
-        limiter: RateLimiter::default(),
-        idempotency: Idempotency::new(Duration::from_secs(600)),
-        version: "router-test-1".into(),
-        max_body_bytes: 16 * 1024,
-        request_timeout: Duration::from_secs(10),
-    }
 }
 
 /// The example company under another resource name and project.

@@ -68,6 +68,18 @@ impl Conversations {
         }
     }
 
+    /// An UpdateItem on the record, with what every update here uses: `#status`, `#updated`
+    /// and `:now`.
+    fn update(&self, key: &Key) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(item_key(key)))
+            .expression_attribute_names("#status", STATUS)
+            .expression_attribute_names("#updated", "updated_at")
+            .expression_attribute_values(":now", AttributeValue::S(super::pipeline::now()))
+    }
+
     pub async fn state(&self, key: &Key) -> Result<Option<State>, Failure> {
         let out = self
             .client
@@ -97,18 +109,12 @@ impl Conversations {
     /// is this attempt's (also when an SDK retry finds its own earlier, unanswered write).
     pub async fn claim(&self, key: &Key, token: &str) -> Result<bool, Failure> {
         let update = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(item_key(key)))
+            .update(key)
             .update_expression("SET #status = :sending, #updated = :now, #claim = :token")
             .condition_expression("#status = :processing")
-            .expression_attribute_names("#status", STATUS)
-            .expression_attribute_names("#updated", "updated_at")
             .expression_attribute_names("#claim", CLAIM_ID)
             .expression_attribute_values(":sending", AttributeValue::S(status::SENDING.into()))
             .expression_attribute_values(":processing", AttributeValue::S(status::PROCESSING.into()))
-            .expression_attribute_values(":now", AttributeValue::S(super::pipeline::now()))
             .expression_attribute_values(":token", AttributeValue::S(token.into()))
             .send()
             .await;
@@ -125,18 +131,12 @@ impl Conversations {
     /// Gives a claim back (`sending` → `processing`) after a send that surely did not happen.
     pub async fn release(&self, key: &Key, token: &str) -> Result<(), Failure> {
         let update = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(item_key(key)))
+            .update(key)
             .update_expression("SET #status = :processing, #updated = :now REMOVE #claim")
             .condition_expression("#status = :sending AND #claim = :token")
-            .expression_attribute_names("#status", STATUS)
-            .expression_attribute_names("#updated", "updated_at")
             .expression_attribute_names("#claim", CLAIM_ID)
             .expression_attribute_values(":sending", AttributeValue::S(status::SENDING.into()))
             .expression_attribute_values(":processing", AttributeValue::S(status::PROCESSING.into()))
-            .expression_attribute_values(":now", AttributeValue::S(super::pipeline::now()))
             .expression_attribute_values(":token", AttributeValue::S(token.into()))
             .send()
             .await;
@@ -156,17 +156,12 @@ impl Conversations {
         let message = serde_dynamo::to_attribute_value(message)
             .map_err(|e| Failure::Permanent(format!("message not storable: {e}")))?;
         let update = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(item_key(key)))
+            .update(key)
             .update_expression(
                 "SET #status = :sent, #updated = :now, #messages = list_append(if_not_exists(#messages, :empty), :message), \
                  #response = :response, #took = :took, #handoff = :false, #handoff_reason = :null REMOVE #failure",
             )
             .condition_expression("#status IN (:sending, :unknown)")
-            .expression_attribute_names("#status", STATUS)
-            .expression_attribute_names("#updated", "updated_at")
             .expression_attribute_names("#messages", "messages")
             .expression_attribute_names("#response", "response_id")
             .expression_attribute_names("#took", "initial_processing_time_ms")
@@ -176,7 +171,6 @@ impl Conversations {
             .expression_attribute_values(":sent", AttributeValue::S(status::INITIAL_MESSAGE_SENT.into()))
             .expression_attribute_values(":sending", AttributeValue::S(status::SENDING.into()))
             .expression_attribute_values(":unknown", AttributeValue::S(status::SEND_OUTCOME_UNKNOWN.into()))
-            .expression_attribute_values(":now", AttributeValue::S(super::pipeline::now()))
             .expression_attribute_values(":empty", AttributeValue::L(vec![]))
             .expression_attribute_values(":message", AttributeValue::L(vec![message]))
             .expression_attribute_values(":response", AttributeValue::S(response_id.into()))
@@ -205,18 +199,12 @@ impl Conversations {
             "SET #status = :to, #updated = :now, #failure = :reason"
         };
         let mut update = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(item_key(key)))
+            .update(key)
             .update_expression(expression)
             .condition_expression("#status = :from")
-            .expression_attribute_names("#status", STATUS)
-            .expression_attribute_names("#updated", "updated_at")
             .expression_attribute_names("#failure", "failure_reason")
             .expression_attribute_values(":from", AttributeValue::S(from.into()))
             .expression_attribute_values(":to", AttributeValue::S(to.into()))
-            .expression_attribute_values(":now", AttributeValue::S(super::pipeline::now()))
             .expression_attribute_values(":reason", AttributeValue::S(reason.into()));
         if hand_off {
             update = update
@@ -234,18 +222,12 @@ impl Conversations {
     /// A transient failure being retried: the reason only, while the record is `processing`.
     pub async fn retrying(&self, key: &Key, reason: &str) -> Result<(), Failure> {
         let update = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .set_key(Some(item_key(key)))
+            .update(key)
             .update_expression("SET #failure = :reason, #updated = :now")
             .condition_expression("#status = :processing")
-            .expression_attribute_names("#status", STATUS)
             .expression_attribute_names("#failure", "failure_reason")
-            .expression_attribute_names("#updated", "updated_at")
             .expression_attribute_values(":processing", AttributeValue::S(status::PROCESSING.into()))
             .expression_attribute_values(":reason", AttributeValue::S(reason.into()))
-            .expression_attribute_values(":now", AttributeValue::S(super::pipeline::now()))
             .send()
             .await;
         match update {
