@@ -9,6 +9,7 @@ use crate::wire::conversation::{status, ConversationRecord, Message, CONVERSATIO
 const CLAIM_ID: &str = "claim_id";
 use crate::wire::Item;
 use aws_sdk_dynamodb::error::ProvideErrorMetadata;
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::AttributeValue;
 
 pub struct Conversations {
@@ -70,7 +71,7 @@ impl Conversations {
 
     /// An UpdateItem on the record, with what every update here uses: `#status`, `#updated`
     /// and `:now`.
-    fn update(&self, key: &Key) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+    fn update(&self, key: &Key) -> UpdateItemFluentBuilder {
         self.client
             .update_item()
             .table_name(&self.table)
@@ -78,6 +79,16 @@ impl Conversations {
             .expression_attribute_names("#status", STATUS)
             .expression_attribute_names("#updated", "updated_at")
             .expression_attribute_values(":now", AttributeValue::S(super::pipeline::now()))
+    }
+
+    /// [`Self::update`] plus what taking and giving back a claim use: `#claim`, `:token`,
+    /// `:sending`, `:processing`.
+    fn claim_update(&self, key: &Key, token: &str) -> UpdateItemFluentBuilder {
+        self.update(key)
+            .expression_attribute_names("#claim", CLAIM_ID)
+            .expression_attribute_values(":sending", AttributeValue::S(status::SENDING.into()))
+            .expression_attribute_values(":processing", AttributeValue::S(status::PROCESSING.into()))
+            .expression_attribute_values(":token", AttributeValue::S(token.into()))
     }
 
     pub async fn state(&self, key: &Key) -> Result<Option<State>, Failure> {
@@ -109,13 +120,9 @@ impl Conversations {
     /// is this attempt's (also when an SDK retry finds its own earlier, unanswered write).
     pub async fn claim(&self, key: &Key, token: &str) -> Result<bool, Failure> {
         let update = self
-            .update(key)
+            .claim_update(key, token)
             .update_expression("SET #status = :sending, #updated = :now, #claim = :token")
             .condition_expression("#status = :processing")
-            .expression_attribute_names("#claim", CLAIM_ID)
-            .expression_attribute_values(":sending", AttributeValue::S(status::SENDING.into()))
-            .expression_attribute_values(":processing", AttributeValue::S(status::PROCESSING.into()))
-            .expression_attribute_values(":token", AttributeValue::S(token.into()))
             .send()
             .await;
         match update {
@@ -131,13 +138,9 @@ impl Conversations {
     /// Gives a claim back (`sending` → `processing`) after a send that surely did not happen.
     pub async fn release(&self, key: &Key, token: &str) -> Result<(), Failure> {
         let update = self
-            .update(key)
+            .claim_update(key, token)
             .update_expression("SET #status = :processing, #updated = :now REMOVE #claim")
             .condition_expression("#status = :sending AND #claim = :token")
-            .expression_attribute_names("#claim", CLAIM_ID)
-            .expression_attribute_values(":sending", AttributeValue::S(status::SENDING.into()))
-            .expression_attribute_values(":processing", AttributeValue::S(status::PROCESSING.into()))
-            .expression_attribute_values(":token", AttributeValue::S(token.into()))
             .send()
             .await;
         match update {
