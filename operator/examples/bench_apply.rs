@@ -41,7 +41,7 @@ async fn main() -> anyhow::Result<()> {
     let cpu_start = cpu_seconds();
     let started = Instant::now();
     let loaded = manifests::load(&paths, "bench")?;
-    let first = Context { aws: Aws::new(&config), naming: naming.clone(), mode: Mode::Apply };
+    let first = Context::new(Aws::new(&config), naming.clone(), Mode::Apply);
     let reports = reconcile_manifests(&first, &loaded, concurrency).await;
     let cold_secs = started.elapsed().as_secs_f64();
     let cold_cpu = cpu_seconds() - cpu_start;
@@ -49,14 +49,14 @@ async fn main() -> anyhow::Result<()> {
     anyhow::ensure!(failed == 0, "{failed} resources not ready: {:?}", reports.iter().find(|r| !r.is_ready()));
 
     let started = Instant::now();
-    let again = Context { aws: Aws::new(&config), naming: naming.clone(), mode: Mode::Apply };
+    let again = Context::new(Aws::new(&config), naming.clone(), Mode::Apply);
     let loaded = manifests::load(&paths, "bench")?;
     let reports = reconcile_manifests(&again, &loaded, concurrency).await;
     let noop_secs = started.elapsed().as_secs_f64();
     anyhow::ensure!(reports.iter().all(|r| r.changes.is_empty()), "re-apply changed something");
 
     // The emulator's raw PutItem rate, same items, same concurrency, into the same table.
-    let put_ctx = Context { aws: Aws::new(&config), naming: naming.clone(), mode: Mode::Apply };
+    let put_ctx = Context::new(Aws::new(&config), naming.clone(), Mode::Apply);
     let table = naming.company_data_table();
     let owner = Owner { kind: "Company", namespace: "bench".into(), name: "raw".into() };
     let items: Vec<_> = loaded

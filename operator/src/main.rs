@@ -2,7 +2,7 @@
 //! in-cluster controller (the same reconcile, driven by the Kubernetes API), or print the CRDs.
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use multicomms_operator::reconcile::{self, Context, Mode};
+use multicomms_operator::reconcile::{self, AdoptionPolicy, Context, Mode};
 use multicomms_operator::{aws, controller, crd, manifests, output};
 use multicomms_runtime::wire::{names::DEFAULT_PREFIX, Naming};
 use std::path::PathBuf;
@@ -17,6 +17,10 @@ struct Cli {
     /// Environment suffix of every AWS resource name (dev, prod, ...).
     #[arg(long, env = "MULTICOMMS_ENV", default_value = "dev", global = true)]
     env: String,
+    /// Namespaces whose resources may adopt AWS objects that carry no ownership marker (with the
+    /// multicomms.io/adopt annotation); `*` for all. Default: none.
+    #[arg(long, env = "MULTICOMMS_ADOPT_NAMESPACES", value_delimiter = ',', global = true)]
+    adopt_namespaces: Vec<String>,
     /// Log format on stderr.
     #[arg(long, env = "MULTICOMMS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     log_format: LogFormat,
@@ -109,6 +113,7 @@ async fn main() -> ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let naming = Naming::new(cli.prefix, cli.env);
+    let adoption = AdoptionPolicy::namespaces(cli.adopt_namespaces);
     let (target, mode, detailed) = match cli.command {
         Command::Crd { out } => return write_crds(out),
         Command::Run {
@@ -120,7 +125,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             metrics_address,
         } => {
             let client = kube::Client::try_default().await.context("connecting to the Kubernetes API")?;
-            let engine = Context { aws: aws::Aws::new(&aws::load_config().await), naming, mode: Mode::Apply };
+            let engine =
+                Context::new(aws::Aws::new(&aws::load_config().await), naming, Mode::Apply).adopting_in(adoption);
             let resync = std::time::Duration::from_secs(resync_seconds);
             let state = std::sync::Arc::new(controller::State::new(engine, client.clone(), resync));
             let listener = tokio::net::TcpListener::bind(metrics_address)
@@ -135,8 +141,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             state.metrics.ready.store(true, std::sync::atomic::Ordering::Relaxed);
             tracing::info!(resync_seconds, concurrency, leader_election, %metrics_address, "controller starting");
             if leader_election {
-                let identity =
-                    std::env::var("POD_NAME").unwrap_or_else(|_| format!("multicomms-operator-{}", std::process::id()));
+                let identity = controller::leader::identity(std::env::var("POD_NAME").ok());
                 let renew = std::time::Duration::from_secs(lease_renew_seconds.max(1));
                 let elector = controller::leader::LeaderElector::new(
                     client,
@@ -145,7 +150,10 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     &identity,
                     renew * 3,
                 );
-                controller::run_as_leader(state, concurrency, elector, renew).await;
+                if let Err(error) = controller::run_as_leader(state, concurrency, elector, renew).await {
+                    tracing::error!(%error, "stopped leading; exiting so that a standby takes over");
+                    return Ok(ExitCode::from(1));
+                }
             } else {
                 controller::run(state, concurrency).await;
             }
@@ -159,7 +167,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     for ignored in &manifests.ignored {
         tracing::debug!(document = %ignored, "not a multicomms resource; passed over");
     }
-    let ctx = Context { aws: aws::Aws::new(&aws::load_config().await), naming, mode };
+    let ctx = Context::new(aws::Aws::new(&aws::load_config().await), naming, mode).adopting_in(adoption);
     let reports = reconcile::reconcile_manifests(&ctx, &manifests, target.concurrency).await;
     match target.output {
         Output::Table => {

@@ -4,6 +4,7 @@
 //! records, SQS messages) and of the AWS resource names derived from the deployment's prefix and
 //! environment. The operator writes through these types and the runtime pods read through them,
 //! so writer and reader cannot drift.
+pub mod aws_policy;
 #[cfg(feature = "pod")]
 pub mod pod;
 #[cfg(feature = "processor")]

@@ -1,21 +1,11 @@
-//! What every runtime pod shares: its AWS configuration and its stop signal.
+//! What every runtime pod shares: its AWS configuration, its stop signal and its HTTP serving.
+use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
-/// The standard AWS SDK environment (credentials chain, region, `AWS_ENDPOINT_URL`), with
-/// timeouts: the SDK sets none on a call once connected, so a request the service never
-/// answers would hold a message (and its concurrency slot) forever. A timed-out attempt is
-/// retried with the SDK's standard backoff.
+/// The AWS SDK configuration of a pod: the shared policy ([`crate::aws_policy`]), 3 attempts.
 pub async fn aws_config() -> aws_config::SdkConfig {
-    let timeouts = aws_config::timeout::TimeoutConfig::builder()
-        .connect_timeout(Duration::from_secs(3))
-        .operation_attempt_timeout(Duration::from_secs(10))
-        .operation_timeout(Duration::from_secs(30))
-        .build();
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
-        .timeout_config(timeouts)
-        .retry_config(aws_config::retry::RetryConfig::standard().with_max_attempts(3))
-        .load()
-        .await
+    crate::aws_policy::load_config(3).await
 }
 
 /// SIGTERM (what Kubernetes sends) or Ctrl-C.
@@ -37,4 +27,62 @@ pub async fn shutdown_signal() {
         _ = terminate => {}
     }
     tracing::info!("stop signal received");
+}
+
+/// What one HTTP server holds open, whatever its clients do.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// Longest a connection may wait for a request's headers: a new connection, one sending
+    /// them slowly, or a keep-alive connection idle between requests (hyper runs one timer for
+    /// all three). A load balancer in front should close idle connections sooner.
+    pub header_timeout: Duration,
+    /// Connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
+}
+
+/// Serves `app` until `shutdown` resolves; then stops accepting, closes idle connections at once,
+/// and lets requests in flight finish (each is bounded by its own timeout). Unlike
+/// `axum::serve`, a client that sends headers slowly or never, or idles on a keep-alive
+/// connection, is cut off after `limits.header_timeout`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()>,
+) {
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    tokio::pin!(shutdown);
+    loop {
+        let slot = tokio::select! {
+            slot = slots.clone().acquire_owned() => match slot { Ok(slot) => slot, Err(_) => break },
+            () = &mut shutdown => break,
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait rather than spin.
+                    tracing::warn!(error = %e, "accept failed; retrying in 1 s");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            // Timeouts and resets are a client's business, not the server's.
+            if let Err(e) = connection.await {
+                tracing::debug!(error = %e, "connection closed");
+            }
+            drop(slot);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
 }

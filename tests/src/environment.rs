@@ -46,7 +46,7 @@ pub fn example_manifests() -> Manifests {
 /// Applies `manifests` under a new prefix; every resource must end Ready.
 pub async fn apply(config: &aws_config::SdkConfig, manifests: &Manifests) -> Naming {
     let naming = Naming::new(format!("r{}", &uuid::Uuid::new_v4().simple().to_string()[..10]), "test");
-    let ctx = Context { aws: multicomms_operator::aws::Aws::new(config), naming: naming.clone(), mode: Mode::Apply };
+    let ctx = Context::new(multicomms_operator::aws::Aws::new(config), naming.clone(), Mode::Apply);
     let reports = reconcile::reconcile_manifests(&ctx, manifests, 4).await;
     assert!(reports.iter().all(|r| r.is_ready()), "{:?}", reports.iter().find(|r| !r.is_ready()));
     naming

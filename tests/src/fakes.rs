@@ -9,6 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use base64::Engine;
+use futures::StreamExt;
 use serde_json::{json, Map, Value};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,6 +37,16 @@ pub enum Fault {
     OffSchema,
     /// OpenAI: a refusal instead of output text.
     Refusal,
+    /// A success (for Twilio: the message accepted) whose answer is 1 GiB of whitespace,
+    /// streamed without a length: what a hostile or broken endpoint could send.
+    Oversized,
+}
+
+/// 1 GiB in 64 KiB chunks, produced as it is read (the fake holds none of it).
+fn oversized(status: StatusCode) -> Response {
+    let chunk = Bytes::from(vec![b' '; 64 * 1024]);
+    let chunks = futures::stream::repeat_with(move || Ok::<_, std::io::Error>(chunk.clone())).take(16 * 1024);
+    (status, [("content-type", "application/json")], axum::body::Body::from_stream(chunks)).into_response()
 }
 
 /// One request as the fake saw it.
@@ -200,6 +211,10 @@ async fn openai(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byt
             }
             Some(Fault::OffSchema) => json!({"type": "output_text", "text": "{\"unexpected\": 42}", "annotations": []}),
             Some(Fault::Refusal) => json!({"type": "refusal", "refusal": "I'm sorry, I can't help with that."}),
+            Some(Fault::Oversized) => {
+                recorded.accepted = true;
+                return oversized(StatusCode::OK);
+            }
             Some(Fault::Hang) | None => {
                 json!({"type": "output_text", "text": output_for(&format["schema"]).to_string(), "annotations": []})
             }
@@ -329,6 +344,9 @@ async fn twilio(
             };
         }
         recorded.accepted = true;
+        if fault == Some(Fault::Oversized) {
+            return oversized(StatusCode::CREATED);
+        }
         let sid = format!("SM{:032x}", shared.next_id());
         json_response(
             201,

@@ -3,6 +3,11 @@
 //! tells the story; redeliveries never send twice; each failure class ends where it should.
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_sqs::types::QueueAttributeName;
+use aws_smithy_runtime_api::client::http::{
+    http_client_fn, HttpClient, HttpConnector, HttpConnectorFuture, SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+use aws_smithy_runtime_api::client::result::ConnectorError;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use multicomms_e2e::environment::{apply, emulator_config, example_manifests, example_request, router_for, API_KEY};
@@ -42,6 +47,8 @@ async fn env() -> Env {
 impl Env {
     fn processor(&self, channel: ChannelKind, http_timeout: Duration) -> Arc<Processor> {
         let http = reqwest::Client::builder().timeout(http_timeout).build().expect("HTTP client");
+        let metrics = Arc::new(Metrics::default());
+        let alarm = metrics.secrets_scheduled_for_deletion.clone();
         Arc::new(Processor {
             channel,
             version: "processor-test-1".into(),
@@ -49,10 +56,10 @@ impl Env {
                 aws_sdk_dynamodb::Client::new(&self.config),
                 self.naming.conversations_table(),
             ),
-            secrets: Secrets::new(aws_sdk_secretsmanager::Client::new(&self.config), Duration::from_secs(300)),
-            ai: Ai::new(http.clone(), self.fakes.openai_url()),
+            secrets: Secrets::new(aws_sdk_secretsmanager::Client::new(&self.config), Duration::from_secs(300), alarm),
+            ai: Ai::new(http.clone(), self.fakes.openai_url(), self.naming.shared_ai_key_secret(channel)),
             senders: Senders::new(http, self.fakes.url.clone(), self.fakes.url.clone()),
-            metrics: Arc::new(Metrics::default()),
+            metrics,
             send_grace: http_timeout,
         })
     }
@@ -61,14 +68,19 @@ impl Env {
         self.sqs.get_queue_url().queue_name(name).send().await.expect("queue").queue_url.expect("url")
     }
 
+    /// What the processor binary reads from the queue, with `visibility` for its receives.
     async fn settings(&self, channel: ChannelKind, visibility: Duration) -> Settings {
+        let queue = queue::discover(&self.sqs, &self.naming.channel_queue(channel)).await.expect("queue");
         Settings {
-            queue_url: self.queue_url(self.naming.channel_queue(channel)).await,
+            queue_url: queue.url,
             concurrency: 4,
             visibility,
             heartbeat: Duration::from_secs(1),
             retry_base: Duration::from_secs(1),
             wait: Duration::from_secs(1),
+            max_receive_count: queue.max_receive_count,
+            dead_letter_queue_url: queue.dead_letter_queue_url,
+            depth_interval: Duration::from_millis(500),
         }
     }
 
@@ -533,4 +545,218 @@ async fn killing_the_processor_mid_flight_loses_nothing_and_sends_nothing_twice(
     assert_eq!(env.fakes.requests(Service::Twilio).len(), 2, "the interrupted send was not repeated");
     assert_eq!(env.fakes.sent().len(), 2);
     assert_eq!(env.depth(env.naming.channel_queue(ChannelKind::Whatsapp)).await, 0, "nothing left behind");
+}
+
+#[tokio::test]
+async fn the_channels_shared_ai_key_never_reaches_an_endpoint_a_company_chose() {
+    let env = env().await;
+    // Another server, standing for a host a Company's YAML named; it records what it gets.
+    let chosen = Fakes::start("127.0.0.1:0").await.expect("the chosen endpoint");
+    // The record as a hand-written or tampered item would carry it: the operator refuses this
+    // Company (a custom baseUrl needs the company's own apiKey), so only the processor guards.
+    let mut context = env.context_for(request(0x901, "whatsapp"), ChannelKind::Whatsapp).await;
+    let ai = &mut context["company_data_payload"]["ai_config"]["openai_config"]["whatsapp"];
+    assert_eq!(ai["api_key_reference"], json!(env.naming.shared_ai_key_secret(ChannelKind::Whatsapp)));
+    ai["base_url"] = json!(chosen.openai_url());
+    env.enqueue(ChannelKind::Whatsapp, &context.to_string()).await;
+    let running = env.start(ChannelKind::Whatsapp, LONG, LONG).await;
+    let record = env.settled(&key_of(&context), &[status::FAILED_TO_PROCESS_AI]).await;
+    running.stop().await;
+    assert!(chosen.requests(Service::OpenAi).is_empty(), "the shared key went to the company's endpoint");
+    assert!(env.fakes.requests(Service::OpenAi).is_empty());
+    assert!(
+        record.failure_reason.as_deref().is_some_and(|r| r.contains("without the company's own key")),
+        "{record:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_oversized_provider_answer_fails_its_message_instead_of_filling_memory() {
+    let env = env().await;
+    let running = env.start(ChannelKind::Whatsapp, LONG, Duration::from_secs(20)).await;
+    // 1 GiB from the AI endpoint: reading stops at the cap, the message fails for good.
+    let record = with_fault(&env, 0x902, Service::OpenAi, &[Fault::Oversized], &[status::FAILED_TO_PROCESS_AI]).await;
+    assert!(record.failure_reason.as_deref().is_some_and(|r| r.contains("larger than")), "{record:?}");
+    assert!(env.fakes.sent().is_empty());
+    // 1 GiB from Twilio after it accepted the message: it may be on its way, so it is handed
+    // off, never sent again.
+    let record = with_fault(&env, 0x903, Service::Twilio, &[Fault::Oversized], &[status::SEND_OUTCOME_UNKNOWN]).await;
+    assert!(record.hand_off_to_human && record.failure_reason.as_deref().is_some_and(|r| r.contains("larger than")));
+    running.stop().await;
+    assert_eq!(env.fakes.requests(Service::Twilio).len(), 1);
+}
+
+#[tokio::test]
+async fn a_secret_scheduled_for_deletion_holds_messages_until_it_is_restored() {
+    let env = env().await;
+    let secrets = aws_sdk_secretsmanager::Client::new(&env.config);
+    let credentials =
+        env.naming.channel_credentials_secret(ChannelKind::Whatsapp, "Cucumber Recruitment", "Clarify CV");
+    secrets.delete_secret().secret_id(&credentials).recovery_window_in_days(7).send().await.expect("schedule");
+    let running = env.start(ChannelKind::Whatsapp, LONG, LONG).await;
+    assert_eq!(env.post(request(0x904, "whatsapp")).await, StatusCode::OK);
+    let key = whatsapp_key(0x904);
+    let alarm = r#"multicomms_processor_secrets_scheduled_for_deletion_total "#;
+    let mut held = None;
+    for _ in 0..100 {
+        held = env.record(&key).await.filter(|r| r.failure_reason.is_some());
+        if held.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let held = held.expect("the record notes why the message waits");
+    assert_eq!(held.conversation_status, status::PROCESSING, "not failed: the message waits on the queue");
+    assert!(held.failure_reason.as_deref().is_some_and(|r| r.contains("scheduled for deletion")), "{held:?}");
+    assert!(running.processor.metrics.render().lines().any(|l| l.starts_with(alarm) && !l.ends_with(" 0")));
+
+    secrets.restore_secret().secret_id(&credentials).send().await.expect("restore");
+    env.settled(&key, &[status::INITIAL_MESSAGE_SENT]).await;
+    running.stop().await;
+    assert_eq!(env.fakes.sent().len(), 1);
+}
+
+/// Log lines written on this thread while the guard lives, as JSON text.
+#[derive(Clone, Default)]
+struct CapturedLogs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("logs").extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl CapturedLogs {
+    fn capture(&self) -> tracing::subscriber::DefaultGuard {
+        let logs = self.clone();
+        tracing::subscriber::set_default(tracing_subscriber::fmt().json().with_writer(move || logs.clone()).finish())
+    }
+
+    fn lines(&self) -> Vec<String> {
+        String::from_utf8_lossy(&self.0.lock().expect("logs")).lines().map(str::to_string).collect()
+    }
+}
+
+#[tokio::test]
+async fn a_send_still_claimed_on_the_last_receive_is_handed_off_not_dead_lettered() {
+    let logs = CapturedLogs::default();
+    let _capture = logs.capture();
+    let env = env().await;
+    // The example queue dead-letters after 3 receives. Each redelivery comes 2 s after the
+    // last, far inside the claim's grace (60 s), so every one finds a young claim.
+    let visibility = Duration::from_secs(2);
+    env.fakes.set_latency(Service::Twilio, Duration::from_secs(30));
+    let context = env.context_for(request(0xa01, "whatsapp"), ChannelKind::Whatsapp).await;
+    env.enqueue(ChannelKind::Whatsapp, &context.to_string()).await;
+    let first = env.start(ChannelKind::Whatsapp, visibility, LONG).await;
+    for _ in 0..200 {
+        if !env.fakes.requests(Service::Twilio).is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    first.kill();
+    env.fakes.set_latency(Service::Twilio, Duration::ZERO);
+    let second = env.start(ChannelKind::Whatsapp, visibility, LONG).await;
+    let record = env.settled(&key_of(&context), &[status::SEND_OUTCOME_UNKNOWN]).await;
+    second.stop().await;
+    assert!(record.hand_off_to_human, "{record:?}");
+    assert!(record.failure_reason.as_deref().is_some_and(|r| r.contains("last receive")), "{record:?}");
+    assert_eq!(env.fakes.requests(Service::Twilio).len(), 1, "never sent again");
+    assert_eq!(env.depth(env.naming.channel_queue(ChannelKind::Whatsapp)).await, 0);
+    assert_eq!(env.depth(env.naming.channel_dlq(ChannelKind::Whatsapp)).await, 0, "nothing dead-lettered");
+
+    // The redelivery that waited for the claim said which conversation it waited for.
+    let conversation_id = key_of(&context).1;
+    let waited: Vec<String> =
+        logs.lines().into_iter().filter(|l| l.contains("another attempt is sending this conversation")).collect();
+    assert!(!waited.is_empty(), "the young claim was waited for once");
+    for line in waited {
+        assert!(line.contains(&conversation_id), "{line}");
+    }
+}
+
+#[tokio::test]
+async fn the_dead_letter_queue_depth_is_a_metric() {
+    let env = env().await;
+    env.enqueue(ChannelKind::Whatsapp, "this is not a context object").await;
+    let running = env.start(ChannelKind::Whatsapp, LONG, LONG).await;
+    let wanted = r#"multicomms_processor_queue_messages{queue="dead_letter",state="visible"} 1"#;
+    let mut metrics = String::new();
+    for _ in 0..100 {
+        metrics = running.processor.metrics.render();
+        if metrics.contains(wanted) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    running.stop().await;
+    assert!(metrics.contains(wanted), "{metrics}");
+}
+
+/// An HTTP connector on which the heartbeat's ChangeMessageVisibility (the one renewing the full
+/// visibility timeout) takes half a second to reach SQS, and, once sent, arrives even if its
+/// sender gives up waiting for the answer: a renewal on the wire when the message is settled.
+#[derive(Debug)]
+struct SlowHeartbeatOnTheWire {
+    inner: SharedHttpConnector,
+    visibility_seconds: u64,
+}
+
+impl HttpConnector for SlowHeartbeatOnTheWire {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let body = request.body().bytes().map(String::from_utf8_lossy).unwrap_or_default();
+        let inner = self.inner.clone();
+        if !body.contains(&format!("\"VisibilityTimeout\":{}", self.visibility_seconds)) {
+            return inner.call(request);
+        }
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let _ = answer.send(inner.call(request).await);
+        });
+        HttpConnectorFuture::new(async move {
+            answered.await.unwrap_or_else(|_| Err(ConnectorError::other("the connection went away".into(), None)))
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_heartbeat_in_flight_never_overrides_the_retry_delay() {
+    let env = env().await;
+    // The AI answers after 1.2 s with a 500: a retry in about a second, while the heartbeat
+    // (every second) is renewing the 60 s visibility.
+    env.fakes.set_latency(Service::OpenAi, Duration::from_millis(1_200));
+    env.fakes.fail_next(Service::OpenAi, Fault::Status(500));
+    let http = aws_smithy_http_client::Builder::new().build_http();
+    let slow = http_client_fn(move |settings, components| {
+        let inner = http.http_connector(settings, components);
+        SharedHttpConnector::new(SlowHeartbeatOnTheWire { inner, visibility_seconds: 60 })
+    });
+    let sqs = aws_sdk_sqs::Client::from_conf(aws_sdk_sqs::config::Builder::from(&env.config).http_client(slow).build());
+    let processor = env.processor(ChannelKind::Whatsapp, LONG);
+    let settings = env.settings(ChannelKind::Whatsapp, LONG).await;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(queue::run(processor, sqs, settings, async {
+        let _ = stopped.await;
+    }));
+    assert_eq!(env.post(request(0xa02, "whatsapp")).await, StatusCode::OK);
+    // Back after its ~1 s retry delay, not after the 60 s a late heartbeat would set.
+    let mut sent = false;
+    for _ in 0..75 {
+        if env.record(&whatsapp_key(0xa02)).await.is_some_and(|r| r.conversation_status == status::INITIAL_MESSAGE_SENT)
+        {
+            sent = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let _ = stop.send(());
+    task.await.expect("stopped");
+    assert!(sent, "the retry was hidden for the whole visibility timeout by a late heartbeat");
+    assert_eq!(env.fakes.requests(Service::OpenAi).len(), 2);
 }

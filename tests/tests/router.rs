@@ -10,8 +10,9 @@ use multicomms_e2e::environment::{
 use multicomms_operator::crd::Company;
 use multicomms_operator::manifests;
 use multicomms_operator::reconcile::{self, Context, Mode};
+use multicomms_runtime::pod::ConnectionLimits;
 use multicomms_runtime::router::metrics::Metrics;
-use multicomms_runtime::router::{http, queues::Queues};
+use multicomms_runtime::router::{companies::Companies, http, queues::Queues};
 use multicomms_runtime::wire::context::ContextObject;
 use multicomms_runtime::wire::{ChannelKind, Naming};
 use serde_json::{json, Value};
@@ -21,6 +22,8 @@ use std::time::Duration;
 use tower::ServiceExt;
 
 const KEY: &str = API_KEY;
+/// The router binary's defaults.
+const LIMITS: ConnectionLimits = ConnectionLimits { header_timeout: Duration::from_secs(30), max_connections: 10_000 };
 
 struct Setup {
     app: axum::Router,
@@ -198,8 +201,12 @@ async fn company_gating_and_configuration_errors() {
         edit(&mut body);
         body.to_string()
     };
+    // An unknown company answers as a wrong key does: nothing tells a caller which ids exist.
     let not_found = with(&|b| b["company_data"]["company_id"] = json!("ci-zzz-999"));
-    assert_error(&post(&setup.app, Some(KEY), not_found).await, 404, "COMPANY_NOT_FOUND");
+    let unknown = post(&setup.app, Some(KEY), not_found).await;
+    assert_error(&unknown, 403, "INVALID_API_KEY");
+    let wrong_key = post(&setup.app, Some("not-the-key"), example().to_string()).await;
+    assert_eq!(unknown.2["message"], wrong_key.2["message"]);
     let inactive = with(&|b| b["company_data"]["project_id"] = json!("pi-aaa-002"));
     assert_error(&post(&setup.app, Some(KEY), inactive).await, 403, "PROJECT_INACTIVE");
     let not_allowed = with(&|b| {
@@ -216,8 +223,7 @@ async fn company_gating_and_configuration_errors() {
 
     // The operator creates the sms queue later: the running router finds it by itself.
     let config = emulator_config().await;
-    let ctx =
-        Context { aws: multicomms_operator::aws::Aws::new(&config), naming: setup.naming.clone(), mode: Mode::Apply };
+    let ctx = Context::new(multicomms_operator::aws::Aws::new(&config), setup.naming.clone(), Mode::Apply);
     let root = repo_root();
     let loaded = manifests::load(&[root.join("config/channels"), root.join("config/examples/local")], "multicomms-dev")
         .expect("channels");
@@ -460,7 +466,7 @@ async fn shutdown_finishes_requests_in_flight_and_flushes_their_batches() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}/initiate-conversation", listener.local_addr().expect("address"));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(http::serve(listener, Arc::new(router), async {
+    let server = tokio::spawn(http::serve(listener, Arc::new(router), LIMITS, async {
         let _ = stopped.await;
     }));
 
@@ -482,7 +488,7 @@ async fn shutdown_finishes_requests_in_flight_and_flushes_their_batches() {
         let response = request.await.expect("task").expect("answered, not cut off");
         assert_eq!(response.status(), StatusCode::OK);
     }
-    server.await.expect("task").expect("served");
+    server.await.expect("served");
     let mut received = 0;
     for _ in 0..10 {
         received += receive(&setup, ChannelKind::Whatsapp).await.len();
@@ -491,4 +497,161 @@ async fn shutdown_finishes_requests_in_flight_and_flushes_their_batches() {
         }
     }
     assert_eq!(received, 5, "every accepted message was sent before the router stopped");
+}
+
+#[tokio::test]
+async fn callers_without_a_key_cannot_evict_companies_nor_learn_which_exist() {
+    let config = emulator_config().await;
+    let naming = apply(&config, &example_manifests()).await;
+    let calls = multicomms_operator::aws::CallCounter::default();
+    let counted = aws_sdk_dynamodb::config::Builder::from(&config).interceptor(calls.clone()).build();
+    let mut router = router_for(&config, &naming).await;
+    let capacity = std::num::NonZeroUsize::new(100).expect("non-zero");
+    router.companies = Companies::with_capacity(
+        aws_sdk_dynamodb::Client::from_conf(counted),
+        naming.company_data_table(),
+        Duration::from_secs(600),
+        capacity,
+    );
+    let app = http::app(Arc::new(router));
+    let reads = || calls.by_operation().get("GetItem").copied().unwrap_or(0);
+    let with_id = |request: u32, company: &str| {
+        let mut body = example();
+        body["company_data"]["company_id"] = json!(company);
+        body["request_data"]["request_id"] = json!(format!("550e8400-e29b-41d4-a716-{request:012x}"));
+        body.to_string()
+    };
+    assert_eq!(post(&app, Some(KEY), with_id(1, "ci-aaa-001")).await.0, StatusCode::OK);
+    assert_eq!(reads(), 1);
+
+    // 2.5 times the cache's size in made-up company ids, without a valid key.
+    let answers = futures::future::join_all(
+        (0..250).map(|i| post(&app, Some("guessing"), with_id(0x100 + i, &format!("ci-guess-{i:04}")))),
+    )
+    .await;
+    for answer in &answers {
+        assert_error(answer, 403, "INVALID_API_KEY");
+    }
+    assert_eq!(reads(), 251);
+    // The real company was not evicted.
+    assert_eq!(post(&app, Some(KEY), with_id(2, "ci-aaa-001")).await.0, StatusCode::OK);
+    assert_eq!(reads(), 251, "the real company was not read again");
+    // A made-up id costs one read, then none while it is remembered.
+    for request in [0x500, 0x501] {
+        assert_error(&post(&app, Some("guessing"), with_id(request, "ci-guess-again")).await, 403, "INVALID_API_KEY");
+    }
+    assert_eq!(reads(), 252);
+}
+
+#[tokio::test]
+async fn a_tenant_refused_for_its_rate_limit_grows_no_router_state() {
+    let setup = setup(|m| m.companies[0].spec.rate_limits.requests_per_minute = 1).await;
+    let mut refused = 0;
+    for i in 0..2_000u32 {
+        let mut body = example();
+        body["request_data"]["request_id"] = json!(format!("550e8400-e29b-41d4-a716-{:012x}", 0x9000 + i));
+        body["request_data"]["channel_method"] = json!("email"); // keep the whatsapp queue shallow
+        let (status, _, _) = post(&setup.app, Some(KEY), body.to_string()).await;
+        refused += usize::from(status == StatusCode::TOO_MANY_REQUESTS);
+    }
+    assert!(refused >= 1_997, "{refused} refused");
+    // One answer per accepted request (one a minute), none for the refused ones.
+    assert!(setup.router.idempotency.len() <= 3, "{} answers held", setup.router.idempotency.len());
+}
+
+/// The router on a loopback port with `limits`; stopped through the returned sender.
+async fn serving(
+    limits: ConnectionLimits,
+) -> (Setup, std::net::SocketAddr, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<()>) {
+    let setup = setup(|_| {}).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(http::serve(listener, setup.router.clone(), limits, async {
+        let _ = stopped.await;
+    }));
+    (setup, address, stop, server)
+}
+
+/// Reads until the server closes the connection (or `within` passes); returns what it said.
+async fn closed_within(stream: &mut tokio::net::TcpStream, within: Duration) -> Option<String> {
+    use tokio::io::AsyncReadExt;
+    let mut seen = Vec::new();
+    let read = tokio::time::timeout(within, stream.read_to_end(&mut seen)).await;
+    read.ok().map(|_| String::from_utf8_lossy(&seen).into_owned())
+}
+
+/// One request over a fresh connection with `Connection: close`; the status line's code.
+async fn status_over_tcp(address: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await.expect("connect");
+    let body = example().to_string();
+    let request = format!(
+        "POST /initiate-conversation HTTP/1.1\r\nHost: x\r\nx-api-key: {KEY}\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).await.expect("send");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    response.split(' ').nth(1).unwrap_or_default().to_string()
+}
+
+#[tokio::test]
+async fn a_client_that_sends_half_a_request_or_idles_is_cut_off_after_the_header_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let limits = ConnectionLimits { header_timeout: Duration::from_secs(1), ..LIMITS };
+    let (_setup, address, stop, server) = serving(limits).await;
+    // Half a request line, then nothing.
+    let mut slow = tokio::net::TcpStream::connect(address).await.expect("connect");
+    slow.write_all(b"POST /initiate-conversation HTTP/1.1\r\nHost: x\r\n").await.expect("send");
+    assert_eq!(closed_within(&mut slow, Duration::from_secs(5)).await.as_deref(), Some(""), "no answer, closed");
+    // A keep-alive connection left idle after a request.
+    let mut idle = tokio::net::TcpStream::connect(address).await.expect("connect");
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n").await.expect("send");
+    let answered = closed_within(&mut idle, Duration::from_secs(5)).await.expect("closed while idle");
+    assert!(answered.starts_with("HTTP/1.1 200"), "{answered}");
+    let _ = stop.send(());
+    server.await.expect("stopped");
+}
+
+#[tokio::test]
+async fn five_thousand_idle_connections_neither_delay_requests_nor_hold_shutdown() {
+    use tokio::io::AsyncWriteExt;
+    let limits = ConnectionLimits { header_timeout: Duration::from_secs(120), ..LIMITS };
+    let (setup, address, stop, server) = serving(limits).await;
+    let mut held = Vec::with_capacity(5_000);
+    for i in 0..5_000 {
+        let mut stream = tokio::net::TcpStream::connect(address).await.expect("connect");
+        if i % 2 == 0 {
+            stream.write_all(b"POST /initiate-conversation HTTP/1.1\r\nHo").await.expect("half a request");
+        }
+        held.push(stream);
+    }
+    assert_eq!(status_over_tcp(address).await, "200", "a valid request is served beside them");
+    // Shutdown closes the idle ones at once (a half-sent one waits out its header timeout, so
+    // those clients go away here and only the idle ones stay connected).
+    let idle: Vec<_> = held.into_iter().enumerate().filter(|(i, _)| i % 2 == 1).map(|(_, s)| s).collect();
+    let stopping = std::time::Instant::now();
+    let _ = stop.send(());
+    server.await.expect("stopped");
+    assert!(stopping.elapsed() < Duration::from_secs(60), "shutdown waited {:?}", stopping.elapsed());
+    drop(idle);
+    assert_eq!(receive(&setup, ChannelKind::Whatsapp).await.len(), 1);
+}
+
+#[tokio::test]
+async fn connections_beyond_the_cap_wait_for_a_free_slot() {
+    let limits = ConnectionLimits { header_timeout: Duration::from_secs(1), max_connections: 10 };
+    let (_setup, address, stop, server) = serving(limits).await;
+    let mut held = Vec::new();
+    for _ in 0..10 {
+        held.push(tokio::net::TcpStream::connect(address).await.expect("connect"));
+    }
+    // The eleventh is accepted once a held one is cut off by the header timeout.
+    let served = tokio::time::timeout(Duration::from_secs(10), status_over_tcp(address)).await;
+    assert_eq!(served.expect("served within 10 s"), "200");
+    drop(held);
+    let _ = stop.send(());
+    server.await.expect("stopped");
 }

@@ -12,16 +12,12 @@ pub mod sqs;
 pub use calls::CallCounter;
 pub use error::AwsError;
 
-use aws_config::retry::RetryConfig;
-use aws_config::{BehaviorVersion, SdkConfig};
+use aws_config::SdkConfig;
 
-/// SDK configuration from the environment, with standard retries: exponential backoff with
-/// jitter on throttling, 5xx and transport errors (5 attempts).
+/// The SDK configuration of the operator: the policy shared with the pods
+/// ([`multicomms_runtime::aws_policy`]: standard environment, retries and timeouts), 5 attempts.
 pub async fn load_config() -> SdkConfig {
-    aws_config::defaults(BehaviorVersion::latest())
-        .retry_config(RetryConfig::standard().with_max_attempts(5))
-        .load()
-        .await
+    multicomms_runtime::aws_policy::load_config(5).await
 }
 
 /// The three service adapters, sharing one SDK configuration and one call counter.

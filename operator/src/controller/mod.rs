@@ -14,7 +14,7 @@ pub use resources::{reconcile_channel, reconcile_company};
 use crate::desired::secret::{SecretSpec, SecretValues, Source};
 use crate::reconcile::{self, Action as Change, Report};
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, Patch, PatchParams};
+use kube::api::{Api, PartialObjectMeta, Patch, PatchParams};
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 use kube::{Resource, ResourceExt};
@@ -55,6 +55,8 @@ pub enum Error {
     Retry(String),
     #[error("finalizer: {0}")]
     Finalizer(String),
+    #[error("leadership: {0}")]
+    Leadership(#[from] leader::LostLease),
 }
 
 /// Requeue after a failed reconcile. AWS throttling is already backed off inside the SDK; this
@@ -198,7 +200,7 @@ pub async fn run(state: Arc<State>, concurrency: u16) {
     let companies = Controller::new(Api::<Company>::all(client.clone()), watcher::Config::default());
     let store = companies.store();
     let companies = companies
-        .watches(Api::<Secret>::all(client.clone()), watcher::Config::default(), move |secret: Secret| {
+        .watches(secret_names(&client), watcher::Config::default(), move |secret| {
             referencing(&store, &secret, |c: &Company| crate::desired::company::secrets(&c.spec, &naming))
         })
         .with_config(config.clone())
@@ -210,7 +212,7 @@ pub async fn run(state: Arc<State>, concurrency: u16) {
     let channels = Controller::new(Api::<Channel>::all(client.clone()), watcher::Config::default());
     let store = channels.store();
     let channels = channels
-        .watches(Api::<Secret>::all(client), watcher::Config::default(), move |secret: Secret| {
+        .watches(secret_names(&client), watcher::Config::default(), move |secret| {
             referencing(&store, &secret, |c: &Channel| crate::desired::channel::secrets(&c.spec, &naming))
         })
         .with_config(config)
@@ -219,6 +221,14 @@ pub async fn run(state: Arc<State>, concurrency: u16) {
         .for_each(|result| async move { log_result("Channel", result) });
 
     futures::join!(companies, channels);
+}
+
+/// Secrets as metadata only (`PartialObjectMetadata`): a change to one is all the controllers
+/// watch for, so the cluster's Secret values (TLS keys, tokens) never stream through the
+/// operator; it reads the values of the Secrets a resource references, in its namespace, when it
+/// reconciles that resource.
+fn secret_names(client: &kube::Client) -> Api<PartialObjectMeta<Secret>> {
+    Api::all(client.clone())
 }
 
 fn log_result<T: std::fmt::Debug, E: std::fmt::Display>(kind: &str, result: Result<T, E>) {
@@ -231,7 +241,7 @@ fn log_result<T: std::fmt::Debug, E: std::fmt::Display>(kind: &str, result: Resu
 /// The resources in `store` (same namespace as `secret`) whose secrets read it.
 fn referencing<K>(
     store: &kube::runtime::reflector::Store<K>,
-    secret: &Secret,
+    secret: &PartialObjectMeta<Secret>,
     specs: impl Fn(&K) -> Vec<SecretSpec>,
 ) -> Vec<kube::runtime::reflector::ObjectRef<K>>
 where
@@ -258,41 +268,20 @@ fn referenced_secrets(specs: &[SecretSpec]) -> BTreeSet<&str> {
         .collect()
 }
 
-/// [`run`] on the replica that holds the lease: waits for leadership, renews it every `renew`,
-/// and gives it up on shutdown. A replica that cannot renew before its lease would expire
-/// exits, so two replicas never reconcile at once; Kubernetes restarts it as a standby.
-pub async fn run_as_leader(state: Arc<State>, concurrency: u16, elector: leader::LeaderElector, renew: Duration) {
-    if let Err(error) = elector.wait_until_leading(renew).await {
-        tracing::error!(%error, "leader election failed");
-        return;
-    }
+/// [`run`] on the replica that holds the lease: waits for leadership, then runs the controllers
+/// while renewing it, and gives it up on shutdown. Leadership lost ends the controllers before
+/// a standby can take over (see [`leader`]) and returns the error: the caller exits, and
+/// Kubernetes restarts the replica as a standby.
+pub async fn run_as_leader(
+    state: Arc<State>,
+    concurrency: u16,
+    elector: leader::LeaderElector,
+    renew: Duration,
+) -> Result<(), Error> {
+    let led_since = elector.wait_until_leading(renew).await?;
     tracing::info!("leading: starting the controllers");
-    let lease_duration = renew * 3;
-    let renewing = async {
-        let mut last_renewed = std::time::Instant::now();
-        loop {
-            tokio::time::sleep(renew).await;
-            match elector.try_lead().await {
-                Ok(leader::Round::Leading) => last_renewed = std::time::Instant::now(),
-                Ok(leader::Round::Following { holder }) => return format!("lease taken over by {holder}"),
-                Err(error) => tracing::warn!(%error, "could not renew the lease"),
-            }
-            if last_renewed.elapsed() > lease_duration {
-                return "lease not renewed in time".to_string();
-            }
-        }
-    };
-    tokio::select! {
-        () = run(state, concurrency) => {
-            if let Err(error) = elector.release().await {
-                tracing::warn!(%error, "could not release the lease");
-            }
-        }
-        lost = renewing => {
-            tracing::error!(reason = lost, "lost leadership; exiting");
-            std::process::exit(1);
-        }
-    }
+    elector.lead(renew, led_since, run(state, concurrency)).await?;
+    Ok(())
 }
 
 #[cfg(test)]
@@ -311,8 +300,8 @@ mod tests {
         company
     }
 
-    fn secret(namespace: &str, name: &str) -> Secret {
-        let mut secret = Secret::default();
+    fn secret(namespace: &str, name: &str) -> PartialObjectMeta<Secret> {
+        let mut secret = PartialObjectMeta::<Secret>::default();
         secret.metadata.namespace = Some(namespace.into());
         secret.metadata.name = Some(name.into());
         secret

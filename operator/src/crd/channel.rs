@@ -51,7 +51,19 @@ pub enum Provider {
 }
 
 /// SQS settings of the channel queue and its dead-letter queue (spec §4.1 defaults).
+///
+/// A processor killed mid-send leaves a send claim that a redelivery must not take for a crash
+/// until the claim's grace has passed (the provider timeout + 60 s = 180 s by default): the
+/// message must still have receives left by then, or it would reach the DLQ while its
+/// conversation says `sending`. (The processor also hands the conversation off on the last
+/// receive whatever the settings; this rule keeps that a rare event.) 600 s stands for an unset
+/// visibility timeout: the smallest of the channels' defaults.
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, KubeSchema)]
+#[x_kube(validation = Rule::new(
+    "(has(self.visibilityTimeoutSeconds) ? self.visibilityTimeoutSeconds : 600) * \
+     ((has(self.maxReceiveCount) ? self.maxReceiveCount : 3) - 1) >= 180")
+    .message("visibilityTimeoutSeconds × (maxReceiveCount − 1) must be at least 180: a message must still have \
+              receives left when an interrupted send's claim (180 s) runs out, or it is dead-lettered unresolved"))]
 #[serde(rename_all = "camelCase")]
 pub struct QueueSettings {
     /// Default: 905 s for whatsapp (above the processor's 900 s budget), 600 s otherwise.

@@ -225,8 +225,12 @@ pub struct SendgridCredentials {
 /// How the first message of a conversation is written (OpenAI Responses API).
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("has(self.instructions) || has(self.promptId)")
-    .message("needs instructions or promptId"))]
+#[x_kube(
+    validation = Rule::new("has(self.instructions) || has(self.promptId)")
+        .message("needs instructions or promptId"),
+    validation = Rule::new("!has(self.baseUrl) || has(self.apiKey)")
+        .message("baseUrl needs the company's own apiKey: the Channel's shared key is only ever sent to the default endpoint")
+)]
 pub struct AiSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
@@ -239,10 +243,11 @@ pub struct AiSettings {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "free_form_object")]
     pub output_schema: Option<serde_json::Value>,
-    /// An OpenAI-compatible endpoint; the processor's default when absent.
+    /// An OpenAI-compatible endpoint; the processor's default when absent. Needs `apiKey`, and
+    /// https unless on loopback (a key must never cross the network in cleartext).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[x_kube(validation = Rule::new("self.startsWith('https://') || self.startsWith('http://')")
-        .message("must be an http(s) URL"))]
+    #[x_kube(validation = Rule::new(r"self.matches('^https://[^/@\\s]+(/.*)?$') || self.matches('^http://(localhost|127\\.0\\.0\\.1|\\[::1\\])(:[0-9]+)?(/.*)?$')")
+        .message("must be an https:// URL (http:// only for localhost, 127.0.0.1 or [::1])"))]
     #[schemars(length(max = 2048))]
     pub base_url: Option<String>,
     /// The company's own OpenAI key; without it the Channel's shared key is used.

@@ -9,44 +9,49 @@ use crate::aws::dynamodb::WriteCondition;
 use crate::crd::{Channel, Company};
 use crate::desired::secret::SecretSpec;
 use crate::desired::{self, Owner, OWNER_TAG};
-use aws_sdk_dynamodb::types::AttributeValue;
-use multicomms_runtime::wire::company::{MANAGED_BY, PARTITION_KEY, SORT_KEY};
-use multicomms_runtime::wire::Item;
+use multicomms_runtime::wire::company::{record_key, MANAGED_BY, PARTITION_KEY};
 
 /// Days a deleted secret can still be restored.
 pub const SECRET_RECOVERY_DAYS: i64 = 7;
 
+/// The record goes first: once it is gone the router refuses the company's requests, so no new
+/// message needs the secrets. Were the secrets deleted first and the record's deletion then
+/// failed, the router would keep accepting messages the processors can no longer send.
 pub async fn delete_company(ctx: &Context, company: &Company) -> Report {
-    let (mut report, owner, _) = begin("Company", company);
-    let secrets =
-        delete_secrets(ctx, &desired::company::secrets(&company.spec, &ctx.naming), &owner, &mut report).await;
+    let (mut report, owner, _) = begin(ctx, "Company", company);
     let record = delete_record(ctx, company, &owner, &mut report).await;
-    report.subsystems = vec![(SECRETS_SYNCED, secrets), (RECORD_SYNCED, record)];
+    let secrets = match &record {
+        Ok(_) => delete_secrets(ctx, &desired::company::secrets(&company.spec, &ctx.naming), &owner, &mut report).await,
+        Err(_) => Err(Failure::new(Reason::Blocked, format!("secrets kept until {RECORD_SYNCED} is deleted"))),
+    };
+    report.subsystems = vec![(RECORD_SYNCED, record), (SECRETS_SYNCED, secrets)];
     report
 }
 
-/// `users` are the Companies still using the channel: while there are any, the queues stay.
+/// `users` are the Companies still using the channel: while there are any, its queues and its
+/// shared OpenAI key stay (a key already scheduled for deletion is restored).
 pub async fn delete_channel(ctx: &Context, channel: &Channel, users: &[String]) -> Report {
-    let (mut report, owner, _) = begin("Channel", channel);
-    let queues = if users.is_empty() {
-        delete_queues(ctx, channel, &owner, &mut report).await
+    let (mut report, owner, _) = begin(ctx, "Channel", channel);
+    let secrets = desired::channel::secrets(&channel.spec, &ctx.naming);
+    report.subsystems = if users.is_empty() {
+        let queues = delete_queues(ctx, channel, &owner, &mut report).await;
+        vec![(QUEUES_SYNCED, queues), (SECRETS_SYNCED, delete_secrets(ctx, &secrets, &owner, &mut report).await)]
     } else {
-        Err(Failure::new(Reason::InUse, format!("queues kept while in use by {}", users.join(", "))))
+        let in_use =
+            |what: &str| Failure::new(Reason::InUse, format!("{what} kept while in use by {}", users.join(", ")));
+        let secrets = match restore_secrets(ctx, &secrets, &owner, &mut report).await {
+            Ok(_) => Err(in_use("shared key")),
+            Err(failure) => Err(failure),
+        };
+        vec![(QUEUES_SYNCED, Err(in_use("queues"))), (SECRETS_SYNCED, secrets)]
     };
-    let secrets =
-        delete_secrets(ctx, &desired::channel::secrets(&channel.spec, &ctx.naming), &owner, &mut report).await;
-    report.subsystems = vec![(QUEUES_SYNCED, queues), (SECRETS_SYNCED, secrets)];
     report
 }
 
 async fn delete_record(ctx: &Context, company: &Company, owner: &Owner, report: &mut Report) -> Outcome {
     let table = ctx.naming.company_data_table();
     let (company_id, project_id) = (&company.spec.company_id, &company.spec.project_id);
-    let key: Item = [
-        (PARTITION_KEY.to_string(), AttributeValue::S(company_id.clone())),
-        (SORT_KEY.to_string(), AttributeValue::S(project_id.clone())),
-    ]
-    .into();
+    let key = record_key(company_id, project_id);
     let mine = WriteCondition::Owner {
         partition_key: PARTITION_KEY,
         attribute: MANAGED_BY,
@@ -74,6 +79,21 @@ async fn delete_secrets(ctx: &Context, specs: &[SecretSpec], owner: &Owner, repo
         }
     }
     Ok(format!("{deleted} secrets scheduled for deletion ({SECRET_RECOVERY_DAYS}-day recovery window)"))
+}
+
+/// Cancels the pending deletion of those of `specs` that are ours and scheduled for deletion.
+async fn restore_secrets(ctx: &Context, specs: &[SecretSpec], owner: &Owner, report: &mut Report) -> Outcome {
+    for spec in specs {
+        let Some(observed) = ctx.aws.secrets.describe(&spec.name).await? else {
+            continue;
+        };
+        let ours = observed.tags.get(OWNER_TAG).is_some_and(|m| *m == owner.to_string());
+        if ours && observed.scheduled_for_deletion {
+            ctx.aws.secrets.restore(&spec.name).await?;
+            report.change(Action::Restore, format!("secret {}", spec.name), vec![]);
+        }
+    }
+    Ok("secrets kept".into())
 }
 
 async fn delete_queues(ctx: &Context, channel: &Channel, owner: &Owner, report: &mut Report) -> Outcome {

@@ -11,14 +11,13 @@ use crate::desired::secret::SecretValues;
 use crate::desired::{self, Owner};
 use crate::diff;
 use crate::validate;
-use aws_sdk_dynamodb::types::AttributeValue;
-use multicomms_runtime::wire::company::{CREATED_AT, MANAGED_BY, PARTITION_KEY, SORT_KEY, TIMESTAMPS, UPDATED_AT};
+use multicomms_runtime::wire::company::{record_key, CREATED_AT, MANAGED_BY, PARTITION_KEY, TIMESTAMPS, UPDATED_AT};
 use multicomms_runtime::wire::{CompanyRecord, Item};
 
 pub const RECORD_SYNCED: &str = "RecordSynced";
 
 pub async fn reconcile(ctx: &Context, company: &Company, values: &SecretValues) -> Report {
-    let (mut report, owner, adopt) = begin("Company", company);
+    let (mut report, owner, adopt) = begin(ctx, "Company", company);
     if let Err(invalid) = validate::company(company) {
         report.subsystems = vec![(SECRETS_SYNCED, Err(invalid.clone())), (RECORD_SYNCED, Err(invalid))];
         return report;
@@ -65,11 +64,7 @@ async fn plan_record(
 ) -> Result<Option<RecordWrite>, Failure> {
     let table = ctx.naming.company_data_table();
     let object = format!("item {table}[{}/{}]", record.company_id, record.project_id);
-    let key: Item = [
-        (PARTITION_KEY.to_string(), AttributeValue::S(record.company_id.clone())),
-        (SORT_KEY.to_string(), AttributeValue::S(record.project_id.clone())),
-    ]
-    .into();
+    let key = record_key(&record.company_id, &record.project_id);
     let observed = match ctx.aws.dynamodb.get_item(&table, key).await {
         // `plan` before the first `apply`: the table itself does not exist yet.
         Err(e) if ctx.mode == Mode::Plan && e.code == "ResourceNotFoundException" => None,
@@ -109,15 +104,28 @@ async fn write_record(ctx: &Context, write: RecordWrite, report: &mut Report) ->
     }
     record.updated_at = now;
     let item = record.to_item().map_err(|e| Failure::new(Reason::InvalidSpec, format!("{object}: {e}")))?;
-    match ctx.aws.dynamodb.put_item(&table, item, condition).await {
-        Ok(()) => {
-            report.outputs.record_version = Some(record.updated_at);
-            Ok("record written".into())
-        }
-        Err(PutError::ConditionFailed) => Err(Failure::new(
+    let written = match ctx.aws.dynamodb.put_item(&table, item, condition).await {
+        Ok(()) => true,
+        // An SDK retry of a put whose first answer was lost fails the condition on our own
+        // write: the item then carries our marker and the very timestamp just written.
+        Err(PutError::ConditionFailed) => is_our_write(ctx, &table, &record).await?,
+        Err(PutError::Aws(e)) => return Err(e.into()),
+    };
+    if !written {
+        return Err(Failure::new(
             Reason::OwnershipConflict,
             format!("{object} was created or taken over by another writer meanwhile; left untouched"),
-        )),
-        Err(PutError::Aws(e)) => Err(e.into()),
+        ));
     }
+    report.outputs.record_version = Some(record.updated_at);
+    Ok("record written".into())
+}
+
+/// Whether the stored record is `written`, as this reconcile wrote it.
+async fn is_our_write(ctx: &Context, table: &str, written: &CompanyRecord) -> Result<bool, Failure> {
+    let stored = ctx.aws.dynamodb.get_item(table, record_key(&written.company_id, &written.project_id)).await?;
+    let text = |item: &Item, name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
+    Ok(stored.is_some_and(|item| {
+        text(&item, MANAGED_BY) == written.managed_by && text(&item, UPDATED_AT).as_ref() == Some(&written.updated_at)
+    }))
 }

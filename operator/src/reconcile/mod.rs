@@ -18,6 +18,38 @@ pub struct Context {
     pub aws: Aws,
     pub naming: Naming,
     pub mode: Mode,
+    /// Namespaces whose resources may adopt unmarked AWS objects.
+    pub adoption: AdoptionPolicy,
+}
+
+impl Context {
+    /// A context in which no resource may adopt (see [`Context::adopting_in`]).
+    pub fn new(aws: Aws, naming: Naming, mode: Mode) -> Self {
+        Context { aws, naming, mode, adoption: AdoptionPolicy::default() }
+    }
+
+    pub fn adopting_in(mut self, adoption: AdoptionPolicy) -> Self {
+        self.adoption = adoption;
+        self
+    }
+}
+
+/// Which namespaces' resources may take over AWS objects that carry no ownership marker
+/// (`--adopt-namespaces`; `*` for all). Adoption overwrites a record's API key hash and a secret's
+/// value, so the platform team running the operator decides where it is allowed, not the resource
+/// that asks for it: anyone who may create a Company in some namespace could otherwise take over
+/// a legacy company by copying its ids. Empty (the default): nowhere.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AdoptionPolicy(Vec<String>);
+
+impl AdoptionPolicy {
+    pub fn namespaces(namespaces: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        AdoptionPolicy(namespaces.into_iter().map(Into::into).filter(|n: &String| !n.is_empty()).collect())
+    }
+
+    pub fn allows(&self, namespace: &str) -> bool {
+        self.0.iter().any(|allowed| allowed == "*" || allowed == namespace)
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,12 +231,14 @@ impl Report {
 }
 
 /// What every resource's reconcile starts from: an empty report, the ownership marker its AWS
-/// objects carry, and whether it may adopt unmarked objects ([`ADOPT_ANNOTATION`]).
-pub fn begin<K: kube::ResourceExt>(kind: &'static str, resource: &K) -> (Report, Owner, bool) {
+/// objects carry, and whether it may adopt unmarked objects: it asks ([`ADOPT_ANNOTATION`]) and
+/// the operator allows it in its namespace ([`AdoptionPolicy`]).
+pub fn begin<K: kube::ResourceExt>(ctx: &Context, kind: &'static str, resource: &K) -> (Report, Owner, bool) {
     let namespace = resource.namespace().unwrap_or_default();
     let name = resource.name_any();
     let report = Report::new(kind, &namespace, &name, resource.meta().generation);
-    let adopt = resource.annotations().get(ADOPT_ANNOTATION).is_some_and(|v| v == "true");
+    let asks = resource.annotations().get(ADOPT_ANNOTATION).is_some_and(|v| v == "true");
+    let adopt = asks && ctx.adoption.allows(&namespace);
     (report, Owner { kind, namespace, name }, adopt)
 }
 
@@ -217,8 +251,9 @@ pub fn claim(owner: &Owner, marker: Option<&str>, adopt: bool, object: &str) -> 
         Ownership::Unmarked => Err(Failure::new(
             Reason::OwnershipConflict,
             format!(
-                "{object} exists without an ownership marker and was left untouched; \
-                 annotate the resource with {ADOPT_ANNOTATION}=\"true\" to take it over"
+                "{object} exists without an ownership marker and was left untouched; to take it over, \
+                 annotate the resource with {ADOPT_ANNOTATION}=\"true\" in a namespace the operator allows \
+                 to adopt (--adopt-namespaces)"
             ),
         )),
         Ownership::Other(other) => Err(Failure::new(

@@ -3,7 +3,7 @@
 use crate::support::*;
 use aws_sdk_dynamodb::types::AttributeValue;
 use multicomms_operator::crd::Company;
-use multicomms_operator::reconcile::{self, company, Action, Context, Mode, Reason, Report};
+use multicomms_operator::reconcile::{self, company, Action, AdoptionPolicy, Context, Mode, Reason, Report};
 use multicomms_runtime::wire::{ChannelKind, CompanyRecord, Item};
 use secrecy::ExposeSecret;
 
@@ -211,6 +211,10 @@ async fn a_record_from_the_old_onboarding_script_is_adopted_only_when_annotated(
 
     let mut adopting = company.clone();
     adopting.metadata.annotations = Some([("multicomms.io/adopt".to_string(), "true".to_string())].into());
+    // The annotation alone is not enough: the operator must allow adoption in the namespace.
+    let report = company::reconcile(&ctx, &adopting, &example_secrets()).await;
+    assert_eq!(report.failure().map(|f| f.reason), Some(Reason::OwnershipConflict));
+    let ctx = same_place(&ctx, Mode::Apply).await.adopting_in(AdoptionPolicy::namespaces(["multicomms-dev"]));
     assert_ready(&company::reconcile(&ctx, &adopting, &example_secrets()).await);
     let record = stored_record(&ctx, &company).await.expect("record");
     assert_eq!(record.managed_by.as_deref(), Some("Company/multicomms-dev/cucumber-recruitment-clarify-cv"));
@@ -261,4 +265,60 @@ async fn two_manifests_claiming_the_same_ids_in_one_apply_leave_one_owner_and_no
     assert!(loser.changes.is_empty(), "{:?}", loser.changes);
     let stray = ctx.naming.router_api_key_secret("Rival Recruitment", "Clarify CV");
     assert!(ctx.aws.secrets.describe(&stray).await.expect("describe").is_none(), "the loser wrote {stray}");
+}
+
+#[tokio::test]
+async fn a_company_in_a_namespace_the_operator_does_not_allow_cannot_adopt_a_legacy_record() {
+    let ctx = context(Mode::Apply).await.adopting_in(AdoptionPolicy::namespaces(["multicomms-dev"]));
+    assert!(reconcile::tables::reconcile(&ctx).await.is_ready());
+    let company = example_company();
+    let mut legacy = multicomms_operator::desired::company::record(
+        &company.spec,
+        &ctx.naming,
+        &multicomms_operator::desired::Owner { kind: "Company", namespace: "x".into(), name: "x".into() },
+        None,
+    );
+    legacy.managed_by = None;
+    legacy.api_key_hash = Some("sha256:the-real-companys-key".into());
+    let table = ctx.naming.company_data_table();
+    let item = legacy.to_item().expect("item");
+    raw_clients().await.dynamodb.put_item().table_name(&table).set_item(Some(item)).send().await.expect("put");
+
+    // Someone who may create Companies in another namespace copies the legacy ids and asks to adopt.
+    let mut intruder = company.clone();
+    intruder.metadata.namespace = Some("other".into());
+    intruder.metadata.annotations = Some([("multicomms.io/adopt".to_string(), "true".to_string())].into());
+    let report = company::reconcile(&ctx, &intruder, &example_secrets()).await;
+    let failure = report.failure().expect("not allowed to adopt there");
+    assert_eq!(failure.reason, Reason::OwnershipConflict);
+    assert!(failure.message.contains("--adopt-namespaces"), "{}", failure.message);
+    let record = stored_record(&ctx, &company).await.expect("record");
+    assert_eq!(record.api_key_hash.as_deref(), Some("sha256:the-real-companys-key"), "the legacy record is untouched");
+    assert_eq!(record.managed_by, None);
+}
+
+#[tokio::test]
+async fn a_record_write_whose_answer_was_lost_is_recognised_as_ours_on_the_sdk_retry() {
+    let mut ctx = context(Mode::Apply).await;
+    assert!(reconcile::tables::reconcile(&ctx).await.is_ready());
+    // The first PutItem reaches the emulator, its answer is replaced by a 500: the SDK retries
+    // and the retry's "only if absent" fails on the item the first attempt wrote.
+    let lost = Fault::lost_answer("PutItem", 1);
+    ctx.aws.dynamodb = dynamodb_with_fault(&ctx, lost.clone()).await;
+    let company = example_company();
+    let report = company::reconcile(&ctx, &company, &example_secrets()).await;
+    assert_eq!(lost.remaining.load(std::sync::atomic::Ordering::SeqCst), 0, "the first answer was lost");
+    assert_ready(&report);
+    let record = stored_record(&ctx, &company).await.expect("record");
+    assert_eq!(report.outputs.record_version.as_deref(), Some(record.updated_at.as_str()));
+}
+
+#[tokio::test]
+async fn operator_aws_calls_have_the_timeouts_the_pods_have() {
+    let config = sdk_config().await;
+    let timeouts = config.timeout_config().expect("timeouts set");
+    assert!(timeouts.connect_timeout().is_some());
+    assert!(timeouts.operation_attempt_timeout().is_some(), "a stalled call is cut and retried");
+    assert!(timeouts.operation_timeout().is_some(), "no call, retries included, waits forever");
+    assert_eq!(timeouts.operation_timeout(), multicomms_runtime::aws_policy::timeouts().operation_timeout());
 }

@@ -454,3 +454,96 @@ async fn a_channel_no_company_uses_is_deleted_with_its_queues() {
     assert!(state.engine.aws.sqs.observe(&dlq).await.expect("observe").is_none(), "DLQ deleted");
     assert!(Api::<Channel>::namespaced(client, NS).get_opt("sms").await.expect("get").is_none());
 }
+
+/// A Channel seeded as the API server holds one being deleted (deletionTimestamp, finalizer).
+fn deleting_channel(mut channel: Channel) -> Channel {
+    channel.spec.deletion_policy = DeletionPolicy::Delete;
+    channel.metadata.finalizers = Some(vec![FINALIZER.into()]);
+    channel.metadata.deletion_timestamp =
+        Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()));
+    channel
+}
+
+#[tokio::test]
+async fn a_channel_in_use_keeps_its_shared_ai_key_and_restores_one_scheduled_for_deletion() {
+    let mut channel = example_channel("whatsapp");
+    channel.metadata.namespace = Some(NS.into());
+    let shared_key = secret("openai-whatsapp", &[("apiKey", "sk-shared")]);
+    let client = ClientBuilder::new()
+        .with_resource::<Company>()
+        .with_resource::<Channel>()
+        .with_object(channel.clone())
+        .with_object(shared_key)
+        .build()
+        .await
+        .expect("fake");
+    let state = state(client).await;
+    reconcile_channel(Arc::new(channel.clone()), state.clone()).await.expect("created");
+    let name = state.engine.naming.shared_ai_key_secret(multicomms_runtime::wire::ChannelKind::Whatsapp);
+    let scheduled = || async { state.engine.aws.secrets.describe(&name).await.expect("describe").expect("exists") };
+    assert!(!scheduled().await.scheduled_for_deletion);
+
+    // Deleted (Delete policy) while a Company still sends on it.
+    let deleting = deleting_channel(channel);
+    let client = ClientBuilder::new()
+        .with_resource::<Company>()
+        .with_resource::<Channel>()
+        .with_object(deleting.clone())
+        .with_object(company())
+        .build()
+        .await
+        .expect("fake");
+    let deleting_state = Arc::new(State::new(same_place(&state.engine, Mode::Apply).await, client, RESYNC));
+    let error = reconcile_channel(Arc::new(deleting.clone()), deleting_state.clone()).await.expect_err("in use");
+    assert!(matches!(&error, Error::Retry(m) if m.contains("InUse")), "{error}");
+    assert!(!scheduled().await.scheduled_for_deletion, "the key every shared-key company uses was kept");
+
+    // A key an earlier attempt (or a person) scheduled for deletion comes back on the next try.
+    state.engine.aws.secrets.delete(&name, 7).await.expect("schedule deletion");
+    assert!(scheduled().await.scheduled_for_deletion);
+    reconcile_channel(Arc::new(deleting), deleting_state).await.expect_err("still in use");
+    assert!(!scheduled().await.scheduled_for_deletion, "restored while still referenced");
+}
+
+#[tokio::test]
+async fn a_company_keeps_its_secrets_while_its_record_cannot_be_deleted() {
+    let client = fake(company(), [vec![twilio()], other_secrets()].concat()).await;
+    let state = state(client.clone()).await;
+    let name = "cucumber-recruitment-clarify-cv";
+    reconcile_company(Arc::new(get(&client, name).await), state.clone()).await.expect("ok");
+
+    let (client, deleting_state) = deleting(DeletionPolicy::Delete, &state).await;
+    let mut engine = same_place(&deleting_state.engine, Mode::Apply).await;
+    let refusal = Fault::new("DeleteItem", "AccessDeniedException", "not authorized to perform DeleteItem", 10);
+    engine.aws.dynamodb = dynamodb_with_fault(&engine, refusal).await;
+    let refused = Arc::new(State::new(engine, client.clone(), RESYNC));
+    let error = reconcile_company(Arc::new(get(&client, name).await), refused).await.expect_err("refused");
+    assert!(matches!(&error, Error::Retry(m) if m.contains("AccessDeniedException")), "{error}");
+
+    // The router still finds the record, so the processors must still find the credentials.
+    let table = state.engine.naming.company_data_table();
+    assert!(state.engine.aws.dynamodb.get_item(&table, key()).await.expect("get").is_some(), "record still there");
+    for secret in multicomms_operator::desired::company::secrets(&company().spec, &state.engine.naming) {
+        let observed = state.engine.aws.secrets.describe(&secret.name).await.expect("describe").expect("exists");
+        assert!(!observed.scheduled_for_deletion, "{} was scheduled for deletion before the record", secret.name);
+    }
+    assert_eq!(get(&client, name).await.finalizers(), [FINALIZER]);
+}
+
+#[tokio::test]
+async fn the_controller_watches_secrets_as_metadata_only() {
+    let (client, requests) = crate::support::watch_shim::watching_recorded(
+        fake(company(), [vec![twilio()], other_secrets()].concat()).await,
+    );
+    let state = state(client.clone()).await;
+    let running = tokio::spawn(multicomms_operator::controller::run(state, 2));
+    wait_for_ready_reason(&client, "Synced").await;
+    running.abort();
+    let requests = requests.lock().expect("requests").clone();
+    let cluster_wide: Vec<&(String, String)> =
+        requests.iter().filter(|(uri, _)| uri.starts_with("/api/v1/secrets")).collect();
+    assert!(cluster_wide.len() >= 2, "the list and the watch of Secrets: {requests:?}");
+    for (uri, accept) in cluster_wide {
+        assert!(accept.contains("as=PartialObjectMetadata"), "{uri} asked for whole Secrets ({accept:?})");
+    }
+}

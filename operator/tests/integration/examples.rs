@@ -62,3 +62,33 @@ fn immutable_ids_and_channel_type_are_enforced_on_update() {
     let errors = edited.validate_cel_update(&channel).expect_err("type is immutable");
     assert!(errors.to_string().contains("spec.type: is immutable"), "{errors}");
 }
+
+#[test]
+fn a_company_may_name_its_own_ai_endpoint_only_with_its_own_key_over_https_or_loopback() {
+    use multicomms_operator::crd::common::{SecretKeyRef, SecretValue};
+    let with_endpoint = |url: &str, own_key: bool| {
+        let mut company = crate::support::example_company();
+        let ai = company.spec.channels.whatsapp.as_mut().and_then(|w| w.ai.as_mut()).expect("ai settings");
+        ai.base_url = Some(url.into());
+        ai.api_key = own_key
+            .then(|| SecretValue { secret_key_ref: SecretKeyRef { name: "own-openai".into(), key: "apiKey".into() } });
+        validate::company(&company).map_err(|f| f.message)
+    };
+    for allowed in
+        ["https://llm.example.net/v1", "http://127.0.0.1:8080/v1", "http://localhost/v1", "http://[::1]:9/v1"]
+    {
+        assert_eq!(with_endpoint(allowed, true), Ok(()), "{allowed}");
+    }
+    let shared = with_endpoint("https://llm.example.net/v1", false).expect_err("the shared key would leave");
+    assert!(shared.contains("baseUrl needs the company's own apiKey"), "{shared}");
+    for refused in [
+        "http://10.0.0.5/v1",
+        "http://localhost.attacker.example/v1",
+        "http://127.0.0.1.nip.io/v1",
+        "https://api.openai.com@attacker.example/v1",
+        "ftp://llm.example.net",
+    ] {
+        let error = with_endpoint(refused, true).expect_err(refused);
+        assert!(error.contains("must be an https:// URL"), "{refused}: {error}");
+    }
+}

@@ -89,8 +89,9 @@ async fn main() -> anyhow::Result<()> {
         secrets: Secrets::new(
             aws_sdk_secretsmanager::Client::new(&config),
             Duration::from_secs(cli.secrets_cache_seconds),
+            metrics.secrets_scheduled_for_deletion.clone(),
         ),
-        ai: Ai::new(http.clone(), cli.openai_base_url),
+        ai: Ai::new(http.clone(), cli.openai_base_url, naming.shared_ai_key_secret(cli.channel)),
         senders: Senders::new(http, cli.twilio_base_url, cli.sendgrid_base_url),
         metrics: metrics.clone(),
         send_grace: Duration::from_secs(cli.http_timeout_seconds + 60),
@@ -119,8 +120,8 @@ async fn main() -> anyhow::Result<()> {
     tokio::pin!(shutdown);
     let queue_name = naming.channel_queue(cli.channel);
     // The operator may create the queue after this pod starts.
-    let (queue_url, visibility) = loop {
-        match queue_settings(&sqs, &queue_name).await {
+    let queue = loop {
+        match queue::discover(&sqs, &queue_name).await {
             Ok(found) => break found,
             Err(e) => tracing::warn!(queue = %queue_name, error = %e, "queue not usable yet; looking again in 10 s"),
         }
@@ -131,33 +132,20 @@ async fn main() -> anyhow::Result<()> {
     };
     health.ready.store(true, Ordering::Relaxed);
     let heartbeat =
-        cli.heartbeat_seconds.map(Duration::from_secs).unwrap_or(visibility / 3).max(Duration::from_secs(1));
+        cli.heartbeat_seconds.map(Duration::from_secs).unwrap_or(queue.visibility / 3).max(Duration::from_secs(1));
     let settings = Settings {
-        queue_url,
+        queue_url: queue.url,
         concurrency: cli.concurrency,
-        visibility,
+        visibility: queue.visibility,
         heartbeat,
         retry_base: Duration::from_secs(cli.retry_base_seconds),
         wait: Duration::from_secs(20),
+        max_receive_count: queue.max_receive_count,
+        dead_letter_queue_url: queue.dead_letter_queue_url,
+        depth_interval: Duration::from_secs(30),
     };
     tracing::info!(queue = %queue_name, concurrency = settings.concurrency, "processing");
     queue::run(processor, sqs, settings, shutdown).await;
     tracing::info!("processor stopped");
     Ok(())
-}
-
-/// The queue's URL and visibility timeout.
-async fn queue_settings(sqs: &aws_sdk_sqs::Client, name: &str) -> anyhow::Result<(String, Duration)> {
-    let url = sqs.get_queue_url().queue_name(name).send().await?.queue_url.unwrap_or_default();
-    let attributes = sqs
-        .get_queue_attributes()
-        .queue_url(&url)
-        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout)
-        .send()
-        .await?;
-    let seconds = attributes
-        .attributes
-        .and_then(|a| a.get(&aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout).and_then(|v| v.parse().ok()))
-        .unwrap_or(30);
-    Ok((url, Duration::from_secs(seconds)))
 }

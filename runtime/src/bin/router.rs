@@ -2,6 +2,7 @@
 //! (prefix and environment name the table and queues) plus the standard AWS SDK environment.
 use anyhow::Context;
 use clap::Parser;
+use multicomms_runtime::pod::ConnectionLimits;
 use multicomms_runtime::router::guards::{Idempotency, RateLimiter};
 use multicomms_runtime::router::metrics::Metrics;
 use multicomms_runtime::router::{companies::Companies, http, queues::Queues};
@@ -36,6 +37,13 @@ struct Cli {
     /// Milliseconds a request may take, body upload included; then 504 REQUEST_TIMEOUT.
     #[arg(long, env = "MULTICOMMS_REQUEST_TIMEOUT_MS", default_value_t = 10_000)]
     request_timeout_ms: u64,
+    /// Seconds a connection may wait for a request's headers, which also closes keep-alive
+    /// connections idle that long (keep a load balancer's idle timeout below it).
+    #[arg(long, env = "MULTICOMMS_HEADER_TIMEOUT_SECONDS", default_value_t = 30)]
+    header_timeout_seconds: u64,
+    /// Connections served at once; more wait to be accepted.
+    #[arg(long, env = "MULTICOMMS_MAX_CONNECTIONS", default_value_t = 10_000)]
+    max_connections: usize,
 }
 
 #[tokio::main]
@@ -65,7 +73,11 @@ async fn main() -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::bind(cli.address).await.with_context(|| format!("binding {}", cli.address))?;
     tracing::info!(address = %cli.address, "router listening");
-    http::serve(listener, router, multicomms_runtime::pod::shutdown_signal()).await?;
+    let limits = ConnectionLimits {
+        header_timeout: Duration::from_secs(cli.header_timeout_seconds),
+        max_connections: cli.max_connections,
+    };
+    http::serve(listener, router, limits, multicomms_runtime::pod::shutdown_signal()).await;
     tracing::info!("router stopped; every accepted request was queued");
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! structured output: the Company's JSON Schema (or the channel's default) is sent as
 //! `text.format` and the model's output is checked against it here as well, since
 //! OpenAI-compatible endpoints do not all enforce it.
+use super::body::{read_capped, BodyError, MAX_AI_ANSWER_BYTES};
 use super::failure::Failure;
 use crate::wire::company::AiChannelConfig;
 use crate::wire::ChannelKind;
@@ -18,6 +19,8 @@ pub const DEFAULT_INSTRUCTIONS: &str =
 pub struct Ai {
     http: reqwest::Client,
     base_url: String,
+    /// The Channel's shared key (its Secrets Manager name): only ever sent to `base_url`.
+    shared_key_secret: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -52,9 +55,32 @@ pub fn default_schema(channel: ChannelKind) -> Value {
 }
 
 impl Ai {
-    /// `base_url` is the default for companies whose config names none.
-    pub fn new(http: reqwest::Client, base_url: impl Into<String>) -> Self {
-        Ai { http, base_url: base_url.into() }
+    /// `base_url` is the default for companies whose config names none; `shared_key_secret`
+    /// names the Channel's shared key, which no company may send elsewhere.
+    pub fn new(http: reqwest::Client, base_url: impl Into<String>, shared_key_secret: impl Into<String>) -> Self {
+        Ai { http, base_url: base_url.into(), shared_key_secret: shared_key_secret.into() }
+    }
+
+    /// Where this company's requests go. The operator refuses a custom endpoint without the
+    /// company's own key, and plain http off loopback; this guard holds the same line for a
+    /// record written by other hands.
+    fn endpoint<'a>(&'a self, config: &'a AiChannelConfig) -> Result<&'a str, Failure> {
+        let Some(url) = config.base_url.as_deref().filter(|url| *url != self.base_url) else {
+            return Ok(&self.base_url);
+        };
+        if config.api_key_reference == self.shared_key_secret {
+            return Err(Failure::Permanent(
+                "a custom baseUrl is configured without the company's own key; the channel's shared key is \
+                 only sent to the default endpoint"
+                    .into(),
+            ));
+        }
+        if !endpoint_is_safe(url) {
+            return Err(Failure::Permanent(
+                "baseUrl must be https (http only on loopback) with no credentials in it".into(),
+            ));
+        }
+        Ok(url)
     }
 
     pub async fn first_message(
@@ -88,7 +114,7 @@ impl Ai {
         if let Some(prompt_id) = &config.prompt_id {
             request["prompt"] = json!({"id": prompt_id});
         }
-        let base = config.base_url.as_deref().unwrap_or(&self.base_url).trim_end_matches('/');
+        let base = self.endpoint(config)?.trim_end_matches('/');
         let response = self
             .http
             .post(format!("{base}/responses"))
@@ -98,10 +124,15 @@ impl Ai {
             .await
             .map_err(|e| Failure::from_http(&e, "OpenAI"))?;
         let status = response.status().as_u16();
-        let body: Value = match response.json().await {
-            Ok(body) => body,
-            Err(e) if status < 300 => return Err(Failure::Transient(format!("OpenAI answer unreadable: {e}"))),
+        let body: Value = match read_capped(response, MAX_AI_ANSWER_BYTES).await {
+            Err(too_large @ BodyError::TooLarge(_)) => return Err(Failure::Permanent(format!("OpenAI: {too_large}"))),
+            Err(e) if status < 300 => return Err(Failure::Transient(format!("OpenAI: {e}"))),
             Err(_) => Value::Null,
+            Ok(bytes) => match serde_json::from_slice(&bytes) {
+                Ok(body) => body,
+                Err(e) if status < 300 => return Err(Failure::Transient(format!("OpenAI answer unreadable: {e}"))),
+                Err(_) => Value::Null,
+            },
         };
         if status >= 300 {
             let detail = body["error"]["message"].as_str().unwrap_or("no error message");
@@ -173,6 +204,16 @@ fn parse_reply(body: &Value, validator: &jsonschema::Validator) -> Result<Reply,
             total_tokens: count("total_tokens"),
         },
     })
+}
+
+/// https without credentials in the URL, or http to this machine only.
+fn endpoint_is_safe(url: &str) -> bool {
+    let Ok(url) = reqwest::Url::parse(url) else { return false };
+    let no_credentials = url.username().is_empty() && url.password().is_none();
+    let host = url.host_str().unwrap_or("");
+    let ip = host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>();
+    let loopback = host == "localhost" || ip.is_ok_and(|ip| ip.is_loopback());
+    no_credentials && (url.scheme() == "https" || (url.scheme() == "http" && loopback))
 }
 
 fn pointer_or_root(pointer: &str) -> &str {
@@ -259,6 +300,30 @@ fn is_empty(value: &Value) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_shared_key_never_goes_to_a_company_chosen_endpoint() {
+        let ai = Ai::new(reqwest::Client::new(), DEFAULT_BASE_URL, "p/openai-api-key/whatsapp-dev");
+        let config = |key: &str, url: Option<&str>| AiChannelConfig {
+            api_key_reference: key.into(),
+            model: None,
+            instructions: None,
+            prompt_id: None,
+            output_schema: None,
+            base_url: url.map(str::to_string),
+        };
+        let shared = "p/openai-api-key/whatsapp-dev";
+        let own = "p/openai-api-key/acme/hiring/whatsapp-dev";
+        assert_eq!(ai.endpoint(&config(shared, None)), Ok(DEFAULT_BASE_URL));
+        assert_eq!(ai.endpoint(&config(shared, Some(DEFAULT_BASE_URL))), Ok(DEFAULT_BASE_URL));
+        let refused = ai.endpoint(&config(shared, Some("https://attacker.example/v1"))).expect_err("shared key");
+        assert!(refused.message().contains("without the company's own key"), "{refused}");
+        assert_eq!(ai.endpoint(&config(own, Some("https://llm.example.net/v1"))), Ok("https://llm.example.net/v1"));
+        assert_eq!(ai.endpoint(&config(own, Some("http://127.0.0.1:9/v1"))), Ok("http://127.0.0.1:9/v1"));
+        for unsafe_url in ["http://10.0.0.5/v1", "http://localhost.example/v1", "https://u:p@llm.example.net", "x"] {
+            assert!(ai.endpoint(&config(own, Some(unsafe_url))).is_err(), "{unsafe_url}");
+        }
+    }
 
     fn validator(channel: ChannelKind) -> jsonschema::Validator {
         jsonschema::validator_for(&default_schema(channel)).expect("schema")

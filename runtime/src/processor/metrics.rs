@@ -3,9 +3,18 @@ use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use std::time::Duration;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DepthLabels {
+    /// main | dead_letter
+    pub queue: &'static str,
+    /// visible | in_flight
+    pub state: &'static str,
+}
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
@@ -20,6 +29,11 @@ pub struct Metrics {
     /// The original's CRITICAL alarm: the provider accepted the message but the record still
     /// says otherwise. Alert on any increase.
     pub sent_but_record_update_failed: Counter,
+    /// Secrets found scheduled for deletion while conversations still need them. Alert on any
+    /// increase: their messages wait on the queue until the secret is restored.
+    pub secrets_scheduled_for_deletion: Counter,
+    /// Messages on the channel's queue and its DLQ. Alert on any in the DLQ.
+    pub queue_messages: Family<DepthLabels, Gauge>,
     pub duration: Histogram,
 }
 
@@ -34,9 +48,28 @@ impl Default for Metrics {
             "Sends whose final conversation-record update failed (manual reconciliation needed)",
             sent_but_record_update_failed.clone(),
         );
+        let secrets_scheduled_for_deletion = Counter::default();
+        registry.register(
+            "secrets_scheduled_for_deletion",
+            "Secret reads that found the secret scheduled for deletion (messages wait until it is restored)",
+            secrets_scheduled_for_deletion.clone(),
+        );
+        let queue_messages = Family::<DepthLabels, Gauge>::default();
+        registry.register(
+            "queue_messages",
+            "Messages on the channel's queue and its dead-letter queue, visible or in flight",
+            queue_messages.clone(),
+        );
         let duration = Histogram::new(exponential_buckets(0.01, 2.0, 14));
         registry.register("message_duration_seconds", "Time from receive to outcome", duration.clone());
-        Metrics { registry, messages, sent_but_record_update_failed, duration }
+        Metrics {
+            registry,
+            messages,
+            sent_but_record_update_failed,
+            secrets_scheduled_for_deletion,
+            queue_messages,
+            duration,
+        }
     }
 }
 
@@ -44,6 +77,10 @@ impl Metrics {
     pub fn observe(&self, channel: &'static str, outcome: &'static str, took: Duration) {
         self.messages.get_or_create(&OutcomeLabels { channel, outcome }).inc();
         self.duration.observe(took.as_secs_f64());
+    }
+
+    pub fn queue_depth(&self, queue: &'static str, state: &'static str, messages: i64) {
+        self.queue_messages.get_or_create(&DepthLabels { queue, state }).set(messages);
     }
 
     pub fn render(&self) -> String {

@@ -11,6 +11,7 @@
 //! `pipeline` decides; `conversations`, `secrets`, `ai` and `senders` are thin adapters;
 //! `queue` is the SQS loop (long poll, concurrency, heartbeat, shutdown).
 pub mod ai;
+pub mod body;
 pub mod conversations;
 pub mod failure;
 pub mod metrics;

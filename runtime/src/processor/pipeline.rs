@@ -69,11 +69,14 @@ enum Credentials {
 }
 
 impl Processor {
-    pub async fn process(&self, body: &str) -> Outcome {
+    /// `last_receive`: SQS dead-letters the message after this receive, so it must not be left
+    /// to come back.
+    pub async fn process(&self, body: &str, last_receive: bool) -> Outcome {
         let incoming = match Incoming::parse(body, self.channel) {
             Ok(incoming) => incoming,
             Err(reason) => return Outcome::Poison(reason),
         };
+        tracing::Span::current().record("conversation_id", &incoming.context.conversation_data.conversation_id);
         let started = Instant::now();
         let record = incoming.initial_record(&self.version, now());
         let key = (record.primary_channel.clone(), record.conversation_id.clone());
@@ -82,9 +85,15 @@ impl Processor {
             Ok(Created::Exists(state)) => match state.status.as_str() {
                 // An earlier attempt stopped before sending: nothing went out, start over.
                 status::PROCESSING => {}
-                // Another attempt may still be talking to the provider: ask again later.
-                status::SENDING if self.claimed_recently(&state.updated_at) => {
+                // Another attempt may still be talking to the provider: ask again later, unless
+                // there is no later (the conversation would be dead-lettered while `sending`).
+                status::SENDING if self.claimed_recently(&state.updated_at) && !last_receive => {
                     return Outcome::Retry("another attempt is sending this conversation".into());
+                }
+                status::SENDING if self.claimed_recently(&state.updated_at) => {
+                    let reason = "send: an attempt was still sending when the message reached its last receive; \
+                                  the message may have been delivered, so it is handed off instead of dead-lettered";
+                    return self.needs_attention(&key, reason).await;
                 }
                 status::SENDING => {
                     let reason = "send: an earlier attempt stopped while sending; the message may have been \

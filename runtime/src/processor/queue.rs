@@ -3,12 +3,15 @@
 //! visibility timeout), and settle it by its outcome. On shutdown no new message is received
 //! and the ones in flight finish.
 use super::pipeline::{Outcome, Processor};
-use aws_sdk_sqs::types::MessageSystemAttributeName;
+use crate::wire::context::attributes;
+use aws_sdk_sqs::error::DisplayErrorContext;
+use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -22,6 +25,56 @@ pub struct Settings {
     pub retry_base: Duration,
     /// Long-poll wait of each ReceiveMessage (at most 20 s).
     pub wait: Duration,
+    /// The redrive policy's `maxReceiveCount`: the receive after which SQS dead-letters.
+    pub max_receive_count: Option<u32>,
+    /// The dead-letter queue, whose depth is exported beside the queue's own.
+    pub dead_letter_queue_url: Option<String>,
+    /// How often the queues' depths are read for the metrics.
+    pub depth_interval: Duration,
+}
+
+/// What the processor learns from the queue itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueFacts {
+    pub url: String,
+    pub visibility: Duration,
+    pub max_receive_count: Option<u32>,
+    pub dead_letter_queue_url: Option<String>,
+}
+
+/// The queue's URL, visibility timeout and redrive policy (maxReceiveCount, dead-letter queue).
+pub async fn discover(sqs: &aws_sdk_sqs::Client, name: &str) -> Result<QueueFacts, String> {
+    let error = |e: &dyn std::fmt::Display| format!("{name}: {e}");
+    let url = sqs.get_queue_url().queue_name(name).send().await.map_err(|e| error(&DisplayErrorContext(&e)))?;
+    let url = url.queue_url.unwrap_or_default();
+    let out = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(QueueAttributeName::VisibilityTimeout)
+        .attribute_names(QueueAttributeName::RedrivePolicy)
+        .send()
+        .await
+        .map_err(|e| error(&DisplayErrorContext(&e)))?;
+    let attributes = out.attributes.unwrap_or_default();
+    let seconds = attributes.get(&QueueAttributeName::VisibilityTimeout).and_then(|v| v.parse().ok()).unwrap_or(30);
+    let redrive: serde_json::Value = attributes
+        .get(&QueueAttributeName::RedrivePolicy)
+        .and_then(|p| serde_json::from_str(p).ok())
+        .unwrap_or_default();
+    // SQS writes maxReceiveCount as a number or a string, depending on who set it.
+    let max_receive_count = match &redrive["maxReceiveCount"] {
+        serde_json::Value::Number(n) => n.as_u64().map(|n| n as u32),
+        serde_json::Value::String(s) => s.parse().ok(),
+        _ => None,
+    };
+    let dead_letter_queue_url = match redrive["deadLetterTargetArn"].as_str().and_then(|arn| arn.rsplit(':').next()) {
+        Some(dlq) => {
+            let out = sqs.get_queue_url().queue_name(dlq).send().await.map_err(|e| error(&DisplayErrorContext(&e)))?;
+            out.queue_url
+        }
+        None => None,
+    };
+    Ok(QueueFacts { url, visibility: Duration::from_secs(seconds), max_receive_count, dead_letter_queue_url })
 }
 
 /// SQS's limit per ReceiveMessage.
@@ -37,6 +90,7 @@ pub async fn run(
     let slots = Arc::new(Semaphore::new(settings.concurrency.max(1)));
     let settings = Arc::new(settings);
     let mut in_flight = JoinSet::new();
+    let _depths = AbortOnDrop(tokio::spawn(watch_depths(sqs.clone(), settings.clone(), processor.clone())));
     tokio::pin!(shutdown);
     loop {
         while in_flight.try_join_next().is_some() {}
@@ -64,6 +118,7 @@ pub async fn run(
             .wait_time_seconds(wait.as_secs() as i32)
             .visibility_timeout(settings.visibility.as_secs() as i32)
             .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+            .message_attribute_names(attributes::CONVERSATION_ID)
             .customize()
             .config_override(aws_sdk_sqs::config::Builder::default().timeout_config(timeouts))
             .send();
@@ -102,7 +157,28 @@ pub async fn run(
     while in_flight.join_next().await.is_some() {}
 }
 
+/// One message: worked on under a heartbeat, then settled by its outcome. Every log line about
+/// it carries its conversation id (the router's message attribute).
 async fn handle(
+    processor: &Processor,
+    sqs: &aws_sdk_sqs::Client,
+    settings: &Settings,
+    message: aws_sdk_sqs::types::Message,
+) {
+    let conversation_id = message
+        .message_attributes
+        .as_ref()
+        .and_then(|a| a.get(attributes::CONVERSATION_ID))
+        .and_then(|v| v.string_value.clone());
+    // Without the router's attribute (another writer), the pipeline fills it in from the body.
+    let span = tracing::info_span!("message", conversation_id = tracing::field::Empty);
+    if let Some(id) = conversation_id {
+        span.record("conversation_id", id);
+    }
+    work_and_settle(processor, sqs, settings, message).instrument(span).await
+}
+
+async fn work_and_settle(
     processor: &Processor,
     sqs: &aws_sdk_sqs::Client,
     settings: &Settings,
@@ -116,41 +192,36 @@ async fn handle(
         .and_then(|a| a.get(&MessageSystemAttributeName::ApproximateReceiveCount))
         .and_then(|c| c.parse().ok())
         .unwrap_or(1);
+    // After this receive SQS dead-letters the message: the processor must not leave it in limbo.
+    let last_receive = settings.max_receive_count.is_some_and(|max| receive_count >= max);
     let body = message.body.unwrap_or_default();
-    // The heartbeat runs beside the work (never pausing it) and stops before the message is
-    // settled, or whenever this handling is dropped.
-    let heartbeat = AbortOnDrop({
-        let (sqs, settings, receipt) = (sqs.clone(), settings.clone(), receipt.clone());
-        tokio::spawn(async move {
-            let mut ticks =
-                tokio::time::interval_at(tokio::time::Instant::now() + settings.heartbeat, settings.heartbeat);
-            loop {
-                ticks.tick().await;
-                // A failed heartbeat only risks a concurrent redelivery, which the record's claim handles.
-                if let Err(e) = set_visibility(&sqs, &settings, &receipt, settings.visibility).await {
-                    tracing::warn!(error = %e, "visibility heartbeat failed");
-                }
-            }
-        })
-    });
-    let outcome = processor.process(&body).await;
-    drop(heartbeat);
+    let heartbeat = Heartbeat::start(sqs, settings, &receipt);
+    let outcome = processor.process(&body, last_receive).await;
+    heartbeat.stop().await;
     let label = match &outcome {
         Outcome::Done(label) => {
             if let Err(e) = sqs.delete_message().queue_url(&settings.queue_url).receipt_handle(&receipt).send().await {
                 // It comes back, and the record makes it a duplicate.
-                tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "DeleteMessage failed");
+                tracing::warn!(error = %DisplayErrorContext(&e), "DeleteMessage failed");
             }
             *label
         }
         Outcome::Retry(reason) => {
             let delay = retry_delay(settings.retry_base, receive_count);
-            tracing::warn!(
-                reason,
-                receive_count,
-                retry_in_s = delay.as_secs(),
-                "transient failure; message left for a retry"
-            );
+            if last_receive {
+                tracing::error!(
+                    reason,
+                    receive_count,
+                    "transient failure on the last receive; the message goes to the DLQ"
+                );
+            } else {
+                tracing::warn!(
+                    reason,
+                    receive_count,
+                    retry_in_s = delay.as_secs(),
+                    "transient failure; message left for a retry"
+                );
+            }
             if let Err(e) = set_visibility(sqs, settings, &receipt, delay).await {
                 tracing::warn!(error = %e, "could not set the retry delay; the message returns after its visibility timeout");
             }
@@ -171,12 +242,86 @@ async fn handle(
     processor.metrics.observe(processor.channel.as_str(), label, started.elapsed());
 }
 
+/// Keeps a message invisible while it is worked on, beside the work (never pausing it).
+struct Heartbeat {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Heartbeat {
+    fn start(sqs: &aws_sdk_sqs::Client, settings: &Settings, receipt: &str) -> Self {
+        let (sqs, settings, receipt) = (sqs.clone(), settings.clone(), receipt.to_string());
+        let (stop, mut stopped) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn(async move {
+            let mut ticks =
+                tokio::time::interval_at(tokio::time::Instant::now() + settings.heartbeat, settings.heartbeat);
+            loop {
+                tokio::select! {
+                    _ = &mut stopped => return,
+                    _ = ticks.tick() => {}
+                }
+                // A failed heartbeat only risks a concurrent redelivery, which the record's claim handles.
+                if let Err(e) = set_visibility(&sqs, &settings, &receipt, settings.visibility).await {
+                    tracing::warn!(error = %e, "visibility heartbeat failed");
+                }
+            }
+        });
+        Heartbeat { stop: Some(stop), task }
+    }
+
+    /// Stops renewing, and waits for a renewal already sent to be answered: one still on the
+    /// wire could otherwise land after the message is settled and hide it for the whole
+    /// visibility timeout.
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        let _ = (&mut self.task).await;
+    }
+}
+
+impl Drop for Heartbeat {
+    // Handling dropped mid-way (a panic, a killed task): the renewals end with it.
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// A spawned task that ends with its owner.
 struct AbortOnDrop(tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+/// Exports the queue's and its DLQ's depths (visible, in flight) every `depth_interval`: a
+/// message in the DLQ is one a person must look at.
+async fn watch_depths(sqs: aws_sdk_sqs::Client, settings: Arc<Settings>, processor: Arc<Processor>) {
+    let queues = [("main", Some(settings.queue_url.clone())), ("dead_letter", settings.dead_letter_queue_url.clone())];
+    let mut ticks = tokio::time::interval(settings.depth_interval);
+    loop {
+        ticks.tick().await;
+        for (queue, url) in &queues {
+            let Some(url) = url else { continue };
+            let read = sqs
+                .get_queue_attributes()
+                .queue_url(url)
+                .attribute_names(QueueAttributeName::ApproximateNumberOfMessages)
+                .attribute_names(QueueAttributeName::ApproximateNumberOfMessagesNotVisible)
+                .send()
+                .await;
+            let Ok(out) = read else { continue };
+            let attributes = out.attributes.unwrap_or_default();
+            let count = |name| attributes.get(&name).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
+            processor.metrics.queue_depth(queue, "visible", count(QueueAttributeName::ApproximateNumberOfMessages));
+            processor.metrics.queue_depth(
+                queue,
+                "in_flight",
+                count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),
+            );
+        }
     }
 }
 
@@ -202,7 +347,7 @@ async fn set_visibility(
         .send()
         .await
         .map(|_| ())
-        .map_err(|e| aws_sdk_sqs::error::DisplayErrorContext(&e).to_string())
+        .map_err(|e| DisplayErrorContext(&e).to_string())
 }
 
 /// `base` · 2^(receives − 1), capped, plus up to a quarter of it as jitter.

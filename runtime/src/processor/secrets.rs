@@ -3,6 +3,7 @@
 use super::failure::Failure;
 use crate::wire::secret_keys;
 use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
+use prometheus_client::metrics::counter::Counter;
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -19,11 +20,14 @@ pub struct Secrets {
     client: aws_sdk_secretsmanager::Client,
     ttl: Duration,
     cache: Mutex<HashMap<String, (Instant, Arc<SecretString>)>>,
+    /// Reads that found a secret scheduled for deletion (an alert: someone is deleting what
+    /// live conversations need).
+    scheduled_for_deletion: Counter,
 }
 
 impl Secrets {
-    pub fn new(client: aws_sdk_secretsmanager::Client, ttl: Duration) -> Self {
-        Secrets { client, ttl, cache: Mutex::default() }
+    pub fn new(client: aws_sdk_secretsmanager::Client, ttl: Duration, scheduled_for_deletion: Counter) -> Self {
+        Secrets { client, ttl, cache: Mutex::default(), scheduled_for_deletion }
     }
 
     /// `{"ai_api_key": …}` (the keys are in [`secret_keys`]).
@@ -88,6 +92,15 @@ impl Secrets {
         let out = self.client.get_secret_value().secret_id(name).send().await.map_err(|e| {
             let code = e.code().unwrap_or("");
             let detail = aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string();
+            let scheduled_for_deletion = code == "InvalidRequestException"
+                && e.message().is_some_and(|m| m.contains("deletion") || m.contains("deleted"));
+            if scheduled_for_deletion {
+                // Restorable, and the operator restores what is still referenced: wait for it
+                // rather than fail the conversation.
+                self.scheduled_for_deletion.inc();
+                tracing::error!(secret = name, "secret is scheduled for deletion but still in use; retrying later");
+                return Failure::Transient(format!("secret {name} is scheduled for deletion"));
+            }
             match code {
                 // AccessDenied stays transient: IAM changes take a while to land.
                 "ResourceNotFoundException"

@@ -5,6 +5,7 @@
 //! A send either surely did not happen ([`SendError::NotSent`]: refused with a 4xx, 429 or
 //! 503, or never reached the provider) or may have ([`SendError::Unknown`]: a timeout or any
 //! other 5xx after the request went out). Only the first may be retried.
+use super::body::{read_capped, MAX_PROVIDER_ANSWER_BYTES};
 use super::failure::{without_url, Failure};
 use super::secrets::TwilioCredentials;
 use secrecy::{ExposeSecret, SecretString};
@@ -96,7 +97,14 @@ impl Senders {
             .await
             .map_err(|e| unsent_or_unknown(&e, "Twilio"))?;
         let status = response.status().as_u16();
-        let body: Value = response.json().await.unwrap_or(Value::Null);
+        let body = read_capped(response, MAX_PROVIDER_ANSWER_BYTES).await;
+        if status < 300 {
+            // Accepted, whatever the answer's size: the message may well be on its way.
+            if let Err(e) = &body {
+                return Err(SendError::Unknown(format!("Twilio answered {status}: {e}")));
+            }
+        }
+        let body: Value = body.ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or(Value::Null);
         if status >= 300 {
             // Twilio's error shape: {"code": 21211, "message": "...", "more_info": ..., "status": 400}.
             let detail = format!("{} (code {})", body["message"].as_str().unwrap_or("no message"), body["code"]);
@@ -136,7 +144,8 @@ impl Senders {
         let status = response.status().as_u16();
         let message_id = response.headers().get("x-message-id").and_then(|v| v.to_str().ok()).map(str::to_string);
         if status >= 300 {
-            let body: Value = response.json().await.unwrap_or(Value::Null);
+            let body = read_capped(response, MAX_PROVIDER_ANSWER_BYTES).await;
+            let body: Value = body.ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or(Value::Null);
             let detail = body["errors"][0]["message"].as_str().unwrap_or("no message").to_string();
             return Err(refused(status, "SendGrid", &detail));
         }

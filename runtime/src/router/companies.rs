@@ -1,11 +1,17 @@
 //! Company lookup for the router: one GetItem per company + project, cached for a short TTL so
 //! the hot path is a single SQS send.
+//!
+//! Anyone may name any company id (the key is checked against the record, so the record comes
+//! first), which makes the ids a caller invents the cache's biggest risk. Companies found and
+//! pairs found absent are therefore cached apart, each evicting its least recently used entry:
+//! made-up ids only ever push out other made-up ids, never a real company, and an id asked for
+//! again costs no read until its entry expires.
 use super::error::RouterError;
-use crate::wire::company::{PARTITION_KEY, SORT_KEY};
-use crate::wire::{CompanyRecord, Item};
-use aws_sdk_dynamodb::types::AttributeValue;
-use std::collections::HashMap;
-use std::sync::{Arc, RwLock};
+use crate::wire::company::{record_key, API_KEY_HASH};
+use crate::wire::CompanyRecord;
+use lru::LruCache;
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A company as the router uses it: the typed record, and the whole item as JSON for the
@@ -16,26 +22,43 @@ pub struct Company {
     pub payload: serde_json::Value,
 }
 
-type Entry = (Instant, Option<Arc<Company>>);
+/// (company_id, project_id).
+type Pair = (String, String);
 
 /// DynamoDB's key size limits: a longer id cannot name a record (and AWS would answer a
 /// ValidationException, not "absent").
 const MAX_PARTITION_KEY_BYTES: usize = 2048;
 const MAX_SORT_KEY_BYTES: usize = 1024;
-/// Cached pairs, absences included; the key check comes after the lookup, so unauthenticated
-/// callers choose the pairs, and the cache must not grow with them.
-const MAX_CACHED: usize = 10_000;
+/// Entries kept in each cache: more companies than a deployment has, and as many absent pairs.
+pub const DEFAULT_CAPACITY: NonZeroUsize = NonZeroUsize::new(10_000).expect("non-zero");
 
 pub struct Companies {
     client: aws_sdk_dynamodb::Client,
     table: String,
     ttl: Duration,
-    cache: RwLock<HashMap<(String, String), Entry>>,
+    found: Mutex<LruCache<Pair, (Instant, Arc<Company>)>>,
+    absent: Mutex<LruCache<Pair, Instant>>,
 }
 
 impl Companies {
     pub fn new(client: aws_sdk_dynamodb::Client, table: String, ttl: Duration) -> Self {
-        Companies { client, table, ttl, cache: RwLock::default() }
+        Self::with_capacity(client, table, ttl, DEFAULT_CAPACITY)
+    }
+
+    /// `capacity` entries in each of the two caches.
+    pub fn with_capacity(
+        client: aws_sdk_dynamodb::Client,
+        table: String,
+        ttl: Duration,
+        capacity: NonZeroUsize,
+    ) -> Self {
+        Companies {
+            client,
+            table,
+            ttl,
+            found: Mutex::new(LruCache::new(capacity)),
+            absent: Mutex::new(LruCache::new(capacity)),
+        }
     }
 
     /// `None` when no record exists for the pair (absence is cached too).
@@ -43,48 +66,54 @@ impl Companies {
         if company_id.len() > MAX_PARTITION_KEY_BYTES || project_id.len() > MAX_SORT_KEY_BYTES {
             return Ok(None);
         }
-        let key = (company_id.to_string(), project_id.to_string());
-        if let Some((at, company)) = self.cache.read().ok().and_then(|c| c.get(&key).cloned()) {
-            if at.elapsed() < self.ttl {
-                return Ok(company);
+        let pair = (company_id.to_string(), project_id.to_string());
+        if let Some(cached) = self.cached(&pair) {
+            return Ok(cached);
+        }
+        let company = self.read(company_id, project_id).await?;
+        match &company {
+            Some(company) => {
+                if let Ok(mut found) = self.found.lock() {
+                    found.put(pair, (Instant::now(), company.clone()));
+                }
+            }
+            None => {
+                if let Ok(mut absent) = self.absent.lock() {
+                    absent.put(pair, Instant::now());
+                }
             }
         }
-        let item: Item = [
-            (PARTITION_KEY.to_string(), AttributeValue::S(key.0.clone())),
-            (SORT_KEY.to_string(), AttributeValue::S(key.1.clone())),
-        ]
-        .into();
-        let out = self.client.get_item().table_name(&self.table).set_key(Some(item)).send().await.map_err(|e| {
+        Ok(company)
+    }
+
+    /// `Some(answer)` when a fresh entry knows it.
+    fn cached(&self, pair: &Pair) -> Option<Option<Arc<Company>>> {
+        let fresh = |at: &Instant| at.elapsed() < self.ttl;
+        if let Some((_, company)) = self.found.lock().ok()?.get(pair).filter(|(at, _)| fresh(at)) {
+            return Some(Some(company.clone()));
+        }
+        self.absent.lock().ok()?.get(pair).filter(|at| fresh(at)).map(|_| None)
+    }
+
+    async fn read(&self, company_id: &str, project_id: &str) -> Result<Option<Arc<Company>>, RouterError> {
+        let key = record_key(company_id, project_id);
+        let out = self.client.get_item().table_name(&self.table).set_key(Some(key)).send().await.map_err(|e| {
             tracing::error!(error = %aws_sdk_dynamodb::error::DisplayErrorContext(&e), table = %self.table, "GetItem failed");
             RouterError::database_error()
         })?;
-        let company = match out.item {
-            None => None,
-            Some(item) => {
-                let mut payload: serde_json::Value = serde_dynamo::from_item(item.clone()).map_err(|e| {
-                    tracing::error!(error = %e, company_id, project_id, "company item is not JSON-representable");
-                    RouterError::database_error()
-                })?;
-                let record = CompanyRecord::from_item(item).map_err(|e| {
-                    tracing::error!(error = %e, company_id, project_id, "company item does not match the record format");
-                    RouterError::database_error()
-                })?;
-                // The key's hash is the router's business only; it never travels on the queue.
-                if let Some(fields) = payload.as_object_mut() {
-                    fields.remove(crate::wire::company::API_KEY_HASH);
-                }
-                Some(Arc::new(Company { record, payload }))
-            }
-        };
-        if let Ok(mut cache) = self.cache.write() {
-            if cache.len() >= MAX_CACHED {
-                cache.retain(|_, (at, _)| at.elapsed() < self.ttl);
-                if cache.len() >= MAX_CACHED {
-                    cache.clear();
-                }
-            }
-            cache.insert(key, (Instant::now(), company.clone()));
+        let Some(item) = out.item else { return Ok(None) };
+        let mut payload: serde_json::Value = serde_dynamo::from_item(item.clone()).map_err(|e| {
+            tracing::error!(error = %e, company_id, project_id, "company item is not JSON-representable");
+            RouterError::database_error()
+        })?;
+        let record = CompanyRecord::from_item(item).map_err(|e| {
+            tracing::error!(error = %e, company_id, project_id, "company item does not match the record format");
+            RouterError::database_error()
+        })?;
+        // The key's hash is the router's business only; it never travels on the queue.
+        if let Some(fields) = payload.as_object_mut() {
+            fields.remove(API_KEY_HASH);
         }
-        Ok(company)
+        Ok(Some(Arc::new(Company { record, payload })))
     }
 }

@@ -65,9 +65,6 @@ impl RouterError {
     pub fn consent_type() -> Self {
         Self::new("INVALID_COMMS_CONSENT_TYPE", 400, "'comms_consent' must be a boolean (true or false)")
     }
-    pub fn company_not_found() -> Self {
-        Self::new("COMPANY_NOT_FOUND", 404, "Company and project combination not found")
-    }
     pub fn project_inactive() -> Self {
         Self::new("PROJECT_INACTIVE", 403, "Project is not active")
     }

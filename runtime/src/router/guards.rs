@@ -4,7 +4,7 @@
 //! processors' conditional conversation record still stops a second send).
 use super::error::RouterError;
 use crate::wire::company::RateLimits;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -56,14 +56,87 @@ impl RateLimiter {
 }
 
 /// The first successful answer per (company, project, request_id), kept for `window`.
+///
+/// Only accepted requests stay: a refused, failed or abandoned one leaves nothing behind, so a
+/// tenant being refused cannot grow the map. Keys are spread over shards by their hash, so one
+/// tenant's burst contends for every shard's lock in turn rather than holding a single one; each
+/// shard keeps its accepted keys in arrival order and drops at most [`SWEEP`] expired ones per
+/// request, so a request costs O(1) however many answers are kept. At [`MAX_ANSWERS`] the
+/// oldest go first (a retry after that is queued again; the processors' conditional record
+/// still sends once).
 pub struct Idempotency {
     window: Duration,
-    answers: Mutex<HashMap<RequestKey, Answer>>,
+    shards: Vec<Mutex<Shard>>,
+}
+
+const SHARDS: usize = 64;
+/// Accepted answers kept at most (about 300 bytes each).
+pub const MAX_ANSWERS: usize = 200_000;
+/// Expired answers dropped per request: more than one arrives, so a backlog drains.
+const SWEEP: usize = 8;
+
+#[derive(Default)]
+struct Shard {
+    answers: HashMap<RequestKey, Answer>,
+    /// Accepted keys, oldest first, with the time their entry was made.
+    accepted: VecDeque<(Instant, RequestKey)>,
+}
+
+impl Shard {
+    /// Drops a few expired answers, and the oldest beyond the shard's share of the cap.
+    fn sweep(&mut self, now: Instant, window: Duration) {
+        for _ in 0..SWEEP {
+            match self.accepted.front() {
+                Some((at, _)) if now.duration_since(*at) >= window || self.accepted.len() > MAX_ANSWERS / SHARDS => {}
+                _ => break,
+            }
+            if let Some((at, key)) = self.accepted.pop_front() {
+                // Remove the entry only if it is the one this slot recorded, not a newer one.
+                if self.answers.get(&key).is_some_and(|(made, _)| *made == at) {
+                    self.answers.remove(&key);
+                }
+            }
+        }
+    }
+}
+
+/// Removes its entry when dropped unanswered (refused, failed, or the request abandoned).
+struct Pending<'a> {
+    shard: &'a Mutex<Shard>,
+    key: &'a RequestKey,
+    cell: Arc<OnceCell<serde_json::Value>>,
+}
+
+impl Pending<'_> {
+    /// The entry's request was accepted: it joins the expiry order (unless the entry was
+    /// replaced meanwhile, which only an expired entry can be).
+    fn accepted(&self) {
+        let Ok(mut shard) = self.shard.lock() else { return };
+        if let Some((at, cell)) = shard.answers.get(self.key) {
+            if Arc::ptr_eq(cell, &self.cell) {
+                let at = *at;
+                shard.accepted.push_back((at, self.key.clone()));
+            }
+        }
+    }
+}
+
+impl Drop for Pending<'_> {
+    fn drop(&mut self) {
+        if self.cell.initialized() {
+            return;
+        }
+        if let Ok(mut shard) = self.shard.lock() {
+            if shard.answers.get(self.key).is_some_and(|(_, cell)| Arc::ptr_eq(cell, &self.cell)) {
+                shard.answers.remove(self.key);
+            }
+        }
+    }
 }
 
 impl Idempotency {
     pub fn new(window: Duration) -> Self {
-        Idempotency { window, answers: Mutex::default() }
+        Idempotency { window, shards: (0..SHARDS).map(|_| Mutex::default()).collect() }
     }
 
     /// Runs `accept` once per key: a retry (or a concurrent duplicate, which waits) gets the
@@ -73,20 +146,49 @@ impl Idempotency {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<serde_json::Value, RouterError>>,
     {
-        let cell = {
-            let mut answers = self.answers.lock().map_err(|_| RouterError::internal())?;
+        let shard = &self.shards[shard_of(&key)];
+        let (cell, fresh) = {
+            let mut guard = shard.lock().map_err(|_| RouterError::internal())?;
             let now = Instant::now();
-            if answers.len() > 10_000 {
-                answers.retain(|_, (at, _)| now.duration_since(*at) < self.window);
+            guard.sweep(now, self.window);
+            match guard.answers.get(&key) {
+                Some((at, cell)) if now.duration_since(*at) < self.window => (cell.clone(), false),
+                _ => {
+                    let cell = Arc::new(OnceCell::new());
+                    guard.answers.insert(key.clone(), (now, cell.clone()));
+                    (cell, true)
+                }
             }
-            let entry = answers.entry(key).or_insert_with(|| (now, Arc::new(OnceCell::new())));
-            if now.duration_since(entry.0) >= self.window {
-                *entry = (now, Arc::new(OnceCell::new()));
-            }
-            entry.1.clone()
         };
-        cell.get_or_try_init(accept).await.cloned()
+        if !fresh {
+            if let Some(answer) = cell.get() {
+                return Ok(answer.clone());
+            }
+        }
+        let pending = Pending { shard, key: &key, cell: cell.clone() };
+        let answer = cell.get_or_try_init(accept).await.cloned()?;
+        if fresh {
+            pending.accepted();
+        }
+        Ok(answer)
     }
+
+    /// Answers held (accepted, or being accepted now).
+    pub fn len(&self) -> usize {
+        self.shards.iter().filter_map(|s| s.lock().ok().map(|s| s.answers.len())).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn shard_of(key: &RequestKey) -> usize {
+    use std::hash::{Hash, Hasher};
+    // Fixed keys: the spread need not resist attack (a key names the caller's own tenant).
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    key.hash(&mut hasher);
+    hasher.finish() as usize % SHARDS
 }
 
 #[cfg(test)]
@@ -126,6 +228,54 @@ mod tests {
         }
         let refused = limiter.admit("c", "p", &limits(60, 3), start + Duration::from_secs(300)).expect_err("day full");
         assert!(refused.retry_after.is_some_and(|s| s > 60));
+    }
+
+    #[tokio::test]
+    async fn refused_requests_leave_nothing_in_the_idempotency_map() {
+        let idempotency = Idempotency::new(Duration::from_secs(600));
+        for i in 0..20_000 {
+            let key = ("c".to_string(), "p".to_string(), format!("request-{i}"));
+            let refused = idempotency.once(key, || async { Err(RouterError::rate_limited(1)) }).await;
+            assert!(refused.is_err());
+        }
+        assert_eq!(idempotency.len(), 0);
+        // A request abandoned mid-way (client gone, timeout) leaves nothing either.
+        let key = ("c".to_string(), "p".to_string(), "abandoned".to_string());
+        let never = idempotency.once(key, std::future::pending::<Result<serde_json::Value, RouterError>>);
+        assert!(tokio::time::timeout(Duration::from_millis(10), never).await.is_err());
+        assert_eq!(idempotency.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn expired_answers_are_dropped_a_few_per_request_so_each_request_costs_the_same() {
+        let window = Duration::from_secs(2);
+        let idempotency = Idempotency::new(window);
+        let accept = |i: u32| {
+            let key = ("c".to_string(), "p".to_string(), format!("request-{i}"));
+            idempotency.once(key, move || async move { Ok(serde_json::json!({"n": i})) })
+        };
+        for i in 0..2_000 {
+            accept(i).await.expect("accepted");
+        }
+        assert_eq!(idempotency.len(), 2_000, "none expired yet");
+        tokio::time::sleep(window).await;
+        // One request sweeps at most SWEEP expired answers of its own shard, not the whole map.
+        accept(2_000).await.expect("accepted");
+        let after_one = idempotency.len();
+        assert!((2_000 + 1 - SWEEP..2_000).contains(&after_one), "{after_one}");
+        // Requests keep coming: the backlog drains, SWEEP per request.
+        for i in 2_001..3_000 {
+            accept(i).await.expect("accepted");
+        }
+        assert!(idempotency.len() <= 1_000 + SHARDS * SWEEP, "{}", idempotency.len());
+    }
+
+    #[test]
+    fn one_tenants_requests_spread_over_every_shard() {
+        let shards: std::collections::HashSet<usize> = (0..2_000)
+            .map(|i| shard_of(&("c".to_string(), "p".to_string(), format!("550e8400-e29b-41d4-a716-{i:012x}"))))
+            .collect();
+        assert_eq!(shards.len(), SHARDS);
     }
 
     #[tokio::test]

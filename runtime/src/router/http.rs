@@ -60,13 +60,15 @@ pub fn app(router: Arc<Router>) -> axum::Router {
 }
 
 /// Serves until `shutdown` resolves, then stops accepting and lets every request in flight
-/// finish; each awaits its own SendMessageBatch, so no accepted message is left unsent.
+/// finish; each awaits its own SendMessageBatch, so no accepted message is left unsent. Idle
+/// connections are closed at once, slow ones after `limits.header_timeout`.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Arc<Router>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    axum::serve(listener, app(router)).with_graceful_shutdown(shutdown).await
+    limits: crate::pod::ConnectionLimits,
+    shutdown: impl Future<Output = ()>,
+) {
+    crate::pod::serve(listener, app(router), limits, shutdown).await
 }
 
 /// The request timeout, over the whole exchange (a slow upload included). A request cut off
@@ -169,20 +171,18 @@ async fn accept(
     api_key: &str,
     request: request::ValidRequest,
 ) -> Result<serde_json::Value, RouterError> {
-    let company = router
-        .companies
-        .get(&request.company_id, &request.project_id)
-        .await?
-        .ok_or_else(RouterError::company_not_found)?;
-    let record = &company.record;
-    let key_matches = record.api_key_hash.as_deref().is_some_and(|stored| {
+    // An unknown company answers exactly as a wrong key does, so a caller without a valid key
+    // cannot tell which company ids exist.
+    let company = router.companies.get(&request.company_id, &request.project_id).await?;
+    let key_matches = company.as_ref().and_then(|c| c.record.api_key_hash.as_deref()).is_some_and(|stored| {
         use subtle::ConstantTimeEq;
         let offered = crate::wire::company::api_key_hash(api_key);
         bool::from(offered.as_bytes().ct_eq(stored.as_bytes()))
     });
-    if !key_matches {
+    let Some(company) = company.filter(|_| key_matches) else {
         return Err(RouterError::invalid_api_key());
-    }
+    };
+    let record = &company.record;
     if !record.is_active() {
         return Err(RouterError::project_inactive());
     }

@@ -199,6 +199,16 @@ impl std::fmt::Display for ItemError {
 
 impl std::error::Error for ItemError {}
 
+/// The key of the record of `company_id` + `project_id`.
+pub fn record_key(company_id: &str, project_id: &str) -> Item {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    [
+        (PARTITION_KEY.to_string(), AttributeValue::S(company_id.to_string())),
+        (SORT_KEY.to_string(), AttributeValue::S(project_id.to_string())),
+    ]
+    .into()
+}
+
 impl CompanyRecord {
     pub fn to_item(&self) -> Result<Item, ItemError> {
         serde_dynamo::to_item(self).map_err(ItemError)

@@ -5,7 +5,9 @@
 pub mod watch_shim;
 
 use aws_smithy_runtime_api::box_error::BoxError;
-use aws_smithy_runtime_api::client::interceptors::context::BeforeDeserializationInterceptorContextMut;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeDeserializationInterceptorContextMut, BeforeTransmitInterceptorContextMut,
+};
 use aws_smithy_runtime_api::client::interceptors::Intercept;
 use aws_smithy_runtime_api::client::orchestrator::{HttpResponse, Metadata};
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
@@ -37,12 +39,12 @@ pub async fn sdk_config() -> aws_config::SdkConfig {
 /// A context with a fresh call counter and a prefix no other test uses.
 pub async fn context(mode: Mode) -> Context {
     let prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-    Context { aws: Aws::new(&sdk_config().await), naming: Naming::new(prefix, "test"), mode }
+    Context::new(Aws::new(&sdk_config().await), Naming::new(prefix, "test"), mode)
 }
 
 /// The same naming and emulator, in another mode, with its own call counter.
 pub async fn same_place(ctx: &Context, mode: Mode) -> Context {
-    Context { aws: Aws::new(&sdk_config().await), naming: ctx.naming.clone(), mode }
+    Context::new(Aws::new(&sdk_config().await), ctx.naming.clone(), mode).adopting_in(ctx.adoption.clone())
 }
 
 pub fn repo_path(relative: &str) -> PathBuf {
@@ -77,18 +79,40 @@ pub struct Fault {
     pub operation: &'static str,
     pub code: &'static str,
     pub message: &'static str,
+    /// 400 for a refusal; a 5xx makes the SDK retry (the first attempt was still applied).
+    pub status: u16,
     pub remaining: Arc<AtomicUsize>,
 }
 
 impl Fault {
     pub fn new(operation: &'static str, code: &'static str, message: &'static str, times: usize) -> Self {
-        Fault { operation, code, message, remaining: Arc::new(AtomicUsize::new(times)) }
+        Fault { operation, code, message, status: 400, remaining: Arc::new(AtomicUsize::new(times)) }
+    }
+
+    /// The answer of a call AWS applied but whose response was lost: a 500 the SDK retries.
+    pub fn lost_answer(operation: &'static str, times: usize) -> Self {
+        Fault { status: 500, ..Fault::new(operation, "InternalServerError", "the answer was lost", times) }
     }
 }
 
 impl Intercept for Fault {
     fn name(&self) -> &'static str {
         "Fault"
+    }
+
+    /// A refusal (4xx) must not change anything, as with AWS: the request is sent to an
+    /// operation the emulator does not have. A lost answer (5xx) goes through as it is.
+    fn modify_before_transmit(
+        &self,
+        context: &mut BeforeTransmitInterceptorContextMut<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let matches = cfg.load::<Metadata>().is_some_and(|m| m.name() == self.operation);
+        if matches && self.status < 500 && self.remaining.load(Ordering::SeqCst) > 0 {
+            context.request_mut().headers_mut().insert("x-amz-target", "Refused.ByTheTest");
+        }
+        Ok(())
     }
 
     fn modify_before_deserialization(
@@ -100,7 +124,7 @@ impl Intercept for Fault {
         let matches = cfg.load::<Metadata>().is_some_and(|m| m.name() == self.operation);
         if matches && self.remaining.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).is_ok() {
             let body = serde_json::json!({"__type": self.code, "message": self.message}).to_string();
-            let mut response = HttpResponse::new(400.try_into()?, SdkBody::from(body));
+            let mut response = HttpResponse::new(self.status.try_into()?, SdkBody::from(body));
             response.headers_mut().insert("x-amzn-errortype", self.code);
             response.headers_mut().insert("content-type", "application/x-amz-json-1.1");
             *context.response_mut() = response;
@@ -116,6 +140,15 @@ pub async fn secrets_with_fault(ctx: &Context, fault: Fault) -> multicomms_opera
         .interceptor(fault)
         .build();
     multicomms_operator::aws::secrets::SecretsManager::new(aws_sdk_secretsmanager::Client::from_conf(config))
+}
+
+/// A DynamoDB adapter whose client carries `fault` (besides the usual call counter).
+pub async fn dynamodb_with_fault(ctx: &Context, fault: Fault) -> multicomms_operator::aws::dynamodb::Dynamo {
+    let config = aws_sdk_dynamodb::config::Builder::from(&sdk_config().await)
+        .interceptor(ctx.aws.calls.clone())
+        .interceptor(fault)
+        .build();
+    multicomms_operator::aws::dynamodb::Dynamo::new(aws_sdk_dynamodb::Client::from_conf(config))
 }
 
 /// Plain SDK clients, for changing AWS behind the operator's back.

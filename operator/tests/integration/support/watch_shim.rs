@@ -17,11 +17,21 @@ type BoxError = Box<dyn std::error::Error + Send + Sync>;
 #[derive(Clone)]
 pub struct WatchShim {
     pub inner: kube::Client,
+    /// Every request's path and query, with its Accept header.
+    pub requests: Requests,
 }
+
+pub type Requests = std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>;
 
 /// A client whose watches work on the in-memory API.
 pub fn watching(fake: kube::Client) -> kube::Client {
-    kube::Client::new(WatchShim { inner: fake }, "default")
+    watching_recorded(fake).0
+}
+
+/// [`watching`], and the requests it is sent.
+pub fn watching_recorded(fake: kube::Client) -> (kube::Client, Requests) {
+    let requests = Requests::default();
+    (kube::Client::new(WatchShim { inner: fake, requests: requests.clone() }, "default"), requests)
 }
 
 impl tower::Service<Request<Body>> for WatchShim {
@@ -35,6 +45,10 @@ impl tower::Service<Request<Body>> for WatchShim {
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
         let client = self.inner.clone();
+        let accept = request.headers().get(http::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default();
+        if let Ok(mut requests) = self.requests.lock() {
+            requests.push((request.uri().to_string(), accept.to_string()));
+        }
         Box::pin(async move {
             let query = request.uri().query().unwrap_or_default().to_string();
             let watch = query.split('&').any(|p| p == "watch=true" || p == "watch=1");
