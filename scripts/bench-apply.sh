@@ -5,7 +5,7 @@ set -euo pipefail
 source "$(dirname "$0")/emulator.sh"
 start_emulator
 cd "$ROOT"
-cargo build --locked --release -p multicomms-operator --example bench_apply
+cargo build --locked --release -q --workspace --bins --examples
 echo
 echo "| companies | concurrency | cold apply companies/s | no-op re-apply companies/s | AWS calls/company (cold) | AWS calls/company (no-op) | AWS writes (no-op) | operator CPU ms/company (cold) | emulator raw PutItem/s | companies/s ÷ PutItem/s | peak RSS MiB |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|"

@@ -12,8 +12,7 @@ runs=("$@")
 source "$(dirname "$0")/emulator.sh"
 start_emulator
 cd "$ROOT"
-cargo build --locked --release -q -p multicomms-operator -p multicomms-runtime -p multicomms-e2e --bins
-cargo build --locked --release -q -p multicomms-e2e --example load
+cargo build --locked --release -q --workspace --bins --examples
 
 work="$ROOT/target/bench-processor"   # logs of the last run stay here
 rm -rf "$work"; mkdir -p "$work"
@@ -53,7 +52,7 @@ first_id=0
 printf "%-12s %-9s %-10s %-10s %-9s %-8s %-14s %-8s %-14s\n" concurrency messages seconds msgs_per_s ideal ratio cpu_s_per_1000 rss_mib emulator_busy
 for run in "${runs[@]}"; do
   concurrency="${run%%:*}"; messages="${run##*:}"
-  loaded="$(target/release/examples/load "http://127.0.0.1:$router_port/initiate-conversation" \
+  loaded="$(target/release/load-generator "http://127.0.0.1:$router_port/initiate-conversation" \
     local-demo-router-key-not-a-secret "$messages" 32 whatsapp "$first_id")"
   first_id=$((first_id + messages))
   echo "router load: $loaded" >&2

@@ -9,8 +9,7 @@ concurrency="${2:-64}"
 source "$(dirname "$0")/emulator.sh"
 start_emulator
 cd "$ROOT"
-cargo build --locked --release -q -p multicomms-operator -p multicomms-runtime --bins
-cargo build --locked --release -q -p multicomms-e2e --example load
+cargo build --locked --release -q --workspace --bins --examples
 
 work="$(mktemp -d)"
 prefix="bench$$"
@@ -25,7 +24,7 @@ for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && br
 
 cpu() { awk '{print $14 + $15}' "/proc/$router/stat"; }
 before="$(cpu)"
-target/release/examples/load "http://127.0.0.1:$port/initiate-conversation" local-demo-router-key-not-a-secret \
+target/release/load-generator "http://127.0.0.1:$port/initiate-conversation" local-demo-router-key-not-a-secret \
   "$requests" "$concurrency"
 after="$(cpu)"
 python3 - "$port" "$before" "$after" <<'PY'

@@ -7,7 +7,7 @@ set -euo pipefail
 source "$(dirname "$0")/emulator.sh"
 start_emulator
 cd "$ROOT"
-cargo build --locked --quiet -p multicomms-operator
+cargo build --locked --quiet --workspace --bins
 operator="$ROOT/target/debug/multicomms-operator"
 examples=(-f config/channels -f config/companies -f config/examples/local --namespace multicomms-dev)
 
@@ -21,7 +21,6 @@ echo; echo "== plan the invalid examples: each is rejected, naming the field"
 "$operator" plan -f config/examples/invalid || true
 
 echo; echo "== the pods: router, WhatsApp processor, fake OpenAI/Twilio/SendGrid; one request end to end"
-cargo build --locked --quiet -p multicomms-runtime -p multicomms-e2e --bins
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 fakes_port="$(free_port)"; router_port="$(free_port)"; processor_port="$(free_port)"

@@ -10,7 +10,7 @@ use multicomms_operator::aws::{self, Aws};
 use multicomms_operator::desired::{self, Owner};
 use multicomms_operator::manifests;
 use multicomms_operator::reconcile::{reconcile_manifests, Context, Mode};
-use multicomms_runtime::wire::Naming;
+use multicomms_wire::Naming;
 use std::time::Instant;
 
 #[tokio::main]

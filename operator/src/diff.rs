@@ -1,7 +1,7 @@
 //! Field-level differences between a desired DynamoDB item and the stored one: what `plan`
 //! lists and what decides whether `apply` writes at all.
 use aws_sdk_dynamodb::types::AttributeValue;
-use multicomms_runtime::wire::Item;
+use multicomms_wire::Item;
 use std::collections::{BTreeSet, HashMap};
 
 /// Dotted paths of the attributes that differ (nested maps are compared key by key), sorted.

@@ -4,7 +4,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use multicomms_operator::reconcile::{self, AdoptionPolicy, Context, Mode};
 use multicomms_operator::{aws, controller, crd, manifests, output};
-use multicomms_runtime::wire::{names::DEFAULT_PREFIX, Naming};
+use multicomms_wire::{names::DEFAULT_PREFIX, Naming};
 use std::path::PathBuf;
 use std::process::ExitCode;
 

@@ -8,7 +8,7 @@ fn repo() -> PathBuf {
 }
 
 fn operator() -> PathBuf {
-    multicomms_e2e::environment::binary("multicomms-operator")
+    multicomms_testkit::environment::binary("multicomms-operator")
 }
 
 struct Run {
@@ -37,7 +37,7 @@ fn run(prefix: &str, args: &[&str]) -> Run {
 }
 
 fn prefix() -> String {
-    format!("e{}", &uuid::Uuid::new_v4().simple().to_string()[..10])
+    multicomms_testkit::environment::unique_naming('e').prefix
 }
 
 /// The README's demo arguments.

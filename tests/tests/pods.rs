@@ -2,9 +2,9 @@
 //! against the emulator and the fake providers. A request to the router ends as one WhatsApp
 //! message and a finished record; both stop cleanly on SIGTERM; no secret reaches their logs.
 use http_body_util::{BodyExt, Full};
-use multicomms_e2e::environment::{apply, binary, emulator_config, example_manifests, example_request, API_KEY};
-use multicomms_e2e::fakes::{Fakes, Service};
-use multicomms_runtime::wire::conversation::{status, ConversationRecord};
+use multicomms_testkit::environment::{apply, binary, emulator_config, example_manifests, example_request, API_KEY};
+use multicomms_testkit::fakes::{Fakes, Service};
+use multicomms_wire::conversation::{ConversationRecord, ConversationStatus};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -98,13 +98,13 @@ async fn a_request_to_the_router_binary_ends_as_one_whatsapp_message_sent_by_the
             .await
             .expect("GetItem");
         record = out.item.map(|i| ConversationRecord::from_item(i).expect("record"));
-        if record.as_ref().is_some_and(|r| r.conversation_status == status::INITIAL_MESSAGE_SENT) {
+        if record.as_ref().is_some_and(|r| r.conversation_status == ConversationStatus::InitialMessageSent) {
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let record = record.expect("a record");
-    assert_eq!(record.conversation_status, status::INITIAL_MESSAGE_SENT, "{record:?}");
+    assert_eq!(record.conversation_status, ConversationStatus::InitialMessageSent, "{record:?}");
     assert_eq!(fakes.sent().len(), 1);
     assert_eq!(fakes.requests(Service::Twilio)[0].field("To"), Some("whatsapp:+447835065013"));
     let metrics = get(&client, &format!("http://{processor_address}/metrics")).await.expect("metrics").1;

@@ -1,7 +1,6 @@
 //! The channel processors against the moto emulator and the fake providers (tests/src/fakes.rs):
 //! a request accepted by the router ends as one provider request and a conversation record that
 //! tells the story; redeliveries never send twice; each failure class ends where it should.
-use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_sqs::types::QueueAttributeName;
 use aws_smithy_runtime_api::client::http::{
     http_client_fn, HttpClient, HttpConnector, HttpConnectorFuture, SharedHttpConnector,
@@ -10,18 +9,15 @@ use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
 use aws_smithy_runtime_api::client::result::ConnectorError;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use multicomms_e2e::environment::{apply, emulator_config, example_manifests, example_request, router_for, API_KEY};
-use multicomms_e2e::fakes::{Fakes, Fault, Service};
-use multicomms_runtime::processor::ai::Ai;
-use multicomms_runtime::processor::conversations::Conversations;
-use multicomms_runtime::processor::metrics::Metrics;
-use multicomms_runtime::processor::pipeline::Processor;
+use multicomms_runtime::processor::pipeline::{Processor, ProcessorConfig};
 use multicomms_runtime::processor::queue::{self, Settings};
-use multicomms_runtime::processor::secrets::Secrets;
-use multicomms_runtime::processor::senders::Senders;
 use multicomms_runtime::router::http;
-use multicomms_runtime::wire::conversation::{status, ConversationRecord};
-use multicomms_runtime::wire::{ChannelKind, Naming};
+use multicomms_testkit::environment::{
+    apply, emulator_config, example_manifests, example_request, router_for, API_KEY,
+};
+use multicomms_testkit::fakes::{Fakes, Fault, Service};
+use multicomms_wire::conversation::{ConversationKey, ConversationRecord, ConversationStatus};
+use multicomms_wire::{ChannelKind, Naming};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,23 +41,21 @@ async fn env() -> Env {
 }
 
 impl Env {
+    /// A processor as the binary builds it, on the fakes; a claim younger than `http_timeout`
+    /// counts as one still in use.
     fn processor(&self, channel: ChannelKind, http_timeout: Duration) -> Arc<Processor> {
-        let http = reqwest::Client::builder().timeout(http_timeout).build().expect("HTTP client");
-        let metrics = Arc::new(Metrics::default());
-        let alarm = metrics.secrets_scheduled_for_deletion.clone();
-        Arc::new(Processor {
+        let config = ProcessorConfig {
             channel,
             version: "processor-test-1".into(),
-            conversations: Conversations::new(
-                aws_sdk_dynamodb::Client::new(&self.config),
-                self.naming.conversations_table(),
-            ),
-            secrets: Secrets::new(aws_sdk_secretsmanager::Client::new(&self.config), Duration::from_secs(300), alarm),
-            ai: Ai::new(http.clone(), self.fakes.openai_url(), self.naming.shared_ai_key_secret(channel)),
-            senders: Senders::new(http, self.fakes.url.clone(), self.fakes.url.clone()),
-            metrics,
+            naming: self.naming.clone(),
+            secrets_cache: Duration::from_secs(300),
+            http_timeout,
             send_grace: http_timeout,
-        })
+            openai_base_url: self.fakes.openai_url(),
+            twilio_base_url: self.fakes.url.clone(),
+            sendgrid_base_url: self.fakes.url.clone(),
+        };
+        Arc::new(Processor::build(&self.config, config).expect("HTTP client"))
     }
 
     async fn queue_url(&self, name: String) -> String {
@@ -124,12 +118,11 @@ impl Env {
         panic!("the router's message never arrived");
     }
 
-    async fn record(&self, key: &(String, String)) -> Option<ConversationRecord> {
+    async fn record(&self, key: &ConversationKey) -> Option<ConversationRecord> {
         let out = aws_sdk_dynamodb::Client::new(&self.config)
             .get_item()
             .table_name(self.naming.conversations_table())
-            .key("primary_channel", AttributeValue::S(key.0.clone()))
-            .key("conversation_id", AttributeValue::S(key.1.clone()))
+            .set_key(Some(key.to_item()))
             .consistent_read(true)
             .send()
             .await
@@ -138,11 +131,11 @@ impl Env {
     }
 
     /// Polls until the record reaches one of `statuses` (30 s at most).
-    async fn settled(&self, key: &(String, String), statuses: &[&str]) -> ConversationRecord {
+    async fn settled(&self, key: &ConversationKey, statuses: &[ConversationStatus]) -> ConversationRecord {
         let mut last = None;
         for _ in 0..150 {
             if let Some(record) = self.record(key).await {
-                if statuses.contains(&record.conversation_status.as_str()) {
+                if statuses.contains(&record.conversation_status) {
                     return record;
                 }
                 last = Some(record);
@@ -199,13 +192,13 @@ fn request(id: u32, channel: &str) -> Value {
     body
 }
 
-fn key_of(context: &Value) -> (String, String) {
+fn key_of(context: &Value) -> ConversationKey {
     let channel = context["frontend_payload"]["request_data"]["channel_method"].as_str().unwrap_or_default();
     let field = if channel == "email" { "recipient_email" } else { "recipient_tel" };
-    (
-        context["frontend_payload"]["recipient_data"][field].as_str().unwrap_or_default().to_string(),
-        context["conversation_data"]["conversation_id"].as_str().unwrap_or_default().to_string(),
-    )
+    ConversationKey {
+        primary_channel: context["frontend_payload"]["recipient_data"][field].as_str().unwrap_or_default().to_string(),
+        conversation_id: context["conversation_data"]["conversation_id"].as_str().unwrap_or_default().to_string(),
+    }
 }
 
 const LONG: Duration = Duration::from_secs(60);
@@ -228,7 +221,8 @@ async fn each_channel_ends_as_one_provider_request_and_a_record_that_tells_the_s
     }
     let mut records = Vec::new();
     for (pk, id) in keys {
-        records.push(env.settled(&(pk.into(), id.into()), &[status::INITIAL_MESSAGE_SENT]).await);
+        let key = ConversationKey { primary_channel: pk.into(), conversation_id: id.into() };
+        records.push(env.settled(&key, &[ConversationStatus::InitialMessageSent]).await);
     }
     for run in running {
         run.stop().await;
@@ -309,7 +303,7 @@ async fn a_redelivered_message_is_sent_once() {
     env.enqueue(ChannelKind::Whatsapp, &body).await;
     env.enqueue(ChannelKind::Whatsapp, &body).await;
     let running = env.start(ChannelKind::Whatsapp, LONG, LONG).await;
-    env.settled(&key_of(&context), &[status::INITIAL_MESSAGE_SENT]).await;
+    env.settled(&key_of(&context), &[ConversationStatus::InitialMessageSent]).await;
     for _ in 0..50 {
         if env.depth(env.naming.channel_queue(ChannelKind::Whatsapp)).await == 0 {
             break;
@@ -330,13 +324,21 @@ async fn a_redelivered_message_is_sent_once() {
 }
 
 /// The conversation key of the example request `id` on WhatsApp.
-fn whatsapp_key(id: u32) -> (String, String) {
-    let conversation = format!("ci-aaa-001#pi-aaa-001#550e8400-e29b-41d4-a716-{id:012x}#447588713814");
-    ("+447835065013".to_string(), conversation)
+fn whatsapp_key(id: u32) -> ConversationKey {
+    ConversationKey {
+        primary_channel: "+447835065013".into(),
+        conversation_id: format!("ci-aaa-001#pi-aaa-001#550e8400-e29b-41d4-a716-{id:012x}#447588713814"),
+    }
 }
 
 /// One request through the router with `faults` queued at `service`; returns the settled record.
-async fn with_fault(env: &Env, id: u32, service: Service, faults: &[Fault], statuses: &[&str]) -> ConversationRecord {
+async fn with_fault(
+    env: &Env,
+    id: u32,
+    service: Service,
+    faults: &[Fault],
+    statuses: &[ConversationStatus],
+) -> ConversationRecord {
     for fault in faults {
         env.fakes.fail_next(service, fault.clone());
     }
@@ -356,13 +358,15 @@ async fn transient_failures_are_retried_and_permanent_ones_recorded() {
     let running = env.start(ChannelKind::Whatsapp, LONG, Duration::from_secs(2)).await;
 
     // AI throttled, then fine: retried after the backoff, sent once.
-    let record = with_fault(&env, 0x301, Service::OpenAi, &[Fault::Status(429)], &[status::INITIAL_MESSAGE_SENT]).await;
+    let record =
+        with_fault(&env, 0x301, Service::OpenAi, &[Fault::Status(429)], &[ConversationStatus::InitialMessageSent])
+            .await;
     assert!(record.failure_reason.is_none(), "cleared on success: {record:?}");
     assert_eq!(env.fakes.requests(Service::OpenAi).len(), 2);
     assert_eq!(env.fakes.sent().len(), 1);
 
     // Twilio throttled (nothing sent), then fine.
-    with_fault(&env, 0x302, Service::Twilio, &[Fault::Status(429)], &[status::INITIAL_MESSAGE_SENT]).await;
+    with_fault(&env, 0x302, Service::Twilio, &[Fault::Status(429)], &[ConversationStatus::InitialMessageSent]).await;
     assert_eq!(env.fakes.sent().len(), 2);
 
     // Output that breaks the schema, not JSON, a refusal: permanent, nothing sent.
@@ -371,19 +375,20 @@ async fn transient_failures_are_retried_and_permanent_ones_recorded() {
         (0x304, Fault::NotJson, "ai: the model's output is not JSON"),
         (0x305, Fault::Refusal, "ai: the model refused"),
     ] {
-        let record = with_fault(&env, id, Service::OpenAi, &[fault], &[status::FAILED_TO_PROCESS_AI]).await;
+        let record = with_fault(&env, id, Service::OpenAi, &[fault], &[ConversationStatus::FailedToProcessAi]).await;
         assert!(record.failure_reason.as_deref().is_some_and(|r| r.starts_with(reason)), "{record:?}");
     }
     assert_eq!(env.fakes.sent().len(), 2);
 
     // Twilio refuses the number: permanent.
     let record =
-        with_fault(&env, 0x306, Service::Twilio, &[Fault::Status(400)], &[status::FAILED_TO_SEND_MESSAGE]).await;
+        with_fault(&env, 0x306, Service::Twilio, &[Fault::Status(400)], &[ConversationStatus::FailedToSendMessage])
+            .await;
     assert!(record.failure_reason.as_deref().is_some_and(|r| r.contains("21211")), "{record:?}");
 
     // Twilio 500 or no answer: the message may have gone out; never sent again, handed off.
     for (id, fault) in [(0x307, Fault::Status(500)), (0x308, Fault::Hang)] {
-        let record = with_fault(&env, id, Service::Twilio, &[fault], &[status::SEND_OUTCOME_UNKNOWN]).await;
+        let record = with_fault(&env, id, Service::Twilio, &[fault], &[ConversationStatus::SendOutcomeUnknown]).await;
         assert!(record.hand_off_to_human, "{record:?}");
     }
     let twilio_calls = env.fakes.requests(Service::Twilio).len();
@@ -391,11 +396,11 @@ async fn transient_failures_are_retried_and_permanent_ones_recorded() {
     // No consent: never reaches the AI or the provider.
     let ai_calls = env.fakes.requests(Service::OpenAi).len();
     env.enqueue(ChannelKind::Whatsapp, &no_consent.to_string()).await;
-    env.settled(&key_of(&no_consent), &[status::FAILED_NO_CONSENT]).await;
+    env.settled(&key_of(&no_consent), &[ConversationStatus::FailedNoConsent]).await;
 
     // A credentials secret that does not exist.
     env.enqueue(ChannelKind::Whatsapp, &no_secret.to_string()).await;
-    let record = env.settled(&key_of(&no_secret), &[status::FAILED_SECRETS_FETCH]).await;
+    let record = env.settled(&key_of(&no_secret), &[ConversationStatus::FailedSecretsFetch]).await;
     assert_eq!(record.failure_reason.as_deref(), Some("secrets: secret no/such/secret: ResourceNotFoundException"));
     assert_eq!(env.fakes.requests(Service::OpenAi).len(), ai_calls, "no AI call without consent or credentials");
     assert_eq!(env.fakes.requests(Service::Twilio).len(), twilio_calls);
@@ -409,7 +414,7 @@ async fn a_message_whose_send_outcome_is_unknown_is_not_sent_again_on_redelivery
     let context = env.context_for(request(0x401, "whatsapp"), ChannelKind::Whatsapp).await;
     env.enqueue(ChannelKind::Whatsapp, &context.to_string()).await;
     let running = env.start(ChannelKind::Whatsapp, LONG, LONG).await;
-    env.settled(&key_of(&context), &[status::SEND_OUTCOME_UNKNOWN]).await;
+    env.settled(&key_of(&context), &[ConversationStatus::SendOutcomeUnknown]).await;
     env.enqueue(ChannelKind::Whatsapp, &context.to_string()).await;
     for _ in 0..50 {
         if env.depth(env.naming.channel_queue(ChannelKind::Whatsapp)).await == 0 {
@@ -421,7 +426,7 @@ async fn a_message_whose_send_outcome_is_unknown_is_not_sent_again_on_redelivery
     assert_eq!(env.fakes.requests(Service::Twilio).len(), 1, "the redelivery did not call Twilio");
     assert_eq!(
         env.record(&key_of(&context)).await.map(|r| r.conversation_status),
-        Some(status::SEND_OUTCOME_UNKNOWN.into())
+        Some(ConversationStatus::SendOutcomeUnknown)
     );
 }
 
@@ -440,7 +445,7 @@ async fn the_heartbeat_keeps_a_slow_message_invisible_beyond_its_visibility_time
         let out = env.sqs.receive_message().queue_url(&url).wait_time_seconds(1).send().await.expect("receive");
         seen_by_others += out.messages.unwrap_or_default().len();
     }
-    env.settled(&key_of(&context), &[status::INITIAL_MESSAGE_SENT]).await;
+    env.settled(&key_of(&context), &[ConversationStatus::InitialMessageSent]).await;
     running.stop().await;
     assert_eq!(seen_by_others, 0, "the message stayed invisible while it was worked on");
     assert_eq!(env.fakes.sent().len(), 1);
@@ -485,14 +490,10 @@ async fn sigterm_finishes_the_messages_in_flight() {
     }
     let started = std::time::Instant::now();
     running.stop().await;
-    let key = (
-        "+447835065013".to_string(),
-        "ci-aaa-001#pi-aaa-001#550e8400-e29b-41d4-a716-000000000701#447588713814".to_string(),
-    );
-    let record = env.record(&key).await.expect("record");
+    let record = env.record(&whatsapp_key(0x701)).await.expect("record");
     assert_eq!(
         record.conversation_status,
-        status::INITIAL_MESSAGE_SENT,
+        ConversationStatus::InitialMessageSent,
         "finished before stopping ({:?})",
         started.elapsed()
     );
@@ -520,7 +521,7 @@ async fn killing_the_processor_mid_flight_loses_nothing_and_sends_nothing_twice(
     first.kill();
     env.fakes.set_latency(Service::OpenAi, Duration::ZERO);
     let second = env.start(ChannelKind::Whatsapp, visibility, http_timeout).await;
-    env.settled(&key_of(&context), &[status::INITIAL_MESSAGE_SENT]).await;
+    env.settled(&key_of(&context), &[ConversationStatus::InitialMessageSent]).await;
     second.stop().await;
     assert_eq!(env.fakes.sent().len(), 1, "sent once after the restart");
 
@@ -539,7 +540,7 @@ async fn killing_the_processor_mid_flight_loses_nothing_and_sends_nothing_twice(
     first.kill();
     env.fakes.set_latency(Service::Twilio, Duration::ZERO);
     let second = env.start(ChannelKind::Whatsapp, visibility, http_timeout).await;
-    let record = env.settled(&key_of(&context), &[status::SEND_OUTCOME_UNKNOWN]).await;
+    let record = env.settled(&key_of(&context), &[ConversationStatus::SendOutcomeUnknown]).await;
     second.stop().await;
     assert!(record.hand_off_to_human);
     assert_eq!(env.fakes.requests(Service::Twilio).len(), 2, "the interrupted send was not repeated");
@@ -560,7 +561,7 @@ async fn the_channels_shared_ai_key_never_reaches_an_endpoint_a_company_chose() 
     ai["base_url"] = json!(chosen.openai_url());
     env.enqueue(ChannelKind::Whatsapp, &context.to_string()).await;
     let running = env.start(ChannelKind::Whatsapp, LONG, LONG).await;
-    let record = env.settled(&key_of(&context), &[status::FAILED_TO_PROCESS_AI]).await;
+    let record = env.settled(&key_of(&context), &[ConversationStatus::FailedToProcessAi]).await;
     running.stop().await;
     assert!(chosen.requests(Service::OpenAi).is_empty(), "the shared key went to the company's endpoint");
     assert!(env.fakes.requests(Service::OpenAi).is_empty());
@@ -575,12 +576,14 @@ async fn an_oversized_provider_answer_fails_its_message_instead_of_filling_memor
     let env = env().await;
     let running = env.start(ChannelKind::Whatsapp, LONG, Duration::from_secs(20)).await;
     // 1 GiB from the AI endpoint: reading stops at the cap, the message fails for good.
-    let record = with_fault(&env, 0x902, Service::OpenAi, &[Fault::Oversized], &[status::FAILED_TO_PROCESS_AI]).await;
+    let record =
+        with_fault(&env, 0x902, Service::OpenAi, &[Fault::Oversized], &[ConversationStatus::FailedToProcessAi]).await;
     assert!(record.failure_reason.as_deref().is_some_and(|r| r.contains("larger than")), "{record:?}");
     assert!(env.fakes.sent().is_empty());
     // 1 GiB from Twilio after it accepted the message: it may be on its way, so it is handed
     // off, never sent again.
-    let record = with_fault(&env, 0x903, Service::Twilio, &[Fault::Oversized], &[status::SEND_OUTCOME_UNKNOWN]).await;
+    let record =
+        with_fault(&env, 0x903, Service::Twilio, &[Fault::Oversized], &[ConversationStatus::SendOutcomeUnknown]).await;
     assert!(record.hand_off_to_human && record.failure_reason.as_deref().is_some_and(|r| r.contains("larger than")));
     running.stop().await;
     assert_eq!(env.fakes.requests(Service::Twilio).len(), 1);
@@ -606,12 +609,12 @@ async fn a_secret_scheduled_for_deletion_holds_messages_until_it_is_restored() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let held = held.expect("the record notes why the message waits");
-    assert_eq!(held.conversation_status, status::PROCESSING, "not failed: the message waits on the queue");
+    assert_eq!(held.conversation_status, ConversationStatus::Processing, "not failed: the message waits on the queue");
     assert!(held.failure_reason.as_deref().is_some_and(|r| r.contains("scheduled for deletion")), "{held:?}");
     assert!(running.processor.metrics.render().lines().any(|l| l.starts_with(alarm) && !l.ends_with(" 0")));
 
     secrets.restore_secret().secret_id(&credentials).send().await.expect("restore");
-    env.settled(&key, &[status::INITIAL_MESSAGE_SENT]).await;
+    env.settled(&key, &[ConversationStatus::InitialMessageSent]).await;
     running.stop().await;
     assert_eq!(env.fakes.sent().len(), 1);
 }
@@ -662,7 +665,7 @@ async fn a_send_still_claimed_on_the_last_receive_is_handed_off_not_dead_lettere
     first.kill();
     env.fakes.set_latency(Service::Twilio, Duration::ZERO);
     let second = env.start(ChannelKind::Whatsapp, visibility, LONG).await;
-    let record = env.settled(&key_of(&context), &[status::SEND_OUTCOME_UNKNOWN]).await;
+    let record = env.settled(&key_of(&context), &[ConversationStatus::SendOutcomeUnknown]).await;
     second.stop().await;
     assert!(record.hand_off_to_human, "{record:?}");
     assert!(record.failure_reason.as_deref().is_some_and(|r| r.contains("last receive")), "{record:?}");
@@ -671,7 +674,7 @@ async fn a_send_still_claimed_on_the_last_receive_is_handed_off_not_dead_lettere
     assert_eq!(env.depth(env.naming.channel_dlq(ChannelKind::Whatsapp)).await, 0, "nothing dead-lettered");
 
     // The redelivery that waited for the claim said which conversation it waited for.
-    let conversation_id = key_of(&context).1;
+    let conversation_id = key_of(&context).conversation_id;
     let waited: Vec<String> =
         logs.lines().into_iter().filter(|l| l.contains("another attempt is sending this conversation")).collect();
     assert!(!waited.is_empty(), "the young claim was waited for once");
@@ -748,7 +751,10 @@ async fn a_heartbeat_in_flight_never_overrides_the_retry_delay() {
     // Back after its ~1 s retry delay, not after the 60 s a late heartbeat would set.
     let mut sent = false;
     for _ in 0..75 {
-        if env.record(&whatsapp_key(0xa02)).await.is_some_and(|r| r.conversation_status == status::INITIAL_MESSAGE_SENT)
+        if env
+            .record(&whatsapp_key(0xa02))
+            .await
+            .is_some_and(|r| r.conversation_status == ConversationStatus::InitialMessageSent)
         {
             sent = true;
             break;

@@ -4,17 +4,17 @@
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
-use multicomms_e2e::environment::{
-    apply, emulator_config, example_manifests, example_request, repo_root, router_for, API_KEY,
-};
 use multicomms_operator::crd::Company;
 use multicomms_operator::manifests;
 use multicomms_operator::reconcile::{self, Context, Mode};
-use multicomms_runtime::pod::ConnectionLimits;
 use multicomms_runtime::router::metrics::Metrics;
 use multicomms_runtime::router::{companies::Companies, http, queues::Queues};
-use multicomms_runtime::wire::context::ContextObject;
-use multicomms_runtime::wire::{ChannelKind, Naming};
+use multicomms_service::http::ConnectionLimits;
+use multicomms_testkit::environment::{
+    apply, emulator_config, example_manifests, example_request, repo_root, router_for, API_KEY,
+};
+use multicomms_wire::context::ContextObject;
+use multicomms_wire::{ChannelKind, Naming};
 use serde_json::{json, Value};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -127,7 +127,7 @@ async fn the_spec_example_is_accepted_and_its_context_object_lands_on_the_whatsa
     assert_eq!(context.company_data_payload.get("api_key_hash"), None, "the key's hash stays with the router");
     let id = "ci-aaa-001#pi-aaa-001#550e8400-e29b-41d4-a716-446655440001#447588713814";
     assert_eq!(context.conversation_data.conversation_id, id);
-    assert_eq!(context.conversation_data.conversation_status, "initiated");
+    assert_eq!(context.conversation_data.conversation_status.as_str(), "initiated");
     assert_eq!(context.metadata.router_version, "router-test-1");
     let attributes = message.message_attributes().expect("attributes");
     let attribute = |name: &str| attributes.get(name).and_then(|a| a.string_value()).map(str::to_string);

@@ -7,7 +7,7 @@ use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType as KeyRole,
     LocalSecondaryIndex, Projection, ProjectionType, ScalarAttributeType, TimeToLiveSpecification, TimeToLiveStatus,
 };
-use multicomms_runtime::wire::Item;
+use multicomms_wire::Item;
 use std::collections::HashMap;
 
 #[derive(Clone)]

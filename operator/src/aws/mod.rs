@@ -15,9 +15,9 @@ pub use error::AwsError;
 use aws_config::SdkConfig;
 
 /// The SDK configuration of the operator: the policy shared with the pods
-/// ([`multicomms_runtime::aws_policy`]: standard environment, retries and timeouts), 5 attempts.
+/// ([`multicomms_service::aws`]: standard environment, retries and timeouts).
 pub async fn load_config() -> SdkConfig {
-    multicomms_runtime::aws_policy::load_config(5).await
+    multicomms_service::aws::load_config(multicomms_service::aws::OPERATOR_ATTEMPTS).await
 }
 
 /// The three service adapters, sharing one SDK configuration and one call counter.

@@ -289,7 +289,7 @@ mod tests {
     use super::*;
     use crate::crd::Company;
     use kube::runtime::{reflector::store::Writer, watcher};
-    use multicomms_runtime::wire::Naming;
+    use multicomms_wire::Naming;
 
     fn company(namespace: &str, name: &str) -> Company {
         let mut company: Company =
@@ -315,7 +315,7 @@ mod tests {
         }
         let mut other = company("dev", "d");
         other.spec.channels.email = None;
-        other.spec.allowed_channels.retain(|k| *k != multicomms_runtime::wire::ChannelKind::Email);
+        other.spec.allowed_channels.retain(|k| *k != multicomms_wire::ChannelKind::Email);
         writer.apply_watcher_event(&watcher::Event::Apply(other));
         let store = writer.as_reader();
         let naming = Naming::new("p", "dev");

@@ -5,7 +5,7 @@
 #![allow(clippy::duplicated_attributes)]
 use super::common::{Condition, DeletionPolicy, SecretValue};
 use kube::{CustomResource, KubeSchema};
-use multicomms_runtime::wire::ChannelKind;
+use multicomms_wire::ChannelKind;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 

@@ -6,8 +6,8 @@
 #![allow(clippy::duplicated_attributes)]
 use super::common::{Condition, DeletionPolicy, SecretValue};
 use kube::{CustomResource, KubeSchema};
-use multicomms_runtime::wire::company::{PROJECT_ACTIVE, PROJECT_INACTIVE};
-use multicomms_runtime::wire::ChannelKind;
+use multicomms_wire::company::{PROJECT_ACTIVE, PROJECT_INACTIVE};
+use multicomms_wire::ChannelKind;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 

@@ -1,7 +1,7 @@
 //! Channel → SQS queue + dead-letter queue, and the channel's shared OpenAI key.
 use super::secret::SecretSpec;
 use crate::crd::ChannelSpec;
-use multicomms_runtime::wire::{ChannelKind, Naming};
+use multicomms_wire::{ChannelKind, Naming};
 use std::collections::BTreeMap;
 
 /// SQS attribute names, as the API spells them.
@@ -74,7 +74,7 @@ pub fn secrets(spec: &ChannelSpec, naming: &Naming) -> Vec<SecretSpec> {
         .iter()
         .map(|key| SecretSpec {
             name: naming.shared_ai_key_secret(spec.kind),
-            keys: vec![(multicomms_runtime::wire::secret_keys::AI_API_KEY, SecretSpec::from_ref("spec.aiApiKey", key))],
+            keys: vec![(multicomms_wire::secret_keys::AI_API_KEY, SecretSpec::from_ref("spec.aiApiKey", key))],
         })
         .collect()
 }

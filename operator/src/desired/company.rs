@@ -2,11 +2,11 @@
 use super::secret::{SecretSpec, Source};
 use super::Owner;
 use crate::crd::company::{AiSettings, CompanySpec, TwilioCredentials};
-use multicomms_runtime::wire::company::{
+use multicomms_wire::company::{
     api_key_hash, AiChannelConfig, AiConfig, ChannelConfig, EmailConfig, PerChannel, RateLimits, SmsConfig,
     WhatsappConfig,
 };
-use multicomms_runtime::wire::{secret_keys, ChannelKind, CompanyRecord, Naming};
+use multicomms_wire::{secret_keys, ChannelKind, CompanyRecord, Naming};
 
 /// The record the resource describes. Timestamps are left empty: the writer stamps them.
 /// `api_key` is the router API key's value, of which the record keeps only a hash.

@@ -1,9 +1,9 @@
 //! The tables every environment needs. They are created when missing and adopted when present
 //! with the expected keys; they are never modified beyond turning TTL on, and never deleted.
-use multicomms_runtime::wire::conversation::{
+use multicomms_wire::conversation::{
     CONVERSATION_ID, EXPIRES_AT, GLOBAL_INDEXES, LOCAL_INDEXES, MESSAGE_SID, PRIMARY_CHANNEL,
 };
-use multicomms_runtime::wire::{company, Naming};
+use multicomms_wire::{company, Naming};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum KeyType {

@@ -9,7 +9,7 @@ use crate::aws::dynamodb::WriteCondition;
 use crate::crd::{Channel, Company};
 use crate::desired::secret::SecretSpec;
 use crate::desired::{self, Owner, OWNER_TAG};
-use multicomms_runtime::wire::company::{record_key, MANAGED_BY, PARTITION_KEY};
+use multicomms_wire::company::{record_key, MANAGED_BY, PARTITION_KEY};
 
 /// Days a deleted secret can still be restored.
 pub const SECRET_RECOVERY_DAYS: i64 = 7;

@@ -11,8 +11,8 @@ use crate::desired::secret::SecretValues;
 use crate::desired::{self, Owner};
 use crate::diff;
 use crate::validate;
-use multicomms_runtime::wire::company::{record_key, CREATED_AT, MANAGED_BY, PARTITION_KEY, TIMESTAMPS, UPDATED_AT};
-use multicomms_runtime::wire::{CompanyRecord, Item};
+use multicomms_wire::company::{record_key, CREATED_AT, MANAGED_BY, PARTITION_KEY, TIMESTAMPS, UPDATED_AT};
+use multicomms_wire::{CompanyRecord, Item};
 
 pub const RECORD_SYNCED: &str = "RecordSynced";
 
@@ -98,7 +98,7 @@ async fn write_record(ctx: &Context, write: RecordWrite, report: &mut Report) ->
         return Ok("record would be written".into());
     }
     let RecordWrite { table, object, mut record, condition } = write;
-    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, false);
+    let now = multicomms_wire::timestamp::now();
     if record.created_at.is_empty() {
         record.created_at = now.clone();
     }

@@ -11,7 +11,7 @@ pub mod tables;
 
 use crate::aws::{Aws, AwsError};
 use crate::desired::{Owner, Ownership};
-use multicomms_runtime::wire::Naming;
+use multicomms_wire::Naming;
 use std::fmt;
 
 pub struct Context {
@@ -277,7 +277,7 @@ pub async fn reconcile_manifests(
     let tables = tables::reconcile(ctx).await;
     let channel_groups = overlapping(&manifests.channels, |c| vec![c.spec.kind.to_string()]);
     let company_groups = overlapping(&manifests.companies, |c| {
-        let names = [&c.spec.company_name, &c.spec.project_name].map(|n| multicomms_runtime::wire::names::slug(n));
+        let names = [&c.spec.company_name, &c.spec.project_name].map(|n| multicomms_wire::names::slug(n));
         vec![format!("ids {} {}", c.spec.company_id, c.spec.project_id), format!("names {} {}", names[0], names[1])]
     });
     let channels = run_groups(channel_groups, concurrency, |c| async move {

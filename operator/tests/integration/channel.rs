@@ -2,7 +2,7 @@
 
 use crate::support::*;
 use multicomms_operator::reconcile::{channel, Action, Mode, Reason};
-use multicomms_runtime::wire::ChannelKind;
+use multicomms_wire::ChannelKind;
 
 #[tokio::test]
 async fn creates_queue_and_dlq_with_the_original_settings_then_writes_nothing() {

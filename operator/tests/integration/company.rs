@@ -4,7 +4,7 @@ use crate::support::*;
 use aws_sdk_dynamodb::types::AttributeValue;
 use multicomms_operator::crd::Company;
 use multicomms_operator::reconcile::{self, company, Action, AdoptionPolicy, Context, Mode, Reason, Report};
-use multicomms_runtime::wire::{ChannelKind, CompanyRecord, Item};
+use multicomms_wire::{ChannelKind, CompanyRecord, Item};
 use secrecy::ExposeSecret;
 
 fn key(record_ids: (&str, &str)) -> Item {
@@ -320,5 +320,5 @@ async fn operator_aws_calls_have_the_timeouts_the_pods_have() {
     assert!(timeouts.connect_timeout().is_some());
     assert!(timeouts.operation_attempt_timeout().is_some(), "a stalled call is cut and retried");
     assert!(timeouts.operation_timeout().is_some(), "no call, retries included, waits forever");
-    assert_eq!(timeouts.operation_timeout(), multicomms_runtime::aws_policy::timeouts().operation_timeout());
+    assert_eq!(timeouts.operation_timeout(), multicomms_service::aws::timeouts().operation_timeout());
 }

@@ -152,7 +152,7 @@ async fn a_company_gets_its_finalizer_aws_objects_status_and_events() {
     assert!(!format!("{events:?}").contains("tok-1"));
 }
 
-fn key() -> multicomms_runtime::wire::Item {
+fn key() -> multicomms_wire::Item {
     use aws_sdk_dynamodb::types::AttributeValue;
     [
         ("company_id".to_string(), AttributeValue::S("ci-aaa-001".into())),
@@ -206,7 +206,7 @@ async fn a_rotated_secret_is_pushed_to_secrets_manager() {
     reconcile_company(Arc::new(get(&client, name).await), state.clone()).await.expect("reconciles");
 
     let secret_name = state.engine.naming.channel_credentials_secret(
-        multicomms_runtime::wire::ChannelKind::Whatsapp,
+        multicomms_wire::ChannelKind::Whatsapp,
         "Cucumber Recruitment",
         "Clarify CV",
     );
@@ -237,7 +237,7 @@ async fn editing_a_company_bumps_observed_generation_after_the_change_lands() {
     assert_eq!(status.observed_generation, edited.metadata.generation);
     let table = state.engine.naming.company_data_table();
     let item = state.engine.aws.dynamodb.get_item(&table, key()).await.expect("get").expect("item");
-    let record = multicomms_runtime::wire::CompanyRecord::from_item(item).expect("record");
+    let record = multicomms_wire::CompanyRecord::from_item(item).expect("record");
     assert_eq!(record.rate_limits.requests_per_minute, 75);
 }
 
@@ -433,7 +433,7 @@ async fn a_channel_no_company_uses_is_deleted_with_its_queues() {
         .expect("fake");
     let state = state(client.clone()).await;
     reconcile_channel(Arc::new(channel.clone()), state.clone()).await.expect("created");
-    let queue = state.engine.naming.channel_queue(multicomms_runtime::wire::ChannelKind::Sms);
+    let queue = state.engine.naming.channel_queue(multicomms_wire::ChannelKind::Sms);
     assert!(state.engine.aws.sqs.observe(&queue).await.expect("observe").is_some());
 
     let mut deleting = Api::<Channel>::namespaced(client.clone(), NS).get("sms").await.expect("get");
@@ -450,7 +450,7 @@ async fn a_channel_no_company_uses_is_deleted_with_its_queues() {
     let deleting_state = Arc::new(State::new(same_place(&state.engine, Mode::Apply).await, client.clone(), RESYNC));
     reconcile_channel(Arc::new(deleting), deleting_state).await.expect("deleted");
     assert!(state.engine.aws.sqs.observe(&queue).await.expect("observe").is_none(), "queue deleted");
-    let dlq = state.engine.naming.channel_dlq(multicomms_runtime::wire::ChannelKind::Sms);
+    let dlq = state.engine.naming.channel_dlq(multicomms_wire::ChannelKind::Sms);
     assert!(state.engine.aws.sqs.observe(&dlq).await.expect("observe").is_none(), "DLQ deleted");
     assert!(Api::<Channel>::namespaced(client, NS).get_opt("sms").await.expect("get").is_none());
 }
@@ -479,7 +479,7 @@ async fn a_channel_in_use_keeps_its_shared_ai_key_and_restores_one_scheduled_for
         .expect("fake");
     let state = state(client).await;
     reconcile_channel(Arc::new(channel.clone()), state.clone()).await.expect("created");
-    let name = state.engine.naming.shared_ai_key_secret(multicomms_runtime::wire::ChannelKind::Whatsapp);
+    let name = state.engine.naming.shared_ai_key_secret(multicomms_wire::ChannelKind::Whatsapp);
     let scheduled = || async { state.engine.aws.secrets.describe(&name).await.expect("describe").expect("exists") };
     assert!(!scheduled().await.scheduled_for_deletion);
 

@@ -58,7 +58,7 @@ fn immutable_ids_and_channel_type_are_enforced_on_update() {
 
     let channel = crate::support::example_channel("sms");
     let mut edited = channel.clone();
-    edited.spec.kind = multicomms_runtime::wire::ChannelKind::Whatsapp;
+    edited.spec.kind = multicomms_wire::ChannelKind::Whatsapp;
     let errors = edited.validate_cel_update(&channel).expect_err("type is immutable");
     assert!(errors.to_string().contains("spec.type: is immutable"), "{errors}");
 }

@@ -24,6 +24,11 @@ pub fn timeouts() -> TimeoutConfig {
         .build()
 }
 
+/// The pods' attempts: a message that still fails is retried by its queue.
+pub const POD_ATTEMPTS: u32 = 3;
+/// The operator's attempts: a reconcile is not latency-bound.
+pub const OPERATOR_ATTEMPTS: u32 = 5;
+
 /// The SDK configuration from the environment, with [`timeouts`] and `max_attempts` attempts.
 pub async fn load_config(max_attempts: u32) -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())

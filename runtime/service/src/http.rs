@@ -1,33 +1,10 @@
-//! What every runtime pod shares: its AWS configuration, its stop signal and its HTTP serving.
+//! HTTP serving for every binary: connection limits a slow or idle client cannot get around,
+//! a shutdown that does not wait on idle connections, and the health and metrics routes.
+use axum::http::StatusCode;
+use axum::routing::get;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-
-/// The AWS SDK configuration of a pod: the shared policy ([`crate::aws_policy`]), 3 attempts.
-pub async fn aws_config() -> aws_config::SdkConfig {
-    crate::aws_policy::load_config(3).await
-}
-
-/// SIGTERM (what Kubernetes sends) or Ctrl-C.
-pub async fn shutdown_signal() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut stream) => {
-                stream.recv().await;
-            }
-            // Without a SIGTERM handler, Ctrl-C remains.
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await
-            }
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = terminate => {}
-    }
-    tracing::info!("stop signal received");
-}
 
 /// What one HTTP server holds open, whatever its clients do.
 #[derive(Debug, Clone, Copy)]
@@ -85,4 +62,34 @@ pub async fn serve(
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// `/healthz` (the process is alive), `/readyz` (503 with `ready`'s reason until it says yes)
+/// and `/metrics` (`render`'s Prometheus text).
+pub fn health_routes<R, M>(ready: R, render: M) -> axum::Router
+where
+    R: Fn() -> Result<(), &'static str> + Clone + Send + Sync + 'static,
+    M: Fn() -> String + Clone + Send + Sync + 'static,
+{
+    axum::Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let ready = ready.clone();
+                async move {
+                    match ready() {
+                        Ok(()) => (StatusCode::OK, "ready"),
+                        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why),
+                    }
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            get(move || {
+                let render = render.clone();
+                async move { render() }
+            }),
+        )
 }

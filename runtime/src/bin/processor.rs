@@ -2,17 +2,14 @@
 //! like the router (prefix and environment name the queue and tables) plus the standard AWS SDK
 //! environment; provider base URLs are flags so tests and demos can point them at fakes.
 use anyhow::Context;
-use axum::extract::State;
-use axum::http::StatusCode;
 use clap::Parser;
-use multicomms_runtime::processor::ai::{self, Ai};
-use multicomms_runtime::processor::conversations::Conversations;
-use multicomms_runtime::processor::metrics::Metrics;
-use multicomms_runtime::processor::pipeline::Processor;
-use multicomms_runtime::processor::queue::{self, Settings};
-use multicomms_runtime::processor::secrets::Secrets;
-use multicomms_runtime::processor::senders::{self, Senders};
-use multicomms_runtime::wire::{names::DEFAULT_PREFIX, ChannelKind, Naming};
+use multicomms_runtime::processor::pipeline::{Processor, ProcessorConfig};
+use multicomms_runtime::processor::queue::{self, QueueFacts, Settings};
+use multicomms_runtime::processor::{ai, senders};
+use multicomms_service::http::{health_routes, ConnectionLimits};
+use multicomms_service::logging::{self, LogFormat};
+use multicomms_service::{aws, shutdown::shutdown_signal};
+use multicomms_wire::{ChannelKind, NamingArgs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,12 +17,10 @@ use std::time::Duration;
 #[derive(Parser)]
 #[command(version, about = "multicomms processor: channel queue → AI → provider")]
 struct Cli {
-    #[arg(long, env = "MULTICOMMS_CHANNEL", value_parser = parse_channel)]
+    #[arg(long, env = "MULTICOMMS_CHANNEL", value_enum)]
     channel: ChannelKind,
-    #[arg(long, env = "MULTICOMMS_PREFIX", default_value = DEFAULT_PREFIX)]
-    prefix: String,
-    #[arg(long, env = "MULTICOMMS_ENV", default_value = "dev")]
-    env: String,
+    #[command(flatten)]
+    naming: NamingArgs,
     /// `processor_version` on new records ("processor-" is dropped, as in the original).
     #[arg(long = "processor-version", env = "VERSION", default_value = concat!("processor-", env!("CARGO_PKG_VERSION")))]
     processor_version: String,
@@ -53,72 +48,64 @@ struct Cli {
     /// /healthz, /readyz, /metrics.
     #[arg(long, env = "MULTICOMMS_PROCESSOR_ADDRESS", default_value = "0.0.0.0:8080")]
     address: std::net::SocketAddr,
+    #[arg(long, env = "MULTICOMMS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
+    log_format: LogFormat,
 }
 
-fn parse_channel(value: &str) -> Result<ChannelKind, String> {
-    match value {
-        "whatsapp" => Ok(ChannelKind::Whatsapp),
-        "sms" => Ok(ChannelKind::Sms),
-        "email" => Ok(ChannelKind::Email),
-        other => Err(format!("unknown channel {other:?}: whatsapp, sms or email")),
+impl Cli {
+    fn processor(&self) -> ProcessorConfig {
+        let http_timeout = Duration::from_secs(self.http_timeout_seconds);
+        ProcessorConfig {
+            channel: self.channel,
+            version: self.processor_version.clone(),
+            naming: self.naming.naming(),
+            secrets_cache: Duration::from_secs(self.secrets_cache_seconds),
+            http_timeout,
+            send_grace: http_timeout + Duration::from_secs(60),
+            openai_base_url: self.openai_base_url.clone(),
+            twilio_base_url: self.twilio_base_url.clone(),
+            sendgrid_base_url: self.sendgrid_base_url.clone(),
+        }
     }
-}
 
-struct Health {
-    metrics: Arc<Metrics>,
-    ready: AtomicBool,
+    fn queue(&self, queue: QueueFacts) -> Settings {
+        let heartbeat = self.heartbeat_seconds.map(Duration::from_secs).unwrap_or(queue.visibility / 3);
+        Settings {
+            queue_url: queue.url,
+            concurrency: self.concurrency,
+            visibility: queue.visibility,
+            heartbeat: heartbeat.max(Duration::from_secs(1)),
+            retry_base: Duration::from_secs(self.retry_base_seconds),
+            wait: Duration::from_secs(20),
+            max_receive_count: queue.max_receive_count,
+            dead_letter_queue_url: queue.dead_letter_queue_url,
+            depth_interval: Duration::from_secs(30),
+        }
+    }
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt().json().with_writer(std::io::stderr).init();
     let cli = Cli::parse();
-    let naming = Naming::new(cli.prefix, cli.env);
-    let config = multicomms_runtime::pod::aws_config().await;
+    logging::init(cli.log_format, "info");
+    let config = aws::load_config(aws::POD_ATTEMPTS).await;
     let sqs = aws_sdk_sqs::Client::new(&config);
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(cli.http_timeout_seconds))
-        .connect_timeout(Duration::from_secs(10))
-        .build()
-        .context("building the HTTP client")?;
-    let metrics = Arc::new(Metrics::default());
-    let processor = Arc::new(Processor {
-        channel: cli.channel,
-        version: cli.processor_version,
-        conversations: Conversations::new(aws_sdk_dynamodb::Client::new(&config), naming.conversations_table()),
-        secrets: Secrets::new(
-            aws_sdk_secretsmanager::Client::new(&config),
-            Duration::from_secs(cli.secrets_cache_seconds),
-            metrics.secrets_scheduled_for_deletion.clone(),
-        ),
-        ai: Ai::new(http.clone(), cli.openai_base_url, naming.shared_ai_key_secret(cli.channel)),
-        senders: Senders::new(http, cli.twilio_base_url, cli.sendgrid_base_url),
-        metrics: metrics.clone(),
-        send_grace: Duration::from_secs(cli.http_timeout_seconds + 60),
-    });
+    let processor = Arc::new(Processor::build(&config, cli.processor()).context("building the HTTP client")?);
 
-    let health = Arc::new(Health { metrics, ready: AtomicBool::new(false) });
+    let ready = Arc::new(AtomicBool::new(false));
     let listener =
         tokio::net::TcpListener::bind(cli.address).await.with_context(|| format!("binding {}", cli.address))?;
-    let app = axum::Router::new()
-        .route("/healthz", axum::routing::get(|| async { "ok" }))
-        .route(
-            "/readyz",
-            axum::routing::get(|State(h): State<Arc<Health>>| async move {
-                if h.ready.load(Ordering::Relaxed) {
-                    (StatusCode::OK, "ready")
-                } else {
-                    (StatusCode::SERVICE_UNAVAILABLE, "queue not found yet")
-                }
-            }),
-        )
-        .route("/metrics", axum::routing::get(|State(h): State<Arc<Health>>| async move { h.metrics.render() }))
-        .with_state(health.clone());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let (is_ready, metrics) = (ready.clone(), processor.metrics.clone());
+    let health = health_routes(
+        move || if is_ready.load(Ordering::Relaxed) { Ok(()) } else { Err("queue not found yet") },
+        move || metrics.render(),
+    );
+    let limits = ConnectionLimits { header_timeout: Duration::from_secs(30), max_connections: 64 };
+    tokio::spawn(multicomms_service::http::serve(listener, health, limits, std::future::pending()));
 
-    let shutdown = multicomms_runtime::pod::shutdown_signal();
+    let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
-    let queue_name = naming.channel_queue(cli.channel);
+    let queue_name = cli.naming.naming().channel_queue(cli.channel);
     // The operator may create the queue after this pod starts.
     let queue = loop {
         match queue::discover(&sqs, &queue_name).await {
@@ -130,20 +117,8 @@ async fn main() -> anyhow::Result<()> {
             _ = tokio::time::sleep(Duration::from_secs(10)) => {}
         }
     };
-    health.ready.store(true, Ordering::Relaxed);
-    let heartbeat =
-        cli.heartbeat_seconds.map(Duration::from_secs).unwrap_or(queue.visibility / 3).max(Duration::from_secs(1));
-    let settings = Settings {
-        queue_url: queue.url,
-        concurrency: cli.concurrency,
-        visibility: queue.visibility,
-        heartbeat,
-        retry_base: Duration::from_secs(cli.retry_base_seconds),
-        wait: Duration::from_secs(20),
-        max_receive_count: queue.max_receive_count,
-        dead_letter_queue_url: queue.dead_letter_queue_url,
-        depth_interval: Duration::from_secs(30),
-    };
+    ready.store(true, Ordering::Relaxed);
+    let settings = cli.queue(queue);
     tracing::info!(queue = %queue_name, concurrency = settings.concurrency, "processing");
     queue::run(processor, sqs, settings, shutdown).await;
     tracing::info!("processor stopped");

@@ -2,21 +2,20 @@
 //! (prefix and environment name the table and queues) plus the standard AWS SDK environment.
 use anyhow::Context;
 use clap::Parser;
-use multicomms_runtime::pod::ConnectionLimits;
 use multicomms_runtime::router::guards::{Idempotency, RateLimiter};
 use multicomms_runtime::router::metrics::Metrics;
 use multicomms_runtime::router::{companies::Companies, http, queues::Queues};
-use multicomms_runtime::wire::{names::DEFAULT_PREFIX, Naming};
+use multicomms_service::http::ConnectionLimits;
+use multicomms_service::logging::{self, LogFormat};
+use multicomms_wire::NamingArgs;
 use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Parser)]
 #[command(version, about = "multicomms router: POST /initiate-conversation → channel queue")]
 struct Cli {
-    #[arg(long, env = "MULTICOMMS_PREFIX", default_value = DEFAULT_PREFIX)]
-    prefix: String,
-    #[arg(long, env = "MULTICOMMS_ENV", default_value = "dev")]
-    env: String,
+    #[command(flatten)]
+    naming: NamingArgs,
     /// `metadata.router_version` in every context object.
     #[arg(long = "router-version", env = "VERSION", default_value = concat!("router-", env!("CARGO_PKG_VERSION")))]
     router_version: String,
@@ -44,14 +43,16 @@ struct Cli {
     /// Connections served at once; more wait to be accepted.
     #[arg(long, env = "MULTICOMMS_MAX_CONNECTIONS", default_value_t = 10_000)]
     max_connections: usize,
+    #[arg(long, env = "MULTICOMMS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
+    log_format: LogFormat,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt().json().with_writer(std::io::stderr).init();
     let cli = Cli::parse();
-    let naming = Naming::new(cli.prefix, cli.env);
-    let config = multicomms_runtime::pod::aws_config().await;
+    logging::init(cli.log_format, "info");
+    let naming = cli.naming.naming();
+    let config = multicomms_service::aws::load_config(multicomms_service::aws::POD_ATTEMPTS).await;
     let companies = Companies::new(
         aws_sdk_dynamodb::Client::new(&config),
         naming.company_data_table(),
@@ -77,7 +78,7 @@ async fn main() -> anyhow::Result<()> {
         header_timeout: Duration::from_secs(cli.header_timeout_seconds),
         max_connections: cli.max_connections,
     };
-    http::serve(listener, router, limits, multicomms_runtime::pod::shutdown_signal()).await;
+    http::serve(listener, router, limits, multicomms_service::shutdown::shutdown_signal()).await;
     tracing::info!("router stopped; every accepted request was queued");
     Ok(())
 }

@@ -4,8 +4,8 @@
 //! OpenAI-compatible endpoints do not all enforce it.
 use super::body::{read_capped, BodyError, MAX_AI_ANSWER_BYTES};
 use super::failure::Failure;
-use crate::wire::company::AiChannelConfig;
-use crate::wire::ChannelKind;
+use multicomms_wire::company::AiChannelConfig;
+use multicomms_wire::ChannelKind;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Map, Value};
 

@@ -8,14 +8,19 @@
 //! nothing was sent (start over), `sending` means the send may have happened (never repeated:
 //! `send_outcome_unknown` + hand-off to a person), anything else is a duplicate.
 //!
-//! `pipeline` decides; `conversations`, `secrets`, `ai` and `senders` are thin adapters;
-//! `queue` is the SQS loop (long poll, concurrency, heartbeat, shutdown).
+//! Read in this order: `incoming` (the message, parsed once), `decide` (the never-twice
+//! decisions, pure), `pipeline` (the steps of one message), `outcome` (how it ends), `queue`
+//! (the SQS loop: long poll, concurrency, heartbeat, shutdown). `store`, `secrets`, `ai` and
+//! `senders` are the thin adapters.
 pub mod ai;
 pub mod body;
-pub mod conversations;
+pub mod decide;
 pub mod failure;
+pub mod incoming;
 pub mod metrics;
+pub mod outcome;
 pub mod pipeline;
 pub mod queue;
 pub mod secrets;
 pub mod senders;
+pub mod store;

@@ -2,10 +2,11 @@
 //! each invisible with a heartbeat while it is worked on (spec §4.4, with the queue's own
 //! visibility timeout), and settle it by its outcome. On shutdown no new message is received
 //! and the ones in flight finish.
-use super::pipeline::{Outcome, Processor};
-use crate::wire::context::attributes;
+use super::outcome::Outcome;
+use super::pipeline::Processor;
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use multicomms_wire::context::attributes;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -94,55 +95,11 @@ pub async fn run(
     tokio::pin!(shutdown);
     loop {
         while in_flight.try_join_next().is_some() {}
-        let first = tokio::select! {
-            _ = &mut shutdown => break,
-            slot = slots.clone().acquire_owned() => match slot { Ok(slot) => slot, Err(_) => break },
-        };
-        let mut held = vec![first];
-        while held.len() < RECEIVE_BATCH {
-            match slots.clone().try_acquire_owned() {
-                Ok(slot) => held.push(slot),
-                Err(_) => break,
-            }
-        }
-        let wait = settings.wait.min(Duration::from_secs(20));
-        // A long poll outlives the pod's usual call timeout.
-        let timeouts = aws_config::timeout::TimeoutConfig::builder()
-            .operation_attempt_timeout(wait + Duration::from_secs(10))
-            .operation_timeout(wait + Duration::from_secs(30))
-            .build();
-        let receive = sqs
-            .receive_message()
-            .queue_url(&settings.queue_url)
-            .max_number_of_messages(held.len() as i32)
-            .wait_time_seconds(wait.as_secs() as i32)
-            .visibility_timeout(settings.visibility.as_secs() as i32)
-            .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
-            .message_attribute_names(attributes::CONVERSATION_ID)
-            .customize()
-            .config_override(aws_sdk_sqs::config::Builder::default().timeout_config(timeouts))
-            .send();
-        tokio::pin!(receive);
-        let received = tokio::select! {
-            received = &mut receive => received,
-            _ = &mut shutdown => {
-                // SQS keeps serving an abandoned long poll, and what it hands out would stay
-                // invisible for the whole visibility timeout: wait for it and give it back.
-                if let Ok(out) = receive.await {
-                    release(&sqs, &settings, out.messages.unwrap_or_default()).await;
-                }
-                break;
-            }
-        };
-        let messages = match received {
-            Ok(out) => out.messages.unwrap_or_default(),
-            Err(e) => {
-                tracing::warn!(error = %aws_sdk_sqs::error::DisplayErrorContext(&e), "ReceiveMessage failed; retrying in 1 s");
-                tokio::select! {
-                    _ = &mut shutdown => break,
-                    _ = tokio::time::sleep(Duration::from_secs(1)) => continue,
-                }
-            }
+        let Some(mut held) = free_slots(&slots, &mut shutdown).await else { break };
+        let messages = match receive(&sqs, &settings, held.len(), &mut shutdown).await {
+            Received::Messages(messages) => messages,
+            Received::Failed => continue,
+            Received::ShuttingDown => break,
         };
         for message in messages {
             let Some(slot) = held.pop() else { break };
@@ -155,6 +112,81 @@ pub async fn run(
     }
     tracing::info!(in_flight = in_flight.len(), "stopped receiving; finishing the messages in flight");
     while in_flight.join_next().await.is_some() {}
+}
+
+/// Waits for one free slot, then takes as many more as are free (up to a receive's batch);
+/// `None` on shutdown.
+async fn free_slots(
+    slots: &Arc<Semaphore>,
+    shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+) -> Option<Vec<tokio::sync::OwnedSemaphorePermit>> {
+    let first = tokio::select! {
+        _ = shutdown.as_mut() => return None,
+        slot = slots.clone().acquire_owned() => slot.ok()?,
+    };
+    let mut held = vec![first];
+    while held.len() < RECEIVE_BATCH {
+        match slots.clone().try_acquire_owned() {
+            Ok(slot) => held.push(slot),
+            Err(_) => break,
+        }
+    }
+    Some(held)
+}
+
+enum Received {
+    Messages(Vec<aws_sdk_sqs::types::Message>),
+    /// Logged; try again (after a pause).
+    Failed,
+    ShuttingDown,
+}
+
+/// One long poll for up to `count` messages.
+async fn receive(
+    sqs: &aws_sdk_sqs::Client,
+    settings: &Settings,
+    count: usize,
+    shutdown: &mut std::pin::Pin<&mut impl Future<Output = ()>>,
+) -> Received {
+    let wait = settings.wait.min(Duration::from_secs(20));
+    // A long poll outlives the pod's usual call timeout.
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .operation_attempt_timeout(wait + Duration::from_secs(10))
+        .operation_timeout(wait + Duration::from_secs(30))
+        .build();
+    let receive = sqs
+        .receive_message()
+        .queue_url(&settings.queue_url)
+        .max_number_of_messages(count as i32)
+        .wait_time_seconds(wait.as_secs() as i32)
+        .visibility_timeout(settings.visibility.as_secs() as i32)
+        .message_system_attribute_names(MessageSystemAttributeName::ApproximateReceiveCount)
+        .message_attribute_names(attributes::CONVERSATION_ID)
+        .customize()
+        .config_override(aws_sdk_sqs::config::Builder::default().timeout_config(timeouts))
+        .send();
+    tokio::pin!(receive);
+    let received = tokio::select! {
+        received = &mut receive => received,
+        _ = shutdown.as_mut() => {
+            // SQS keeps serving an abandoned long poll, and what it hands out would stay
+            // invisible for the whole visibility timeout: wait for it and give it back.
+            if let Ok(out) = receive.await {
+                release(sqs, settings, out.messages.unwrap_or_default()).await;
+            }
+            return Received::ShuttingDown;
+        }
+    };
+    match received {
+        Ok(out) => Received::Messages(out.messages.unwrap_or_default()),
+        Err(e) => {
+            tracing::warn!(error = %DisplayErrorContext(&e), "ReceiveMessage failed; retrying in 1 s");
+            tokio::select! {
+                _ = shutdown.as_mut() => Received::ShuttingDown,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => Received::Failed,
+            }
+        }
+    }
 }
 
 /// One message: worked on under a heartbeat, then settled by its outcome. Every log line about
@@ -194,18 +226,23 @@ async fn work_and_settle(
         .unwrap_or(1);
     // After this receive SQS dead-letters the message: the processor must not leave it in limbo.
     let last_receive = settings.max_receive_count.is_some_and(|max| receive_count >= max);
-    let body = message.body.unwrap_or_default();
     let heartbeat = Heartbeat::start(sqs, settings, &receipt);
-    let outcome = processor.process(&body, last_receive).await;
+    let outcome = processor.process(message.body.as_deref().unwrap_or_default(), last_receive).await;
     heartbeat.stop().await;
-    let label = match &outcome {
-        Outcome::Done(label) => {
-            if let Err(e) = sqs.delete_message().queue_url(&settings.queue_url).receipt_handle(&receipt).send().await {
-                // It comes back, and the record makes it a duplicate.
-                tracing::warn!(error = %DisplayErrorContext(&e), "DeleteMessage failed");
-            }
-            *label
-        }
+    settle(sqs, settings, &receipt, &outcome, receive_count, last_receive).await;
+    processor.metrics.observe(processor.channel.as_str(), outcome.label(), started.elapsed());
+}
+
+/// Deletes a finished message; leaves a retry for its backoff and an unusable one for the DLQ.
+async fn settle(
+    sqs: &aws_sdk_sqs::Client,
+    settings: &Settings,
+    receipt: &str,
+    outcome: &Outcome,
+    receive_count: u32,
+    last_receive: bool,
+) {
+    let visibility = match outcome {
         Outcome::Retry(reason) => {
             let delay = retry_delay(settings.retry_base, receive_count);
             if last_receive {
@@ -222,10 +259,7 @@ async fn work_and_settle(
                     "transient failure; message left for a retry"
                 );
             }
-            if let Err(e) = set_visibility(sqs, settings, &receipt, delay).await {
-                tracing::warn!(error = %e, "could not set the retry delay; the message returns after its visibility timeout");
-            }
-            "retry"
+            delay
         }
         Outcome::Poison(reason) => {
             tracing::error!(
@@ -233,13 +267,19 @@ async fn work_and_settle(
                 receive_count,
                 "unusable message; SQS moves it to the dead-letter queue after the queue's maxReceiveCount"
             );
-            if let Err(e) = set_visibility(sqs, settings, &receipt, Duration::ZERO).await {
-                tracing::warn!(error = %e, "could not release the unusable message early");
+            Duration::ZERO
+        }
+        _ => {
+            if let Err(e) = sqs.delete_message().queue_url(&settings.queue_url).receipt_handle(receipt).send().await {
+                // It comes back, and the record makes it a duplicate.
+                tracing::warn!(error = %DisplayErrorContext(&e), "DeleteMessage failed");
             }
-            "poison"
+            return;
         }
     };
-    processor.metrics.observe(processor.channel.as_str(), label, started.elapsed());
+    if let Err(e) = set_visibility(sqs, settings, receipt, visibility).await {
+        tracing::warn!(error = %e, "could not set the message's visibility; it returns after its visibility timeout");
+    }
 }
 
 /// Keeps a message invisible while it is worked on, beside the work (never pausing it).

@@ -1,8 +1,8 @@
 //! Credentials from Secrets Manager, cached for a short TTL (the original fetched them for every
 //! message), values kept in secrecy types. Shapes are the ones the operator writes (spec §6).
 use super::failure::Failure;
-use crate::wire::secret_keys;
 use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
+use multicomms_wire::secret_keys;
 use prometheus_client::metrics::counter::Counter;
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::HashMap;

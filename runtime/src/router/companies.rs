@@ -7,9 +7,9 @@
 //! made-up ids only ever push out other made-up ids, never a real company, and an id asked for
 //! again costs no read until its entry expires.
 use super::error::RouterError;
-use crate::wire::company::{record_key, API_KEY_HASH};
-use crate::wire::CompanyRecord;
 use lru::LruCache;
+use multicomms_wire::company::{record_key, API_KEY_HASH};
+use multicomms_wire::CompanyRecord;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

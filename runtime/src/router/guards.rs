@@ -3,7 +3,7 @@
 //! limits, and a retry landing on another replica within the window is queued again (the
 //! processors' conditional conversation record still stops a second send).
 use super::error::RouterError;
-use crate::wire::company::RateLimits;
+use multicomms_wire::company::RateLimits;
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::sync::{Arc, Mutex};

@@ -6,13 +6,15 @@ use super::guards::{Idempotency, RateLimiter};
 use super::metrics::Metrics;
 use super::queues::Queues;
 use super::request;
-use crate::wire::context::{self, attributes, ContextObject, ConversationData, Metadata, INITIATED};
-use crate::wire::ChannelKind;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
+use multicomms_wire::context::{self, attributes, ContextObject, ConversationData, Metadata};
+use multicomms_wire::conversation::ConversationStatus;
+use multicomms_wire::timestamp::now;
+use multicomms_wire::ChannelKind;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -65,10 +67,10 @@ pub fn app(router: Arc<Router>) -> axum::Router {
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Arc<Router>,
-    limits: crate::pod::ConnectionLimits,
+    limits: multicomms_service::http::ConnectionLimits,
     shutdown: impl Future<Output = ()>,
 ) {
-    crate::pod::serve(listener, app(router), limits, shutdown).await
+    multicomms_service::http::serve(listener, app(router), limits, shutdown).await
 }
 
 /// The request timeout, over the whole exchange (a slow upload included). A request cut off
@@ -176,7 +178,7 @@ async fn accept(
     let company = router.companies.get(&request.company_id, &request.project_id).await?;
     let key_matches = company.as_ref().and_then(|c| c.record.api_key_hash.as_deref()).is_some_and(|stored| {
         use subtle::ConstantTimeEq;
-        let offered = crate::wire::company::api_key_hash(api_key);
+        let offered = multicomms_wire::company::api_key_hash(api_key);
         bool::from(offered.as_bytes().ct_eq(stored.as_bytes()))
     });
     let Some(company) = company.filter(|_| key_matches) else {
@@ -207,7 +209,7 @@ async fn accept(
         company_data_payload: company.payload.clone(),
         conversation_data: ConversationData {
             conversation_id: conversation_id.clone(),
-            conversation_status: INITIATED.into(),
+            conversation_status: ConversationStatus::Initiated,
         },
         metadata: Metadata { router_version: router.version.clone() },
     };
@@ -236,9 +238,4 @@ async fn accept(
             }))
         })
         .await
-}
-
-/// UTC now like Python's `isoformat()`: microseconds and `+00:00`.
-fn now() -> String {
-    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, false)
 }

@@ -3,8 +3,8 @@
 //! `linger`, whichever comes first, so under load there are well under one SQS request per
 //! accepted request, and a lone request waits at most `linger`.
 use super::error::RouterError;
-use crate::wire::{ChannelKind, Naming};
 use aws_sdk_sqs::types::{MessageAttributeValue, SendMessageBatchRequestEntry};
+use multicomms_wire::{ChannelKind, Naming};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};

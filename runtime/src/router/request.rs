@@ -4,7 +4,7 @@
 //! written in lower case, since the processors only accept that).
 use super::error::RouterError;
 use super::timestamp;
-use crate::wire::ChannelKind;
+use multicomms_wire::ChannelKind;
 use serde_json::{Map, Value};
 
 /// A request that passed every check.

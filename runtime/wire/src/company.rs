@@ -7,7 +7,7 @@
 //! OpenAI Responses API call (model, instructions or a stored prompt, output schema) instead of
 //! Assistants API ids (that API was shut down on 2026-08-26), and `managed_by` names the
 //! resource that owns the item.
-use crate::wire::{ChannelKind, Item};
+use crate::{ChannelKind, Item};
 use serde::{Deserialize, Serialize};
 
 /// Partition key attribute of the company-data table.
@@ -151,6 +151,35 @@ pub struct ChannelConfig {
     pub sms: Option<SmsConfig>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub email: Option<EmailConfig>,
+}
+
+impl ChannelConfig {
+    /// The company's sender on `kind`: its number (whatsapp, sms) or email address.
+    pub fn sender(&self, kind: ChannelKind) -> Option<&str> {
+        match kind {
+            ChannelKind::Whatsapp => self.whatsapp.as_ref().map(|c| c.company_whatsapp_number.as_str()),
+            ChannelKind::Sms => self.sms.as_ref().map(|c| c.company_sms_number.as_str()),
+            ChannelKind::Email => self.email.as_ref().map(|c| c.company_email.as_str()),
+        }
+    }
+
+    /// The Secrets Manager name of `kind`'s provider credentials.
+    pub fn credentials_id(&self, kind: ChannelKind) -> Option<&str> {
+        match kind {
+            ChannelKind::Whatsapp => self.whatsapp.as_ref().map(|c| c.whatsapp_credentials_id.as_str()),
+            ChannelKind::Sms => self.sms.as_ref().map(|c| c.sms_credentials_id.as_str()),
+            ChannelKind::Email => self.email.as_ref().map(|c| c.email_credentials_id.as_str()),
+        }
+    }
+
+    /// `kind`'s settings as JSON, when configured (a conversation record keeps its own slice).
+    pub fn slice(&self, kind: ChannelKind) -> Option<serde_json::Value> {
+        match kind {
+            ChannelKind::Whatsapp => self.whatsapp.as_ref().and_then(|c| serde_json::to_value(c).ok()),
+            ChannelKind::Sms => self.sms.as_ref().and_then(|c| serde_json::to_value(c).ok()),
+            ChannelKind::Email => self.email.as_ref().and_then(|c| serde_json::to_value(c).ok()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -1,11 +1,9 @@
 //! The context object: the router's SQS message body, which the processors read (spec
 //! template-sender §3, §4.2). Exactly four keys, in this order.
-use crate::wire::company::ChannelConfig;
-use crate::wire::ChannelKind;
+use crate::company::ChannelConfig;
+use crate::conversation::ConversationStatus;
+use crate::ChannelKind;
 use serde::{Deserialize, Serialize};
-
-/// `conversation_data.conversation_status` as the router sets it.
-pub const INITIATED: &str = "initiated";
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ContextObject {
@@ -20,7 +18,8 @@ pub struct ContextObject {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConversationData {
     pub conversation_id: String,
-    pub conversation_status: String,
+    /// `initiated`, as the router sets it.
+    pub conversation_status: ConversationStatus,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -46,19 +45,11 @@ pub fn conversation_id(
     channel: ChannelKind,
     config: &ChannelConfig,
 ) -> String {
-    let number = |n: Option<&String>, missing: &str| match n.map(|n| n.trim_start_matches('+')) {
-        Some(n) if !n.is_empty() => n.to_string(),
-        _ => missing.to_string(),
-    };
-    let sender = match channel {
-        ChannelKind::Whatsapp => {
-            number(config.whatsapp.as_ref().map(|w| &w.company_whatsapp_number), "unknown_whatsapp_number")
-        }
-        ChannelKind::Sms => number(config.sms.as_ref().map(|s| &s.company_sms_number), "unknown_sms_number"),
-        ChannelKind::Email => match config.email.as_ref().map(|e| e.company_email.as_str()) {
-            Some(email) if !email.is_empty() => email.to_string(),
-            _ => "unknown_company_email".to_string(),
-        },
+    let sender = match (channel, config.sender(channel)) {
+        (_, Some(sender)) if !sender.trim_start_matches('+').is_empty() => sender.trim_start_matches('+').to_string(),
+        (ChannelKind::Whatsapp, _) => "unknown_whatsapp_number".to_string(),
+        (ChannelKind::Sms, _) => "unknown_sms_number".to_string(),
+        (ChannelKind::Email, _) => "unknown_company_email".to_string(),
     };
     format!("{company_id}#{project_id}#{request_id}#{sender}")
 }
@@ -66,7 +57,7 @@ pub fn conversation_id(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::company::WhatsappConfig;
+    use crate::company::WhatsappConfig;
 
     #[test]
     fn conversation_ids_follow_the_original() {
@@ -94,7 +85,10 @@ mod tests {
         let context = ContextObject {
             frontend_payload: serde_json::json!({"b": 1, "a": 2}),
             company_data_payload: serde_json::json!({}),
-            conversation_data: ConversationData { conversation_id: "id".into(), conversation_status: INITIATED.into() },
+            conversation_data: ConversationData {
+                conversation_id: "id".into(),
+                conversation_status: ConversationStatus::Initiated,
+            },
             metadata: Metadata { router_version: "router-dev-1".into() },
         };
         let text = serde_json::to_string(&context).expect("json");

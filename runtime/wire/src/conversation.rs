@@ -11,6 +11,40 @@ pub const MESSAGE_SID: &str = "message_sid";
 /// TTL attribute (epoch seconds) of the stage and trigger-lock tables.
 pub const EXPIRES_AT: &str = "expires_at";
 
+/// Attributes of the conversations table that updates name (the record's field names; a test
+/// checks they match).
+pub mod attribute {
+    pub const STATUS: &str = "conversation_status";
+    pub const UPDATED_AT: &str = "updated_at";
+    pub const MESSAGES: &str = "messages";
+    pub const RESPONSE_ID: &str = "response_id";
+    pub const PROCESSING_TIME_MS: &str = "initial_processing_time_ms";
+    pub const FAILURE_REASON: &str = "failure_reason";
+    pub const HAND_OFF: &str = "hand_off_to_human";
+    pub const HAND_OFF_REASON: &str = "hand_off_to_human_reason";
+    pub const CLAIM_ID: &str = "claim_id";
+}
+
+/// A conversation record's key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ConversationKey {
+    /// The recipient's phone number or email address.
+    pub primary_channel: String,
+    /// `company#project#request#sender`.
+    pub conversation_id: String,
+}
+
+impl ConversationKey {
+    pub fn to_item(&self) -> crate::Item {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        [
+            (PRIMARY_CHANNEL.to_string(), AttributeValue::S(self.primary_channel.clone())),
+            (CONVERSATION_ID.to_string(), AttributeValue::S(self.conversation_id.clone())),
+        ]
+        .into()
+    }
+}
+
 /// A global secondary index of the conversations table: name, partition key, sort key.
 pub struct GlobalIndex {
     pub name: &'static str,
@@ -52,24 +86,52 @@ pub const LOCAL_INDEXES: [LocalIndex; 4] = [
     LocalIndex { name: "channel-method-index", sort_key: "channel_method", numeric: false },
 ];
 
-/// `conversation_status` values (spec §5.5), and the two this rewrite adds.
-pub mod status {
+/// `conversation_status` values (spec §5.5), and the two this rewrite adds (`sending`,
+/// `send_outcome_unknown`, `failed_no_consent`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConversationStatus {
+    /// The router's context object: queued, no record yet.
+    Initiated,
     /// Written with the record; the message has not been sent.
-    pub const PROCESSING: &str = "processing";
+    Processing,
     /// A processor has claimed the send and is calling the provider. Found on a redelivered
-    /// message, the send may or may not have happened: see [`SEND_OUTCOME_UNKNOWN`].
-    pub const SENDING: &str = "sending";
-    pub const INITIAL_MESSAGE_SENT: &str = "initial_message_sent";
-    pub const FAILED_SECRETS_FETCH: &str = "failed_secrets_fetch";
-    pub const FAILED_TO_PROCESS_AI: &str = "failed_to_process_ai";
-    pub const FAILED_TO_SEND_MESSAGE: &str = "failed_to_send_message";
+    /// message, the send may or may not have happened: see [`ConversationStatus::SendOutcomeUnknown`].
+    Sending,
+    InitialMessageSent,
+    FailedSecretsFetch,
+    FailedToProcessAi,
+    FailedToSendMessage,
     /// A store or configuration error outside the steps above.
-    pub const FAILED_UNKNOWN: &str = "failed_unknown";
+    FailedUnknown,
     /// `comms_consent` is false and the company did not opt into sending without it.
-    pub const FAILED_NO_CONSENT: &str = "failed_no_consent";
+    FailedNoConsent,
     /// The provider may have accepted the message (timeout, 5xx, crash mid-send): never sent
     /// again automatically; `hand_off_to_human` is set for a person to check.
-    pub const SEND_OUTCOME_UNKNOWN: &str = "send_outcome_unknown";
+    SendOutcomeUnknown,
+}
+
+impl ConversationStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConversationStatus::Initiated => "initiated",
+            ConversationStatus::Processing => "processing",
+            ConversationStatus::Sending => "sending",
+            ConversationStatus::InitialMessageSent => "initial_message_sent",
+            ConversationStatus::FailedSecretsFetch => "failed_secrets_fetch",
+            ConversationStatus::FailedToProcessAi => "failed_to_process_ai",
+            ConversationStatus::FailedToSendMessage => "failed_to_send_message",
+            ConversationStatus::FailedUnknown => "failed_unknown",
+            ConversationStatus::FailedNoConsent => "failed_no_consent",
+            ConversationStatus::SendOutcomeUnknown => "send_outcome_unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for ConversationStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// One entry of `messages` (spec §5.5): the assistant's first message.
@@ -96,10 +158,10 @@ pub struct ConversationRecord {
     pub company_id: String,
     pub project_id: String,
     pub request_id: String,
-    pub channel_method: crate::wire::ChannelKind,
+    pub channel_method: crate::ChannelKind,
     pub company_name: Option<String>,
     pub project_name: Option<String>,
-    pub allowed_channels: Vec<crate::wire::ChannelKind>,
+    pub allowed_channels: Vec<crate::ChannelKind>,
     pub project_status: Option<String>,
     pub auto_queue_initial_message: bool,
     pub auto_queue_initial_message_from_number: Option<Vec<String>>,
@@ -120,7 +182,7 @@ pub struct ConversationRecord {
     pub comms_consent: bool,
     pub project_data: Option<serde_json::Value>,
     pub processor_version: String,
-    pub conversation_status: String,
+    pub conversation_status: ConversationStatus,
     pub messages: Vec<Message>,
     pub created_at: String,
     pub updated_at: String,
@@ -158,11 +220,41 @@ pub struct ConversationRecord {
 }
 
 impl ConversationRecord {
-    pub fn to_item(&self) -> Result<crate::wire::Item, serde_dynamo::Error> {
+    pub fn key(&self) -> ConversationKey {
+        ConversationKey { primary_channel: self.primary_channel.clone(), conversation_id: self.conversation_id.clone() }
+    }
+
+    pub fn to_item(&self) -> Result<crate::Item, serde_dynamo::Error> {
         serde_dynamo::to_item(self)
     }
 
-    pub fn from_item(item: crate::wire::Item) -> Result<Self, serde_dynamo::Error> {
+    pub fn from_item(item: crate::Item) -> Result<Self, serde_dynamo::Error> {
         serde_dynamo::from_item(item)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ConversationStatus::{self, *};
+
+    #[test]
+    fn statuses_are_stored_as_the_original_spelt_them() {
+        let all = [
+            Initiated,
+            Processing,
+            Sending,
+            InitialMessageSent,
+            FailedSecretsFetch,
+            FailedToProcessAi,
+            FailedToSendMessage,
+            FailedUnknown,
+            FailedNoConsent,
+            SendOutcomeUnknown,
+        ];
+        for status in all {
+            let stored = serde_json::to_value(status).expect("serialises");
+            assert_eq!(stored, status.as_str());
+            assert_eq!(serde_json::from_value::<ConversationStatus>(stored).expect("reads back"), status);
+        }
     }
 }

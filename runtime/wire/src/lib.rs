@@ -1,14 +1,18 @@
-//! Wire formats and resource names shared by the operator (writer) and the runtime (reader).
+//! The wire contract: every format that crosses a process boundary (DynamoDB records, SQS
+//! messages), the AWS resource names derived from a deployment's prefix and environment, and the
+//! timestamp format. The operator writes through these types and the pods read through them, so
+//! writer and reader cannot drift; nothing else spells an attribute or a resource name.
 pub mod channel;
 pub mod company;
 pub mod context;
 pub mod conversation;
 pub mod names;
 pub mod secret_keys;
+pub mod timestamp;
 
 pub use channel::ChannelKind;
 pub use company::CompanyRecord;
-pub use names::Naming;
+pub use names::{Naming, NamingArgs};
 
 /// A DynamoDB item as the SDK represents it.
 pub type Item = std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>;

@@ -1,7 +1,7 @@
 //! Names of the AWS resources of one deployment, derived from its prefix and environment
 //! (spec template-sender §0, §2.4, §4.1; replies-engine §2). The operator creates resources under
 //! these names and the runtime finds them by the same names, so nobody copies URLs by hand.
-use crate::wire::ChannelKind;
+use crate::ChannelKind;
 
 /// The original system's prefix.
 pub const DEFAULT_PREFIX: &str = "ai-multi-comms";
@@ -12,6 +12,23 @@ pub struct Naming {
     pub prefix: String,
     /// e.g. `dev` or `prod`.
     pub env: String,
+}
+
+/// `--prefix` and `--env`, as every binary takes them.
+#[derive(Debug, Clone, clap::Args)]
+pub struct NamingArgs {
+    /// Prefix of every AWS resource name.
+    #[arg(long, env = "MULTICOMMS_PREFIX", default_value = DEFAULT_PREFIX, global = true)]
+    pub prefix: String,
+    /// Environment suffix of every AWS resource name (dev, prod, ...).
+    #[arg(long, env = "MULTICOMMS_ENV", default_value = "dev", global = true)]
+    pub env: String,
+}
+
+impl NamingArgs {
+    pub fn naming(&self) -> Naming {
+        Naming::new(&self.prefix, &self.env)
+    }
 }
 
 impl Naming {

@@ -1,11 +1,12 @@
 //! A fresh environment on the emulator: the example Channels and Company from config/ applied
 //! by the operator's own reconcile under a unique prefix, so tests run side by side.
+//! Tests fail rather than skip when the emulator is missing.
 use multicomms_operator::manifests::{self, Manifests};
 use multicomms_operator::reconcile::{self, Context, Mode};
 use multicomms_runtime::router::guards::{Idempotency, RateLimiter};
 use multicomms_runtime::router::metrics::Metrics;
 use multicomms_runtime::router::{companies::Companies, http, queues::Queues};
-use multicomms_runtime::wire::Naming;
+use multicomms_wire::Naming;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,18 +15,28 @@ use std::time::Duration;
 /// The router API key of the example company (config/examples/local/secrets.yaml).
 pub const API_KEY: &str = "local-demo-router-key-not-a-secret";
 
-/// The SDK configuration for the local emulator; refuses anything but loopback.
+/// The SDK configuration the binaries use (standard AWS environment), after checking that it
+/// points at the local emulator: tests must never reach a real account, and must fail rather
+/// than skip when the emulator is missing.
 pub async fn emulator_config() -> aws_config::SdkConfig {
     let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
     assert!(
-        endpoint.starts_with("http://127.0.0.1:"),
-        "AWS_ENDPOINT_URL must point at the local emulator; use scripts/test.sh"
+        endpoint.starts_with("http://127.0.0.1:") || endpoint.starts_with("http://localhost:"),
+        "AWS_ENDPOINT_URL must point at the local moto emulator (got {endpoint:?}); \
+         run the tests with scripts/test.sh, which starts it"
     );
     multicomms_operator::aws::load_config().await
 }
 
+/// A naming no other test uses (`letter` + 10 random hex digits as the prefix, environment
+/// `test`), so tests run side by side on one emulator.
+pub fn unique_naming(letter: char) -> Naming {
+    Naming::new(format!("{letter}{}", &uuid::Uuid::new_v4().simple().to_string()[..10]), "test")
+}
+
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace root").to_path_buf()
+    let kit = Path::new(env!("CARGO_MANIFEST_DIR"));
+    kit.parent().and_then(Path::parent).expect("the workspace root (tests/kit is two levels down)").to_path_buf()
 }
 
 /// A workspace binary next to the running test executable (target/<profile>/).
@@ -45,7 +56,7 @@ pub fn example_manifests() -> Manifests {
 
 /// Applies `manifests` under a new prefix; every resource must end Ready.
 pub async fn apply(config: &aws_config::SdkConfig, manifests: &Manifests) -> Naming {
-    let naming = Naming::new(format!("r{}", &uuid::Uuid::new_v4().simple().to_string()[..10]), "test");
+    let naming = unique_naming('r');
     let ctx = Context::new(multicomms_operator::aws::Aws::new(config), naming.clone(), Mode::Apply);
     let reports = reconcile::reconcile_manifests(&ctx, manifests, 4).await;
     assert!(reports.iter().all(|r| r.is_ready()), "{:?}", reports.iter().find(|r| !r.is_ready()));

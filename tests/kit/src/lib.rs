@@ -1,5 +1,7 @@
-//! End-to-end tests live in `tests/`: they run the workspace's binaries and in-process pods as a
-//! user would, against the AWS emulator that `scripts/test.sh` starts. This library holds what
-//! they share: the environment setup and the fake providers.
+//! The test kit: what every test suite and benchmark of the workspace shares. `environment` is
+//! the AWS emulator's configuration (loopback only), the example manifests from config/, a unique
+//! naming per test and the router as its binary builds it; `fakes` are the fake OpenAI, Twilio
+//! and SendGrid servers. Its binaries are tools: `fake-providers` (the fakes as a process, for
+//! the demo and the benchmarks) and `load-generator` (the router benchmark's client).
 pub mod environment;
 pub mod fakes;

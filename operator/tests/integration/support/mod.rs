@@ -16,30 +16,22 @@ use aws_smithy_types::config_bag::ConfigBag;
 use multicomms_operator::aws::Aws;
 use multicomms_operator::crd::{Channel, Company};
 use multicomms_operator::desired::secret::SecretValues;
-use multicomms_operator::manifests::{self, Manifests};
+use multicomms_operator::manifests::Manifests;
 use multicomms_operator::reconcile::{Context, Mode};
-use multicomms_runtime::wire::Naming;
+use multicomms_testkit::environment::unique_naming;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-/// The SDK configuration the binaries use (standard AWS environment), after checking that it
-/// points at a local emulator: these tests must never reach a real account, and must fail
-/// rather than skip when the emulator is missing.
+/// The SDK configuration the binaries use, on the local emulator (the test kit refuses anything
+/// else, and fails rather than skips when it is missing).
 pub async fn sdk_config() -> aws_config::SdkConfig {
-    let endpoint = std::env::var("AWS_ENDPOINT_URL").unwrap_or_default();
-    assert!(
-        endpoint.starts_with("http://127.0.0.1:") || endpoint.starts_with("http://localhost:"),
-        "AWS_ENDPOINT_URL must point at the local moto emulator (got {endpoint:?}); \
-         run the tests with scripts/test.sh, which starts it"
-    );
-    multicomms_operator::aws::load_config().await
+    multicomms_testkit::environment::emulator_config().await
 }
 
 /// A context with a fresh call counter and a prefix no other test uses.
 pub async fn context(mode: Mode) -> Context {
-    let prefix = format!("t{}", &uuid::Uuid::new_v4().simple().to_string()[..10]);
-    Context::new(Aws::new(&sdk_config().await), Naming::new(prefix, "test"), mode)
+    Context::new(Aws::new(&sdk_config().await), unique_naming('t'), mode)
 }
 
 /// The same naming and emulator, in another mode, with its own call counter.
@@ -48,14 +40,12 @@ pub async fn same_place(ctx: &Context, mode: Mode) -> Context {
 }
 
 pub fn repo_path(relative: &str) -> PathBuf {
-    let operator = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-    operator.parent().unwrap_or(operator).join(relative)
+    multicomms_testkit::environment::repo_root().join(relative)
 }
 
 /// The example channels, company and local Secrets from config/.
 pub fn example_manifests() -> Manifests {
-    let paths = ["config/channels", "config/companies", "config/examples/local"].map(repo_path);
-    manifests::load(&paths, "multicomms-dev").expect("examples load")
+    multicomms_testkit::environment::example_manifests()
 }
 
 pub fn example_company() -> Company {

@@ -2,7 +2,7 @@
 //! `fake-providers [address] [ai-latency-ms] [send-latency-ms]` (default 127.0.0.1:8090, 0, 0).
 //! Point the processor's `--openai-base-url` at `<url>/v1` and the Twilio and SendGrid base URLs
 //! at `<url>`.
-use multicomms_e2e::fakes::{Fakes, Service};
+use multicomms_testkit::fakes::{Fakes, Service};
 use std::time::Duration;
 
 #[tokio::main]

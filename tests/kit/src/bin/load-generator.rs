@@ -2,7 +2,7 @@
 //! requests (unique request ids, channels round-robin) with `concurrency` connections in flight
 //! and prints accepted/s and latency percentiles. Loopback only.
 //!
-//! usage: load <url> <api-key> <requests> <concurrency> [channel] [first-id]
+//! usage: load-generator <url> <api-key> <requests> <concurrency> [channel] [first-id]
 //! (`channel`: whatsapp, sms, email or all (round-robin, the default); request ids start at
 //! `first-id`, default 0, so repeated runs against one router are not idempotent retries.)
 use http_body_util::{BodyExt, Full};
@@ -17,7 +17,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
     let (url, key, requests, concurrency) = match args.as_slice() {
         [_, url, key, requests, concurrency, ..] => (url, key, requests, concurrency),
-        _ => return Err("usage: load <url> <api-key> <requests> <concurrency> [channel] [first-id]".into()),
+        _ => return Err("usage: load-generator <url> <api-key> <requests> <concurrency> [channel] [first-id]".into()),
     };
     let only_channel = args.get(5).filter(|c| c.as_str() != "all").cloned();
     let first_id: usize = args.get(6).map(|v| v.parse()).transpose()?.unwrap_or(0);

@@ -1,0 +1,32 @@
+//! What became of a message: it decides how the message is settled on its queue, and names the
+//! metric's `outcome` label.
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// The provider accepted the message and the record says so.
+    Sent,
+    /// Failed for good; the record says which step and why.
+    Failed,
+    /// The conversation was already finished (a duplicate delivery or a redelivery).
+    Duplicate,
+    /// The send may have happened: handed to a person (`send_outcome_unknown`).
+    NeedsAttention,
+    /// Worth another try: left for SQS to deliver again after a backoff.
+    Retry(String),
+    /// Not a context object for this channel: left for SQS to move to the DLQ.
+    Poison(String),
+}
+
+impl Outcome {
+    /// The `outcome` label of `multicomms_processor_messages_total`.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Outcome::Sent => "sent",
+            Outcome::Failed => "failed",
+            Outcome::Duplicate => "duplicate",
+            Outcome::NeedsAttention => "needs_attention",
+            Outcome::Retry(_) => "retry",
+            Outcome::Poison(_) => "poison",
+        }
+    }
+}
