@@ -11,7 +11,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use multicomms_runtime::processor::pipeline::{Processor, ProcessorConfig};
 use multicomms_runtime::processor::queue::{self, Settings};
-use multicomms_runtime::router::http;
+use multicomms_runtime::router::app;
 use multicomms_testkit::environment::{
     apply, emulator_config, example_manifests, example_request, router_for, API_KEY,
 };
@@ -36,7 +36,7 @@ async fn env() -> Env {
     let naming = apply(&config, &example_manifests()).await;
     let fakes = Fakes::start("127.0.0.1:0").await.expect("fake providers");
     let sqs = aws_sdk_sqs::Client::new(&config);
-    let router = http::app(Arc::new(router_for(&config, &naming).await));
+    let router = app::app(Arc::new(router_for(&config, &naming).await));
     Env { config, naming, sqs, fakes, router }
 }
 

@@ -7,11 +7,11 @@ use http_body_util::BodyExt;
 use multicomms_operator::crd::Company;
 use multicomms_operator::manifests;
 use multicomms_operator::reconcile::{self, Context, Mode};
-use multicomms_runtime::router::metrics::Metrics;
-use multicomms_runtime::router::{companies::Companies, http, queues::Queues};
+use multicomms_runtime::router::app::{self, AppState, RouterSettings};
+use multicomms_runtime::router::companies::Companies;
 use multicomms_service::http::ConnectionLimits;
 use multicomms_testkit::environment::{
-    apply, emulator_config, example_manifests, example_request, repo_root, router_for, API_KEY,
+    apply, emulator_config, example_manifests, example_request, repo_root, router_for, router_settings, API_KEY,
 };
 use multicomms_wire::context::ContextObject;
 use multicomms_wire::{ChannelKind, Naming};
@@ -27,7 +27,7 @@ const LIMITS: ConnectionLimits = ConnectionLimits { header_timeout: Duration::fr
 
 struct Setup {
     app: axum::Router,
-    router: Arc<http::Router>,
+    router: Arc<AppState>,
     naming: Naming,
     sqs: aws_sdk_sqs::Client,
 }
@@ -41,7 +41,7 @@ async fn setup(edit: impl FnOnce(&mut manifests::Manifests)) -> Setup {
     let naming = apply(&config, &loaded).await;
     let sqs = aws_sdk_sqs::Client::new(&config);
     let router = Arc::new(router_for(&config, &naming).await);
-    Setup { app: http::app(router.clone()), router, naming, sqs }
+    Setup { app: app::app(router.clone()), router, naming, sqs }
 }
 
 /// The example company under another resource name and project.
@@ -278,7 +278,7 @@ async fn a_missing_table_is_a_database_error() {
     let config = emulator_config().await;
     let naming = Naming::new("no-such-prefix", "test");
     let router = Arc::new(router_for(&config, &naming).await);
-    let response = post(&http::app(router), Some(KEY), example().to_string()).await;
+    let response = post(&app::app(router), Some(KEY), example().to_string()).await;
     assert_error(&response, 500, "DATABASE_ERROR");
     assert_eq!(response.2["message"], "Failed to access the database");
 }
@@ -443,10 +443,11 @@ async fn malformed_bodies_never_get_a_5xx_or_a_broken_envelope() {
 async fn a_request_that_outlives_the_timeout_gets_504_with_the_envelope() {
     let config = emulator_config().await;
     let naming = Naming::new("timeout-prefix", "test");
-    let router = http::Router { request_timeout: Duration::from_millis(200), ..router_for(&config, &naming).await };
+    let settings = RouterSettings { request_timeout: Duration::from_millis(200), ..router_settings() };
+    let router = AppState::build(&config, &naming, settings).await;
     // A client that starts a body and never finishes it.
     let stalled = futures::stream::pending::<Result<bytes::Bytes, std::io::Error>>();
-    let response = post(&http::app(Arc::new(router)), Some(KEY), Body::from_stream(stalled)).await;
+    let response = post(&app::app(Arc::new(router)), Some(KEY), Body::from_stream(stalled)).await;
     assert_error(&response, 504, "REQUEST_TIMEOUT");
     assert_eq!(
         response.2["message"],
@@ -459,14 +460,12 @@ async fn shutdown_finishes_requests_in_flight_and_flushes_their_batches() {
     let setup = setup(|_| {}).await;
     let config = emulator_config().await;
     // Messages wait 2 s for company in a batch, so the stop lands while they are pending.
-    let metrics = Arc::new(Metrics::default());
-    let sqs = aws_sdk_sqs::Client::new(&config);
-    let queues = Queues::resolve(sqs, &setup.naming, Duration::from_secs(2), metrics.batch_size.clone()).await;
-    let router = http::Router { metrics, queues, ..router_for(&config, &setup.naming).await };
+    let settings = RouterSettings { batch_linger: Duration::from_secs(2), ..router_settings() };
+    let router = AppState::build(&config, &setup.naming, settings).await;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}/initiate-conversation", listener.local_addr().expect("address"));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(http::serve(listener, Arc::new(router), LIMITS, async {
+    let server = tokio::spawn(app::serve(listener, Arc::new(router), LIMITS, async {
         let _ = stopped.await;
     }));
 
@@ -513,7 +512,7 @@ async fn callers_without_a_key_cannot_evict_companies_nor_learn_which_exist() {
         Duration::from_secs(600),
         capacity,
     );
-    let app = http::app(Arc::new(router));
+    let app = app::app(Arc::new(router));
     let reads = || calls.by_operation().get("GetItem").copied().unwrap_or(0);
     let with_id = |request: u32, company: &str| {
         let mut body = example();
@@ -567,7 +566,7 @@ async fn serving(
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("address");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(http::serve(listener, setup.router.clone(), limits, async {
+    let server = tokio::spawn(app::serve(listener, setup.router.clone(), limits, async {
         let _ = stopped.await;
     }));
     (setup, address, stop, server)

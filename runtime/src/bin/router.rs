@@ -2,9 +2,7 @@
 //! (prefix and environment name the table and queues) plus the standard AWS SDK environment.
 use anyhow::Context;
 use clap::Parser;
-use multicomms_runtime::router::guards::{Idempotency, RateLimiter};
-use multicomms_runtime::router::metrics::Metrics;
-use multicomms_runtime::router::{companies::Companies, http, queues::Queues};
+use multicomms_runtime::router::app::{self, AppState, RouterSettings};
 use multicomms_service::http::ConnectionLimits;
 use multicomms_service::logging::{self, LogFormat};
 use multicomms_wire::NamingArgs;
@@ -51,26 +49,16 @@ struct Cli {
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     logging::init(cli.log_format, "info");
-    let naming = cli.naming.naming();
     let config = multicomms_service::aws::load_config(multicomms_service::aws::POD_ATTEMPTS).await;
-    let companies = Companies::new(
-        aws_sdk_dynamodb::Client::new(&config),
-        naming.company_data_table(),
-        Duration::from_secs(cli.company_cache_seconds),
-    );
-    let linger = Duration::from_millis(cli.batch_linger_ms);
-    let metrics = Arc::new(Metrics::default());
-    let queues = Queues::resolve(aws_sdk_sqs::Client::new(&config), &naming, linger, metrics.batch_size.clone()).await;
-    let router = Arc::new(http::Router {
-        metrics,
-        companies,
-        queues,
-        limiter: RateLimiter::default(),
-        idempotency: Idempotency::new(Duration::from_secs(cli.idempotency_seconds)),
-        version: cli.router_version,
+    let settings = RouterSettings {
+        version: cli.router_version.clone(),
         max_body_bytes: cli.max_body_bytes,
         request_timeout: Duration::from_millis(cli.request_timeout_ms),
-    });
+        company_cache: Duration::from_secs(cli.company_cache_seconds),
+        batch_linger: Duration::from_millis(cli.batch_linger_ms),
+        idempotency_window: Duration::from_secs(cli.idempotency_seconds),
+    };
+    let state = Arc::new(AppState::build(&config, &cli.naming.naming(), settings).await);
     let listener =
         tokio::net::TcpListener::bind(cli.address).await.with_context(|| format!("binding {}", cli.address))?;
     tracing::info!(address = %cli.address, "router listening");
@@ -78,7 +66,7 @@ async fn main() -> anyhow::Result<()> {
         header_timeout: Duration::from_secs(cli.header_timeout_seconds),
         max_connections: cli.max_connections,
     };
-    http::serve(listener, router, limits, multicomms_service::shutdown::shutdown_signal()).await;
+    app::serve(listener, state, limits, multicomms_service::shutdown::shutdown_signal()).await;
     tracing::info!("router stopped; every accepted request was queued");
     Ok(())
 }

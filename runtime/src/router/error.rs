@@ -1,112 +1,255 @@
-//! The router's error catalogue (spec template-sender §1.5): code, HTTP status and message in the
-//! original's wording, plus the ones this router adds where API Gateway used to answer (API key,
-//! body size).
+//! The router's error catalogue (spec template-sender §1.5): every code it answers with, its HTTP
+//! status, and messages in the original's wording, plus the codes this router adds where API
+//! Gateway used to answer (API key, body size, timeout). [`Rejected`] is an error with the
+//! request id to echo; as a response it is the original's four-key envelope.
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use std::fmt;
+
+/// Every error code of the router.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    InvalidRequest,
+    MissingIdentifiers,
+    InvalidCompanyDataType,
+    MissingRecipientData,
+    InvalidRecipientDataType,
+    MissingRequestData,
+    InvalidRequestDataType,
+    MissingRequestId,
+    InvalidRequestIdFormat,
+    MissingChannelMethod,
+    InvalidChannelMethodFormat,
+    MissingInitialRequestTimestamp,
+    InvalidInitialRequestTimestampFormat,
+    InvalidRequestId,
+    UnsupportedChannel,
+    InvalidTimestamp,
+    MissingRecipientTel,
+    InvalidRecipientTel,
+    MissingRecipientEmail,
+    InvalidRecipientEmail,
+    MissingCommsConsent,
+    InvalidCommsConsentType,
+    CommsConsentRequired,
+    PayloadTooLarge,
+    MissingApiKey,
+    InvalidApiKey,
+    ProjectInactive,
+    ChannelNotAllowed,
+    RateLimitExceeded,
+    RequestTimeout,
+    DatabaseError,
+    ConfigurationError,
+    QueueError,
+    InternalError,
+}
+
+impl ErrorCode {
+    pub const ALL: [ErrorCode; 34] = {
+        use ErrorCode::*;
+        [
+            InvalidRequest,
+            MissingIdentifiers,
+            InvalidCompanyDataType,
+            MissingRecipientData,
+            InvalidRecipientDataType,
+            MissingRequestData,
+            InvalidRequestDataType,
+            MissingRequestId,
+            InvalidRequestIdFormat,
+            MissingChannelMethod,
+            InvalidChannelMethodFormat,
+            MissingInitialRequestTimestamp,
+            InvalidInitialRequestTimestampFormat,
+            InvalidRequestId,
+            UnsupportedChannel,
+            InvalidTimestamp,
+            MissingRecipientTel,
+            InvalidRecipientTel,
+            MissingRecipientEmail,
+            InvalidRecipientEmail,
+            MissingCommsConsent,
+            InvalidCommsConsentType,
+            CommsConsentRequired,
+            PayloadTooLarge,
+            MissingApiKey,
+            InvalidApiKey,
+            ProjectInactive,
+            ChannelNotAllowed,
+            RateLimitExceeded,
+            RequestTimeout,
+            DatabaseError,
+            ConfigurationError,
+            QueueError,
+            InternalError,
+        ]
+    };
+
+    /// The `error_code` of the envelope.
+    pub fn as_str(self) -> &'static str {
+        use ErrorCode::*;
+        match self {
+            InvalidRequest => "INVALID_REQUEST",
+            MissingIdentifiers => "MISSING_IDENTIFIERS",
+            InvalidCompanyDataType => "INVALID_COMPANY_DATA_TYPE",
+            MissingRecipientData => "MISSING_RECIPIENT_DATA",
+            InvalidRecipientDataType => "INVALID_RECIPIENT_DATA_TYPE",
+            MissingRequestData => "MISSING_REQUEST_DATA",
+            InvalidRequestDataType => "INVALID_REQUEST_DATA_TYPE",
+            MissingRequestId => "MISSING_REQUEST_ID",
+            InvalidRequestIdFormat => "INVALID_REQUEST_ID_FORMAT",
+            MissingChannelMethod => "MISSING_CHANNEL_METHOD",
+            InvalidChannelMethodFormat => "INVALID_CHANNEL_METHOD_FORMAT",
+            MissingInitialRequestTimestamp => "MISSING_INITIAL_REQUEST_TIMESTAMP",
+            InvalidInitialRequestTimestampFormat => "INVALID_INITIAL_REQUEST_TIMESTAMP_FORMAT",
+            InvalidRequestId => "INVALID_REQUEST_ID",
+            UnsupportedChannel => "UNSUPPORTED_CHANNEL",
+            InvalidTimestamp => "INVALID_TIMESTAMP",
+            MissingRecipientTel => "MISSING_RECIPIENT_TEL",
+            InvalidRecipientTel => "INVALID_RECIPIENT_TEL",
+            MissingRecipientEmail => "MISSING_RECIPIENT_EMAIL",
+            InvalidRecipientEmail => "INVALID_RECIPIENT_EMAIL",
+            MissingCommsConsent => "MISSING_COMMS_CONSENT",
+            InvalidCommsConsentType => "INVALID_COMMS_CONSENT_TYPE",
+            CommsConsentRequired => "COMMS_CONSENT_REQUIRED",
+            PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            MissingApiKey => "MISSING_API_KEY",
+            InvalidApiKey => "INVALID_API_KEY",
+            ProjectInactive => "PROJECT_INACTIVE",
+            ChannelNotAllowed => "CHANNEL_NOT_ALLOWED",
+            RateLimitExceeded => "RATE_LIMIT_EXCEEDED",
+            RequestTimeout => "REQUEST_TIMEOUT",
+            DatabaseError => "DATABASE_ERROR",
+            ConfigurationError => "CONFIGURATION_ERROR",
+            QueueError => "QUEUE_ERROR",
+            InternalError => "INTERNAL_ERROR",
+        }
+    }
+
+    pub fn status(self) -> StatusCode {
+        use ErrorCode::*;
+        match self {
+            PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            MissingApiKey => StatusCode::UNAUTHORIZED,
+            InvalidApiKey | ProjectInactive | ChannelNotAllowed => StatusCode::FORBIDDEN,
+            RateLimitExceeded => StatusCode::TOO_MANY_REQUESTS,
+            RequestTimeout => StatusCode::GATEWAY_TIMEOUT,
+            DatabaseError | ConfigurationError | QueueError | InternalError => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouterError {
-    pub code: &'static str,
-    pub status: u16,
+    pub code: ErrorCode,
     pub message: String,
     /// Seconds for a `Retry-After` header.
     pub retry_after: Option<u64>,
 }
 
 impl RouterError {
-    fn new(code: &'static str, status: u16, message: impl Into<String>) -> Self {
-        RouterError { code, status, message: message.into(), retry_after: None }
+    fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        RouterError { code, message: message.into(), retry_after: None }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.code.status()
     }
 
     pub fn invalid_request() -> Self {
-        Self::new("INVALID_REQUEST", 400, "Invalid or missing request body")
+        Self::new(ErrorCode::InvalidRequest, "Invalid or missing request body")
     }
     pub fn missing_identifiers() -> Self {
-        Self::new("MISSING_IDENTIFIERS", 400, "company_id and project_id are required in company_data")
+        Self::new(ErrorCode::MissingIdentifiers, "company_id and project_id are required in company_data")
     }
     /// `section` is `company_data`, `recipient_data` or `request_data`.
-    pub fn missing_section(code: &'static str, section: &str) -> Self {
-        Self::new(code, 400, format!("'{section}' section is required"))
+    pub fn missing_section(code: ErrorCode, section: &str) -> Self {
+        Self::new(code, format!("'{section}' section is required"))
     }
-    pub fn section_type(code: &'static str, section: &str) -> Self {
-        Self::new(code, 400, format!("'{section}' must be a dictionary"))
+    pub fn section_type(code: ErrorCode, section: &str) -> Self {
+        Self::new(code, format!("'{section}' must be a dictionary"))
     }
-    pub fn missing_field(code: &'static str, field: &str) -> Self {
-        Self::new(code, 400, format!("'{field}' is required in request_data"))
+    pub fn missing_field(code: ErrorCode, field: &str) -> Self {
+        Self::new(code, format!("'{field}' is required in request_data"))
     }
-    pub fn field_format(code: &'static str, field: &str) -> Self {
-        Self::new(code, 400, format!("'{field}' must be a non-empty string"))
+    pub fn field_format(code: ErrorCode, field: &str) -> Self {
+        Self::new(code, format!("'{field}' must be a non-empty string"))
     }
     pub fn invalid_request_id() -> Self {
-        Self::new("INVALID_REQUEST_ID", 400, "request_id must be a valid UUID v4 string")
+        Self::new(ErrorCode::InvalidRequestId, "request_id must be a valid UUID v4 string")
     }
     pub fn unsupported_channel(sent: &str) -> Self {
         Self::new(
-            "UNSUPPORTED_CHANNEL",
-            400,
+            ErrorCode::UnsupportedChannel,
             format!("Channel method '{sent}' is not supported. Must be one of: ['whatsapp', 'email', 'sms']"),
         )
     }
     pub fn invalid_timestamp() -> Self {
         Self::new(
-            "INVALID_TIMESTAMP",
-            400,
+            ErrorCode::InvalidTimestamp,
             "initial_request_timestamp must be a valid ISO 8601 string (e.g., YYYY-MM-DDTHH:MM:SSZ or YYYY-MM-DDTHH:MM:SS+00:00)",
         )
     }
-    pub fn missing_recipient(code: &'static str, channel: &str, field: &str) -> Self {
-        Self::new(code, 400, format!("{channel} channel requires '{field}' in recipient_data"))
+    pub fn missing_recipient(code: ErrorCode, channel: &str, field: &str) -> Self {
+        Self::new(code, format!("{channel} channel requires '{field}' in recipient_data"))
     }
-    pub fn invalid_recipient(code: &'static str, field: &str) -> Self {
-        Self::new(code, 400, format!("'{field}' must be a non-empty string"))
+    pub fn invalid_recipient(code: ErrorCode, field: &str) -> Self {
+        Self::new(code, format!("'{field}' must be a non-empty string"))
     }
     pub fn missing_consent() -> Self {
-        Self::new("MISSING_COMMS_CONSENT", 400, "'comms_consent' is required in recipient_data")
+        Self::new(ErrorCode::MissingCommsConsent, "'comms_consent' is required in recipient_data")
     }
     pub fn consent_type() -> Self {
-        Self::new("INVALID_COMMS_CONSENT_TYPE", 400, "'comms_consent' must be a boolean (true or false)")
+        Self::new(ErrorCode::InvalidCommsConsentType, "'comms_consent' must be a boolean (true or false)")
     }
     pub fn project_inactive() -> Self {
-        Self::new("PROJECT_INACTIVE", 403, "Project is not active")
+        Self::new(ErrorCode::ProjectInactive, "Project is not active")
     }
     pub fn channel_not_allowed(channel: &str) -> Self {
-        Self::new("CHANNEL_NOT_ALLOWED", 403, format!("Channel '{channel}' is not permitted for this project."))
+        Self::new(ErrorCode::ChannelNotAllowed, format!("Channel '{channel}' is not permitted for this project."))
     }
     pub fn database_error() -> Self {
-        Self::new("DATABASE_ERROR", 500, "Failed to access the database")
+        Self::new(ErrorCode::DatabaseError, "Failed to access the database")
     }
     pub fn queue_not_configured(channel: &str) -> Self {
-        Self::new("CONFIGURATION_ERROR", 500, format!("Processing queue for channel '{channel}' is not configured."))
+        Self::new(ErrorCode::ConfigurationError, format!("Processing queue for channel '{channel}' is not configured."))
     }
     pub fn queue_error() -> Self {
-        Self::new("QUEUE_ERROR", 500, "Failed to send message to processing queue.")
+        Self::new(ErrorCode::QueueError, "Failed to send message to processing queue.")
     }
     pub fn payload_too_large(limit: usize) -> Self {
-        Self::new("PAYLOAD_TOO_LARGE", 413, format!("Request body exceeds {limit} bytes"))
+        Self::new(ErrorCode::PayloadTooLarge, format!("Request body exceeds {limit} bytes"))
     }
     pub fn missing_api_key() -> Self {
-        Self::new("MISSING_API_KEY", 401, "The x-api-key header is required")
+        Self::new(ErrorCode::MissingApiKey, "The x-api-key header is required")
     }
     pub fn invalid_api_key() -> Self {
-        Self::new("INVALID_API_KEY", 403, "The API key is not valid for this company and project")
+        Self::new(ErrorCode::InvalidApiKey, "The API key is not valid for this company and project")
     }
     pub fn rate_limited(retry_after: u64) -> Self {
         RouterError {
             retry_after: Some(retry_after),
-            ..Self::new("RATE_LIMIT_EXCEEDED", 429, "Rate limit exceeded for this company and project")
+            ..Self::new(ErrorCode::RateLimitExceeded, "Rate limit exceeded for this company and project")
         }
     }
     pub fn consent_required() -> Self {
         Self::new(
-            "COMMS_CONSENT_REQUIRED",
-            400,
+            ErrorCode::CommsConsentRequired,
             "The recipient has not consented to communications (comms_consent is false)",
         )
     }
     /// What API Gateway answered at its 29 s integration timeout, now with the envelope.
     pub fn request_timeout(limit: std::time::Duration) -> Self {
         Self::new(
-            "REQUEST_TIMEOUT",
-            504,
+            ErrorCode::RequestTimeout,
             format!(
                 "The request did not complete within {} ms; retrying with the same request_id is safe",
                 limit.as_millis()
@@ -114,14 +257,59 @@ impl RouterError {
         )
     }
     pub fn internal() -> Self {
-        Self::new("INTERNAL_ERROR", 500, "An internal server error occurred.")
+        Self::new(ErrorCode::InternalError, "An internal server error occurred.")
     }
 }
 
 impl fmt::Display for RouterError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}: {}", self.status, self.code, self.message)
+        write!(f, "{} {}: {}", self.status().as_u16(), self.code, self.message)
     }
 }
 
 impl std::error::Error for RouterError {}
+
+/// A refused request: the error and the request id to echo (`unknown` when there is none).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rejected {
+    pub error: RouterError,
+    pub request_id: String,
+}
+
+impl IntoResponse for Rejected {
+    /// Exactly `status`, `error_code`, `message`, `request_id`; `Retry-After` when the error
+    /// says when to retry. The code rides along as an extension, for the metrics layer.
+    fn into_response(self) -> Response {
+        let request_id = if self.request_id.is_empty() { "unknown".to_string() } else { self.request_id };
+        let body = serde_json::json!({
+            "status": "error",
+            "error_code": self.error.code.as_str(),
+            "message": self.error.message,
+            "request_id": request_id,
+        });
+        let mut response =
+            (self.error.status(), [("content-type", "application/json")], body.to_string()).into_response();
+        if let Some(seconds) = self.error.retry_after.and_then(|s| HeaderValue::from_str(&s.to_string()).ok()) {
+            response.headers_mut().insert("retry-after", seconds);
+        }
+        response.extensions_mut().insert(self.error.code);
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_is_listed_once_with_a_client_or_server_status() {
+        let mut names: Vec<&str> = ErrorCode::ALL.iter().map(|c| c.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), ErrorCode::ALL.len());
+        for code in ErrorCode::ALL {
+            assert!(code.status().is_client_error() || code.status().is_server_error(), "{code}");
+            assert!(code.as_str().chars().all(|c| c.is_ascii_uppercase() || c == '_'), "{code}");
+        }
+    }
+}

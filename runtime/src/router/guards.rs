@@ -213,7 +213,7 @@ mod tests {
             limiter.admit("c", "p", &limits(60, 2000), start).expect("within the limit");
         }
         let refused = limiter.admit("c", "p", &limits(60, 2000), start).expect_err("61st");
-        assert_eq!((refused.code, refused.status), ("RATE_LIMIT_EXCEEDED", 429));
+        assert_eq!(refused.code, crate::router::error::ErrorCode::RateLimitExceeded);
         assert_eq!(refused.retry_after, Some(45));
         limiter.admit("c", "other", &limits(60, 2000), start).expect("another project has its own budget");
         limiter.admit("c", "p", &limits(60, 2000), start + Duration::from_secs(45)).expect("next minute");

@@ -1,9 +1,13 @@
-//! The HTTP router: `POST /initiate-conversation` validates a request, checks the company and
-//! its API key, and puts the context object on its channel's queue.
+//! The HTTP router: `POST /initiate-conversation` validates a request (`request`), finds the
+//! company (`companies`), decides whether the caller may send it and builds the context object
+//! (`accept`, pure), and puts it on its channel's queue (`queues`), once per request id and
+//! within the company's limits (`guards`). `app` is the axum application around them; `error`
+//! the catalogue of answers.
+pub mod accept;
+pub mod app;
 pub mod companies;
 pub mod error;
 pub mod guards;
-pub mod http;
 pub mod metrics;
 pub mod queues;
 pub mod request;

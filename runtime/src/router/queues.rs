@@ -55,7 +55,7 @@ impl Queues {
     ) -> Self {
         let stats = Arc::new(SendStats::default());
         let shared = Arc::new(Shared { client, linger, batch_size, stats, batchers: RwLock::default() });
-        for channel in [ChannelKind::Whatsapp, ChannelKind::Sms, ChannelKind::Email] {
+        for channel in ChannelKind::ALL {
             let name = naming.channel_queue(channel);
             if !shared.attach(channel, &name, true).await {
                 let shared = shared.clone();

@@ -2,7 +2,7 @@
 //! order, first failure wins (spec template-sender §1.4 steps 3–6), with the deliberate fixes
 //! listed in the README (non-object bodies and sections are 400s, not crashes; a channel must be
 //! written in lower case, since the processors only accept that).
-use super::error::RouterError;
+use super::error::{ErrorCode, Rejected, RouterError};
 use super::timestamp;
 use multicomms_wire::ChannelKind;
 use serde_json::{Map, Value};
@@ -19,13 +19,6 @@ pub struct ValidRequest {
     /// `recipient_tel` (whatsapp, sms) or `recipient_email` (email).
     pub recipient: String,
     pub comms_consent: bool,
-}
-
-/// A rejected request: the error and the request id to echo in the envelope.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Rejected {
-    pub error: RouterError,
-    pub request_id: String,
 }
 
 /// `fallback_id` is echoed when the body carries no `request_data.request_id`.
@@ -51,28 +44,29 @@ pub fn validate(body: &[u8], fallback_id: &str) -> Result<ValidRequest, Rejected
             _ => return Err(rejected(RouterError::missing_identifiers())),
         },
         // A non-object company_data crashed the original; it is a type error here.
-        Some(_) => return Err(rejected(RouterError::section_type("INVALID_COMPANY_DATA_TYPE", "company_data"))),
+        Some(_) => return Err(rejected(RouterError::section_type(ErrorCode::InvalidCompanyDataType, "company_data"))),
         None => return Err(rejected(RouterError::missing_identifiers())),
     };
     let recipient_data =
-        section(root, "recipient_data", "MISSING_RECIPIENT_DATA", "INVALID_RECIPIENT_DATA_TYPE").map_err(rejected)?;
-    let request_data =
-        section(root, "request_data", "MISSING_REQUEST_DATA", "INVALID_REQUEST_DATA_TYPE").map_err(rejected)?;
+        section(root, "recipient_data", ErrorCode::MissingRecipientData, ErrorCode::InvalidRecipientDataType)
+            .map_err(rejected)?;
+    let request_data = section(root, "request_data", ErrorCode::MissingRequestData, ErrorCode::InvalidRequestDataType)
+        .map_err(rejected)?;
 
-    let field = |name: &str, missing: &'static str, format: &'static str| -> Result<String, RouterError> {
+    let field = |name: &str, missing: ErrorCode, format: ErrorCode| -> Result<String, RouterError> {
         match request_data.get(name) {
             None => Err(RouterError::missing_field(missing, name)),
             Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.clone()),
             Some(_) => Err(RouterError::field_format(format, name)),
         }
     };
-    let id = field("request_id", "MISSING_REQUEST_ID", "INVALID_REQUEST_ID_FORMAT").map_err(rejected)?;
-    let channel_sent =
-        field("channel_method", "MISSING_CHANNEL_METHOD", "INVALID_CHANNEL_METHOD_FORMAT").map_err(rejected)?;
+    let id = field("request_id", ErrorCode::MissingRequestId, ErrorCode::InvalidRequestIdFormat).map_err(rejected)?;
+    let channel_sent = field("channel_method", ErrorCode::MissingChannelMethod, ErrorCode::InvalidChannelMethodFormat)
+        .map_err(rejected)?;
     let timestamp = field(
         "initial_request_timestamp",
-        "MISSING_INITIAL_REQUEST_TIMESTAMP",
-        "INVALID_INITIAL_REQUEST_TIMESTAMP_FORMAT",
+        ErrorCode::MissingInitialRequestTimestamp,
+        ErrorCode::InvalidInitialRequestTimestampFormat,
     )
     .map_err(rejected)?;
     if !is_uuid_v4(&id) {
@@ -89,8 +83,10 @@ pub fn validate(body: &[u8], fallback_id: &str) -> Result<ValidRequest, Rejected
         return Err(rejected(RouterError::invalid_timestamp()));
     }
     let (field_name, missing, invalid) = match channel {
-        ChannelKind::Whatsapp | ChannelKind::Sms => ("recipient_tel", "MISSING_RECIPIENT_TEL", "INVALID_RECIPIENT_TEL"),
-        ChannelKind::Email => ("recipient_email", "MISSING_RECIPIENT_EMAIL", "INVALID_RECIPIENT_EMAIL"),
+        ChannelKind::Whatsapp | ChannelKind::Sms => {
+            ("recipient_tel", ErrorCode::MissingRecipientTel, ErrorCode::InvalidRecipientTel)
+        }
+        ChannelKind::Email => ("recipient_email", ErrorCode::MissingRecipientEmail, ErrorCode::InvalidRecipientEmail),
     };
     let recipient = match recipient_data.get(field_name) {
         None => return Err(rejected(RouterError::missing_recipient(missing, channel.as_str(), field_name))),
@@ -108,8 +104,8 @@ pub fn validate(body: &[u8], fallback_id: &str) -> Result<ValidRequest, Rejected
 fn section<'a>(
     root: &'a Map<String, Value>,
     name: &str,
-    missing: &'static str,
-    wrong_type: &'static str,
+    missing: ErrorCode,
+    wrong_type: ErrorCode,
 ) -> Result<&'a Map<String, Value>, RouterError> {
     match root.get(name) {
         None => Err(RouterError::missing_section(missing, name)),
@@ -327,8 +323,8 @@ mod tests {
         ];
         for (code, edit, message) in cases {
             let rejection = rejected(&edited(edit));
-            assert_eq!(rejection.error.code, code, "{rejection:?}");
-            assert_eq!(rejection.error.status, 400);
+            assert_eq!(rejection.error.code.as_str(), code, "{rejection:?}");
+            assert_eq!(rejection.error.status().as_u16(), 400);
             assert!(rejection.error.message.starts_with(message), "{code}: {:?}", rejection.error.message);
         }
     }
@@ -337,7 +333,7 @@ mod tests {
     fn unreadable_bodies_are_invalid_requests_with_the_fallback_id() {
         for body in [&b""[..], b"   ", b"{not json", b"null", b"[1,2]", b"42", b"\"text\"", b"\xff\xfe"] {
             let rejection = rejected(body);
-            assert_eq!((rejection.error.code, rejection.error.status), ("INVALID_REQUEST", 400), "{body:?}");
+            assert_eq!(rejection.error.code, ErrorCode::InvalidRequest, "{body:?}");
             assert_eq!(rejection.request_id, "fallback-id");
         }
     }

@@ -3,13 +3,10 @@
 //! Tests fail rather than skip when the emulator is missing.
 use multicomms_operator::manifests::{self, Manifests};
 use multicomms_operator::reconcile::{self, Context, Mode};
-use multicomms_runtime::router::guards::{Idempotency, RateLimiter};
-use multicomms_runtime::router::metrics::Metrics;
-use multicomms_runtime::router::{companies::Companies, http, queues::Queues};
+use multicomms_runtime::router::app::{AppState, RouterSettings};
 use multicomms_wire::Naming;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 /// The router API key of the example company (config/examples/local/secrets.yaml).
@@ -63,24 +60,23 @@ pub async fn apply(config: &aws_config::SdkConfig, manifests: &Manifests) -> Nam
     naming
 }
 
-/// The router as its binary builds it (version `router-test-1`, 16 KiB bodies, 10 s timeout),
-/// on the tables and queues named by `naming`.
-pub async fn router_for(config: &aws_config::SdkConfig, naming: &Naming) -> http::Router {
-    let metrics = Arc::new(Metrics::default());
-    let companies =
-        Companies::new(aws_sdk_dynamodb::Client::new(config), naming.company_data_table(), Duration::from_secs(30));
-    let sqs = aws_sdk_sqs::Client::new(config);
-    let queues = Queues::resolve(sqs, naming, Duration::from_millis(5), metrics.batch_size.clone()).await;
-    http::Router {
-        metrics,
-        companies,
-        queues,
-        limiter: RateLimiter::default(),
-        idempotency: Idempotency::new(Duration::from_secs(600)),
+/// The router's settings in the tests: version `router-test-1`, 16 KiB bodies, a 10 s timeout,
+/// the binary's other defaults.
+pub fn router_settings() -> RouterSettings {
+    RouterSettings {
         version: "router-test-1".into(),
         max_body_bytes: 16 * 1024,
         request_timeout: Duration::from_secs(10),
+        company_cache: Duration::from_secs(30),
+        batch_linger: Duration::from_millis(5),
+        idempotency_window: Duration::from_secs(600),
     }
+}
+
+/// The router as its binary builds it, with [`router_settings`], on the tables and queues named
+/// by `naming`.
+pub async fn router_for(config: &aws_config::SdkConfig, naming: &Naming) -> AppState {
+    AppState::build(config, naming, router_settings()).await
 }
 
 /// The spec's example request (§1.7).

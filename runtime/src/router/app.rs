@@ -1,0 +1,178 @@
+//! The router as an axum application: `POST /initiate-conversation` (and its CORS preflight)
+//! with the original's envelope, headers and status codes, plus what its API Gateway did (API
+//! key, body limit, timeout); `/healthz`, `/readyz`, `/metrics`. [`AppState`] is built once,
+//! by the binary and the tests alike.
+use super::accept::{authorize, context_message};
+use super::companies::Companies;
+use super::error::{Rejected, RouterError};
+use super::guards::{Idempotency, RateLimiter};
+use super::metrics::Metrics;
+use super::queues::Queues;
+use super::request::{self, ValidRequest};
+use axum::body::Bytes;
+use axum::extract::{rejection::BytesRejection, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::{from_fn_with_state, map_response, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::Json;
+use multicomms_service::http::{health_routes, ConnectionLimits};
+use multicomms_wire::timestamp::now;
+use multicomms_wire::Naming;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+/// How the router behaves (its flags).
+#[derive(Debug, Clone)]
+pub struct RouterSettings {
+    /// `metadata.router_version` of every context object.
+    pub version: String,
+    pub max_body_bytes: usize,
+    /// Longest a request may take, body upload included (API Gateway's was 29 s).
+    pub request_timeout: Duration,
+    /// How long a company record is cached.
+    pub company_cache: Duration,
+    /// How long a queue message waits for others to share its SendMessageBatch call.
+    pub batch_linger: Duration,
+    /// How long a request id's first success is returned to retries.
+    pub idempotency_window: Duration,
+}
+
+/// What every request shares.
+pub struct AppState {
+    pub metrics: Arc<Metrics>,
+    pub companies: Companies,
+    pub queues: Queues,
+    pub limiter: RateLimiter,
+    pub idempotency: Idempotency,
+    pub settings: RouterSettings,
+}
+
+impl AppState {
+    /// On the tables and queues `naming` names; queues missing now are looked up again later.
+    pub async fn build(sdk: &aws_config::SdkConfig, naming: &Naming, settings: RouterSettings) -> Self {
+        let metrics = Arc::new(Metrics::default());
+        let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
+        let companies = Companies::new(dynamodb, naming.company_data_table(), settings.company_cache);
+        let sqs = aws_sdk_sqs::Client::new(sdk);
+        let queues = Queues::resolve(sqs, naming, settings.batch_linger, metrics.batch_size.clone()).await;
+        AppState {
+            metrics,
+            companies,
+            queues,
+            limiter: RateLimiter::default(),
+            idempotency: Idempotency::new(settings.idempotency_window),
+            settings,
+        }
+    }
+}
+
+pub fn app(state: Arc<AppState>) -> axum::Router {
+    let initiate = post(initiate)
+        .layer(from_fn_with_state(state.clone(), within_timeout))
+        .layer(from_fn_with_state(state.clone(), track_metrics))
+        .options(|| async { StatusCode::OK })
+        .layer(map_response(with_cors));
+    let (ready, metrics) = (state.clone(), state.metrics.clone());
+    let health = health_routes(
+        move || if ready.queues.any_configured() { Ok(()) } else { Err("no channel queue found") },
+        move || metrics.render(),
+    );
+    axum::Router::new()
+        .route("/initiate-conversation", initiate)
+        // Over the limit, the body extractor fails and the handler answers 413.
+        .layer(axum::extract::DefaultBodyLimit::max(state.settings.max_body_bytes))
+        .with_state(state)
+        .merge(health)
+}
+
+/// Serves until `shutdown` resolves, then stops accepting and lets every request in flight
+/// finish; each awaits its own SendMessageBatch, so no accepted message is left unsent. Idle
+/// connections are closed at once, slow ones after `limits.header_timeout`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()>,
+) {
+    multicomms_service::http::serve(listener, app(state), limits, shutdown).await
+}
+
+/// Every answer of the route, counted by status and error code (504s from the timeout too).
+async fn track_metrics(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let code = response.extensions().get::<super::error::ErrorCode>().map_or("", |c| c.as_str());
+    state.metrics.observe(response.status().as_u16(), code, started.elapsed());
+    response
+}
+
+/// The request timeout, over the whole exchange (a slow upload included). A request cut off
+/// while its message is being sent may still be queued; a retry with the same request id is
+/// then dropped by the processor's idempotent conversation record.
+async fn within_timeout(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let limit = state.settings.request_timeout;
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => Rejected { error: RouterError::request_timeout(limit), request_id: String::new() }.into_response(),
+    }
+}
+
+async fn with_cors(mut response: Response) -> Response {
+    const CORS: [(&str, &str); 3] = [
+        ("access-control-allow-origin", "*"),
+        ("access-control-allow-headers", "Content-Type,X-Amz-Date,Authorization,X-Api-Key,X-Amz-Security-Token"),
+        ("access-control-allow-methods", "OPTIONS,POST"),
+    ];
+    for (name, value) in CORS {
+        response.headers_mut().insert(name, HeaderValue::from_static(value));
+    }
+    response
+}
+
+async fn initiate(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<serde_json::Value>, Rejected> {
+    let fallback_id = uuid::Uuid::new_v4().to_string();
+    let reject = |error| Rejected { error, request_id: fallback_id.clone() };
+    let body = body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => reject(RouterError::payload_too_large(state.settings.max_body_bytes)),
+        _ => reject(RouterError::invalid_request()),
+    })?;
+    // Unauthenticated traffic is turned away before any parsing or lookup.
+    let api_key = headers.get("x-api-key").and_then(|v| v.to_str().ok()).filter(|k| !k.is_empty());
+    let api_key = api_key.ok_or_else(|| reject(RouterError::missing_api_key()))?;
+    let request = request::validate(&body, &fallback_id)?;
+    let request_id = request.request_id.clone();
+    accept(&state, api_key, request).await.map(Json).map_err(|error| Rejected { error, request_id })
+}
+
+/// The company and its key, the gates, then — once per request id — the rate limit and the send.
+/// Returns the success envelope.
+async fn accept(state: &AppState, api_key: &str, request: ValidRequest) -> Result<serde_json::Value, RouterError> {
+    let found = state.companies.get(&request.company_id, &request.project_id).await?;
+    let company = authorize(found.as_deref(), api_key, &request)?;
+    if !state.queues.is_configured(request.channel) {
+        return Err(RouterError::queue_not_configured(request.channel.as_str()));
+    }
+    let ids = (request.company_id.clone(), request.project_id.clone(), request.request_id.clone());
+    let message = context_message(request, company, &state.settings.version, now())?;
+    let limits = &company.record.rate_limits;
+    let (company_id, project_id, request_id) = &ids;
+    state
+        .idempotency
+        .once(ids.clone(), || async {
+            state.limiter.admit(company_id, project_id, limits, SystemTime::now())?;
+            state.queues.send(message.channel, message.body, message.attributes).await?;
+            Ok(serde_json::json!({
+                "status": "success",
+                "request_id": request_id,
+                "message": "Request accepted and queued for processing",
+                "queue_timestamp": now(),
+            }))
+        })
+        .await
+}
