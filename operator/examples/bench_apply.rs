@@ -7,9 +7,10 @@
 //! usage: bench_apply <companies> [concurrency]
 use futures::StreamExt;
 use multicomms_operator::aws::{self, Aws};
+use multicomms_operator::cli::batch::reconcile_manifests;
+use multicomms_operator::cli::manifests;
 use multicomms_operator::desired::{self, Owner};
-use multicomms_operator::manifests;
-use multicomms_operator::reconcile::{reconcile_manifests, Context, Mode};
+use multicomms_operator::reconcile::{Context, Mode};
 use multicomms_wire::Naming;
 use std::time::Instant;
 
@@ -72,7 +73,7 @@ async fn main() -> anyhow::Result<()> {
     let puts: Vec<_> = futures::stream::iter(items)
         .map(|item| {
             let condition = aws::dynamodb::WriteCondition::Absent { partition_key: "company_id" };
-            put_ctx.aws.dynamodb.put_item(&table, item, condition)
+            put_ctx.apply(|w| put_ctx.aws.dynamodb.put_item(w, &table, item, condition))
         })
         .buffer_unordered(concurrency)
         .collect()

@@ -2,13 +2,12 @@
 //!
 //! Read in this order: [`crd`] (what users write), [`desired`] (pure: resource → AWS objects),
 //! [`aws`] (thin SDK adapters), [`reconcile`] (observe → diff → apply, one path for `apply`,
-//! `plan` and the controller), [`manifests`] (reading a git checkout) and `main.rs` (the CLI).
+//! `plan` and the controller), then its two drivers: [`cli`] (a git checkout's manifests) and
+//! [`controller`] (the Kubernetes API).
 pub mod aws;
+pub mod cli;
 pub mod controller;
 pub mod crd;
 pub mod desired;
 pub mod diff;
-pub mod manifests;
-pub mod output;
 pub mod reconcile;
-pub mod validate;

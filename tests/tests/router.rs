@@ -4,8 +4,8 @@
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use http_body_util::BodyExt;
+use multicomms_operator::cli::manifests;
 use multicomms_operator::crd::Company;
-use multicomms_operator::manifests;
 use multicomms_operator::reconcile::{self, Context, Mode};
 use multicomms_runtime::router::app::{self, AppState, RouterSettings};
 use multicomms_runtime::router::companies::Companies;

@@ -1,5 +1,5 @@
 //! DynamoDB: the company-data item and the environment's tables.
-use super::AwsError;
+use super::{AwsError, Writes};
 use crate::desired::tables::{KeyType, TableSpec};
 use aws_sdk_dynamodb::client::Waiters;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
@@ -83,7 +83,13 @@ impl Dynamo {
         Ok(out.item)
     }
 
-    pub async fn put_item(&self, table: &str, item: Item, condition: WriteCondition) -> Result<(), PutError> {
+    pub async fn put_item(
+        &self,
+        _: Writes,
+        table: &str,
+        item: Item,
+        condition: WriteCondition,
+    ) -> Result<(), PutError> {
         let request = self.client.put_item().table_name(table).set_item(Some(item));
         let (expression, names, values) = condition.expression();
         let request = request
@@ -100,7 +106,13 @@ impl Dynamo {
     }
 
     /// Deletes the item if `condition` holds; `Ok(false)` when it does not (gone, or not ours).
-    pub async fn delete_item(&self, table: &str, key: Item, condition: WriteCondition) -> Result<bool, AwsError> {
+    pub async fn delete_item(
+        &self,
+        _: Writes,
+        table: &str,
+        key: Item,
+        condition: WriteCondition,
+    ) -> Result<bool, AwsError> {
         let request = self.client.delete_item().table_name(table).set_key(Some(key));
         let (expression, names, values) = condition.expression();
         let request = request
@@ -150,7 +162,7 @@ impl Dynamo {
         }))
     }
 
-    pub async fn create_table(&self, spec: &TableSpec) -> Result<(), AwsError> {
+    pub async fn create_table(&self, _: Writes, spec: &TableSpec) -> Result<(), AwsError> {
         let err = |e| AwsError::from_sdk("CreateTable", &spec.name, e);
         let build = |e: aws_sdk_dynamodb::error::BuildError| AwsError::local("CreateTable", &spec.name, "Client", e);
         let key = |name: &str, role: KeyRole| KeySchemaElement::builder().attribute_name(name).key_type(role).build();
@@ -227,7 +239,7 @@ impl Dynamo {
         }))
     }
 
-    pub async fn enable_ttl(&self, table: &str, attribute: &str) -> Result<(), AwsError> {
+    pub async fn enable_ttl(&self, _: Writes, table: &str, attribute: &str) -> Result<(), AwsError> {
         let spec = TimeToLiveSpecification::builder()
             .enabled(true)
             .attribute_name(attribute)

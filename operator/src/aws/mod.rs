@@ -20,6 +20,18 @@ pub async fn load_config() -> SdkConfig {
     multicomms_service::aws::load_config(multicomms_service::aws::OPERATOR_ATTEMPTS).await
 }
 
+/// Permission to change AWS. Every write method of the adapters asks for one, and only the
+/// reconcile's write gate (`Context::apply`) hands it out, in apply mode, so `plan` cannot write
+/// by construction.
+#[derive(Debug, Clone, Copy)]
+pub struct Writes(());
+
+impl Writes {
+    pub(crate) const fn granted() -> Self {
+        Writes(())
+    }
+}
+
 /// The three service adapters, sharing one SDK configuration and one call counter.
 #[derive(Clone)]
 pub struct Aws {

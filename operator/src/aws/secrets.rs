@@ -1,6 +1,6 @@
 //! Secrets Manager: the secrets a resource writes. Values travel as `SecretString` and are
 //! exposed only to the SDK call that sends them.
-use super::AwsError;
+use super::{AwsError, Writes};
 use aws_sdk_secretsmanager::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_secretsmanager::types::Tag;
 use secrecy::{ExposeSecret, SecretString};
@@ -97,6 +97,7 @@ impl SecretsManager {
 
     pub async fn create(
         &self,
+        _: Writes,
         name: &str,
         value: &SecretString,
         tags: &BTreeMap<&'static str, String>,
@@ -115,14 +116,14 @@ impl SecretsManager {
         }
     }
 
-    pub async fn put_value(&self, name: &str, value: &SecretString) -> Result<WrittenSecret, WriteError> {
+    pub async fn put_value(&self, _: Writes, name: &str, value: &SecretString) -> Result<WrittenSecret, WriteError> {
         match self.client.put_secret_value().secret_id(name).secret_string(value.expose_secret()).send().await {
             Ok(out) => Ok(WrittenSecret { arn: out.arn.unwrap_or_default(), version_id: out.version_id }),
             Err(e) => Err(write_error("PutSecretValue", name, e)),
         }
     }
 
-    pub async fn restore(&self, name: &str) -> Result<(), AwsError> {
+    pub async fn restore(&self, _: Writes, name: &str) -> Result<(), AwsError> {
         self.client
             .restore_secret()
             .secret_id(name)
@@ -132,7 +133,7 @@ impl SecretsManager {
         Ok(())
     }
 
-    pub async fn tag(&self, name: &str, tags: &BTreeMap<&'static str, String>) -> Result<(), AwsError> {
+    pub async fn tag(&self, _: Writes, name: &str, tags: &BTreeMap<&'static str, String>) -> Result<(), AwsError> {
         self.client
             .tag_resource()
             .secret_id(name)
@@ -145,7 +146,7 @@ impl SecretsManager {
 
     /// Schedules deletion with a recovery window: re-creating the resource within it restores
     /// the secret (see the reconcile's restore path). A secret already gone counts as deleted.
-    pub async fn delete(&self, name: &str, recovery_window_days: i64) -> Result<(), AwsError> {
+    pub async fn delete(&self, _: Writes, name: &str, recovery_window_days: i64) -> Result<(), AwsError> {
         match self.client.delete_secret().secret_id(name).recovery_window_in_days(recovery_window_days).send().await {
             Ok(_) => Ok(()),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_resource_not_found_exception()) => Ok(()),

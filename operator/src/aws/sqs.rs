@@ -1,5 +1,5 @@
 //! SQS: the channel queues.
-use super::AwsError;
+use super::{AwsError, Writes};
 use aws_sdk_sqs::types::QueueAttributeName;
 use std::collections::{BTreeMap, HashMap};
 
@@ -62,6 +62,7 @@ impl Sqs {
     /// Creates the queue with its attributes and tags, and returns it as observed afterwards.
     pub async fn create(
         &self,
+        _: Writes,
         name: &str,
         attributes: &BTreeMap<&'static str, String>,
         tags: &BTreeMap<&'static str, String>,
@@ -81,6 +82,7 @@ impl Sqs {
 
     pub async fn set_attributes(
         &self,
+        _: Writes,
         name: &str,
         url: &str,
         attributes: &BTreeMap<&'static str, String>,
@@ -93,7 +95,13 @@ impl Sqs {
         Ok(())
     }
 
-    pub async fn tag(&self, name: &str, url: &str, tags: &BTreeMap<&'static str, String>) -> Result<(), AwsError> {
+    pub async fn tag(
+        &self,
+        _: Writes,
+        name: &str,
+        url: &str,
+        tags: &BTreeMap<&'static str, String>,
+    ) -> Result<(), AwsError> {
         let mut request = self.client.tag_queue().queue_url(url);
         for (k, v) in tags {
             request = request.tags(*k, v);
@@ -103,7 +111,7 @@ impl Sqs {
     }
 
     /// Deletes the queue and its messages. A queue already gone counts as deleted.
-    pub async fn delete(&self, name: &str, url: &str) -> Result<(), AwsError> {
+    pub async fn delete(&self, _: Writes, name: &str, url: &str) -> Result<(), AwsError> {
         match self.client.delete_queue().queue_url(url).send().await {
             Ok(_) => Ok(()),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_queue_does_not_exist()) => Ok(()),

@@ -1,24 +1,26 @@
 //! The in-cluster controller (`run`): the reconcile of `apply`, driven by the Kubernetes API.
 //!
-//! Per resource: make sure our finalizer is on it; read the Kubernetes Secrets it references;
-//! run the engine ([`crate::reconcile`]); write `status` (conditions, observedGeneration, where
-//! things are) with server-side apply under one field manager; publish an Event per change and
-//! per failure; requeue. On deletion, `deletionPolicy` decides between leaving the AWS objects
-//! (Retain, said in an Event) and deleting the ones that carry the resource's marker (Delete).
+//! Per resource ([`reconciler`]): make sure our finalizer is on it; read the Kubernetes Secrets it
+//! references; run the engine ([`crate::reconcile`]); write `status` (conditions,
+//! observedGeneration, where things are) with server-side apply under one field manager; publish
+//! an Event per change and per failure ([`events`]); requeue. On deletion, `deletionPolicy`
+//! decides between leaving the AWS objects (Retain, said in an Event) and deleting the ones that
+//! carry the resource's marker (Delete). With several replicas, one leads ([`leader`]).
+pub mod events;
+pub mod kube_io;
 pub mod leader;
 pub mod metrics;
-mod resources;
+pub mod reconciler;
 
-pub use resources::{reconcile_channel, reconcile_company};
+pub use reconciler::{reconcile, Managed};
 
-use crate::desired::secret::{SecretSpec, SecretValues, Source};
-use crate::reconcile::{self, Action as Change, Report};
+use crate::desired::secret::{SecretSpec, Source};
+use crate::reconcile::{self, Failure, Reason};
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, PartialObjectMeta, Patch, PatchParams};
+use kube::api::{Api, PartialObjectMeta};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType, Recorder, Reporter};
+use kube::runtime::events::{Recorder, Reporter};
 use kube::{Resource, ResourceExt};
-use secrecy::SecretString;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -39,8 +41,9 @@ pub struct State {
 }
 
 impl State {
-    pub fn new(engine: reconcile::Context, client: kube::Client, resync: Duration) -> Self {
-        let reporter = Reporter { controller: MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
+    /// `instance`: this replica's name on its Events (the pod's name).
+    pub fn new(engine: reconcile::Context, client: kube::Client, resync: Duration, instance: Option<String>) -> Self {
+        let reporter = Reporter { controller: MANAGER.into(), instance };
         let metrics = Arc::new(metrics::Metrics::new(engine.aws.calls.clone()));
         State { engine, recorder: Recorder::new(client.clone(), reporter), client, resync, metrics }
     }
@@ -50,13 +53,26 @@ impl State {
 pub enum Error {
     #[error("Kubernetes API: {0}")]
     Kube(#[from] kube::Error),
-    /// A failure worth another try soon: AWS errors, objects still in use.
-    #[error("{0}")]
-    Retry(String),
+    /// A failure worth another try soon (AWS errors, objects still in use), with its reason.
+    #[error("{}: {message}", reason.as_str())]
+    Retry { reason: Reason, message: String },
     #[error("finalizer: {0}")]
     Finalizer(String),
     #[error("leadership: {0}")]
     Leadership(#[from] leader::LostLease),
+}
+
+impl Error {
+    pub fn retry(failure: &Failure) -> Self {
+        Error::Retry { reason: failure.reason, message: failure.message.clone() }
+    }
+
+    fn from_finalizer(error: kube::runtime::finalizer::Error<Error>) -> Self {
+        match error {
+            kube::runtime::finalizer::Error::ApplyFailed(e) | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
+            other => Error::Finalizer(other.to_string()),
+        }
+    }
 }
 
 /// Requeue after a failed reconcile. AWS throttling is already backed off inside the SDK; this
@@ -74,153 +90,37 @@ fn jittered(base: Duration) -> Duration {
     base.mul_f64(factor)
 }
 
-/// After a reconcile: in sync or a user error → wait for a change (watch) or the resync, never a
-/// hot loop; anything else → retry soon.
-fn next_action(report: &Report, resync: Duration) -> Result<Action, Error> {
-    match report.failure() {
-        Some(failure) if !failure.reason.is_terminal() => {
-            Err(Error::Retry(format!("{}: {}", failure.reason.as_str(), failure.message)))
-        }
-        _ => Ok(Action::requeue(jittered(resync))),
-    }
-}
-
-/// Adds our finalizer unless present, and returns the resource as it now is. A merge patch
-/// carrying the resourceVersion, so it fails rather than overwrite a concurrent change.
-async fn ensure_finalizer<K>(api: &Api<K>, resource: Arc<K>) -> Result<Arc<K>, Error>
-where
-    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    if resource.finalizers().iter().any(|f| f == FINALIZER) || resource.meta().deletion_timestamp.is_some() {
-        return Ok(resource);
-    }
-    let mut finalizers = resource.finalizers().to_vec();
-    finalizers.push(FINALIZER.to_string());
-    let patch = serde_json::json!({
-        "metadata": {"finalizers": finalizers, "resourceVersion": resource.resource_version()}
-    });
-    Ok(Arc::new(api.patch(&resource.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?))
-}
-
-/// The values of the Kubernetes Secrets that `specs` reference, from `namespace`. A missing
-/// Secret or key is simply absent: the engine reports it, naming the field.
-async fn secret_values(client: &kube::Client, namespace: &str, specs: &[SecretSpec]) -> Result<SecretValues, Error> {
-    let names = referenced_secrets(specs);
-    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
-    let mut values = SecretValues::default();
-    for name in names {
-        let Some(secret) = api.get_opt(name).await? else {
-            continue;
-        };
-        for (key, bytes) in secret.data.unwrap_or_default() {
-            match String::from_utf8(bytes.0) {
-                Ok(text) => values.insert(name, &key, SecretString::from(text)),
-                Err(_) => tracing::warn!(secret = name, key, "Secret value is not UTF-8; treated as missing"),
-            }
-        }
-    }
-    Ok(values)
-}
-
-/// Server-side apply of `status` under [`MANAGER`].
-async fn write_status<K>(api: &Api<K>, resource: &K, status: serde_json::Value) -> Result<(), Error>
-where
-    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
-{
-    let patch = serde_json::json!({
-        "apiVersion": K::api_version(&()),
-        "kind": K::kind(&()),
-        "status": status,
-    });
-    api.patch_status(&resource.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch)).await?;
-    Ok(())
-}
-
-/// One Normal Event per kind of change (Created, Updated, …) listing its objects, and a Warning
-/// for the deciding failure. (The recorder folds repeats of an Event into a series keyed by
-/// reason, not note, so per-object Events would hide all but the first object.) Notes name
-/// objects and fields, never values.
-async fn publish<K>(recorder: &Recorder, resource: &K, report: &Report)
-where
-    K: Resource<DynamicType = ()>,
-{
-    let reference = resource.object_ref(&());
-    let mut events = Vec::new();
-    for (action, reason) in [
-        (Change::Create, "Created"),
-        (Change::Update, "Updated"),
-        (Change::Restore, "Restored"),
-        (Change::Delete, "Deleted"),
-    ] {
-        let changes: Vec<String> =
-            report.changes.iter().filter(|c| c.action == action).map(ToString::to_string).collect();
-        if !changes.is_empty() {
-            events.push(event(EventType::Normal, reason, changes.join("; ")));
-        }
-    }
-    if let Some((subsystem, failure)) = report.failed_subsystem() {
-        events.push(event(EventType::Warning, failure.reason.as_str(), format!("{subsystem}: {}", failure.message)));
-    }
-    for event in events {
-        if let Err(error) = recorder.publish(&event, &reference).await {
-            tracing::warn!(%error, reason = event.reason, "could not publish an Event");
-        }
-    }
-}
-
-fn event(type_: EventType, reason: &str, note: String) -> Event {
-    Event { type_, reason: reason.into(), note: Some(truncate(note)), action: "Reconcile".into(), secondary: None }
-}
-
-/// Event notes are limited to 1 kB.
-fn truncate(mut note: String) -> String {
-    if note.len() > 1000 {
-        let mut end = 1000;
-        while !note.is_char_boundary(end) {
-            end -= 1;
-        }
-        note.truncate(end);
-        note.push('…');
-    }
-    note
-}
-
 /// Runs both controllers until SIGTERM/SIGINT, then lets in-flight reconciles finish.
-/// A change to a Kubernetes Secret re-reconciles every resource that references it, so a
-/// rotated credential reaches Secrets Manager within seconds.
 pub async fn run(state: Arc<State>, concurrency: u16) {
-    use crate::crd::{Channel, Company};
+    futures::join!(
+        control::<crate::crd::Company>(state.clone(), concurrency),
+        control::<crate::crd::Channel>(state, concurrency)
+    );
+}
+
+/// The controller of one kind. A change to a Kubernetes Secret re-reconciles every resource of
+/// the kind that references it, so a rotated credential reaches Secrets Manager within seconds.
+async fn control<K: Managed>(state: Arc<State>, concurrency: u16) {
     use futures::StreamExt;
     use kube::runtime::{controller::Config, watcher, Controller};
-
     let client = state.client.clone();
-    let config = Config::default().concurrency(concurrency);
-
     let naming = state.engine.naming.clone();
-    let companies = Controller::new(Api::<Company>::all(client.clone()), watcher::Config::default());
-    let store = companies.store();
-    let companies = companies
+    let controller = Controller::new(Api::<K>::all(client.clone()), watcher::Config::default());
+    let store = controller.store();
+    controller
         .watches(secret_names(&client), watcher::Config::default(), move |secret| {
-            referencing(&store, &secret, |c: &Company| crate::desired::company::secrets(&c.spec, &naming))
+            referencing(&store, &secret, |r: &K| r.secret_specs(&naming))
         })
-        .with_config(config.clone())
+        .with_config(Config::default().concurrency(concurrency))
         .shutdown_on_signal()
-        .run(reconcile_company, error_policy, state.clone())
-        .for_each(|result| async move { log_result("Company", result) });
-
-    let naming = state.engine.naming.clone();
-    let channels = Controller::new(Api::<Channel>::all(client.clone()), watcher::Config::default());
-    let store = channels.store();
-    let channels = channels
-        .watches(secret_names(&client), watcher::Config::default(), move |secret| {
-            referencing(&store, &secret, |c: &Channel| crate::desired::channel::secrets(&c.spec, &naming))
+        .run(reconcile::<K>, error_policy, state)
+        .for_each(|result| async move {
+            match result {
+                Ok(reconciled) => tracing::debug!(?reconciled, "reconciled"),
+                Err(error) => tracing::warn!(%error, "reconcile error"),
+            }
         })
-        .with_config(config)
-        .shutdown_on_signal()
-        .run(reconcile_channel, error_policy, state)
-        .for_each(|result| async move { log_result("Channel", result) });
-
-    futures::join!(companies, channels);
+        .await
 }
 
 /// Secrets as metadata only (`PartialObjectMetadata`): a change to one is all the controllers
@@ -229,13 +129,6 @@ pub async fn run(state: Arc<State>, concurrency: u16) {
 /// reconciles that resource.
 fn secret_names(client: &kube::Client) -> Api<PartialObjectMeta<Secret>> {
     Api::all(client.clone())
-}
-
-fn log_result<T: std::fmt::Debug, E: std::fmt::Display>(kind: &str, result: Result<T, E>) {
-    match result {
-        Ok(reconciled) => tracing::debug!(kind, ?reconciled, "reconciled"),
-        Err(error) => tracing::warn!(kind, %error, "reconcile error"),
-    }
 }
 
 /// The resources in `store` (same namespace as `secret`) whose secrets read it.
@@ -257,7 +150,7 @@ where
 }
 
 /// Names of the Kubernetes Secrets that `specs` read.
-fn referenced_secrets(specs: &[SecretSpec]) -> BTreeSet<&str> {
+pub(crate) fn referenced_secrets(specs: &[SecretSpec]) -> BTreeSet<&str> {
     specs
         .iter()
         .flat_map(|s| &s.keys)

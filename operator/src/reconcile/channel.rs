@@ -1,12 +1,13 @@
 //! Channel → dead-letter queue, main queue (redriving to it), and the shared OpenAI key.
 use super::secrets::{self, SECRETS_SYNCED};
-use super::{begin, claim, Action, Context, Failure, Mode, Outcome, QueueOutput, Report};
+use super::validate;
+use super::{begin, claim, ChangeKind, Context, Failure, Outcome, QueueOutput, Report};
 use crate::aws::sqs::ObservedQueue;
+use crate::aws::AwsError;
 use crate::crd::Channel;
 use crate::desired::channel::{queues, redrive_policy, same_redrive_policy, QueueSpec, REDRIVE_POLICY};
 use crate::desired::secret::SecretValues;
 use crate::desired::{self, Owner, OWNER_TAG};
-use crate::validate;
 use std::collections::BTreeMap;
 
 pub const QUEUES_SYNCED: &str = "QueuesSynced";
@@ -53,16 +54,13 @@ async fn sync_queue(
     let object = format!("queue {}", spec.name);
     let tags = BTreeMap::from([(OWNER_TAG, owner.to_string())]);
     let Some(observed) = sqs.observe(&spec.name).await? else {
-        report.change(Action::Create, &object, spec.attributes.keys().map(|k| k.to_string()).collect());
-        return match ctx.mode {
-            Mode::Plan => Ok(None),
-            Mode::Apply => {
-                let created = sqs.create(&spec.name, &spec.attributes, &tags).await?;
-                // CreateQueue returns an existing queue with the same attributes: check it is ours.
-                claim(owner, created.tags.get(OWNER_TAG).map(String::as_str), false, &object)?;
-                Ok(Some(created))
-            }
+        report.change(ChangeKind::Create, &object, spec.attributes.keys().map(|k| k.to_string()).collect());
+        let Some(created) = ctx.apply(|w| sqs.create(w, &spec.name, &spec.attributes, &tags)).await? else {
+            return Ok(None);
         };
+        // CreateQueue returns an existing queue with the same attributes: check it is ours.
+        claim(owner, created.tags.get(OWNER_TAG).map(String::as_str), false, &object)?;
+        return Ok(Some(created));
     };
 
     let adopting = claim(owner, observed.tags.get(OWNER_TAG).map(String::as_str), adopt, &object)?;
@@ -86,14 +84,17 @@ async fn sync_queue(
     if fields.is_empty() {
         return Ok(Some(observed));
     }
-    report.change(Action::Update, object, fields);
-    if ctx.mode == Mode::Apply {
+    report.change(ChangeKind::Update, object, fields);
+    let (drifted, tags, url) = (&drifted, &tags, &observed.url);
+    ctx.apply(|w| async move {
         if !drifted.is_empty() {
-            sqs.set_attributes(&spec.name, &observed.url, &drifted).await?;
+            sqs.set_attributes(w, &spec.name, url, drifted).await?;
         }
         if adopting {
-            sqs.tag(&spec.name, &observed.url, &tags).await?;
+            sqs.tag(w, &spec.name, url, tags).await?;
         }
-    }
+        Ok::<_, AwsError>(())
+    })
+    .await?;
     Ok(Some(observed))
 }

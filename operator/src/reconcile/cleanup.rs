@@ -4,7 +4,7 @@
 use super::channel::QUEUES_SYNCED;
 use super::company::RECORD_SYNCED;
 use super::secrets::SECRETS_SYNCED;
-use super::{begin, Action, Context, Failure, Outcome, Reason, Report};
+use super::{begin, ChangeKind, Context, Failure, Outcome, Reason, Report};
 use crate::aws::dynamodb::WriteCondition;
 use crate::crd::{Channel, Company};
 use crate::desired::secret::SecretSpec;
@@ -57,8 +57,8 @@ async fn delete_record(ctx: &Context, company: &Company, owner: &Owner, report: 
         attribute: MANAGED_BY,
         expected: Some(owner.to_string()),
     };
-    if ctx.aws.dynamodb.delete_item(&table, key, mine).await? {
-        report.change(Action::Delete, format!("item {table}[{company_id}/{project_id}]"), vec![]);
+    if ctx.apply(|w| ctx.aws.dynamodb.delete_item(w, &table, key, mine)).await?.unwrap_or(true) {
+        report.change(ChangeKind::Delete, format!("item {table}[{company_id}/{project_id}]"), vec![]);
         Ok("record deleted".into())
     } else {
         Ok("no record of ours to delete".into())
@@ -73,8 +73,8 @@ async fn delete_secrets(ctx: &Context, specs: &[SecretSpec], owner: &Owner, repo
         };
         let ours = observed.tags.get(OWNER_TAG).is_some_and(|m| *m == owner.to_string());
         if ours && !observed.scheduled_for_deletion {
-            ctx.aws.secrets.delete(&spec.name, SECRET_RECOVERY_DAYS).await?;
-            report.change(Action::Delete, format!("secret {}", spec.name), vec![]);
+            ctx.apply(|w| ctx.aws.secrets.delete(w, &spec.name, SECRET_RECOVERY_DAYS)).await?;
+            report.change(ChangeKind::Delete, format!("secret {}", spec.name), vec![]);
             deleted += 1;
         }
     }
@@ -89,8 +89,8 @@ async fn restore_secrets(ctx: &Context, specs: &[SecretSpec], owner: &Owner, rep
         };
         let ours = observed.tags.get(OWNER_TAG).is_some_and(|m| *m == owner.to_string());
         if ours && observed.scheduled_for_deletion {
-            ctx.aws.secrets.restore(&spec.name).await?;
-            report.change(Action::Restore, format!("secret {}", spec.name), vec![]);
+            ctx.apply(|w| ctx.aws.secrets.restore(w, &spec.name)).await?;
+            report.change(ChangeKind::Restore, format!("secret {}", spec.name), vec![]);
         }
     }
     Ok("secrets kept".into())
@@ -104,8 +104,8 @@ async fn delete_queues(ctx: &Context, channel: &Channel, owner: &Owner, report: 
             continue;
         };
         if observed.tags.get(OWNER_TAG).is_some_and(|m| *m == owner.to_string()) {
-            ctx.aws.sqs.delete(name, &observed.url).await?;
-            report.change(Action::Delete, format!("queue {name}"), vec![]);
+            ctx.apply(|w| ctx.aws.sqs.delete(w, name, &observed.url)).await?;
+            report.change(ChangeKind::Delete, format!("queue {name}"), vec![]);
         }
     }
     Ok("queues of ours deleted".into())

@@ -4,13 +4,13 @@
 //! changes nothing at all; then the secrets are written; the record last, because it points
 //! clients and processors at those secrets.
 use super::secrets::{self, SECRETS_SYNCED};
-use super::{begin, claim, Action, Context, Failure, Mode, Outcome, Reason, Report};
+use super::validate;
+use super::{begin, claim, ChangeKind, Context, Failure, Outcome, Reason, Report};
 use crate::aws::dynamodb::{PutError, WriteCondition};
 use crate::crd::Company;
 use crate::desired::secret::SecretValues;
 use crate::desired::{self, Owner};
 use crate::diff;
-use crate::validate;
 use multicomms_wire::company::{record_key, CREATED_AT, MANAGED_BY, PARTITION_KEY, TIMESTAMPS, UPDATED_AT};
 use multicomms_wire::{CompanyRecord, Item};
 
@@ -66,14 +66,15 @@ async fn plan_record(
     let object = format!("item {table}[{}/{}]", record.company_id, record.project_id);
     let key = record_key(&record.company_id, &record.project_id);
     let observed = match ctx.aws.dynamodb.get_item(&table, key).await {
-        // `plan` before the first `apply`: the table itself does not exist yet.
-        Err(e) if ctx.mode == Mode::Plan && e.code == "ResourceNotFoundException" => None,
+        // No table yet (a `plan` before the first `apply`): no record either. (`apply` creates
+        // the tables first; were one still missing, the write would say so.)
+        Err(e) if e.code == "ResourceNotFoundException" => None,
         other => other?,
     };
     let text = |item: &Item, name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
 
     let Some(item) = observed else {
-        report.change(Action::Create, &object, vec![]);
+        report.change(ChangeKind::Create, &object, vec![]);
         let condition = WriteCondition::Absent { partition_key: PARTITION_KEY };
         return Ok(Some(RecordWrite { table, object, record, condition }));
     };
@@ -85,7 +86,7 @@ async fn plan_record(
         report.outputs.record_version = Some(version);
         return Ok(None);
     }
-    report.change(Action::Update, &object, fields);
+    report.change(ChangeKind::Update, &object, fields);
     record.created_at = text(&item, CREATED_AT).unwrap_or_default();
     // Written only if nobody took the item over since it was read.
     let expected = if adopting { None } else { Some(owner.to_string()) };
@@ -94,9 +95,6 @@ async fn plan_record(
 }
 
 async fn write_record(ctx: &Context, write: RecordWrite, report: &mut Report) -> Outcome {
-    if ctx.mode == Mode::Plan {
-        return Ok("record would be written".into());
-    }
     let RecordWrite { table, object, mut record, condition } = write;
     let now = multicomms_wire::timestamp::now();
     if record.created_at.is_empty() {
@@ -104,8 +102,9 @@ async fn write_record(ctx: &Context, write: RecordWrite, report: &mut Report) ->
     }
     record.updated_at = now;
     let item = record.to_item().map_err(|e| Failure::new(Reason::InvalidSpec, format!("{object}: {e}")))?;
-    let written = match ctx.aws.dynamodb.put_item(&table, item, condition).await {
-        Ok(()) => true,
+    let written = match ctx.apply(|w| ctx.aws.dynamodb.put_item(w, &table, item, condition)).await {
+        Ok(None) => return Ok("record would be written".into()),
+        Ok(Some(())) => true,
         // An SDK retry of a put whose first answer was lost fails the condition on our own
         // write: the item then carries our marker and the very timestamp just written.
         Err(PutError::ConditionFailed) => is_our_write(ctx, &table, &record).await?,

@@ -4,7 +4,7 @@
 //!
 //! All references are resolved and all secrets observed and claimed before the first write, so
 //! a missing Secret or a secret owned by someone else leaves the whole set untouched.
-use super::{claim, Action, Context, Failure, Mode, Outcome, Reason, Report};
+use super::{claim, ChangeKind, Context, Failure, Outcome, Reason, Report};
 use crate::aws::secrets::{ObservedSecret, WriteError, WrittenSecret};
 use crate::crd::company::SecretStatus;
 use crate::desired::secret::{DesiredSecret, SecretSpec, SecretValues};
@@ -62,18 +62,17 @@ async fn create(
     report: &mut Report,
 ) -> Result<(), Failure> {
     let object = format!("secret {}", secret.name);
-    report.change(Action::Create, &object, vec!["value".into()]);
-    if ctx.mode == Mode::Plan {
-        return Ok(());
-    }
+    report.change(ChangeKind::Create, &object, vec!["value".into()]);
     let sm = &ctx.aws.secrets;
-    let written = match sm.create(&secret.name, &secret.value, &owner_tags(owner)).await {
-        Ok(written) => written,
+    let tags = owner_tags(owner);
+    let written = match ctx.apply(|w| sm.create(w, &secret.name, &secret.value, &tags)).await {
+        Ok(None) => return Ok(()),
+        Ok(Some(written)) => written,
         // A secret of that name was deleted with a recovery window after our read: bring it
         // back, and treat it like any existing secret (it may not be ours).
         Err(WriteError::ScheduledForDeletion) => {
-            report.change(Action::Restore, &object, vec![]);
-            sm.restore(&secret.name).await?;
+            report.change(ChangeKind::Restore, &object, vec![]);
+            ctx.apply(|w| sm.restore(w, &secret.name)).await?;
             let observed = sm
                 .describe(&secret.name)
                 .await?
@@ -105,37 +104,35 @@ async fn update(
 ) -> Result<(), Failure> {
     let sm = &ctx.aws.secrets;
     let object = format!("secret {}", secret.name);
-    let apply = ctx.mode == Mode::Apply;
-    // AWS refuses every other write (tags included) until a pending deletion is cancelled.
-    if observed.scheduled_for_deletion {
-        report.change(Action::Restore, &object, vec![]);
-        if apply {
-            sm.restore(&secret.name).await?;
-        }
-    }
+    // AWS refuses every other write (tags included) until a pending deletion is cancelled, and a
+    // secret still scheduled for deletion cannot be read (in a `plan`, it stays so).
+    let readable = if observed.scheduled_for_deletion {
+        report.change(ChangeKind::Restore, &object, vec![]);
+        ctx.apply(|w| sm.restore(w, &secret.name)).await?.is_some()
+    } else {
+        true
+    };
     if adopting {
-        report.change(Action::Update, &object, vec![format!("tag {OWNER_TAG} (adopted)")]);
-        if apply {
-            sm.tag(&secret.name, &owner_tags(owner)).await?;
-        }
+        report.change(ChangeKind::Update, &object, vec![format!("tag {OWNER_TAG} (adopted)")]);
+        let tags = owner_tags(owner);
+        ctx.apply(|w| sm.tag(w, &secret.name, &tags)).await?;
     }
-    // A secret still scheduled for deletion (plan) cannot be read: `apply` restores and rewrites it.
-    let (stored, version_id) =
-        if observed.scheduled_for_deletion && !apply { (None, None) } else { sm.current_value(&secret.name).await? };
+    let (stored, version_id) = if readable { sm.current_value(&secret.name).await? } else { (None, None) };
     if stored.as_ref().is_some_and(|s| secret.matches(s.expose_secret())) {
         record(report, &secret.name, WrittenSecret { arn: observed.arn, version_id });
         return Ok(());
     }
-    report.change(Action::Update, &object, vec!["value".into()]);
-    if !apply {
-        return Ok(());
-    }
-    let written = match sm.put_value(&secret.name, &secret.value).await {
+    report.change(ChangeKind::Update, &object, vec!["value".into()]);
+    let written = match ctx.apply(|w| sm.put_value(w, &secret.name, &secret.value)).await {
+        Ok(None) => return Ok(()),
         // Deleted between our read and this write (AWS refuses; moto does not).
         Err(WriteError::ScheduledForDeletion) => {
-            report.change(Action::Restore, &object, vec![]);
-            sm.restore(&secret.name).await?;
-            sm.put_value(&secret.name, &secret.value).await
+            report.change(ChangeKind::Restore, &object, vec![]);
+            let restore_and_put = |w| async move {
+                sm.restore(w, &secret.name).await?;
+                sm.put_value(w, &secret.name, &secret.value).await
+            };
+            ctx.apply(restore_and_put).await
         }
         other => other,
     }
@@ -145,7 +142,9 @@ async fn update(
             Failure::new(Reason::AwsError, format!("{object} is scheduled for deletion and could not be restored"))
         }
     })?;
-    record(report, &secret.name, written);
+    if let Some(written) = written {
+        record(report, &secret.name, written);
+    }
     Ok(())
 }
 

@@ -1,7 +1,8 @@
 //! The environment's tables: created if missing, adopted if present with the expected keys and
 //! indexes, TTL switched on where the replies engine needs it. Never modified otherwise, never
 //! deleted.
-use super::{Action, Context, Failure, Mode, Outcome, Reason, Report};
+use super::{ChangeKind, Context, Failure, Outcome, Reason, Report};
+use crate::aws::AwsError;
 use crate::desired::tables::{tables, Key, KeyType, TableSpec};
 
 pub const TABLES_SYNCED: &str = "TablesSynced";
@@ -35,13 +36,15 @@ async fn sync_table(ctx: &Context, spec: &TableSpec, report: &mut Report) -> Res
         let mut fields = vec![format!("keys {keys}")];
         fields.extend(spec.global_indexes.iter().chain(&spec.local_indexes).map(|i| format!("index {}", i.name)));
         fields.extend(spec.ttl_attribute.map(|a| format!("ttl {a}")));
-        report.change(Action::Create, object, fields);
-        if ctx.mode == Mode::Apply {
-            ddb.create_table(spec).await?;
+        report.change(ChangeKind::Create, object, fields);
+        ctx.apply(|w| async move {
+            ddb.create_table(w, spec).await?;
             if let Some(attribute) = spec.ttl_attribute {
-                ddb.enable_ttl(&spec.name, attribute).await?;
+                ddb.enable_ttl(w, &spec.name, attribute).await?;
             }
-        }
+            Ok::<_, AwsError>(())
+        })
+        .await?;
         report.outputs.tables.push(spec.name.clone());
         return Ok(());
     };
@@ -68,10 +71,8 @@ async fn sync_table(ctx: &Context, spec: &TableSpec, report: &mut Report) -> Res
             Some(enabled) if enabled == attribute => {}
             Some(other) => return incompatible(format!("expires items by {other:?}, not {attribute:?}")),
             None => {
-                report.change(Action::Update, object, vec![format!("ttl {attribute}")]);
-                if ctx.mode == Mode::Apply {
-                    ddb.enable_ttl(&spec.name, attribute).await?;
-                }
+                report.change(ChangeKind::Update, object, vec![format!("ttl {attribute}")]);
+                ctx.apply(|w| ddb.enable_ttl(w, &spec.name, attribute)).await?;
             }
         }
     }

@@ -1,7 +1,7 @@
 //! Channel reconcile against the moto emulator: queues, dead-letter queues, drift, ownership.
 
 use crate::support::*;
-use multicomms_operator::reconcile::{channel, Action, Mode, Reason};
+use multicomms_operator::reconcile::{channel, ChangeKind, Mode, Reason};
 use multicomms_wire::ChannelKind;
 
 #[tokio::test]
@@ -11,7 +11,7 @@ async fn creates_queue_and_dlq_with_the_original_settings_then_writes_nothing() 
     let report = channel::reconcile(&ctx, &whatsapp, &example_secrets()).await;
     assert!(report.is_ready(), "{:?}", report.subsystems);
     let created: Vec<String> =
-        report.changes.iter().filter(|c| c.action == Action::Create).map(|c| c.object.clone()).collect();
+        report.changes.iter().filter(|c| c.kind == ChangeKind::Create).map(|c| c.object.clone()).collect();
     let (queue, dlq) = (ctx.naming.channel_queue(ChannelKind::Whatsapp), ctx.naming.channel_dlq(ChannelKind::Whatsapp));
     assert_eq!(
         created,

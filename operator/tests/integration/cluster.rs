@@ -47,7 +47,7 @@ async fn a_company_becomes_ready_recovers_from_a_missing_secret_and_is_cleaned_u
     let engine = crate::support::context(Mode::Apply).await;
     assert!(reconcile::tables::reconcile(&engine).await.is_ready());
     let table = engine.naming.company_data_table();
-    let state = Arc::new(State::new(engine, client.clone(), Duration::from_secs(300)));
+    let state = Arc::new(State::new(engine, client.clone(), Duration::from_secs(300), None));
     let running = tokio::spawn(controller::run(state.clone(), 2));
 
     // The company first, its Secrets later: it must report the missing one, then recover.

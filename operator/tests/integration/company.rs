@@ -3,7 +3,7 @@
 use crate::support::*;
 use aws_sdk_dynamodb::types::AttributeValue;
 use multicomms_operator::crd::Company;
-use multicomms_operator::reconcile::{self, company, Action, AdoptionPolicy, Context, Mode, Reason, Report};
+use multicomms_operator::reconcile::{self, company, AdoptionPolicy, ChangeKind, Context, Mode, Reason, Report};
 use multicomms_wire::{ChannelKind, CompanyRecord, Item};
 use secrecy::ExposeSecret;
 
@@ -39,7 +39,7 @@ async fn creates_record_and_secrets_then_a_second_apply_writes_nothing() {
     let company = example_company();
     let report = apply(&ctx, &company).await;
     assert_ready(&report);
-    assert_eq!(report.changes.iter().filter(|c| c.action == Action::Create).count(), 5, "{:?}", report.changes);
+    assert_eq!(report.changes.iter().filter(|c| c.kind == ChangeKind::Create).count(), 5, "{:?}", report.changes);
 
     let record = stored_record(&ctx, &company).await.expect("record written");
     assert_eq!(record.company_name, "Cucumber Recruitment");
@@ -97,7 +97,7 @@ async fn plan_lists_exactly_the_edited_fields_and_apply_writes_only_that_record(
     let plan = same_place(&ctx, Mode::Plan).await;
     let report = company::reconcile(&plan, &edited, &example_secrets()).await;
     assert_eq!(report.changes.len(), 1, "{:?}", report.changes);
-    assert_eq!(report.changes[0].action, Action::Update);
+    assert_eq!(report.changes[0].kind, ChangeKind::Update);
     assert_eq!(
         report.changes[0].fields,
         ["channel_config.whatsapp.company_whatsapp_number", "rate_limits.requests_per_minute"]
@@ -256,7 +256,7 @@ async fn two_manifests_claiming_the_same_ids_in_one_apply_leave_one_owner_and_no
     rival.spec.company_name = "Rival Recruitment".into();
     manifests.companies.push(rival);
 
-    let reports = reconcile::reconcile_manifests(&ctx, &manifests, 16).await;
+    let reports = multicomms_operator::cli::batch::reconcile_manifests(&ctx, &manifests, 16).await;
     let companies: Vec<&Report> = reports.iter().filter(|r| r.kind == "Company").collect();
     assert_eq!(companies.len(), 2);
     let (winner, loser) = (companies[1], companies[0]); // sorted by name: "a-rival" first

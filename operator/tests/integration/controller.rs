@@ -10,14 +10,22 @@ use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::ResourceExt;
 use kube_fake_client::{interceptor, ClientBuilder};
-use multicomms_operator::controller::{reconcile_channel, reconcile_company, Error, State, FINALIZER};
+use multicomms_operator::controller::{Error, State, FINALIZER};
 use multicomms_operator::crd::{Channel, Company, DeletionPolicy};
-use multicomms_operator::reconcile::{self, Mode};
+use multicomms_operator::reconcile::{self, Mode, Reason};
 use secrecy::ExposeSecret;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const NS: &str = "multicomms-dev";
+
+async fn reconcile_company(company: Arc<Company>, state: Arc<State>) -> Result<Action, Error> {
+    multicomms_operator::controller::reconcile(company, state).await
+}
+
+async fn reconcile_channel(channel: Arc<Channel>, state: Arc<State>) -> Result<Action, Error> {
+    multicomms_operator::controller::reconcile(channel, state).await
+}
 const RESYNC: Duration = Duration::from_secs(600);
 
 fn secret(name: &str, data: &[(&str, &str)]) -> Secret {
@@ -92,7 +100,7 @@ async fn fake_recording(company: Company, secrets: Vec<Secret>, calls: Calls) ->
 async fn state(client: kube::Client) -> Arc<State> {
     let engine = context(Mode::Apply).await;
     assert!(reconcile::tables::reconcile(&engine).await.is_ready());
-    Arc::new(State::new(engine, client, RESYNC))
+    Arc::new(State::new(engine, client, RESYNC, None))
 }
 
 async fn get(client: &kube::Client, name: &str) -> Company {
@@ -251,7 +259,7 @@ async fn deleting(policy: DeletionPolicy, state_from: &Arc<State>) -> (kube::Cli
         Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()));
     let client = fake(company, vec![]).await;
     let engine = same_place(&state_from.engine, Mode::Apply).await;
-    (client.clone(), Arc::new(State::new(engine, client, RESYNC)))
+    (client.clone(), Arc::new(State::new(engine, client, RESYNC, None)))
 }
 
 #[tokio::test]
@@ -325,7 +333,7 @@ async fn a_channel_in_use_keeps_its_queues_and_retries() {
     let state = state(client.clone()).await;
     let error = reconcile_channel(Arc::new(channel), state).await.expect_err("in use");
     assert!(
-        matches!(&error, Error::Retry(m) if m.contains("InUse") && m.contains("Company multicomms-dev/cucumber-recruitment-clarify-cv")),
+        matches!(&error, Error::Retry { reason: Reason::InUse, message: m } if m.contains("Company multicomms-dev/cucumber-recruitment-clarify-cv")),
         "{error}"
     );
     let kept = Api::<Channel>::namespaced(client, NS).get("whatsapp").await.expect("still there");
@@ -412,9 +420,9 @@ async fn a_deletion_aws_refuses_keeps_the_finalizer_is_visible_and_retried() {
     let mut engine = same_place(&deleting_state.engine, Mode::Apply).await;
     let refusal = Fault::new("DeleteSecret", "AccessDeniedException", "not authorized to perform DeleteSecret", 10);
     engine.aws.secrets = secrets_with_fault(&engine, refusal).await;
-    let refused = Arc::new(State::new(engine, client.clone(), RESYNC));
+    let refused = Arc::new(State::new(engine, client.clone(), RESYNC, None));
     let error = reconcile_company(Arc::new(get(&client, name).await), refused).await.expect_err("refused");
-    assert!(matches!(&error, Error::Retry(m) if m.contains("AccessDeniedException")), "{error}");
+    assert!(matches!(&error, Error::Retry { message: m, .. } if m.contains("AccessDeniedException")), "{error}");
     assert_eq!(get(&client, name).await.finalizers(), [FINALIZER], "kept until the deletion succeeds");
     let events = events(&client).await;
     assert!(events.iter().any(|(reason, note)| reason == "AwsError" && note.contains("DeleteSecret")), "{events:?}");
@@ -447,7 +455,8 @@ async fn a_channel_no_company_uses_is_deleted_with_its_queues() {
         .build()
         .await
         .expect("fake");
-    let deleting_state = Arc::new(State::new(same_place(&state.engine, Mode::Apply).await, client.clone(), RESYNC));
+    let deleting_state =
+        Arc::new(State::new(same_place(&state.engine, Mode::Apply).await, client.clone(), RESYNC, None));
     reconcile_channel(Arc::new(deleting), deleting_state).await.expect("deleted");
     assert!(state.engine.aws.sqs.observe(&queue).await.expect("observe").is_none(), "queue deleted");
     let dlq = state.engine.naming.channel_dlq(multicomms_wire::ChannelKind::Sms);
@@ -493,13 +502,14 @@ async fn a_channel_in_use_keeps_its_shared_ai_key_and_restores_one_scheduled_for
         .build()
         .await
         .expect("fake");
-    let deleting_state = Arc::new(State::new(same_place(&state.engine, Mode::Apply).await, client, RESYNC));
+    let deleting_state = Arc::new(State::new(same_place(&state.engine, Mode::Apply).await, client, RESYNC, None));
     let error = reconcile_channel(Arc::new(deleting.clone()), deleting_state.clone()).await.expect_err("in use");
-    assert!(matches!(&error, Error::Retry(m) if m.contains("InUse")), "{error}");
+    assert!(matches!(&error, Error::Retry { reason: Reason::InUse, .. }), "{error}");
     assert!(!scheduled().await.scheduled_for_deletion, "the key every shared-key company uses was kept");
 
     // A key an earlier attempt (or a person) scheduled for deletion comes back on the next try.
-    state.engine.aws.secrets.delete(&name, 7).await.expect("schedule deletion");
+    let raw = raw_clients().await;
+    raw.secrets.delete_secret().secret_id(&name).recovery_window_in_days(7).send().await.expect("schedule deletion");
     assert!(scheduled().await.scheduled_for_deletion);
     reconcile_channel(Arc::new(deleting), deleting_state).await.expect_err("still in use");
     assert!(!scheduled().await.scheduled_for_deletion, "restored while still referenced");
@@ -516,9 +526,9 @@ async fn a_company_keeps_its_secrets_while_its_record_cannot_be_deleted() {
     let mut engine = same_place(&deleting_state.engine, Mode::Apply).await;
     let refusal = Fault::new("DeleteItem", "AccessDeniedException", "not authorized to perform DeleteItem", 10);
     engine.aws.dynamodb = dynamodb_with_fault(&engine, refusal).await;
-    let refused = Arc::new(State::new(engine, client.clone(), RESYNC));
+    let refused = Arc::new(State::new(engine, client.clone(), RESYNC, None));
     let error = reconcile_company(Arc::new(get(&client, name).await), refused).await.expect_err("refused");
-    assert!(matches!(&error, Error::Retry(m) if m.contains("AccessDeniedException")), "{error}");
+    assert!(matches!(&error, Error::Retry { message: m, .. } if m.contains("AccessDeniedException")), "{error}");
 
     // The router still finds the record, so the processors must still find the credentials.
     let table = state.engine.naming.company_data_table();

@@ -2,9 +2,9 @@
 //! rejected (offline, by the same rules the API server applies) with a message naming the field.
 
 use crate::support::repo_path;
-use multicomms_operator::manifests;
+use multicomms_operator::cli::manifests;
+use multicomms_operator::reconcile::validate;
 use multicomms_operator::reconcile::Reason;
-use multicomms_operator::validate;
 
 #[test]
 fn the_examples_are_valid() {

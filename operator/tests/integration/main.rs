@@ -10,5 +10,6 @@ mod controller;
 mod crds;
 mod examples;
 mod leader;
+mod plan;
 mod secrets;
 mod tables;

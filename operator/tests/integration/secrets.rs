@@ -5,7 +5,7 @@ use crate::support::*;
 use multicomms_operator::crd::SecretKeyRef;
 use multicomms_operator::desired::secret::{SecretSpec, SecretValues, Source};
 use multicomms_operator::desired::Owner;
-use multicomms_operator::reconcile::{secrets, Action, Context, Mode, Report};
+use multicomms_operator::reconcile::{secrets, ChangeKind, Context, Mode, Report};
 use secrecy::{ExposeSecret, SecretString};
 
 fn owner() -> Owner {
@@ -52,13 +52,13 @@ async fn a_secret_scheduled_for_deletion_is_restored_and_rewritten() {
 
     let plan = same_place(&ctx, Mode::Plan).await;
     let planned = sync(&plan, "two").await;
-    let actions: Vec<Action> = planned.changes.iter().map(|c| c.action).collect();
-    assert_eq!(actions, [Action::Restore, Action::Update]);
+    let actions: Vec<ChangeKind> = planned.changes.iter().map(|c| c.kind).collect();
+    assert_eq!(actions, [ChangeKind::Restore, ChangeKind::Update]);
     assert_eq!(plan.aws.calls.writes(), 0);
 
     let report = sync(&ctx, "two").await;
     assert!(report.is_ready(), "{:?}", report.subsystems);
-    assert!(report.changes.iter().any(|c| c.action == Action::Restore));
+    assert!(report.changes.iter().any(|c| c.kind == ChangeKind::Restore));
     assert_eq!(stored(&ctx).await, r#"{"twilio_auth_token":"two"}"#);
 }
 

@@ -91,6 +91,6 @@ async fn ttl_on_another_attribute_is_reported_and_every_table_still_checked() {
     assert_eq!(failure.reason, Reason::Incompatible);
     assert!(failure.message.contains(r#"expires items by "ttl", not "expires_at""#), "{}", failure.message);
     // The other three tables were still created.
-    let created = report.changes.iter().filter(|c| c.action == multicomms_operator::reconcile::Action::Create);
+    let created = report.changes.iter().filter(|c| c.kind == multicomms_operator::reconcile::ChangeKind::Create);
     assert_eq!(created.count(), 3);
 }

@@ -1,8 +1,8 @@
 //! A fresh environment on the emulator: the example Channels and Company from config/ applied
 //! by the operator's own reconcile under a unique prefix, so tests run side by side.
 //! Tests fail rather than skip when the emulator is missing.
-use multicomms_operator::manifests::{self, Manifests};
-use multicomms_operator::reconcile::{self, Context, Mode};
+use multicomms_operator::cli::manifests::{self, Manifests};
+use multicomms_operator::reconcile::{Context, Mode};
 use multicomms_runtime::router::app::{AppState, RouterSettings};
 use multicomms_wire::Naming;
 use serde_json::{json, Value};
@@ -55,7 +55,7 @@ pub fn example_manifests() -> Manifests {
 pub async fn apply(config: &aws_config::SdkConfig, manifests: &Manifests) -> Naming {
     let naming = unique_naming('r');
     let ctx = Context::new(multicomms_operator::aws::Aws::new(config), naming.clone(), Mode::Apply);
-    let reports = reconcile::reconcile_manifests(&ctx, manifests, 4).await;
+    let reports = multicomms_operator::cli::batch::reconcile_manifests(&ctx, manifests, 4).await;
     assert!(reports.iter().all(|r| r.is_ready()), "{:?}", reports.iter().find(|r| !r.is_ready()));
     naming
 }

@@ -175,83 +175,84 @@ async fn openai(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byt
     let fault = shared.take_fault(Service::OpenAi);
     let auth = authorization(&headers);
     let request: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-    let mut recorded = Recorded {
+    let answer = openai_refusal(&auth, &request).unwrap_or_else(|| openai_answer(&shared, &request, &fault));
+    shared.record(Recorded {
         service: Service::OpenAi,
         path: "/v1/responses".into(),
-        authorization: auth.clone(),
+        authorization: auth,
         form: vec![],
-        json: request.clone(),
-        accepted: false,
-    };
-    let answer = (|| {
-        if !auth.starts_with("Bearer ") || auth.len() <= "Bearer ".len() {
-            return openai_error(401, "You didn't provide an API key.", "invalid_request_error");
-        }
-        if !request["model"].is_string() {
-            return openai_error(400, "Missing required parameter: 'model'.", "invalid_request_error");
-        }
-        if !(request["input"].is_string() || request["input"].is_array()) {
-            return openai_error(400, "Missing required parameter: 'input'.", "invalid_request_error");
-        }
-        let format = &request["text"]["format"];
-        if format["type"] != "json_schema" || !format["schema"].is_object() || !format["name"].is_string() {
-            return openai_error(
-                400,
-                "Invalid 'text.format': expected a json_schema with name and schema.",
-                "invalid_request_error",
-            );
-        }
-        let content = match fault {
-            Some(Fault::Status(429)) => return openai_error(429, "Rate limit reached for requests", "requests"),
-            Some(Fault::Status(status)) => {
-                return openai_error(status, "The server had an error while processing your request.", "server_error")
-            }
-            Some(Fault::NotJson) => {
-                json!({"type": "output_text", "text": "Sure! Here are the variables you asked for.", "annotations": []})
-            }
-            Some(Fault::OffSchema) => json!({"type": "output_text", "text": "{\"unexpected\": 42}", "annotations": []}),
-            Some(Fault::Refusal) => json!({"type": "refusal", "refusal": "I'm sorry, I can't help with that."}),
-            Some(Fault::Oversized) => {
-                recorded.accepted = true;
-                return oversized(StatusCode::OK);
-            }
-            Some(Fault::Hang) | None => {
-                json!({"type": "output_text", "text": output_for(&format["schema"]).to_string(), "annotations": []})
-            }
-        };
-        recorded.accepted = true;
-        let id = shared.next_id();
-        let input_tokens = request["input"].to_string().len() as u64 / 4;
-        json_response(
-            200,
-            json!({
-                "id": format!("resp_{id:024x}"),
-                "object": "response",
-                "created_at": chrono_now_secs(),
-                "status": "completed",
-                "error": null,
-                "incomplete_details": null,
-                "model": request["model"],
-                "output": [{
-                    "id": format!("msg_{id:024x}"),
-                    "type": "message",
-                    "status": "completed",
-                    "role": "assistant",
-                    "content": [content],
-                }],
-                "usage": {
-                    "input_tokens": input_tokens,
-                    "input_tokens_details": {"cached_tokens": 0},
-                    "output_tokens": 24,
-                    "output_tokens_details": {"reasoning_tokens": 0},
-                    "total_tokens": input_tokens + 24,
-                },
-            }),
-        )
-    })();
-    shared.record(recorded);
+        json: request,
+        accepted: answer.status().is_success(),
+    });
     shared.delay(Service::OpenAi, &fault).await;
     answer
+}
+
+/// What OpenAI answers a request it does not accept (no key, missing parameters).
+fn openai_refusal(auth: &str, request: &Value) -> Option<Response> {
+    let invalid = |message: &str| Some(openai_error(400, message, "invalid_request_error"));
+    if !auth.starts_with("Bearer ") || auth.len() <= "Bearer ".len() {
+        return Some(openai_error(401, "You didn't provide an API key.", "invalid_request_error"));
+    }
+    if !request["model"].is_string() {
+        return invalid("Missing required parameter: 'model'.");
+    }
+    if !(request["input"].is_string() || request["input"].is_array()) {
+        return invalid("Missing required parameter: 'input'.");
+    }
+    let format = &request["text"]["format"];
+    if format["type"] != "json_schema" || !format["schema"].is_object() || !format["name"].is_string() {
+        return invalid("Invalid 'text.format': expected a json_schema with name and schema.");
+    }
+    None
+}
+
+/// A response object (or the fault's answer) for an accepted request.
+fn openai_answer(shared: &Shared, request: &Value, fault: &Option<Fault>) -> Response {
+    let content = match fault {
+        Some(Fault::Status(429)) => return openai_error(429, "Rate limit reached for requests", "requests"),
+        Some(Fault::Status(status)) => {
+            return openai_error(*status, "The server had an error while processing your request.", "server_error")
+        }
+        Some(Fault::Oversized) => return oversized(StatusCode::OK),
+        Some(Fault::NotJson) => {
+            json!({"type": "output_text", "text": "Sure! Here are the variables you asked for.", "annotations": []})
+        }
+        Some(Fault::OffSchema) => json!({"type": "output_text", "text": "{\"unexpected\": 42}", "annotations": []}),
+        Some(Fault::Refusal) => json!({"type": "refusal", "refusal": "I'm sorry, I can't help with that."}),
+        Some(Fault::Hang) | None => {
+            let output = output_for(&request["text"]["format"]["schema"]).to_string();
+            json!({"type": "output_text", "text": output, "annotations": []})
+        }
+    };
+    let id = shared.next_id();
+    let input_tokens = request["input"].to_string().len() as u64 / 4;
+    json_response(
+        200,
+        json!({
+            "id": format!("resp_{id:024x}"),
+            "object": "response",
+            "created_at": chrono_now_secs(),
+            "status": "completed",
+            "error": null,
+            "incomplete_details": null,
+            "model": request["model"],
+            "output": [{
+                "id": format!("msg_{id:024x}"),
+                "type": "message",
+                "status": "completed",
+                "role": "assistant",
+                "content": [content],
+            }],
+            "usage": {
+                "input_tokens": input_tokens,
+                "input_tokens_details": {"cached_tokens": 0},
+                "output_tokens": 24,
+                "output_tokens_details": {"reasoning_tokens": 0},
+                "total_tokens": input_tokens + 24,
+            },
+        }),
+    )
 }
 
 /// A value for every property the schema names (strings), or one variable for an open object.
@@ -294,74 +295,86 @@ async fn twilio(
     let fault = shared.take_fault(Service::Twilio);
     let auth = authorization(&headers);
     let form: Vec<(String, String)> = serde_urlencoded::from_bytes(&body).unwrap_or_default();
-    let mut recorded = Recorded {
+    let answer = twilio_answer(&shared, &account, &auth, &form, &fault)
+        .unwrap_or_else(|TwilioError(status, code, message)| twilio_error(status, code, message));
+    shared.record(Recorded {
         service: Service::Twilio,
         path: format!("/2010-04-01/Accounts/{account}/Messages.json"),
-        authorization: auth.clone(),
-        form: form.clone(),
+        authorization: auth,
+        form,
         json: Value::Null,
-        accepted: false,
-    };
-    let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
-    let answer = (|| {
-        let credentials = auth
-            .strip_prefix("Basic ")
-            .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
-            .and_then(|b| String::from_utf8(b).ok());
-        match credentials.as_deref().and_then(|c| c.split_once(':')) {
-            Some((sid, token)) if sid == account && !token.is_empty() => {}
-            _ => return twilio_error(401, 20003, "Authenticate"),
-        }
-        let (Some(to), Some(from)) = (field("To"), field("From")) else {
-            return twilio_error(400, 21604, "A 'To' phone number is required.");
-        };
-        if to.starts_with("whatsapp:") != from.starts_with("whatsapp:") {
-            return twilio_error(400, 63007, "Twilio could not find a Channel with the specified From address");
-        }
-        let body = match (field("Body"), field("ContentSid"), field("ContentVariables")) {
-            (_, Some(sid), Some(variables)) => {
-                if !sid.starts_with("HX") {
-                    return twilio_error(400, 21655, "The ContentSid is invalid.");
-                }
-                match serde_json::from_str::<Map<String, Value>>(&variables) {
-                    Ok(vars) => {
-                        // In placeholder order, as Twilio renders them.
-                        let sorted: std::collections::BTreeMap<_, _> = vars.iter().collect();
-                        let values: Vec<&str> = sorted.values().map(|v| v.as_str().unwrap_or_default()).collect();
-                        format!("[{sid}] {}", values.join(" | "))
-                    }
-                    Err(_) => return twilio_error(400, 21656, "The ContentVariables Parameter is invalid."),
-                }
-            }
-            (Some(body), None, _) if !body.is_empty() => body,
-            _ => return twilio_error(400, 21602, "Message body is required."),
-        };
-        if let Some(Fault::Status(status)) = fault {
-            return match status {
-                400 => twilio_error(400, 21211, "The 'To' number is not a valid phone number."),
-                429 => twilio_error(429, 20429, "Too Many Requests"),
-                _ => twilio_error(status, 20500, "Internal Server Error"),
-            };
-        }
-        recorded.accepted = true;
-        if fault == Some(Fault::Oversized) {
-            return oversized(StatusCode::CREATED);
-        }
-        let sid = format!("SM{:032x}", shared.next_id());
-        json_response(
-            201,
-            json!({
-                "sid": sid, "account_sid": account, "to": to, "from": from, "body": body,
-                "status": "queued", "direction": "outbound-api", "num_segments": "1", "num_media": "0",
-                "messaging_service_sid": null, "error_code": null, "error_message": null, "price": null,
-                "api_version": "2010-04-01",
-                "uri": format!("/2010-04-01/Accounts/{account}/Messages/{sid}.json"),
-            }),
-        )
-    })();
-    shared.record(recorded);
+        accepted: answer.status().is_success(),
+    });
     shared.delay(Service::Twilio, &fault).await;
     answer
+}
+
+/// Twilio's error answer: HTTP status, Twilio error code, message.
+struct TwilioError(u16, u32, &'static str);
+
+/// The message resource Twilio returns for an accepted message, or its error answer.
+fn twilio_answer(
+    shared: &Shared,
+    account: &str,
+    auth: &str,
+    form: &[(String, String)],
+    fault: &Option<Fault>,
+) -> Result<Response, TwilioError> {
+    let field = |name: &str| form.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    let credentials = auth
+        .strip_prefix("Basic ")
+        .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b).ok())
+        .and_then(|b| String::from_utf8(b).ok());
+    match credentials.as_deref().and_then(|c| c.split_once(':')) {
+        Some((sid, token)) if sid == account && !token.is_empty() => {}
+        _ => return Err(TwilioError(401, 20003, "Authenticate")),
+    }
+    let (Some(to), Some(from)) = (field("To"), field("From")) else {
+        return Err(TwilioError(400, 21604, "A 'To' phone number is required."));
+    };
+    if to.starts_with("whatsapp:") != from.starts_with("whatsapp:") {
+        return Err(TwilioError(400, 63007, "Twilio could not find a Channel with the specified From address"));
+    }
+    let body = rendered_body(field("Body"), field("ContentSid"), field("ContentVariables"))?;
+    match fault {
+        Some(Fault::Status(400)) => {
+            return Err(TwilioError(400, 21211, "The 'To' number is not a valid phone number."))
+        }
+        Some(Fault::Status(429)) => return Err(TwilioError(429, 20429, "Too Many Requests")),
+        Some(Fault::Status(status)) => return Err(TwilioError(*status, 20500, "Internal Server Error")),
+        Some(Fault::Oversized) => return Ok(oversized(StatusCode::CREATED)),
+        _ => {}
+    }
+    let sid = format!("SM{:032x}", shared.next_id());
+    Ok(json_response(
+        201,
+        json!({
+            "sid": sid, "account_sid": account, "to": to, "from": from, "body": body,
+            "status": "queued", "direction": "outbound-api", "num_segments": "1", "num_media": "0",
+            "messaging_service_sid": null, "error_code": null, "error_message": null, "price": null,
+            "api_version": "2010-04-01",
+            "uri": format!("/2010-04-01/Accounts/{account}/Messages/{sid}.json"),
+        }),
+    ))
+}
+
+/// The text the recipient gets: the `Body`, or the Content template with its variables in
+/// placeholder order, as Twilio renders them.
+fn rendered_body(body: Option<String>, sid: Option<String>, variables: Option<String>) -> Result<String, TwilioError> {
+    match (body, sid, variables) {
+        (_, Some(sid), Some(variables)) => {
+            if !sid.starts_with("HX") {
+                return Err(TwilioError(400, 21655, "The ContentSid is invalid."));
+            }
+            let vars = serde_json::from_str::<Map<String, Value>>(&variables)
+                .map_err(|_| TwilioError(400, 21656, "The ContentVariables Parameter is invalid."))?;
+            let sorted: std::collections::BTreeMap<_, _> = vars.iter().collect();
+            let values: Vec<&str> = sorted.values().map(|v| v.as_str().unwrap_or_default()).collect();
+            Ok(format!("[{sid}] {}", values.join(" | ")))
+        }
+        (Some(body), None, _) if !body.is_empty() => Ok(body),
+        _ => Err(TwilioError(400, 21602, "Message body is required.")),
+    }
 }
 
 // ---- SendGrid v3 mail send ------------------------------------------------------------------

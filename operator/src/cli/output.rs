@@ -1,7 +1,7 @@
 //! What `apply` and `plan` print: a result table per resource, and the changes.
 use crate::crd::Condition;
 use crate::reconcile::conditions::conditions;
-use crate::reconcile::{Action, Mode, Outputs, Report};
+use crate::reconcile::{ChangeKind, Mode, Outputs, Report};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use serde::Serialize;
 use std::fmt::Write;
@@ -46,11 +46,11 @@ pub fn changes(reports: &[Report], mode: Mode) -> String {
     for r in reports.iter().filter(|r| !r.changes.is_empty()) {
         let _ = writeln!(out, "{}:", resource(r));
         for change in &r.changes {
-            match change.action {
-                Action::Create => create += 1,
-                Action::Update => update += 1,
-                Action::Restore => restore += 1,
-                Action::Delete => delete += 1,
+            match change.kind {
+                ChangeKind::Create => create += 1,
+                ChangeKind::Update => update += 1,
+                ChangeKind::Restore => restore += 1,
+                ChangeKind::Delete => delete += 1,
             }
             let _ = writeln!(out, "  {change}");
         }

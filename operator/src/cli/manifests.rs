@@ -256,7 +256,7 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_rejected_by_path() {
-        let yaml = include_str!("../../config/companies/cucumber-recruitment-clarify-cv.yaml").replace(
+        let yaml = include_str!("../../../config/companies/cucumber-recruitment-clarify-cv.yaml").replace(
             "senderNumber: \"+447588713814\"\n      contentSid",
             "senderNumbr: \"+447588713814\"\n      senderNumber: \"+447588713814\"\n      contentSid",
         );

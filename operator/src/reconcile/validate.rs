@@ -1,7 +1,7 @@
 //! Offline validation of a resource against the CEL rules of its own CRD: the rules the API
 //! server enforces in a cluster, evaluated the same way for `apply` and `plan` from git.
+use super::report::{Failure, Reason};
 use crate::crd::{Channel, Company};
-use crate::reconcile::{Failure, Reason};
 use kube::core::cel::{compile_schema, CompiledSchema, ValidationErrors, Validator};
 use kube::CustomResourceExt;
 

@@ -1,0 +1,191 @@
+//! The command line: `apply` and `plan` a checkout's manifests against AWS ([`batch`]), `run` the
+//! in-cluster controller, print the CRDs. `main` parses the flags and calls [`run`].
+pub mod batch;
+pub mod manifests;
+pub mod output;
+
+use crate::controller::{self, leader::LeaderElector, State};
+use crate::reconcile::{AdoptionPolicy, Context, Mode};
+use crate::{aws, crd};
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use multicomms_service::logging::LogFormat;
+use multicomms_wire::{Naming, NamingArgs};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+#[derive(Parser)]
+#[command(version, about = "Reconciles multicomms Company and Channel resources into AWS")]
+pub struct Cli {
+    #[command(flatten)]
+    pub naming: NamingArgs,
+    /// Namespaces whose resources may adopt AWS objects that carry no ownership marker (with the
+    /// multicomms.io/adopt annotation); `*` for all. Default: none.
+    #[arg(long, env = "MULTICOMMS_ADOPT_NAMESPACES", value_delimiter = ',', global = true)]
+    pub adopt_namespaces: Vec<String>,
+    /// Log format on stderr.
+    #[arg(long, env = "MULTICOMMS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Make AWS match the manifests under a directory (a git checkout); exits 1 unless all are Ready.
+    Apply(Target),
+    /// Show what `apply` would change, per resource and field; changes nothing.
+    Plan {
+        #[command(flatten)]
+        target: Target,
+        /// Exit 2 when there are changes (0: none, 1: errors), like `terraform plan`.
+        #[arg(long)]
+        detailed_exitcode: bool,
+    },
+    /// Run in a cluster: reconcile Company and Channel resources as they change, and resync
+    /// them periodically. Stops cleanly on SIGTERM.
+    Run(RunArgs),
+    /// Print the CRDs, or write them as files into directories (crds/ and the chart's crds/).
+    Crd {
+        #[arg(long)]
+        out: Vec<PathBuf>,
+    },
+}
+
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// Seconds between full resyncs of each resource (jittered ±10 %); also repairs AWS drift.
+    #[arg(long, env = "MULTICOMMS_RESYNC_SECONDS", default_value_t = 3600)]
+    pub resync_seconds: u64,
+    /// Resources reconciled at once, per kind.
+    #[arg(long, env = "MULTICOMMS_CONCURRENCY", default_value_t = 8)]
+    pub concurrency: u16,
+    /// Elect a leader on a Lease so several replicas can run with one active.
+    #[arg(long, env = "MULTICOMMS_LEADER_ELECTION", default_value_t = true, action = clap::ArgAction::Set)]
+    pub leader_election: bool,
+    /// Namespace of the Lease (the operator's own namespace in a cluster).
+    #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
+    pub lease_namespace: String,
+    /// Seconds between lease renewals; the lease lasts three times as long.
+    #[arg(long, default_value_t = 5)]
+    pub lease_renew_seconds: u64,
+    /// Where /metrics, /healthz and /readyz are served.
+    #[arg(long, env = "MULTICOMMS_METRICS_ADDRESS", default_value = "0.0.0.0:8080")]
+    pub metrics_address: std::net::SocketAddr,
+    /// This replica's name in Events and the Lease (the Deployment sets the pod's name).
+    #[arg(long, env = "POD_NAME")]
+    pub pod_name: Option<String>,
+}
+
+#[derive(clap::Args)]
+pub struct Target {
+    /// Directories (searched recursively) or files of YAML manifests; repeatable.
+    #[arg(short = 'f', long = "filename", required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Namespace for resources that name none.
+    #[arg(short, long, default_value = "default")]
+    pub namespace: String,
+    /// Resources reconciled at once.
+    #[arg(long, default_value_t = 16)]
+    pub concurrency: usize,
+    /// `table`: changes and a result table; `json`: per resource, its conditions, changes and
+    /// outputs (queue URLs, ARNs, secret version ids, record version).
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+    pub output: OutputFormat,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+}
+
+/// Carries out the command; the exit code says how it went.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let naming = cli.naming.naming();
+    let adoption = AdoptionPolicy::namespaces(cli.adopt_namespaces);
+    match cli.command {
+        Command::Crd { out } => write_crds(out),
+        Command::Run(args) => run_controller(naming, adoption, args).await,
+        Command::Apply(target) => reconcile_checkout(naming, adoption, target, Mode::Apply, false).await,
+        Command::Plan { target, detailed_exitcode } => {
+            reconcile_checkout(naming, adoption, target, Mode::Plan, detailed_exitcode).await
+        }
+    }
+}
+
+async fn run_controller(naming: Naming, adoption: AdoptionPolicy, args: RunArgs) -> anyhow::Result<ExitCode> {
+    let client = kube::Client::try_default().await.context("connecting to the Kubernetes API")?;
+    let engine = Context::new(aws::Aws::new(&aws::load_config().await), naming, Mode::Apply).adopting_in(adoption);
+    let identity = controller::leader::identity(args.pod_name.clone());
+    let resync = Duration::from_secs(args.resync_seconds);
+    let state = Arc::new(State::new(engine, client.clone(), resync, Some(identity.clone())));
+    let listener = tokio::net::TcpListener::bind(args.metrics_address)
+        .await
+        .with_context(|| format!("binding the metrics endpoint to {}", args.metrics_address))?;
+    tokio::spawn(controller::metrics::serve(state.metrics.clone(), listener));
+    state.metrics.ready.store(true, std::sync::atomic::Ordering::Relaxed);
+    tracing::info!(args.resync_seconds, args.concurrency, args.leader_election, %args.metrics_address, "controller starting");
+    if !args.leader_election {
+        controller::run(state, args.concurrency).await;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let renew = Duration::from_secs(args.lease_renew_seconds.max(1));
+    let elector = LeaderElector::new(client, &args.lease_namespace, controller::MANAGER, &identity, renew * 3);
+    if let Err(error) = controller::run_as_leader(state, args.concurrency, elector, renew).await {
+        tracing::error!(%error, "stopped leading; exiting so that a standby takes over");
+        return Ok(ExitCode::from(1));
+    }
+    tracing::info!("controller stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn reconcile_checkout(
+    naming: Naming,
+    adoption: AdoptionPolicy,
+    target: Target,
+    mode: Mode,
+    detailed_exitcode: bool,
+) -> anyhow::Result<ExitCode> {
+    let manifests = manifests::load(&target.paths, &target.namespace)?;
+    for ignored in &manifests.ignored {
+        tracing::debug!(document = %ignored, "not a multicomms resource; passed over");
+    }
+    let ctx = Context::new(aws::Aws::new(&aws::load_config().await), naming, mode).adopting_in(adoption);
+    let reports = batch::reconcile_manifests(&ctx, &manifests, target.concurrency).await;
+    match target.output {
+        OutputFormat::Table => {
+            print!("{}", output::changes(&reports, mode));
+            println!();
+            print!("{}", output::result_table(&reports, mode));
+        }
+        OutputFormat::Json => println!("{}", output::json(&reports)?),
+    }
+    tracing::info!(aws_calls = ctx.aws.calls.total(), aws_writes = ctx.aws.calls.writes(), "done");
+    let failed = reports.iter().any(|r| !r.is_ready());
+    let changed = reports.iter().any(|r| !r.changes.is_empty());
+    Ok(match (failed, detailed_exitcode && changed) {
+        (true, _) => ExitCode::from(1),
+        (false, true) => ExitCode::from(2),
+        (false, false) => ExitCode::SUCCESS,
+    })
+}
+
+fn write_crds(dirs: Vec<PathBuf>) -> anyhow::Result<ExitCode> {
+    let crds = crd::crd_yaml()?;
+    if dirs.is_empty() {
+        for (_, yaml) in &crds {
+            print!("---\n{yaml}");
+        }
+    }
+    for dir in dirs {
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        for (file, yaml) in &crds {
+            let path = dir.join(file);
+            std::fs::write(&path, yaml).with_context(|| format!("writing {}", path.display()))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

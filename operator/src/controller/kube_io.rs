@@ -1,0 +1,78 @@
+//! The controller's Kubernetes reads and writes: the finalizer, the referenced Secrets' values,
+//! the status, the Companies using a Channel.
+use super::{Error, FINALIZER, MANAGER};
+use crate::crd::{Channel, Company};
+use crate::desired::secret::{SecretSpec, SecretValues};
+use k8s_openapi::api::core::v1::Secret;
+use kube::api::{Api, Patch, PatchParams};
+use kube::{Resource, ResourceExt};
+use secrecy::SecretString;
+use std::sync::Arc;
+
+/// Adds our finalizer unless present, and returns the resource as it now is. A merge patch
+/// carrying the resourceVersion, so it fails rather than overwrite a concurrent change. (Not
+/// kube's `finalizer()` helper for this step: its JSON patch cannot add the first finalizer on
+/// every API server we test against; see docs/testing.md.)
+pub async fn ensure_finalizer<K>(api: &Api<K>, resource: Arc<K>) -> Result<Arc<K>, Error>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    if resource.finalizers().iter().any(|f| f == FINALIZER) || resource.meta().deletion_timestamp.is_some() {
+        return Ok(resource);
+    }
+    let mut finalizers = resource.finalizers().to_vec();
+    finalizers.push(FINALIZER.to_string());
+    let patch = serde_json::json!({
+        "metadata": {"finalizers": finalizers, "resourceVersion": resource.resource_version()}
+    });
+    Ok(Arc::new(api.patch(&resource.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?))
+}
+
+/// The values of the Kubernetes Secrets that `specs` reference, from `namespace`. A missing
+/// Secret or key is simply absent: the engine reports it, naming the field.
+pub async fn secret_values(
+    client: &kube::Client,
+    namespace: &str,
+    specs: &[SecretSpec],
+) -> Result<SecretValues, Error> {
+    let names = super::referenced_secrets(specs);
+    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let mut values = SecretValues::default();
+    for name in names {
+        let Some(secret) = api.get_opt(name).await? else {
+            continue;
+        };
+        for (key, bytes) in secret.data.unwrap_or_default() {
+            match String::from_utf8(bytes.0) {
+                Ok(text) => values.insert(name, &key, SecretString::from(text)),
+                Err(_) => tracing::warn!(secret = name, key, "Secret value is not UTF-8; treated as missing"),
+            }
+        }
+    }
+    Ok(values)
+}
+
+/// Server-side apply of `status` under [`MANAGER`].
+pub async fn write_status<K>(api: &Api<K>, resource: &K, status: serde_json::Value) -> Result<(), Error>
+where
+    K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let patch = serde_json::json!({
+        "apiVersion": K::api_version(&()),
+        "kind": K::kind(&()),
+        "status": status,
+    });
+    api.patch_status(&resource.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch)).await?;
+    Ok(())
+}
+
+/// Companies (any namespace, not being deleted) whose allowed channels include this channel.
+pub async fn companies_using(client: &kube::Client, channel: &Channel) -> Result<Vec<String>, Error> {
+    let companies = Api::<Company>::all(client.clone()).list(&Default::default()).await?;
+    Ok(companies
+        .items
+        .iter()
+        .filter(|c| c.meta().deletion_timestamp.is_none() && c.spec.allowed_channels.contains(&channel.spec.kind))
+        .map(|c| format!("Company {}/{}", c.namespace().unwrap_or_default(), c.name_any()))
+        .collect())
+}

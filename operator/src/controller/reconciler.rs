@@ -1,0 +1,175 @@
+//! One reconciler for both kinds, in the spirit of controller-rs's `impl Document { reconcile,
+//! cleanup }`: what differs between a Company and a Channel is [`Managed`]; the glue between the
+//! Kubernetes API and the engine is written once in [`reconcile`].
+use super::events::{event, publish};
+use super::kube_io::{companies_using, ensure_finalizer, secret_values, write_status};
+use super::{Error, State};
+use crate::crd::channel::ChannelStatus;
+use crate::crd::company::CompanyStatus;
+use crate::crd::{Channel, Company, Condition, DeletionPolicy};
+use crate::desired::secret::{SecretSpec, SecretValues};
+use crate::reconcile::{self, cleanup, conditions::conditions, Report};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::Api;
+use kube::runtime::controller::Action;
+use kube::runtime::events::EventType;
+use kube::runtime::finalizer::{finalizer, Event as Finalizer};
+use kube::{Resource, ResourceExt};
+use multicomms_wire::Naming;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What the controller needs of a kind it reconciles.
+pub trait Managed:
+    Resource<DynamicType = (), Scope = kube::core::NamespaceResourceScope>
+    + Clone
+    + serde::de::DeserializeOwned
+    + serde::Serialize
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+    /// The Secrets Manager secrets it writes, with the Kubernetes Secrets they read.
+    fn secret_specs(&self, naming: &Naming) -> Vec<SecretSpec>;
+    /// The engine's reconcile of this kind.
+    fn sync(&self, engine: &reconcile::Context, values: &SecretValues) -> impl Future<Output = Report> + Send;
+    /// What `deletionPolicy: Delete` removes.
+    fn delete(&self, state: &State) -> impl Future<Output = Result<Report, Error>> + Send;
+    fn deletion_policy(&self) -> DeletionPolicy;
+    /// The conditions of the status last written.
+    fn conditions(&self) -> &[Condition];
+    /// The status to write after `report`.
+    fn status(&self, report: &Report, conditions: Vec<Condition>, now: &Time) -> serde_json::Value;
+}
+
+impl Managed for Company {
+    fn secret_specs(&self, naming: &Naming) -> Vec<SecretSpec> {
+        crate::desired::company::secrets(&self.spec, naming)
+    }
+    async fn sync(&self, engine: &reconcile::Context, values: &SecretValues) -> Report {
+        reconcile::company::reconcile(engine, self, values).await
+    }
+    async fn delete(&self, state: &State) -> Result<Report, Error> {
+        Ok(cleanup::delete_company(&state.engine, self).await)
+    }
+    fn deletion_policy(&self) -> DeletionPolicy {
+        self.spec.deletion_policy
+    }
+    fn conditions(&self) -> &[Condition] {
+        self.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default()
+    }
+    fn status(&self, report: &Report, conditions: Vec<Condition>, now: &Time) -> serde_json::Value {
+        let status = CompanyStatus {
+            observed_generation: self.metadata.generation,
+            conditions,
+            record_version: report.outputs.record_version.clone(),
+            secrets: report.outputs.secrets.clone(),
+            last_synced: Some(now.0.to_string()),
+        };
+        serde_json::to_value(status).unwrap_or_default()
+    }
+}
+
+impl Managed for Channel {
+    fn secret_specs(&self, naming: &Naming) -> Vec<SecretSpec> {
+        crate::desired::channel::secrets(&self.spec, naming)
+    }
+    async fn sync(&self, engine: &reconcile::Context, values: &SecretValues) -> Report {
+        reconcile::channel::reconcile(engine, self, values).await
+    }
+    async fn delete(&self, state: &State) -> Result<Report, Error> {
+        let users = companies_using(&state.client, self).await?;
+        Ok(cleanup::delete_channel(&state.engine, self, &users).await)
+    }
+    fn deletion_policy(&self) -> DeletionPolicy {
+        self.spec.deletion_policy
+    }
+    fn conditions(&self) -> &[Condition] {
+        self.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default()
+    }
+    fn status(&self, report: &Report, conditions: Vec<Condition>, now: &Time) -> serde_json::Value {
+        let (queue, dead_letter) = (&report.outputs.queue, &report.outputs.dead_letter_queue);
+        let status = ChannelStatus {
+            observed_generation: self.metadata.generation,
+            conditions,
+            queue_url: queue.as_ref().map(|q| q.url.clone()),
+            queue_arn: queue.as_ref().map(|q| q.arn.clone()),
+            dead_letter_queue_url: dead_letter.as_ref().map(|q| q.url.clone()),
+            dead_letter_queue_arn: dead_letter.as_ref().map(|q| q.arn.clone()),
+            last_synced: Some(now.0.to_string()),
+        };
+        serde_json::to_value(status).unwrap_or_default()
+    }
+}
+
+/// Per resource: our finalizer on it; on apply, its Secrets read, the engine run, status and
+/// Events written; on deletion, its `deletionPolicy` carried out.
+pub async fn reconcile<K: Managed>(resource: Arc<K>, state: Arc<State>) -> Result<Action, Error> {
+    let namespace = resource.namespace().unwrap_or_default();
+    let api: Api<K> = Api::namespaced(state.client.clone(), &namespace);
+    let resource = ensure_finalizer(&api, resource).await?;
+    finalizer(&api, super::FINALIZER, resource, |event| async {
+        match event {
+            Finalizer::Apply(resource) => apply(&state, &api, &namespace, &*resource).await,
+            Finalizer::Cleanup(resource) => clean_up(&state, &*resource).await,
+        }
+    })
+    .await
+    .map_err(Error::from_finalizer)
+}
+
+async fn apply<K: Managed>(state: &State, api: &Api<K>, namespace: &str, resource: &K) -> Result<Action, Error> {
+    let specs = resource.secret_specs(&state.engine.naming);
+    let values = secret_values(&state.client, namespace, &specs).await?;
+    let started = std::time::Instant::now();
+    let report = resource.sync(&state.engine, &values).await;
+    let now = now();
+    let status = resource.status(&report, conditions(&report, resource.conditions(), &now), &now);
+    write_status(api, resource, status).await?;
+    publish(&state.recorder, resource, &report).await;
+    let was_ready = resource.conditions().iter().any(|c| c.type_ == "Ready" && c.status == "True");
+    let first_ready = (report.is_ready() && !was_ready).then(|| {
+        let created = resource.meta().creation_timestamp.as_ref().map(|t| t.0).unwrap_or(now.0);
+        Duration::try_from(now.0.duration_since(created)).unwrap_or_default()
+    });
+    state.metrics.observe(&report, started.elapsed(), first_ready);
+    next_action(&report, state.resync)
+}
+
+/// After a reconcile: in sync or a user error → wait for a change (watch) or the resync, never a
+/// hot loop; anything else → retry soon.
+fn next_action(report: &Report, resync: Duration) -> Result<Action, Error> {
+    match report.failure() {
+        Some(failure) if !failure.reason.is_terminal() => Err(Error::retry(failure)),
+        _ => Ok(Action::requeue(super::jittered(resync))),
+    }
+}
+
+/// Deletion: Retain leaves AWS as it is and says so; Delete removes what carries our marker.
+/// A failed deletion keeps the finalizer, is published as a Warning and is retried.
+async fn clean_up<K: Managed>(state: &State, resource: &K) -> Result<Action, Error> {
+    match resource.deletion_policy() {
+        DeletionPolicy::Retain => {
+            let note = "deletionPolicy Retain: its record, secrets and queues stay in AWS".to_string();
+            let event = event(EventType::Normal, "Retained", note);
+            if let Err(error) = state.recorder.publish(&event, &resource.object_ref(&())).await {
+                tracing::warn!(%error, "could not publish an Event");
+            }
+            Ok(Action::await_change())
+        }
+        DeletionPolicy::Delete => {
+            let report = resource.delete(state).await?;
+            publish(&state.recorder, resource, &report).await;
+            match report.failure() {
+                None => Ok(Action::await_change()),
+                Some(failure) => Err(Error::retry(failure)),
+            }
+        }
+    }
+}
+
+fn now() -> Time {
+    Time(k8s_openapi::jiff::Timestamp::now())
+}
