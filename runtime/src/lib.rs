@@ -2,5 +2,9 @@
 //! channel processors (queue → AI → Twilio/SendGrid). They read what the operator writes through
 //! the wire contract (`multicomms-wire`) and share their process plumbing with it
 //! (`multicomms-service`).
+//!
+//! "spec §N" in this crate's comments is a section of `docs/spec/template-sender.md` in this
+//! repository (`docs/spec/replies-engine.md` where a comment says replies-engine): the behaviour
+//! of the original system this project rebuilds.
 pub mod processor;
 pub mod router;

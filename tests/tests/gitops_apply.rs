@@ -1,4 +1,4 @@
-//! The operator binary as the README uses it: `apply` and `plan` over the manifests in config/,
+//! The operator binary as docs/operations.md uses it: `apply` and `plan` over the manifests in config/,
 //! against the local AWS emulator. Each test uses its own resource-name prefix.
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -40,7 +40,7 @@ fn prefix() -> String {
     multicomms_testkit::environment::unique_naming('e').prefix
 }
 
-/// The README's demo arguments.
+/// The demo's arguments (scripts/demo.sh).
 fn examples() -> Vec<&'static str> {
     vec![
         "-f",

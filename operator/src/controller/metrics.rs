@@ -1,10 +1,11 @@
 //! Prometheus metrics of the controller, served with /healthz and /readyz.
 use crate::aws::CallCounter;
 use crate::reconcile::Report;
-use prometheus_client::encoding::{text::encode, EncodeLabelSet};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{text::encode, DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::{counter::Counter, family::Family, histogram::Histogram};
 use prometheus_client::registry::Registry;
-use std::fmt::Write;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,13 +21,37 @@ struct KindReason {
     reason: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CallLabels {
+    service: String,
+    operation: String,
+    outcome: &'static str,
+}
+
+/// The AWS calls the adapters counted, read at each scrape: `multicomms_aws_calls_total`.
+#[derive(Debug)]
+struct AwsCalls(CallCounter);
+
+impl Collector for AwsCalls {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let help = "AWS API calls by service, operation and outcome";
+        let mut family =
+            encoder.encode_descriptor("aws_calls", help, None, prometheus_client::metrics::MetricType::Counter)?;
+        for (call, n) in self.0.snapshot() {
+            let outcome = if call.ok { "ok" } else { "error" };
+            let labels = CallLabels { service: call.service, operation: call.operation, outcome };
+            ConstCounter::new(n).encode(family.encode_family(&labels)?)?;
+        }
+        Ok(())
+    }
+}
+
 pub struct Metrics {
     registry: Registry,
     reconciles: Family<Kind, Counter>,
     failures: Family<KindReason, Counter>,
     duration: Family<Kind, Histogram>,
     time_to_ready: Family<Kind, Histogram>,
-    aws_calls: CallCounter,
     /// Set once the controller is connected and serving (leader or standby).
     pub ready: AtomicBool,
 }
@@ -50,7 +75,8 @@ impl Metrics {
             "From a resource's creation to its first Ready=True",
             time_to_ready.clone(),
         );
-        Metrics { registry, reconciles, failures, duration, time_to_ready, aws_calls, ready: AtomicBool::new(false) }
+        registry.register_collector(Box::new(AwsCalls(aws_calls)));
+        Metrics { registry, reconciles, failures, duration, time_to_ready, ready: AtomicBool::new(false) }
     }
 
     /// Records one reconcile; `age_when_first_ready` when this run made the resource Ready.
@@ -67,46 +93,24 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition, AWS calls by service, operation and outcome included.
+    /// The Prometheus text exposition.
     pub fn render(&self) -> String {
         let mut out = String::new();
-        if encode(&mut out, &self.registry).is_err() {
-            return String::new();
+        match encode(&mut out, &self.registry) {
+            Ok(()) => out,
+            Err(_) => String::new(),
         }
-        // `encode` ends with "# EOF"; the AWS call counts go before it.
-        let eof = out.rfind("# EOF").unwrap_or(out.len());
-        out.truncate(eof);
-        let _ = writeln!(out, "# HELP multicomms_aws_calls AWS API calls by service, operation and outcome.");
-        let _ = writeln!(out, "# TYPE multicomms_aws_calls counter");
-        for (call, n) in self.aws_calls.snapshot() {
-            let outcome = if call.ok { "ok" } else { "error" };
-            let _ = writeln!(
-                out,
-                "multicomms_aws_calls_total{{service=\"{}\",operation=\"{}\",outcome=\"{outcome}\"}} {n}",
-                call.service, call.operation
-            );
-        }
-        out.push_str("# EOF\n");
-        out
     }
 }
 
 /// Serves /metrics, /healthz and /readyz on `listener` until the process ends.
-pub async fn serve(metrics: Arc<Metrics>, listener: tokio::net::TcpListener) -> std::io::Result<()> {
-    use axum::{http::StatusCode, routing::get, Router};
-    let app = Router::new()
-        .route("/metrics", get(|axum::extract::State(m): axum::extract::State<Arc<Metrics>>| async move { m.render() }))
-        .route("/healthz", get(|| async { "ok" }))
-        .route(
-            "/readyz",
-            get(|axum::extract::State(m): axum::extract::State<Arc<Metrics>>| async move {
-                if m.ready.load(Ordering::Relaxed) {
-                    (StatusCode::OK, "ready")
-                } else {
-                    (StatusCode::SERVICE_UNAVAILABLE, "starting")
-                }
-            }),
-        )
-        .with_state(metrics);
-    axum::serve(listener, app).await
+pub async fn serve(metrics: Arc<Metrics>, listener: tokio::net::TcpListener) {
+    let (ready, rendered) = (metrics.clone(), metrics);
+    let routes = multicomms_service::http::health_routes(
+        move || if ready.ready.load(Ordering::Relaxed) { Ok(()) } else { Err("starting") },
+        move || rendered.render(),
+    );
+    let limits =
+        multicomms_service::http::ConnectionLimits { header_timeout: Duration::from_secs(30), max_connections: 64 };
+    multicomms_service::http::serve(listener, routes, limits, std::future::pending()).await
 }

@@ -64,15 +64,11 @@ pub fn context_message(
         channel,
         &company.record.channel_config,
     );
-    let recipient_attribute = match channel {
-        ChannelKind::Whatsapp | ChannelKind::Sms => attributes::RECIPIENT_TEL,
-        ChannelKind::Email => attributes::RECIPIENT_EMAIL,
-    };
     let attributes = vec![
         (attributes::CHANNEL_METHOD, channel.as_str().to_string()),
         (attributes::CONVERSATION_ID, conversation_id.clone()),
         (attributes::ROUTER_TIMESTAMP, now),
-        (recipient_attribute, request.recipient),
+        (attributes::recipient(channel), request.recipient),
     ];
     let context = ContextObject {
         frontend_payload: request.body,

@@ -10,7 +10,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::OnceCell;
 
-type Key = (String, String);
+/// (company_id, project_id): whose limits.
+type Tenant = (String, String);
 /// (company_id, project_id, request_id).
 type RequestKey = (String, String, String);
 /// When the key was first seen, and its first successful envelope once there is one.
@@ -18,7 +19,7 @@ type Answer = (Instant, Arc<OnceCell<serde_json::Value>>);
 
 #[derive(Default)]
 pub struct RateLimiter {
-    windows: Mutex<HashMap<Key, Windows>>,
+    windows: Mutex<HashMap<Tenant, Windows>>,
 }
 
 #[derive(Default, Clone, Copy)]

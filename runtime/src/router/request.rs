@@ -1,6 +1,6 @@
 //! Validation of a `POST /initiate-conversation` body: the original's checks in the original's
 //! order, first failure wins (spec template-sender §1.4 steps 3–6), with the deliberate fixes
-//! listed in the README (non-object bodies and sections are 400s, not crashes; a channel must be
+//! listed in docs/differences.md (non-object bodies and sections are 400s, not crashes; a channel must be
 //! written in lower case, since the processors only accept that).
 use super::error::{ErrorCode, Rejected, RouterError};
 use super::timestamp;
@@ -73,21 +73,16 @@ pub fn validate(body: &[u8], fallback_id: &str) -> Result<ValidRequest, Rejected
         return Err(rejected(RouterError::invalid_request_id()));
     }
     // Exactly lower case: the original let "WhatsApp" through, and its processor then failed.
-    let channel = match channel_sent.as_str() {
-        "whatsapp" => ChannelKind::Whatsapp,
-        "sms" => ChannelKind::Sms,
-        "email" => ChannelKind::Email,
-        _ => return Err(rejected(RouterError::unsupported_channel(&channel_sent))),
-    };
+    let channel: ChannelKind =
+        channel_sent.parse().map_err(|_| rejected(RouterError::unsupported_channel(&channel_sent)))?;
     if !timestamp::is_valid(&timestamp) {
         return Err(rejected(RouterError::invalid_timestamp()));
     }
-    let (field_name, missing, invalid) = match channel {
-        ChannelKind::Whatsapp | ChannelKind::Sms => {
-            ("recipient_tel", ErrorCode::MissingRecipientTel, ErrorCode::InvalidRecipientTel)
-        }
-        ChannelKind::Email => ("recipient_email", ErrorCode::MissingRecipientEmail, ErrorCode::InvalidRecipientEmail),
+    let (missing, invalid) = match channel {
+        ChannelKind::Whatsapp | ChannelKind::Sms => (ErrorCode::MissingRecipientTel, ErrorCode::InvalidRecipientTel),
+        ChannelKind::Email => (ErrorCode::MissingRecipientEmail, ErrorCode::InvalidRecipientEmail),
     };
+    let field_name = channel.recipient_field();
     let recipient = match recipient_data.get(field_name) {
         None => return Err(rejected(RouterError::missing_recipient(missing, channel.as_str(), field_name))),
         Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),

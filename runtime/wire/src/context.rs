@@ -34,6 +34,14 @@ pub mod attributes {
     pub const ROUTER_TIMESTAMP: &str = "routerTimestamp";
     pub const RECIPIENT_TEL: &str = "recipientTel";
     pub const RECIPIENT_EMAIL: &str = "recipientEmail";
+
+    /// The attribute carrying the recipient's address on `channel`.
+    pub fn recipient(channel: crate::ChannelKind) -> &'static str {
+        match channel {
+            crate::ChannelKind::Whatsapp | crate::ChannelKind::Sms => RECIPIENT_TEL,
+            crate::ChannelKind::Email => RECIPIENT_EMAIL,
+        }
+    }
 }
 
 /// `company#project#request#sender`, the sender being the company's number without its

@@ -2,6 +2,10 @@
 //! messages), the AWS resource names derived from a deployment's prefix and environment, and the
 //! timestamp format. The operator writes through these types and the pods read through them, so
 //! writer and reader cannot drift; nothing else spells an attribute or a resource name.
+//!
+//! "spec §N" in this crate's comments is a section of `docs/spec/template-sender.md` in this
+//! repository (`docs/spec/replies-engine.md` where a comment says replies-engine): the behaviour
+//! of the original system this project rebuilds.
 pub mod channel;
 pub mod company;
 pub mod context;
