@@ -186,23 +186,7 @@ async fn a_record_from_the_old_onboarding_script_is_adopted_only_when_annotated(
     assert!(reconcile::tables::reconcile(&ctx).await.is_ready());
     let company = example_company();
     // The original script's record: no ownership marker, its own created_at.
-    let mut legacy = multicomms_operator::desired::company::record(
-        &company.spec,
-        &ctx.naming,
-        &multicomms_operator::desired::Owner { kind: "Company", namespace: "x".into(), name: "x".into() },
-        None,
-    );
-    legacy.managed_by = None;
-    legacy.created_at = "2023-10-27T10:00:00Z".into();
-    let table = ctx.naming.company_data_table();
-    let raw = raw_clients().await;
-    raw.dynamodb
-        .put_item()
-        .table_name(&table)
-        .set_item(Some(legacy.to_item().expect("item")))
-        .send()
-        .await
-        .expect("put");
+    put_legacy_record(&ctx, &company, |r| r.created_at = "2023-10-27T10:00:00Z".into()).await;
 
     let report = company::reconcile(&ctx, &company, &example_secrets()).await;
     let failure = report.failure().expect("unmarked item is not ours");
@@ -272,17 +256,7 @@ async fn a_company_in_a_namespace_the_operator_does_not_allow_cannot_adopt_a_leg
     let ctx = context(Mode::Apply).await.adopting_in(AdoptionPolicy::namespaces(["multicomms-dev"]));
     assert!(reconcile::tables::reconcile(&ctx).await.is_ready());
     let company = example_company();
-    let mut legacy = multicomms_operator::desired::company::record(
-        &company.spec,
-        &ctx.naming,
-        &multicomms_operator::desired::Owner { kind: "Company", namespace: "x".into(), name: "x".into() },
-        None,
-    );
-    legacy.managed_by = None;
-    legacy.api_key_hash = Some("sha256:the-real-companys-key".into());
-    let table = ctx.naming.company_data_table();
-    let item = legacy.to_item().expect("item");
-    raw_clients().await.dynamodb.put_item().table_name(&table).set_item(Some(item)).send().await.expect("put");
+    put_legacy_record(&ctx, &company, |r| r.api_key_hash = Some("sha256:the-real-companys-key".into())).await;
 
     // Someone who may create Companies in another namespace copies the legacy ids and asks to adopt.
     let mut intruder = company.clone();

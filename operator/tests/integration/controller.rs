@@ -409,8 +409,9 @@ async fn the_running_controller_recovers_by_itself_once_the_secret_appears() {
     running.abort();
 }
 
-#[tokio::test]
-async fn a_deletion_aws_refuses_keeps_the_finalizer_is_visible_and_retried() {
+/// The example Company applied, then deleted (Delete policy) by a controller whose AWS refuses
+/// `operation`: the client, the applying state, and the deletion's error.
+async fn deletion_refused(operation: &'static str) -> (kube::Client, Arc<State>, Error) {
     let client = fake(company(), [vec![twilio()], other_secrets()].concat()).await;
     let state = state(client.clone()).await;
     let name = "cucumber-recruitment-clarify-cv";
@@ -418,10 +419,20 @@ async fn a_deletion_aws_refuses_keeps_the_finalizer_is_visible_and_retried() {
 
     let (client, deleting_state) = deleting(DeletionPolicy::Delete, &state).await;
     let mut engine = same_place(&deleting_state.engine, Mode::Apply).await;
-    let refusal = Fault::new("DeleteSecret", "AccessDeniedException", "not authorized to perform DeleteSecret", 10);
-    engine.aws.secrets = secrets_with_fault(&engine, refusal).await;
+    let refusal = Fault::new(operation, "AccessDeniedException", "not authorized to perform this operation", 10);
+    match operation {
+        "DeleteItem" => engine.aws.dynamodb = dynamodb_with_fault(&engine, refusal).await,
+        _ => engine.aws.secrets = secrets_with_fault(&engine, refusal).await,
+    }
     let refused = Arc::new(State::new(engine, client.clone(), RESYNC, None));
     let error = reconcile_company(Arc::new(get(&client, name).await), refused).await.expect_err("refused");
+    (client, state, error)
+}
+
+#[tokio::test]
+async fn a_deletion_aws_refuses_keeps_the_finalizer_is_visible_and_retried() {
+    let (client, _, error) = deletion_refused("DeleteSecret").await;
+    let name = "cucumber-recruitment-clarify-cv";
     assert!(matches!(&error, Error::Retry { message: m, .. } if m.contains("AccessDeniedException")), "{error}");
     assert_eq!(get(&client, name).await.finalizers(), [FINALIZER], "kept until the deletion succeeds");
     let events = events(&client).await;
@@ -517,17 +528,8 @@ async fn a_channel_in_use_keeps_its_shared_ai_key_and_restores_one_scheduled_for
 
 #[tokio::test]
 async fn a_company_keeps_its_secrets_while_its_record_cannot_be_deleted() {
-    let client = fake(company(), [vec![twilio()], other_secrets()].concat()).await;
-    let state = state(client.clone()).await;
+    let (client, state, error) = deletion_refused("DeleteItem").await;
     let name = "cucumber-recruitment-clarify-cv";
-    reconcile_company(Arc::new(get(&client, name).await), state.clone()).await.expect("ok");
-
-    let (client, deleting_state) = deleting(DeletionPolicy::Delete, &state).await;
-    let mut engine = same_place(&deleting_state.engine, Mode::Apply).await;
-    let refusal = Fault::new("DeleteItem", "AccessDeniedException", "not authorized to perform DeleteItem", 10);
-    engine.aws.dynamodb = dynamodb_with_fault(&engine, refusal).await;
-    let refused = Arc::new(State::new(engine, client.clone(), RESYNC, None));
-    let error = reconcile_company(Arc::new(get(&client, name).await), refused).await.expect_err("refused");
     assert!(matches!(&error, Error::Retry { message: m, .. } if m.contains("AccessDeniedException")), "{error}");
 
     // The router still finds the record, so the processors must still find the credentials.

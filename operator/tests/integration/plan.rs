@@ -77,17 +77,7 @@ async fn every_reconcile_path_in_plan_mode_makes_zero_aws_writes() {
     assert_eq!(updates, [ChangeKind::Update], "the main queue's visibility timeout");
 
     // Adoption of an unmarked record, and both deletions.
-    let mut legacy = multicomms_operator::desired::company::record(
-        &company_resource.spec,
-        &ctx.naming,
-        &multicomms_operator::desired::Owner { kind: "Company", namespace: "x".into(), name: "x".into() },
-        None,
-    );
-    legacy.project_id = "pi-legacy".into();
-    legacy.managed_by = None;
-    let item = legacy.to_item().expect("item");
-    let table = ctx.naming.company_data_table();
-    raw.dynamodb.put_item().table_name(&table).set_item(Some(item)).send().await.expect("legacy record");
+    put_legacy_record(&ctx, &company_resource, |r| r.project_id = "pi-legacy".into()).await;
     let mut adopting = company_resource.clone();
     adopting.spec.project_id = "pi-legacy".into();
     adopting.metadata.annotations = Some([("multicomms.io/adopt".to_string(), "true".to_string())].into());

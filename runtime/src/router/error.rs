@@ -6,139 +6,69 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use std::fmt;
 
-/// Every error code of the router.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ErrorCode {
-    InvalidRequest,
-    MissingIdentifiers,
-    InvalidCompanyDataType,
-    MissingRecipientData,
-    InvalidRecipientDataType,
-    MissingRequestData,
-    InvalidRequestDataType,
-    MissingRequestId,
-    InvalidRequestIdFormat,
-    MissingChannelMethod,
-    InvalidChannelMethodFormat,
-    MissingInitialRequestTimestamp,
-    InvalidInitialRequestTimestampFormat,
-    InvalidRequestId,
-    UnsupportedChannel,
-    InvalidTimestamp,
-    MissingRecipientTel,
-    InvalidRecipientTel,
-    MissingRecipientEmail,
-    InvalidRecipientEmail,
-    MissingCommsConsent,
-    InvalidCommsConsentType,
-    CommsConsentRequired,
-    PayloadTooLarge,
-    MissingApiKey,
-    InvalidApiKey,
-    ProjectInactive,
-    ChannelNotAllowed,
-    RateLimitExceeded,
-    RequestTimeout,
-    DatabaseError,
-    ConfigurationError,
-    QueueError,
-    InternalError,
+/// Defines [`ErrorCode`] from one table: variant, `error_code`, HTTP status.
+macro_rules! error_codes {
+    ($($variant:ident => $code:literal, $status:ident;)*) => {
+        /// Every error code of the router.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum ErrorCode {
+            $($variant,)*
+        }
+
+        impl ErrorCode {
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant,)*];
+
+            /// The `error_code` of the envelope.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$variant => $code,)*
+                }
+            }
+
+            pub fn status(self) -> StatusCode {
+                match self {
+                    $(ErrorCode::$variant => StatusCode::$status,)*
+                }
+            }
+        }
+    };
 }
 
-impl ErrorCode {
-    pub const ALL: [ErrorCode; 34] = {
-        use ErrorCode::*;
-        [
-            InvalidRequest,
-            MissingIdentifiers,
-            InvalidCompanyDataType,
-            MissingRecipientData,
-            InvalidRecipientDataType,
-            MissingRequestData,
-            InvalidRequestDataType,
-            MissingRequestId,
-            InvalidRequestIdFormat,
-            MissingChannelMethod,
-            InvalidChannelMethodFormat,
-            MissingInitialRequestTimestamp,
-            InvalidInitialRequestTimestampFormat,
-            InvalidRequestId,
-            UnsupportedChannel,
-            InvalidTimestamp,
-            MissingRecipientTel,
-            InvalidRecipientTel,
-            MissingRecipientEmail,
-            InvalidRecipientEmail,
-            MissingCommsConsent,
-            InvalidCommsConsentType,
-            CommsConsentRequired,
-            PayloadTooLarge,
-            MissingApiKey,
-            InvalidApiKey,
-            ProjectInactive,
-            ChannelNotAllowed,
-            RateLimitExceeded,
-            RequestTimeout,
-            DatabaseError,
-            ConfigurationError,
-            QueueError,
-            InternalError,
-        ]
-    };
-
-    /// The `error_code` of the envelope.
-    pub fn as_str(self) -> &'static str {
-        use ErrorCode::*;
-        match self {
-            InvalidRequest => "INVALID_REQUEST",
-            MissingIdentifiers => "MISSING_IDENTIFIERS",
-            InvalidCompanyDataType => "INVALID_COMPANY_DATA_TYPE",
-            MissingRecipientData => "MISSING_RECIPIENT_DATA",
-            InvalidRecipientDataType => "INVALID_RECIPIENT_DATA_TYPE",
-            MissingRequestData => "MISSING_REQUEST_DATA",
-            InvalidRequestDataType => "INVALID_REQUEST_DATA_TYPE",
-            MissingRequestId => "MISSING_REQUEST_ID",
-            InvalidRequestIdFormat => "INVALID_REQUEST_ID_FORMAT",
-            MissingChannelMethod => "MISSING_CHANNEL_METHOD",
-            InvalidChannelMethodFormat => "INVALID_CHANNEL_METHOD_FORMAT",
-            MissingInitialRequestTimestamp => "MISSING_INITIAL_REQUEST_TIMESTAMP",
-            InvalidInitialRequestTimestampFormat => "INVALID_INITIAL_REQUEST_TIMESTAMP_FORMAT",
-            InvalidRequestId => "INVALID_REQUEST_ID",
-            UnsupportedChannel => "UNSUPPORTED_CHANNEL",
-            InvalidTimestamp => "INVALID_TIMESTAMP",
-            MissingRecipientTel => "MISSING_RECIPIENT_TEL",
-            InvalidRecipientTel => "INVALID_RECIPIENT_TEL",
-            MissingRecipientEmail => "MISSING_RECIPIENT_EMAIL",
-            InvalidRecipientEmail => "INVALID_RECIPIENT_EMAIL",
-            MissingCommsConsent => "MISSING_COMMS_CONSENT",
-            InvalidCommsConsentType => "INVALID_COMMS_CONSENT_TYPE",
-            CommsConsentRequired => "COMMS_CONSENT_REQUIRED",
-            PayloadTooLarge => "PAYLOAD_TOO_LARGE",
-            MissingApiKey => "MISSING_API_KEY",
-            InvalidApiKey => "INVALID_API_KEY",
-            ProjectInactive => "PROJECT_INACTIVE",
-            ChannelNotAllowed => "CHANNEL_NOT_ALLOWED",
-            RateLimitExceeded => "RATE_LIMIT_EXCEEDED",
-            RequestTimeout => "REQUEST_TIMEOUT",
-            DatabaseError => "DATABASE_ERROR",
-            ConfigurationError => "CONFIGURATION_ERROR",
-            QueueError => "QUEUE_ERROR",
-            InternalError => "INTERNAL_ERROR",
-        }
-    }
-
-    pub fn status(self) -> StatusCode {
-        use ErrorCode::*;
-        match self {
-            PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            MissingApiKey => StatusCode::UNAUTHORIZED,
-            InvalidApiKey | ProjectInactive | ChannelNotAllowed => StatusCode::FORBIDDEN,
-            RateLimitExceeded => StatusCode::TOO_MANY_REQUESTS,
-            RequestTimeout => StatusCode::GATEWAY_TIMEOUT,
-            DatabaseError | ConfigurationError | QueueError | InternalError => StatusCode::INTERNAL_SERVER_ERROR,
-            _ => StatusCode::BAD_REQUEST,
-        }
-    }
+error_codes! {
+    InvalidRequest => "INVALID_REQUEST", BAD_REQUEST;
+    MissingIdentifiers => "MISSING_IDENTIFIERS", BAD_REQUEST;
+    InvalidCompanyDataType => "INVALID_COMPANY_DATA_TYPE", BAD_REQUEST;
+    MissingRecipientData => "MISSING_RECIPIENT_DATA", BAD_REQUEST;
+    InvalidRecipientDataType => "INVALID_RECIPIENT_DATA_TYPE", BAD_REQUEST;
+    MissingRequestData => "MISSING_REQUEST_DATA", BAD_REQUEST;
+    InvalidRequestDataType => "INVALID_REQUEST_DATA_TYPE", BAD_REQUEST;
+    MissingRequestId => "MISSING_REQUEST_ID", BAD_REQUEST;
+    InvalidRequestIdFormat => "INVALID_REQUEST_ID_FORMAT", BAD_REQUEST;
+    MissingChannelMethod => "MISSING_CHANNEL_METHOD", BAD_REQUEST;
+    InvalidChannelMethodFormat => "INVALID_CHANNEL_METHOD_FORMAT", BAD_REQUEST;
+    MissingInitialRequestTimestamp => "MISSING_INITIAL_REQUEST_TIMESTAMP", BAD_REQUEST;
+    InvalidInitialRequestTimestampFormat => "INVALID_INITIAL_REQUEST_TIMESTAMP_FORMAT", BAD_REQUEST;
+    InvalidRequestId => "INVALID_REQUEST_ID", BAD_REQUEST;
+    UnsupportedChannel => "UNSUPPORTED_CHANNEL", BAD_REQUEST;
+    InvalidTimestamp => "INVALID_TIMESTAMP", BAD_REQUEST;
+    MissingRecipientTel => "MISSING_RECIPIENT_TEL", BAD_REQUEST;
+    InvalidRecipientTel => "INVALID_RECIPIENT_TEL", BAD_REQUEST;
+    MissingRecipientEmail => "MISSING_RECIPIENT_EMAIL", BAD_REQUEST;
+    InvalidRecipientEmail => "INVALID_RECIPIENT_EMAIL", BAD_REQUEST;
+    MissingCommsConsent => "MISSING_COMMS_CONSENT", BAD_REQUEST;
+    InvalidCommsConsentType => "INVALID_COMMS_CONSENT_TYPE", BAD_REQUEST;
+    CommsConsentRequired => "COMMS_CONSENT_REQUIRED", BAD_REQUEST;
+    PayloadTooLarge => "PAYLOAD_TOO_LARGE", PAYLOAD_TOO_LARGE;
+    MissingApiKey => "MISSING_API_KEY", UNAUTHORIZED;
+    InvalidApiKey => "INVALID_API_KEY", FORBIDDEN;
+    ProjectInactive => "PROJECT_INACTIVE", FORBIDDEN;
+    ChannelNotAllowed => "CHANNEL_NOT_ALLOWED", FORBIDDEN;
+    RateLimitExceeded => "RATE_LIMIT_EXCEEDED", TOO_MANY_REQUESTS;
+    RequestTimeout => "REQUEST_TIMEOUT", GATEWAY_TIMEOUT;
+    DatabaseError => "DATABASE_ERROR", INTERNAL_SERVER_ERROR;
+    ConfigurationError => "CONFIGURATION_ERROR", INTERNAL_SERVER_ERROR;
+    QueueError => "QUEUE_ERROR", INTERNAL_SERVER_ERROR;
+    InternalError => "INTERNAL_ERROR", INTERNAL_SERVER_ERROR;
 }
 
 impl fmt::Display for ErrorCode {
@@ -307,7 +237,7 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), ErrorCode::ALL.len());
-        for code in ErrorCode::ALL {
+        for &code in ErrorCode::ALL {
             assert!(code.status().is_client_error() || code.status().is_server_error(), "{code}");
             assert!(code.as_str().chars().all(|c| c.is_ascii_uppercase() || c == '_'), "{code}");
         }

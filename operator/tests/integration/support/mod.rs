@@ -156,3 +156,19 @@ pub async fn raw_clients() -> RawClients {
         secrets: aws_sdk_secretsmanager::Client::new(&config),
     }
 }
+
+/// Writes the record the original onboarding scripts would have written for `company` (no
+/// ownership marker), after `edit`.
+pub async fn put_legacy_record(
+    ctx: &Context,
+    company: &Company,
+    edit: impl FnOnce(&mut multicomms_wire::CompanyRecord),
+) {
+    let stranger = multicomms_operator::desired::Owner { kind: "Company", namespace: "x".into(), name: "x".into() };
+    let mut legacy = multicomms_operator::desired::company::record(&company.spec, &ctx.naming, &stranger, None);
+    legacy.managed_by = None;
+    edit(&mut legacy);
+    let item = legacy.to_item().expect("item");
+    let table = ctx.naming.company_data_table();
+    raw_clients().await.dynamodb.put_item().table_name(table).set_item(Some(item)).send().await.expect("legacy record");
+}
