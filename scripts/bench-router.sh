@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Router benchmark: the release router against the AWS emulator, loaded over loopback by
-# tests/examples/load.rs. Prints accepted/s, p50/p99, the router's CPU seconds per 1000 accepted
+# the test kit's load-generator. Prints accepted/s, p50/p99, the router's CPU seconds per 1000 accepted
 # requests and SQS requests per accepted request.
 # usage: scripts/bench-router.sh [requests] [concurrency]   (default 2000 64)
 set -euo pipefail

@@ -90,14 +90,20 @@ impl Managed for Channel {
         self.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default()
     }
     fn status(&self, report: &Report, conditions: Vec<Condition>, now: &Time) -> serde_json::Value {
-        let (queue, dead_letter) = (&report.outputs.queue, &report.outputs.dead_letter_queue);
+        let outputs = &report.outputs;
+        let url = |q: &Option<reconcile::QueueOutput>| q.as_ref().map(|q| q.url.clone());
+        let arn = |q: &Option<reconcile::QueueOutput>| q.as_ref().map(|q| q.arn.clone());
         let status = ChannelStatus {
             observed_generation: self.metadata.generation,
             conditions,
-            queue_url: queue.as_ref().map(|q| q.url.clone()),
-            queue_arn: queue.as_ref().map(|q| q.arn.clone()),
-            dead_letter_queue_url: dead_letter.as_ref().map(|q| q.url.clone()),
-            dead_letter_queue_arn: dead_letter.as_ref().map(|q| q.arn.clone()),
+            queue_url: url(&outputs.queue),
+            queue_arn: arn(&outputs.queue),
+            dead_letter_queue_url: url(&outputs.dead_letter_queue),
+            dead_letter_queue_arn: arn(&outputs.dead_letter_queue),
+            replies_queue_url: url(&outputs.replies_queue),
+            replies_queue_arn: arn(&outputs.replies_queue),
+            replies_dead_letter_queue_url: url(&outputs.replies_dead_letter_queue),
+            replies_dead_letter_queue_arn: arn(&outputs.replies_dead_letter_queue),
             last_synced: Some(now.0.to_string()),
         };
         serde_json::to_value(status).unwrap_or_default()

@@ -1,4 +1,5 @@
-//! `Channel`: one messaging channel of an environment: its SQS queue + DLQ and, optionally, the
+//! `Channel`: one messaging channel of an environment: its SQS queue + DLQ, its replies queue +
+//! DLQ and, optionally, the
 //! OpenAI key its companies share.
 // clippy reads the repeated `type_ = "string"` of separate printcolumn(...) entries as one
 // duplicated attribute.
@@ -36,6 +37,10 @@ pub struct ChannelSpec {
     pub provider: Provider,
     #[serde(default)]
     pub queue: QueueSettings,
+    /// SQS settings of the channel's replies queue (the replies engine's reply triggers) and its
+    /// dead-letter queue; the same defaults as `queue`.
+    #[serde(default)]
+    pub replies_queue: QueueSettings,
     /// OpenAI key shared by every company on this channel that brings none of its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ai_api_key: Option<SecretValue>,
@@ -107,6 +112,14 @@ pub struct ChannelStatus {
     pub dead_letter_queue_url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dead_letter_queue_arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replies_queue_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replies_queue_arn: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replies_dead_letter_queue_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replies_dead_letter_queue_arn: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_synced: Option<String>,
 }

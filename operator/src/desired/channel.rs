@@ -1,5 +1,6 @@
 //! Channel → SQS queue + dead-letter queue, and the channel's shared OpenAI key.
 use super::secret::SecretSpec;
+use crate::crd::channel::QueueSettings;
 use crate::crd::ChannelSpec;
 use multicomms_wire::{ChannelKind, Naming};
 use std::collections::BTreeMap;
@@ -17,28 +18,45 @@ pub struct QueueSpec {
     pub attributes: BTreeMap<&'static str, String>,
 }
 
+/// A queue and the dead-letter queue it redrives into.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ChannelQueues {
+pub struct QueuePair {
     pub dead_letter: QueueSpec,
     /// The main queue, without its `RedrivePolicy`: that needs the DLQ's ARN, see [`redrive_policy`].
     pub queue: QueueSpec,
     pub max_receive_count: u32,
 }
 
+/// The channel's queues: the initial messages' (the router's context objects) and the replies'
+/// (the replies engine's triggers), each with its dead-letter queue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChannelQueues {
+    pub initial: QueuePair,
+    pub replies: QueuePair,
+}
+
 pub fn queues(spec: &ChannelSpec, naming: &Naming) -> ChannelQueues {
-    let q = &spec.queue;
     // Whatsapp's processor may work 900 s on one message; the queue must hide it longer (spec §4.1).
     let default_visibility = if spec.kind == ChannelKind::Whatsapp { 905 } else { 600 };
     ChannelQueues {
+        initial: pair(&spec.queue, naming.channel_queue(spec.kind), naming.channel_dlq(spec.kind), default_visibility),
+        // The original's replies queues hide a message 900 s, the replies Lambda's budget
+        // (replies-engine §4); 905 keeps it hidden past that.
+        replies: pair(&spec.replies_queue, naming.replies_queue(spec.kind), naming.replies_dlq(spec.kind), 905),
+    }
+}
+
+fn pair(q: &QueueSettings, name: String, dead_letter: String, default_visibility: u32) -> QueuePair {
+    QueuePair {
         dead_letter: QueueSpec {
-            name: naming.channel_dlq(spec.kind),
+            name: dead_letter,
             attributes: BTreeMap::from([(
                 MESSAGE_RETENTION_PERIOD,
                 q.dead_letter_retention_seconds.unwrap_or(1_209_600).to_string(),
             )]),
         },
         queue: QueueSpec {
-            name: naming.channel_queue(spec.kind),
+            name,
             attributes: BTreeMap::from([
                 (VISIBILITY_TIMEOUT, q.visibility_timeout_seconds.unwrap_or(default_visibility).to_string()),
                 (MESSAGE_RETENTION_PERIOD, q.message_retention_seconds.unwrap_or(345_600).to_string()),
@@ -46,6 +64,19 @@ pub fn queues(spec: &ChannelSpec, naming: &Naming) -> ChannelQueues {
             ]),
         },
         max_receive_count: q.max_receive_count.unwrap_or(3),
+    }
+}
+
+/// The environment's human hand-off queue (replies-engine §4.2: visible after an hour, kept a
+/// week, no DLQ: a person reads it).
+pub fn handoff_queue(naming: &Naming) -> QueueSpec {
+    QueueSpec {
+        name: naming.handoff_queue(),
+        attributes: BTreeMap::from([
+            (VISIBILITY_TIMEOUT, "3600".to_string()),
+            (MESSAGE_RETENTION_PERIOD, "604800".to_string()),
+            (DELAY_SECONDS, "0".to_string()),
+        ]),
     }
 }
 
@@ -91,20 +122,32 @@ mod tests {
     #[test]
     fn example_channels_get_the_original_queue_settings() {
         let naming = Naming::new("ai-multi-comms", "dev");
-        let whatsapp = queues(&channel(include_str!("../../../config/channels/whatsapp.yaml")).spec, &naming);
+        let queues = queues(&channel(include_str!("../../../config/channels/whatsapp.yaml")).spec, &naming);
+        let whatsapp = queues.initial;
         assert_eq!(whatsapp.queue.name, "ai-multi-comms-whatsapp-queue-dev");
         assert_eq!(whatsapp.dead_letter.name, "ai-multi-comms-whatsapp-dlq-dev");
         assert_eq!(whatsapp.queue.attributes[VISIBILITY_TIMEOUT], "905");
         assert_eq!(whatsapp.queue.attributes[MESSAGE_RETENTION_PERIOD], "345600");
         assert_eq!(whatsapp.dead_letter.attributes[MESSAGE_RETENTION_PERIOD], "1209600");
         assert_eq!(whatsapp.max_receive_count, 3);
+        // The replies engine's queues (replies-engine §4.1), with the main queue's defaults.
+        let replies = queues.replies;
+        assert_eq!(replies.queue.name, "ai-multi-comms-replies-whatsapp-queue-dev");
+        assert_eq!(replies.dead_letter.name, "ai-multi-comms-replies-whatsapp-dlq-dev");
+        assert_eq!(replies.queue.attributes[VISIBILITY_TIMEOUT], "905");
+        assert_eq!(replies.dead_letter.attributes[MESSAGE_RETENTION_PERIOD], "1209600");
+        assert_eq!(replies.max_receive_count, 3);
+        let handoff = handoff_queue(&naming);
+        assert_eq!(handoff.name, "ai-multi-comms-replies-human-handoff-queue-dev");
+        assert_eq!(handoff.attributes[VISIBILITY_TIMEOUT], "3600");
+        assert_eq!(handoff.attributes[MESSAGE_RETENTION_PERIOD], "604800");
     }
 
     #[test]
     fn defaults_depend_on_the_channel_type() {
         let naming = Naming::new("p", "prod");
         let sms = channel("apiVersion: multicomms.io/v1alpha1\nkind: Channel\nmetadata: {name: sms}\nspec: {type: sms, provider: twilio}");
-        let q = queues(&sms.spec, &naming);
+        let q = queues(&sms.spec, &naming).initial;
         assert_eq!(q.queue.attributes[VISIBILITY_TIMEOUT], "600");
         assert_eq!(q.queue.attributes[DELAY_SECONDS], "0");
         assert!(secrets(&sms.spec, &naming).is_empty());

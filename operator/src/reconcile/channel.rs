@@ -5,7 +5,7 @@ use super::{begin, claim, ChangeKind, Context, Failure, Outcome, QueueOutput, Re
 use crate::aws::sqs::ObservedQueue;
 use crate::aws::AwsError;
 use crate::crd::Channel;
-use crate::desired::channel::{queues, redrive_policy, same_redrive_policy, QueueSpec, REDRIVE_POLICY};
+use crate::desired::channel::{queues, redrive_policy, same_redrive_policy, QueuePair, QueueSpec, REDRIVE_POLICY};
 use crate::desired::secret::SecretValues;
 use crate::desired::{self, Owner, OWNER_TAG};
 use std::collections::BTreeMap;
@@ -29,21 +29,33 @@ pub async fn reconcile(ctx: &Context, channel: &Channel, values: &SecretValues) 
 
 async fn sync_queues(ctx: &Context, channel: &Channel, owner: &Owner, adopt: bool, report: &mut Report) -> Outcome {
     let desired = queues(&channel.spec, &ctx.naming);
-    let dead_letter = sync_queue(ctx, &desired.dead_letter, owner, adopt, report).await?;
+    let (queue, dead_letter) = sync_pair(ctx, &desired.initial, owner, adopt, report).await?;
+    (report.outputs.queue, report.outputs.dead_letter_queue) = (queue, dead_letter);
+    let (queue, dead_letter) = sync_pair(ctx, &desired.replies, owner, adopt, report).await?;
+    (report.outputs.replies_queue, report.outputs.replies_dead_letter_queue) = (queue, dead_letter);
+    Ok("queues and dead-letter queues in sync".into())
+}
+
+/// The dead-letter queue, then the queue redriving into it; where each now is.
+async fn sync_pair(
+    ctx: &Context,
+    pair: &QueuePair,
+    owner: &Owner,
+    adopt: bool,
+    report: &mut Report,
+) -> Result<(Option<QueueOutput>, Option<QueueOutput>), Failure> {
+    let dead_letter = sync_queue(ctx, &pair.dead_letter, owner, adopt, report).await?;
     // A DLQ that `plan` has not created yet has no ARN; show where it will point.
     let dead_letter_arn = dead_letter.as_ref().and_then(|q| q.arn()).unwrap_or("<new dead-letter queue ARN>");
-    let mut queue = desired.queue.clone();
-    queue.attributes.insert(REDRIVE_POLICY, redrive_policy(dead_letter_arn, desired.max_receive_count));
+    let mut queue = pair.queue.clone();
+    queue.attributes.insert(REDRIVE_POLICY, redrive_policy(dead_letter_arn, pair.max_receive_count));
     let main = sync_queue(ctx, &queue, owner, adopt, report).await?;
-
     let output = |q: &ObservedQueue| QueueOutput { url: q.url.clone(), arn: q.arn().unwrap_or_default().to_string() };
-    report.outputs.queue = main.as_ref().map(output);
-    report.outputs.dead_letter_queue = dead_letter.as_ref().map(output);
-    Ok("queue and dead-letter queue in sync".into())
+    Ok((main.as_ref().map(output), dead_letter.as_ref().map(output)))
 }
 
 /// Makes one queue match `spec`; returns it as it now stands (`None` if `plan` would create it).
-async fn sync_queue(
+pub(super) async fn sync_queue(
     ctx: &Context,
     spec: &QueueSpec,
     owner: &Owner,

@@ -98,8 +98,9 @@ async fn restore_secrets(ctx: &Context, specs: &[SecretSpec], owner: &Owner, rep
 
 async fn delete_queues(ctx: &Context, channel: &Channel, owner: &Owner, report: &mut Report) -> Outcome {
     let queues = desired::channel::queues(&channel.spec, &ctx.naming);
-    // The main queue first: it redrives into the DLQ.
-    for name in [&queues.queue.name, &queues.dead_letter.name] {
+    // Each main queue before its DLQ: it redrives into it.
+    let (initial, replies) = (&queues.initial, &queues.replies);
+    for name in [&initial.queue.name, &initial.dead_letter.name, &replies.queue.name, &replies.dead_letter.name] {
         let Some(observed) = ctx.aws.sqs.observe(name).await? else {
             continue;
         };

@@ -113,6 +113,10 @@ pub struct Outputs {
     pub queue: Option<QueueOutput>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub dead_letter_queue: Option<QueueOutput>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replies_queue: Option<QueueOutput>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replies_dead_letter_queue: Option<QueueOutput>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub tables: Vec<String>,
 }

@@ -1,15 +1,17 @@
-//! The environment's tables: created if missing, adopted if present with the expected keys and
-//! indexes, TTL switched on where the replies engine needs it. Never modified otherwise, never
-//! deleted.
+//! What every environment needs whatever its resources: the tables (created if missing, adopted
+//! if present with the expected keys and indexes, TTL switched on where the replies engine needs
+//! it, never modified otherwise) and the human hand-off queue. Never deleted.
 use super::{ChangeKind, Context, Failure, Outcome, Reason, Report};
 use crate::aws::AwsError;
 use crate::desired::tables::{tables, Key, KeyType, TableSpec};
+use crate::desired::Owner;
 
 pub const TABLES_SYNCED: &str = "TablesSynced";
+pub const HANDOFF_QUEUE_SYNCED: &str = "HandOffQueueSynced";
 
 pub async fn reconcile(ctx: &Context) -> Report {
     let name = format!("{}-*-{}", ctx.naming.prefix, ctx.naming.env);
-    let mut report = Report::new("Tables", "", &name, None);
+    let mut report = Report::new("Environment", "", &name, None);
     // Every table is looked at even when one fails, so one report names all problems.
     let mut problems = Vec::new();
     for spec in tables(&ctx.naming) {
@@ -25,7 +27,22 @@ pub async fn reconcile(ctx: &Context) -> Report {
         }
     };
     report.subsystems.push((TABLES_SYNCED, outcome));
+    let handoff = sync_handoff_queue(ctx, &mut report).await;
+    report.subsystems.push((HANDOFF_QUEUE_SYNCED, handoff));
     report
+}
+
+/// The hand-off queue belongs to the environment: marked as such, and adopted when an earlier
+/// deployment (the original's SAM stack) made it.
+async fn sync_handoff_queue(ctx: &Context, report: &mut Report) -> Outcome {
+    let owner = Owner {
+        kind: "Environment",
+        namespace: String::new(),
+        name: format!("{}-{}", ctx.naming.prefix, ctx.naming.env),
+    };
+    let spec = crate::desired::channel::handoff_queue(&ctx.naming);
+    super::channel::sync_queue(ctx, &spec, &owner, true, report).await?;
+    Ok("hand-off queue in sync".into())
 }
 
 async fn sync_table(ctx: &Context, spec: &TableSpec, report: &mut Report) -> Result<(), Failure> {

@@ -13,14 +13,23 @@ async fn creates_queue_and_dlq_with_the_original_settings_then_writes_nothing() 
     let created: Vec<String> =
         report.changes.iter().filter(|c| c.kind == ChangeKind::Create).map(|c| c.object.clone()).collect();
     let (queue, dlq) = (ctx.naming.channel_queue(ChannelKind::Whatsapp), ctx.naming.channel_dlq(ChannelKind::Whatsapp));
+    let (replies, replies_dlq) =
+        (ctx.naming.replies_queue(ChannelKind::Whatsapp), ctx.naming.replies_dlq(ChannelKind::Whatsapp));
     assert_eq!(
         created,
         [
             format!("queue {dlq}"),
             format!("queue {queue}"),
+            format!("queue {replies_dlq}"),
+            format!("queue {replies}"),
             format!("secret {}", ctx.naming.shared_ai_key_secret(ChannelKind::Whatsapp))
         ]
     );
+    let replies_queue = ctx.aws.sqs.observe(&replies).await.expect("observe").expect("replies queue exists");
+    let replies_dead = ctx.aws.sqs.observe(&replies_dlq).await.expect("observe").expect("replies dlq exists");
+    let redrive: serde_json::Value = serde_json::from_str(&replies_queue.attributes["RedrivePolicy"]).expect("json");
+    assert_eq!(redrive["deadLetterTargetArn"], replies_dead.arn().expect("arn"));
+    assert_eq!(report.outputs.replies_queue.as_ref().map(|q| q.url.as_str()), Some(replies_queue.url.as_str()));
 
     let main = ctx.aws.sqs.observe(&queue).await.expect("observe").expect("queue exists");
     let dead = ctx.aws.sqs.observe(&dlq).await.expect("observe").expect("dlq exists");

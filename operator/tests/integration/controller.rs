@@ -13,6 +13,7 @@ use kube_fake_client::{interceptor, ClientBuilder};
 use multicomms_operator::controller::{Error, State, FINALIZER};
 use multicomms_operator::crd::{Channel, Company, DeletionPolicy};
 use multicomms_operator::reconcile::{self, Mode, Reason};
+use multicomms_wire::ChannelKind;
 use secrecy::ExposeSecret;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -472,6 +473,10 @@ async fn a_channel_no_company_uses_is_deleted_with_its_queues() {
     assert!(state.engine.aws.sqs.observe(&queue).await.expect("observe").is_none(), "queue deleted");
     let dlq = state.engine.naming.channel_dlq(multicomms_wire::ChannelKind::Sms);
     assert!(state.engine.aws.sqs.observe(&dlq).await.expect("observe").is_none(), "DLQ deleted");
+    let naming = &state.engine.naming;
+    for replies in [naming.replies_queue(ChannelKind::Sms), naming.replies_dlq(ChannelKind::Sms)] {
+        assert!(state.engine.aws.sqs.observe(&replies).await.expect("observe").is_none(), "{replies} deleted");
+    }
     assert!(Api::<Channel>::namespaced(client, NS).get_opt("sms").await.expect("get").is_none());
 }
 

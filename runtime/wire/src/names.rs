@@ -60,6 +60,20 @@ impl Naming {
         format!("{}-{}-dlq-{}", self.prefix, channel, self.env)
     }
 
+    /// The queue of a channel's reply triggers (the replies engine's delayed trigger messages).
+    pub fn replies_queue(&self, channel: ChannelKind) -> String {
+        format!("{}-replies-{}-queue-{}", self.prefix, channel, self.env)
+    }
+
+    pub fn replies_dlq(&self, channel: ChannelKind) -> String {
+        format!("{}-replies-{}-dlq-{}", self.prefix, channel, self.env)
+    }
+
+    /// The environment's queue of messages handed to a person instead of the AI.
+    pub fn handoff_queue(&self) -> String {
+        format!("{}-replies-human-handoff-queue-{}", self.prefix, self.env)
+    }
+
     /// Twilio (whatsapp, sms) or SendGrid (email) credentials of one company + project.
     pub fn channel_credentials_secret(&self, channel: ChannelKind, company: &str, project: &str) -> String {
         let provider = match channel {
@@ -127,6 +141,9 @@ mod tests {
         );
         assert_eq!(n.shared_ai_key_secret(ChannelKind::Sms), "ai-multi-comms/openai-api-key/sms-dev");
         assert_eq!(n.replies_trigger_lock_table(), "ai-multi-comms-replies-conversations-trigger-lock-dev");
+        assert_eq!(n.replies_queue(ChannelKind::Whatsapp), "ai-multi-comms-replies-whatsapp-queue-dev");
+        assert_eq!(n.replies_dlq(ChannelKind::Whatsapp), "ai-multi-comms-replies-whatsapp-dlq-dev");
+        assert_eq!(n.handoff_queue(), "ai-multi-comms-replies-human-handoff-queue-dev");
     }
 
     #[test]
