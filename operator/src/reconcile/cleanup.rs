@@ -57,6 +57,12 @@ async fn delete_record(ctx: &Context, company: &Company, owner: &Owner, report: 
         attribute: MANAGED_BY,
         expected: Some(owner.to_string()),
     };
+    // Read first, so `plan` says only what `apply` would do; the delete is conditional anyway.
+    let stored = ctx.aws.dynamodb.get_item(&table, key.clone()).await?;
+    let ours = stored.and_then(|item| item.get(MANAGED_BY).and_then(|v| v.as_s().ok()).cloned());
+    if ours.as_deref() != Some(owner.to_string().as_str()) {
+        return Ok("no record of ours to delete".into());
+    }
     if ctx.apply(|w| ctx.aws.dynamodb.delete_item(w, &table, key, mine)).await?.unwrap_or(true) {
         report.change(ChangeKind::Delete, format!("item {table}[{company_id}/{project_id}]"), vec![]);
         Ok("record deleted".into())

@@ -18,7 +18,8 @@ pub struct ConnectionLimits {
 }
 
 /// Serves `app` until `shutdown` resolves; then stops accepting, closes idle connections at once,
-/// and lets requests in flight finish (each is bounded by its own timeout). Unlike
+/// and lets requests in flight finish (each is bounded by its own timeout; the drain as a whole
+/// by `limits.header_timeout`). Unlike
 /// `axum::serve`, a client that sends headers slowly or never, or idles on a keep-alive
 /// connection, is cut off after `limits.header_timeout`.
 pub async fn serve(
@@ -61,7 +62,11 @@ pub async fn serve(
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    // Requests in flight are bounded by their own timeouts; a client that stopped reading its
+    // answers is not waited for beyond the header timeout.
+    if tokio::time::timeout(limits.header_timeout, graceful.shutdown()).await.is_err() {
+        tracing::warn!("connections still open after the drain time; closing them");
+    }
 }
 
 /// `/healthz` (the process is alive), `/readyz` (503 with `ready`'s reason until it says yes)

@@ -23,7 +23,7 @@ pub enum OnExisting {
     Wait,
     /// The send may have happened, and no later delivery will find out: a person must check.
     HandOff(&'static str),
-    /// Finished (sent, failed, handed off): nothing to do.
+    /// Finished (sent, failed, handed off, or moved on to another flow): nothing to do.
     Duplicate,
 }
 
@@ -43,7 +43,7 @@ pub fn on_existing(
     last_receive: bool,
 ) -> OnExisting {
     match state.status {
-        ConversationStatus::Processing | ConversationStatus::Initiated => OnExisting::Resume,
+        ConversationStatus::Processing => OnExisting::Resume,
         ConversationStatus::Sending if claim_is_young(&state.updated_at, now, grace) => {
             if last_receive {
                 OnExisting::HandOff(STILL_SENDING_ON_LAST_RECEIVE)
@@ -123,6 +123,7 @@ mod tests {
             FailedToSendMessage,
             FailedSecretsFetch,
             FailedNoConsent,
+            Other,
         ] {
             assert_eq!(on_existing(&state(status, 1_000), now(), GRACE, false), OnExisting::Duplicate, "{status}");
         }

@@ -85,9 +85,8 @@ impl ConversationStore {
             _ => None,
         };
         let stored = text(&item, attribute::STATUS).unwrap_or_default();
-        let status = serde_json::from_value(serde_json::Value::String(stored.clone())).map_err(|_| {
-            Failure::Permanent(format!("the record's status {stored:?} is not one this processor knows"))
-        })?;
+        // A status this processor does not know reads as `Other`: another flow's, so done here.
+        let status = serde_json::from_value(serde_json::Value::String(stored)).unwrap_or(ConversationStatus::Other);
         Ok(Some(RecordState {
             status,
             updated_at: text(&item, attribute::UPDATED_AT).unwrap_or_default(),

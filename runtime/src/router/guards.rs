@@ -123,12 +123,16 @@ impl Pending<'_> {
 }
 
 impl Drop for Pending<'_> {
+    /// Removes the entry unless it was answered or another request still waits on it (that one
+    /// tries next, on the same entry, so a duplicate arriving meanwhile waits instead of sending
+    /// too). Counted under the shard's lock: the map's reference and this one.
     fn drop(&mut self) {
         if self.cell.initialized() {
             return;
         }
         if let Ok(mut shard) = self.shard.lock() {
-            if shard.answers.get(self.key).is_some_and(|(_, cell)| Arc::ptr_eq(cell, &self.cell)) {
+            let ours = shard.answers.get(self.key).is_some_and(|(_, cell)| Arc::ptr_eq(cell, &self.cell));
+            if ours && Arc::strong_count(&self.cell) == 2 {
                 shard.answers.remove(self.key);
             }
         }
@@ -148,27 +152,34 @@ impl Idempotency {
         Fut: Future<Output = Result<serde_json::Value, RouterError>>,
     {
         let shard = &self.shards[shard_of(&key)];
-        let (cell, fresh) = {
+        let cell = {
             let mut guard = shard.lock().map_err(|_| RouterError::internal())?;
             let now = Instant::now();
             guard.sweep(now, self.window);
             match guard.answers.get(&key) {
-                Some((at, cell)) if now.duration_since(*at) < self.window => (cell.clone(), false),
+                Some((at, cell)) if now.duration_since(*at) < self.window => cell.clone(),
                 _ => {
                     let cell = Arc::new(OnceCell::new());
                     guard.answers.insert(key.clone(), (now, cell.clone()));
-                    (cell, true)
+                    cell
                 }
             }
         };
-        if !fresh {
-            if let Some(answer) = cell.get() {
-                return Ok(answer.clone());
-            }
+        if let Some(answer) = cell.get() {
+            return Ok(answer.clone());
         }
-        let pending = Pending { shard, key: &key, cell: cell.clone() };
-        let answer = cell.get_or_try_init(accept).await.cloned()?;
-        if fresh {
+        let pending = Pending { shard, key: &key, cell };
+        // Whoever's `accept` produced the answer puts the entry in the expiry order.
+        let ran = std::sync::atomic::AtomicBool::new(false);
+        let answer = pending
+            .cell
+            .get_or_try_init(|| {
+                ran.store(true, std::sync::atomic::Ordering::Relaxed);
+                accept()
+            })
+            .await
+            .cloned()?;
+        if ran.load(std::sync::atomic::Ordering::Relaxed) {
             pending.accepted();
         }
         Ok(answer)
@@ -269,6 +280,45 @@ mod tests {
             accept(i).await.expect("accepted");
         }
         assert!(idempotency.len() <= 1_000 + SHARDS * SWEEP, "{}", idempotency.len());
+    }
+
+    #[tokio::test]
+    async fn a_duplicate_waiting_on_a_failed_attempt_tries_on_the_same_entry_and_is_remembered() {
+        let idempotency = Arc::new(Idempotency::new(Duration::from_secs(600)));
+        let key = || ("c".to_string(), "p".to_string(), "r".to_string());
+        let (release_first, first_may_fail) = tokio::sync::oneshot::channel::<()>();
+        let first = {
+            let idempotency = idempotency.clone();
+            tokio::spawn(async move {
+                idempotency
+                    .once(key(), || async {
+                        let _ = first_may_fail.await;
+                        Err(RouterError::queue_error())
+                    })
+                    .await
+            })
+        };
+        tokio::task::yield_now().await;
+        let sends = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let second = {
+            let (idempotency, sends) = (idempotency.clone(), sends.clone());
+            tokio::spawn(async move {
+                idempotency
+                    .once(key(), || async move {
+                        sends.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                        Ok(serde_json::json!({"n": 2}))
+                    })
+                    .await
+            })
+        };
+        tokio::task::yield_now().await;
+        let _ = release_first.send(());
+        assert!(first.await.expect("task").is_err());
+        assert_eq!(second.await.expect("task").expect("accepted")["n"], 2);
+        // A later retry gets the second attempt's answer; nothing is sent again.
+        let third = idempotency.once(key(), || async { Ok(serde_json::json!({"n": 3})) }).await.expect("answer");
+        assert_eq!((third["n"].as_i64(), sends.load(std::sync::atomic::Ordering::SeqCst)), (Some(2), 1));
+        assert_eq!(idempotency.len(), 1);
     }
 
     #[test]

@@ -109,6 +109,10 @@ pub enum ConversationStatus {
     /// The provider may have accepted the message (timeout, 5xx, crash mid-send): never sent
     /// again automatically; `hand_off_to_human` is set for a person to check.
     SendOutcomeUnknown,
+    /// A status another flow wrote (e.g. the replies engine's `processing_reply`): the initial
+    /// message is long done. Read only; never written.
+    #[serde(other)]
+    Other,
 }
 
 impl ConversationStatus {
@@ -124,6 +128,7 @@ impl ConversationStatus {
             ConversationStatus::FailedUnknown => "failed_unknown",
             ConversationStatus::FailedNoConsent => "failed_no_consent",
             ConversationStatus::SendOutcomeUnknown => "send_outcome_unknown",
+            ConversationStatus::Other => "other",
         }
     }
 }
@@ -256,5 +261,7 @@ mod tests {
             assert_eq!(stored, status.as_str());
             assert_eq!(serde_json::from_value::<ConversationStatus>(stored).expect("reads back"), status);
         }
+        let replies: ConversationStatus = serde_json::from_value("processing_reply".into()).expect("reads");
+        assert_eq!(replies, ConversationStatus::Other, "another flow's status reads, as something else");
     }
 }
