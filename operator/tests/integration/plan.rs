@@ -81,12 +81,18 @@ async fn every_reconcile_path_in_plan_mode_makes_zero_aws_writes() {
     let mut adopting = company_resource.clone();
     adopting.spec.project_id = "pi-legacy".into();
     adopting.metadata.annotations = Some([("multicomms.io/adopt".to_string(), "true".to_string())].into());
+    let a = adopting.clone();
     let adopts = planned(&ctx, |p| async move {
-        let report = company::reconcile(&p, &adopting, &example_secrets()).await;
+        let report = company::reconcile(&p, &a, &example_secrets()).await;
         (p, report)
     })
     .await;
     assert!(adopts.contains(&ChangeKind::Update), "{adopts:?}");
+    // Deleting it would leave the legacy record alone (not ours): the plan says no record deletion.
+    let plan = same_place(&ctx, Mode::Plan).await;
+    let report = cleanup::delete_company(&plan, &adopting).await;
+    assert!(!report.changes.iter().any(|c| c.object.starts_with("item ")), "{:?}", report.changes);
+    assert_eq!(plan.aws.calls.writes(), 0);
     let c = company_resource.clone();
     let deletes = planned(&ctx, |p| async move {
         let report = cleanup::delete_company(&p, &c).await;
