@@ -1,5 +1,6 @@
-//! multicomms pods: the router (`POST /initiate-conversation` → the channel's queue) and the
-//! channel processors (queue → AI → Twilio/SendGrid). They read what the operator writes through
+//! multicomms pods: the router (`POST /initiate-conversation` → the channel's queue, and Twilio's
+//! inbound webhooks), the channel processors (queue → AI → Twilio/SendGrid) and the reply
+//! processors (replies queue → AI → Twilio). They read what the operator writes through
 //! the wire contract (`multicomms-wire`) and share their process plumbing with it
 //! (`multicomms-service`).
 //!
@@ -7,4 +8,5 @@
 //! repository (`docs/spec/replies-engine.md` where a comment says replies-engine): the behaviour
 //! of the original system this project rebuilds.
 pub mod processor;
+pub mod replies;
 pub mod router;

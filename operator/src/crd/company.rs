@@ -87,6 +87,11 @@ pub struct CompanySpec {
     /// default: the router refuses them with COMMS_CONSENT_REQUIRED.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub send_without_consent: bool,
+    /// Seconds the replies flow waits after a recipient's message for more, then answers them
+    /// together (default 10; at most 900, SQS's longest delay).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 900))]
+    pub reply_batch_window_seconds: Option<u32>,
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
 }
@@ -253,6 +258,27 @@ pub struct AiSettings {
     /// The company's own OpenAI key; without it the Channel's shared key is used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api_key: Option<SecretValue>,
+    /// How the AI answers the recipient's replies, continuing the conversation; the reply
+    /// processor's defaults when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replies: Option<ReplyAiSettings>,
+}
+
+/// The reply turn's settings (same endpoint and key as the first message).
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReplyAiSettings {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instructions: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_id: Option<String>,
+    /// JSON Schema of the reply; it must produce a string `content`, the text sent. Default
+    /// `{"content": string}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "free_form_object")]
+    pub output_schema: Option<serde_json::Value>,
 }
 
 fn free_form_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {

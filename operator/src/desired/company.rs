@@ -3,8 +3,8 @@ use super::secret::{SecretSpec, Source};
 use super::Owner;
 use crate::crd::company::{AiSettings, CompanySpec, TwilioCredentials};
 use multicomms_wire::company::{
-    api_key_hash, AiChannelConfig, AiConfig, ChannelConfig, EmailConfig, PerChannel, RateLimits, SmsConfig,
-    WhatsappConfig,
+    api_key_hash, AiChannelConfig, AiConfig, ChannelConfig, EmailConfig, PerChannel, RateLimits, ReplyAiConfig,
+    SmsConfig, WhatsappConfig,
 };
 use multicomms_wire::{secret_keys, ChannelKind, CompanyRecord, Naming};
 
@@ -70,6 +70,7 @@ pub fn record(spec: &CompanySpec, naming: &Naming, owner: &Owner, api_key: Optio
         auto_queue_reply_message_from_number: h.auto_queue_reply_message_from_number.clone(),
         auto_queue_reply_message_from_email: h.auto_queue_reply_message_from_email.clone(),
         send_without_consent: spec.send_without_consent,
+        reply_batch_window_seconds: spec.reply_batch_window_seconds,
         created_at: String::new(),
         updated_at: String::new(),
         managed_by: Some(owner.to_string()),
@@ -94,6 +95,12 @@ fn ai_channel_config(
         prompt_id: ai.and_then(|a| a.prompt_id.clone()),
         output_schema: ai.and_then(|a| a.output_schema.clone()),
         base_url: ai.and_then(|a| a.base_url.clone()),
+        replies: ai.and_then(|a| a.replies.as_ref()).map(|r| ReplyAiConfig {
+            model: r.model.clone(),
+            instructions: r.instructions.clone(),
+            prompt_id: r.prompt_id.clone(),
+            output_schema: r.output_schema.clone(),
+        }),
     }
 }
 

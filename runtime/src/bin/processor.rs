@@ -1,11 +1,13 @@
-//! `multicomms-processor --channel whatsapp|sms|email`: works the channel's queue. Configured
+//! `multicomms-processor --channel whatsapp|sms|email [--flow initial|replies]`: works the
+//! channel's queue (first messages) or its replies queue (the AI's replies). Configured
 //! like the router (prefix and environment name the queue and tables) plus the standard AWS SDK
 //! environment; provider base URLs are flags so tests and demos can point them at fakes.
 use anyhow::Context;
 use clap::Parser;
 use multicomms_runtime::processor::pipeline::{Processor, ProcessorConfig};
-use multicomms_runtime::processor::queue::{self, QueueFacts, Settings};
+use multicomms_runtime::processor::queue::{self, QueueFacts, Settings, Worker};
 use multicomms_runtime::processor::{ai, senders};
+use multicomms_runtime::replies::turn::{ReplyConfig, ReplyProcessor};
 use multicomms_service::http::{health_routes, ConnectionLimits};
 use multicomms_service::logging::{self, LogFormat};
 use multicomms_service::{aws, shutdown::shutdown_signal};
@@ -14,11 +16,26 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+/// Which queue the processor works.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Flow {
+    /// The channel queue: first messages of conversations.
+    Initial,
+    /// The channel's replies queue: the AI's answers to the recipient's messages.
+    Replies,
+}
+
 #[derive(Parser)]
 #[command(version, about = "multicomms processor: channel queue → AI → provider")]
 struct Cli {
     #[arg(long, env = "MULTICOMMS_CHANNEL", value_enum)]
     channel: ChannelKind,
+    #[arg(long, env = "MULTICOMMS_FLOW", value_enum, default_value_t = Flow::Initial)]
+    flow: Flow,
+    /// Replies: seconds a reply turn's lease on a conversation lasts without renewal (a crashed
+    /// turn blocks the conversation no longer than this).
+    #[arg(long, env = "MULTICOMMS_LEASE_SECONDS", default_value_t = 60)]
+    lease_seconds: u64,
     #[command(flatten)]
     naming: NamingArgs,
     /// `processor_version` on new records ("processor-" is dropped, as in the original).
@@ -68,6 +85,28 @@ impl Cli {
         }
     }
 
+    fn replies(&self) -> ReplyConfig {
+        let http_timeout = Duration::from_secs(self.http_timeout_seconds);
+        ReplyConfig {
+            channel: self.channel,
+            naming: self.naming.naming(),
+            secrets_cache: Duration::from_secs(self.secrets_cache_seconds),
+            company_cache: Duration::from_secs(30),
+            http_timeout,
+            send_grace: http_timeout + Duration::from_secs(60),
+            lease: Duration::from_secs(self.lease_seconds.max(3)),
+            openai_base_url: self.openai_base_url.clone(),
+            twilio_base_url: self.twilio_base_url.clone(),
+        }
+    }
+
+    fn queue_name(&self) -> String {
+        match self.flow {
+            Flow::Initial => self.naming.naming().channel_queue(self.channel),
+            Flow::Replies => self.naming.naming().replies_queue(self.channel),
+        }
+    }
+
     fn queue(&self, queue: QueueFacts) -> Settings {
         let heartbeat = self.heartbeat_seconds.map(Duration::from_secs).unwrap_or(queue.visibility / 3);
         Settings {
@@ -89,23 +128,36 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     logging::init(cli.log_format, "info");
     let config = aws::load_config(aws::POD_ATTEMPTS).await;
-    let sqs = aws_sdk_sqs::Client::new(&config);
-    let processor = Arc::new(Processor::build(&config, cli.processor()).context("building the HTTP client")?);
+    match cli.flow {
+        Flow::Initial => {
+            let processor = Processor::build(&config, cli.processor()).context("building the HTTP client")?;
+            work(&cli, &config, Arc::new(processor)).await
+        }
+        Flow::Replies => {
+            anyhow::ensure!(cli.channel != ChannelKind::Email, "replies are answered on whatsapp and sms only");
+            let processor = ReplyProcessor::build(&config, cli.replies()).context("building the HTTP client")?;
+            work(&cli, &config, Arc::new(processor)).await
+        }
+    }
+}
 
+/// Serves health and metrics, finds the queue, and works it until the stop signal.
+async fn work<W: Worker>(cli: &Cli, config: &aws_config::SdkConfig, worker: Arc<W>) -> anyhow::Result<()> {
+    let sqs = aws_sdk_sqs::Client::new(config);
     let ready = Arc::new(AtomicBool::new(false));
     let listener =
         tokio::net::TcpListener::bind(cli.address).await.with_context(|| format!("binding {}", cli.address))?;
-    let (is_ready, metrics) = (ready.clone(), processor.metrics.clone());
+    let (is_ready, metrics) = (ready.clone(), worker.clone());
     let health = health_routes(
         move || if is_ready.load(Ordering::Relaxed) { Ok(()) } else { Err("queue not found yet") },
-        move || metrics.render(),
+        move || metrics.metrics().render(),
     );
     let limits = ConnectionLimits { header_timeout: Duration::from_secs(30), max_connections: 64 };
     tokio::spawn(multicomms_service::http::serve(listener, health, limits, std::future::pending()));
 
     let shutdown = shutdown_signal();
     tokio::pin!(shutdown);
-    let queue_name = cli.naming.naming().channel_queue(cli.channel);
+    let queue_name = cli.queue_name();
     // The operator may create the queue after this pod starts.
     let queue = loop {
         match queue::discover(&sqs, &queue_name).await {
@@ -120,7 +172,7 @@ async fn main() -> anyhow::Result<()> {
     ready.store(true, Ordering::Relaxed);
     let settings = cli.queue(queue);
     tracing::info!(queue = %queue_name, concurrency = settings.concurrency, "processing");
-    queue::run(processor, sqs, settings, shutdown).await;
+    queue::run(worker, sqs, settings, shutdown).await;
     tracing::info!("processor stopped");
     Ok(())
 }

@@ -1,5 +1,6 @@
-//! `multicomms-router`: serves `POST /initiate-conversation`. Configured like the operator
-//! (prefix and environment name the table and queues) plus the standard AWS SDK environment.
+//! `multicomms-router`: serves `POST /initiate-conversation` and, with `--public-base-url`,
+//! Twilio's inbound webhooks. Configured like the operator (prefix and environment name the
+//! tables and queues) plus the standard AWS SDK environment.
 use anyhow::Context;
 use clap::Parser;
 use multicomms_runtime::router::app::{self, AppState, RouterSettings};
@@ -41,6 +42,14 @@ struct Cli {
     /// Connections served at once; more wait to be accepted.
     #[arg(long, env = "MULTICOMMS_MAX_CONNECTIONS", default_value_t = 10_000)]
     max_connections: usize,
+    /// The URL prefix Twilio calls through the ingress, e.g. `https://hooks.example.com`: Twilio
+    /// is configured with `<this>/webhooks/twilio/whatsapp` and `<this>/webhooks/twilio/sms`, and
+    /// signatures are checked against it. Without it the inbound webhooks are off (404).
+    #[arg(long, env = "MULTICOMMS_PUBLIC_BASE_URL")]
+    public_base_url: Option<String>,
+    /// Seconds a Twilio auth token read for the webhooks is cached.
+    #[arg(long, env = "MULTICOMMS_SECRETS_CACHE_SECONDS", default_value_t = 300)]
+    secrets_cache_seconds: u64,
     #[arg(long, env = "MULTICOMMS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     log_format: LogFormat,
 }
@@ -57,7 +66,13 @@ async fn main() -> anyhow::Result<()> {
         company_cache: Duration::from_secs(cli.company_cache_seconds),
         batch_linger: Duration::from_millis(cli.batch_linger_ms),
         idempotency_window: Duration::from_secs(cli.idempotency_seconds),
+        public_base_url: cli.public_base_url.clone(),
+        secrets_cache: Duration::from_secs(cli.secrets_cache_seconds),
     };
+    match &settings.public_base_url {
+        Some(url) => tracing::info!(public_base_url = %url, "inbound Twilio webhooks on"),
+        None => tracing::info!("inbound Twilio webhooks off (no --public-base-url)"),
+    }
     let state = Arc::new(AppState::build(&config, &cli.naming.naming(), settings).await);
     let listener =
         tokio::net::TcpListener::bind(cli.address).await.with_context(|| format!("binding {}", cli.address))?;

@@ -1,7 +1,8 @@
-//! The first message's variables from OpenAI's Responses API (`POST {base}/responses`) with
-//! structured output: the Company's JSON Schema (or the channel's default) is sent as
-//! `text.format` and the model's output is checked against it here as well, since
-//! OpenAI-compatible endpoints do not all enforce it.
+//! The first message's variables, and each reply, from OpenAI's Responses API
+//! (`POST {base}/responses`) with structured output: the Company's JSON Schema (or the default)
+//! is sent as `text.format` and the model's output is checked against it here as well, since
+//! OpenAI-compatible endpoints do not all enforce it. A reply continues the conversation with
+//! `previous_response_id` (the Assistants API threads the original used are gone).
 use super::body::{read_capped, BodyError, MAX_AI_ANSWER_BYTES};
 use super::failure::Failure;
 use multicomms_wire::company::AiChannelConfig;
@@ -15,6 +16,10 @@ pub const DEFAULT_MODEL: &str = "gpt-4o-mini";
 pub const DEFAULT_INSTRUCTIONS: &str =
     "Write the first message of this conversation to the recipient described in the \
     context, on behalf of the company. Answer only with JSON matching the given schema.";
+/// Used for replies when the Company gives neither reply instructions nor a stored prompt.
+pub const DEFAULT_REPLY_INSTRUCTIONS: &str =
+    "Continue this conversation on behalf of the company: answer everything the recipient wrote \
+    since your last message in one short reply. Answer only with JSON: {\"content\": \"<the reply>\"}.";
 
 pub struct Ai {
     http: reqwest::Client,
@@ -83,6 +88,7 @@ impl Ai {
         Ok(url)
     }
 
+    /// The first message's variables (the channel's template variables, SMS body or email data).
     pub async fn first_message(
         &self,
         channel: ChannelKind,
@@ -91,28 +97,83 @@ impl Ai {
         input: String,
         conversation_id: &str,
     ) -> Result<Reply, Failure> {
-        let schema = config.output_schema.clone().unwrap_or_else(|| default_schema(channel));
-        let validator = jsonschema::validator_for(&schema)
+        let call = Call {
+            model: config.model.as_deref(),
+            instructions: config.instructions.as_deref(),
+            default_instructions: DEFAULT_INSTRUCTIONS,
+            prompt_id: config.prompt_id.as_deref(),
+            schema: config.output_schema.clone().unwrap_or_else(|| default_schema(channel)),
+            schema_name: "message_variables",
+            input,
+            previous_response_id: None,
+        };
+        self.respond(config, key, call, conversation_id).await
+    }
+
+    /// The answer to the recipient's messages, continuing the conversation of
+    /// `previous_response_id` (the record's last response). Returns the reply and its text, the
+    /// output's `content`.
+    pub async fn reply(
+        &self,
+        config: &AiChannelConfig,
+        key: &SecretString,
+        input: String,
+        previous_response_id: Option<&str>,
+        conversation_id: &str,
+    ) -> Result<(Reply, String), Failure> {
+        let replies = config.replies.clone().unwrap_or_default();
+        let call = Call {
+            model: replies.model.as_deref().or(config.model.as_deref()),
+            instructions: replies.instructions.as_deref(),
+            default_instructions: DEFAULT_REPLY_INSTRUCTIONS,
+            prompt_id: replies.prompt_id.as_deref(),
+            schema: replies.output_schema.clone().unwrap_or_else(reply_schema),
+            schema_name: "reply",
+            input,
+            previous_response_id,
+        };
+        let reply = self.respond(config, key, call, conversation_id).await?;
+        match reply.variables.get("content").and_then(Value::as_str).filter(|c| !c.trim().is_empty()) {
+            Some(content) => {
+                let content = content.to_string();
+                Ok((reply, content))
+            }
+            None => Err(Failure::Permanent("the reply output has no non-empty string `content`".into())),
+        }
+    }
+
+    async fn respond(
+        &self,
+        config: &AiChannelConfig,
+        key: &SecretString,
+        call: Call<'_>,
+        conversation_id: &str,
+    ) -> Result<Reply, Failure> {
+        let validator = jsonschema::validator_for(&call.schema)
             .map_err(|e| Failure::Permanent(format!("the output schema is not a valid JSON Schema: {e}")))?;
         let mut request = json!({
-            "model": config.model.as_deref().unwrap_or(DEFAULT_MODEL),
-            "input": input,
+            "model": call.model.unwrap_or(DEFAULT_MODEL),
+            "input": call.input,
             "text": {"format": {
                 "type": "json_schema",
-                "name": "message_variables",
-                "schema": schema,
-                "strict": strict_compatible(&schema),
+                "name": call.schema_name,
+                "schema": call.schema,
+                "strict": strict_compatible(&call.schema),
             }},
             "metadata": {"conversation_id": truncate(conversation_id, 512)},
             "store": true,
         });
-        if let Some(instructions) = &config.instructions {
+        // Instructions do not carry over from a previous response: each call sends its own.
+        if let Some(instructions) = call.instructions {
             request["instructions"] = json!(instructions);
-        } else if config.prompt_id.is_none() {
-            request["instructions"] = json!(DEFAULT_INSTRUCTIONS);
+        } else if call.prompt_id.is_none() {
+            request["instructions"] = json!(call.default_instructions);
         }
-        if let Some(prompt_id) = &config.prompt_id {
+        if let Some(prompt_id) = call.prompt_id {
             request["prompt"] = json!({"id": prompt_id});
+        }
+        if let Some(previous) = call.previous_response_id {
+            request["previous_response_id"] = json!(previous);
         }
         let base = self.endpoint(config)?.trim_end_matches('/');
         let response = self
@@ -140,6 +201,29 @@ impl Ai {
         }
         parse_reply(&body, &validator)
     }
+}
+
+/// What differs between the first message's call and a reply's.
+struct Call<'a> {
+    model: Option<&'a str>,
+    instructions: Option<&'a str>,
+    default_instructions: &'static str,
+    prompt_id: Option<&'a str>,
+    schema: Value,
+    schema_name: &'static str,
+    input: String,
+    previous_response_id: Option<&'a str>,
+}
+
+/// What a reply must produce when the Company declares no schema (the original's contract with
+/// its replies assistant).
+pub fn reply_schema() -> Value {
+    json!({
+        "type": "object",
+        "properties": {"content": {"type": "string", "minLength": 1}},
+        "required": ["content"],
+        "additionalProperties": false
+    })
 }
 
 /// The response object: `status` must be `completed`; the first `output_text` of the first
@@ -311,6 +395,7 @@ mod tests {
             prompt_id: None,
             output_schema: None,
             base_url: url.map(str::to_string),
+            replies: None,
         };
         let shared = "p/openai-api-key/whatsapp-dev";
         let own = "p/openai-api-key/acme/hiring/whatsapp-dev";

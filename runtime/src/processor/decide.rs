@@ -1,6 +1,7 @@
 //! The "never send twice" decisions, as pure functions of what the record says: no I/O, so every
 //! branch is unit-tested here. The record's status is the send's lock (`processing` → `sending`
-//! is the claim); the pipeline and the store only carry these decisions out.
+//! is the first message's claim, a reply turn's is `sending_reply`); the pipelines and the store
+//! only carry these decisions out.
 use multicomms_wire::conversation::ConversationStatus;
 use std::time::Duration;
 
@@ -44,15 +45,69 @@ pub fn on_existing(
 ) -> OnExisting {
     match state.status {
         ConversationStatus::Processing => OnExisting::Resume,
-        ConversationStatus::Sending if claim_is_young(&state.updated_at, now, grace) => {
-            if last_receive {
-                OnExisting::HandOff(STILL_SENDING_ON_LAST_RECEIVE)
-            } else {
-                OnExisting::Wait
-            }
-        }
-        ConversationStatus::Sending => OnExisting::HandOff(STOPPED_WHILE_SENDING),
+        ConversationStatus::Sending => match in_flight(state, now, grace, last_receive) {
+            None => OnExisting::Wait,
+            Some(reason) => OnExisting::HandOff(reason),
+        },
         _ => OnExisting::Duplicate,
+    }
+}
+
+/// A send claim found by another attempt: `None` while it may still be in use (wait), else why
+/// a person must check (it is never sent again).
+fn in_flight(
+    state: &RecordState,
+    now: chrono::DateTime<chrono::Utc>,
+    grace: Duration,
+    last_receive: bool,
+) -> Option<&'static str> {
+    if !claim_is_young(&state.updated_at, now, grace) {
+        Some(STOPPED_WHILE_SENDING)
+    } else if last_receive {
+        Some(STILL_SENDING_ON_LAST_RECEIVE)
+    } else {
+        None
+    }
+}
+
+/// What a reply turn does once it holds the conversation's lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OnReply {
+    /// The conversation is waiting for an answer: answer it.
+    Proceed,
+    /// The first message is still being sent, or another turn's reply may still be: later.
+    Wait,
+    /// A reply may have been sent and not recorded: a person must check; never sent again.
+    NeedsAttention(&'static str),
+    /// No AI answers this conversation (handed to a person, or it never started): the
+    /// recipient's messages go to the hand-off queue.
+    HandOff(&'static str),
+}
+
+pub const HANDED_OFF: &str = "the conversation is handed off to a person";
+pub const NEVER_STARTED: &str = "the conversation's first message was not sent";
+
+/// The decision for a reply turn on a record in `state`; `handed_off` is its
+/// `hand_off_to_human`. The same claim rules as the first message: a `sending_reply` claim is
+/// waited for while young and handed off when old, never repeated.
+pub fn on_reply(
+    state: &RecordState,
+    handed_off: bool,
+    now: chrono::DateTime<chrono::Utc>,
+    grace: Duration,
+    last_receive: bool,
+) -> OnReply {
+    match state.status {
+        ConversationStatus::SendingReply => match in_flight(state, now, grace, last_receive) {
+            None => OnReply::Wait,
+            Some(reason) => OnReply::NeedsAttention(reason),
+        },
+        _ if handed_off => OnReply::HandOff(HANDED_OFF),
+        ConversationStatus::InitialMessageSent | ConversationStatus::ReplySent | ConversationStatus::Retry => {
+            OnReply::Proceed
+        }
+        ConversationStatus::Processing | ConversationStatus::Sending if !last_receive => OnReply::Wait,
+        _ => OnReply::HandOff(NEVER_STARTED),
     }
 }
 
@@ -62,9 +117,9 @@ fn claim_is_young(claimed_at: &str, now: chrono::DateTime<chrono::Utc>, grace: D
 }
 
 /// Whether a claim whose conditional write failed is this attempt's after all: an SDK retry of
-/// a write that landed finds `sending` with its own token.
-pub fn claim_is_ours(found: Option<&RecordState>, token: &str) -> bool {
-    found.is_some_and(|s| s.status == ConversationStatus::Sending && s.claim_id.as_deref() == Some(token))
+/// a write that landed finds `sending` (a reply's `sending_reply`) with its own token.
+pub fn claim_is_ours(found: Option<&RecordState>, token: &str, sending: ConversationStatus) -> bool {
+    found.is_some_and(|s| s.status == sending && s.claim_id.as_deref() == Some(token))
 }
 
 #[cfg(test)]
@@ -130,10 +185,37 @@ mod tests {
     }
 
     #[test]
+    fn a_reply_turn_answers_only_a_conversation_waiting_for_one() {
+        for status in [InitialMessageSent, ReplySent, Retry] {
+            assert_eq!(on_reply(&state(status, 1), false, now(), GRACE, false), OnReply::Proceed, "{status}");
+            assert_eq!(on_reply(&state(status, 1), true, now(), GRACE, false), OnReply::HandOff(HANDED_OFF));
+        }
+        assert_eq!(on_reply(&state(Processing, 1), false, now(), GRACE, false), OnReply::Wait, "first message pending");
+        assert_eq!(on_reply(&state(Sending, 1), false, now(), GRACE, true), OnReply::HandOff(NEVER_STARTED));
+        for status in [FailedToProcessAi, FailedToSendReply, SendOutcomeUnknown, Other] {
+            assert_eq!(on_reply(&state(status, 1), false, now(), GRACE, false), OnReply::HandOff(NEVER_STARTED));
+        }
+    }
+
+    #[test]
+    fn a_reply_claim_follows_the_first_messages_rules() {
+        assert_eq!(on_reply(&state(SendingReply, 30), true, now(), GRACE, false), OnReply::Wait);
+        assert_eq!(
+            on_reply(&state(SendingReply, 30), false, now(), GRACE, true),
+            OnReply::NeedsAttention(STILL_SENDING_ON_LAST_RECEIVE)
+        );
+        assert_eq!(
+            on_reply(&state(SendingReply, 181), false, now(), GRACE, false),
+            OnReply::NeedsAttention(STOPPED_WHILE_SENDING)
+        );
+    }
+
+    #[test]
     fn a_failed_claim_write_is_ours_only_with_our_token() {
-        assert!(claim_is_ours(Some(&state(Sending, 0)), "token-a"), "an SDK retry of a claim that landed");
-        assert!(!claim_is_ours(Some(&state(Sending, 0)), "token-b"), "claim lost to another attempt");
-        assert!(!claim_is_ours(Some(&state(InitialMessageSent, 0)), "token-a"), "finished meanwhile");
-        assert!(!claim_is_ours(None, "token-a"));
+        assert!(claim_is_ours(Some(&state(Sending, 0)), "token-a", Sending), "an SDK retry of a claim that landed");
+        assert!(!claim_is_ours(Some(&state(Sending, 0)), "token-b", Sending), "claim lost to another attempt");
+        assert!(!claim_is_ours(Some(&state(InitialMessageSent, 0)), "token-a", Sending), "finished meanwhile");
+        assert!(!claim_is_ours(None, "token-a", Sending));
+        assert!(claim_is_ours(Some(&state(SendingReply, 0)), "token-a", SendingReply), "a reply's claim");
     }
 }

@@ -178,6 +178,8 @@ impl Incoming {
             failure_reason: None,
             initial_processing_time_ms: None,
             claim_id: None,
+            reply_lease_id: None,
+            reply_lease_expires_at: None,
         }
     }
 }

@@ -11,6 +11,10 @@ pub enum Outcome {
     Duplicate,
     /// The send may have happened: handed to a person (`send_outcome_unknown`).
     NeedsAttention,
+    /// A reply turn's messages went to the human hand-off queue instead of the AI.
+    HandedOff,
+    /// The recipient is still writing: a later trigger answers.
+    Deferred,
     /// Worth another try: left for SQS to deliver again after a backoff.
     Retry(String),
     /// Not a context object for this channel: left for SQS to move to the DLQ.
@@ -25,6 +29,8 @@ impl Outcome {
             Outcome::Failed => "failed",
             Outcome::Duplicate => "duplicate",
             Outcome::NeedsAttention => "needs_attention",
+            Outcome::HandedOff => "handed_off",
+            Outcome::Deferred => "deferred",
             Outcome::Retry(_) => "retry",
             Outcome::Poison(_) => "poison",
         }

@@ -69,6 +69,20 @@ impl Processor {
     }
 }
 
+impl super::queue::Worker for Processor {
+    fn process(&self, body: &str, last_receive: bool) -> impl std::future::Future<Output = Outcome> + Send {
+        Processor::process(self, body, last_receive)
+    }
+
+    fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    fn channel_label(&self) -> &'static str {
+        self.channel.as_str()
+    }
+}
+
 /// A step's failure: the status the record must still have, and the one it then gets.
 struct StepFailure {
     from: ConversationStatus,
@@ -274,6 +288,7 @@ impl Processor {
             prompt_tokens: reply.usage.input_tokens,
             completion_tokens: reply.usage.output_tokens,
             total_tokens: reply.usage.total_tokens,
+            media: vec![],
         };
         let took = started.elapsed().as_millis() as u64;
         if let Err(e) = self.store.sent(key, &message, &reply.response_id, took).await {

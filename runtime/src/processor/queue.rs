@@ -2,8 +2,8 @@
 //! each invisible with a heartbeat while it is worked on (spec §4.4, with the queue's own
 //! visibility timeout), and settle it by its outcome. On shutdown no new message is received
 //! and the ones in flight finish.
+use super::metrics::Metrics;
 use super::outcome::Outcome;
-use super::pipeline::Processor;
 use aws_sdk_sqs::error::DisplayErrorContext;
 use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
 use multicomms_wire::context::attributes;
@@ -78,12 +78,21 @@ pub async fn discover(sqs: &aws_sdk_sqs::Client, name: &str) -> Result<QueueFact
     Ok(QueueFacts { url, visibility: Duration::from_secs(seconds), max_receive_count, dead_letter_queue_url })
 }
 
+/// What works a queue's messages: the first-message processor, or the reply processor.
+pub trait Worker: Send + Sync + 'static {
+    /// One message's body; `last_receive`: SQS dead-letters it after this receive.
+    fn process(&self, body: &str, last_receive: bool) -> impl Future<Output = Outcome> + Send;
+    fn metrics(&self) -> &Metrics;
+    /// The `channel` label of its metrics.
+    fn channel_label(&self) -> &'static str;
+}
+
 /// SQS's limit per ReceiveMessage.
 const RECEIVE_BATCH: usize = 10;
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(900);
 
-pub async fn run(
-    processor: Arc<Processor>,
+pub async fn run<W: Worker>(
+    processor: Arc<W>,
     sqs: aws_sdk_sqs::Client,
     settings: Settings,
     shutdown: impl Future<Output = ()>,
@@ -105,7 +114,7 @@ pub async fn run(
             let Some(slot) = held.pop() else { break };
             let (processor, sqs, settings) = (processor.clone(), sqs.clone(), settings.clone());
             in_flight.spawn(async move {
-                handle(&processor, &sqs, &settings, message).await;
+                handle(&*processor, &sqs, &settings, message).await;
                 drop(slot);
             });
         }
@@ -191,8 +200,8 @@ async fn receive(
 
 /// One message: worked on under a heartbeat, then settled by its outcome. Every log line about
 /// it carries its conversation id (the router's message attribute).
-async fn handle(
-    processor: &Processor,
+async fn handle<W: Worker>(
+    processor: &W,
     sqs: &aws_sdk_sqs::Client,
     settings: &Settings,
     message: aws_sdk_sqs::types::Message,
@@ -210,8 +219,8 @@ async fn handle(
     work_and_settle(processor, sqs, settings, message).instrument(span).await
 }
 
-async fn work_and_settle(
-    processor: &Processor,
+async fn work_and_settle<W: Worker>(
+    processor: &W,
     sqs: &aws_sdk_sqs::Client,
     settings: &Settings,
     message: aws_sdk_sqs::types::Message,
@@ -230,7 +239,7 @@ async fn work_and_settle(
     let outcome = processor.process(message.body.as_deref().unwrap_or_default(), last_receive).await;
     heartbeat.stop().await;
     settle(sqs, settings, &receipt, &outcome, receive_count, last_receive).await;
-    processor.metrics.observe(processor.channel.as_str(), outcome.label(), started.elapsed());
+    processor.metrics().observe(processor.channel_label(), outcome.label(), started.elapsed());
 }
 
 /// Deletes a finished message; leaves a retry for its backoff and an unusable one for the DLQ.
@@ -338,7 +347,7 @@ impl Drop for AbortOnDrop {
 
 /// Exports the queue's and its DLQ's depths (visible, in flight) every `depth_interval`: a
 /// message in the DLQ is one a person must look at.
-async fn watch_depths(sqs: aws_sdk_sqs::Client, settings: Arc<Settings>, processor: Arc<Processor>) {
+async fn watch_depths<W: Worker>(sqs: aws_sdk_sqs::Client, settings: Arc<Settings>, processor: Arc<W>) {
     let queues = [("main", Some(settings.queue_url.clone())), ("dead_letter", settings.dead_letter_queue_url.clone())];
     let mut ticks = tokio::time::interval(settings.depth_interval);
     loop {
@@ -355,8 +364,8 @@ async fn watch_depths(sqs: aws_sdk_sqs::Client, settings: Arc<Settings>, process
             let Ok(out) = read else { continue };
             let attributes = out.attributes.unwrap_or_default();
             let count = |name| attributes.get(&name).and_then(|v| v.parse::<i64>().ok()).unwrap_or(0);
-            processor.metrics.queue_depth(queue, "visible", count(QueueAttributeName::ApproximateNumberOfMessages));
-            processor.metrics.queue_depth(
+            processor.metrics().queue_depth(queue, "visible", count(QueueAttributeName::ApproximateNumberOfMessages));
+            processor.metrics().queue_depth(
                 queue,
                 "in_flight",
                 count(QueueAttributeName::ApproximateNumberOfMessagesNotVisible),

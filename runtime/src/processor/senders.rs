@@ -1,4 +1,5 @@
-//! The providers: Twilio Messages (WhatsApp with a Content API template, SMS with a body) and
+//! The providers: Twilio Messages (WhatsApp with a Content API template or, for replies, a
+//! free-form body; SMS with a body) and
 //! SendGrid v3 mail send (dynamic template). Base URLs are configurable (tests and the local
 //! demo point them at fakes).
 //!
@@ -67,6 +68,19 @@ impl Senders {
             ("ContentSid", content_sid.to_string()),
             ("ContentVariables", Value::Object(variables.clone()).to_string()),
         ];
+        self.twilio(credentials, &form).await
+    }
+
+    /// A free-form WhatsApp message (a reply inside the 24-hour window the recipient's message
+    /// opened): `Body` between `whatsapp:` addresses.
+    pub async fn whatsapp_text(
+        &self,
+        credentials: &TwilioCredentials,
+        from: &str,
+        to: &str,
+        body: &str,
+    ) -> Result<Sent, SendError> {
+        let form = [("To", format!("whatsapp:{to}")), ("From", format!("whatsapp:{from}")), ("Body", body.to_string())];
         self.twilio(credentials, &form).await
     }
 

@@ -14,8 +14,8 @@ use multicomms_wire::conversation::{
 use multicomms_wire::Item;
 
 pub struct ConversationStore {
-    client: aws_sdk_dynamodb::Client,
-    table: String,
+    pub(crate) client: aws_sdk_dynamodb::Client,
+    pub(crate) table: String,
 }
 
 pub enum Created {
@@ -32,7 +32,7 @@ pub enum Written {
     Superseded,
 }
 
-fn status(value: ConversationStatus) -> AttributeValue {
+pub(crate) fn status(value: ConversationStatus) -> AttributeValue {
     AttributeValue::S(value.as_str().into())
 }
 
@@ -103,7 +103,9 @@ impl ConversationStore {
             .condition_expression("#status = :processing");
         match self.conditional(update).await? {
             Written::Applied => Ok(true),
-            Written::Superseded => Ok(claim_is_ours(self.state(key).await?.as_ref(), token)),
+            Written::Superseded => {
+                Ok(claim_is_ours(self.state(key).await?.as_ref(), token, ConversationStatus::Sending))
+            }
         }
     }
 
@@ -208,7 +210,7 @@ impl ConversationStore {
 
     /// An UpdateItem on the record, with what every update here uses: `#status`, `#updated`
     /// and `:now`.
-    fn update(&self, key: &ConversationKey) -> UpdateItemFluentBuilder {
+    pub(crate) fn update(&self, key: &ConversationKey) -> UpdateItemFluentBuilder {
         self.client
             .update_item()
             .table_name(&self.table)
@@ -228,7 +230,7 @@ impl ConversationStore {
             .expression_attribute_values(":token", AttributeValue::S(token.into()))
     }
 
-    async fn conditional(&self, update: UpdateItemFluentBuilder) -> Result<Written, Failure> {
+    pub(crate) async fn conditional(&self, update: UpdateItemFluentBuilder) -> Result<Written, Failure> {
         match update.send().await {
             Ok(_) => Ok(Written::Applied),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
@@ -241,7 +243,7 @@ impl ConversationStore {
 
 /// Only a validation error fails the same way every time; a missing table or denied access is a
 /// deployment in progress, retried until the message's receives run out (then the DLQ).
-fn aws_failure<E, R>(operation: &str, error: &SdkError<E, R>) -> Failure
+pub(crate) fn aws_failure<E, R>(operation: &str, error: &SdkError<E, R>) -> Failure
 where
     E: ProvideErrorMetadata + std::error::Error + 'static,
     R: std::fmt::Debug,

@@ -1,6 +1,7 @@
 //! The router as an axum application: `POST /initiate-conversation` (and its CORS preflight)
 //! with the original's envelope, headers and status codes, plus what its API Gateway did (API
-//! key, body limit, timeout); `/healthz`, `/readyz`, `/metrics`. [`AppState`] is built once,
+//! key, body limit, timeout); Twilio's inbound webhooks (`crate::replies::webhook`) when a public
+//! base URL is configured; `/healthz`, `/readyz`, `/metrics`. [`AppState`] is built once,
 //! by the binary and the tests alike.
 use super::accept::{authorize, context_message};
 use super::companies::Companies;
@@ -9,6 +10,10 @@ use super::guards::{Idempotency, RateLimiter};
 use super::metrics::Metrics;
 use super::queues::Queues;
 use super::request::{self, ValidRequest};
+use crate::processor::secrets::Secrets;
+use crate::processor::store::ConversationStore;
+use crate::replies::staging::Staging;
+use crate::replies::webhook::{self, Webhook};
 use axum::body::Bytes;
 use axum::extract::{rejection::BytesRejection, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
@@ -18,7 +23,7 @@ use axum::routing::post;
 use axum::Json;
 use multicomms_service::http::{health_routes, ConnectionLimits};
 use multicomms_wire::timestamp::now;
-use multicomms_wire::Naming;
+use multicomms_wire::{ChannelKind, Naming};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -37,6 +42,10 @@ pub struct RouterSettings {
     pub batch_linger: Duration,
     /// How long a request id's first success is returned to retries.
     pub idempotency_window: Duration,
+    /// The public URL prefix Twilio calls for the inbound webhooks; without it they are off.
+    pub public_base_url: Option<String>,
+    /// How long a Twilio auth token read for the webhooks is cached.
+    pub secrets_cache: Duration,
 }
 
 /// What every request shares.
@@ -46,6 +55,8 @@ pub struct AppState {
     pub queues: Queues,
     pub limiter: RateLimiter,
     pub idempotency: Idempotency,
+    /// Twilio's inbound webhooks, when a public base URL is configured.
+    pub replies: Option<Webhook>,
     pub settings: RouterSettings,
 }
 
@@ -54,15 +65,26 @@ impl AppState {
     pub async fn build(sdk: &aws_config::SdkConfig, naming: &Naming, settings: RouterSettings) -> Self {
         let metrics = Arc::new(Metrics::default());
         let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
-        let companies = Companies::new(dynamodb, naming.company_data_table(), settings.company_cache);
+        let companies = Companies::new(dynamodb.clone(), naming.company_data_table(), settings.company_cache);
         let sqs = aws_sdk_sqs::Client::new(sdk);
         let queues = Queues::resolve(sqs, naming, settings.batch_linger, metrics.batch_size.clone()).await;
+        let replies = settings.public_base_url.clone().map(|public_base_url| Webhook {
+            public_base_url,
+            store: ConversationStore::new(dynamodb.clone(), naming.conversations_table()),
+            secrets: Secrets::new(
+                aws_sdk_secretsmanager::Client::new(sdk),
+                settings.secrets_cache,
+                prometheus_client::metrics::counter::Counter::default(),
+            ),
+            staging: Staging::new(sdk, naming.clone()),
+        });
         AppState {
             metrics,
             companies,
             queues,
             limiter: RateLimiter::default(),
             idempotency: Idempotency::new(settings.idempotency_window),
+            replies,
             settings,
         }
     }
@@ -79,8 +101,14 @@ pub fn app(state: Arc<AppState>) -> axum::Router {
         move || if ready.queues.any_configured() { Ok(()) } else { Err("no channel queue found") },
         move || metrics.render(),
     );
+    let twilio = |channel| {
+        post(move |state, uri, headers, body| webhook::inbound(state, uri, headers, body, channel))
+            .layer(from_fn_with_state(state.clone(), within_timeout))
+    };
     axum::Router::new()
         .route("/initiate-conversation", initiate)
+        .route(&webhook::path(ChannelKind::Whatsapp), twilio(ChannelKind::Whatsapp))
+        .route(&webhook::path(ChannelKind::Sms), twilio(ChannelKind::Sms))
         // Over the limit, the body extractor fails and the handler answers 413.
         .layer(axum::extract::DefaultBodyLimit::max(state.settings.max_body_bytes))
         .with_state(state)

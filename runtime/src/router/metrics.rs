@@ -12,9 +12,16 @@ struct RequestLabels {
     error_code: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct WebhookLabels {
+    channel: &'static str,
+    outcome: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
+    webhook: Family<WebhookLabels, Counter>,
     latency: Histogram,
     /// Observed by the queue senders, one sample per SendMessageBatch call.
     pub batch_size: Histogram,
@@ -29,7 +36,13 @@ impl Default for Metrics {
         registry.register("requests", "Requests by route, HTTP status and error code", requests.clone());
         registry.register("request_duration_seconds", "Time to answer POST /initiate-conversation", latency.clone());
         registry.register("sqs_batch_size", "Messages per SendMessageBatch call", batch_size.clone());
-        Metrics { registry, requests, latency, batch_size }
+        let webhook = Family::<WebhookLabels, Counter>::default();
+        registry.register(
+            "inbound_messages",
+            "Inbound Twilio messages by channel and outcome (staged, handed_off, already_answered, an error code)",
+            webhook.clone(),
+        );
+        Metrics { registry, requests, webhook, latency, batch_size }
     }
 }
 
@@ -37,6 +50,10 @@ impl Metrics {
     pub fn observe(&self, status: u16, error_code: &'static str, took: Duration) {
         self.requests.get_or_create(&RequestLabels { route: "/initiate-conversation", status, error_code }).inc();
         self.latency.observe(took.as_secs_f64());
+    }
+
+    pub fn webhook(&self, channel: &'static str, outcome: &'static str) {
+        self.webhook.get_or_create(&WebhookLabels { channel, outcome }).inc();
     }
 
     pub fn render(&self) -> String {

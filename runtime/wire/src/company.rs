@@ -63,6 +63,10 @@ pub struct CompanyRecord {
     /// Queue requests whose `comms_consent` is false (the original's behaviour); off by default.
     #[serde(default)]
     pub send_without_consent: bool,
+    /// How long the replies flow waits after a recipient's message for more before answering
+    /// them together; [`crate::replies::DEFAULT_BATCH_WINDOW_SECONDS`] when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_batch_window_seconds: Option<u32>,
     #[serde(default)]
     pub created_at: String,
     #[serde(default)]
@@ -71,6 +75,15 @@ pub struct CompanyRecord {
     /// Absent on items written by other tools.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub managed_by: Option<String>,
+}
+
+impl CompanyRecord {
+    /// The replies batching window, within SQS's delay limit.
+    pub fn reply_batch_window(&self) -> std::time::Duration {
+        use crate::replies::{DEFAULT_BATCH_WINDOW_SECONDS, MAX_BATCH_WINDOW_SECONDS};
+        let seconds = self.reply_batch_window_seconds.unwrap_or(DEFAULT_BATCH_WINDOW_SECONDS);
+        std::time::Duration::from_secs(seconds.min(MAX_BATCH_WINDOW_SECONDS).into())
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -140,6 +153,25 @@ pub struct AiChannelConfig {
     /// Base URL of an OpenAI-compatible endpoint; the processor's default when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base_url: Option<String>,
+    /// How the AI answers the recipient's replies (same endpoint and key as above).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replies: Option<ReplyAiConfig>,
+}
+
+/// How the reply processor asks the model for a reply: the Responses API call continues the
+/// conversation (`previous_response_id`), so only what differs from the first message is here.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReplyAiConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub instructions: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_id: Option<String>,
+    /// JSON Schema of the reply; it must produce a string `content` (the text sent). Default
+    /// `{"content": string}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_schema: Option<serde_json::Value>,
 }
 
 /// Sender settings per channel. The `*_credentials_id` values are Secrets Manager names.
@@ -273,6 +305,7 @@ mod tests {
                     "additionalProperties": false
                 })),
                 base_url: None,
+                replies: Some(ReplyAiConfig { instructions: Some("Answer briefly.".into()), ..Default::default() }),
             },
         );
         CompanyRecord {
@@ -309,6 +342,7 @@ mod tests {
             auto_queue_reply_message_from_number: vec![],
             auto_queue_reply_message_from_email: vec![],
             send_without_consent: false,
+            reply_batch_window_seconds: Some(2),
             created_at: "2026-11-23T10:00:00.000000+00:00".into(),
             updated_at: "2026-11-23T10:00:00.000000+00:00".into(),
             managed_by: Some("Company/dev/cucumber".into()),

@@ -23,6 +23,8 @@ pub mod attribute {
     pub const HAND_OFF: &str = "hand_off_to_human";
     pub const HAND_OFF_REASON: &str = "hand_off_to_human_reason";
     pub const CLAIM_ID: &str = "claim_id";
+    pub const REPLY_LEASE_ID: &str = "reply_lease_id";
+    pub const REPLY_LEASE_EXPIRES_AT: &str = "reply_lease_expires_at";
 }
 
 /// A conversation record's key.
@@ -86,8 +88,9 @@ pub const LOCAL_INDEXES: [LocalIndex; 4] = [
     LocalIndex { name: "channel-method-index", sort_key: "channel_method", numeric: false },
 ];
 
-/// `conversation_status` values (spec §5.5), and the two this rewrite adds (`sending`,
-/// `send_outcome_unknown`, `failed_no_consent`).
+/// `conversation_status` values (spec §5.5 and replies-engine §5.2), and those this rewrite adds
+/// (`sending`, `send_outcome_unknown`, `failed_no_consent`, `sending_reply` and the reply
+/// failures).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ConversationStatus {
@@ -109,6 +112,15 @@ pub enum ConversationStatus {
     /// The provider may have accepted the message (timeout, 5xx, crash mid-send): never sent
     /// again automatically; `hand_off_to_human` is set for a person to check.
     SendOutcomeUnknown,
+    /// A reply turn has claimed its send (the reply's `sending`).
+    SendingReply,
+    /// The AI's reply to the recipient's last messages went out and is recorded.
+    ReplySent,
+    /// A reply turn failed transiently before anything was sent; the next attempt starts over.
+    Retry,
+    FailedReplySecretsFetch,
+    FailedToProcessReplyAi,
+    FailedToSendReply,
     /// A status another flow wrote (e.g. the replies engine's `processing_reply`): the initial
     /// message is long done. Read only; never written.
     #[serde(other)]
@@ -128,6 +140,12 @@ impl ConversationStatus {
             ConversationStatus::FailedUnknown => "failed_unknown",
             ConversationStatus::FailedNoConsent => "failed_no_consent",
             ConversationStatus::SendOutcomeUnknown => "send_outcome_unknown",
+            ConversationStatus::SendingReply => "sending_reply",
+            ConversationStatus::ReplySent => "reply_sent",
+            ConversationStatus::Retry => "retry",
+            ConversationStatus::FailedReplySecretsFetch => "failed_reply_secrets_fetch",
+            ConversationStatus::FailedToProcessReplyAi => "failed_to_process_reply_ai",
+            ConversationStatus::FailedToSendReply => "failed_to_send_reply",
             ConversationStatus::Other => "other",
         }
     }
@@ -139,19 +157,31 @@ impl std::fmt::Display for ConversationStatus {
     }
 }
 
-/// One entry of `messages` (spec §5.5): the assistant's first message.
+/// One entry of `messages` (spec §5.5, replies-engine §3.2 step 11): an assistant message (the
+/// first one, each reply) or a message the recipient sent (role `user`, one entry per inbound
+/// message, so its `MessageSid` marks it answered).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Message {
     /// The provider's message id (Twilio `SM…` SID, SendGrid `X-Message-Id`).
     pub message_id: String,
     pub timestamp: String,
     pub role: String,
-    /// What the recipient got: Twilio's rendered body, or the email's template data as JSON.
+    /// What the recipient got (Twilio's rendered body, or the email's template data as JSON),
+    /// or what the recipient wrote.
     pub content: String,
+    #[serde(default)]
     pub prompt_tokens: u64,
+    #[serde(default)]
     pub completion_tokens: u64,
+    #[serde(default)]
     pub total_tokens: u64,
+    /// Media the recipient sent with an inbound message.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub media: Vec<crate::replies::Media>,
 }
+
+pub const ROLE_ASSISTANT: &str = "assistant";
+pub const ROLE_USER: &str = "user";
 
 /// The conversations-table item as a processor creates it (spec §5.5), plus the outcome
 /// attributes later updates set. `None` fields are stored as DynamoDB NULL, as the original
@@ -222,6 +252,11 @@ pub struct ConversationRecord {
     /// The token of the processor attempt that claimed the send.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claim_id: Option<String>,
+    /// The reply turn holding the conversation's processing lease, and until when (epoch ms).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_lease_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_lease_expires_at: Option<u64>,
 }
 
 impl ConversationRecord {
@@ -255,6 +290,12 @@ mod tests {
             FailedUnknown,
             FailedNoConsent,
             SendOutcomeUnknown,
+            SendingReply,
+            ReplySent,
+            Retry,
+            FailedReplySecretsFetch,
+            FailedToProcessReplyAi,
+            FailedToSendReply,
         ];
         for status in all {
             let stored = serde_json::to_value(status).expect("serialises");

@@ -61,7 +61,7 @@ pub async fn apply(config: &aws_config::SdkConfig, manifests: &Manifests) -> Nam
 }
 
 /// The router's settings in the tests: version `router-test-1`, 16 KiB bodies, a 10 s timeout,
-/// the binary's other defaults.
+/// the inbound webhooks on behind [`PUBLIC_BASE_URL`], the binary's other defaults.
 pub fn router_settings() -> RouterSettings {
     RouterSettings {
         version: "router-test-1".into(),
@@ -70,8 +70,13 @@ pub fn router_settings() -> RouterSettings {
         company_cache: Duration::from_secs(30),
         batch_linger: Duration::from_millis(5),
         idempotency_window: Duration::from_secs(600),
+        public_base_url: Some(PUBLIC_BASE_URL.into()),
+        secrets_cache: Duration::from_secs(300),
     }
 }
+
+/// The public URL prefix the test router's inbound webhooks are signed for.
+pub const PUBLIC_BASE_URL: &str = "https://hooks.multicomms.test";
 
 /// The router as its binary builds it, with [`router_settings`], on the tables and queues named
 /// by `naming`.

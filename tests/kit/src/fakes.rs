@@ -1,4 +1,5 @@
 //! Fake OpenAI Responses, Twilio Messages and SendGrid mail-send servers on one loopback port.
+//! The fake OpenAI refuses a `previous_response_id` it did not produce, as OpenAI does.
 //! They speak the real request and response formats, check what they receive (auth headers,
 //! form fields, JSON), record every request, and inject latency and faults on demand. Latency
 //! and hangs come after a request is handled, so a slow answer can hide a send that happened. The
@@ -72,6 +73,8 @@ impl Recorded {
 #[derive(Default)]
 struct Shared {
     requests: Mutex<Vec<Recorded>>,
+    /// Ids of the responses produced (what `previous_response_id` may name).
+    responses: Mutex<std::collections::HashSet<String>>,
     faults: Mutex<HashMap<Service, VecDeque<Fault>>>,
     latency: Mutex<HashMap<Service, Duration>>,
     counter: AtomicU64,
@@ -209,6 +212,16 @@ fn openai_refusal(auth: &str, request: &Value) -> Option<Response> {
 
 /// A response object (or the fault's answer) for an accepted request.
 fn openai_answer(shared: &Shared, request: &Value, fault: &Option<Fault>) -> Response {
+    if let Some(previous) = request.get("previous_response_id").and_then(Value::as_str) {
+        let known = shared.responses.lock().map(|r| r.contains(previous)).unwrap_or(false);
+        if !known {
+            return json_response(
+                400,
+                json!({"error": {"message": format!("Previous response with id '{previous}' not found."),
+                                 "type": "invalid_request_error", "param": "previous_response_id", "code": null}}),
+            );
+        }
+    }
     let content = match fault {
         Some(Fault::Status(429)) => return openai_error(429, "Rate limit reached for requests", "requests"),
         Some(Fault::Status(status)) => {
@@ -226,6 +239,9 @@ fn openai_answer(shared: &Shared, request: &Value, fault: &Option<Fault>) -> Res
         }
     };
     let id = shared.next_id();
+    if let Ok(mut responses) = shared.responses.lock() {
+        responses.insert(format!("resp_{id:024x}"));
+    }
     let input_tokens = request["input"].to_string().len() as u64 / 4;
     json_response(
         200,
@@ -262,8 +278,11 @@ fn output_for(schema: &Value) -> Value {
             let values: Map<String, Value> = properties
                 .keys()
                 .map(|name| {
-                    let text =
-                        if name == "body" { "Hello from the fake model".to_string() } else { format!("value {name}") };
+                    let text = match name.as_str() {
+                        "body" => "Hello from the fake model".to_string(),
+                        "content" => "A reply from the fake model".to_string(),
+                        _ => format!("value {name}"),
+                    };
                     (name.clone(), Value::String(text))
                 })
                 .collect();

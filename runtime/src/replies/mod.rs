@@ -1,0 +1,18 @@
+//! The replies flow (replies-engine spec): the recipient answers on WhatsApp or SMS and the AI
+//! carries the conversation on.
+//!
+//! Twilio → `webhook` (served by the router): `inbound` parses the form, `signature` checks
+//! `X-Twilio-Signature` with the tenant's auth token, `route` picks the conversation and decides
+//! reply / hand-off / refuse (pure), `staging` stages the message and sends one delayed trigger
+//! per batching window on the channel's replies queue (or puts it on the human hand-off queue).
+//! The trigger → `turn` (the reply processor, `multicomms-processor --flow replies`): a lease on
+//! the conversation, the staged messages, the AI's continuation, the send under the
+//! first message's never-twice claim, one conditional update, clean-up. `store` holds the
+//! conversation-record operations both use.
+pub mod inbound;
+pub mod route;
+pub mod signature;
+pub mod staging;
+pub mod store;
+pub mod turn;
+pub mod webhook;

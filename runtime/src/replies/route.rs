@@ -1,0 +1,128 @@
+//! Where an inbound message goes, as pure functions: which conversation it belongs to, the
+//! spec's gates (replies-engine §2.1 step 7) and its hand-off rules (step 8, plus a conversation
+//! already handed off, which the original ignored). The company's current record decides, so a
+//! change committed to its YAML applies to conversations already under way.
+use multicomms_wire::company::PROJECT_ACTIVE;
+use multicomms_wire::conversation::ConversationRecord;
+use multicomms_wire::{ChannelKind, CompanyRecord};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Route {
+    /// Not answered by anyone: acknowledged, logged with this code.
+    Refuse(&'static str),
+    /// To a person, with the rule that sent it.
+    HandOff(String),
+    /// Staged for the AI's reply.
+    Reply,
+}
+
+/// The conversation a message answers: the newest of those not complete (the original took
+/// whichever its index returned first).
+pub fn active_newest(conversations: Vec<ConversationRecord>) -> Option<ConversationRecord> {
+    conversations.into_iter().filter(|c| c.task_complete == 0).max_by(|a, b| a.created_at.cmp(&b.created_at))
+}
+
+pub fn route(company: Option<&CompanyRecord>, conversation: &ConversationRecord, channel: ChannelKind) -> Route {
+    let Some(company) = company else { return Route::Refuse("COMPANY_NOT_FOUND") };
+    if company.project_status != PROJECT_ACTIVE {
+        return Route::Refuse("PROJECT_INACTIVE");
+    }
+    if !company.allowed_channels.contains(&channel) {
+        return Route::Refuse("CHANNEL_NOT_ALLOWED");
+    }
+    let listed = |list: &[String], who: &Option<String>| who.as_ref().is_some_and(|w| list.contains(w));
+    if company.auto_queue_reply_message {
+        Route::HandOff("auto_queue_reply_message: the company answers every reply in person".into())
+    } else if channel != ChannelKind::Email
+        && listed(&company.auto_queue_reply_message_from_number, &conversation.recipient_tel)
+    {
+        Route::HandOff("auto_queue_reply_message_from_number lists this recipient".into())
+    } else if channel == ChannelKind::Email
+        && listed(&company.auto_queue_reply_message_from_email, &conversation.recipient_email)
+    {
+        Route::HandOff("auto_queue_reply_message_from_email lists this recipient".into())
+    } else if conversation.hand_off_to_human {
+        let why = conversation.hand_off_to_human_reason.as_deref().unwrap_or("no reason recorded");
+        Route::HandOff(format!("the conversation is handed off to a person ({why})"))
+    } else {
+        Route::Reply
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn company() -> CompanyRecord {
+        serde_json::from_value(json!({
+            "company_id": "ci", "project_id": "pi", "company_name": "C", "project_name": "P",
+            "allowed_channels": ["whatsapp", "sms"], "project_status": "active",
+            "rate_limits": {"requests_per_minute": 1, "requests_per_day": 1, "concurrent_conversations": 1,
+                            "max_message_length": 1},
+            "channel_config": {}
+        }))
+        .expect("company")
+    }
+
+    fn conversation(created_at: &str, task_complete: u8) -> ConversationRecord {
+        serde_json::from_value(json!({
+            "primary_channel": "+447835065013", "conversation_id": created_at, "company_id": "ci", "project_id": "pi",
+            "request_id": "r", "channel_method": "whatsapp", "company_name": null, "project_name": null,
+            "allowed_channels": ["whatsapp"], "project_status": "active",
+            "auto_queue_initial_message": false, "auto_queue_initial_message_from_number": null,
+            "auto_queue_initial_message_from_email": null, "auto_queue_reply_message": false,
+            "auto_queue_reply_message_from_number": null, "auto_queue_reply_message_from_email": null,
+            "company_rep": null, "ai_config": {}, "channel_config": {}, "router_version": null,
+            "recipient_first_name": null, "recipient_last_name": null, "recipient_tel": "+447835065013",
+            "recipient_email": null, "comms_consent": true, "project_data": null, "processor_version": "1",
+            "conversation_status": "initial_message_sent", "messages": [], "created_at": created_at,
+            "updated_at": created_at, "task_complete": task_complete, "initial_request_timestamp": null,
+            "email_id": null, "function_call": false, "function_call_type": null, "thread_id": null,
+            "hand_off_to_human": false, "hand_off_to_human_reason": null
+        }))
+        .expect("conversation")
+    }
+
+    #[test]
+    fn the_active_newest_conversation_is_answered() {
+        let found = active_newest(vec![
+            conversation("2026-11-01T10:00:00.000000+00:00", 0),
+            conversation("2026-11-03T10:00:00.000000+00:00", 1),
+            conversation("2026-11-02T10:00:00.000000+00:00", 0),
+        ]);
+        assert_eq!(found.map(|c| c.created_at), Some("2026-11-02T10:00:00.000000+00:00".into()));
+        assert_eq!(active_newest(vec![conversation("2026-11-03T10:00:00.000000+00:00", 1)]), None);
+    }
+
+    #[test]
+    fn the_gates_refuse_before_any_rule() {
+        let c = conversation("t", 0);
+        assert_eq!(route(None, &c, ChannelKind::Whatsapp), Route::Refuse("COMPANY_NOT_FOUND"));
+        let inactive = CompanyRecord { project_status: "inactive".into(), auto_queue_reply_message: true, ..company() };
+        assert_eq!(route(Some(&inactive), &c, ChannelKind::Whatsapp), Route::Refuse("PROJECT_INACTIVE"));
+        assert_eq!(route(Some(&company()), &c, ChannelKind::Email), Route::Refuse("CHANNEL_NOT_ALLOWED"));
+        assert_eq!(route(Some(&company()), &c, ChannelKind::Whatsapp), Route::Reply);
+    }
+
+    #[test]
+    fn each_hand_off_rule_sends_to_a_person() {
+        let c = conversation("t", 0);
+        let global = CompanyRecord { auto_queue_reply_message: true, ..company() };
+        assert!(
+            matches!(route(Some(&global), &c, ChannelKind::Whatsapp), Route::HandOff(r) if r.starts_with("auto_queue_reply_message:"))
+        );
+        let listed = CompanyRecord { auto_queue_reply_message_from_number: vec!["+447835065013".into()], ..company() };
+        assert!(matches!(route(Some(&listed), &c, ChannelKind::Sms), Route::HandOff(r) if r.contains("from_number")));
+        let other = CompanyRecord { auto_queue_reply_message_from_number: vec!["+15550000000".into()], ..company() };
+        assert_eq!(route(Some(&other), &c, ChannelKind::Sms), Route::Reply);
+        let handed_off = ConversationRecord {
+            hand_off_to_human: true,
+            hand_off_to_human_reason: Some("send_outcome_unknown".into()),
+            ..c
+        };
+        assert!(
+            matches!(route(Some(&company()), &handed_off, ChannelKind::Whatsapp), Route::HandOff(r) if r.contains("send_outcome_unknown"))
+        );
+    }
+}

@@ -1,0 +1,216 @@
+//! The replies flow's own AWS state: the stage table (fragments waiting for their turn), the
+//! trigger lock (one delayed trigger per window, replies-engine §2.3), the channels' replies
+//! queues and the human hand-off queue. Used by the webhook (writer) and the reply processor
+//! (reader, and writer of the next turn's trigger).
+use crate::processor::failure::Failure;
+use crate::processor::store::aws_failure;
+use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, WriteRequest};
+use multicomms_wire::conversation::{ConversationKey, CONVERSATION_ID, EXPIRES_AT};
+use multicomms_wire::replies::{in_order, Fragment, HandOffMessage, Trigger, TRIGGER_ID, TRIGGER_LOCK_BUFFER_SECONDS};
+use multicomms_wire::{ChannelKind, Naming};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// BatchWriteItem's limit of requests per call.
+const BATCH_WRITE_LIMIT: usize = 25;
+
+pub struct Staging {
+    dynamodb: aws_sdk_dynamodb::Client,
+    sqs: aws_sdk_sqs::Client,
+    naming: Naming,
+    /// Queue URLs by name, looked up once.
+    queue_urls: Mutex<HashMap<String, String>>,
+}
+
+pub fn epoch_seconds() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+impl Staging {
+    pub fn new(sdk: &aws_config::SdkConfig, naming: Naming) -> Self {
+        Staging {
+            dynamodb: aws_sdk_dynamodb::Client::new(sdk),
+            sqs: aws_sdk_sqs::Client::new(sdk),
+            naming,
+            queue_urls: Mutex::default(),
+        }
+    }
+
+    /// Stages a fragment once: a retried webhook finds its row and changes nothing.
+    pub async fn stage(&self, fragment: &Fragment) -> Result<(), Failure> {
+        let item = serde_dynamo::to_item(fragment).map_err(|e| Failure::Permanent(format!("fragment: {e}")))?;
+        let put = self
+            .dynamodb
+            .put_item()
+            .table_name(self.naming.replies_stage_table())
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#id)")
+            .expression_attribute_names("#id", CONVERSATION_ID)
+            .send()
+            .await;
+        match put {
+            Err(e) if !e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
+                Err(aws_failure("PutItem", &e))
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The conversation's fragments not yet expired, in the order they were sent (a consistent
+    /// read: a fragment staged before this call is in it).
+    pub async fn staged(&self, conversation_id: &str) -> Result<Vec<Fragment>, Failure> {
+        let items = self
+            .dynamodb
+            .query()
+            .table_name(self.naming.replies_stage_table())
+            .key_condition_expression("#id = :id")
+            .expression_attribute_names("#id", CONVERSATION_ID)
+            .expression_attribute_values(":id", AttributeValue::S(conversation_id.into()))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(|e| aws_failure("Query", &e))?;
+        let now = epoch_seconds();
+        let mut fragments = Vec::with_capacity(items.len());
+        for item in items {
+            match serde_dynamo::from_item::<_, Fragment>(item) {
+                Ok(fragment) if fragment.expires_at > now => fragments.push(fragment),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "a staged row is not a fragment; left for its TTL"),
+            }
+        }
+        Ok(in_order(fragments))
+    }
+
+    /// Deletes exactly these fragments' rows.
+    pub async fn remove(&self, fragments: &[Fragment]) -> Result<(), Failure> {
+        let table = self.naming.replies_stage_table();
+        for chunk in fragments.chunks(BATCH_WRITE_LIMIT) {
+            let mut requests: Vec<WriteRequest> = chunk
+                .iter()
+                .filter_map(|f| DeleteRequest::builder().set_key(Some(f.stage_key())).build().ok())
+                .map(|d| WriteRequest::builder().delete_request(d).build())
+                .collect();
+            for attempt in 0..5 {
+                if requests.is_empty() {
+                    break;
+                }
+                if attempt > 0 {
+                    tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
+                }
+                let out = self
+                    .dynamodb
+                    .batch_write_item()
+                    .request_items(&table, requests)
+                    .send()
+                    .await
+                    .map_err(|e| aws_failure("BatchWriteItem", &e))?;
+                requests = out.unprocessed_items.and_then(|mut u| u.remove(&table)).unwrap_or_default();
+            }
+            if !requests.is_empty() {
+                return Err(Failure::Transient(format!("{} staged rows not deleted", requests.len())));
+            }
+        }
+        Ok(())
+    }
+
+    /// One delayed trigger per window: takes the conversation's trigger lock (absent or
+    /// expired) and sends the trigger with `window` as its delay. `false` when a trigger is
+    /// already on its way. A failed send gives the lock back, so the next attempt sends.
+    pub async fn trigger(
+        &self,
+        channel: ChannelKind,
+        key: &ConversationKey,
+        window: Duration,
+    ) -> Result<bool, Failure> {
+        let trigger_id = uuid::Uuid::new_v4().to_string();
+        let now = epoch_seconds();
+        let lock = self
+            .dynamodb
+            .put_item()
+            .table_name(self.naming.replies_trigger_lock_table())
+            .item(CONVERSATION_ID, AttributeValue::S(key.conversation_id.clone()))
+            .item(TRIGGER_ID, AttributeValue::S(trigger_id.clone()))
+            .item(EXPIRES_AT, AttributeValue::N((now + window.as_secs() + TRIGGER_LOCK_BUFFER_SECONDS).to_string()))
+            .condition_expression("attribute_not_exists(#id) OR #expires < :now")
+            .expression_attribute_names("#id", CONVERSATION_ID)
+            .expression_attribute_names("#expires", EXPIRES_AT)
+            .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+            .send()
+            .await;
+        match lock {
+            Ok(_) => {}
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
+                return Ok(false)
+            }
+            Err(e) => return Err(aws_failure("PutItem", &e)),
+        }
+        let trigger = Trigger {
+            conversation_id: key.conversation_id.clone(),
+            primary_channel: key.primary_channel.clone(),
+            trigger_id: Some(trigger_id.clone()),
+        };
+        let body = serde_json::to_string(&trigger).map_err(|e| Failure::Permanent(format!("trigger: {e}")))?;
+        let sent = self.send(&self.naming.replies_queue(channel), body, window).await;
+        if let Err(failure) = sent {
+            self.release_lock(&key.conversation_id, &trigger_id).await;
+            return Err(failure);
+        }
+        Ok(true)
+    }
+
+    /// Deletes the trigger lock if it is still `trigger_id`'s (a newer trigger keeps its own).
+    pub async fn release_lock(&self, conversation_id: &str, trigger_id: &str) {
+        let deleted = self
+            .dynamodb
+            .delete_item()
+            .table_name(self.naming.replies_trigger_lock_table())
+            .key(CONVERSATION_ID, AttributeValue::S(conversation_id.into()))
+            .condition_expression("#trigger = :trigger")
+            .expression_attribute_names("#trigger", TRIGGER_ID)
+            .expression_attribute_values(":trigger", AttributeValue::S(trigger_id.into()))
+            .send()
+            .await;
+        if let Err(e) = deleted {
+            if !e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) {
+                // Harmless: the lock expires after its window.
+                tracing::warn!(error = %aws_sdk_dynamodb::error::DisplayErrorContext(&e), "trigger lock not released");
+            }
+        }
+    }
+
+    /// Puts a message on the human hand-off queue (no delay).
+    pub async fn hand_off(&self, message: &HandOffMessage) -> Result<(), Failure> {
+        let body = serde_json::to_string(message).map_err(|e| Failure::Permanent(format!("hand-off message: {e}")))?;
+        self.send(&self.naming.handoff_queue(), body, Duration::ZERO).await
+    }
+
+    async fn send(&self, queue: &str, body: String, delay: Duration) -> Result<(), Failure> {
+        let url = self.queue_url(queue).await?;
+        self.sqs
+            .send_message()
+            .queue_url(url)
+            .message_body(body)
+            .delay_seconds(delay.as_secs().min(900) as i32)
+            .send()
+            .await
+            .map_err(|e| aws_failure("SendMessage", &e))?;
+        Ok(())
+    }
+
+    async fn queue_url(&self, name: &str) -> Result<String, Failure> {
+        if let Some(url) = self.queue_urls.lock().ok().and_then(|urls| urls.get(name).cloned()) {
+            return Ok(url);
+        }
+        let out = self.sqs.get_queue_url().queue_name(name).send().await.map_err(|e| aws_failure("GetQueueUrl", &e))?;
+        let url = out.queue_url.ok_or_else(|| Failure::Transient(format!("no URL for queue {name}")))?;
+        if let Ok(mut urls) = self.queue_urls.lock() {
+            urls.insert(name.to_string(), url.clone());
+        }
+        Ok(url)
+    }
+}

@@ -1,0 +1,288 @@
+//! The conversation record as the replies flow uses it: found by the company's and the
+//! recipient's numbers (the channel's index), the reply turn's lease, and the reply's send claim
+//! and final update. The claim is the first message's protocol ([`crate::processor::decide`]):
+//! the status is the lock, every update is conditioned on the state it moves from.
+use crate::processor::decide::{claim_is_ours, RecordState};
+use crate::processor::failure::Failure;
+use crate::processor::store::{aws_failure, status, ConversationStore, Written};
+use aws_sdk_dynamodb::types::AttributeValue;
+use multicomms_wire::conversation::{
+    attribute, ConversationKey, ConversationRecord, ConversationStatus, Message, CONVERSATION_ID, GLOBAL_INDEXES,
+};
+use multicomms_wire::ChannelKind;
+use std::time::Duration;
+
+/// What taking the lease found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Leased {
+    Ours,
+    /// Another turn holds an unexpired lease.
+    Held,
+    NoConversation,
+}
+
+fn epoch_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+impl RecordState {
+    pub fn of(record: &ConversationRecord) -> Self {
+        RecordState {
+            status: record.conversation_status,
+            updated_at: record.updated_at.clone(),
+            claim_id: record.claim_id.clone(),
+        }
+    }
+}
+
+impl ConversationStore {
+    /// The conversations of `recipient` with the company number `company` on `channel` (the
+    /// channel's company-number + recipient index; every page).
+    pub async fn by_numbers(
+        &self,
+        channel: ChannelKind,
+        company: &str,
+        recipient: &str,
+    ) -> Result<Vec<ConversationRecord>, Failure> {
+        let index = match channel {
+            ChannelKind::Whatsapp => &GLOBAL_INDEXES[1],
+            ChannelKind::Sms => &GLOBAL_INDEXES[2],
+            ChannelKind::Email => &GLOBAL_INDEXES[3],
+        };
+        let pages = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .index_name(index.name)
+            .key_condition_expression("#company = :company AND #recipient = :recipient")
+            .expression_attribute_names("#company", index.partition_key)
+            .expression_attribute_names("#recipient", index.sort_key)
+            .expression_attribute_values(":company", AttributeValue::S(company.into()))
+            .expression_attribute_values(":recipient", AttributeValue::S(recipient.into()))
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(|e| aws_failure("Query", &e))?;
+        pages
+            .into_iter()
+            .map(|item| {
+                ConversationRecord::from_item(item)
+                    .map_err(|e| Failure::Permanent(format!("a conversation record does not read: {e}")))
+            })
+            .collect()
+    }
+
+    /// The whole record, read consistently.
+    pub async fn record(&self, key: &ConversationKey) -> Result<Option<ConversationRecord>, Failure> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key.to_item()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| aws_failure("GetItem", &e))?;
+        out.item
+            .map(|item| {
+                ConversationRecord::from_item(item)
+                    .map_err(|e| Failure::Permanent(format!("the conversation record does not read: {e}")))
+            })
+            .transpose()
+    }
+
+    /// The reply turn's lease: taken when absent or expired, never creating a record.
+    pub async fn lease(&self, key: &ConversationKey, token: &str, duration: Duration) -> Result<Leased, Failure> {
+        let now = epoch_ms();
+        let update = self
+            .lease_update(key, token, now + duration.as_millis() as u64)
+            .condition_expression(
+                "attribute_exists(#id) AND (attribute_not_exists(#lease_until) OR #lease_until < :now_ms)",
+            )
+            .expression_attribute_names("#id", CONVERSATION_ID)
+            .expression_attribute_values(":now_ms", AttributeValue::N(now.to_string()));
+        match self.conditional(update).await? {
+            Written::Applied => Ok(Leased::Ours),
+            // An SDK retry of a lease that landed finds it ours.
+            Written::Superseded => Ok(match self.record(key).await? {
+                None => Leased::NoConversation,
+                Some(r) if r.reply_lease_id.as_deref() == Some(token) => Leased::Ours,
+                Some(_) => Leased::Held,
+            }),
+        }
+    }
+
+    /// Extends a lease this turn holds; `Superseded` when it was lost (it expired and another
+    /// turn took it: this turn's claim then fails, so nothing is sent twice).
+    pub async fn renew_lease(
+        &self,
+        key: &ConversationKey,
+        token: &str,
+        duration: Duration,
+    ) -> Result<Written, Failure> {
+        let update = self
+            .lease_update(key, token, epoch_ms() + duration.as_millis() as u64)
+            .condition_expression("#lease = :token");
+        self.conditional(update).await
+    }
+
+    /// Gives the lease back (noting `reason` when the turn failed transiently).
+    pub async fn release_lease(&self, key: &ConversationKey, token: &str, reason: Option<&str>) -> Result<(), Failure> {
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key.to_item()))
+            .condition_expression("#lease = :token")
+            .expression_attribute_names("#lease", attribute::REPLY_LEASE_ID)
+            .expression_attribute_names("#lease_until", attribute::REPLY_LEASE_EXPIRES_AT)
+            .expression_attribute_values(":token", AttributeValue::S(token.into()));
+        let update = match reason {
+            Some(reason) => update
+                .update_expression("SET #failure = :reason REMOVE #lease, #lease_until")
+                .expression_attribute_names("#failure", attribute::FAILURE_REASON)
+                .expression_attribute_values(":reason", AttributeValue::S(reason.into())),
+            None => update.update_expression("REMOVE #lease, #lease_until"),
+        };
+        self.conditional(update).await.map(|_| ())
+    }
+
+    /// The reply's send claim, under the lease: → `sending_reply` with the turn's token. True
+    /// when the claim is this turn's.
+    pub async fn claim_reply(&self, key: &ConversationKey, token: &str) -> Result<bool, Failure> {
+        let update = self
+            .update(key)
+            .update_expression("SET #status = :sending_reply, #updated = :now, #claim = :token")
+            .condition_expression("#lease = :token AND #status IN (:initial_sent, :reply_sent, :retry)")
+            .expression_attribute_names("#lease", attribute::REPLY_LEASE_ID)
+            .expression_attribute_names("#claim", attribute::CLAIM_ID)
+            .expression_attribute_values(":token", AttributeValue::S(token.into()))
+            .expression_attribute_values(":sending_reply", status(ConversationStatus::SendingReply))
+            .expression_attribute_values(":initial_sent", status(ConversationStatus::InitialMessageSent))
+            .expression_attribute_values(":reply_sent", status(ConversationStatus::ReplySent))
+            .expression_attribute_values(":retry", status(ConversationStatus::Retry));
+        match self.conditional(update).await? {
+            Written::Applied => Ok(true),
+            Written::Superseded => {
+                let found = self.record(key).await?.map(|r| RecordState::of(&r));
+                Ok(claim_is_ours(found.as_ref(), token, ConversationStatus::SendingReply))
+            }
+        }
+    }
+
+    /// Gives a reply's claim and lease back after a send that surely did not happen
+    /// (`sending_reply` → `retry`).
+    pub async fn release_reply_claim(&self, key: &ConversationKey, token: &str, reason: &str) -> Result<(), Failure> {
+        let update = self
+            .update(key)
+            .update_expression(
+                "SET #status = :retry, #updated = :now, #failure = :reason REMOVE #claim, #lease, #lease_until",
+            )
+            .condition_expression("#status = :sending_reply AND #claim = :token")
+            .expression_attribute_names("#claim", attribute::CLAIM_ID)
+            .expression_attribute_names("#lease", attribute::REPLY_LEASE_ID)
+            .expression_attribute_names("#lease_until", attribute::REPLY_LEASE_EXPIRES_AT)
+            .expression_attribute_names("#failure", attribute::FAILURE_REASON)
+            .expression_attribute_values(":token", AttributeValue::S(token.into()))
+            .expression_attribute_values(":reason", AttributeValue::S(reason.into()))
+            .expression_attribute_values(":retry", status(ConversationStatus::Retry))
+            .expression_attribute_values(":sending_reply", status(ConversationStatus::SendingReply));
+        self.conditional(update).await.map(|_| ())
+    }
+
+    /// The reply's final update (replies-engine §3.2 step 12): the recipient's messages and the
+    /// reply appended in order, the new response id, status `reply_sent`, claim and lease gone.
+    /// Only from this turn's claim, so an SDK retry of a write that landed appends nothing twice.
+    pub async fn reply_sent(
+        &self,
+        key: &ConversationKey,
+        token: &str,
+        messages: &[Message],
+        response_id: &str,
+    ) -> Result<(), Failure> {
+        let messages = messages
+            .iter()
+            .map(serde_dynamo::to_attribute_value)
+            .collect::<Result<Vec<AttributeValue>, _>>()
+            .map_err(|e| Failure::Permanent(format!("message not storable: {e}")))?;
+        let update = self
+            .update(key)
+            .update_expression(
+                "SET #status = :reply_sent, #updated = :now, \
+                 #messages = list_append(if_not_exists(#messages, :empty), :messages), #response = :response \
+                 REMOVE #claim, #lease, #lease_until, #failure",
+            )
+            .condition_expression("#status IN (:sending_reply, :unknown) AND #claim = :token")
+            .expression_attribute_names("#messages", attribute::MESSAGES)
+            .expression_attribute_names("#response", attribute::RESPONSE_ID)
+            .expression_attribute_names("#claim", attribute::CLAIM_ID)
+            .expression_attribute_names("#lease", attribute::REPLY_LEASE_ID)
+            .expression_attribute_names("#lease_until", attribute::REPLY_LEASE_EXPIRES_AT)
+            .expression_attribute_names("#failure", attribute::FAILURE_REASON)
+            .expression_attribute_values(":reply_sent", status(ConversationStatus::ReplySent))
+            .expression_attribute_values(":sending_reply", status(ConversationStatus::SendingReply))
+            .expression_attribute_values(":unknown", status(ConversationStatus::SendOutcomeUnknown))
+            .expression_attribute_values(":token", AttributeValue::S(token.into()))
+            .expression_attribute_values(":empty", AttributeValue::L(vec![]))
+            .expression_attribute_values(":messages", AttributeValue::L(messages))
+            .expression_attribute_values(":response", AttributeValue::S(response_id.into()));
+        match self.conditional(update).await? {
+            Written::Applied => Ok(()),
+            Written::Superseded => match self.record(key).await? {
+                Some(r) if r.response_id.as_deref() == Some(response_id) => Ok(()),
+                other => Err(Failure::Permanent(format!(
+                    "the record moved on meanwhile: {:?}",
+                    other.map(|r| r.conversation_status)
+                ))),
+            },
+        }
+    }
+
+    /// A reply turn that ends without the AI: status `to`, `hand_off_to_human` with `reason`,
+    /// the lease (and any claim) released. Only while this turn holds the lease.
+    pub async fn reply_failed(
+        &self,
+        key: &ConversationKey,
+        token: &str,
+        to: ConversationStatus,
+        reason: &str,
+    ) -> Result<Written, Failure> {
+        let update = self
+            .update(key)
+            .update_expression(
+                "SET #status = :to, #updated = :now, #failure = :reason, #handoff = :true, #handoff_reason = :reason \
+                 REMOVE #claim, #lease, #lease_until",
+            )
+            .condition_expression("#lease = :token")
+            .expression_attribute_names("#failure", attribute::FAILURE_REASON)
+            .expression_attribute_names("#handoff", attribute::HAND_OFF)
+            .expression_attribute_names("#handoff_reason", attribute::HAND_OFF_REASON)
+            .expression_attribute_names("#claim", attribute::CLAIM_ID)
+            .expression_attribute_names("#lease", attribute::REPLY_LEASE_ID)
+            .expression_attribute_names("#lease_until", attribute::REPLY_LEASE_EXPIRES_AT)
+            .expression_attribute_values(":to", status(to))
+            .expression_attribute_values(":reason", AttributeValue::S(reason.into()))
+            .expression_attribute_values(":true", AttributeValue::Bool(true))
+            .expression_attribute_values(":token", AttributeValue::S(token.into()));
+        self.conditional(update).await
+    }
+
+    fn lease_update(
+        &self,
+        key: &ConversationKey,
+        token: &str,
+        until_ms: u64,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .set_key(Some(key.to_item()))
+            .update_expression("SET #lease = :token, #lease_until = :until")
+            .expression_attribute_names("#lease", attribute::REPLY_LEASE_ID)
+            .expression_attribute_names("#lease_until", attribute::REPLY_LEASE_EXPIRES_AT)
+            .expression_attribute_values(":token", AttributeValue::S(token.into()))
+            .expression_attribute_values(":until", AttributeValue::N(until_ms.to_string()))
+    }
+}

@@ -1,0 +1,507 @@
+//! The reply processor: one delayed trigger → one reply turn for the conversation (replies-engine
+//! §3, its gaps closed). The turn holds a *lease* on the conversation record (an expiring lock,
+//! renewed while it works, released on every exit; a crashed turn's lease simply expires), reads
+//! the staged fragments, asks the AI to continue the conversation, sends the reply under the same
+//! never-twice claim as the first message, records the recipient's messages and the reply in one
+//! conditional update, and removes exactly what it consumed. Fragments that arrived meanwhile
+//! get a trigger of their own.
+use super::route::{self, Route};
+use super::staging::Staging;
+use super::store::Leased;
+use super::webhook::hand_off_message;
+use crate::processor::ai::{Ai, Reply};
+use crate::processor::decide::{self, OnReply, RecordState};
+use crate::processor::failure::Failure;
+use crate::processor::metrics::Metrics;
+use crate::processor::outcome::Outcome;
+use crate::processor::queue::Worker;
+use crate::processor::secrets::{Secrets, TwilioCredentials};
+use crate::processor::senders::{SendError, Senders, Sent};
+use crate::processor::store::{ConversationStore, Written};
+use crate::router::companies::Companies;
+use multicomms_wire::conversation::{
+    ConversationKey, ConversationRecord, ConversationStatus, Message, ROLE_ASSISTANT, ROLE_USER,
+};
+use multicomms_wire::replies::{Fragment, Trigger};
+use multicomms_wire::timestamp::now;
+use multicomms_wire::{ChannelKind, CompanyRecord, Naming};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub struct ReplyProcessor {
+    pub channel: ChannelKind,
+    pub store: ConversationStore,
+    pub companies: Companies,
+    pub secrets: Secrets,
+    pub ai: Ai,
+    pub senders: Senders,
+    pub staging: Staging,
+    pub metrics: Arc<Metrics>,
+    /// How long a send claim may legitimately last (see the first-message processor's).
+    pub send_grace: Duration,
+    /// How long a turn's lease lasts without renewal (a crashed turn blocks no longer).
+    pub lease: Duration,
+}
+
+/// What a reply processor is built from: the binary's flags, or a test's choices.
+#[derive(Debug, Clone)]
+pub struct ReplyConfig {
+    pub channel: ChannelKind,
+    pub naming: Naming,
+    pub secrets_cache: Duration,
+    pub company_cache: Duration,
+    pub http_timeout: Duration,
+    pub send_grace: Duration,
+    pub lease: Duration,
+    pub openai_base_url: String,
+    pub twilio_base_url: String,
+}
+
+impl ReplyProcessor {
+    pub fn build(sdk: &aws_config::SdkConfig, config: ReplyConfig) -> Result<Self, reqwest::Error> {
+        let http =
+            reqwest::Client::builder().timeout(config.http_timeout).connect_timeout(Duration::from_secs(10)).build()?;
+        let metrics = Arc::new(Metrics::default());
+        let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
+        let alarm = metrics.secrets_scheduled_for_deletion.clone();
+        Ok(ReplyProcessor {
+            channel: config.channel,
+            store: ConversationStore::new(dynamodb.clone(), config.naming.conversations_table()),
+            companies: Companies::new(dynamodb, config.naming.company_data_table(), config.company_cache),
+            secrets: Secrets::new(aws_sdk_secretsmanager::Client::new(sdk), config.secrets_cache, alarm),
+            ai: Ai::new(http.clone(), config.openai_base_url, config.naming.shared_ai_key_secret(config.channel)),
+            senders: Senders::new(http, config.twilio_base_url, String::new()),
+            staging: Staging::new(sdk, config.naming),
+            metrics,
+            send_grace: config.send_grace,
+            lease: config.lease,
+        })
+    }
+}
+
+impl Worker for ReplyProcessor {
+    fn process(&self, body: &str, last_receive: bool) -> impl std::future::Future<Output = Outcome> + Send {
+        ReplyProcessor::process(self, body, last_receive)
+    }
+
+    fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    fn channel_label(&self) -> &'static str {
+        self.channel.as_str()
+    }
+}
+
+/// One turn: the trigger, the lease's token, and the record as the turn found it.
+struct Turn<'a> {
+    trigger: &'a Trigger,
+    key: ConversationKey,
+    token: String,
+    record: ConversationRecord,
+}
+
+/// Why a turn stopped before its reply was sent: the status it leaves, and why.
+struct Stop {
+    status: ConversationStatus,
+    step: &'static str,
+    failure: Failure,
+}
+
+fn at(status: ConversationStatus, step: &'static str) -> impl FnOnce(Failure) -> Stop {
+    move |failure| Stop { status, step, failure }
+}
+
+/// The longest a reply waits for the recipient to stop writing, in batching windows after the
+/// first message it answers.
+const MAX_WINDOWS_WAITED: u32 = 3;
+
+fn epoch_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// How much longer to wait before answering `fragments` (in order): the reply goes out once the
+/// recipient has been quiet for a whole `window`, but no later than [`MAX_WINDOWS_WAITED`]
+/// windows after their first message. `None`: answer now.
+pub fn wait_for_more(fragments: &[Fragment], window: Duration, now_ms: u64) -> Option<Duration> {
+    let (first, last) = (fragments.first()?, fragments.last()?);
+    let window_ms = window.as_millis() as u64;
+    let quiet_at = last.received_at_ms + window_ms;
+    let deadline = first.received_at_ms + window_ms * u64::from(MAX_WINDOWS_WAITED);
+    let answer_at = quiet_at.min(deadline);
+    // SQS delays are whole seconds; a wait under a second is not worth another trigger.
+    let wait_ms = answer_at.checked_sub(now_ms).filter(|ms| *ms >= 1_000)?;
+    Some(Duration::from_secs(wait_ms.div_ceil(1_000)))
+}
+
+/// What the send needs, gathered before the claim.
+struct Prepared {
+    credentials: TwilioCredentials,
+    /// The credentials' secret name (forgotten when the provider refuses them).
+    credentials_id: String,
+    sender: String,
+    reply: Reply,
+    content: String,
+}
+
+impl ReplyProcessor {
+    pub async fn process(&self, body: &str, last_receive: bool) -> Outcome {
+        let trigger: Trigger = match serde_json::from_str(body) {
+            Ok(trigger) => trigger,
+            Err(e) => return Outcome::Poison(format!("the body is not a reply trigger: {e}")),
+        };
+        tracing::Span::current().record("conversation_id", &trigger.conversation_id);
+        let key = trigger.key();
+        let token = uuid::Uuid::new_v4().to_string();
+        match self.store.lease(&key, &token, self.lease).await {
+            Ok(Leased::Ours) => {}
+            // The turn holding it looks for fragments staged meanwhile before it ends.
+            Ok(Leased::Held) if last_receive => return Outcome::Duplicate,
+            Ok(Leased::Held) => return Outcome::Retry("another reply turn holds the conversation".into()),
+            Ok(Leased::NoConversation) => return Outcome::Poison("no conversation record for this trigger".into()),
+            Err(failure) => return Outcome::Retry(format!("lease: {failure}")),
+        }
+        let work = self.turn(&trigger, key.clone(), token.clone(), last_receive);
+        tokio::select! {
+            outcome = work => outcome,
+            never = self.keep_lease(&key, &token) => never,
+        }
+    }
+
+    /// Renews the lease every third of its duration until the turn ends (never returns).
+    async fn keep_lease(&self, key: &ConversationKey, token: &str) -> Outcome {
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + self.lease / 3, self.lease / 3);
+        loop {
+            ticks.tick().await;
+            match self.store.renew_lease(key, token, self.lease).await {
+                Ok(Written::Applied) => {}
+                // Taken over after a stall: this turn's claim will fail, so it sends nothing.
+                Ok(Written::Superseded) => tracing::warn!("the reply lease was lost"),
+                Err(e) => tracing::warn!(error = %e, "the reply lease was not renewed"),
+            }
+        }
+    }
+
+    async fn turn(&self, trigger: &Trigger, key: ConversationKey, token: String, last_receive: bool) -> Outcome {
+        let record = match self.store.record(&key).await {
+            Ok(Some(record)) => record,
+            Ok(None) => return Outcome::Poison("no conversation record for this trigger".into()),
+            Err(failure) => return self.release(&key, &token, failure).await,
+        };
+        let turn = Turn { trigger, key, token, record };
+        let state = RecordState::of(&turn.record);
+        let decision =
+            decide::on_reply(&state, turn.record.hand_off_to_human, chrono::Utc::now(), self.send_grace, last_receive);
+        match decision {
+            OnReply::Proceed => self.answer(&turn).await,
+            OnReply::Wait => {
+                self.release(&turn.key, &turn.token, Failure::Transient("a send is in flight".into())).await
+            }
+            OnReply::NeedsAttention(reason) => {
+                self.hand_off(&turn, reason.into(), Some(ConversationStatus::SendOutcomeUnknown)).await
+            }
+            OnReply::HandOff(reason) => self.hand_off(&turn, reason.into(), None).await,
+        }
+    }
+
+    /// The reply: fragments, company, AI, claim, send, record, clean-up.
+    async fn answer(&self, turn: &Turn<'_>) -> Outcome {
+        let fragments = match self.unanswered(turn).await {
+            Ok(fragments) => fragments,
+            Err(failure) => return self.release(&turn.key, &turn.token, failure).await,
+        };
+        if fragments.is_empty() {
+            // A redelivered trigger, or one whose fragments an earlier turn answered.
+            self.finish(turn, &[]).await;
+            return Outcome::Duplicate;
+        }
+        let company = match self.companies.get(&turn.record.company_id, &turn.record.project_id).await {
+            Ok(company) => company,
+            Err(_) => return self.release(&turn.key, &turn.token, Failure::Transient("company lookup".into())).await,
+        };
+        let company = company.map(|c| c.record.clone());
+        match route::route(company.as_ref(), &turn.record, self.channel) {
+            Route::Reply => {}
+            Route::HandOff(reason) => return self.hand_off(turn, reason, None).await,
+            Route::Refuse(code) => return self.hand_off(turn, format!("{code}: the AI does not answer"), None).await,
+        }
+        let Some(company) = company else { return Outcome::Duplicate };
+        if let Some(wait) = wait_for_more(&fragments, company.reply_batch_window(), epoch_ms()) {
+            if turn.trigger.trigger_id.is_some() {
+                return self.defer(turn, &company, wait).await;
+            }
+        }
+        let prepared = match self.prepare(turn, &company, &fragments).await {
+            Ok(prepared) => prepared,
+            Err(stop) => return self.stopped(turn, stop).await,
+        };
+        match self.store.claim_reply(&turn.key, &turn.token).await {
+            Ok(true) => {}
+            // The lease was lost after a stall: the turn that took it answers.
+            Ok(false) => return Outcome::Duplicate,
+            Err(failure) => return self.release(&turn.key, &turn.token, failure).await,
+        }
+        let sent = match self.send(turn, &prepared).await {
+            Ok(sent) => sent,
+            Err(outcome) => return outcome,
+        };
+        self.record_reply(turn, &fragments, sent, &prepared).await;
+        self.finish(turn, &fragments).await;
+        self.trigger_leftovers(turn, &company).await;
+        Outcome::Sent
+    }
+
+    /// The recipient is still writing: this trigger steps aside for one `wait` later (its lock
+    /// handed to the new trigger), and the lease goes back.
+    async fn defer(&self, turn: &Turn<'_>, company: &CompanyRecord, wait: Duration) -> Outcome {
+        if let Some(trigger_id) = &turn.trigger.trigger_id {
+            self.staging.release_lock(&turn.key.conversation_id, trigger_id).await;
+        }
+        let triggered = self.staging.trigger(self.channel, &turn.key, wait).await;
+        if let Err(e) = self.store.release_lease(&turn.key, &turn.token, None).await {
+            tracing::warn!(error = %e, "the reply lease was not released; it expires");
+        }
+        match triggered {
+            // Sent, or another trigger is on its way (a message staged just now): either answers.
+            Ok(_) => {
+                tracing::debug!(wait_s = wait.as_secs(), window_s = company.reply_batch_window().as_secs(), "deferred");
+                Outcome::Deferred
+            }
+            Err(failure) => Outcome::Retry(format!("deferring the reply: {failure}")),
+        }
+    }
+
+    /// The staged fragments not yet in the conversation (a retried webhook may have staged an
+    /// answered message again); the answered ones are removed.
+    async fn unanswered(&self, turn: &Turn<'_>) -> Result<Vec<Fragment>, Failure> {
+        let staged = self.staging.staged(&turn.key.conversation_id).await?;
+        let answered = |f: &Fragment| turn.record.messages.iter().any(|m| m.message_id == f.message_sid);
+        let (old, new): (Vec<Fragment>, Vec<Fragment>) = staged.into_iter().partition(answered);
+        if !old.is_empty() {
+            self.staging.remove(&old).await?;
+        }
+        Ok(new)
+    }
+
+    async fn prepare(
+        &self,
+        turn: &Turn<'_>,
+        company: &CompanyRecord,
+        fragments: &[Fragment],
+    ) -> Result<Prepared, Stop> {
+        let secrets_failed = || at(ConversationStatus::FailedReplySecretsFetch, "secrets");
+        let ai_failed = || at(ConversationStatus::FailedToProcessReplyAi, "ai");
+        let no_config = |what: &str| Failure::Permanent(format!("the company has no {what} for {}", self.channel));
+        let ai = company.ai_config.as_ref().and_then(|a| a.openai_config.get(self.channel));
+        let ai = ai.ok_or_else(|| ai_failed()(no_config("ai_config")))?;
+        let credentials_id = company.channel_config.credentials_id(self.channel);
+        let credentials_id = credentials_id.ok_or_else(|| secrets_failed()(no_config("channel_config")))?;
+        let sender = company.channel_config.sender(self.channel).unwrap_or_default().to_string();
+        let key = self.secrets.ai_key(&ai.api_key_reference).await.map_err(secrets_failed())?;
+        let credentials = self.secrets.twilio(credentials_id).await.map_err(secrets_failed())?;
+        let input = fragments.iter().map(Fragment::as_input).collect::<Vec<_>>().join("\n");
+        let previous = turn.record.response_id.as_deref();
+        match self.ai.reply(ai, &key, input, previous, &turn.key.conversation_id).await {
+            Ok((reply, content)) => {
+                Ok(Prepared { credentials, credentials_id: credentials_id.to_string(), sender, reply, content })
+            }
+            Err(failure) => {
+                self.secrets.forget(&ai.api_key_reference);
+                Err(ai_failed()(failure))
+            }
+        }
+    }
+
+    /// The provider call under the claim. Surely not sent and worth a retry: the claim is given
+    /// back. Maybe sent: handed to a person, never sent again.
+    async fn send(&self, turn: &Turn<'_>, prepared: &Prepared) -> Result<Sent, Outcome> {
+        let (credentials, from, to, body) =
+            (&prepared.credentials, &prepared.sender, &turn.key.primary_channel, &prepared.content);
+        let sent = match self.channel {
+            ChannelKind::Whatsapp => self.senders.whatsapp_text(credentials, from, to, body).await,
+            _ => self.senders.sms(credentials, from, to, body).await,
+        };
+        let failure = match sent {
+            Ok(sent) => return Ok(sent),
+            Err(SendError::Unknown(why)) => {
+                let reason = format!("send: {why}; the reply may have been delivered, so it is not sent again");
+                return Err(self.hand_off(turn, reason, Some(ConversationStatus::SendOutcomeUnknown)).await);
+            }
+            Err(SendError::NotSent(failure)) => failure,
+        };
+        self.secrets.forget(&prepared.credentials_id);
+        if let Failure::Transient(why) = &failure {
+            let reason = format!("send: {why}");
+            if let Err(e) = self.store.release_reply_claim(&turn.key, &turn.token, &reason).await {
+                tracing::warn!(error = %e, "the reply claim was not given back; the next turn hands it off");
+            }
+            return Err(Outcome::Retry(reason));
+        }
+        Err(self.stopped(turn, at(ConversationStatus::FailedToSendReply, "send")(failure)).await)
+    }
+
+    /// The final update. If it fails the reply is out, so nothing is retried: the original's
+    /// CRITICAL alarm instead (the next turn finds the claim and hands the conversation off).
+    async fn record_reply(&self, turn: &Turn<'_>, fragments: &[Fragment], sent: Sent, prepared: &Prepared) {
+        let mut messages: Vec<Message> = fragments
+            .iter()
+            .map(|f| Message {
+                message_id: f.message_sid.clone(),
+                timestamp: f.received_at.clone(),
+                role: ROLE_USER.into(),
+                content: f.body.clone(),
+                prompt_tokens: 0,
+                completion_tokens: 0,
+                total_tokens: 0,
+                media: f.media.clone(),
+            })
+            .collect();
+        let usage = &prepared.reply.usage;
+        messages.push(Message {
+            message_id: sent.message_id.clone(),
+            timestamp: now(),
+            role: ROLE_ASSISTANT.into(),
+            content: sent.content,
+            prompt_tokens: usage.input_tokens,
+            completion_tokens: usage.output_tokens,
+            total_tokens: usage.total_tokens,
+            media: vec![],
+        });
+        let response_id = &prepared.reply.response_id;
+        if let Err(e) = self.store.reply_sent(&turn.key, &turn.token, &messages, response_id).await {
+            self.metrics.sent_but_record_update_failed.inc();
+            tracing::error!(
+                critical = true,
+                message_id = %sent.message_id,
+                error = %e,
+                "CRITICAL: Reply sent (SID: {}) for conversation {}, but final DynamoDB update failed. \
+                 Manual intervention required to update record. Data to update: status='{}', response_id='{}'",
+                sent.message_id,
+                turn.key.conversation_id,
+                ConversationStatus::ReplySent,
+                response_id,
+            );
+        }
+    }
+
+    /// After the reply: the consumed rows and this turn's trigger lock go (their TTL is the
+    /// fallback), then the lease if it is still held.
+    async fn finish(&self, turn: &Turn<'_>, consumed: &[Fragment]) {
+        if let Err(e) = self.staging.remove(consumed).await {
+            tracing::warn!(error = %e, "consumed fragments not removed; the next turn skips them as answered");
+        }
+        if let Some(trigger_id) = &turn.trigger.trigger_id {
+            self.staging.release_lock(&turn.key.conversation_id, trigger_id).await;
+        }
+        if let Err(e) = self.store.release_lease(&turn.key, &turn.token, None).await {
+            tracing::warn!(error = %e, "the reply lease was not released; it expires");
+        }
+    }
+
+    /// Fragments staged while this turn worked got no trigger if they found its lock: one now.
+    async fn trigger_leftovers(&self, turn: &Turn<'_>, company: &CompanyRecord) {
+        let leftovers = match self.staging.staged(&turn.key.conversation_id).await {
+            Ok(leftovers) => leftovers,
+            Err(e) => return tracing::warn!(error = %e, "could not look for messages staged during the turn"),
+        };
+        if leftovers.is_empty() {
+            return;
+        }
+        if let Err(e) = self.staging.trigger(self.channel, &turn.key, company.reply_batch_window()).await {
+            // Their own webhook call may still trigger them; otherwise the next message does.
+            tracing::error!(error = %e, staged = leftovers.len(), "messages staged during the turn have no trigger");
+        }
+    }
+
+    /// A step failed before the send (or the provider refused it): transient → lease back and
+    /// retried through SQS; permanent → the step's status, and the messages to a person.
+    async fn stopped(&self, turn: &Turn<'_>, stop: Stop) -> Outcome {
+        let reason = format!("reply {}: {}", stop.step, stop.failure);
+        match stop.failure {
+            Failure::Transient(_) => self.release(&turn.key, &turn.token, stop.failure).await,
+            Failure::Permanent(_) => {
+                tracing::warn!(status = %stop.status, reason = %reason, "reply turn failed");
+                match self.hand_off(turn, reason, Some(stop.status)).await {
+                    Outcome::HandedOff => Outcome::Failed,
+                    other => other,
+                }
+            }
+        }
+    }
+
+    /// The staged messages to the hand-off queue, whole; then `status` (with
+    /// `hand_off_to_human`) on the record if given, and the rows, lock and lease released.
+    async fn hand_off(&self, turn: &Turn<'_>, reason: String, status: Option<ConversationStatus>) -> Outcome {
+        let fragments = match self.unanswered(turn).await {
+            Ok(fragments) => fragments,
+            Err(failure) => return self.release(&turn.key, &turn.token, failure).await,
+        };
+        if !fragments.is_empty() {
+            let message = hand_off_message(&turn.record, self.channel, reason.clone(), &fragments);
+            if let Err(failure) = self.staging.hand_off(&message).await {
+                return self.release(&turn.key, &turn.token, failure).await;
+            }
+        }
+        if let Some(status) = status {
+            match self.store.reply_failed(&turn.key, &turn.token, status, &reason).await {
+                Ok(Written::Applied) => {}
+                Ok(Written::Superseded) => tracing::warn!("the reply lease was lost before the hand-off was recorded"),
+                Err(e) => tracing::error!(error = %e, reason, "the hand-off was not recorded on the conversation"),
+            }
+        }
+        self.finish(turn, &fragments).await;
+        tracing::warn!(reason, messages = fragments.len(), "reply turn handed to a person");
+        match status {
+            Some(ConversationStatus::SendOutcomeUnknown) => Outcome::NeedsAttention,
+            _ => Outcome::HandedOff,
+        }
+    }
+
+    /// A transient failure: the lease back with the reason, the trigger retried through SQS.
+    async fn release(&self, key: &ConversationKey, token: &str, failure: Failure) -> Outcome {
+        let reason = failure.to_string();
+        if let Err(e) = self.store.release_lease(key, token, Some(&reason)).await {
+            tracing::warn!(error = %e, "the reply lease was not released; it expires");
+        }
+        match failure {
+            Failure::Transient(_) => Outcome::Retry(reason),
+            Failure::Permanent(_) => Outcome::Poison(reason),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(ms: u64) -> Fragment {
+        Fragment {
+            conversation_id: "c".into(),
+            message_sid: format!("SM{ms}"),
+            primary_channel: "+1".into(),
+            body: "x".into(),
+            media: vec![],
+            received_at: String::new(),
+            received_at_ms: ms,
+            expires_at: 0,
+        }
+    }
+
+    #[test]
+    fn a_reply_waits_until_the_recipient_has_been_quiet_for_a_window() {
+        let window = Duration::from_secs(10);
+        // Three messages 2 s apart, the trigger of the first fires at 10 s: 6 s more.
+        let burst = [at(0), at(2_000), at(4_000)];
+        assert_eq!(wait_for_more(&burst, window, 10_000), Some(Duration::from_secs(4)));
+        assert_eq!(wait_for_more(&burst, window, 14_000), None, "quiet for a whole window");
+        assert_eq!(wait_for_more(&burst, window, 13_500), None, "under a second left");
+    }
+
+    #[test]
+    fn a_recipient_who_never_stops_is_answered_after_three_windows() {
+        let window = Duration::from_secs(10);
+        let chatty: Vec<Fragment> = (0..=14).map(|i| at(i * 2_000)).collect();
+        assert_eq!(wait_for_more(&chatty, window, 28_000), Some(Duration::from_secs(2)));
+        assert_eq!(wait_for_more(&chatty, window, 30_000), None);
+    }
+}

@@ -1,0 +1,204 @@
+//! `POST /webhooks/twilio/whatsapp` and `POST /webhooks/twilio/sms`: Twilio's inbound-message
+//! webhooks, served by the router (replies-engine §1–§2). Each message is parsed, matched to the
+//! recipient's active, newest conversation, authenticated with that tenant's Twilio auth token,
+//! put through the gates and hand-off rules, and either handed to a person or staged for the
+//! AI's reply with one delayed trigger per batching window.
+//!
+//! Twilio is told 200 with empty TwiML for everything but a transient infrastructure error
+//! (503, so Twilio may retry): a caller learns nothing from the answer, and a forged request
+//! costs at most the conversation lookup and the (cached) secret read.
+use super::inbound::Inbound;
+use super::route::{self, Route};
+use super::staging::{epoch_seconds, Staging};
+use crate::processor::failure::Failure;
+use crate::processor::secrets::Secrets;
+use crate::processor::store::ConversationStore;
+use crate::router::app::AppState;
+use crate::router::companies::Companies;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use multicomms_wire::conversation::ConversationRecord;
+use multicomms_wire::replies::{Fragment, HandOffMessage, STAGE_TTL_SECONDS};
+use multicomms_wire::timestamp::now;
+use multicomms_wire::ChannelKind;
+use secrecy::ExposeSecret;
+use std::sync::Arc;
+
+pub const EMPTY_TWIML: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>";
+
+/// The router path of a channel's webhook (the URL Twilio calls is the public base URL + this).
+pub fn path(channel: ChannelKind) -> String {
+    format!("/webhooks/twilio/{channel}")
+}
+
+/// What the webhook needs beside the router's company cache.
+pub struct Webhook {
+    /// The URL prefix Twilio calls, as configured in Twilio (scheme, host, any path the ingress
+    /// adds): signatures are over the public URL, which the router cannot see.
+    pub public_base_url: String,
+    pub store: ConversationStore,
+    /// Twilio auth tokens, cached.
+    pub secrets: Secrets,
+    pub staging: Staging,
+}
+
+/// How a message was acknowledged: the metric's `outcome` label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acknowledged {
+    Staged,
+    HandedOff,
+    /// Its `MessageSid` is already in the conversation: a Twilio retry of an answered message.
+    AlreadyAnswered,
+    /// Nobody answers it; the code says why (the original's error codes).
+    Refused(&'static str),
+}
+
+impl Acknowledged {
+    pub fn label(self) -> &'static str {
+        match self {
+            Acknowledged::Staged => "staged",
+            Acknowledged::HandedOff => "handed_off",
+            Acknowledged::AlreadyAnswered => "already_answered",
+            Acknowledged::Refused(code) => code,
+        }
+    }
+}
+
+pub async fn inbound(
+    State(state): State<Arc<AppState>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+    channel: ChannelKind,
+) -> Response {
+    let Some(webhook) = &state.replies else { return StatusCode::NOT_FOUND.into_response() };
+    let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+    let url = format!("{}{path}", webhook.public_base_url.trim_end_matches('/'));
+    let signature = headers.get("x-twilio-signature").and_then(|v| v.to_str().ok()).unwrap_or("");
+    match receive(&state.companies, webhook, channel, &url, signature, &body).await {
+        Ok(acknowledged) => {
+            state.metrics.webhook(channel.as_str(), acknowledged.label());
+            ([("content-type", "text/xml")], EMPTY_TWIML).into_response()
+        }
+        Err(failure) => {
+            state.metrics.webhook(channel.as_str(), "transient_error");
+            tracing::warn!(error = %failure, "inbound message not taken; Twilio may retry");
+            (StatusCode::SERVICE_UNAVAILABLE, [("content-type", "text/xml")], EMPTY_TWIML).into_response()
+        }
+    }
+}
+
+/// `Err` only for a transient failure (Twilio should retry); everything else is acknowledged.
+pub async fn receive(
+    companies: &Companies,
+    webhook: &Webhook,
+    channel: ChannelKind,
+    url: &str,
+    signature: &str,
+    form: &[u8],
+) -> Result<Acknowledged, Failure> {
+    let inbound = match Inbound::parse(channel, form) {
+        Ok(inbound) => inbound,
+        Err(why) => return Ok(refused("PARSING_ERROR", &why)),
+    };
+    let span =
+        tracing::info_span!("inbound", message_sid = %inbound.message_sid, conversation_id = tracing::field::Empty);
+    let _entered = span.enter();
+    let found =
+        permanent_is_refusal(webhook.store.by_numbers(channel, &inbound.to, &inbound.from).await, "DB_QUERY_ERROR")?;
+    let Some(conversation) = found.and_then(route::active_newest) else {
+        return Ok(refused("CONVERSATION_NOT_FOUND", "no active conversation with this number"));
+    };
+    span.record("conversation_id", &conversation.conversation_id);
+    let credentials = conversation.channel_config[format!("{channel}_credentials_id")].as_str().unwrap_or("");
+    if credentials.is_empty() {
+        return Ok(refused("MISSING_CREDENTIAL_CONFIG", "the conversation names no credentials"));
+    }
+    let Some(twilio) = permanent_is_refusal(webhook.secrets.twilio(credentials).await, "SECRET_FETCH_FAILED")? else {
+        return Ok(Acknowledged::Refused("SECRET_FETCH_FAILED"));
+    };
+    if !super::signature::verify(twilio.auth_token.expose_secret(), url, &inbound.params, signature) {
+        tracing::error!(
+            code = "INVALID_SIGNATURE",
+            "inbound message with a missing or wrong X-Twilio-Signature; ignored"
+        );
+        return Ok(Acknowledged::Refused("INVALID_SIGNATURE"));
+    }
+    if conversation.messages.iter().any(|m| m.message_id == inbound.message_sid) {
+        return Ok(Acknowledged::AlreadyAnswered);
+    }
+    let company = companies
+        .get(&conversation.company_id, &conversation.project_id)
+        .await
+        .map_err(|_| Failure::Transient("company lookup failed".into()))?;
+    let fragment = fragment(&inbound, &conversation);
+    match route::route(company.as_ref().map(|c| &c.record), &conversation, channel) {
+        Route::Refuse(code) => Ok(refused(code, "the company does not take replies on this conversation")),
+        Route::HandOff(reason) => {
+            webhook.staging.hand_off(&hand_off_message(&conversation, channel, reason, &[fragment])).await?;
+            Ok(Acknowledged::HandedOff)
+        }
+        Route::Reply => {
+            let window = company.map(|c| c.record.reply_batch_window()).unwrap_or_default();
+            webhook.staging.stage(&fragment).await?;
+            webhook.staging.trigger(channel, &conversation.key(), window).await?;
+            Ok(Acknowledged::Staged)
+        }
+    }
+}
+
+fn refused(code: &'static str, why: &str) -> Acknowledged {
+    tracing::warn!(code, why, "inbound message acknowledged and not answered");
+    Acknowledged::Refused(code)
+}
+
+/// A transient failure stays an error (503); a permanent one becomes `None`, logged with `code`.
+fn permanent_is_refusal<T>(result: Result<T, Failure>, code: &'static str) -> Result<Option<T>, Failure> {
+    match result {
+        Ok(value) => Ok(Some(value)),
+        Err(Failure::Permanent(why)) => {
+            refused(code, &why);
+            Ok(None)
+        }
+        Err(transient) => Err(transient),
+    }
+}
+
+fn fragment(inbound: &Inbound, conversation: &ConversationRecord) -> Fragment {
+    let received_at_ms =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    Fragment {
+        conversation_id: conversation.conversation_id.clone(),
+        message_sid: inbound.message_sid.clone(),
+        primary_channel: conversation.primary_channel.clone(),
+        body: inbound.body.clone(),
+        media: inbound.media.clone(),
+        received_at: now(),
+        received_at_ms,
+        expires_at: epoch_seconds() + STAGE_TTL_SECONDS,
+    }
+}
+
+/// The hand-off queue's message for `fragments` of `conversation`.
+pub fn hand_off_message(
+    conversation: &ConversationRecord,
+    channel: ChannelKind,
+    reason: String,
+    fragments: &[Fragment],
+) -> HandOffMessage {
+    let company_number = conversation.channel_config[format!("company_{channel}_number")].as_str().unwrap_or("");
+    HandOffMessage {
+        conversation_id: conversation.conversation_id.clone(),
+        primary_channel: conversation.primary_channel.clone(),
+        company_id: conversation.company_id.clone(),
+        project_id: conversation.project_id.clone(),
+        channel,
+        from: conversation.primary_channel.clone(),
+        to: company_number.to_string(),
+        reason,
+        messages: fragments.iter().map(Into::into).collect(),
+        handed_off_at: now(),
+    }
+}

@@ -1,0 +1,186 @@
+//! The replies flow's formats (replies-engine §2): a staged inbound message (a *fragment*), the
+//! trigger lock, the delayed trigger on a channel's replies queue, and the message on the human
+//! hand-off queue. The webhook writes them and the reply processor reads them.
+use crate::conversation::{ConversationKey, CONVERSATION_ID, MESSAGE_SID};
+use crate::ChannelKind;
+use serde::{Deserialize, Serialize};
+
+/// The batching window when a Company sets none (replies-engine §2.4).
+pub const DEFAULT_BATCH_WINDOW_SECONDS: u32 = 10;
+/// SQS's longest message delay, so the longest window.
+pub const MAX_BATCH_WINDOW_SECONDS: u32 = 900;
+/// How long a staged fragment is kept: as long as the replies DLQ keeps its trigger (14 days),
+/// so a trigger redriven from the DLQ still finds the text. Consumed fragments are deleted at once.
+pub const STAGE_TTL_SECONDS: u64 = 14 * 24 * 3600;
+/// The trigger lock outlives its window by this much (the original's buffer); an expired lock
+/// counts as absent.
+pub const TRIGGER_LOCK_BUFFER_SECONDS: u64 = 60;
+/// Trigger-lock attribute: the id of the trigger it stands for.
+pub const TRIGGER_ID: &str = "trigger_id";
+
+/// Something the recipient attached (Twilio `MediaUrlN`, `MediaContentTypeN`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Media {
+    pub url: String,
+    pub content_type: String,
+}
+
+/// One inbound message, staged until its reply turn (stage table: PK `conversation_id`, SK
+/// `message_sid`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Fragment {
+    pub conversation_id: String,
+    /// Twilio's `MessageSid`: a retried webhook writes the same row.
+    pub message_sid: String,
+    /// The recipient's number (the conversation record's partition key).
+    pub primary_channel: String,
+    /// The text (empty for a media-only message).
+    pub body: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub media: Vec<Media>,
+    /// When the webhook received it ([`crate::timestamp`] format).
+    pub received_at: String,
+    /// The same instant in epoch milliseconds: fragments are ordered by it, then by SID.
+    pub received_at_ms: u64,
+    /// TTL (epoch seconds); reads skip expired rows, since DynamoDB deletes them lazily.
+    pub expires_at: u64,
+}
+
+impl Fragment {
+    pub fn key(&self) -> ConversationKey {
+        ConversationKey { primary_channel: self.primary_channel.clone(), conversation_id: self.conversation_id.clone() }
+    }
+
+    /// The stage table key of this fragment.
+    pub fn stage_key(&self) -> crate::Item {
+        use aws_sdk_dynamodb::types::AttributeValue;
+        [
+            (CONVERSATION_ID.to_string(), AttributeValue::S(self.conversation_id.clone())),
+            (MESSAGE_SID.to_string(), AttributeValue::S(self.message_sid.clone())),
+        ]
+        .into()
+    }
+
+    /// What the AI reads for this fragment: the text, and a line per attachment.
+    pub fn as_input(&self) -> String {
+        let media = self.media.iter().map(|m| format!("[attachment: {} {}]", m.content_type, m.url));
+        std::iter::once(self.body.clone()).filter(|b| !b.is_empty()).chain(media).collect::<Vec<_>>().join("\n")
+    }
+}
+
+/// Fragments in the order the recipient sent them: receive time (ms), then SID.
+pub fn in_order(mut fragments: Vec<Fragment>) -> Vec<Fragment> {
+    fragments.sort_by(|a, b| (a.received_at_ms, &a.message_sid).cmp(&(b.received_at_ms, &b.message_sid)));
+    fragments
+}
+
+/// The delayed message on a channel's replies queue that starts a reply turn (the original's
+/// `{conversation_id, primary_channel}`, plus the id of the trigger lock it stands for).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Trigger {
+    pub conversation_id: String,
+    pub primary_channel: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trigger_id: Option<String>,
+}
+
+impl Trigger {
+    pub fn key(&self) -> ConversationKey {
+        ConversationKey { primary_channel: self.primary_channel.clone(), conversation_id: self.conversation_id.clone() }
+    }
+}
+
+/// A message for a person instead of the AI, on `{prefix}-replies-human-handoff-queue-{env}`:
+/// everything needed to answer by hand, always plain JSON.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HandOffMessage {
+    pub conversation_id: String,
+    /// The recipient's number: with `conversation_id`, the conversation record's key.
+    pub primary_channel: String,
+    pub company_id: String,
+    pub project_id: String,
+    pub channel: ChannelKind,
+    /// Who wrote (the recipient's number, without `whatsapp:`).
+    pub from: String,
+    /// The company's number they wrote to.
+    pub to: String,
+    /// Why no AI answers: a hand-off rule, or what went wrong in the reply turn.
+    pub reason: String,
+    /// The recipient's messages, in order.
+    pub messages: Vec<HandOffFragment>,
+    /// When it was handed off.
+    pub handed_off_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HandOffFragment {
+    pub message_sid: String,
+    pub text: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub media: Vec<Media>,
+    pub received_at: String,
+}
+
+impl From<&Fragment> for HandOffFragment {
+    fn from(f: &Fragment) -> Self {
+        HandOffFragment {
+            message_sid: f.message_sid.clone(),
+            text: f.body.clone(),
+            media: f.media.clone(),
+            received_at: f.received_at.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fragment(sid: &str, ms: u64, body: &str) -> Fragment {
+        Fragment {
+            conversation_id: "c".into(),
+            message_sid: sid.into(),
+            primary_channel: "+447700900001".into(),
+            body: body.into(),
+            media: vec![],
+            received_at: String::new(),
+            received_at_ms: ms,
+            expires_at: 0,
+        }
+    }
+
+    #[test]
+    fn fragments_are_ordered_by_millisecond_then_sid() {
+        let ordered =
+            in_order(vec![fragment("SM3", 2_001, "c"), fragment("SM2", 2_000, "b"), fragment("SM1", 2_000, "a")]);
+        let bodies: Vec<_> = ordered.iter().map(|f| f.body.as_str()).collect();
+        assert_eq!(bodies, ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn a_media_only_fragment_still_has_input() {
+        let mut media = fragment("SM1", 0, "");
+        media.media.push(Media { url: "https://api.twilio.com/m/ME1".into(), content_type: "image/jpeg".into() });
+        assert_eq!(media.as_input(), "[attachment: image/jpeg https://api.twilio.com/m/ME1]");
+    }
+
+    #[test]
+    fn a_hand_off_message_is_plain_json() {
+        let message = HandOffMessage {
+            conversation_id: "c".into(),
+            primary_channel: "+447700900001".into(),
+            company_id: "ci".into(),
+            project_id: "pi".into(),
+            channel: ChannelKind::Whatsapp,
+            from: "+447700900001".into(),
+            to: "+447700900002".into(),
+            reason: "auto_queue_reply_message".into(),
+            messages: vec![(&fragment("SM1", 0, "hi")).into()],
+            handed_off_at: "2026-11-29T12:00:00.000000+00:00".into(),
+        };
+        let json = serde_json::to_value(&message).expect("serialises");
+        assert_eq!(json["channel"], "whatsapp");
+        assert_eq!(json["messages"][0]["text"], "hi");
+        assert_eq!(serde_json::from_value::<HandOffMessage>(json).expect("reads back"), message);
+    }
+}

@@ -1,0 +1,591 @@
+//! The replies flow end to end against the moto emulator and the fake providers: signed Twilio
+//! webhooks into the router, staging and the delayed trigger, the reply processor's turn (lease,
+//! AI continuation, free-form send under the claim, the record), hand-off to a person, and what a
+//! crash at each point leaves behind.
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use multicomms_runtime::processor::outcome::Outcome;
+use multicomms_runtime::processor::pipeline::{Processor, ProcessorConfig};
+use multicomms_runtime::processor::queue::{self, Settings};
+use multicomms_runtime::replies::turn::{ReplyConfig, ReplyProcessor};
+use multicomms_runtime::replies::webhook::{path, EMPTY_TWIML};
+use multicomms_runtime::router::app;
+use multicomms_testkit::environment::{
+    apply, emulator_config, example_manifests, example_request, router_for, API_KEY, PUBLIC_BASE_URL,
+};
+use multicomms_testkit::fakes::{Fakes, Fault, Service};
+use multicomms_testkit::twilio::{Inbound, AUTH_TOKEN};
+use multicomms_wire::conversation::{ConversationKey, ConversationRecord, ConversationStatus};
+use multicomms_wire::replies::{Fragment, HandOffMessage};
+use multicomms_wire::{ChannelKind, Naming};
+use serde_json::{json, Value};
+use std::sync::Arc;
+use std::time::Duration;
+use tower::ServiceExt;
+
+/// The example company's numbers (config/companies) and the example recipient.
+const COMPANY_NUMBER: &str = "+447588713814";
+const RECIPIENT: &str = "+447835065013";
+const COMPANY: (&str, &str) = ("ci-aaa-001", "pi-aaa-001");
+
+struct Env {
+    config: aws_config::SdkConfig,
+    naming: Naming,
+    dynamodb: aws_sdk_dynamodb::Client,
+    sqs: aws_sdk_sqs::Client,
+    fakes: Fakes,
+}
+
+/// The examples applied, the company's batching window set to `window_seconds`.
+async fn env(window_seconds: u32) -> Env {
+    let config = emulator_config().await;
+    let naming = apply(&config, &example_manifests()).await;
+    let fakes = Fakes::start("127.0.0.1:0").await.expect("fake providers");
+    let env = Env {
+        dynamodb: aws_sdk_dynamodb::Client::new(&config),
+        sqs: aws_sdk_sqs::Client::new(&config),
+        config,
+        naming,
+        fakes,
+    };
+    env.set_company("SET reply_batch_window_seconds = :v", json!(window_seconds)).await;
+    env
+}
+
+impl Env {
+    /// Changes the company record (as a commit of its YAML would); routers built afterwards see it.
+    async fn set_company(&self, update: &str, value: Value) {
+        let value: aws_sdk_dynamodb::types::AttributeValue = serde_dynamo::to_attribute_value(value).expect("value");
+        self.dynamodb
+            .update_item()
+            .table_name(self.naming.company_data_table())
+            .set_key(Some(multicomms_wire::company::record_key(COMPANY.0, COMPANY.1)))
+            .update_expression(update)
+            .expression_attribute_values(":v", value)
+            .send()
+            .await
+            .expect("UpdateItem");
+    }
+
+    /// A router as the binary builds it (a fresh company cache).
+    async fn router(&self) -> axum::Router {
+        app::app(Arc::new(router_for(&self.config, &self.naming).await))
+    }
+
+    /// A conversation opened the normal way: the router accepts the request, the WhatsApp (or
+    /// SMS) processor sends the first message. Returns its key.
+    async fn open(&self, router: &axum::Router, channel: ChannelKind, request_id: u32) -> ConversationKey {
+        let mut body = example_request();
+        body["request_data"]["request_id"] = json!(format!("550e8400-e29b-41d4-a716-{request_id:012x}"));
+        body["request_data"]["channel_method"] = json!(channel.as_str());
+        let request = Request::post("/initiate-conversation")
+            .header("x-api-key", API_KEY)
+            .body(Body::from(body.to_string()))
+            .expect("request");
+        assert_eq!(router.clone().oneshot(request).await.expect("response").status(), StatusCode::OK);
+        let context = self.take(&self.naming.channel_queue(channel), 10).await.expect("the router's message");
+        let processor = Processor::build(
+            &self.config,
+            ProcessorConfig {
+                channel,
+                version: "processor-test-1".into(),
+                naming: self.naming.clone(),
+                secrets_cache: Duration::from_secs(300),
+                http_timeout: Duration::from_secs(30),
+                send_grace: Duration::from_secs(30),
+                openai_base_url: self.fakes.openai_url(),
+                twilio_base_url: self.fakes.url.clone(),
+                sendgrid_base_url: self.fakes.url.clone(),
+            },
+        )
+        .expect("processor");
+        assert_eq!(processor.process(&context, false).await, Outcome::Sent);
+        let context: Value = serde_json::from_str(&context).expect("JSON");
+        ConversationKey {
+            primary_channel: RECIPIENT.into(),
+            conversation_id: context["conversation_data"]["conversation_id"].as_str().expect("id").into(),
+        }
+    }
+
+    /// A reply processor on the fakes: `lease` long, a send claim younger than `grace` in use.
+    fn replier(&self, channel: ChannelKind, lease: Duration, grace: Duration) -> Arc<ReplyProcessor> {
+        let config = ReplyConfig {
+            channel,
+            naming: self.naming.clone(),
+            secrets_cache: Duration::from_secs(300),
+            company_cache: Duration::ZERO,
+            http_timeout: Duration::from_secs(30),
+            send_grace: grace,
+            lease,
+            openai_base_url: self.fakes.openai_url(),
+            twilio_base_url: self.fakes.url.clone(),
+        };
+        Arc::new(ReplyProcessor::build(&self.config, config).expect("reply processor"))
+    }
+
+    /// Posts `message` to the webhook signed as Twilio would for `signed_url` (or unsigned).
+    async fn post(&self, router: &axum::Router, message: &Inbound, signed_url: Option<&str>) -> StatusCode {
+        let path = path(message.channel);
+        let url = signed_url.map(str::to_string).unwrap_or_else(|| format!("{PUBLIC_BASE_URL}{path}"));
+        let (body, signature) = message.signed(AUTH_TOKEN, &url);
+        let mut request =
+            Request::post(path).header("content-type", "application/x-www-form-urlencoded; charset=utf-8");
+        if signed_url != Some("") {
+            request = request.header("x-twilio-signature", signature);
+        }
+        let response = router.clone().oneshot(request.body(Body::from(body)).expect("request")).await.expect("answer");
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.expect("body");
+        assert_eq!(body, EMPTY_TWIML, "Twilio always gets empty TwiML");
+        status
+    }
+
+    /// A correctly signed inbound message.
+    async fn send(&self, router: &axum::Router, message: &Inbound) {
+        assert_eq!(self.post(router, message, None).await, StatusCode::OK);
+    }
+
+    /// Takes one message off a queue within `seconds` (deleting it).
+    async fn take(&self, queue: &str, seconds: u32) -> Option<String> {
+        let url = self.sqs.get_queue_url().queue_name(queue).send().await.expect("queue").queue_url.expect("url");
+        for _ in 0..seconds {
+            let out = self.sqs.receive_message().queue_url(&url).wait_time_seconds(1).send().await.expect("receive");
+            if let Some(message) = out.messages.unwrap_or_default().into_iter().next() {
+                let receipt = message.receipt_handle.expect("receipt");
+                self.sqs.delete_message().queue_url(&url).receipt_handle(receipt).send().await.expect("delete");
+                return message.body;
+            }
+        }
+        None
+    }
+
+    async fn handed_off(&self) -> Option<HandOffMessage> {
+        let body = self.take(&self.naming.handoff_queue(), 5).await?;
+        Some(serde_json::from_str(&body).expect("the hand-off message is the documented JSON"))
+    }
+
+    async fn staged(&self, key: &ConversationKey) -> Vec<Fragment> {
+        let out = self
+            .dynamodb
+            .query()
+            .table_name(self.naming.replies_stage_table())
+            .key_condition_expression("conversation_id = :id")
+            .expression_attribute_values(":id", aws_sdk_dynamodb::types::AttributeValue::S(key.conversation_id.clone()))
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("Query");
+        out.items.unwrap_or_default().into_iter().map(|i| serde_dynamo::from_item(i).expect("fragment")).collect()
+    }
+
+    async fn record(&self, key: &ConversationKey) -> ConversationRecord {
+        let out = self
+            .dynamodb
+            .get_item()
+            .table_name(self.naming.conversations_table())
+            .set_key(Some(key.to_item()))
+            .consistent_read(true)
+            .send()
+            .await
+            .expect("GetItem");
+        ConversationRecord::from_item(out.item.expect("record")).expect("the wire type reads it")
+    }
+
+    /// Free-form replies Twilio accepted (the first messages are templates).
+    fn replies(&self) -> Vec<String> {
+        let sent = self.fakes.sent().into_iter().filter(|r| r.field("ContentSid").is_none());
+        sent.map(|r| r.field("Body").unwrap_or_default().to_string()).collect()
+    }
+
+    /// The reply turns' requests to OpenAI (those continuing a conversation).
+    fn reply_requests(&self) -> Vec<Value> {
+        let all = self.fakes.requests(Service::OpenAi).into_iter().map(|r| r.json);
+        all.filter(|json| json.get("previous_response_id").is_some()).collect()
+    }
+}
+
+fn trigger(key: &ConversationKey) -> String {
+    json!({"conversation_id": key.conversation_id, "primary_channel": key.primary_channel}).to_string()
+}
+
+fn whatsapp(body: &str) -> Inbound {
+    Inbound::text(ChannelKind::Whatsapp, RECIPIENT, COMPANY_NUMBER, body)
+}
+
+const LONG: Duration = Duration::from_secs(60);
+
+#[tokio::test]
+async fn three_messages_two_seconds_apart_get_one_reply_that_continues_the_conversation() {
+    // The example company's window: 10 s.
+    let env = env(10).await;
+    let router = env.router().await;
+    let key = env.open(&router, ChannelKind::Whatsapp, 1).await;
+    let first_response = env.record(&key).await.response_id.expect("the first message's response id");
+
+    let replier = env.replier(ChannelKind::Whatsapp, LONG, LONG);
+    let queue = queue::discover(&env.sqs, &env.naming.replies_queue(ChannelKind::Whatsapp)).await.expect("queue");
+    let settings = Settings {
+        queue_url: queue.url,
+        concurrency: 4,
+        visibility: LONG,
+        heartbeat: Duration::from_secs(5),
+        retry_base: Duration::from_secs(1),
+        wait: Duration::from_secs(1),
+        max_receive_count: queue.max_receive_count,
+        dead_letter_queue_url: queue.dead_letter_queue_url,
+        depth_interval: Duration::from_secs(5),
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(queue::run(replier, env.sqs.clone(), settings, async {
+        let _ = stopped.await;
+    }));
+
+    let texts = ["Hi", "yes I drive", "but no car"];
+    let messages: Vec<Inbound> = texts.iter().map(|t| whatsapp(t)).collect();
+    for (i, message) in messages.iter().enumerate() {
+        if i > 0 {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        env.send(&router, message).await;
+    }
+    let last_sent = std::time::Instant::now();
+    let mut record = env.record(&key).await;
+    for _ in 0..150 {
+        if record.conversation_status == ConversationStatus::ReplySent {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        record = env.record(&key).await;
+    }
+    // Not a timing assertion (that is the benchmark's): the reply waited for the quiet window.
+    assert!(last_sent.elapsed() >= Duration::from_secs(9), "answered before the recipient was quiet");
+    // Long enough for any second trigger to have fired.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let _ = stop.send(());
+    running.await.expect("the loop ends");
+
+    assert_eq!(env.replies(), ["A reply from the fake model"], "exactly one reply");
+    let reply = &env.fakes.sent()[1];
+    assert_eq!(reply.field("To"), Some("whatsapp:+447835065013"));
+    assert_eq!(reply.field("From"), Some("whatsapp:+447588713814"));
+    let asked = env.reply_requests();
+    assert_eq!(asked.len(), 1);
+    assert_eq!(asked[0]["previous_response_id"], first_response.as_str(), "the same AI conversation");
+    assert_eq!(asked[0]["input"], "Hi\nyes I drive\nbut no car", "all three, in order");
+    assert!(asked[0]["instructions"].as_str().is_some_and(|i| i.contains("Carol")), "the company's reply voice");
+
+    let record = env.record(&key).await;
+    assert_eq!(record.conversation_status, ConversationStatus::ReplySent);
+    let story: Vec<(&str, &str)> = record.messages.iter().map(|m| (m.role.as_str(), m.content.as_str())).collect();
+    assert_eq!(story.len(), 5, "{story:?}");
+    assert_eq!(story[0].0, "assistant", "the template message first");
+    assert_eq!(&story[1..4], &[("user", "Hi"), ("user", "yes I drive"), ("user", "but no car")]);
+    assert_eq!(story[4], ("assistant", "A reply from the fake model"));
+    let sids: Vec<&str> = record.messages[1..4].iter().map(|m| m.message_id.as_str()).collect();
+    assert_eq!(sids, messages.iter().map(|m| m.sid.as_str()).collect::<Vec<_>>());
+    assert_ne!(record.response_id.as_deref(), Some(first_response.as_str()), "the new response id is kept");
+    assert!(record.reply_lease_id.is_none() && record.claim_id.is_none(), "lease and claim released");
+    assert!(env.staged(&key).await.is_empty(), "the consumed fragments are gone");
+}
+
+#[tokio::test]
+async fn only_a_correct_signature_stages_a_message() {
+    let env = env(2).await;
+    let router = env.router().await;
+    let key = env.open(&router, ChannelKind::Whatsapp, 2).await;
+    let forged = whatsapp("forged");
+    let url = format!("{PUBLIC_BASE_URL}{}", path(ChannelKind::Whatsapp));
+    let (body, _) = forged.signed("someone-elses-token", &url);
+    let (_, good_signature) = forged.signed(AUTH_TOKEN, &url);
+    let request = Request::post(path(ChannelKind::Whatsapp))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-twilio-signature", forged.signed("someone-elses-token", &url).1)
+        .body(Body::from(body.clone()))
+        .expect("request");
+    assert_eq!(router.clone().oneshot(request).await.expect("answer").status(), StatusCode::OK);
+    let altered = body.replace("forged", "altered");
+    let request = Request::post(path(ChannelKind::Whatsapp))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-twilio-signature", good_signature)
+        .body(Body::from(altered))
+        .expect("request");
+    assert_eq!(router.clone().oneshot(request).await.expect("answer").status(), StatusCode::OK);
+    assert_eq!(env.post(&router, &whatsapp("unsigned"), Some("")).await, StatusCode::OK);
+    let wrong_url = "https://elsewhere.example/webhooks/twilio/whatsapp";
+    assert_eq!(env.post(&router, &whatsapp("signed for another URL"), Some(wrong_url)).await, StatusCode::OK);
+    assert!(env.staged(&key).await.is_empty(), "a forged, altered, missing or misdirected signature stages nothing");
+    assert_eq!(env.take(&env.naming.replies_queue(ChannelKind::Whatsapp), 3).await, None, "and triggers nothing");
+
+    let with_port = format!("https://hooks.multicomms.test:443{}", path(ChannelKind::Whatsapp));
+    env.send(&router, &whatsapp("signed for the URL")).await;
+    assert_eq!(env.post(&router, &whatsapp("signed with :443"), Some(&with_port)).await, StatusCode::OK);
+    let staged: Vec<String> = env.staged(&key).await.into_iter().map(|f| f.body).collect();
+    assert_eq!(staged.len(), 2, "{staged:?}");
+}
+
+#[tokio::test]
+async fn a_message_arriving_during_a_turn_is_answered_in_the_next_turn() {
+    let env = env(1).await;
+    let router = env.router().await;
+    let key = env.open(&router, ChannelKind::Whatsapp, 3).await;
+    let replier = env.replier(ChannelKind::Whatsapp, LONG, LONG);
+    env.send(&router, &whatsapp("first")).await;
+    let first_trigger = env.take(&env.naming.replies_queue(ChannelKind::Whatsapp), 10).await.expect("trigger");
+    env.fakes.set_latency(Service::OpenAi, Duration::from_secs(2));
+    let turn = tokio::spawn({
+        let replier = replier.clone();
+        async move { replier.process(&first_trigger, false).await }
+    });
+    while env.reply_requests().is_empty() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    env.send(&router, &whatsapp("second, while the AI thinks")).await;
+    assert_eq!(turn.await.expect("turn"), Outcome::Sent);
+    env.fakes.set_latency(Service::OpenAi, Duration::ZERO);
+
+    let second_trigger = env.take(&env.naming.replies_queue(ChannelKind::Whatsapp), 10).await;
+    let second_trigger = second_trigger.expect("the message staged during the turn got its own trigger");
+    assert_eq!(replier.process(&second_trigger, false).await, Outcome::Sent);
+    let asked = env.reply_requests();
+    assert_eq!(
+        asked.iter().map(|a| a["input"].as_str().unwrap_or("")).collect::<Vec<_>>(),
+        ["first", "second, while the AI thinks"]
+    );
+    let record = env.record(&key).await;
+    let first_reply_response = asked[1]["previous_response_id"].as_str().expect("continues");
+    assert_ne!(
+        first_reply_response, asked[0]["previous_response_id"],
+        "the second turn continues from the first reply"
+    );
+    assert_eq!(record.messages.len(), 5, "template, first, reply, second, reply");
+    assert_eq!(env.replies().len(), 2);
+}
+
+#[tokio::test]
+async fn twilio_retries_of_one_message_sid_never_get_a_second_reply() {
+    let env = env(1).await;
+    let router = env.router().await;
+    let key = env.open(&router, ChannelKind::Whatsapp, 4).await;
+    let replier = env.replier(ChannelKind::Whatsapp, LONG, LONG);
+    let message = whatsapp("are you there?");
+    env.send(&router, &message).await;
+    env.send(&router, &message).await;
+    assert_eq!(env.staged(&key).await.len(), 1, "a retry while staged changes nothing");
+    let trigger = env.take(&env.naming.replies_queue(ChannelKind::Whatsapp), 10).await.expect("trigger");
+    assert_eq!(env.take(&env.naming.replies_queue(ChannelKind::Whatsapp), 2).await, None, "one trigger per window");
+    assert_eq!(replier.process(&trigger, false).await, Outcome::Sent);
+
+    env.send(&router, &message).await;
+    assert!(env.staged(&key).await.is_empty(), "a retry after the answer is not staged again");
+    // Even a fragment staged again (a retry that read a stale index) is not answered twice.
+    let mut again = env.record(&key).await.messages[1].clone();
+    again.content = "are you there?".into();
+    let fragment = Fragment {
+        conversation_id: key.conversation_id.clone(),
+        message_sid: message.sid.clone(),
+        primary_channel: key.primary_channel.clone(),
+        body: again.content,
+        media: vec![],
+        received_at: again.timestamp,
+        received_at_ms: 1,
+        expires_at: u64::MAX / 2,
+    };
+    env.dynamodb
+        .put_item()
+        .table_name(env.naming.replies_stage_table())
+        .set_item(Some(serde_dynamo::to_item(&fragment).expect("item")))
+        .send()
+        .await
+        .expect("PutItem");
+    assert_eq!(replier.process(&trigger, false).await, Outcome::Duplicate);
+    assert_eq!(env.replies().len(), 1);
+    assert!(env.staged(&key).await.is_empty(), "the answered fragment is removed");
+}
+
+#[tokio::test]
+async fn the_active_newest_of_two_conversations_with_one_number_is_answered() {
+    let env = env(1).await;
+    let router = env.router().await;
+    let older = env.open(&router, ChannelKind::Whatsapp, 5).await;
+    let newer = env.open(&router, ChannelKind::Whatsapp, 6).await;
+    env.send(&router, &whatsapp("to the newest")).await;
+    assert_eq!(env.staged(&newer).await.len(), 1);
+    assert!(env.staged(&older).await.is_empty());
+
+    env.dynamodb
+        .update_item()
+        .table_name(env.naming.conversations_table())
+        .set_key(Some(newer.to_item()))
+        .update_expression("SET task_complete = :one")
+        .expression_attribute_values(":one", aws_sdk_dynamodb::types::AttributeValue::N("1".into()))
+        .send()
+        .await
+        .expect("UpdateItem");
+    env.send(&router, &whatsapp("the newest is complete")).await;
+    assert_eq!(env.staged(&older).await.len(), 1, "the newest conversation still open gets it");
+}
+
+#[tokio::test]
+async fn a_turn_that_crashed_holding_the_lease_is_taken_over_after_it_expires() {
+    let env = env(1).await;
+    let router = env.router().await;
+    let key = env.open(&router, ChannelKind::Whatsapp, 7).await;
+    let lease = Duration::from_secs(2);
+    let replier = env.replier(ChannelKind::Whatsapp, lease, LONG);
+    env.send(&router, &whatsapp("hello?")).await;
+    env.fakes.set_latency(Service::OpenAi, Duration::from_secs(3600));
+    let crashed = tokio::spawn({
+        let replier = replier.clone();
+        let trigger = trigger(&key);
+        async move { replier.process(&trigger, false).await }
+    });
+    while env.reply_requests().is_empty() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    crashed.abort();
+    env.fakes.set_latency(Service::OpenAi, Duration::ZERO);
+    assert!(env.record(&key).await.reply_lease_id.is_some(), "the crash left its lease");
+    assert!(matches!(replier.process(&trigger(&key), false).await, Outcome::Retry(_)), "held until it expires");
+    tokio::time::sleep(lease + Duration::from_millis(500)).await;
+    assert_eq!(replier.process(&trigger(&key), false).await, Outcome::Sent, "taken over after expiry");
+    assert_eq!(env.replies().len(), 1);
+    assert_eq!(env.record(&key).await.conversation_status, ConversationStatus::ReplySent);
+}
+
+#[tokio::test]
+async fn a_turn_that_crashed_mid_send_is_handed_off_and_never_sent_again() {
+    let env = env(1).await;
+    let router = env.router().await;
+    let key = env.open(&router, ChannelKind::Whatsapp, 8).await;
+    let lease = Duration::from_secs(2);
+    let replier = env.replier(ChannelKind::Whatsapp, lease, Duration::from_secs(1));
+    let message = whatsapp("can I come on Monday?");
+    env.send(&router, &message).await;
+    env.fakes.fail_next(Service::Twilio, Fault::Hang);
+    let crashed = tokio::spawn({
+        let replier = replier.clone();
+        let trigger = trigger(&key);
+        async move { replier.process(&trigger, false).await }
+    });
+    while env.replies().is_empty() {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    crashed.abort();
+    assert_eq!(env.record(&key).await.conversation_status, ConversationStatus::SendingReply);
+    tokio::time::sleep(lease + Duration::from_millis(500)).await;
+    assert_eq!(replier.process(&trigger(&key), false).await, Outcome::NeedsAttention);
+    assert_eq!(env.replies().len(), 1, "never sent twice");
+    let record = env.record(&key).await;
+    assert_eq!(record.conversation_status, ConversationStatus::SendOutcomeUnknown);
+    assert!(record.hand_off_to_human);
+    let handed = env.handed_off().await.expect("the recipient's message reaches a person");
+    assert_eq!(handed.messages[0].text, "can I come on Monday?");
+    assert!(handed.reason.contains("may have been delivered"), "{}", handed.reason);
+    assert!(env.staged(&key).await.is_empty());
+
+    // From now on the conversation is a person's: the next message goes to them, whole.
+    env.send(&router, &whatsapp("hello?")).await;
+    let next = env.handed_off().await.expect("handed off");
+    assert!(next.reason.contains("handed off to a person"), "{}", next.reason);
+    assert!(env.staged(&key).await.is_empty());
+}
+
+#[tokio::test]
+async fn each_hand_off_rule_puts_the_message_whole_on_the_hand_off_queue() {
+    let env = env(1).await;
+    let router = env.router().await;
+    let key = env.open(&router, ChannelKind::Whatsapp, 9).await;
+    let cases = [
+        ("SET auto_queue_reply_message = :v", json!(true), "auto_queue_reply_message:"),
+        ("SET auto_queue_reply_message = :v", json!(false), ""),
+        ("SET auto_queue_reply_message_from_number = :v", json!([RECIPIENT]), "from_number"),
+    ];
+    for (update, value, reason) in cases {
+        env.set_company(update, value).await;
+        if reason.is_empty() {
+            continue;
+        }
+        let router = env.router().await;
+        let mut message = whatsapp("I'd rather talk to a person");
+        message.media.push((
+            "https://api.twilio.com/2010-04-01/Accounts/AC0/Messages/MM1/Media/ME1".into(),
+            "image/jpeg".into(),
+        ));
+        env.send(&router, &message).await;
+        let handed = env.handed_off().await.expect("handed off");
+        assert!(handed.reason.contains(reason), "{}", handed.reason);
+        assert_eq!(
+            (handed.conversation_id.as_str(), handed.primary_channel.as_str()),
+            (key.conversation_id.as_str(), RECIPIENT)
+        );
+        assert_eq!((handed.company_id.as_str(), handed.channel), (COMPANY.0, ChannelKind::Whatsapp));
+        assert_eq!((handed.from.as_str(), handed.to.as_str()), (RECIPIENT, COMPANY_NUMBER));
+        assert_eq!(handed.messages[0].message_sid, message.sid);
+        assert_eq!(handed.messages[0].text, "I'd rather talk to a person");
+        assert_eq!(handed.messages[0].media[0].content_type, "image/jpeg");
+    }
+    env.set_company("SET auto_queue_reply_message_from_number = :v", json!([])).await;
+    env.dynamodb
+        .update_item()
+        .table_name(env.naming.conversations_table())
+        .set_key(Some(key.to_item()))
+        .update_expression("SET hand_off_to_human = :t, hand_off_to_human_reason = :r")
+        .expression_attribute_values(":t", aws_sdk_dynamodb::types::AttributeValue::Bool(true))
+        .expression_attribute_values(":r", aws_sdk_dynamodb::types::AttributeValue::S("escalated by Carol".into()))
+        .send()
+        .await
+        .expect("UpdateItem");
+    env.send(&env.router().await, &whatsapp("still there?")).await;
+    let handed = env.handed_off().await.expect("a handed-off conversation stays with a person");
+    assert!(handed.reason.contains("escalated by Carol"), "{}", handed.reason);
+    assert!(env.staged(&key).await.is_empty(), "no AI turn for any of them");
+    assert!(env.reply_requests().is_empty());
+}
+
+#[tokio::test]
+async fn an_inactive_project_or_an_unknown_conversation_is_acknowledged_and_stages_nothing() {
+    let env = env(1).await;
+    let router = env.router().await;
+    let key = env.open(&router, ChannelKind::Whatsapp, 10).await;
+    let stranger = Inbound::text(ChannelKind::Whatsapp, "+447700900999", COMPANY_NUMBER, "who is this?");
+    assert_eq!(env.post(&router, &stranger, None).await, StatusCode::OK);
+    env.set_company("SET project_status = :v", json!("inactive")).await;
+    env.send(&env.router().await, &whatsapp("hello")).await;
+    assert!(env.staged(&key).await.is_empty());
+    assert_eq!(env.handed_off().await, None);
+    assert_eq!(env.take(&env.naming.replies_queue(ChannelKind::Whatsapp), 2).await, None);
+}
+
+#[tokio::test]
+async fn sms_replies_are_answered_by_sms() {
+    let env = env(1).await;
+    let router = env.router().await;
+    let key = env.open(&router, ChannelKind::Sms, 11).await;
+    let replier = env.replier(ChannelKind::Sms, LONG, LONG);
+    env.send(&router, &Inbound::text(ChannelKind::Sms, RECIPIENT, COMPANY_NUMBER, "yes please")).await;
+    let trigger = env.take(&env.naming.replies_queue(ChannelKind::Sms), 10).await.expect("trigger on the SMS queue");
+    assert_eq!(replier.process(&trigger, false).await, Outcome::Sent);
+    let reply = env.fakes.sent().into_iter().last().expect("sent");
+    assert_eq!((reply.field("To"), reply.field("From")), (Some(RECIPIENT), Some(COMPANY_NUMBER)), "plain numbers");
+    assert_eq!(reply.field("Body"), Some("A reply from the fake model"));
+    assert_eq!(env.record(&key).await.conversation_status, ConversationStatus::ReplySent);
+}
+
+#[tokio::test]
+async fn a_media_only_message_is_kept_and_answered() {
+    let env = env(1).await;
+    let router = env.router().await;
+    let key = env.open(&router, ChannelKind::Whatsapp, 12).await;
+    let replier = env.replier(ChannelKind::Whatsapp, LONG, LONG);
+    let mut photo = whatsapp("");
+    photo
+        .media
+        .push(("https://api.twilio.com/2010-04-01/Accounts/AC0/Messages/MM2/Media/ME2".into(), "image/jpeg".into()));
+    env.send(&router, &photo).await;
+    let trigger = env.take(&env.naming.replies_queue(ChannelKind::Whatsapp), 10).await.expect("trigger");
+    assert_eq!(replier.process(&trigger, false).await, Outcome::Sent);
+    let input = env.reply_requests()[0]["input"].as_str().unwrap_or_default().to_string();
+    assert!(input.contains("image/jpeg") && input.contains("ME2"), "{input}");
+    let record = env.record(&key).await;
+    assert_eq!(record.messages[1].media.len(), 1, "the attachment is in the conversation");
+}
