@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The main job, locally: start the AWS emulator, `apply` the example Channels and Company from
 # config/ (with the local-only Secrets), show that a second run changes nothing, and show the
-# deliberately invalid examples being rejected; then run the router, a WhatsApp processor and the
-# fake providers, and send one request end to end.
+# deliberately invalid examples being rejected; then run the router, a WhatsApp processor, a
+# WhatsApp reply processor and the fake providers, send one request end to end, and answer it
+# as the recipient would: two signed inbound WhatsApp messages, one AI reply (after the example
+# company's 10 s batching window).
 set -euo pipefail
 source "$(dirname "$0")/emulator.sh"
 start_emulator
@@ -23,18 +25,23 @@ echo; echo "== plan the invalid examples: each is rejected, naming the field"
 echo; echo "== the pods: router, WhatsApp processor, fake OpenAI/Twilio/SendGrid; one request end to end"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
-fakes_port="$(free_port)"; router_port="$(free_port)"; processor_port="$(free_port)"
+fakes_port="$(free_port)"; router_port="$(free_port)"; processor_port="$(free_port)"; replies_port="$(free_port)"
 logs="$ROOT/target/demo"; mkdir -p "$logs"
 target/debug/fake-providers "127.0.0.1:$fakes_port" > "$logs/fakes.log" 2>&1 &
 pods=($!)
-MULTICOMMS_ENV=dev target/debug/multicomms-router --address "127.0.0.1:$router_port" > "$logs/router.log" 2>&1 &
+MULTICOMMS_ENV=dev target/debug/multicomms-router --address "127.0.0.1:$router_port" \
+  --public-base-url "http://127.0.0.1:$router_port" > "$logs/router.log" 2>&1 &
 pods+=($!)
 MULTICOMMS_ENV=dev target/debug/multicomms-processor --channel whatsapp --address "127.0.0.1:$processor_port" \
   --openai-base-url "http://127.0.0.1:$fakes_port/v1" --twilio-base-url "http://127.0.0.1:$fakes_port" \
   --sendgrid-base-url "http://127.0.0.1:$fakes_port" > "$logs/processor.log" 2>&1 &
 pods+=($!)
+MULTICOMMS_ENV=dev target/debug/multicomms-processor --channel whatsapp --flow replies --address "127.0.0.1:$replies_port" \
+  --openai-base-url "http://127.0.0.1:$fakes_port/v1" --twilio-base-url "http://127.0.0.1:$fakes_port" \
+  > "$logs/replies.log" 2>&1 &
+pods+=($!)
 trap 'kill "${pods[@]}" 2>/dev/null || true; kill "$EMULATOR_PID" 2>/dev/null || true' EXIT
-wait_port "$fakes_port"; wait_port "$router_port"; wait_port "$processor_port"
+wait_port "$fakes_port"; wait_port "$router_port"; wait_port "$processor_port"; wait_port "$replies_port"
 request_id="$(python3 -c 'import uuid; print(uuid.uuid4())')"
 "$VENV/bin/python" - "$router_port" "$request_id" <<'PY'
 import json, os, sys, time, urllib.request, boto3
@@ -62,5 +69,35 @@ message = item["messages"]["L"][0]["M"] if item and item["messages"]["L"] else {
 print("conversation record:", item["conversation_status"]["S"] if item else "missing",
       "| message", message.get("message_id", {}).get("S"), "|", message.get("content", {}).get("S"),
       "| tokens", message.get("total_tokens", {}).get("N"))
+
+# The recipient answers. Twilio signs each webhook: base64(HMAC-SHA1(auth token, URL + sorted
+# name+value pairs)); signed here independently of the router's own code.
+import base64, hashlib, hmac, urllib.error, urllib.parse, uuid
+url = f"http://127.0.0.1:{port}/webhooks/twilio/whatsapp"
+def inbound(text, token="local-demo-twilio-token-not-a-secret"):
+    sid = "SM" + uuid.uuid4().hex
+    params = {"MessageSid": sid, "SmsMessageSid": sid, "AccountSid": "AC00000000000000000000000000000000",
+              "From": "whatsapp:+447835065013", "To": "whatsapp:+447588713814", "Body": text,
+              "NumMedia": "0", "ProfileName": "Lee", "WaId": "447835065013", "MessagingServiceSid": ""}
+    signed = url + "".join(k + params[k] for k in sorted(params))
+    signature = base64.b64encode(hmac.new(token.encode(), signed.encode(), hashlib.sha1).digest()).decode()
+    request = urllib.request.Request(url, data=urllib.parse.urlencode(params).encode(), headers={
+        "content-type": "application/x-www-form-urlencoded", "x-twilio-signature": signature})
+    answer = urllib.request.urlopen(request)
+    print(f"webhook <- {text!r}: {answer.status} {answer.read().decode()}")
+inbound("a forged one", token="not-the-tenants-token")
+inbound("Hi! Yes, I drive")
+time.sleep(2)
+inbound("but I have no car at the moment")
+print("(the reply waits until the recipient has been quiet for the company's 10 s window)")
+for _ in range(150):
+    item = table.get_item(TableName="ai-multi-comms-conversations-dev", Key=key, ConsistentRead=True).get("Item")
+    if item["conversation_status"]["S"] in ("reply_sent", "send_outcome_unknown", "failed_to_process_reply_ai"):
+        break
+    time.sleep(0.2)
+print("conversation record:", item["conversation_status"]["S"])
+for m in item["messages"]["L"]:
+    m = m["M"]
+    print(f"  {m['role']['S']:9} {m['message_id']['S'][:14]}  {m['content']['S'][:70]}")
 PY
 echo "(pod logs: target/demo/)"

@@ -589,3 +589,48 @@ async fn a_media_only_message_is_kept_and_answered() {
     let record = env.record(&key).await;
     assert_eq!(record.messages[1].media.len(), 1, "the attachment is in the conversation");
 }
+
+#[tokio::test]
+async fn a_failed_trigger_send_releases_the_lock_and_asks_twilio_to_retry() {
+    let env = env(1).await;
+    let router = env.router().await;
+    let key = env.open(&router, ChannelKind::Whatsapp, 13).await;
+    let queue = env.naming.replies_queue(ChannelKind::Whatsapp);
+    let url = env.sqs.get_queue_url().queue_name(&queue).send().await.expect("queue").queue_url.expect("url");
+    let attributes = env
+        .sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+        .send()
+        .await
+        .expect("attributes")
+        .attributes;
+    env.sqs.delete_queue().queue_url(&url).send().await.expect("DeleteQueue");
+
+    let message = whatsapp("is the job still open?");
+    assert_eq!(env.post(&router, &message, None).await, StatusCode::SERVICE_UNAVAILABLE, "transient: Twilio retries");
+    assert_eq!(env.staged(&key).await.len(), 1, "the message is kept");
+    let lock = env
+        .dynamodb
+        .get_item()
+        .table_name(env.naming.replies_trigger_lock_table())
+        .key("conversation_id", aws_sdk_dynamodb::types::AttributeValue::S(key.conversation_id.clone()))
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("GetItem");
+    assert!(lock.item.is_none(), "the failed send gave the trigger lock back");
+
+    // The queue is back (the operator recreates it); Twilio's retry gets the trigger sent.
+    let mut create = env.sqs.create_queue().queue_name(&queue);
+    for (name, value) in attributes.unwrap_or_default() {
+        if matches!(name, aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout) {
+            create = create.attributes(name, value);
+        }
+    }
+    create.send().await.expect("CreateQueue");
+    env.send(&router, &message).await;
+    assert!(env.take(&queue, 10).await.is_some(), "the retry's trigger");
+    assert_eq!(env.staged(&key).await.len(), 1, "still once");
+}
