@@ -634,3 +634,29 @@ async fn a_failed_trigger_send_releases_the_lock_and_asks_twilio_to_retry() {
     assert!(env.take(&queue, 10).await.is_some(), "the retry's trigger");
     assert_eq!(env.staged(&key).await.len(), 1, "still once");
 }
+
+#[tokio::test]
+async fn a_rotated_auth_token_is_read_afresh_when_a_signature_fails_with_the_cached_one() {
+    let env = env(1).await;
+    let router = env.router().await;
+    let key = env.open(&router, ChannelKind::Whatsapp, 14).await;
+    env.send(&router, &whatsapp("before the rotation")).await;
+    let secret = env.record(&key).await.channel_config["whatsapp_credentials_id"].as_str().expect("name").to_string();
+    let secrets = aws_sdk_secretsmanager::Client::new(&env.config);
+    let current = secrets.get_secret_value().secret_id(&secret).send().await.expect("secret");
+    let mut value: Value = serde_json::from_str(current.secret_string().expect("string")).expect("JSON");
+    value["twilio_auth_token"] = json!("rotated-token");
+    secrets.put_secret_value().secret_id(&secret).secret_string(value.to_string()).send().await.expect("rotate");
+
+    let after = whatsapp("after the rotation");
+    let url = format!("{PUBLIC_BASE_URL}{}", path(ChannelKind::Whatsapp));
+    let (body, signature) = after.signed("rotated-token", &url);
+    let request = Request::post(path(ChannelKind::Whatsapp))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-twilio-signature", signature)
+        .body(Body::from(body))
+        .expect("request");
+    assert_eq!(router.clone().oneshot(request).await.expect("answer").status(), StatusCode::OK);
+    let staged: Vec<String> = env.staged(&key).await.into_iter().map(|f| f.body).collect();
+    assert!(staged.contains(&"after the rotation".to_string()), "{staged:?}");
+}

@@ -3,7 +3,7 @@
 //! already handed off, which the original ignored). The company's current record decides, so a
 //! change committed to its YAML applies to conversations already under way.
 use multicomms_wire::company::PROJECT_ACTIVE;
-use multicomms_wire::conversation::ConversationRecord;
+use multicomms_wire::conversation::{ConversationRecord, ConversationStatus};
 use multicomms_wire::{ChannelKind, CompanyRecord};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,9 +17,26 @@ pub enum Route {
 }
 
 /// The conversation a message answers: the newest of those not complete (the original took
-/// whichever its index returned first).
+/// whichever its index returned first), preferring one whose first message went out (a newer
+/// conversation that failed must not capture the answer to a live one).
 pub fn active_newest(conversations: Vec<ConversationRecord>) -> Option<ConversationRecord> {
-    conversations.into_iter().filter(|c| c.task_complete == 0).max_by(|a, b| a.created_at.cmp(&b.created_at))
+    let started = |c: &ConversationRecord| {
+        use ConversationStatus::*;
+        !matches!(
+            c.conversation_status,
+            Processing
+                | Sending
+                | FailedSecretsFetch
+                | FailedToProcessAi
+                | FailedToSendMessage
+                | FailedUnknown
+                | FailedNoConsent
+        )
+    };
+    conversations
+        .into_iter()
+        .filter(|c| c.task_complete == 0)
+        .max_by(|a, b| (started(a), &a.created_at).cmp(&(started(b), &b.created_at)))
 }
 
 pub fn route(company: Option<&CompanyRecord>, conversation: &ConversationRecord, channel: ChannelKind) -> Route {
@@ -93,6 +110,17 @@ mod tests {
         ]);
         assert_eq!(found.map(|c| c.created_at), Some("2026-11-02T10:00:00.000000+00:00".into()));
         assert_eq!(active_newest(vec![conversation("2026-11-03T10:00:00.000000+00:00", 1)]), None);
+        let failed = ConversationRecord {
+            conversation_status: ConversationStatus::FailedToSendMessage,
+            ..conversation("2026-11-04T10:00:00.000000+00:00", 0)
+        };
+        let live = conversation("2026-11-02T10:00:00.000000+00:00", 0);
+        let found = active_newest(vec![failed.clone(), live]);
+        assert_eq!(found.map(|c| c.created_at), Some("2026-11-02T10:00:00.000000+00:00".into()), "a live one first");
+        assert_eq!(
+            active_newest(vec![failed]).map(|c| c.conversation_status),
+            Some(ConversationStatus::FailedToSendMessage)
+        );
     }
 
     #[test]

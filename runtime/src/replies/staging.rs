@@ -4,7 +4,8 @@
 //! (reader, and writer of the next turn's trigger).
 use crate::processor::failure::Failure;
 use crate::processor::store::aws_failure;
-use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, WriteRequest};
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, ReturnValuesOnConditionCheckFailure, WriteRequest};
 use multicomms_wire::conversation::{ConversationKey, CONVERSATION_ID, EXPIRES_AT};
 use multicomms_wire::replies::{in_order, Fragment, HandOffMessage, Trigger, TRIGGER_ID, TRIGGER_LOCK_BUFFER_SECONDS};
 use multicomms_wire::{ChannelKind, Naming};
@@ -140,14 +141,22 @@ impl Staging {
             .expression_attribute_names("#id", CONVERSATION_ID)
             .expression_attribute_names("#expires", EXPIRES_AT)
             .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
         match lock {
             Ok(_) => {}
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
-                return Ok(false)
-            }
-            Err(e) => return Err(aws_failure("PutItem", &e)),
+            Err(e) => match e.as_service_error() {
+                Some(PutItemError::ConditionalCheckFailedException(held)) => {
+                    // An SDK retry of a put that landed finds our own lock: still ours to send.
+                    let ours =
+                        held.item().and_then(|i| i.get(TRIGGER_ID)) == Some(&AttributeValue::S(trigger_id.clone()));
+                    if !ours {
+                        return Ok(false);
+                    }
+                }
+                _ => return Err(aws_failure("PutItem", &e)),
+            },
         }
         let trigger = Trigger {
             conversation_id: key.conversation_id.clone(),

@@ -65,13 +65,20 @@ impl ConversationStore {
             .collect::<Result<Vec<_>, _>>()
             .await
             .map_err(|e| aws_failure("Query", &e))?;
-        pages
+        // One record another tool wrote (or a person edited) must not hide the others.
+        let read = pages.len();
+        let records: Vec<ConversationRecord> = pages
             .into_iter()
-            .map(|item| {
+            .filter_map(|item| {
                 ConversationRecord::from_item(item)
-                    .map_err(|e| Failure::Permanent(format!("a conversation record does not read: {e}")))
+                    .map_err(|e| tracing::warn!(error = %e, "a conversation record does not read; skipped"))
+                    .ok()
             })
-            .collect()
+            .collect();
+        if records.is_empty() && read > 0 {
+            return Err(Failure::Permanent("no conversation record with these numbers reads".into()));
+        }
+        Ok(records)
     }
 
     /// The whole record, read consistently.

@@ -116,6 +116,11 @@ fn at(status: ConversationStatus, step: &'static str) -> impl FnOnce(Failure) ->
 /// first message it answers.
 const MAX_WINDOWS_WAITED: u32 = 3;
 
+/// The window for a trigger sent when the company's record was not read.
+fn default_window() -> Duration {
+    Duration::from_secs(multicomms_wire::replies::DEFAULT_BATCH_WINDOW_SECONDS.into())
+}
+
 fn epoch_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
@@ -155,8 +160,11 @@ impl ReplyProcessor {
         let token = uuid::Uuid::new_v4().to_string();
         match self.store.lease(&key, &token, self.lease).await {
             Ok(Leased::Ours) => {}
-            // The turn holding it looks for fragments staged meanwhile before it ends.
-            Ok(Leased::Held) if last_receive => return Outcome::Duplicate,
+            // Dropped: its lock goes, and what is staged gets a trigger that waits its turn.
+            Ok(Leased::Held) if last_receive => {
+                self.close(&trigger, &key, default_window()).await;
+                return Outcome::Duplicate;
+            }
             Ok(Leased::Held) => return Outcome::Retry("another reply turn holds the conversation".into()),
             Ok(Leased::NoConversation) => return Outcome::Poison("no conversation record for this trigger".into()),
             Err(failure) => return Outcome::Retry(format!("lease: {failure}")),
@@ -212,7 +220,7 @@ impl ReplyProcessor {
         };
         if fragments.is_empty() {
             // A redelivered trigger, or one whose fragments an earlier turn answered.
-            self.finish(turn, &[]).await;
+            self.finish(turn, &[], default_window()).await;
             return Outcome::Duplicate;
         }
         let company = match self.companies.get(&turn.record.company_id, &turn.record.project_id).await {
@@ -238,7 +246,10 @@ impl ReplyProcessor {
         match self.store.claim_reply(&turn.key, &turn.token).await {
             Ok(true) => {}
             // The lease was lost after a stall: the turn that took it answers.
-            Ok(false) => return Outcome::Duplicate,
+            Ok(false) => {
+                self.finish(turn, &[], company.reply_batch_window()).await;
+                return Outcome::Duplicate;
+            }
             Err(failure) => return self.release(&turn.key, &turn.token, failure).await,
         }
         let sent = match self.send(turn, &prepared).await {
@@ -246,8 +257,7 @@ impl ReplyProcessor {
             Err(outcome) => return outcome,
         };
         self.record_reply(turn, &fragments, sent, &prepared).await;
-        self.finish(turn, &fragments).await;
-        self.trigger_leftovers(turn, &company).await;
+        self.finish(turn, &fragments, company.reply_batch_window()).await;
         Outcome::Sent
     }
 
@@ -368,7 +378,18 @@ impl ReplyProcessor {
             media: vec![],
         });
         let response_id = &prepared.reply.response_id;
-        if let Err(e) = self.store.reply_sent(&turn.key, &turn.token, &messages, response_id).await {
+        // Retried in place: it is conditioned on this turn's claim, so a repeat appends nothing.
+        let mut recorded = self.store.reply_sent(&turn.key, &turn.token, &messages, response_id).await;
+        for pause in [200, 1_000, 5_000] {
+            match &recorded {
+                Err(Failure::Transient(_)) => {
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
+                    recorded = self.store.reply_sent(&turn.key, &turn.token, &messages, response_id).await;
+                }
+                _ => break,
+            }
+        }
+        if let Err(e) = recorded {
             self.metrics.sent_but_record_update_failed.inc();
             tracing::error!(
                 critical = true,
@@ -384,30 +405,33 @@ impl ReplyProcessor {
         }
     }
 
-    /// After the reply: the consumed rows and this turn's trigger lock go (their TTL is the
-    /// fallback), then the lease if it is still held.
-    async fn finish(&self, turn: &Turn<'_>, consumed: &[Fragment]) {
+    /// Every ending but a retry (whose trigger comes back): the consumed rows, this turn's
+    /// trigger lock and its lease go (their expiry is the fallback), and messages staged meanwhile
+    /// get a trigger of their own.
+    async fn finish(&self, turn: &Turn<'_>, consumed: &[Fragment], window: Duration) {
         if let Err(e) = self.staging.remove(consumed).await {
             tracing::warn!(error = %e, "consumed fragments not removed; the next turn skips them as answered");
-        }
-        if let Some(trigger_id) = &turn.trigger.trigger_id {
-            self.staging.release_lock(&turn.key.conversation_id, trigger_id).await;
         }
         if let Err(e) = self.store.release_lease(&turn.key, &turn.token, None).await {
             tracing::warn!(error = %e, "the reply lease was not released; it expires");
         }
+        self.close(turn.trigger, &turn.key, window).await;
     }
 
-    /// Fragments staged while this turn worked got no trigger if they found its lock: one now.
-    async fn trigger_leftovers(&self, turn: &Turn<'_>, company: &CompanyRecord) {
-        let leftovers = match self.staging.staged(&turn.key.conversation_id).await {
+    /// Releases the trigger's own lock, then sends a trigger for whatever is still staged: a
+    /// message staged while the lock was held found it taken and sent none.
+    async fn close(&self, trigger: &Trigger, key: &ConversationKey, window: Duration) {
+        if let Some(trigger_id) = &trigger.trigger_id {
+            self.staging.release_lock(&key.conversation_id, trigger_id).await;
+        }
+        let leftovers = match self.staging.staged(&key.conversation_id).await {
             Ok(leftovers) => leftovers,
             Err(e) => return tracing::warn!(error = %e, "could not look for messages staged during the turn"),
         };
         if leftovers.is_empty() {
             return;
         }
-        if let Err(e) = self.staging.trigger(self.channel, &turn.key, company.reply_batch_window()).await {
+        if let Err(e) = self.staging.trigger(self.channel, key, window).await {
             // Their own webhook call may still trigger them; otherwise the next message does.
             tracing::error!(error = %e, staged = leftovers.len(), "messages staged during the turn have no trigger");
         }
@@ -449,7 +473,7 @@ impl ReplyProcessor {
                 Err(e) => tracing::error!(error = %e, reason, "the hand-off was not recorded on the conversation"),
             }
         }
-        self.finish(turn, &fragments).await;
+        self.finish(turn, &fragments, default_window()).await;
         tracing::warn!(reason, messages = fragments.len(), "reply turn handed to a person");
         match status {
             Some(ConversationStatus::SendOutcomeUnknown) => Outcome::NeedsAttention,

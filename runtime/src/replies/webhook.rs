@@ -42,6 +42,36 @@ pub struct Webhook {
     /// Twilio auth tokens, cached.
     pub secrets: Secrets,
     pub staging: Staging,
+    /// When each secret was last read afresh after a failed signature.
+    pub refreshed: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
+}
+
+/// How often a signature that fails with the cached auth token may cause a fresh read of it.
+const TOKEN_REFRESH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl Webhook {
+    /// A signature that fails with the cached token is checked once more with a fresh read of
+    /// the secret (the token may have been rotated), at most every [`TOKEN_REFRESH_INTERVAL`]
+    /// per secret, so forged requests cannot make every request read Secrets Manager.
+    async fn signed_with_a_fresh_token(
+        &self,
+        credentials: &str,
+        signed: impl Fn(&str) -> bool,
+    ) -> Result<bool, Failure> {
+        {
+            let Ok(mut refreshed) = self.refreshed.lock() else { return Ok(false) };
+            if refreshed.get(credentials).is_some_and(|at| at.elapsed() < TOKEN_REFRESH_INTERVAL) {
+                return Ok(false);
+            }
+            refreshed.insert(credentials.to_string(), std::time::Instant::now());
+        }
+        self.secrets.forget(credentials);
+        match self.secrets.twilio(credentials).await {
+            Ok(twilio) => Ok(signed(twilio.auth_token.expose_secret())),
+            Err(Failure::Permanent(_)) => Ok(false),
+            Err(transient) => Err(transient),
+        }
+    }
 }
 
 /// How a message was acknowledged: the metric's `outcome` label.
@@ -73,13 +103,30 @@ pub async fn inbound(
     body: Bytes,
     channel: ChannelKind,
 ) -> Response {
-    let Some(webhook) = &state.replies else { return StatusCode::NOT_FOUND.into_response() };
-    let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
-    let url = format!("{}{path}", webhook.public_base_url.trim_end_matches('/'));
-    let signature = headers.get("x-twilio-signature").and_then(|v| v.to_str().ok()).unwrap_or("");
-    match receive(&state.companies, webhook, channel, &url, signature, &body).await {
+    if state.replies.is_none() {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str()).to_string();
+    let signature = headers.get("x-twilio-signature").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    // Its own task: the request timeout (or a client going away) must not cut the work off
+    // between taking the trigger lock and sending the trigger or giving the lock back.
+    let work = tokio::spawn({
+        let state = state.clone();
+        async move {
+            let Some(webhook) = &state.replies else { return Ok(Acknowledged::Refused("WEBHOOK_OFF")) };
+            let url = format!("{}{path}", webhook.public_base_url.trim_end_matches('/'));
+            receive(&state.companies, webhook, channel, &url, &signature, &body).await
+        }
+    });
+    let outcome = work.await.unwrap_or_else(|e| Err(Failure::Transient(format!("the webhook task failed: {e}"))));
+    match outcome {
         Ok(acknowledged) => {
             state.metrics.webhook(channel.as_str(), acknowledged.label());
+            ([("content-type", "text/xml")], EMPTY_TWIML).into_response()
+        }
+        Err(Failure::Permanent(why)) => {
+            state.metrics.webhook(channel.as_str(), "INTERNAL_ERROR");
+            tracing::error!(error = %why, "inbound message not taken, and a retry would fail the same way");
             ([("content-type", "text/xml")], EMPTY_TWIML).into_response()
         }
         Err(failure) => {
@@ -119,7 +166,8 @@ pub async fn receive(
     let Some(twilio) = permanent_is_refusal(webhook.secrets.twilio(credentials).await, "SECRET_FETCH_FAILED")? else {
         return Ok(Acknowledged::Refused("SECRET_FETCH_FAILED"));
     };
-    if !super::signature::verify(twilio.auth_token.expose_secret(), url, &inbound.params, signature) {
+    let signed = |token: &str| super::signature::verify(token, url, &inbound.params, signature);
+    if !signed(twilio.auth_token.expose_secret()) && !webhook.signed_with_a_fresh_token(credentials, signed).await? {
         tracing::error!(
             code = "INVALID_SIGNATURE",
             "inbound message with a missing or wrong X-Twilio-Signature; ignored"

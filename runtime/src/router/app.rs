@@ -77,6 +77,7 @@ impl AppState {
                 prometheus_client::metrics::counter::Counter::default(),
             ),
             staging: Staging::new(sdk, naming.clone()),
+            refreshed: Default::default(),
         });
         AppState {
             metrics,

@@ -62,6 +62,8 @@ pub struct Recorded {
     pub json: Value,
     /// Whether the fake answered with success (a message "sent", a response produced).
     pub accepted: bool,
+    /// When the request arrived.
+    pub at: std::time::Instant,
 }
 
 impl Recorded {
@@ -186,6 +188,7 @@ async fn openai(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Byt
         form: vec![],
         json: request,
         accepted: answer.status().is_success(),
+        at: std::time::Instant::now(),
     });
     shared.delay(Service::OpenAi, &fault).await;
     answer
@@ -323,6 +326,7 @@ async fn twilio(
         form,
         json: Value::Null,
         accepted: answer.status().is_success(),
+        at: std::time::Instant::now(),
     });
     shared.delay(Service::Twilio, &fault).await;
     answer
@@ -413,6 +417,7 @@ async fn sendgrid(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: B
         form: vec![],
         json: request.clone(),
         accepted: false,
+        at: std::time::Instant::now(),
     };
     let answer = (|| {
         if !auth.starts_with("Bearer ") || auth.len() <= "Bearer ".len() {

@@ -1,0 +1,298 @@
+//! Benchmark of the replies flow, in one process against the AWS emulator and the fake providers
+//! (OpenAI answers after 1 s): the router's webhook and the reply processor as their binaries
+//! build them. For each number of concurrent conversations it opens that many conversations
+//! (router + first-message processor), then measures
+//! 1. the webhook: CPU per inbound message and AWS calls per message (one signed message per
+//!    conversation, the reply processor not running);
+//! 2. the reply turns that answer them: CPU and AWS calls per turn;
+//! 3. reply latency: each conversation sends two messages 0.5 s apart, and the time from the
+//!    last one to the reply reaching the fake Twilio is taken, with a 2 s batching window.
+//!
+//! AWS calls are counted by an HTTP connector that reads each request's `X-Amz-Target`.
+//! CPU is this process's (user + system, /proc/self/stat), so it includes the driver's signing.
+//! Run through `scripts/bench-replies.sh`. usage: bench_replies [conversations ...] (default 1 200)
+use aws_smithy_runtime_api::client::http::{
+    http_client_fn, HttpClient, HttpConnector, HttpConnectorFuture, SharedHttpConnector,
+};
+use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use futures::StreamExt;
+use multicomms_runtime::processor::pipeline::{Processor, ProcessorConfig};
+use multicomms_runtime::processor::queue::{self, Settings};
+use multicomms_runtime::replies::turn::{ReplyConfig, ReplyProcessor};
+use multicomms_runtime::replies::webhook::path;
+use multicomms_runtime::router::app;
+use multicomms_testkit::environment::{
+    apply, example_manifests, example_request, router_settings, API_KEY, PUBLIC_BASE_URL,
+};
+use multicomms_testkit::fakes::{Fakes, Service};
+use multicomms_testkit::twilio::{Inbound, AUTH_TOKEN};
+use multicomms_wire::ChannelKind;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tower::ServiceExt;
+
+const COMPANY_NUMBER: &str = "+447588713814";
+
+/// Counts AWS requests by `X-Amz-Target` (e.g. `DynamoDB_20120810.PutItem`).
+#[derive(Debug, Clone, Default)]
+struct Calls(Arc<Mutex<BTreeMap<String, u64>>>);
+
+impl Calls {
+    fn snapshot(&self) -> BTreeMap<String, u64> {
+        self.0.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+}
+
+#[derive(Debug)]
+struct Counting {
+    inner: SharedHttpConnector,
+    calls: Calls,
+}
+
+impl HttpConnector for Counting {
+    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
+        let target = request.headers().get("x-amz-target").unwrap_or("other").to_string();
+        if let Ok(mut calls) = self.calls.0.lock() {
+            *calls.entry(target).or_insert(0) += 1;
+        }
+        self.inner.call(request)
+    }
+}
+
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> =
+        stat.rsplit_once(')').map(|(_, rest)| rest.split_whitespace().collect()).unwrap_or_default();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // utime and stime (fields 14 and 15; 12 and 13 after the name), in 1/100 s.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Calls made between two snapshots, per `per`, as "Service.Operation n" sorted.
+fn per_unit(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>, per: usize) -> (f64, String) {
+    let mut total = 0;
+    let mut parts = Vec::new();
+    for (target, n) in after {
+        let n = n - before.get(target).copied().unwrap_or(0);
+        if n == 0 {
+            continue;
+        }
+        total += n;
+        let short = target
+            .replace("DynamoDB_20120810.", "ddb.")
+            .replace("AmazonSQS.", "sqs.")
+            .replace("secretsmanager.", "sm.");
+        parts.push(format!("{short} {:.2}", n as f64 / per as f64));
+    }
+    (total as f64 / per as f64, parts.join(", "))
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let index = ((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len().max(1)) - 1;
+    sorted.get(index).copied().unwrap_or_default()
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let runs: Vec<usize> = std::env::args().skip(1).map(|a| a.parse()).collect::<Result<_, _>>()?;
+    let runs = if runs.is_empty() { vec![1, 200] } else { runs };
+    anyhow::ensure!(
+        std::env::var("AWS_ENDPOINT_URL").is_ok_and(|e| e.starts_with("http://127.0.0.1:")),
+        "AWS_ENDPOINT_URL must point at the local emulator: run scripts/bench-replies.sh"
+    );
+    println!("| conversations | webhook CPU ms/msg | AWS calls/msg (webhook) | reply CPU ms/turn | AWS calls/turn | latency p50 | p99 | max |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for conversations in runs {
+        run(conversations).await?;
+    }
+    Ok(())
+}
+
+async fn run(n: usize) -> anyhow::Result<()> {
+    let calls = Calls::default();
+    let base = multicomms_service::aws::load_config(multicomms_service::aws::POD_ATTEMPTS).await;
+    let http = aws_smithy_http_client::Builder::new().build_http();
+    let counted = calls.clone();
+    let counting = http_client_fn(move |settings, components| {
+        SharedHttpConnector::new(Counting { inner: http.http_connector(settings, components), calls: counted.clone() })
+    });
+    let config = base.to_builder().http_client(counting).build();
+    let naming = apply(&config, &example_manifests()).await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&config);
+    dynamodb
+        .update_item()
+        .table_name(naming.company_data_table())
+        .set_key(Some(multicomms_wire::company::record_key("ci-aaa-001", "pi-aaa-001")))
+        .update_expression("SET reply_batch_window_seconds = :w, rate_limits.requests_per_minute = :big, rate_limits.requests_per_day = :big")
+        .expression_attribute_values(":w", aws_sdk_dynamodb::types::AttributeValue::N("2".into()))
+        .expression_attribute_values(":big", aws_sdk_dynamodb::types::AttributeValue::N("1000000".into()))
+        .send()
+        .await?;
+    let fakes = Fakes::start("127.0.0.1:0").await?;
+    fakes.set_latency(Service::OpenAi, Duration::from_secs(1));
+    let router = app::app(Arc::new(app::AppState::build(&config, &naming, router_settings()).await));
+    let sqs = aws_sdk_sqs::Client::new(&config);
+
+    // Conversations, each with its own recipient, opened the normal way.
+    let recipients: Vec<String> = (0..n).map(|i| format!("+4477009{i:05}")).collect();
+    for (i, recipient) in recipients.iter().enumerate() {
+        let mut body = example_request();
+        body["request_data"]["request_id"] = serde_json::json!(format!("550e8400-e29b-41d4-a716-{i:012x}"));
+        body["recipient_data"]["recipient_tel"] = serde_json::json!(recipient);
+        let request =
+            Request::post("/initiate-conversation").header("x-api-key", API_KEY).body(Body::from(body.to_string()))?;
+        anyhow::ensure!(router.clone().oneshot(request).await?.status() == StatusCode::OK, "request {i} refused");
+    }
+    let first = Arc::new(Processor::build(
+        &config,
+        ProcessorConfig {
+            channel: ChannelKind::Whatsapp,
+            version: "processor-bench".into(),
+            naming: naming.clone(),
+            secrets_cache: Duration::from_secs(300),
+            http_timeout: Duration::from_secs(30),
+            send_grace: Duration::from_secs(90),
+            openai_base_url: fakes.openai_url(),
+            twilio_base_url: fakes.url.clone(),
+            sendgrid_base_url: fakes.url.clone(),
+        },
+    )?);
+    let queue_url = sqs
+        .get_queue_url()
+        .queue_name(naming.channel_queue(ChannelKind::Whatsapp))
+        .send()
+        .await?
+        .queue_url
+        .unwrap_or_default();
+    let mut contexts = Vec::new();
+    while contexts.len() < n {
+        let out =
+            sqs.receive_message().queue_url(&queue_url).max_number_of_messages(10).wait_time_seconds(1).send().await?;
+        for message in out.messages.unwrap_or_default() {
+            contexts.push(message.body.unwrap_or_default());
+        }
+    }
+    futures::stream::iter(contexts)
+        .for_each_concurrent(256, |context| {
+            let first = first.clone();
+            async move {
+                first.process(&context, false).await;
+            }
+        })
+        .await;
+    let templates = fakes.sent().len();
+
+    // 1. The webhook: one message per conversation, no reply processor running.
+    let send = |recipient: String, text: &'static str| {
+        let router = router.clone();
+        async move {
+            let message = Inbound::text(ChannelKind::Whatsapp, &recipient, COMPANY_NUMBER, text);
+            let (body, signature) =
+                message.signed(AUTH_TOKEN, &format!("{PUBLIC_BASE_URL}{}", path(ChannelKind::Whatsapp)));
+            let request = Request::post(path(ChannelKind::Whatsapp))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header("x-twilio-signature", signature)
+                .body(Body::from(body))
+                .expect("request");
+            let status = router.oneshot(request).await.map(|r| r.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            assert_eq!(status, StatusCode::OK, "webhook answer");
+        }
+    };
+    // Warm the caches (auth token, company) the way a running router has them.
+    send("+447700999999".into(), "warm-up").await;
+    let (calls_before, cpu_before) = (calls.snapshot(), cpu_seconds());
+    futures::stream::iter(recipients.clone()).for_each_concurrent(64, |r| send(r, "hello")).await;
+    let (webhook_calls, webhook_detail) = per_unit(&calls_before, &calls.snapshot(), n);
+    let webhook_cpu_ms = (cpu_seconds() - cpu_before) * 1000.0 / n as f64;
+
+    // 2. The reply processor answers them.
+    let replier = Arc::new(ReplyProcessor::build(
+        &config,
+        ReplyConfig {
+            channel: ChannelKind::Whatsapp,
+            naming: naming.clone(),
+            secrets_cache: Duration::from_secs(300),
+            company_cache: Duration::from_secs(30),
+            http_timeout: Duration::from_secs(30),
+            send_grace: Duration::from_secs(90),
+            lease: Duration::from_secs(60),
+            openai_base_url: fakes.openai_url(),
+            twilio_base_url: fakes.url.clone(),
+        },
+    )?);
+    let replies_queue =
+        queue::discover(&sqs, &naming.replies_queue(ChannelKind::Whatsapp)).await.map_err(anyhow::Error::msg)?;
+    let settings = Settings {
+        queue_url: replies_queue.url,
+        concurrency: 256,
+        visibility: Duration::from_secs(300),
+        heartbeat: Duration::from_secs(100),
+        retry_base: Duration::from_secs(1),
+        wait: Duration::from_secs(1),
+        max_receive_count: replies_queue.max_receive_count,
+        dead_letter_queue_url: replies_queue.dead_letter_queue_url,
+        depth_interval: Duration::from_secs(3600),
+    };
+    let (calls_before, cpu_before) = (calls.snapshot(), cpu_seconds());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(queue::run(replier, sqs.clone(), settings, async {
+        let _ = stopped.await;
+    }));
+    let answered = |count: usize| {
+        let fakes = fakes.clone();
+        async move {
+            for _ in 0..1200 {
+                if fakes.sent().len() >= templates + count {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            false
+        }
+    };
+    anyhow::ensure!(answered(n).await, "the first replies did not all arrive");
+    // The receive loop's idle long polls in these seconds are not the turns' calls.
+    let (turn_calls, turn_detail) = per_unit(&calls_before, &calls.snapshot(), n);
+    let turn_cpu_ms = (cpu_seconds() - cpu_before) * 1000.0 / n as f64;
+
+    // 3. Latency: two messages 0.5 s apart per conversation; last message → reply at Twilio.
+    let last_sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
+    futures::stream::iter(recipients.clone())
+        .for_each_concurrent(n, |r| {
+            let (send, last_sent) = (&send, last_sent.clone());
+            async move {
+                send(r.clone(), "one more thing").await;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                send(r.clone(), "and another").await;
+                if let Ok(mut last) = last_sent.lock() {
+                    last.insert(format!("whatsapp:{r}"), Instant::now());
+                }
+            }
+        })
+        .await;
+    anyhow::ensure!(answered(2 * n).await, "the second replies did not all arrive");
+    let _ = stop.send(());
+    let _ = running.await;
+    let last_sent = last_sent.lock().map(|l| l.clone()).unwrap_or_default();
+    let mut latencies: Vec<Duration> = fakes
+        .sent()
+        .iter()
+        .filter(|r| r.field("ContentSid").is_none())
+        .filter_map(|r| {
+            let sent = last_sent.get(r.field("To")?)?;
+            r.at.checked_duration_since(*sent)
+        })
+        .collect();
+    latencies.sort();
+    let ms = |d: Duration| format!("{:.0} ms", d.as_secs_f64() * 1000.0);
+    println!(
+        "| {n} | {webhook_cpu_ms:.2} | {webhook_calls:.2} ({webhook_detail}) | {turn_cpu_ms:.2} | {turn_calls:.2} ({turn_detail}) | {} | {} | {} |",
+        ms(percentile(&latencies, 0.5)),
+        ms(percentile(&latencies, 0.99)),
+        ms(latencies.last().copied().unwrap_or_default()),
+    );
+    Ok(())
+}
