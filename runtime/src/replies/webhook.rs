@@ -25,6 +25,7 @@ use multicomms_wire::timestamp::now;
 use multicomms_wire::ChannelKind;
 use secrecy::ExposeSecret;
 use std::sync::Arc;
+use tracing::Instrument;
 
 pub const EMPTY_TWIML: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>";
 
@@ -152,13 +153,24 @@ pub async fn receive(
     };
     let span =
         tracing::info_span!("inbound", message_sid = %inbound.message_sid, conversation_id = tracing::field::Empty);
-    let _entered = span.enter();
+    answer(companies, webhook, &inbound, url, signature).instrument(span).await
+}
+
+/// A parsed message: its conversation, signature, gates and route.
+async fn answer(
+    companies: &Companies,
+    webhook: &Webhook,
+    inbound: &Inbound,
+    url: &str,
+    signature: &str,
+) -> Result<Acknowledged, Failure> {
+    let channel = inbound.channel;
     let found =
         permanent_is_refusal(webhook.store.by_numbers(channel, &inbound.to, &inbound.from).await, "DB_QUERY_ERROR")?;
     let Some(conversation) = found.and_then(route::active_newest) else {
         return Ok(refused("CONVERSATION_NOT_FOUND", "no active conversation with this number"));
     };
-    span.record("conversation_id", &conversation.conversation_id);
+    tracing::Span::current().record("conversation_id", &conversation.conversation_id);
     let credentials = conversation.channel_config[format!("{channel}_credentials_id")].as_str().unwrap_or("");
     if credentials.is_empty() {
         return Ok(refused("MISSING_CREDENTIAL_CONFIG", "the conversation names no credentials"));
@@ -181,7 +193,7 @@ pub async fn receive(
         .get(&conversation.company_id, &conversation.project_id)
         .await
         .map_err(|_| Failure::Transient("company lookup failed".into()))?;
-    let fragment = fragment(&inbound, &conversation);
+    let fragment = fragment(inbound, &conversation);
     match route::route(company.as_ref().map(|c| &c.record), &conversation, channel) {
         Route::Refuse(code) => Ok(refused(code, "the company does not take replies on this conversation")),
         Route::HandOff(reason) => {
