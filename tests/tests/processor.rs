@@ -655,7 +655,9 @@ async fn a_send_still_claimed_on_the_last_receive_is_handed_off_not_dead_lettere
     env.fakes.set_latency(Service::Twilio, Duration::from_secs(30));
     let context = env.context_for(request(0xa01, "whatsapp"), ChannelKind::Whatsapp).await;
     env.enqueue(ChannelKind::Whatsapp, &context.to_string()).await;
-    let first = env.start(ChannelKind::Whatsapp, visibility, LONG).await;
+    // The first worker keeps the message with slack (1 s heartbeats on 5 s): a heartbeat late on
+    // a busy machine must not hand it a second receive before it is killed.
+    let first = env.start(ChannelKind::Whatsapp, Duration::from_secs(5), LONG).await;
     for _ in 0..200 {
         if !env.fakes.requests(Service::Twilio).is_empty() {
             break;

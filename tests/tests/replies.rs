@@ -430,7 +430,8 @@ async fn a_turn_that_crashed_holding_the_lease_is_taken_over_after_it_expires() 
     let env = env(1).await;
     let router = env.router().await;
     let key = env.open(&router, ChannelKind::Whatsapp, 7).await;
-    let lease = Duration::from_secs(2);
+    // Long enough that the retry right after the crash surely finds it unexpired.
+    let lease = Duration::from_secs(4);
     let replier = env.replier(ChannelKind::Whatsapp, lease, LONG);
     env.send(&router, &whatsapp("hello?")).await;
     env.fakes.set_latency(Service::OpenAi, Duration::from_secs(3600));
