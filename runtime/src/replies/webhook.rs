@@ -4,27 +4,22 @@
 //! put through the gates and hand-off rules, and either handed to a person or staged for the
 //! AI's reply with one delayed trigger per batching window.
 //!
-//! Twilio is told 200 with empty TwiML for everything but a transient infrastructure error
-//! (503, so Twilio may retry): a caller learns nothing from the answer, and a forged request
-//! costs at most the conversation lookup and the (cached) secret read.
+//! The router's HTTP handler answers Twilio 200 with empty TwiML for
+//! everything but a transient infrastructure error (503, so Twilio may retry): a caller learns
+//! nothing from the answer, and a forged request costs at most the conversation lookup and the
+//! (cached) secret read.
 use super::inbound::Inbound;
 use super::route::{self, Route};
 use super::staging::{epoch_seconds, Staging};
 use crate::processor::failure::Failure;
 use crate::processor::secrets::Secrets;
 use crate::processor::store::ConversationStore;
-use crate::router::app::AppState;
 use crate::router::companies::Companies;
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, Uri};
-use axum::response::{IntoResponse, Response};
 use multicomms_wire::conversation::ConversationRecord;
 use multicomms_wire::replies::{Fragment, HandOffMessage, STAGE_TTL_SECONDS};
 use multicomms_wire::timestamp::now;
 use multicomms_wire::ChannelKind;
 use secrecy::ExposeSecret;
-use std::sync::Arc;
 use tracing::Instrument;
 
 pub const EMPTY_TWIML: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>";
@@ -93,47 +88,6 @@ impl Acknowledged {
             Acknowledged::HandedOff => "handed_off",
             Acknowledged::AlreadyAnswered => "already_answered",
             Acknowledged::Refused(code) => code,
-        }
-    }
-}
-
-pub async fn inbound(
-    State(state): State<Arc<AppState>>,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-    channel: ChannelKind,
-) -> Response {
-    if state.replies.is_none() {
-        return StatusCode::NOT_FOUND.into_response();
-    }
-    let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str()).to_string();
-    let signature = headers.get("x-twilio-signature").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-    // Its own task: the request timeout (or a client going away) must not cut the work off
-    // between taking the trigger lock and sending the trigger or giving the lock back.
-    let work = tokio::spawn({
-        let state = state.clone();
-        async move {
-            let Some(webhook) = &state.replies else { return Ok(Acknowledged::Refused("WEBHOOK_OFF")) };
-            let url = format!("{}{path}", webhook.public_base_url.trim_end_matches('/'));
-            receive(&state.companies, webhook, channel, &url, &signature, &body).await
-        }
-    });
-    let outcome = work.await.unwrap_or_else(|e| Err(Failure::Transient(format!("the webhook task failed: {e}"))));
-    match outcome {
-        Ok(acknowledged) => {
-            state.metrics.webhook(channel.as_str(), acknowledged.label());
-            ([("content-type", "text/xml")], EMPTY_TWIML).into_response()
-        }
-        Err(Failure::Permanent(why)) => {
-            state.metrics.webhook(channel.as_str(), "INTERNAL_ERROR");
-            tracing::error!(error = %why, "inbound message not taken, and a retry would fail the same way");
-            ([("content-type", "text/xml")], EMPTY_TWIML).into_response()
-        }
-        Err(failure) => {
-            state.metrics.webhook(channel.as_str(), "transient_error");
-            tracing::warn!(error = %failure, "inbound message not taken; Twilio may retry");
-            (StatusCode::SERVICE_UNAVAILABLE, [("content-type", "text/xml")], EMPTY_TWIML).into_response()
         }
     }
 }

@@ -16,7 +16,7 @@ use crate::replies::staging::Staging;
 use crate::replies::webhook::{self, Webhook};
 use axum::body::Bytes;
 use axum::extract::{rejection::BytesRejection, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::middleware::{from_fn_with_state, map_response, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -103,7 +103,7 @@ pub fn app(state: Arc<AppState>) -> axum::Router {
         move || metrics.render(),
     );
     let twilio = |channel| {
-        post(move |state, uri, headers, body| webhook::inbound(state, uri, headers, body, channel))
+        post(move |state, uri, headers, body| inbound(state, uri, headers, body, channel))
             .layer(from_fn_with_state(state.clone(), within_timeout))
     };
     axum::Router::new()
@@ -158,6 +158,50 @@ async fn with_cors(mut response: Response) -> Response {
         response.headers_mut().insert(name, HeaderValue::from_static(value));
     }
     response
+}
+
+/// Twilio's inbound webhook for `channel` (see [`crate::replies::webhook`]).
+async fn inbound(
+    State(state): State<Arc<AppState>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+    channel: ChannelKind,
+) -> Response {
+    if state.replies.is_none() {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str()).to_string();
+    let signature = headers.get("x-twilio-signature").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+    // Its own task: the request timeout (or a client going away) must not cut the work off
+    // between taking the trigger lock and sending the trigger or giving the lock back.
+    let work = tokio::spawn({
+        let state = state.clone();
+        async move {
+            let Some(webhook) = &state.replies else { return Ok(webhook::Acknowledged::Refused("WEBHOOK_OFF")) };
+            let url = format!("{}{path}", webhook.public_base_url.trim_end_matches('/'));
+            webhook::receive(&state.companies, webhook, channel, &url, &signature, &body).await
+        }
+    });
+    let outcome = work.await.unwrap_or_else(|e| {
+        Err(crate::processor::failure::Failure::Transient(format!("the webhook task failed: {e}")))
+    });
+    match outcome {
+        Ok(acknowledged) => {
+            state.metrics.webhook(channel.as_str(), acknowledged.label());
+            ([("content-type", "text/xml")], webhook::EMPTY_TWIML).into_response()
+        }
+        Err(crate::processor::failure::Failure::Permanent(why)) => {
+            state.metrics.webhook(channel.as_str(), "INTERNAL_ERROR");
+            tracing::error!(error = %why, "inbound message not taken, and a retry would fail the same way");
+            ([("content-type", "text/xml")], webhook::EMPTY_TWIML).into_response()
+        }
+        Err(failure) => {
+            state.metrics.webhook(channel.as_str(), "transient_error");
+            tracing::warn!(error = %failure, "inbound message not taken; Twilio may retry");
+            (StatusCode::SERVICE_UNAVAILABLE, [("content-type", "text/xml")], webhook::EMPTY_TWIML).into_response()
+        }
+    }
 }
 
 async fn initiate(

@@ -177,7 +177,14 @@ pub struct Message {
     pub total_tokens: u64,
     /// Media the recipient sent with an inbound message.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub media: Vec<crate::replies::Media>,
+    pub media: Vec<Media>,
+}
+
+/// Something the recipient attached (Twilio `MediaUrlN`, `MediaContentTypeN`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Media {
+    pub url: String,
+    pub content_type: String,
 }
 
 pub const ROLE_ASSISTANT: &str = "assistant";

@@ -1,6 +1,7 @@
 //! The replies flow's formats (replies-engine §2): a staged inbound message (a *fragment*), the
 //! trigger lock, the delayed trigger on a channel's replies queue, and the message on the human
 //! hand-off queue. The webhook writes them and the reply processor reads them.
+pub use crate::conversation::Media;
 use crate::conversation::{ConversationKey, CONVERSATION_ID, MESSAGE_SID};
 use crate::ChannelKind;
 use serde::{Deserialize, Serialize};
@@ -17,13 +18,6 @@ pub const STAGE_TTL_SECONDS: u64 = 14 * 24 * 3600;
 pub const TRIGGER_LOCK_BUFFER_SECONDS: u64 = 60;
 /// Trigger-lock attribute: the id of the trigger it stands for.
 pub const TRIGGER_ID: &str = "trigger_id";
-
-/// Something the recipient attached (Twilio `MediaUrlN`, `MediaContentTypeN`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Media {
-    pub url: String,
-    pub content_type: String,
-}
 
 /// One inbound message, staged until its reply turn (stage table: PK `conversation_id`, SK
 /// `message_sid`).
