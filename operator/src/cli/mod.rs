@@ -77,6 +77,52 @@ pub struct RunArgs {
     /// This replica's name in Events and the Lease (the Deployment sets the pod's name).
     #[arg(long, env = "POD_NAME")]
     pub pod_name: Option<String>,
+    #[command(flatten)]
+    pub workers: WorkerArgs,
+}
+
+/// The processor Deployments the controller runs for each Channel.
+#[derive(clap::Args, Debug, Clone)]
+pub struct WorkerArgs {
+    /// Run each Channel's processors (off: they are deployed some other way).
+    #[arg(long = "manage-workers", env = "MULTICOMMS_MANAGE_WORKERS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub manage: bool,
+    /// The runtime image the processors run.
+    #[arg(long = "worker-image", env = "MULTICOMMS_WORKER_IMAGE",
+          default_value = concat!("ghcr.io/multicomms/multicomms-runtime:", env!("CARGO_PKG_VERSION")))]
+    pub image: String,
+    /// The processors' ServiceAccount (annotate it with their IAM role).
+    #[arg(
+        long = "worker-service-account",
+        env = "MULTICOMMS_WORKER_SERVICE_ACCOUNT",
+        default_value = "multicomms-processor"
+    )]
+    pub service_account: String,
+    /// Provider base URLs given to the processors (empty: the providers' public APIs).
+    #[arg(long = "worker-openai-base-url", env = "MULTICOMMS_WORKER_OPENAI_BASE_URL")]
+    pub openai_base_url: Option<String>,
+    #[arg(long = "worker-twilio-base-url", env = "MULTICOMMS_WORKER_TWILIO_BASE_URL")]
+    pub twilio_base_url: Option<String>,
+    #[arg(long = "worker-sendgrid-base-url", env = "MULTICOMMS_WORKER_SENDGRID_BASE_URL")]
+    pub sendgrid_base_url: Option<String>,
+}
+
+impl WorkerArgs {
+    /// The settings, or `None` when workers are not managed. The processors talk to the AWS
+    /// region and endpoint the operator does.
+    pub fn settings(&self, naming: &Naming) -> Option<crate::desired::workers::WorkerSettings> {
+        self.manage.then(|| crate::desired::workers::WorkerSettings {
+            image: self.image.clone(),
+            service_account: self.service_account.clone(),
+            naming: naming.clone(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            openai_base_url: self.openai_base_url.clone(),
+            twilio_base_url: self.twilio_base_url.clone(),
+            sendgrid_base_url: self.sendgrid_base_url.clone(),
+            aws_region: std::env::var("AWS_REGION").ok(),
+            aws_endpoint_url: std::env::var("AWS_ENDPOINT_URL").ok(),
+        })
+    }
 }
 
 #[derive(clap::Args)]
@@ -118,10 +164,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 async fn run_controller(naming: Naming, adoption: AdoptionPolicy, args: RunArgs) -> anyhow::Result<ExitCode> {
     let client = kube::Client::try_default().await.context("connecting to the Kubernetes API")?;
+    let workers = args.workers.settings(&naming);
     let engine = Context::new(aws::Aws::new(&aws::load_config().await), naming, Mode::Apply).adopting_in(adoption);
     let identity = controller::leader::identity(args.pod_name.clone());
     let resync = Duration::from_secs(args.resync_seconds);
-    let state = Arc::new(State::new(engine, client.clone(), resync, Some(identity.clone())));
+    let mut state = State::new(engine, client.clone(), resync, Some(identity.clone()));
+    if let Some(workers) = workers {
+        state = state.with_workers(workers);
+    }
+    let state = Arc::new(state);
     let listener = tokio::net::TcpListener::bind(args.metrics_address)
         .await
         .with_context(|| format!("binding the metrics endpoint to {}", args.metrics_address))?;

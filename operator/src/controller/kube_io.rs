@@ -1,8 +1,9 @@
 //! The controller's Kubernetes reads and writes: the finalizer, the referenced Secrets' values,
-//! the status, the Companies using a Channel.
+//! the status, the Companies using a Channel, a Channel's worker Deployments.
 use super::{Error, FINALIZER, MANAGER};
 use crate::crd::{Channel, Company};
 use crate::desired::secret::{SecretSpec, SecretValues};
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
 use kube::{Resource, ResourceExt};
@@ -75,4 +76,27 @@ pub async fn companies_using(client: &kube::Client, channel: &Channel) -> Result
         .filter(|c| c.meta().deletion_timestamp.is_none() && c.spec.allowed_channels.contains(&channel.spec.kind))
         .map(|c| format!("Company {}/{}", c.namespace().unwrap_or_default(), c.name_any()))
         .collect())
+}
+
+/// Server-side applies `desired` (a Channel's Deployments) under [`MANAGER`], and deletes the
+/// Deployments of that Channel the operator made that are no longer desired (a flow removed).
+/// Returns the Deployments as the API server now has them (their status says how ready they are).
+pub async fn apply_workers(
+    client: &kube::Client,
+    channel: &Channel,
+    desired: &[Deployment],
+) -> Result<Vec<Deployment>, Error> {
+    use crate::desired::workers::{CHANNEL_LABEL, MANAGED_BY};
+    let api: Api<Deployment> = Api::namespaced(client.clone(), &channel.namespace().unwrap_or_default());
+    let mut applied = Vec::with_capacity(desired.len());
+    for deployment in desired {
+        let params = PatchParams::apply(MANAGER).force();
+        applied.push(api.patch(&deployment.name_any(), &params, &Patch::Apply(deployment)).await?);
+    }
+    let selector = format!("app.kubernetes.io/managed-by={MANAGED_BY},{CHANNEL_LABEL}={}", channel.name_any());
+    let existing = api.list(&kube::api::ListParams::default().labels(&selector)).await?;
+    for stale in existing.items.iter().filter(|d| !desired.iter().any(|w| w.name_any() == d.name_any())) {
+        api.delete(&stale.name_any(), &Default::default()).await?;
+    }
+    Ok(applied)
 }

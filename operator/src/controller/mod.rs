@@ -5,7 +5,9 @@
 //! observedGeneration, where things are) with server-side apply under one field manager; publish
 //! an Event per change and per failure ([`events`]); requeue. On deletion, `deletionPolicy`
 //! decides between leaving the AWS objects (Retain, said in an Event) and deleting the ones that
-//! carry the resource's marker (Delete). With several replicas, one leads ([`leader`]).
+//! carry the resource's marker (Delete). A Channel also gets its processor Deployments
+//! (server-side applied, owned by the Channel, a `WorkersReady` condition). With several
+//! replicas, one leads ([`leader`]).
 pub mod events;
 pub mod kube_io;
 pub mod leader;
@@ -38,6 +40,8 @@ pub struct State {
     /// Base period of the periodic resync (jittered ±10 %), which also repairs AWS drift.
     pub resync: Duration,
     pub metrics: Arc<metrics::Metrics>,
+    /// The processor Deployments each Channel runs; `None`: workers are not managed here.
+    pub workers: Option<crate::desired::workers::WorkerSettings>,
 }
 
 impl State {
@@ -45,7 +49,13 @@ impl State {
     pub fn new(engine: reconcile::Context, client: kube::Client, resync: Duration, instance: Option<String>) -> Self {
         let reporter = Reporter { controller: MANAGER.into(), instance };
         let metrics = Arc::new(metrics::Metrics::new(engine.aws.calls.clone()));
-        State { engine, recorder: Recorder::new(client.clone(), reporter), client, resync, metrics }
+        State { engine, recorder: Recorder::new(client.clone(), reporter), client, resync, metrics, workers: None }
+    }
+
+    /// Runs each Channel's processors as Deployments, per `settings`.
+    pub fn with_workers(mut self, settings: crate::desired::workers::WorkerSettings) -> Self {
+        self.workers = Some(settings);
+        self
     }
 }
 
@@ -105,7 +115,13 @@ async fn control<K: Managed>(state: Arc<State>, concurrency: u16) {
     use kube::runtime::{controller::Config, watcher, Controller};
     let client = state.client.clone();
     let naming = state.engine.naming.clone();
-    let controller = Controller::new(Api::<K>::all(client.clone()), watcher::Config::default());
+    let mut controller = Controller::new(Api::<K>::all(client.clone()), watcher::Config::default());
+    if state.workers.is_some() {
+        // A worker Deployment's status change re-reconciles its Channel (WorkersReady).
+        let managed = format!("app.kubernetes.io/managed-by={}", crate::desired::workers::MANAGED_BY);
+        let deployments = Api::<k8s_openapi::api::apps::v1::Deployment>::all(client.clone());
+        controller = controller.owns(deployments, watcher::Config::default().labels(&managed));
+    }
     let store = controller.store();
     controller
         .watches(secret_names(&client), watcher::Config::default(), move |secret| {

@@ -2,7 +2,7 @@
 //! cleanup }`: what differs between a Company and a Channel is [`Managed`]; the glue between the
 //! Kubernetes API and the engine is written once in [`reconcile`].
 use super::events::{event, publish};
-use super::kube_io::{companies_using, ensure_finalizer, secret_values, write_status};
+use super::kube_io::{apply_workers, companies_using, ensure_finalizer, secret_values, write_status};
 use super::{Error, State};
 use crate::crd::channel::ChannelStatus;
 use crate::crd::company::CompanyStatus;
@@ -42,6 +42,10 @@ pub trait Managed:
     fn conditions(&self) -> &[Condition];
     /// The status to write after `report`.
     fn status(&self, report: &Report, conditions: Vec<Condition>, now: &Time) -> serde_json::Value;
+    /// The Kubernetes workloads it runs, applied; their conditions (none by default).
+    fn workers(&self, _state: &State, _now: &Time) -> impl Future<Output = Result<Vec<Condition>, Error>> + Send {
+        async { Ok(Vec::new()) }
+    }
 }
 
 impl Managed for Company {
@@ -108,6 +112,13 @@ impl Managed for Channel {
         };
         serde_json::to_value(status).unwrap_or_default()
     }
+    async fn workers(&self, state: &State, now: &Time) -> Result<Vec<Condition>, Error> {
+        let Some(settings) = &state.workers else { return Ok(Vec::new()) };
+        let desired = crate::desired::workers::deployments(self, settings);
+        let applied = apply_workers(&state.client, self, &desired).await?;
+        let condition = crate::desired::workers::condition(&applied, self.metadata.generation, self.conditions(), now);
+        Ok(vec![condition])
+    }
 }
 
 /// Per resource: our finalizer on it; on apply, its Secrets read, the engine run, status and
@@ -132,7 +143,9 @@ async fn apply<K: Managed>(state: &State, api: &Api<K>, namespace: &str, resourc
     let started = std::time::Instant::now();
     let report = resource.sync(&state.engine, &values).await;
     let now = now();
-    let status = resource.status(&report, conditions(&report, resource.conditions(), &now), &now);
+    let mut conditions = conditions(&report, resource.conditions(), &now);
+    conditions.extend(resource.workers(state, &now).await?);
+    let status = resource.status(&report, conditions, &now);
     write_status(api, resource, status).await?;
     publish(&state.recorder, resource, &report).await;
     let was_ready = resource.conditions().iter().any(|c| c.type_ == "Ready" && c.status == "True");

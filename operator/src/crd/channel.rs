@@ -24,6 +24,11 @@ use serde::{Deserialize, Serialize};
     printcolumn(json_path = ".spec.type", name = "Type", type_ = "string"),
     printcolumn(json_path = ".status.conditions[?(@.type==\"Ready\")].status", name = "Ready", type_ = "string"),
     printcolumn(json_path = ".status.conditions[?(@.type==\"Ready\")].reason", name = "Reason", type_ = "string"),
+    printcolumn(
+        json_path = ".status.conditions[?(@.type==\"WorkersReady\")].status",
+        name = "Workers",
+        type_ = "string"
+    ),
     printcolumn(json_path = ".metadata.creationTimestamp", name = "Age", type_ = "date")
 )]
 #[x_kube(validation = Rule::new("(self.type == 'email') == (self.provider == 'sendgrid')")
@@ -41,11 +46,42 @@ pub struct ChannelSpec {
     /// dead-letter queue; the same defaults as `queue`.
     #[serde(default)]
     pub replies_queue: QueueSettings,
+    /// The processor Deployments the operator runs for this channel (one per flow: first
+    /// messages, and replies on whatsapp and sms).
+    #[serde(default)]
+    pub workers: Workers,
     /// OpenAI key shared by every company on this channel that brings none of its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ai_api_key: Option<SecretValue>,
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+}
+
+/// How the channel's processors run.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Workers {
+    /// Pods per flow (0 stops the flow's processing; messages wait on the queue).
+    #[serde(default = "default_replicas")]
+    #[x_kube(validation = Rule::new("self <= 100").message("must be at most 100"))]
+    pub replicas: u32,
+    /// Messages each pod works on at once (default 16).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 1024").message("must be between 1 and 1024"))]
+    pub concurrency: Option<u32>,
+    /// Container resources (default: requests 100m CPU and 64Mi, limit 512Mi).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<k8s_openapi::api::core::v1::ResourceRequirements>,
+}
+
+fn default_replicas() -> u32 {
+    1
+}
+
+impl Default for Workers {
+    fn default() -> Self {
+        Workers { replicas: default_replicas(), concurrency: None, resources: None }
+    }
 }
 
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]

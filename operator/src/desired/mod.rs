@@ -4,6 +4,7 @@ pub mod channel;
 pub mod company;
 pub mod secret;
 pub mod tables;
+pub mod workers;
 
 use std::fmt;
 

@@ -13,3 +13,4 @@ mod leader;
 mod plan;
 mod secrets;
 mod tables;
+mod workers;

@@ -1,0 +1,332 @@
+//! The processor Deployments a Channel runs, and how ready they are: pure functions from the
+//! Channel and the operator's worker settings. One Deployment per flow: first messages on every
+//! channel, replies on whatsapp and sms. A hash of everything a pod is configured from (the
+//! Channel's queue and worker settings, the operator's settings) is a pod-template annotation,
+//! so a change rolls the pods (a processor reads its queue's settings once, at start).
+use crate::crd::channel::Workers;
+use crate::crd::{Channel, Condition};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::{Resource, ResourceExt};
+use multicomms_wire::{ChannelKind, Naming};
+use serde_json::{json, Value};
+use sha2::Digest;
+
+/// Label naming the Channel a Deployment works for.
+pub const CHANNEL_LABEL: &str = "multicomms.io/channel";
+/// Pod-template annotation: the hash of the pods' configuration.
+pub const CONFIG_HASH: &str = "multicomms.io/config-hash";
+/// `app.kubernetes.io/managed-by` of the operator's Deployments.
+pub const MANAGED_BY: &str = "multicomms-operator";
+pub const WORKERS_READY: &str = "WorkersReady";
+/// Port of the processors' /healthz, /readyz and /metrics.
+const HEALTH_PORT: i32 = 8080;
+/// The processors' per-call timeout to the AI and providers (their default), which sets how
+/// long a stopping pod may need.
+const HTTP_TIMEOUT_SECONDS: i64 = 120;
+
+/// What the operator's flags say about the workers it runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerSettings {
+    /// The runtime image (`multicomms-processor` inside).
+    pub image: String,
+    /// The processors' ServiceAccount (its IAM role annotation is the platform's).
+    pub service_account: String,
+    pub naming: Naming,
+    /// `processor_version` on the records, e.g. `0.1.0`.
+    pub version: String,
+    pub openai_base_url: Option<String>,
+    pub twilio_base_url: Option<String>,
+    pub sendgrid_base_url: Option<String>,
+    pub aws_region: Option<String>,
+    /// Only for emulators (tests, kind): empty in production.
+    pub aws_endpoint_url: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Initial,
+    Replies,
+}
+
+impl Flow {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Flow::Initial => "initial",
+            Flow::Replies => "replies",
+        }
+    }
+}
+
+/// The flows a channel runs: replies only where the replies flow answers (whatsapp, sms).
+pub fn flows(kind: ChannelKind) -> &'static [Flow] {
+    match kind {
+        ChannelKind::Email => &[Flow::Initial],
+        ChannelKind::Whatsapp | ChannelKind::Sms => &[Flow::Initial, Flow::Replies],
+    }
+}
+
+/// The Deployment's name: `<channel>-processor` or `<channel>-replies-processor`.
+pub fn deployment_name(channel: &Channel, flow: Flow) -> String {
+    match flow {
+        Flow::Initial => format!("{}-processor", channel.name_any()),
+        Flow::Replies => format!("{}-replies-processor", channel.name_any()),
+    }
+}
+
+/// The Deployments `channel` should have.
+pub fn deployments(channel: &Channel, settings: &WorkerSettings) -> Vec<Deployment> {
+    flows(channel.spec.kind).iter().filter_map(|flow| deployment(channel, *flow, settings)).collect()
+}
+
+fn labels(channel: &Channel, flow: Flow, settings: &WorkerSettings) -> Value {
+    json!({
+        "app.kubernetes.io/name": "multicomms-processor",
+        "app.kubernetes.io/instance": deployment_name(channel, flow),
+        "app.kubernetes.io/component": flow.as_str(),
+        "app.kubernetes.io/part-of": "multicomms",
+        "app.kubernetes.io/version": settings.version,
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        CHANNEL_LABEL: channel.name_any(),
+    })
+}
+
+fn deployment(channel: &Channel, flow: Flow, settings: &WorkerSettings) -> Option<Deployment> {
+    let workers = &channel.spec.workers;
+    let name = deployment_name(channel, flow);
+    let labels = labels(channel, flow, settings);
+    let selector = json!({"app.kubernetes.io/instance": name, CHANNEL_LABEL: channel.name_any()});
+    let owner = channel.controller_owner_ref(&());
+    let deployment = json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": name,
+            "namespace": channel.namespace(),
+            "labels": labels,
+            "ownerReferences": owner.into_iter().collect::<Vec<_>>(),
+        },
+        "spec": {
+            "replicas": workers.replicas,
+            "selector": {"matchLabels": selector},
+            "template": {
+                "metadata": {
+                    "labels": labels,
+                    "annotations": {
+                        CONFIG_HASH: config_hash(channel, flow, settings),
+                        "prometheus.io/scrape": "true",
+                        "prometheus.io/port": HEALTH_PORT.to_string(),
+                    },
+                },
+                "spec": {
+                    "serviceAccountName": settings.service_account,
+                    // On SIGTERM a processor stops receiving and finishes what is in flight:
+                    // at most one AI call and one send.
+                    "terminationGracePeriodSeconds": 30 + 2 * HTTP_TIMEOUT_SECONDS,
+                    "securityContext": {"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}},
+                    "containers": [{
+                        "name": "processor",
+                        "image": settings.image,
+                        "args": ["multicomms-processor"],
+                        "env": env(channel, flow, settings),
+                        "ports": [{"name": "http-metrics", "containerPort": HEALTH_PORT}],
+                        "livenessProbe": {"httpGet": {"path": "/healthz", "port": "http-metrics"}},
+                        // Ready once its queue exists.
+                        "readinessProbe": {"httpGet": {"path": "/readyz", "port": "http-metrics"}},
+                        "securityContext": {
+                            "allowPrivilegeEscalation": false,
+                            "readOnlyRootFilesystem": true,
+                            "capabilities": {"drop": ["ALL"]},
+                        },
+                        "resources": resources(workers),
+                    }],
+                },
+            },
+        },
+    });
+    serde_json::from_value(deployment).ok()
+}
+
+fn env(channel: &Channel, flow: Flow, settings: &WorkerSettings) -> Vec<Value> {
+    let variable = |name: &str, value: &str| json!({"name": name, "value": value});
+    let concurrency = channel.spec.workers.concurrency.unwrap_or(16).to_string();
+    let version = format!("processor-{}-{}", settings.naming.env, settings.version);
+    let mut env = vec![
+        variable("MULTICOMMS_CHANNEL", channel.spec.kind.as_str()),
+        variable("MULTICOMMS_FLOW", flow.as_str()),
+        variable("MULTICOMMS_PREFIX", &settings.naming.prefix),
+        variable("MULTICOMMS_ENV", &settings.naming.env),
+        variable("VERSION", &version),
+        variable("MULTICOMMS_CONCURRENCY", &concurrency),
+        variable("MULTICOMMS_HTTP_TIMEOUT_SECONDS", &HTTP_TIMEOUT_SECONDS.to_string()),
+    ];
+    let optional = [
+        ("MULTICOMMS_OPENAI_BASE_URL", &settings.openai_base_url),
+        ("MULTICOMMS_TWILIO_BASE_URL", &settings.twilio_base_url),
+        ("MULTICOMMS_SENDGRID_BASE_URL", &settings.sendgrid_base_url),
+        ("AWS_REGION", &settings.aws_region),
+        ("AWS_ENDPOINT_URL", &settings.aws_endpoint_url),
+    ];
+    env.extend(optional.iter().filter_map(|(name, value)| value.as_deref().map(|v| variable(name, v))));
+    env
+}
+
+fn resources(workers: &Workers) -> Value {
+    match &workers.resources {
+        Some(resources) => serde_json::to_value(resources).unwrap_or_default(),
+        None => json!({"requests": {"cpu": "100m", "memory": "64Mi"}, "limits": {"memory": "512Mi"}}),
+    }
+}
+
+/// A hash of what the flow's pods are configured from.
+pub fn config_hash(channel: &Channel, flow: Flow, settings: &WorkerSettings) -> String {
+    let spec = &channel.spec;
+    let queue = match flow {
+        Flow::Initial => &spec.queue,
+        Flow::Replies => &spec.replies_queue,
+    };
+    let s = settings;
+    let settings = json!([
+        s.image,
+        s.service_account,
+        s.naming.prefix,
+        s.naming.env,
+        s.version,
+        s.openai_base_url,
+        s.twilio_base_url,
+        s.sendgrid_base_url,
+        s.aws_region,
+        s.aws_endpoint_url
+    ]);
+    let input = json!({"flow": flow.as_str(), "queue": queue, "workers": spec.workers, "settings": settings});
+    let digest = sha2::Sha256::digest(input.to_string().as_bytes());
+    hex::encode(&digest[..8])
+}
+
+/// `WorkersReady` from the Deployments as the API server returned them: True when every one has
+/// all its replicas updated and ready for its current generation.
+pub fn condition(deployments: &[Deployment], generation: Option<i64>, previous: &[Condition], now: &Time) -> Condition {
+    let mut waiting = Vec::new();
+    for deployment in deployments {
+        let wanted = deployment.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1);
+        let status = deployment.status.clone().unwrap_or_default();
+        let current = status.observed_generation >= deployment.metadata.generation;
+        let (ready, updated) = (status.ready_replicas.unwrap_or(0), status.updated_replicas.unwrap_or(0));
+        if !current || ready < wanted || updated < wanted {
+            waiting.push(format!("{} {ready}/{wanted} ready, {updated}/{wanted} updated", deployment.name_any()));
+        }
+    }
+    let (status, reason, message) = if waiting.is_empty() {
+        let names: Vec<String> = deployments.iter().map(ResourceExt::name_any).collect();
+        ("True", "Ready", format!("{} ready", names.join(", ")))
+    } else {
+        ("False", "RollingOut", waiting.join("; "))
+    };
+    let last_transition_time = previous
+        .iter()
+        .find(|c| c.type_ == WORKERS_READY && c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or_else(|| now.clone());
+    Condition {
+        type_: WORKERS_READY.into(),
+        status: status.into(),
+        reason: reason.into(),
+        message,
+        observed_generation: generation,
+        last_transition_time,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn channel(kind: &str) -> Channel {
+        let mut channel: Channel = serde_yaml::from_str(&format!(
+            "apiVersion: multicomms.io/v1alpha1\nkind: Channel\nmetadata: {{name: {kind}, namespace: dev, uid: u-1}}\n\
+             spec: {{type: {kind}, provider: {}}}",
+            if kind == "email" { "sendgrid" } else { "twilio" }
+        ))
+        .expect("channel");
+        channel.metadata.generation = Some(1);
+        channel
+    }
+
+    fn settings() -> WorkerSettings {
+        WorkerSettings {
+            image: "ghcr.io/multicomms/multicomms-runtime:0.1.0".into(),
+            service_account: "multicomms-processor".into(),
+            naming: Naming::new("ai-multi-comms", "dev"),
+            version: "0.1.0".into(),
+            openai_base_url: None,
+            twilio_base_url: Some("http://fakes:8090".into()),
+            sendgrid_base_url: None,
+            aws_region: Some("eu-north-1".into()),
+            aws_endpoint_url: None,
+        }
+    }
+
+    #[test]
+    fn a_channel_runs_one_hardened_deployment_per_flow() {
+        let whatsapp = deployments(&channel("whatsapp"), &settings());
+        let names: Vec<String> = whatsapp.iter().map(ResourceExt::name_any).collect();
+        assert_eq!(names, ["whatsapp-processor", "whatsapp-replies-processor"]);
+        assert_eq!(deployments(&channel("email"), &settings()).len(), 1, "no replies flow for email");
+
+        let d = &whatsapp[1];
+        let owner = &d.metadata.owner_references.as_ref().expect("owner")[0];
+        assert_eq!((owner.kind.as_str(), owner.name.as_str(), owner.controller), ("Channel", "whatsapp", Some(true)));
+        assert_eq!(d.labels()["app.kubernetes.io/managed-by"], MANAGED_BY);
+        let pod = d.spec.as_ref().and_then(|s| s.template.spec.as_ref()).expect("pod");
+        let security = pod.security_context.as_ref().expect("pod security");
+        assert_eq!(security.run_as_non_root, Some(true));
+        assert_eq!(security.seccomp_profile.as_ref().map(|p| p.type_.as_str()), Some("RuntimeDefault"));
+        let container = &pod.containers[0];
+        let hardened = container.security_context.as_ref().expect("container security");
+        assert_eq!(hardened.read_only_root_filesystem, Some(true));
+        assert_eq!(hardened.allow_privilege_escalation, Some(false));
+        assert_eq!(hardened.capabilities.as_ref().and_then(|c| c.drop.clone()), Some(vec!["ALL".into()]));
+        assert!(container.liveness_probe.is_some() && container.readiness_probe.is_some());
+        let env: Vec<(String, String)> =
+            container.env.iter().flatten().map(|e| (e.name.clone(), e.value.clone().unwrap_or_default())).collect();
+        assert!(env.contains(&("MULTICOMMS_FLOW".into(), "replies".into())));
+        assert!(env.contains(&("MULTICOMMS_TWILIO_BASE_URL".into(), "http://fakes:8090".into())));
+        assert!(!env.iter().any(|(name, _)| name == "AWS_ENDPOINT_URL"), "unset settings stay out");
+        assert_eq!(pod.service_account_name.as_deref(), Some("multicomms-processor"));
+    }
+
+    #[test]
+    fn the_config_hash_changes_with_the_queue_and_worker_settings_it_is_made_of() {
+        let before = channel("whatsapp");
+        let hash = |c: &Channel, flow| config_hash(c, flow, &settings());
+        let mut queue = before.clone();
+        queue.spec.queue.visibility_timeout_seconds = Some(1200);
+        assert_ne!(hash(&before, Flow::Initial), hash(&queue, Flow::Initial));
+        assert_eq!(hash(&before, Flow::Replies), hash(&queue, Flow::Replies), "the replies queue did not change");
+        let mut workers = before.clone();
+        workers.spec.workers.concurrency = Some(4);
+        assert_ne!(hash(&before, Flow::Initial), hash(&workers, Flow::Initial));
+        let image = WorkerSettings { image: "other:1".into(), ..settings() };
+        assert_ne!(hash(&before, Flow::Initial), config_hash(&before, Flow::Initial, &image));
+    }
+
+    #[test]
+    fn workers_are_ready_when_every_replica_is_updated_and_ready() {
+        let now = Time(k8s_openapi::jiff::Timestamp::now());
+        let mut deployments = deployments(&channel("sms"), &settings());
+        let rolling = condition(&deployments, Some(1), &[], &now);
+        assert_eq!((rolling.status.as_str(), rolling.reason.as_str()), ("False", "RollingOut"));
+        assert!(rolling.message.contains("sms-processor 0/1 ready"), "{}", rolling.message);
+        for d in &mut deployments {
+            d.metadata.generation = Some(2);
+            d.status = Some(k8s_openapi::api::apps::v1::DeploymentStatus {
+                observed_generation: Some(2),
+                ready_replicas: Some(1),
+                updated_replicas: Some(1),
+                ..Default::default()
+            });
+        }
+        let ready = condition(&deployments, Some(1), &[rolling], &now);
+        assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("True", "Ready"));
+    }
+}

@@ -1,0 +1,201 @@
+//! A Channel's processor Deployments, made by the controller against the in-memory Kubernetes API
+//! (kube-fake-client) and the AWS emulator: created with their owner, labels, hardening and
+//! config hash; re-rolled when the queue settings change; removed with a flow; `WorkersReady`
+//! following their status. Each test asserts the Deployment API calls made.
+use crate::support::*;
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentStatus};
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::ResourceExt;
+use kube_fake_client::{interceptor, ClientBuilder};
+use multicomms_operator::controller::State;
+use multicomms_operator::crd::{Channel, Company};
+use multicomms_operator::desired::workers::{WorkerSettings, CONFIG_HASH};
+use multicomms_operator::reconcile::{self, Mode};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const NS: &str = "multicomms-dev";
+
+fn settings(naming: &multicomms_wire::Naming) -> WorkerSettings {
+    WorkerSettings {
+        image: "ghcr.io/multicomms/multicomms-runtime:test".into(),
+        service_account: "multicomms-processor".into(),
+        naming: naming.clone(),
+        version: "0.1.0".into(),
+        openai_base_url: None,
+        twilio_base_url: None,
+        sendgrid_base_url: None,
+        aws_region: Some("eu-north-1".into()),
+        aws_endpoint_url: None,
+    }
+}
+
+type Calls = Arc<Mutex<Vec<String>>>;
+
+/// A fake API server holding `channel`, recording the Deployment calls made.
+async fn fake(channel: Channel, calls: Calls) -> kube::Client {
+    let (patch, list, delete) = (calls.clone(), calls.clone(), calls.clone());
+    let log = |calls: &Calls, line: String| calls.lock().expect("calls").push(line);
+    let funcs = interceptor::Funcs::new()
+        .patch(move |ctx| {
+            let manager = ctx.params.field_manager.clone().unwrap_or_default();
+            log(&patch, format!("patch {} {:?} {manager}", ctx.name, ctx.patch_type));
+            Ok(None)
+        })
+        .list(move |ctx| {
+            log(&list, format!("list {}", ctx.params.label_selector.clone().unwrap_or_default()));
+            Ok(None)
+        })
+        .delete(move |ctx| {
+            log(&delete, format!("delete {}", ctx.name));
+            Ok(None)
+        });
+    ClientBuilder::new()
+        .with_interceptor_funcs(funcs)
+        .with_resource::<Company>()
+        .with_resource::<Channel>()
+        .with_resource::<Deployment>()
+        .with_status_subresource::<Deployment>()
+        .with_object(channel)
+        .build()
+        .await
+        .expect("fake client")
+}
+
+fn channel(kind: &str) -> Channel {
+    let mut channel = example_channel(kind);
+    channel.metadata.namespace = Some(NS.into());
+    channel.metadata.uid = Some(format!("uid-{kind}"));
+    channel.metadata.generation = Some(1);
+    channel
+}
+
+async fn state(client: kube::Client) -> Arc<State> {
+    let engine = context(Mode::Apply).await;
+    assert!(reconcile::tables::reconcile(&engine).await.is_ready());
+    let settings = settings(&engine.naming);
+    Arc::new(State::new(engine, client, Duration::from_secs(600), None).with_workers(settings))
+}
+
+async fn reconcile_channel(channel: Channel, state: &Arc<State>) {
+    multicomms_operator::controller::reconcile(Arc::new(channel), state.clone()).await.expect("reconciles");
+}
+
+async fn deployments(client: &kube::Client) -> Vec<Deployment> {
+    let mut all =
+        Api::<Deployment>::namespaced(client.clone(), NS).list(&ListParams::default()).await.expect("list").items;
+    all.sort_by_key(|d| d.name_any());
+    all
+}
+
+fn workers_ready(channel: &Channel) -> (String, String) {
+    let conditions = channel.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
+    let c = conditions.iter().find(|c| c.type_ == "WorkersReady").expect("WorkersReady condition");
+    (c.status.clone(), c.message.clone())
+}
+
+async fn current(client: &kube::Client, name: &str) -> Channel {
+    Api::<Channel>::namespaced(client.clone(), NS).get(name).await.expect("channel")
+}
+
+#[tokio::test]
+async fn a_new_channel_gets_its_processor_deployments_owned_labelled_and_hardened() {
+    let calls = Calls::default();
+    let client = fake(channel("whatsapp"), calls.clone()).await;
+    let state = state(client.clone()).await;
+    reconcile_channel(current(&client, "whatsapp").await, &state).await;
+
+    let made = deployments(&client).await;
+    let names: Vec<String> = made.iter().map(|d| d.name_any()).collect();
+    assert_eq!(names, ["whatsapp-processor", "whatsapp-replies-processor"]);
+    for d in &made {
+        let owner = &d.owner_references()[0];
+        assert_eq!((owner.kind.as_str(), owner.uid.as_str()), ("Channel", "uid-whatsapp"));
+        assert_eq!(d.labels()["app.kubernetes.io/managed-by"], "multicomms-operator");
+        let template = &d.spec.as_ref().expect("spec").template;
+        assert!(template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.annotations.as_ref())
+            .is_some_and(|a| a.contains_key(CONFIG_HASH)));
+        let pod = template.spec.as_ref().expect("pod");
+        assert_eq!(pod.containers[0].security_context.as_ref().and_then(|s| s.read_only_root_filesystem), Some(true));
+        assert!(pod.containers[0].readiness_probe.is_some());
+    }
+    let (status, message) = workers_ready(&current(&client, "whatsapp").await);
+    assert_eq!(status, "False", "no pod is ready yet: {message}");
+
+    let calls = calls.lock().expect("calls").clone();
+    let deployment_calls: Vec<&String> =
+        calls.iter().filter(|c| c.contains("processor") || c.starts_with("list app.kubernetes.io")).collect();
+    assert_eq!(
+        deployment_calls,
+        [
+            "patch whatsapp-processor ApplyPatch multicomms-operator",
+            "patch whatsapp-replies-processor ApplyPatch multicomms-operator",
+            "list app.kubernetes.io/managed-by=multicomms-operator,multicomms.io/channel=whatsapp",
+        ],
+        "server-side apply under the operator's field manager, then the stale check"
+    );
+}
+
+#[tokio::test]
+async fn editing_the_queue_settings_rolls_the_pods_and_workers_ready_follows_the_deployments() {
+    let client = fake(channel("sms"), Calls::default()).await;
+    let state = state(client.clone()).await;
+    reconcile_channel(current(&client, "sms").await, &state).await;
+    let hash = |d: &Deployment| {
+        d.spec
+            .as_ref()
+            .and_then(|s| s.template.metadata.as_ref())
+            .and_then(|m| m.annotations.clone())
+            .unwrap_or_default()[CONFIG_HASH]
+            .clone()
+    };
+    let before: Vec<String> = deployments(&client).await.iter().map(hash).collect();
+
+    let mut edited = current(&client, "sms").await;
+    edited.spec.queue.visibility_timeout_seconds = Some(1200);
+    reconcile_channel(edited, &state).await;
+    let after: Vec<String> = deployments(&client).await.iter().map(hash).collect();
+    assert_ne!(before[0], after[0], "the initial flow's queue changed: its pods roll");
+    assert_eq!(before[1], after[1], "the replies queue did not change");
+
+    // The Deployment controller reports every replica ready. (The fake bumps `generation` on
+    // every write, even an unchanged apply; a real API server does not: the observed generation
+    // here is set ahead of the next reconcile's apply.)
+    let api = Api::<Deployment>::namespaced(client.clone(), NS);
+    for d in deployments(&client).await {
+        let status = DeploymentStatus {
+            observed_generation: d.metadata.generation.map(|g| g + 100),
+            replicas: Some(1),
+            ready_replicas: Some(1),
+            updated_replicas: Some(1),
+            available_replicas: Some(1),
+            ..Default::default()
+        };
+        let patch = serde_json::json!({"status": status});
+        api.patch_status(&d.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await.expect("status");
+    }
+    reconcile_channel(current(&client, "sms").await, &state).await;
+    let (status, message) = workers_ready(&current(&client, "sms").await);
+    assert_eq!(status, "True", "{message}");
+}
+
+#[tokio::test]
+async fn a_flow_no_longer_run_loses_its_deployment() {
+    let calls = Calls::default();
+    let client = fake(channel("whatsapp"), calls.clone()).await;
+    let state = state(client.clone()).await;
+    reconcile_channel(current(&client, "whatsapp").await, &state).await;
+    // A replies Deployment left by an earlier version under another name is stale.
+    let mut stale = deployments(&client).await.remove(1);
+    stale.metadata.name = Some("whatsapp-old-replies-processor".into());
+    stale.metadata.resource_version = None;
+    stale.metadata.uid = None;
+    Api::<Deployment>::namespaced(client.clone(), NS).create(&Default::default(), &stale).await.expect("create");
+    reconcile_channel(current(&client, "whatsapp").await, &state).await;
+    let names: Vec<String> = deployments(&client).await.iter().map(|d| d.name_any()).collect();
+    assert_eq!(names, ["whatsapp-processor", "whatsapp-replies-processor"]);
+    assert!(calls.lock().expect("calls").contains(&"delete whatsapp-old-replies-processor".to_string()));
+}
