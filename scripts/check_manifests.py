@@ -2,6 +2,7 @@
 validation), the kustomize environments, the Argo CD health check (its Lua run on sample
 objects) and that argocd-cm-health.yaml embeds health.lua. Run by scripts/check-manifests.sh."""
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -49,6 +50,29 @@ if any("processor" in name for name in deployments):
 operator_env = {e["name"]: e.get("value") for e in deployments["multicomms-multicomms-operator"]["spec"]["template"]["spec"]["containers"][0]["env"]}
 if not (operator_env.get("MULTICOMMS_WORKER_IMAGE") or "").startswith("ghcr.io/multicomms/multicomms-runtime:"):
     failures.append(f"chart: the operator must be told the workers' image, got {operator_env}")
+# Every binary the chart (and the operator, for the workers) runs is built into its image by the
+# Dockerfile. No container engine runs here: this checks the Dockerfile's text, not a build.
+dockerfile = (ROOT / "Dockerfile").read_text()
+stages = {m.group(1): m.start() for m in re.finditer(r"^FROM \S+ AS (\S+)$", dockerfile, re.M)}
+def stage_text(name):
+    start = stages[name]
+    later = [p for p in stages.values() if p > start]
+    return dockerfile[start:min(later) if later else len(dockerfile)]
+chart_values = yaml.safe_load((chart / "values.yaml").read_text())
+wanted = {
+    ("operator", "multicomms-operator"): chart_values["image"]["repository"],
+    ("runtime", "multicomms-router"): chart_values["router"]["image"]["repository"],
+    ("runtime", "multicomms-processor"): chart_values["processors"]["image"]["repository"],
+}
+for (stage, binary), repository in wanted.items():
+    if not repository.endswith("/multicomms-" + stage) or stage not in stages:
+        failures.append(f"Dockerfile: no `{stage}` stage for the chart's image {repository}")
+    elif f"/usr/local/bin/{binary}" not in stage_text(stage) or f"--bin {binary}" not in dockerfile:
+        failures.append(f"Dockerfile: the {stage} image does not build and carry {binary}")
+if router_args := deployments["multicomms-multicomms-router"]["spec"]["template"]["spec"]["containers"][0].get("args"):
+    if router_args != ["multicomms-router"]:
+        failures.append(f"chart: the router container must run multicomms-router, got {router_args}")
+print(f"Dockerfile: {len(wanted)} binaries in their images")
 validate("chart CRDs", "".join(p.read_text() for p in sorted((chart / "crds").glob("*.yaml"))))
 
 for env in ("dev", "prod"):

@@ -1,0 +1,38 @@
+# syntax=docker/dockerfile:1
+# The two images the chart runs, from one build:
+#   docker build --target operator -t ghcr.io/multicomms/multicomms-operator:<version> .
+#   docker build --target runtime  -t ghcr.io/multicomms/multicomms-runtime:<version> .
+# The runtime image holds the router and the processor; the chart picks one with `args`.
+# Dependencies are built in their own layer (cargo-chef), so a source change rebuilds only ours.
+
+ARG RUST_VERSION=1.94
+FROM rust:${RUST_VERSION}-slim-bookworm AS chef
+RUN cargo install cargo-chef --locked --version 0.1.73
+WORKDIR /src
+
+FROM chef AS planner
+COPY . .
+RUN cargo chef prepare --recipe-path recipe.json
+
+FROM chef AS builder
+COPY --from=planner /src/recipe.json recipe.json
+# The dependency layer: rebuilt only when Cargo.toml/Cargo.lock change.
+RUN cargo chef cook --release --locked --recipe-path recipe.json \
+    -p multicomms-operator -p multicomms-runtime
+COPY . .
+RUN cargo build --release --locked \
+    -p multicomms-operator --bin multicomms-operator \
+    -p multicomms-runtime --bin multicomms-router --bin multicomms-processor
+
+# Minimal runtime: glibc and CA certificates, no shell, user 65532.
+FROM gcr.io/distroless/cc-debian12:nonroot AS operator
+COPY --from=builder /src/target/release/multicomms-operator /usr/local/bin/multicomms-operator
+USER 65532:65532
+ENTRYPOINT ["/usr/local/bin/multicomms-operator"]
+
+FROM gcr.io/distroless/cc-debian12:nonroot AS runtime
+COPY --from=builder /src/target/release/multicomms-router /usr/local/bin/multicomms-router
+COPY --from=builder /src/target/release/multicomms-processor /usr/local/bin/multicomms-processor
+USER 65532:65532
+# The router by default; the processors run `multicomms-processor` (the operator sets args).
+CMD ["multicomms-router"]
