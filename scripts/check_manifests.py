@@ -83,12 +83,37 @@ for env in ("dev", "prod"):
     if built.returncode != 0:
         failures.append(f"kustomize {env}: {built.stderr}")
         continue
-    kinds = sorted(d["kind"] for d in yaml.safe_load_all(built.stdout) if d)
+    documents = [d for d in yaml.safe_load_all(built.stdout) if d]
+    kinds = sorted(d["kind"] for d in documents)
+    waves = {d["kind"]: d["metadata"].get("annotations", {}).get("argocd.argoproj.io/sync-wave") for d in documents}
+    if (waves.get("Channel"), waves.get("Company")) != ("1", "2"):
+        failures.append(f"kustomize {env}: sync waves must put Channels (1) before Companies (2), got {waves}")
     if kinds.count("Company") < 1 or kinds.count("Channel") != 3:
         failures.append(f"kustomize {env}: unexpected kinds {kinds}")
     validate(f"environment {env}", built.stdout)
 
 argocd = ROOT / "config" / "argocd"
+# The ApplicationSet's two Applications, rendered the way its list generator and go template do.
+appset = yaml.safe_load((argocd / "applicationset.yaml").read_text())
+template = yaml.safe_dump(appset["spec"]["template"])
+expected = {"dev": "develop", "prod": "main"}
+for element in appset["spec"]["generators"][0]["list"]["elements"]:
+    app = yaml.safe_load(re.sub(r"\{\{\.(\w+)\}\}", lambda m: element[m.group(1)], template))
+    env = element["env"]
+    revisions = {s["targetRevision"] for s in app["spec"]["sources"]}
+    paths = sorted(s["path"] for s in app["spec"]["sources"])
+    ok = (
+        app["metadata"]["name"] == f"multicomms-{env}"
+        and revisions == {expected.get(env)}
+        and paths == ["charts/multicomms-operator", f"config/environments/{env}"]
+        and app["spec"]["destination"]["namespace"] == f"multicomms-{env}"
+        and app["spec"]["sources"][0]["helm"]["valuesObject"]["environment"] == env
+    )
+    if not ok:
+        failures.append(f"applicationset: the {env} Application targets {revisions} {paths}: {app['spec']}")
+if sorted(e["env"] for e in appset["spec"]["generators"][0]["list"]["elements"]) != ["dev", "prod"]:
+    failures.append("applicationset: expected exactly the dev and prod Applications")
+print("applicationset: develop → dev, main → prod")
 validate("argocd ConfigMap", (argocd / "argocd-cm-health.yaml").read_text())
 lua_source = (argocd / "health.lua").read_text()
 config_map = yaml.safe_load((argocd / "argocd-cm-health.yaml").read_text())
