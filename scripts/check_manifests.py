@@ -73,6 +73,23 @@ if router_args := deployments["multicomms-multicomms-router"]["spec"]["template"
     if router_args != ["multicomms-router"]:
         failures.append(f"chart: the router container must run multicomms-router, got {router_args}")
 print(f"Dockerfile: {len(wanted)} binaries in their images")
+# With the Prometheus Operator objects on, the PrometheusRule carries exactly files/alerts.yaml.
+monitored = {"monitoring": {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}}}
+rendered_monitoring = helm_python.Chart.load(str(chart)).render(
+    {**values, **monitored}, name="multicomms", namespace="multicomms-dev", is_install=True)
+objects = [d for d in yaml.safe_load_all("\n---\n".join(rendered_monitoring.values())) if d]
+rules = [d for d in objects if d["kind"] == "PrometheusRule"]
+alerts = yaml.safe_load((chart / "files" / "alerts.yaml").read_text())
+if len(rules) != 1 or rules[0]["spec"] != alerts:
+    failures.append("chart: the PrometheusRule must carry files/alerts.yaml unchanged")
+if not {"ServiceMonitor", "PodMonitor"} <= {d["kind"] for d in objects}:
+    failures.append("chart: monitoring.serviceMonitor.enabled renders no ServiceMonitor/PodMonitor")
+# The alert rules' own tests (promtool from Debian's prometheus package; .ci/run installs it).
+for args in (["check", "rules", "alerts.yaml"], ["test", "rules", "alerts_test.yaml"]):
+    result = subprocess.run(["promtool", *args], cwd=chart / "files", capture_output=True, text=True)
+    if result.returncode != 0:
+        failures.append(f"promtool {' '.join(args)}: {result.stdout}{result.stderr}")
+print("alert rules: promtool check + test")
 validate("chart CRDs", "".join(p.read_text() for p in sorted((chart / "crds").glob("*.yaml"))))
 
 for env in ("dev", "prod"):
