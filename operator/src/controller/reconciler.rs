@@ -117,6 +117,15 @@ impl Managed for Channel {
         let desired = crate::desired::workers::deployments(self, settings);
         let applied = apply_workers(&state.client, self, &desired).await?;
         let condition = crate::desired::workers::condition(&applied, self.metadata.generation, self.conditions(), now);
+        // An Event when the workers become ready or start rolling (a scale or a new config).
+        let was = self.conditions().iter().find(|c| c.type_ == condition.type_).map(|c| c.status.as_str());
+        if was != Some(condition.status.as_str()) {
+            let reason = if condition.status == "True" { "WorkersReady" } else { "WorkersRollingOut" };
+            let note = event(EventType::Normal, reason, condition.message.clone());
+            if let Err(error) = state.recorder.publish(&note, &self.object_ref(&())).await {
+                tracing::warn!(%error, "could not publish an Event");
+            }
+        }
         Ok(vec![condition])
     }
 }

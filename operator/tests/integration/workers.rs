@@ -55,6 +55,7 @@ async fn fake(channel: Channel, calls: Calls) -> kube::Client {
         .with_resource::<Company>()
         .with_resource::<Channel>()
         .with_resource::<Deployment>()
+        .with_resource::<k8s_openapi::api::events::v1::Event>()
         .with_status_subresource::<Deployment>()
         .with_object(channel)
         .build()
@@ -180,6 +181,12 @@ async fn editing_the_queue_settings_rolls_the_pods_and_workers_ready_follows_the
     reconcile_channel(current(&client, "sms").await, &state).await;
     let (status, message) = workers_ready(&current(&client, "sms").await);
     assert_eq!(status, "True", "{message}");
+    let events = Api::<k8s_openapi::api::events::v1::Event>::namespaced(client.clone(), NS)
+        .list(&ListParams::default())
+        .await
+        .expect("events");
+    let reasons: Vec<String> = events.items.iter().filter_map(|e| e.reason.clone()).collect();
+    assert!(reasons.contains(&"WorkersRollingOut".into()) && reasons.contains(&"WorkersReady".into()), "{reasons:?}");
 }
 
 #[tokio::test]
