@@ -1,6 +1,7 @@
 """Checks the deployable manifests offline: the Helm chart (strict lint, render, schema
 validation), the kustomize environments, the Argo CD health check (its Lua run on sample
 objects) and that argocd-cm-health.yaml embeds health.lua. Run by scripts/check-manifests.sh."""
+import json
 import pathlib
 import re
 import subprocess
@@ -90,6 +91,18 @@ for args in (["check", "rules", "alerts.yaml"], ["test", "rules", "alerts_test.y
     if result.returncode != 0:
         failures.append(f"promtool {' '.join(args)}: {result.stdout}{result.stderr}")
 print("alert rules: promtool check + test")
+# The IAM policies, rendered for this release: valid JSON, no placeholder left.
+maps = [d for d in yaml.safe_load_all("\n---\n".join(rendered.values())) if d and d["kind"] == "ConfigMap"]
+policies = next((m["data"] for m in maps if m["metadata"]["name"].endswith("-iam-policies")), {})
+if sorted(policies) != ["operator.json", "processor.json", "reply-processor.json", "router.json"]:
+    failures.append(f"chart: the IAM policies ConfigMap holds {sorted(policies)}")
+for name, text in policies.items():
+    document = json.loads(text)
+    if "${" in text or "ai-multi-comms-" not in text or "-dev" not in text:
+        failures.append(f"chart: {name} is not scoped to the release's prefix and environment: {text[:200]}")
+    if document.get("Version") != "2012-10-17":
+        failures.append(f"chart: {name} is not an IAM policy document")
+print(f"IAM policies: {len(policies)} rendered")
 validate("chart CRDs", "".join(p.read_text() for p in sorted((chart / "crds").glob("*.yaml"))))
 
 for env in ("dev", "prod"):

@@ -13,10 +13,6 @@
 //! The last column is one index query's time on the emulator, which scans the whole table for
 //! it: with many conversations the emulator, not our code, sets the latency.
 //! Run through `scripts/bench-replies.sh`. usage: bench_replies [conversations ...] (default 1 200)
-use aws_smithy_runtime_api::client::http::{
-    http_client_fn, HttpClient, HttpConnector, HttpConnectorFuture, SharedHttpConnector,
-};
-use aws_smithy_runtime_api::client::orchestrator::HttpRequest;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use futures::StreamExt;
@@ -37,32 +33,6 @@ use std::time::{Duration, Instant};
 use tower::ServiceExt;
 
 const COMPANY_NUMBER: &str = "+447588713814";
-
-/// Counts AWS requests by `X-Amz-Target` (e.g. `DynamoDB_20120810.PutItem`).
-#[derive(Debug, Clone, Default)]
-struct Calls(Arc<Mutex<BTreeMap<String, u64>>>);
-
-impl Calls {
-    fn snapshot(&self) -> BTreeMap<String, u64> {
-        self.0.lock().map(|c| c.clone()).unwrap_or_default()
-    }
-}
-
-#[derive(Debug)]
-struct Counting {
-    inner: SharedHttpConnector,
-    calls: Calls,
-}
-
-impl HttpConnector for Counting {
-    fn call(&self, request: HttpRequest) -> HttpConnectorFuture {
-        let target = request.headers().get("x-amz-target").unwrap_or("other").to_string();
-        if let Ok(mut calls) = self.calls.0.lock() {
-            *calls.entry(target).or_insert(0) += 1;
-        }
-        self.inner.call(request)
-    }
-}
 
 /// CPU time of every thread of this process so far (nanosecond counters of
 /// /proc/self/task/*/schedstat: precise enough for a single message).
@@ -118,14 +88,8 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn run(n: usize) -> anyhow::Result<()> {
-    let calls = Calls::default();
     let base = multicomms_service::aws::load_config(multicomms_service::aws::POD_ATTEMPTS).await;
-    let http = aws_smithy_http_client::Builder::new().build_http();
-    let counted = calls.clone();
-    let counting = http_client_fn(move |settings, components| {
-        SharedHttpConnector::new(Counting { inner: http.http_connector(settings, components), calls: counted.clone() })
-    });
-    let config = base.to_builder().http_client(counting).build();
+    let (config, calls) = multicomms_testkit::aws_calls::counting(&base);
     let naming = apply(&config, &example_manifests()).await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&config);
     dynamodb

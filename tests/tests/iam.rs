@@ -1,0 +1,320 @@
+//! Least privilege, checked: each component runs its flows against the emulator with its AWS
+//! calls counted (`multicomms_testkit::aws_calls`), and the actions it needed must be exactly
+//! the actions its policy in `charts/multicomms-operator/files/iam/` grants: a call missing from
+//! the policy would be denied in production; a grant nothing uses is privilege to remove.
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use multicomms_operator::cli::batch::reconcile_manifests;
+use multicomms_operator::reconcile::{cleanup, Context, Mode, ADOPT_ANNOTATION};
+use multicomms_runtime::processor::pipeline::{Processor, ProcessorConfig};
+use multicomms_runtime::processor::queue::{self, Settings, Worker};
+use multicomms_runtime::replies::turn::{ReplyConfig, ReplyProcessor};
+use multicomms_runtime::replies::webhook::path;
+use multicomms_runtime::router::app;
+use multicomms_testkit::aws_calls::{counting, Calls};
+use multicomms_testkit::environment::{
+    emulator_config, example_manifests, example_request, repo_root, router_settings, unique_naming, API_KEY,
+    PUBLIC_BASE_URL,
+};
+use multicomms_testkit::fakes::{Fakes, Service};
+use multicomms_testkit::twilio::{Inbound, AUTH_TOKEN};
+use multicomms_wire::{ChannelKind, Naming};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+use tower::ServiceExt;
+
+/// The actions a policy document grants.
+fn granted(component: &str) -> BTreeSet<String> {
+    let file = repo_root().join(format!("charts/multicomms-operator/files/iam/{component}.json"));
+    let policy: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&file).expect("policy file")).expect("policy JSON");
+    let statements = policy["Statement"].as_array().expect("statements");
+    for statement in statements {
+        let resources = statement["Resource"].as_array().expect("resources");
+        assert!(
+            resources.iter().all(|r| r.as_str().is_some_and(|r| r.contains("${prefix}") && r.contains("${env}"))),
+            "{component}: every resource is scoped by prefix and environment: {statement}"
+        );
+    }
+    statements
+        .iter()
+        .flat_map(|s| s["Action"].as_array().expect("actions").iter())
+        .filter_map(|a| a.as_str())
+        .map(str::to_string)
+        .collect()
+}
+
+fn assert_least_privilege(component: &str, calls: &Calls) {
+    let used = calls.actions();
+    let granted = granted(component);
+    let missing: Vec<&String> = used.difference(&granted).collect();
+    let unused: Vec<&String> = granted.difference(&used).collect();
+    assert!(
+        missing.is_empty() && unused.is_empty(),
+        "{component}: not granted {missing:?}; granted but never used {unused:?}"
+    );
+}
+
+struct Env {
+    base: aws_config::SdkConfig,
+    naming: Naming,
+    fakes: Fakes,
+}
+
+/// The example Channels and Company applied by the operator with its calls counted, then its
+/// other paths: a no-op re-apply, drift repaired (a queue attribute, a secret value), a secret
+/// scheduled for deletion restored, untagged objects adopted, both deletions.
+async fn operator(base: &aws_config::SdkConfig) -> (Naming, Calls) {
+    let (config, calls) = counting(base);
+    let naming = unique_naming('i');
+    let ctx = Context::new(multicomms_operator::aws::Aws::new(&config), naming.clone(), Mode::Apply);
+    let manifests = example_manifests();
+    for _ in 0..2 {
+        let reports = reconcile_manifests(&ctx, &manifests, 4).await;
+        assert!(reports.iter().all(|r| r.is_ready()), "{:?}", reports.iter().find(|r| !r.is_ready()));
+    }
+    let company = &manifests.companies[0];
+    let (sqs, secrets) = (aws_sdk_sqs::Client::new(base), aws_sdk_secretsmanager::Client::new(base));
+    let secret = naming.router_api_key_secret(&company.spec.company_name, &company.spec.project_name);
+    let queue = sqs.get_queue_url().queue_name(naming.channel_queue(ChannelKind::Sms)).send().await.expect("url");
+    let queue = queue.queue_url.expect("url");
+    sqs.set_queue_attributes()
+        .queue_url(&queue)
+        .attributes(aws_sdk_sqs::types::QueueAttributeName::VisibilityTimeout, "31")
+        .send()
+        .await
+        .expect("drift");
+    secrets
+        .put_secret_value()
+        .secret_id(&secret)
+        .secret_string("{\"router_api_key\": \"drifted\"}")
+        .send()
+        .await
+        .expect("drift");
+    let reports = reconcile_manifests(&ctx, &manifests, 4).await;
+    assert!(reports.iter().all(|r| r.is_ready()), "drift repaired");
+    secrets.delete_secret().secret_id(&secret).send().await.expect("schedule");
+    let reports = reconcile_manifests(&ctx, &manifests, 4).await;
+    assert!(reports.iter().all(|r| r.is_ready()), "restored");
+    // Adoption and deletion on a second environment, so the other components keep theirs. Its
+    // sms queue and router key exist untagged, as an earlier deployment left them.
+    let doomed = unique_naming('d');
+    sqs.create_queue().queue_name(doomed.channel_queue(ChannelKind::Sms)).send().await.expect("untagged queue");
+    let doomed_secret = doomed.router_api_key_secret(&company.spec.company_name, &company.spec.project_name);
+    secrets.create_secret().name(&doomed_secret).secret_string("{}").send().await.expect("untagged secret");
+    let adopting = multicomms_operator::reconcile::AdoptionPolicy::namespaces(["multicomms-dev"]);
+    let doomed_ctx =
+        Context::new(multicomms_operator::aws::Aws::new(&config), doomed, Mode::Apply).adopting_in(adopting);
+    let mut adopting_manifests = example_manifests();
+    let asks = |annotations: &mut Option<std::collections::BTreeMap<String, String>>| {
+        annotations.get_or_insert_with(Default::default).insert(ADOPT_ANNOTATION.into(), "true".into());
+    };
+    adopting_manifests.companies.iter_mut().for_each(|c| asks(&mut c.metadata.annotations));
+    adopting_manifests.channels.iter_mut().for_each(|c| asks(&mut c.metadata.annotations));
+    let reports = reconcile_manifests(&doomed_ctx, &adopting_manifests, 4).await;
+    assert!(reports.iter().all(|r| r.is_ready()), "{:?}", reports.iter().find(|r| !r.is_ready()));
+    assert!(cleanup::delete_company(&doomed_ctx, company).await.is_ready());
+    let sms = manifests.channels.iter().find(|c| c.spec.kind == ChannelKind::Sms).expect("sms");
+    assert!(cleanup::delete_channel(&doomed_ctx, sms, &[]).await.is_ready());
+    (naming, calls)
+}
+
+fn processor_config(env: &Env) -> ProcessorConfig {
+    ProcessorConfig {
+        channel: ChannelKind::Whatsapp,
+        version: "processor-iam".into(),
+        naming: env.naming.clone(),
+        secrets_cache: Duration::from_secs(300),
+        http_timeout: Duration::from_secs(30),
+        send_grace: Duration::from_secs(30),
+        openai_base_url: env.fakes.openai_url(),
+        twilio_base_url: env.fakes.url.clone(),
+        sendgrid_base_url: env.fakes.url.clone(),
+    }
+}
+
+/// Runs `worker` on `queue` until `done` holds (30 s at most), with 1 s heartbeats.
+async fn work<W: Worker, F: std::future::Future<Output = bool>>(
+    config: &aws_config::SdkConfig,
+    worker: Arc<W>,
+    queue: &str,
+    done: impl Fn() -> F,
+) {
+    let sqs = aws_sdk_sqs::Client::new(config);
+    let facts = queue::discover(&sqs, queue).await.expect("queue");
+    let settings = Settings {
+        queue_url: facts.url,
+        concurrency: 4,
+        visibility: Duration::from_secs(30),
+        heartbeat: Duration::from_secs(1),
+        retry_base: Duration::from_secs(1),
+        wait: Duration::from_secs(1),
+        max_receive_count: facts.max_receive_count,
+        dead_letter_queue_url: facts.dead_letter_queue_url,
+        depth_interval: Duration::from_millis(500),
+    };
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(queue::run(worker, sqs, settings, async {
+        let _ = stopped.await;
+    }));
+    let mut finished = false;
+    for _ in 0..300 {
+        if done().await {
+            finished = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(finished, "the worker finished its messages");
+    let _ = stop.send(());
+    running.await.expect("stops");
+}
+
+async fn inbound(router: &axum::Router, text: &str) -> StatusCode {
+    let message = Inbound::text(ChannelKind::Whatsapp, "+447835065013", "+447588713814", text);
+    let (body, signature) = message.signed(AUTH_TOKEN, &format!("{PUBLIC_BASE_URL}{}", path(ChannelKind::Whatsapp)));
+    let request = Request::post(path(ChannelKind::Whatsapp))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-twilio-signature", signature)
+        .body(Body::from(body))
+        .expect("request");
+    router.clone().oneshot(request).await.expect("answer").status()
+}
+
+#[tokio::test]
+async fn each_components_policy_grants_exactly_the_aws_actions_it_performs() {
+    let base = emulator_config().await;
+    let (naming, operator_calls) = operator(&base).await;
+    assert_least_privilege("operator", &operator_calls);
+    let env = Env { base, naming, fakes: Fakes::start("127.0.0.1:0").await.expect("fakes") };
+    let uncounted = aws_sdk_dynamodb::Client::new(&env.base);
+    uncounted
+        .update_item()
+        .table_name(env.naming.company_data_table())
+        .set_key(Some(multicomms_wire::company::record_key("ci-aaa-001", "pi-aaa-001")))
+        .update_expression("SET reply_batch_window_seconds = :one")
+        .expression_attribute_values(":one", aws_sdk_dynamodb::types::AttributeValue::N("1".into()))
+        .send()
+        .await
+        .expect("window");
+
+    // The router: a request, then inbound messages (staged; a failed trigger send, which
+    // gives its lock back; handed off).
+    let (router_config, router_calls) = counting(&env.base);
+    let router = app::app(Arc::new(app::AppState::build(&router_config, &env.naming, router_settings()).await));
+    let request = Request::post("/initiate-conversation")
+        .header("x-api-key", API_KEY)
+        .body(Body::from(example_request().to_string()))
+        .expect("request");
+    assert_eq!(router.clone().oneshot(request).await.expect("answer").status(), StatusCode::OK);
+
+    // The processor sends the first message (a 1.2 s AI answer gives the heartbeat a beat), and
+    // meets a duplicate of it (a redelivery reads the record).
+    let sqs = aws_sdk_sqs::Client::new(&env.base);
+    let channel_queue = env.naming.channel_queue(ChannelKind::Whatsapp);
+    let url = sqs.get_queue_url().queue_name(&channel_queue).send().await.expect("url").queue_url.expect("url");
+    let received = sqs.receive_message().queue_url(&url).wait_time_seconds(5).send().await.expect("receive");
+    let message = received.messages.unwrap_or_default().pop().expect("the router's message");
+    for _ in 0..2 {
+        sqs.send_message()
+            .queue_url(&url)
+            .message_body(message.body.clone().expect("body"))
+            .send()
+            .await
+            .expect("send");
+    }
+    sqs.delete_message()
+        .queue_url(&url)
+        .receipt_handle(message.receipt_handle.expect("receipt"))
+        .send()
+        .await
+        .expect("delete");
+    let (processor_config_aws, processor_calls) = counting(&env.base);
+    let processor = Arc::new(Processor::build(&processor_config_aws, processor_config(&env)).expect("processor"));
+    env.fakes.set_latency(Service::OpenAi, Duration::from_millis(1_200));
+    let fakes = env.fakes.clone();
+    let depth = {
+        let sqs = sqs.clone();
+        move |url: String| {
+            let sqs = sqs.clone();
+            async move {
+                let names = [
+                    aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages,
+                    aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesNotVisible,
+                ];
+                let out =
+                    sqs.get_queue_attributes().queue_url(url).set_attribute_names(Some(names.to_vec())).send().await;
+                let attributes = out.expect("attributes").attributes.unwrap_or_default();
+                names.iter().filter_map(|n| attributes.get(n).and_then(|v| v.parse::<u64>().ok())).sum::<u64>()
+            }
+        }
+    };
+    work(&processor_config_aws, processor, &channel_queue, || {
+        let (sent, in_queue) = (!fakes.sent().is_empty(), depth(url.clone()));
+        async move { sent && in_queue.await == 0 }
+    })
+    .await;
+    env.fakes.set_latency(Service::OpenAi, Duration::from_millis(0));
+    assert_least_privilege("processor", &processor_calls);
+
+    let replies_queue = env.naming.replies_queue(ChannelKind::Whatsapp);
+    let url = sqs.get_queue_url().queue_name(&replies_queue).send().await.expect("url").queue_url.expect("url");
+    sqs.delete_queue().queue_url(&url).send().await.expect("delete");
+    assert_eq!(inbound(&router, "while the queue is gone").await, StatusCode::SERVICE_UNAVAILABLE);
+    sqs.create_queue().queue_name(&replies_queue).send().await.expect("recreate");
+    assert_eq!(inbound(&router, "hello").await, StatusCode::OK);
+
+    // The reply processor answers; a message during its turn gets the next trigger.
+    let (reply_config_aws, reply_calls) = counting(&env.base);
+    let replier = Arc::new(
+        ReplyProcessor::build(
+            &reply_config_aws,
+            ReplyConfig {
+                channel: ChannelKind::Whatsapp,
+                naming: env.naming.clone(),
+                secrets_cache: Duration::from_secs(300),
+                company_cache: Duration::from_secs(30),
+                http_timeout: Duration::from_secs(30),
+                send_grace: Duration::from_secs(30),
+                lease: Duration::from_secs(30),
+                openai_base_url: env.fakes.openai_url(),
+                twilio_base_url: env.fakes.url.clone(),
+            },
+        )
+        .expect("reply processor"),
+    );
+    env.fakes.set_latency(Service::OpenAi, Duration::from_millis(2_500));
+    let during = {
+        let (router, fakes) = (router.clone(), env.fakes.clone());
+        let asked_before = fakes.requests(Service::OpenAi).len();
+        tokio::spawn(async move {
+            while fakes.requests(Service::OpenAi).len() <= asked_before {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            inbound(&router, "one more").await
+        })
+    };
+    let fakes = env.fakes.clone();
+    work(&reply_config_aws, replier, &replies_queue, move || {
+        let done = fakes.sent().len() >= 3;
+        async move { done }
+    })
+    .await;
+    assert_eq!(during.await.expect("sent"), StatusCode::OK);
+
+    // A company that answers replies in person: the next message is handed off.
+    uncounted
+        .update_item()
+        .table_name(env.naming.company_data_table())
+        .set_key(Some(multicomms_wire::company::record_key("ci-aaa-001", "pi-aaa-001")))
+        .update_expression("SET auto_queue_reply_message = :t")
+        .expression_attribute_values(":t", aws_sdk_dynamodb::types::AttributeValue::Bool(true))
+        .send()
+        .await
+        .expect("hand off");
+    let router = app::app(Arc::new(app::AppState::build(&router_config, &env.naming, router_settings()).await));
+    assert_eq!(inbound(&router, "for a person").await, StatusCode::OK);
+    assert_least_privilege("router", &router_calls);
+    assert_least_privilege("reply-processor", &reply_calls);
+}
