@@ -36,3 +36,11 @@ COPY --from=builder /src/target/release/multicomms-processor /usr/local/bin/mult
 USER 65532:65532
 # The router by default; the processors run `multicomms-processor` (the operator sets args).
 CMD ["multicomms-router"]
+
+# The fake OpenAI/Twilio/SendGrid servers, for the kind job's in-cluster end-to-end test only.
+FROM builder AS fakes-build
+RUN cargo build --release --locked -p multicomms-testkit --bin fake-providers
+FROM gcr.io/distroless/cc-debian12:nonroot AS fakes
+COPY --from=fakes-build /src/target/release/fake-providers /usr/local/bin/fake-providers
+USER 65532:65532
+ENTRYPOINT ["/usr/local/bin/fake-providers", "0.0.0.0:8090"]

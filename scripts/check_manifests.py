@@ -122,6 +122,20 @@ for env in ("dev", "prod"):
         failures.append(f"kustomize {env}: unexpected kinds {kinds}")
     validate(f"environment {env}", built.stdout)
 
+# The kind job's manifests and the workflow itself.
+validate("kind emulators", (ROOT / "tests" / "cluster" / "emulators.yaml").read_text())
+kind_values = yaml.safe_load((ROOT / "tests" / "cluster" / "values-kind.yaml").read_text())
+rendered_kind = helm_python.Chart.load(str(chart)).render(kind_values, name="multicomms", namespace="multicomms-dev", is_install=True)
+validate("chart with the kind values", "\n---\n".join(rendered_kind.values()))
+workflow = yaml.safe_load((ROOT / ".github" / "workflows" / "ci.yml").read_text())
+runs = " ".join(str(step.get("run", "")) for job in workflow["jobs"].values() for step in job["steps"])
+for needed in (".ci/run", "scripts/test-kind.sh", "scripts/test-cluster.sh"):
+    if needed not in runs:
+        failures.append(f".github/workflows/ci.yml does not run {needed}")
+if sorted(workflow[True]["push"]["branches"]) != ["develop", "main"]:
+    failures.append(".github/workflows/ci.yml must build images on pushes to develop and main")
+print("workflow: checks, images, kind")
+
 argocd = ROOT / "config" / "argocd"
 # The ApplicationSet's two Applications, rendered the way its list generator and go template do.
 appset = yaml.safe_load((argocd / "applicationset.yaml").read_text())
