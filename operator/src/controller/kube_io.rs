@@ -100,3 +100,47 @@ pub async fn apply_workers(
     }
     Ok(applied)
 }
+
+/// Whether KEDA is installed (its ScaledObject CRD exists); asked on each Channel reconcile, so
+/// installing or removing KEDA takes effect at the next one.
+pub async fn keda_installed(client: &kube::Client) -> Result<bool, Error> {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
+    Ok(crds.get_opt(crate::desired::workers::SCALED_OBJECT_CRD).await?.is_some())
+}
+
+fn keda(client: &kube::Client, namespace: &str, kind: &str, plural: &str) -> Api<kube::api::DynamicObject> {
+    use crate::desired::workers::{KEDA_GROUP, KEDA_VERSION};
+    let gvk = kube::api::GroupVersionKind::gvk(KEDA_GROUP, KEDA_VERSION, kind);
+    Api::namespaced_with(client.clone(), namespace, &kube::api::ApiResource::from_gvk_with_plural(&gvk, plural))
+}
+
+/// Server-side applies the Channel's TriggerAuthentication and ScaledObjects (`scalers` empty:
+/// none wanted) and deletes its ScaledObjects no longer desired.
+pub async fn apply_scalers(
+    client: &kube::Client,
+    channel: &Channel,
+    authentication: &serde_json::Value,
+    scalers: &[serde_json::Value],
+) -> Result<(), Error> {
+    use crate::desired::workers::{CHANNEL_LABEL, MANAGED_BY};
+    let namespace = channel.namespace().unwrap_or_default();
+    let params = PatchParams::apply(MANAGER).force();
+    if !scalers.is_empty() {
+        let name = authentication["metadata"]["name"].as_str().unwrap_or_default();
+        keda(client, &namespace, "TriggerAuthentication", "triggerauthentications")
+            .patch(name, &params, &Patch::Apply(authentication))
+            .await?;
+    }
+    let scaled_objects = keda(client, &namespace, "ScaledObject", "scaledobjects");
+    for scaler in scalers {
+        let name = scaler["metadata"]["name"].as_str().unwrap_or_default();
+        scaled_objects.patch(name, &params, &Patch::Apply(scaler)).await?;
+    }
+    let selector = format!("app.kubernetes.io/managed-by={MANAGED_BY},{CHANNEL_LABEL}={}", channel.name_any());
+    let existing = scaled_objects.list(&kube::api::ListParams::default().labels(&selector)).await?;
+    for stale in existing.items.iter().filter(|o| !scalers.iter().any(|s| s["metadata"]["name"] == o.name_any())) {
+        scaled_objects.delete(&stale.name_any(), &Default::default()).await?;
+    }
+    Ok(())
+}

@@ -2,7 +2,9 @@
 //! cleanup }`: what differs between a Company and a Channel is [`Managed`]; the glue between the
 //! Kubernetes API and the engine is written once in [`reconcile`].
 use super::events::{event, publish};
-use super::kube_io::{apply_workers, companies_using, ensure_finalizer, secret_values, write_status};
+use super::kube_io::{
+    apply_scalers, apply_workers, companies_using, ensure_finalizer, keda_installed, secret_values, write_status,
+};
 use super::{Error, State};
 use crate::crd::channel::ChannelStatus;
 use crate::crd::company::CompanyStatus;
@@ -43,7 +45,12 @@ pub trait Managed:
     /// The status to write after `report`.
     fn status(&self, report: &Report, conditions: Vec<Condition>, now: &Time) -> serde_json::Value;
     /// The Kubernetes workloads it runs, applied; their conditions (none by default).
-    fn workers(&self, _state: &State, _now: &Time) -> impl Future<Output = Result<Vec<Condition>, Error>> + Send {
+    fn workers(
+        &self,
+        _state: &State,
+        _report: &Report,
+        _now: &Time,
+    ) -> impl Future<Output = Result<Vec<Condition>, Error>> + Send {
         async { Ok(Vec::new()) }
     }
 }
@@ -112,10 +119,25 @@ impl Managed for Channel {
         };
         serde_json::to_value(status).unwrap_or_default()
     }
-    async fn workers(&self, state: &State, now: &Time) -> Result<Vec<Condition>, Error> {
+    async fn workers(&self, state: &State, report: &Report, now: &Time) -> Result<Vec<Condition>, Error> {
+        use crate::desired::workers::{self as desired, Flow};
         let Some(settings) = &state.workers else { return Ok(Vec::new()) };
-        let desired = crate::desired::workers::deployments(self, settings);
-        let applied = apply_workers(&state.client, self, &desired).await?;
+        let autoscaled = desired::wants_autoscaling(self) && keda_installed(&state.client).await?;
+        let applied = apply_workers(&state.client, self, &desired::deployments(self, settings, autoscaled)).await?;
+        let url = |q: &Option<reconcile::QueueOutput>| q.as_ref().map(|q| q.url.clone());
+        let queues = [(Flow::Initial, url(&report.outputs.queue)), (Flow::Replies, url(&report.outputs.replies_queue))];
+        let queue_urls: Vec<(Flow, String)> = queues
+            .into_iter()
+            .filter(|(flow, _)| desired::flows(self.spec.kind).contains(flow))
+            .filter_map(|(flow, url)| Some((flow, url?)))
+            .collect();
+        if autoscaled {
+            let authentication = desired::trigger_authentication(self, settings);
+            apply_scalers(&state.client, self, &authentication, &desired::scaled_objects(self, settings, &queue_urls))
+                .await?;
+        } else if keda_installed(&state.client).await? {
+            apply_scalers(&state.client, self, &serde_json::Value::Null, &[]).await?;
+        }
         let condition = crate::desired::workers::condition(&applied, self.metadata.generation, self.conditions(), now);
         // An Event when the workers become ready or start rolling (a scale or a new config).
         let was = self.conditions().iter().find(|c| c.type_ == condition.type_).map(|c| c.status.as_str());
@@ -153,7 +175,7 @@ async fn apply<K: Managed>(state: &State, api: &Api<K>, namespace: &str, resourc
     let report = resource.sync(&state.engine, &values).await;
     let now = now();
     let mut conditions = conditions(&report, resource.conditions(), &now);
-    conditions.extend(resource.workers(state, &now).await?);
+    conditions.extend(resource.workers(state, &report, &now).await?);
     let status = resource.status(&report, conditions, &now);
     write_status(api, resource, status).await?;
     publish(&state.recorder, resource, &report).await;

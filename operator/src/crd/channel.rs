@@ -57,14 +57,30 @@ pub struct ChannelSpec {
     pub deletion_policy: DeletionPolicy,
 }
 
-/// How the channel's processors run.
+/// How the channel's processors run: `replicas` pods per flow, or, with `maxReplicas` and KEDA
+/// installed, between `minReplicas` and `maxReplicas` on the queue's depth.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.maxReplicas) || !has(self.minReplicas) || self.minReplicas <= self.maxReplicas")
+    .message("minReplicas must not exceed maxReplicas"))]
 pub struct Workers {
-    /// Pods per flow (0 stops the flow's processing; messages wait on the queue).
+    /// Pods per flow (0 stops the flow's processing; messages wait on the queue). Without KEDA
+    /// this is also what an autoscaled flow runs.
     #[serde(default = "default_replicas")]
     #[x_kube(validation = Rule::new("self <= 100").message("must be at most 100"))]
     pub replicas: u32,
+    /// Autoscaling (KEDA): the fewest pods per flow (default 1; 0 scales to zero when idle).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self <= 100").message("must be at most 100"))]
+    pub min_replicas: Option<u32>,
+    /// Autoscaling (KEDA): the most pods per flow; setting it asks for autoscaling.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 1 && self <= 100").message("must be between 1 and 100"))]
+    pub max_replicas: Option<u32>,
+    /// Autoscaling (KEDA): messages (visible + in flight) per pod the scaler aims at (default 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self >= 1").message("must be at least 1"))]
+    pub target_queue_depth: Option<u32>,
     /// Messages each pod works on at once (default 16).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self >= 1 && self <= 1024").message("must be between 1 and 1024"))]
@@ -80,7 +96,14 @@ fn default_replicas() -> u32 {
 
 impl Default for Workers {
     fn default() -> Self {
-        Workers { replicas: default_replicas(), concurrency: None, resources: None }
+        Workers {
+            replicas: default_replicas(),
+            min_replicas: None,
+            max_replicas: None,
+            target_queue_depth: None,
+            concurrency: None,
+            resources: None,
+        }
     }
 }
 

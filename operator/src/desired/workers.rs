@@ -74,9 +74,87 @@ pub fn deployment_name(channel: &Channel, flow: Flow) -> String {
     }
 }
 
-/// The Deployments `channel` should have.
-pub fn deployments(channel: &Channel, settings: &WorkerSettings) -> Vec<Deployment> {
-    flows(channel.spec.kind).iter().filter_map(|flow| deployment(channel, *flow, settings)).collect()
+/// The Deployments `channel` should have. `autoscaled`: KEDA sets the replicas (the operator
+/// leaves the field to it).
+pub fn deployments(channel: &Channel, settings: &WorkerSettings, autoscaled: bool) -> Vec<Deployment> {
+    let deployments = flows(channel.spec.kind).iter().filter_map(|flow| deployment(channel, *flow, settings));
+    deployments
+        .map(|mut d| {
+            if autoscaled {
+                if let Some(spec) = d.spec.as_mut() {
+                    spec.replicas = None;
+                }
+            }
+            d
+        })
+        .collect()
+}
+
+/// KEDA's ScaledObject and TriggerAuthentication: group, version, kinds and plurals.
+pub const KEDA_GROUP: &str = "keda.sh";
+pub const KEDA_VERSION: &str = "v1alpha1";
+/// The CRD whose presence means KEDA is installed.
+pub const SCALED_OBJECT_CRD: &str = "scaledobjects.keda.sh";
+
+/// Whether the Channel asks for autoscaling (`workers.maxReplicas`).
+pub fn wants_autoscaling(channel: &Channel) -> bool {
+    channel.spec.workers.max_replicas.is_some()
+}
+
+/// The TriggerAuthentication the scalers use: pod identity, the workers' own (IRSA) role.
+pub fn trigger_authentication(channel: &Channel, settings: &WorkerSettings) -> Value {
+    json!({
+        "apiVersion": format!("{KEDA_GROUP}/{KEDA_VERSION}"),
+        "kind": "TriggerAuthentication",
+        "metadata": {
+            "name": format!("{}-sqs", channel.name_any()),
+            "namespace": channel.namespace(),
+            "labels": {"app.kubernetes.io/managed-by": MANAGED_BY, CHANNEL_LABEL: channel.name_any(),
+                       "app.kubernetes.io/version": settings.version},
+            "ownerReferences": channel.controller_owner_ref(&()).into_iter().collect::<Vec<_>>(),
+        },
+        "spec": {"podIdentity": {"provider": "aws", "identityOwner": "workload"}},
+    })
+}
+
+/// One ScaledObject per flow: the flow's Deployment scaled on its queue's depth (visible + in
+/// flight), `queue_urls` giving each flow's queue.
+pub fn scaled_objects(channel: &Channel, settings: &WorkerSettings, queue_urls: &[(Flow, String)]) -> Vec<Value> {
+    let workers = &channel.spec.workers;
+    queue_urls
+        .iter()
+        .map(|(flow, url)| {
+            let name = deployment_name(channel, *flow);
+            let mut metadata = json!({
+                "queueURL": url,
+                "queueLength": workers.target_queue_depth.unwrap_or(5).to_string(),
+                "awsRegion": settings.aws_region.clone().unwrap_or_default(),
+            });
+            if let Some(endpoint) = &settings.aws_endpoint_url {
+                metadata["awsEndpoint"] = json!(endpoint);
+            }
+            json!({
+                "apiVersion": format!("{KEDA_GROUP}/{KEDA_VERSION}"),
+                "kind": "ScaledObject",
+                "metadata": {
+                    "name": name,
+                    "namespace": channel.namespace(),
+                    "labels": labels(channel, *flow, settings),
+                    "ownerReferences": channel.controller_owner_ref(&()).into_iter().collect::<Vec<_>>(),
+                },
+                "spec": {
+                    "scaleTargetRef": {"name": name},
+                    "minReplicaCount": workers.min_replicas.unwrap_or(1),
+                    "maxReplicaCount": workers.max_replicas.unwrap_or(workers.replicas.max(1)),
+                    "triggers": [{
+                        "type": "aws-sqs-queue",
+                        "metadata": metadata,
+                        "authenticationRef": {"name": format!("{}-sqs", channel.name_any())},
+                    }],
+                },
+            })
+        })
+        .collect()
 }
 
 fn labels(channel: &Channel, flow: Flow, settings: &WorkerSettings) -> Value {
@@ -268,10 +346,10 @@ mod tests {
 
     #[test]
     fn a_channel_runs_one_hardened_deployment_per_flow() {
-        let whatsapp = deployments(&channel("whatsapp"), &settings());
+        let whatsapp = deployments(&channel("whatsapp"), &settings(), false);
         let names: Vec<String> = whatsapp.iter().map(ResourceExt::name_any).collect();
         assert_eq!(names, ["whatsapp-processor", "whatsapp-replies-processor"]);
-        assert_eq!(deployments(&channel("email"), &settings()).len(), 1, "no replies flow for email");
+        assert_eq!(deployments(&channel("email"), &settings(), false).len(), 1, "no replies flow for email");
 
         let d = &whatsapp[1];
         let owner = &d.metadata.owner_references.as_ref().expect("owner")[0];
@@ -311,9 +389,32 @@ mod tests {
     }
 
     #[test]
+    fn an_autoscaled_flow_leaves_its_replicas_to_a_scaled_object_on_its_queue() {
+        let mut autoscaled = channel("sms");
+        autoscaled.spec.workers.max_replicas = Some(8);
+        autoscaled.spec.workers.target_queue_depth = Some(20);
+        assert!(wants_autoscaling(&autoscaled));
+        let fixed = deployments(&autoscaled, &settings(), false);
+        assert_eq!(fixed[0].spec.as_ref().and_then(|s| s.replicas), Some(1), "without KEDA: fixed replicas");
+        let scaled = deployments(&autoscaled, &settings(), true);
+        assert_eq!(scaled[0].spec.as_ref().and_then(|s| s.replicas), None, "KEDA owns the field");
+        let urls = [(Flow::Initial, "https://sqs/q".to_string()), (Flow::Replies, "https://sqs/r".to_string())];
+        let objects = scaled_objects(&autoscaled, &settings(), &urls);
+        assert_eq!(objects[1]["spec"]["scaleTargetRef"]["name"], "sms-replies-processor");
+        assert_eq!(objects[1]["spec"]["maxReplicaCount"], 8);
+        let trigger = &objects[0]["spec"]["triggers"][0];
+        assert_eq!(
+            (trigger["type"].as_str(), trigger["metadata"]["queueLength"].as_str()),
+            (Some("aws-sqs-queue"), Some("20"))
+        );
+        assert_eq!(trigger["metadata"]["queueURL"], "https://sqs/q");
+        assert_eq!(trigger_authentication(&autoscaled, &settings())["spec"]["podIdentity"]["provider"], "aws");
+    }
+
+    #[test]
     fn workers_are_ready_when_every_replica_is_updated_and_ready() {
         let now = Time(k8s_openapi::jiff::Timestamp::now());
-        let mut deployments = deployments(&channel("sms"), &settings());
+        let mut deployments = deployments(&channel("sms"), &settings(), false);
         let rolling = condition(&deployments, Some(1), &[], &now);
         assert_eq!((rolling.status.as_str(), rolling.reason.as_str()), ("False", "RollingOut"));
         assert!(rolling.message.contains("sms-processor 0/1 ready"), "{}", rolling.message);

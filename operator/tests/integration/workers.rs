@@ -4,7 +4,9 @@
 //! following their status. Each test asserts the Deployment API calls made.
 use crate::support::*;
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentStatus};
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::CustomResourceExt;
 use kube::ResourceExt;
 use kube_fake_client::{interceptor, ClientBuilder};
 use multicomms_operator::controller::State;
@@ -15,6 +17,27 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const NS: &str = "multicomms-dev";
+
+/// KEDA's kinds as the fake API server needs them typed (the operator uses them dynamically).
+#[derive(kube::CustomResource, serde::Deserialize, serde::Serialize, Clone, Debug, Default, schemars::JsonSchema)]
+#[kube(group = "keda.sh", version = "v1alpha1", kind = "ScaledObject", namespaced)]
+struct ScaledObjectSpec {
+    #[serde(default, rename = "maxReplicaCount", skip_serializing_if = "Option::is_none")]
+    max_replica_count: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    triggers: Option<serde_json::Value>,
+    #[serde(default, rename = "scaleTargetRef", skip_serializing_if = "Option::is_none")]
+    scale_target_ref: Option<serde_json::Value>,
+    #[serde(default, rename = "minReplicaCount", skip_serializing_if = "Option::is_none")]
+    min_replica_count: Option<u32>,
+}
+
+#[derive(kube::CustomResource, serde::Deserialize, serde::Serialize, Clone, Debug, Default, schemars::JsonSchema)]
+#[kube(group = "keda.sh", version = "v1alpha1", kind = "TriggerAuthentication", namespaced)]
+struct TriggerAuthenticationSpec {
+    #[serde(default, rename = "podIdentity", skip_serializing_if = "Option::is_none")]
+    pod_identity: Option<serde_json::Value>,
+}
 
 fn settings(naming: &multicomms_wire::Naming) -> WorkerSettings {
     WorkerSettings {
@@ -56,6 +79,9 @@ async fn fake(channel: Channel, calls: Calls) -> kube::Client {
         .with_resource::<Channel>()
         .with_resource::<Deployment>()
         .with_resource::<k8s_openapi::api::events::v1::Event>()
+        .with_resource::<CustomResourceDefinition>()
+        .with_resource::<ScaledObject>()
+        .with_resource::<TriggerAuthentication>()
         .with_status_subresource::<Deployment>()
         .with_object(channel)
         .build()
@@ -205,4 +231,58 @@ async fn a_flow_no_longer_run_loses_its_deployment() {
     let names: Vec<String> = deployments(&client).await.iter().map(|d| d.name_any()).collect();
     assert_eq!(names, ["whatsapp-processor", "whatsapp-replies-processor"]);
     assert!(calls.lock().expect("calls").contains(&"delete whatsapp-old-replies-processor".to_string()));
+}
+
+#[tokio::test]
+async fn with_keda_installed_a_scaled_object_replaces_fixed_replicas_and_goes_when_keda_does() {
+    let mut sms = channel("sms");
+    sms.spec.workers.max_replicas = Some(4);
+    sms.spec.workers.target_queue_depth = Some(10);
+    let client = fake(sms, Calls::default()).await;
+    let crds = Api::<CustomResourceDefinition>::all(client.clone());
+    crds.create(&Default::default(), &ScaledObject::crd()).await.expect("KEDA installed");
+    let state = state(client.clone()).await;
+    reconcile_channel(current(&client, "sms").await, &state).await;
+
+    let scalers = Api::<ScaledObject>::namespaced(client.clone(), NS).list(&ListParams::default()).await.expect("list");
+    let mut names: Vec<String> = scalers.items.iter().map(|o| o.name_any()).collect();
+    names.sort();
+    assert_eq!(names, ["sms-processor", "sms-replies-processor"]);
+    let scaler = scalers.items.iter().find(|o| o.name_any() == "sms-processor").expect("scaler");
+    assert_eq!(scaler.spec.max_replica_count, Some(4));
+    let trigger = &scaler.spec.triggers.as_ref().expect("triggers")[0];
+    assert_eq!(trigger["type"], "aws-sqs-queue");
+    assert!(trigger["metadata"]["queueURL"]
+        .as_str()
+        .is_some_and(|u| u.ends_with("-sms-queue-test") || u.contains("sms-queue")));
+    assert_eq!(trigger["metadata"]["queueLength"], "10");
+    assert!(Api::<TriggerAuthentication>::namespaced(client.clone(), NS)
+        .get_opt("sms-sqs")
+        .await
+        .expect("get")
+        .is_some());
+    for d in deployments(&client).await {
+        assert_eq!(d.spec.as_ref().and_then(|s| s.replicas), None, "{}: KEDA sets the replicas", d.name_any());
+    }
+
+    // Autoscaling no longer asked for: the ScaledObjects go, fixed replicas come back.
+    let mut fixed = current(&client, "sms").await;
+    fixed.spec.workers.max_replicas = None;
+    reconcile_channel(fixed, &state).await;
+    assert!(Api::<ScaledObject>::namespaced(client.clone(), NS)
+        .list(&ListParams::default())
+        .await
+        .expect("list")
+        .items
+        .is_empty());
+
+    // Asked again, then KEDA uninstalled: fixed replicas (its objects go with its CRD).
+    let mut again = current(&client, "sms").await;
+    again.spec.workers.max_replicas = Some(4);
+    reconcile_channel(again.clone(), &state).await;
+    crds.delete(&ScaledObject::crd().name_any(), &Default::default()).await.expect("KEDA removed");
+    reconcile_channel(again, &state).await;
+    for d in deployments(&client).await {
+        assert_eq!(d.spec.as_ref().and_then(|s| s.replicas), Some(1), "{}: fixed replicas without KEDA", d.name_any());
+    }
 }
