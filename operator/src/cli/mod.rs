@@ -140,6 +140,12 @@ pub struct Target {
     /// outputs (queue URLs, ARNs, secret version ids, record version).
     #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
     pub output: OutputFormat,
+    /// Also list what the in-cluster controller would change in each Channel's worker
+    /// Deployments, against the cluster of the current kubeconfig (read-only).
+    #[arg(long)]
+    pub workloads: bool,
+    #[command(flatten)]
+    pub workers: WorkerArgs,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -214,6 +220,9 @@ async fn reconcile_checkout(
         }
         OutputFormat::Json => println!("{}", output::json(&reports)?),
     }
+    if target.workloads {
+        print!("{}", plan_workloads(&manifests, &target.workers, &ctx.naming).await?);
+    }
     tracing::info!(aws_calls = ctx.aws.calls.total(), aws_writes = ctx.aws.calls.writes(), "done");
     let failed = reports.iter().any(|r| !r.is_ready());
     let changed = reports.iter().any(|r| !r.changes.is_empty());
@@ -222,6 +231,32 @@ async fn reconcile_checkout(
         (false, true) => ExitCode::from(2),
         (false, false) => ExitCode::SUCCESS,
     })
+}
+
+/// The worker Deployment changes per Channel, read against the current kubeconfig's cluster.
+async fn plan_workloads(
+    manifests: &manifests::Manifests,
+    workers: &WorkerArgs,
+    naming: &Naming,
+) -> anyhow::Result<String> {
+    let Some(settings) = workers.settings(naming) else { return Ok(String::new()) };
+    let client = kube::Client::try_default().await.context("connecting to the Kubernetes API for --workloads")?;
+    let mut out = String::from("\nWorkloads (the in-cluster controller applies them):\n");
+    for channel in &manifests.channels {
+        let existing = controller::kube_io::existing_workers(&client, channel).await?;
+        // Fixed replicas as planned; with KEDA the cluster's autoscaler owns them.
+        let desired = crate::desired::workers::deployments(channel, &settings, false);
+        let changes = crate::desired::workers::changes(&desired, &existing);
+        use kube::ResourceExt;
+        let name = format!("Channel {}/{}", channel.namespace().unwrap_or_default(), channel.name_any());
+        if changes.is_empty() {
+            let _ = std::fmt::Write::write_fmt(&mut out, format_args!("{name}: in sync\n"));
+        }
+        for change in changes {
+            let _ = std::fmt::Write::write_fmt(&mut out, format_args!("{name}: {change}\n"));
+        }
+    }
+    Ok(out)
 }
 
 fn write_crds(dirs: Vec<PathBuf>) -> anyhow::Result<ExitCode> {

@@ -101,6 +101,14 @@ pub async fn apply_workers(
     Ok(applied)
 }
 
+/// The worker Deployments the operator made for `channel` (for `plan`).
+pub async fn existing_workers(client: &kube::Client, channel: &Channel) -> Result<Vec<Deployment>, Error> {
+    use crate::desired::workers::{CHANNEL_LABEL, MANAGED_BY};
+    let api: Api<Deployment> = Api::namespaced(client.clone(), &channel.namespace().unwrap_or_default());
+    let selector = format!("app.kubernetes.io/managed-by={MANAGED_BY},{CHANNEL_LABEL}={}", channel.name_any());
+    Ok(api.list(&kube::api::ListParams::default().labels(&selector)).await?.items)
+}
+
 /// Whether KEDA is installed (its ScaledObject CRD exists); asked on each Channel reconcile, so
 /// installing or removing KEDA takes effect at the next one.
 pub async fn keda_installed(client: &kube::Client) -> Result<bool, Error> {

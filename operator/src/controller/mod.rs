@@ -116,13 +116,31 @@ async fn control<K: Managed>(state: Arc<State>, concurrency: u16) {
     let client = state.client.clone();
     let naming = state.engine.naming.clone();
     let mut controller = Controller::new(Api::<K>::all(client.clone()), watcher::Config::default());
+    let store = controller.store();
     if state.workers.is_some() {
+        use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
         // A worker Deployment's status change re-reconciles its Channel (WorkersReady).
         let managed = format!("app.kubernetes.io/managed-by={}", crate::desired::workers::MANAGED_BY);
         let deployments = Api::<k8s_openapi::api::apps::v1::Deployment>::all(client.clone());
         controller = controller.owns(deployments, watcher::Config::default().labels(&managed));
+        // KEDA installed or removed: every Channel switches between ScaledObjects and fixed
+        // replicas at once.
+        if K::kind(&()) == "Channel" {
+            let keda = format!("metadata.name={}", crate::desired::workers::SCALED_OBJECT_CRD);
+            let channels = store.clone();
+            controller = controller.watches(
+                Api::<CustomResourceDefinition>::all(client.clone()),
+                watcher::Config::default().fields(&keda),
+                move |_| {
+                    channels
+                        .state()
+                        .iter()
+                        .map(|c| kube::runtime::reflector::ObjectRef::from_obj(&**c))
+                        .collect::<Vec<_>>()
+                },
+            );
+        }
     }
-    let store = controller.store();
     controller
         .watches(secret_names(&client), watcher::Config::default(), move |secret| {
             referencing(&store, &secret, |r: &K| r.secret_specs(&naming))

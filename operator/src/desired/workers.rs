@@ -281,6 +281,44 @@ pub fn config_hash(channel: &Channel, flow: Flow, settings: &WorkerSettings) -> 
     hex::encode(&digest[..8])
 }
 
+/// What applying `desired` would change, against the Deployments a cluster holds for the
+/// Channel (`existing`): created, rolled (a new config hash), rescaled, deleted. `plan` prints it.
+pub fn changes(desired: &[Deployment], existing: &[Deployment]) -> Vec<String> {
+    let hash = |d: &Deployment| {
+        d.spec
+            .as_ref()
+            .and_then(|s| s.template.metadata.as_ref())
+            .and_then(|m| m.annotations.as_ref())
+            .and_then(|a| a.get(CONFIG_HASH).cloned())
+    };
+    let replicas = |d: &Deployment| d.spec.as_ref().and_then(|s| s.replicas);
+    let mut changes = Vec::new();
+    for want in desired {
+        let name = want.name_any();
+        match existing.iter().find(|d| d.name_any() == name) {
+            None => changes.push(format!("create Deployment {name}")),
+            Some(have) => {
+                if hash(have) != hash(want) {
+                    let (from, to) = (hash(have).unwrap_or_default(), hash(want).unwrap_or_default());
+                    changes.push(format!("update Deployment {name}: config hash {from} → {to} (pods roll)"));
+                }
+                if want.spec.as_ref().is_some_and(|s| s.replicas.is_some()) && replicas(have) != replicas(want) {
+                    let show = |r: Option<i32>| r.map_or("-".to_string(), |r| r.to_string());
+                    changes.push(format!(
+                        "update Deployment {name}: replicas {} → {}",
+                        show(replicas(have)),
+                        show(replicas(want))
+                    ));
+                }
+            }
+        }
+    }
+    for stale in existing.iter().filter(|d| !desired.iter().any(|w| w.name_any() == d.name_any())) {
+        changes.push(format!("delete Deployment {}", stale.name_any()));
+    }
+    changes
+}
+
 /// `WorkersReady` from the Deployments as the API server returned them: True when every one has
 /// all its replicas updated and ready for its current generation.
 pub fn condition(deployments: &[Deployment], generation: Option<i64>, previous: &[Condition], now: &Time) -> Condition {
@@ -409,6 +447,24 @@ mod tests {
         );
         assert_eq!(trigger["metadata"]["queueURL"], "https://sqs/q");
         assert_eq!(trigger_authentication(&autoscaled, &settings())["spec"]["podIdentity"]["provider"], "aws");
+    }
+
+    #[test]
+    fn a_plan_names_the_workload_changes() {
+        let before = deployments(&channel("whatsapp"), &settings(), false);
+        assert_eq!(
+            changes(&before, &[]),
+            ["create Deployment whatsapp-processor", "create Deployment whatsapp-replies-processor"]
+        );
+        assert!(changes(&before, &before).is_empty(), "in sync");
+        let mut edited = channel("whatsapp");
+        edited.spec.queue.visibility_timeout_seconds = Some(1200);
+        edited.spec.workers.replicas = 3;
+        let after = deployments(&edited, &settings(), false);
+        let planned = changes(&after[..1], &before);
+        assert!(planned[0].starts_with("update Deployment whatsapp-processor: config hash "), "{planned:?}");
+        assert_eq!(planned[1], "update Deployment whatsapp-processor: replicas 1 → 3");
+        assert_eq!(planned[2], "delete Deployment whatsapp-replies-processor");
     }
 
     #[test]
