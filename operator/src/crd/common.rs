@@ -4,6 +4,20 @@ use serde::{Deserialize, Serialize};
 
 pub use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
+/// When a condition of `type_` took `status`: as `previous` says if it already had it, else now.
+pub fn transition_time(
+    previous: &[Condition],
+    type_: &str,
+    status: &str,
+    now: &k8s_openapi::apimachinery::pkg::apis::meta::v1::Time,
+) -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Time {
+    previous
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map(|c| c.last_transition_time.clone())
+        .unwrap_or_else(|| now.clone())
+}
+
 /// A value held in a key of a Kubernetes Secret in the resource's namespace, never in git.
 #[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]

@@ -338,11 +338,7 @@ pub fn condition(deployments: &[Deployment], generation: Option<i64>, previous: 
     } else {
         ("False", "RollingOut", waiting.join("; "))
     };
-    let last_transition_time = previous
-        .iter()
-        .find(|c| c.type_ == WORKERS_READY && c.status == status)
-        .map(|c| c.last_transition_time.clone())
-        .unwrap_or_else(|| now.clone());
+    let last_transition_time = crate::crd::common::transition_time(previous, WORKERS_READY, status, now);
     Condition {
         type_: WORKERS_READY.into(),
         status: status.into(),

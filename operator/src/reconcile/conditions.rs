@@ -13,11 +13,7 @@ pub const SYNCED: &str = "Synced";
 pub fn conditions(report: &Report, previous: &[Condition], now: &Time) -> Vec<Condition> {
     let condition = |type_: &str, ok: bool, reason: &str, message: String| {
         let status = if ok { "True" } else { "False" }.to_string();
-        let last_transition_time = previous
-            .iter()
-            .find(|c| c.type_ == type_ && c.status == status)
-            .map(|c| c.last_transition_time.clone())
-            .unwrap_or_else(|| now.clone());
+        let last_transition_time = crate::crd::common::transition_time(previous, type_, &status, now);
         Condition {
             type_: type_.to_string(),
             status,
