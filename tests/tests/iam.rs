@@ -314,6 +314,13 @@ async fn each_components_policy_grants_exactly_the_aws_actions_it_performs() {
         .await
         .expect("hand off");
     let router = app::app(Arc::new(app::AppState::build(&router_config, &env.naming, router_settings()).await));
+    // The hand-off queue missing: 503, and the message's marker removed for Twilio's retry.
+    let handoff = env.naming.handoff_queue();
+    let url = sqs.get_queue_url().queue_name(&handoff).send().await.expect("url").queue_url.expect("url");
+    sqs.delete_queue().queue_url(&url).send().await.expect("delete");
+    assert_eq!(inbound(&router, "while the hand-off queue is gone").await, StatusCode::SERVICE_UNAVAILABLE);
+    sqs.create_queue().queue_name(&handoff).send().await.expect("recreate");
+    let router = app::app(Arc::new(app::AppState::build(&router_config, &env.naming, router_settings()).await));
     assert_eq!(inbound(&router, "for a person").await, StatusCode::OK);
     assert_least_privilege("router", &router_calls);
     assert_least_privilege("reply-processor", &reply_calls);

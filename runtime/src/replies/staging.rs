@@ -38,8 +38,9 @@ impl Staging {
         }
     }
 
-    /// Stages a fragment once: a retried webhook finds its row and changes nothing.
-    pub async fn stage(&self, fragment: &Fragment) -> Result<(), Failure> {
+    /// Stages a fragment once: a retried webhook finds its row and changes nothing. True when
+    /// the row is new.
+    pub async fn stage(&self, fragment: &Fragment) -> Result<bool, Failure> {
         let item = serde_dynamo::to_item(fragment).map_err(|e| Failure::Permanent(format!("fragment: {e}")))?;
         let put = self
             .dynamodb
@@ -51,10 +52,9 @@ impl Staging {
             .send()
             .await;
         match put {
-            Err(e) if !e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
-                Err(aws_failure("PutItem", &e))
-            }
-            _ => Ok(()),
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(false),
+            Err(e) => Err(aws_failure("PutItem", &e)),
         }
     }
 
@@ -79,7 +79,7 @@ impl Staging {
         let mut fragments = Vec::with_capacity(items.len());
         for item in items {
             match serde_dynamo::from_item::<_, Fragment>(item) {
-                Ok(fragment) if fragment.expires_at > now => fragments.push(fragment),
+                Ok(fragment) if fragment.expires_at > now && !fragment.handed_off => fragments.push(fragment),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "a staged row is not a fragment; left for its TTL"),
             }

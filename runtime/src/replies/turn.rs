@@ -508,6 +508,7 @@ mod tests {
             received_at: String::new(),
             received_at_ms: ms,
             expires_at: 0,
+            handed_off: false,
         }
     }
 

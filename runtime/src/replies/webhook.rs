@@ -22,6 +22,10 @@ use multicomms_wire::ChannelKind;
 use secrecy::ExposeSecret;
 use tracing::Instrument;
 
+/// How long a handed-off message's marker row stops Twilio's retries of it (a day: Twilio
+/// retries within minutes).
+const HAND_OFF_MARKER_SECONDS: u64 = 24 * 3600;
+
 pub const EMPTY_TWIML: &str = "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response></Response>";
 
 /// The router path of a channel's webhook (the URL Twilio calls is the public base URL + this).
@@ -151,7 +155,20 @@ async fn answer(
     match route::route(company.as_ref().map(|c| &c.record), &conversation, channel) {
         Route::Refuse(code) => Ok(refused(code, "the company does not take replies on this conversation")),
         Route::HandOff(reason) => {
-            webhook.staging.hand_off(&hand_off_message(&conversation, channel, reason, &[fragment])).await?;
+            // A marker row first, so a Twilio retry of this message is not handed off twice; a
+            // failed send removes it again, so the retry sends.
+            let marker =
+                Fragment { handed_off: true, expires_at: epoch_seconds() + HAND_OFF_MARKER_SECONDS, ..fragment };
+            if !webhook.staging.stage(&marker).await? {
+                return Ok(Acknowledged::AlreadyAnswered);
+            }
+            let message = hand_off_message(&conversation, channel, reason, std::slice::from_ref(&marker));
+            if let Err(failure) = webhook.staging.hand_off(&message).await {
+                if let Err(e) = webhook.staging.remove(std::slice::from_ref(&marker)).await {
+                    tracing::warn!(error = %e, "the hand-off marker was not removed; a retry of this message is dropped");
+                }
+                return Err(failure);
+            }
             Ok(Acknowledged::HandedOff)
         }
         Route::Reply => {
@@ -192,6 +209,7 @@ fn fragment(inbound: &Inbound, conversation: &ConversationRecord) -> Fragment {
         received_at: now(),
         received_at_ms,
         expires_at: epoch_seconds() + STAGE_TTL_SECONDS,
+        handed_off: false,
     }
 }
 

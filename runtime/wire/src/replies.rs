@@ -38,6 +38,10 @@ pub struct Fragment {
     pub received_at_ms: u64,
     /// TTL (epoch seconds); reads skip expired rows, since DynamoDB deletes them lazily.
     pub expires_at: u64,
+    /// Marks a message handed to a person, not waiting for a turn: the row only stops a Twilio
+    /// retry of it reaching the hand-off queue twice. Turns skip it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub handed_off: bool,
 }
 
 impl Fragment {
@@ -140,6 +144,7 @@ mod tests {
             received_at: String::new(),
             received_at_ms: ms,
             expires_at: 0,
+            handed_off: false,
         }
     }
 
