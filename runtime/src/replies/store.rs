@@ -183,16 +183,12 @@ impl ConversationStore {
     /// (`sending_reply` → `retry`).
     pub async fn release_reply_claim(&self, key: &ConversationKey, token: &str, reason: &str) -> Result<(), Failure> {
         let update = self
-            .update(key)
+            .turn_update(key, token)
             .update_expression(
                 "SET #status = :retry, #updated = :now, #failure = :reason REMOVE #claim, #lease, #lease_until",
             )
             .condition_expression("#status = :sending_reply AND #claim = :token")
-            .expression_attribute_names("#claim", attribute::CLAIM_ID)
-            .expression_attribute_names("#lease", attribute::REPLY_LEASE_ID)
-            .expression_attribute_names("#lease_until", attribute::REPLY_LEASE_EXPIRES_AT)
             .expression_attribute_names("#failure", attribute::FAILURE_REASON)
-            .expression_attribute_values(":token", AttributeValue::S(token.into()))
             .expression_attribute_values(":reason", AttributeValue::S(reason.into()))
             .expression_attribute_values(":retry", status(ConversationStatus::Retry))
             .expression_attribute_values(":sending_reply", status(ConversationStatus::SendingReply));
@@ -215,7 +211,7 @@ impl ConversationStore {
             .collect::<Result<Vec<AttributeValue>, _>>()
             .map_err(|e| Failure::Permanent(format!("message not storable: {e}")))?;
         let update = self
-            .update(key)
+            .turn_update(key, token)
             .update_expression(
                 "SET #status = :reply_sent, #updated = :now, \
                  #messages = list_append(if_not_exists(#messages, :empty), :messages), #response = :response \
@@ -224,14 +220,10 @@ impl ConversationStore {
             .condition_expression("#status IN (:sending_reply, :unknown) AND #claim = :token")
             .expression_attribute_names("#messages", attribute::MESSAGES)
             .expression_attribute_names("#response", attribute::RESPONSE_ID)
-            .expression_attribute_names("#claim", attribute::CLAIM_ID)
-            .expression_attribute_names("#lease", attribute::REPLY_LEASE_ID)
-            .expression_attribute_names("#lease_until", attribute::REPLY_LEASE_EXPIRES_AT)
             .expression_attribute_names("#failure", attribute::FAILURE_REASON)
             .expression_attribute_values(":reply_sent", status(ConversationStatus::ReplySent))
             .expression_attribute_values(":sending_reply", status(ConversationStatus::SendingReply))
             .expression_attribute_values(":unknown", status(ConversationStatus::SendOutcomeUnknown))
-            .expression_attribute_values(":token", AttributeValue::S(token.into()))
             .expression_attribute_values(":empty", AttributeValue::L(vec![]))
             .expression_attribute_values(":messages", AttributeValue::L(messages))
             .expression_attribute_values(":response", AttributeValue::S(response_id.into()));
@@ -257,7 +249,7 @@ impl ConversationStore {
         reason: &str,
     ) -> Result<Written, Failure> {
         let update = self
-            .update(key)
+            .turn_update(key, token)
             .update_expression(
                 "SET #status = :to, #updated = :now, #failure = :reason, #handoff = :true, #handoff_reason = :reason \
                  REMOVE #claim, #lease, #lease_until",
@@ -266,14 +258,24 @@ impl ConversationStore {
             .expression_attribute_names("#failure", attribute::FAILURE_REASON)
             .expression_attribute_names("#handoff", attribute::HAND_OFF)
             .expression_attribute_names("#handoff_reason", attribute::HAND_OFF_REASON)
+            .expression_attribute_values(":to", status(to))
+            .expression_attribute_values(":reason", AttributeValue::S(reason.into()))
+            .expression_attribute_values(":true", AttributeValue::Bool(true));
+        self.conditional(update).await
+    }
+
+    /// [`ConversationStore::update`] plus what ending a turn's claim and lease uses: `#claim`,
+    /// `#lease`, `#lease_until` and the turn's `:token`.
+    fn turn_update(
+        &self,
+        key: &ConversationKey,
+        token: &str,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.update(key)
             .expression_attribute_names("#claim", attribute::CLAIM_ID)
             .expression_attribute_names("#lease", attribute::REPLY_LEASE_ID)
             .expression_attribute_names("#lease_until", attribute::REPLY_LEASE_EXPIRES_AT)
-            .expression_attribute_values(":to", status(to))
-            .expression_attribute_values(":reason", AttributeValue::S(reason.into()))
-            .expression_attribute_values(":true", AttributeValue::Bool(true))
-            .expression_attribute_values(":token", AttributeValue::S(token.into()));
-        self.conditional(update).await
+            .expression_attribute_values(":token", AttributeValue::S(token.into()))
     }
 
     fn lease_update(
