@@ -408,6 +408,28 @@ async fn transient_failures_are_retried_and_permanent_ones_recorded() {
 }
 
 #[tokio::test]
+async fn a_transient_failure_on_the_last_receive_ends_the_conversation_instead_of_leaving_it_in_limbo() {
+    let env = env().await;
+    // The example queue dead-letters after 3 receives: the AI fails on every one of them.
+    let running = env.start(ChannelKind::Whatsapp, Duration::from_secs(2), Duration::from_secs(2)).await;
+    let record = with_fault(
+        &env,
+        0x311,
+        Service::OpenAi,
+        &[Fault::Status(500), Fault::Status(500), Fault::Status(500)],
+        &[ConversationStatus::FailedToProcessAi],
+    )
+    .await;
+    running.stop().await;
+    let reason = record.failure_reason.unwrap_or_default();
+    assert!(reason.contains("last receive") && reason.contains("500"), "{reason}");
+    assert_eq!(env.fakes.requests(Service::OpenAi).len(), 3);
+    assert!(env.fakes.sent().is_empty());
+    assert_eq!(env.depth(env.naming.channel_queue(ChannelKind::Whatsapp)).await, 0);
+    assert_eq!(env.depth(env.naming.channel_dlq(ChannelKind::Whatsapp)).await, 0, "nothing dead-lettered");
+}
+
+#[tokio::test]
 async fn a_message_whose_send_outcome_is_unknown_is_not_sent_again_on_redelivery() {
     let env = env().await;
     env.fakes.fail_next(Service::Twilio, Fault::Status(502));

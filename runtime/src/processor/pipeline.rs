@@ -138,7 +138,7 @@ impl Processor {
         }
         match self.work(&incoming, &key, started).await {
             Ok(outcome) | Err(Halt::Settled(outcome)) => outcome,
-            Err(Halt::Failed(failure)) => self.record_failure(&key, failure).await,
+            Err(Halt::Failed(failure)) => self.record_failure(&key, failure, last_receive).await,
         }
     }
 
@@ -309,11 +309,16 @@ impl Processor {
         Outcome::Sent
     }
 
-    /// Transient: noted on the record, retried through SQS. Permanent: the step's status.
-    async fn record_failure(&self, key: &ConversationKey, failed: StepFailure) -> Outcome {
+    /// Transient: noted on the record, retried through SQS. Permanent, or transient on the last
+    /// receive (SQS would dead-letter the message and leave the record unfinished): the step's
+    /// status.
+    async fn record_failure(&self, key: &ConversationKey, failed: StepFailure, last_receive: bool) -> Outcome {
         let StepFailure { from, status, step, failure } = failed;
-        let reason = format!("{step}: {failure}");
-        if let Failure::Transient(_) = failure {
+        let reason = match (&failure, last_receive) {
+            (Failure::Transient(_), true) => format!("{step}: {failure}; still failing on the last receive"),
+            _ => format!("{step}: {failure}"),
+        };
+        if let (Failure::Transient(_), false) = (&failure, last_receive) {
             if let Err(e) = self.store.retrying(key, &reason).await {
                 tracing::warn!(error = %e, "could not note the retry on the record");
             }
