@@ -292,7 +292,7 @@ async fn three_messages_two_seconds_apart_get_one_reply_that_continues_the_conve
 }
 
 #[tokio::test]
-async fn only_a_correct_signature_stages_a_message() {
+async fn only_a_correct_signature_stages_a_message_and_what_twilio_did_not_send_is_refused() {
     let env = env(2).await;
     let router = env.router().await;
     let key = env.open(&router, ChannelKind::Whatsapp, 2).await;
@@ -305,17 +305,20 @@ async fn only_a_correct_signature_stages_a_message() {
         .header("x-twilio-signature", forged.signed("someone-elses-token", &url).1)
         .body(Body::from(body.clone()))
         .expect("request");
-    assert_eq!(router.clone().oneshot(request).await.expect("answer").status(), StatusCode::OK);
+    assert_eq!(router.clone().oneshot(request).await.expect("answer").status(), StatusCode::FORBIDDEN);
     let altered = body.replace("forged", "altered");
     let request = Request::post(path(ChannelKind::Whatsapp))
         .header("content-type", "application/x-www-form-urlencoded")
         .header("x-twilio-signature", good_signature)
         .body(Body::from(altered))
         .expect("request");
-    assert_eq!(router.clone().oneshot(request).await.expect("answer").status(), StatusCode::OK);
-    assert_eq!(env.post(&router, &whatsapp("unsigned"), Some("")).await, StatusCode::OK);
+    assert_eq!(router.clone().oneshot(request).await.expect("answer").status(), StatusCode::FORBIDDEN);
+    assert_eq!(env.post(&router, &whatsapp("unsigned"), Some("")).await, StatusCode::FORBIDDEN);
     let wrong_url = "https://elsewhere.example/webhooks/twilio/whatsapp";
-    assert_eq!(env.post(&router, &whatsapp("signed for another URL"), Some(wrong_url)).await, StatusCode::OK);
+    assert_eq!(env.post(&router, &whatsapp("signed for another URL"), Some(wrong_url)).await, StatusCode::FORBIDDEN);
+    // Not a Twilio form at all (no MessageSid, From or To): a bad request.
+    let empty = Request::post(path(ChannelKind::Whatsapp)).body(Body::empty()).expect("request");
+    assert_eq!(router.clone().oneshot(empty).await.expect("answer").status(), StatusCode::BAD_REQUEST);
     assert!(env.staged(&key).await.is_empty(), "a forged, altered, missing or misdirected signature stages nothing");
     assert_eq!(env.take(&env.naming.replies_queue(ChannelKind::Whatsapp), 3).await, None, "and triggers nothing");
 

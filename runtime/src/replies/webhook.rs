@@ -4,10 +4,10 @@
 //! put through the gates and hand-off rules, and either handed to a person or staged for the
 //! AI's reply with one delayed trigger per batching window.
 //!
-//! The router's HTTP handler answers Twilio 200 with empty TwiML for
-//! everything but a transient infrastructure error (503, so Twilio may retry): a caller learns
-//! nothing from the answer, and a forged request costs at most the conversation lookup and the
-//! (cached) secret read.
+//! The router's HTTP handler answers with empty TwiML: 200 for every message Twilio sent (even
+//! one nobody answers), 503 for a transient infrastructure error (so Twilio may retry), and 400
+//! or 403 for a request Twilio did not send ([`Acknowledged::status`]). A forged request costs
+//! at most the conversation lookup and the (cached) secret read.
 use super::inbound::Inbound;
 use super::route::{self, Route};
 use super::staging::{epoch_seconds, Staging};
@@ -74,6 +74,9 @@ impl Webhook {
     }
 }
 
+const PARSING_ERROR: &str = "PARSING_ERROR";
+const INVALID_SIGNATURE: &str = "INVALID_SIGNATURE";
+
 /// How a message was acknowledged: the metric's `outcome` label.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Acknowledged {
@@ -86,6 +89,17 @@ pub enum Acknowledged {
 }
 
 impl Acknowledged {
+    /// The HTTP status Twilio gets. Every message Twilio sent is answered 200, even one nobody
+    /// answers, so that Twilio does not retry it; a request Twilio did not send is refused: no
+    /// parseable form (400) or a missing or wrong signature (403).
+    pub fn status(self) -> u16 {
+        match self {
+            Acknowledged::Refused(PARSING_ERROR) => 400,
+            Acknowledged::Refused(INVALID_SIGNATURE) => 403,
+            _ => 200,
+        }
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             Acknowledged::Staged => "staged",
@@ -107,7 +121,7 @@ pub async fn receive(
 ) -> Result<Acknowledged, Failure> {
     let inbound = match Inbound::parse(channel, form) {
         Ok(inbound) => inbound,
-        Err(why) => return Ok(refused("PARSING_ERROR", &why)),
+        Err(why) => return Ok(refused(PARSING_ERROR, &why)),
     };
     let span =
         tracing::info_span!("inbound", message_sid = %inbound.message_sid, conversation_id = tracing::field::Empty);
@@ -139,10 +153,10 @@ async fn answer(
     let signed = |token: &str| super::signature::verify(token, url, &inbound.params, signature);
     if !signed(twilio.auth_token.expose_secret()) && !webhook.signed_with_a_fresh_token(credentials, signed).await? {
         tracing::error!(
-            code = "INVALID_SIGNATURE",
+            code = INVALID_SIGNATURE,
             "inbound message with a missing or wrong X-Twilio-Signature; ignored"
         );
-        return Ok(Acknowledged::Refused("INVALID_SIGNATURE"));
+        return Ok(Acknowledged::Refused(INVALID_SIGNATURE));
     }
     if conversation.messages.iter().any(|m| m.message_id == inbound.message_sid) {
         return Ok(Acknowledged::AlreadyAnswered);

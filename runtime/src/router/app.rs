@@ -106,8 +106,11 @@ pub fn app(state: Arc<AppState>) -> axum::Router {
         post(move |state, uri, headers, body| inbound(state, uri, headers, body, channel))
             .layer(from_fn_with_state(state.clone(), within_timeout))
     };
+    let document = Arc::new(super::openapi::document(&state.settings));
+    let openapi = axum::routing::get(move || async move { Json(document.as_ref().clone()) });
     axum::Router::new()
         .route("/initiate-conversation", initiate)
+        .route(super::openapi::PATH, openapi)
         .route(&webhook::path(ChannelKind::Whatsapp), twilio(ChannelKind::Whatsapp))
         .route(&webhook::path(ChannelKind::Sms), twilio(ChannelKind::Sms))
         // Over the limit, the body extractor fails and the handler answers 413.
@@ -189,7 +192,8 @@ async fn inbound(
     match outcome {
         Ok(acknowledged) => {
             state.metrics.webhook(channel.as_str(), acknowledged.label());
-            ([("content-type", "text/xml")], webhook::EMPTY_TWIML).into_response()
+            let status = StatusCode::from_u16(acknowledged.status()).unwrap_or(StatusCode::OK);
+            (status, [("content-type", "text/xml")], webhook::EMPTY_TWIML).into_response()
         }
         Err(crate::processor::failure::Failure::Permanent(why)) => {
             state.metrics.webhook(channel.as_str(), "INTERNAL_ERROR");

@@ -2,13 +2,14 @@
 //! company (`companies`), decides whether the caller may send it and builds the context object
 //! (`accept`, pure), and puts it on its channel's queue (`queues`), once per request id and
 //! within the company's limits (`guards`). `app` is the axum application around them; `error`
-//! the catalogue of answers.
+//! the catalogue of answers; `openapi` the document of it all, served at `/openapi.json`.
 pub mod accept;
 pub mod app;
 pub mod companies;
 pub mod error;
 pub mod guards;
 pub mod metrics;
+pub mod openapi;
 pub mod queues;
 pub mod request;
 pub mod timestamp;

@@ -1,0 +1,241 @@
+//! The router's OpenAPI 3.1 document, served at `/openapi.json` for client teams. It is built
+//! from what the handlers answer from (the error catalogue with each code's status, the
+//! channels, the body limit), so it cannot drift from them; the request schema states the
+//! checks of [`super::request::validate`] that a schema can state.
+use super::app::RouterSettings;
+use super::error::ErrorCode;
+use crate::replies::webhook;
+use multicomms_wire::ChannelKind;
+use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
+
+pub const PATH: &str = "/openapi.json";
+
+/// The document for a router running with `settings`.
+pub fn document(settings: &RouterSettings) -> Value {
+    let mut paths = Map::new();
+    paths.insert("/initiate-conversation".into(), initiate_conversation(settings));
+    for channel in [ChannelKind::Whatsapp, ChannelKind::Sms] {
+        paths.insert(webhook::path(channel), twilio_webhook(channel));
+    }
+    let text = |description: &str| json!({"description": description, "content": {"text/plain": {"schema": {"type": "string"}}}});
+    paths.insert("/healthz".into(), json!({"get": {"summary": "Liveness", "responses": {"200": text("ok")}}}));
+    paths.insert(
+        "/readyz".into(),
+        json!({"get": {"summary": "Readiness: a channel queue was found", "responses": {
+            "200": text("ready"), "503": text("why not ready")}}}),
+    );
+    paths.insert(
+        "/metrics".into(),
+        json!({"get": {"summary": "Prometheus metrics", "responses": {"200": text("the text exposition format")}}}),
+    );
+    paths.insert(
+        PATH.into(),
+        json!({"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1",
+            "content": {"application/json": {"schema": {"type": "object"}}}}}}}),
+    );
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "multicomms router",
+            "version": settings.version,
+            "description": "Starts AI-written conversations on WhatsApp, SMS and email, and takes the recipients' \
+                answers from Twilio. Every error answer is the envelope `Error` with an `error_code` from the \
+                catalogue listed per status.",
+        },
+        "paths": paths,
+        "components": {
+            "securitySchemes": {"apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"}},
+            "schemas": {
+                "InitiateConversation": initiate_conversation_schema(),
+                "Accepted": {
+                    "type": "object",
+                    "required": ["status", "request_id", "message", "queue_timestamp"],
+                    "properties": {
+                        "status": {"const": "success"},
+                        "request_id": {"type": "string"},
+                        "message": {"type": "string"},
+                        "queue_timestamp": {"type": "string"},
+                    },
+                    "additionalProperties": false,
+                },
+                "Error": error_schema(ErrorCode::ALL),
+            },
+        },
+    })
+}
+
+fn error_schema(codes: &[ErrorCode]) -> Value {
+    let codes: Vec<&str> = codes.iter().map(|c| c.as_str()).collect();
+    json!({
+        "type": "object",
+        "required": ["status", "error_code", "message", "request_id"],
+        "properties": {
+            "status": {"const": "error"},
+            "error_code": {"enum": codes},
+            "message": {"type": "string"},
+            "request_id": {"type": "string"},
+        },
+        "additionalProperties": false,
+    })
+}
+
+/// Every error status the route can answer, with the codes it answers them with.
+fn error_responses(codes: &[ErrorCode]) -> Map<String, Value> {
+    let mut by_status: BTreeMap<u16, Vec<ErrorCode>> = BTreeMap::new();
+    for code in codes {
+        by_status.entry(code.status().as_u16()).or_default().push(*code);
+    }
+    by_status
+        .into_iter()
+        .map(|(status, codes)| {
+            let names: Vec<&str> = codes.iter().map(|c| c.as_str()).collect();
+            let mut response = json!({
+                "description": names.join(", "),
+                "content": {"application/json": {"schema": error_schema(&codes)}},
+            });
+            if codes.contains(&ErrorCode::RateLimitExceeded) {
+                response["headers"] =
+                    json!({"Retry-After": {"description": "Seconds until a retry may pass", "schema": {"type": "integer"}}});
+            }
+            (status.to_string(), response)
+        })
+        .collect()
+}
+
+fn initiate_conversation(settings: &RouterSettings) -> Value {
+    let mut responses = error_responses(ErrorCode::ALL);
+    responses.insert(
+        "200".into(),
+        json!({"description": "Accepted and queued (a retry with the same request_id gets the same answer)",
+               "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Accepted"}}}}),
+    );
+    json!({
+        "post": {
+            "summary": "Start a conversation: the AI writes the first message, the channel's processor sends it",
+            "security": [{"apiKey": []}],
+            "requestBody": {
+                "required": true,
+                "description": format!("At most {} bytes. The body travels on verbatim to the AI as context.", settings.max_body_bytes),
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/InitiateConversation"}}},
+            },
+            "responses": responses,
+        },
+        "options": {"summary": "CORS preflight", "responses": {"200": {"description": "The CORS headers"}}},
+    })
+}
+
+fn initiate_conversation_schema() -> Value {
+    let channels: Vec<&str> = ChannelKind::ALL.iter().map(|c| c.as_str()).collect();
+    let non_empty = json!({"type": "string", "minLength": 1, "pattern": "\\S"});
+    json!({
+        "type": "object",
+        "required": ["company_data", "recipient_data", "request_data"],
+        "properties": {
+            "company_data": {
+                "type": "object",
+                "required": ["company_id", "project_id"],
+                "properties": {"company_id": {"type": "string", "minLength": 1}, "project_id": {"type": "string", "minLength": 1}},
+            },
+            "recipient_data": {
+                "type": "object",
+                "description": "`recipient_tel` is required for whatsapp and sms, `recipient_email` for email.",
+                "required": ["comms_consent"],
+                "properties": {
+                    "recipient_first_name": {"type": "string"},
+                    "recipient_last_name": {"type": "string"},
+                    "recipient_tel": non_empty,
+                    "recipient_email": non_empty,
+                    "comms_consent": {"type": "boolean"},
+                },
+            },
+            "request_data": {
+                "type": "object",
+                "required": ["request_id", "channel_method", "initial_request_timestamp"],
+                "properties": {
+                    "request_id": {
+                        "type": "string",
+                        "description": "A lower-case UUID v4: the idempotency key",
+                        "pattern": "^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$",
+                    },
+                    "channel_method": {"enum": channels},
+                    "initial_request_timestamp": {"type": "string", "format": "date-time"},
+                },
+            },
+            "project_data": {"type": "object", "description": "What the AI is told about the project"},
+        },
+    })
+}
+
+fn twilio_webhook(channel: ChannelKind) -> Value {
+    let twiml = |description: &str| json!({"description": description, "content": {"text/xml": {"schema": {"type": "string"}}}});
+    json!({
+        "post": {
+            "summary": format!("Twilio's inbound {} webhook (on when the router has a public base URL)", channel.as_str()),
+            "parameters": [{"name": "X-Twilio-Signature", "in": "header", "required": true, "schema": {"type": "string"},
+                            "description": "HMAC-SHA1 of the public URL and the form, with the company's auth token"}],
+            "requestBody": {
+                "required": true,
+                "content": {"application/x-www-form-urlencoded": {"schema": {
+                    "type": "object",
+                    "required": ["MessageSid", "From", "To"],
+                    "properties": {
+                        "MessageSid": {"type": "string"}, "AccountSid": {"type": "string"},
+                        "From": {"type": "string"}, "To": {"type": "string"}, "Body": {"type": "string"},
+                        "NumMedia": {"type": "string"},
+                    },
+                }}},
+            },
+            "responses": {
+                "200": twiml("Taken, or not answered for good (an unknown conversation, a company that takes no replies): Twilio does not retry"),
+                "400": twiml("Not a Twilio form (no MessageSid, From or To)"),
+                "403": twiml("A missing or wrong X-Twilio-Signature"),
+                "404": {"description": "The webhooks are off"},
+                "413": {"description": "The body is over the router's limit", "content": {"text/plain": {"schema": {"type": "string"}}}},
+                "503": twiml("Not taken for now (AWS unavailable): Twilio retries"),
+                "504": {"description": "REQUEST_TIMEOUT", "content": {"application/json": {"schema": error_schema(&[ErrorCode::RequestTimeout])}}},
+            },
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn settings() -> RouterSettings {
+        RouterSettings {
+            version: "router-1".into(),
+            max_body_bytes: 1024,
+            request_timeout: Duration::from_secs(10),
+            company_cache: Duration::from_secs(30),
+            batch_linger: Duration::from_millis(5),
+            idempotency_window: Duration::from_secs(600),
+            public_base_url: None,
+            secrets_cache: Duration::from_secs(300),
+        }
+    }
+
+    #[test]
+    fn every_error_code_is_documented_under_its_status() {
+        let document = document(&settings());
+        let responses = &document["paths"]["/initiate-conversation"]["post"]["responses"];
+        for code in ErrorCode::ALL {
+            let status = code.status().as_u16().to_string();
+            let codes = &responses[&status]["content"]["application/json"]["schema"]["properties"]["error_code"]["enum"];
+            assert!(codes.as_array().is_some_and(|c| c.contains(&json!(code.as_str()))), "{code} under {status}");
+        }
+        assert!(responses["200"].is_object());
+        assert_eq!(responses["429"]["headers"]["Retry-After"]["schema"]["type"], "integer");
+    }
+
+    #[test]
+    fn the_request_schema_names_every_channel_and_the_required_sections() {
+        let schema = initiate_conversation_schema();
+        assert_eq!(schema["required"], json!(["company_data", "recipient_data", "request_data"]));
+        assert_eq!(schema["properties"]["request_data"]["properties"]["channel_method"]["enum"], json!(["whatsapp", "sms", "email"]));
+        let pattern = schema["properties"]["request_data"]["properties"]["request_id"]["pattern"].as_str().unwrap_or("");
+        assert!(pattern.contains("-4[0-9a-f]{3}-[89ab]"), "the UUID v4 rule of request::is_uuid_v4");
+    }
+}
