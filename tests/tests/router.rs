@@ -242,14 +242,18 @@ async fn company_gating_and_configuration_errors() {
 }
 
 #[tokio::test]
-async fn bad_bodies_get_4xx_never_5xx_and_cors_preflight_answers() {
+async fn bad_bodies_get_4xx_never_5xx_a_body_over_the_limit_closes_the_connection_and_cors_preflight_answers() {
     let setup = setup(|_| {}).await;
     for body in ["", "{", "null", "[]", "42", "\"x\"", "{\"company_data\": 7}", "{\"request_data\": []}"] {
         let (status, _, json) = post(&setup.app, Some(KEY), body.to_string()).await;
         assert!(status.is_client_error(), "{body:?} → {status} {json}");
     }
     let huge = json!({"padding": "x".repeat(20 * 1024)}).to_string();
-    assert_error(&post(&setup.app, Some(KEY), huge).await, 413, "PAYLOAD_TOO_LARGE");
+    let too_large = post(&setup.app, Some(KEY), huge).await;
+    assert_error(&too_large, 413, "PAYLOAD_TOO_LARGE");
+    // The rest of the upload is never read, so the connection cannot carry another request: the
+    // client is told, instead of finding out on its next request (found by the fault suite).
+    assert_eq!(too_large.1.get("connection").map(|v| v.as_bytes()), Some(&b"close"[..]));
     let mut invalid = example();
     invalid["request_data"]["request_id"] = json!("not-a-uuid");
     let response = post(&setup.app, Some(KEY), invalid.to_string()).await;

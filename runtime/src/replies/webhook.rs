@@ -123,6 +123,10 @@ pub async fn receive(
         Ok(inbound) => inbound,
         Err(why) => return Ok(refused(PARSING_ERROR, &why)),
     };
+    if signature.is_empty() {
+        // Not even signed: refused before any lookup.
+        return Ok(refused(INVALID_SIGNATURE, "no X-Twilio-Signature"));
+    }
     let span =
         tracing::info_span!("inbound", message_sid = %inbound.message_sid, conversation_id = tracing::field::Empty);
     answer(companies, webhook, &inbound, url, signature).instrument(span).await

@@ -212,19 +212,29 @@ async fn initiate(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<serde_json::Value>, Rejected> {
+) -> Result<Response, Rejected> {
     let fallback_id = uuid::Uuid::new_v4().to_string();
     let reject = |error| Rejected { error, request_id: fallback_id.clone() };
-    let body = body.map_err(|rejection| match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => reject(RouterError::payload_too_large(state.settings.max_body_bytes)),
-        _ => reject(RouterError::invalid_request()),
-    })?;
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            // The rest of the upload is left unread, so this connection cannot carry another
+            // request: say so, or a keep-alive client learns it on its next request.
+            let mut response = reject(RouterError::payload_too_large(state.settings.max_body_bytes)).into_response();
+            response.headers_mut().insert(axum::http::header::CONNECTION, HeaderValue::from_static("close"));
+            return Ok(response);
+        }
+        Err(_) => return Err(reject(RouterError::invalid_request())),
+    };
     // Unauthenticated traffic is turned away before any parsing or lookup.
     let api_key = headers.get("x-api-key").and_then(|v| v.to_str().ok()).filter(|k| !k.is_empty());
     let api_key = api_key.ok_or_else(|| reject(RouterError::missing_api_key()))?;
     let request = request::validate(&body, &fallback_id)?;
     let request_id = request.request_id.clone();
-    accept(&state, api_key, request).await.map(Json).map_err(|error| Rejected { error, request_id })
+    accept(&state, api_key, request)
+        .await
+        .map(|accepted| Json(accepted).into_response())
+        .map_err(|error| Rejected { error, request_id })
 }
 
 /// The company and its key, the gates, then — once per request id — the rate limit and the send.

@@ -118,6 +118,7 @@ fn initiate_conversation(settings: &RouterSettings) -> Value {
                 "required": true,
                 "description": format!("At most {} bytes. The body travels on verbatim to the AI as context.", settings.max_body_bytes),
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/InitiateConversation"}}},
+                "x-max-body-bytes": settings.max_body_bytes,
             },
             "responses": responses,
         },
@@ -223,7 +224,8 @@ mod tests {
         let responses = &document["paths"]["/initiate-conversation"]["post"]["responses"];
         for code in ErrorCode::ALL {
             let status = code.status().as_u16().to_string();
-            let codes = &responses[&status]["content"]["application/json"]["schema"]["properties"]["error_code"]["enum"];
+            let codes =
+                &responses[&status]["content"]["application/json"]["schema"]["properties"]["error_code"]["enum"];
             assert!(codes.as_array().is_some_and(|c| c.contains(&json!(code.as_str()))), "{code} under {status}");
         }
         assert!(responses["200"].is_object());
@@ -234,8 +236,12 @@ mod tests {
     fn the_request_schema_names_every_channel_and_the_required_sections() {
         let schema = initiate_conversation_schema();
         assert_eq!(schema["required"], json!(["company_data", "recipient_data", "request_data"]));
-        assert_eq!(schema["properties"]["request_data"]["properties"]["channel_method"]["enum"], json!(["whatsapp", "sms", "email"]));
-        let pattern = schema["properties"]["request_data"]["properties"]["request_id"]["pattern"].as_str().unwrap_or("");
+        assert_eq!(
+            schema["properties"]["request_data"]["properties"]["channel_method"]["enum"],
+            json!(["whatsapp", "sms", "email"])
+        );
+        let pattern =
+            schema["properties"]["request_data"]["properties"]["request_id"]["pattern"].as_str().unwrap_or("");
         assert!(pattern.contains("-4[0-9a-f]{3}-[89ab]"), "the UUID v4 rule of request::is_uuid_v4");
     }
 }
