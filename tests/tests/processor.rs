@@ -794,3 +794,47 @@ async fn a_heartbeat_in_flight_never_overrides_the_retry_delay() {
     assert!(sent, "the retry was hidden for the whole visibility timeout by a late heartbeat");
     assert_eq!(env.fakes.requests(Service::OpenAi).len(), 2);
 }
+
+#[tokio::test]
+async fn a_send_whose_final_record_update_meets_an_aws_outage_is_recorded_once_aws_is_back() {
+    use multicomms_testkit::fault_proxy::{FaultProxy, Mode};
+    let env = env().await;
+    let emulator = env.config.endpoint_url().and_then(|u| u.trim_start_matches("http://").parse().ok());
+    let proxy = FaultProxy::start(emulator.expect("the emulator's address")).await.expect("proxy");
+    // The pods' attempts (3), so the SDK's own retries end inside the outage.
+    let retries = aws_config::retry::RetryConfig::standard().with_max_attempts(multicomms_service::aws::POD_ATTEMPTS);
+    let through_proxy = multicomms_testkit::environment::with_endpoint(&env.config, &proxy.url);
+    let through_proxy = through_proxy.to_builder().retry_config(retries).build();
+    let config = ProcessorConfig {
+        channel: ChannelKind::Whatsapp,
+        version: "processor-test-1".into(),
+        naming: env.naming.clone(),
+        secrets_cache: Duration::from_secs(300),
+        http_timeout: LONG,
+        send_grace: LONG,
+        openai_base_url: env.fakes.openai_url(),
+        twilio_base_url: env.fakes.url.clone(),
+        sendgrid_base_url: env.fakes.url.clone(),
+    };
+    let processor = Arc::new(Processor::build(&through_proxy, config).expect("HTTP client"));
+    // Twilio takes the message, then answers after 1 s: AWS goes away in between.
+    env.fakes.set_latency(Service::Twilio, Duration::from_secs(1));
+    let context = env.context_for(request(0xa11, "whatsapp"), ChannelKind::Whatsapp).await;
+    let work = tokio::spawn({
+        let processor = processor.clone();
+        let body = context.to_string();
+        async move { processor.process(&body, false).await }
+    });
+    while env.fakes.sent().is_empty() {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    proxy.set(Mode::Refuse);
+    proxy.cut();
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    proxy.set(Mode::Pass);
+    let outcome = work.await.expect("the message's work");
+    assert_eq!(outcome.label(), "sent");
+    let record = env.record(&key_of(&context)).await.expect("record");
+    assert_eq!(record.conversation_status, ConversationStatus::InitialMessageSent, "not left `sending`: {record:?}");
+    assert_eq!(env.fakes.sent().len(), 1);
+}

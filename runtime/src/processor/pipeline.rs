@@ -277,8 +277,10 @@ impl Processor {
         self.senders.email(email).await
     }
 
-    /// The final update after a send. If it fails, the message is still deleted so it is never
-    /// re-sent, and the original's CRITICAL alarm goes out.
+    /// The final update after a send, retried through an AWS outage for as long as other
+    /// deliveries wait for the claim (`send_grace`). If it still fails, the original's CRITICAL
+    /// alarm goes out and the message is left to come back: the next delivery finds the claim
+    /// past its grace and hands the conversation to a person, instead of it staying `sending`.
     async fn record_sent(&self, key: &ConversationKey, sent: Sent, reply: &Reply, started: Instant) -> Outcome {
         let message = Message {
             message_id: sent.message_id.clone(),
@@ -291,22 +293,32 @@ impl Processor {
             media: vec![],
         };
         let took = started.elapsed().as_millis() as u64;
-        if let Err(e) = self.store.sent(key, &message, &reply.response_id, took).await {
-            self.metrics.sent_but_record_update_failed.inc();
-            tracing::error!(
-                critical = true,
-                message_id = %sent.message_id,
-                error = %e,
-                "CRITICAL: Message sent (SID: {}) for conversation {}, but final DynamoDB update failed. \
-                 Manual intervention required to update record. Data to update: status='{}', response_id='{}', \
-                 processing_time='{took}'",
-                sent.message_id,
-                key.conversation_id,
-                ConversationStatus::InitialMessageSent,
-                reply.response_id,
-            );
-        }
-        Outcome::Sent
+        let mut pause = Duration::from_secs(1);
+        let error = loop {
+            match self.store.sent(key, &message, &reply.response_id, took).await {
+                Ok(()) => return Outcome::Sent,
+                Err(Failure::Transient(e)) if started.elapsed() + pause < self.send_grace => {
+                    tracing::warn!(error = %e, retry_in_s = pause.as_secs(), "sent, but the record update failed; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(15));
+                }
+                Err(e) => break e,
+            }
+        };
+        self.metrics.sent_but_record_update_failed.inc();
+        tracing::error!(
+            critical = true,
+            message_id = %sent.message_id,
+            error = %error,
+            "CRITICAL: Message sent (SID: {}) for conversation {}, but final DynamoDB update failed. \
+             Manual intervention required to update record. Data to update: status='{}', response_id='{}', \
+             processing_time='{took}'",
+            sent.message_id,
+            key.conversation_id,
+            ConversationStatus::InitialMessageSent,
+            reply.response_id,
+        );
+        Outcome::Retry(format!("sent, but the record could not be updated: {error}"))
     }
 
     /// Transient: noted on the record, retried through SQS. Permanent, or transient on the last

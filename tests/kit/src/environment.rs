@@ -25,6 +25,16 @@ pub async fn emulator_config() -> aws_config::SdkConfig {
     multicomms_operator::aws::load_config().await
 }
 
+/// `config` with its AWS endpoint moved to `endpoint` (a fault proxy in front of the emulator).
+/// Marked as set in code: an endpoint from the environment (`AWS_ENDPOINT_URL`) would otherwise
+/// win over one changed on a loaded configuration.
+pub fn with_endpoint(config: &aws_config::SdkConfig, endpoint: &str) -> aws_config::SdkConfig {
+    let mut builder = config.to_builder();
+    builder.set_endpoint_url(Some(endpoint.to_string()));
+    builder.insert_origin("endpoint_url", aws_types::origin::Origin::shared_config());
+    builder.build()
+}
+
 /// A naming no other test uses (`letter` + 10 random hex digits as the prefix, environment
 /// `test`), so tests run side by side on one emulator.
 pub fn unique_naming(letter: char) -> Naming {
