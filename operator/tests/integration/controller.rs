@@ -400,7 +400,7 @@ async fn wait_for_ready_reason(client: &kube::Client, reason: &str) {
 async fn the_running_controller_recovers_by_itself_once_the_secret_appears() {
     // The full Controller loop (watches included, through the shim); the resync is 10 minutes,
     // so only the Secret watch can bring the Company to Ready within the wait.
-    let client = crate::support::watch_shim::watching(fake(company(), other_secrets()).await);
+    let client = multicomms_testkit::watch_shim::watching(fake(company(), other_secrets()).await);
     let state = state(client.clone()).await;
     let running = tokio::spawn(multicomms_operator::controller::run(state, 2));
 
@@ -549,7 +549,7 @@ async fn a_company_keeps_its_secrets_while_its_record_cannot_be_deleted() {
 
 #[tokio::test]
 async fn the_controller_watches_secrets_as_metadata_only() {
-    let (client, requests) = crate::support::watch_shim::watching_recorded(
+    let (client, requests) = multicomms_testkit::watch_shim::watching_recorded(
         fake(company(), [vec![twilio()], other_secrets()].concat()).await,
     );
     let state = state(client.clone()).await;

@@ -3,7 +3,9 @@
 //!   config/, a unique naming per test and the router as its binary builds it;
 //! - `fakes`: the fake OpenAI, Twilio and SendGrid servers; `twilio`: signed inbound webhooks;
 //! - `aws_calls`: a component's AWS calls, counted; `fault_proxy`: a TCP proxy that fails on
-//!   command (outages for the fault suite).
+//!   command (outages for the fault suite);
+//! - `watch_shim`: watches for the in-memory Kubernetes API (kube-fake-client), so a real
+//!   `Controller` loop runs on it.
 //!
 //! Its binaries are tools: `fake-providers` (the fakes as a process, for the demo and the
 //! benchmarks) and `load-generator` (the router benchmark's client).
@@ -12,3 +14,4 @@ pub mod environment;
 pub mod fakes;
 pub mod fault_proxy;
 pub mod twilio;
+pub mod watch_shim;

@@ -2,8 +2,6 @@
 //! start, a unique name prefix per test so tests run in parallel on one emulator, and a fault
 //! injector for the few AWS errors moto cannot produce.
 
-pub mod watch_shim;
-
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::{
     BeforeDeserializationInterceptorContextMut, BeforeTransmitInterceptorContextMut,
