@@ -795,13 +795,14 @@ async fn a_heartbeat_in_flight_never_overrides_the_retry_delay() {
     assert_eq!(env.fakes.requests(Service::OpenAi).len(), 2);
 }
 
-#[tokio::test]
-async fn a_send_whose_final_record_update_meets_an_aws_outage_is_recorded_once_aws_is_back() {
-    use multicomms_testkit::fault_proxy::{FaultProxy, Mode};
-    let env = env().await;
+/// A processor as the binary builds it (3 AWS attempts per call), whose AWS calls go through a
+/// fault proxy in front of the emulator.
+async fn processor_behind_a_proxy(env: &Env) -> (Arc<Processor>, multicomms_testkit::fault_proxy::FaultProxy) {
     let emulator = env.config.endpoint_url().and_then(|u| u.trim_start_matches("http://").parse().ok());
-    let proxy = FaultProxy::start(emulator.expect("the emulator's address")).await.expect("proxy");
-    // The pods' attempts (3), so the SDK's own retries end inside the outage.
+    let proxy = multicomms_testkit::fault_proxy::FaultProxy::start(emulator.expect("the emulator's address"))
+        .await
+        .expect("proxy");
+    // The pods' attempts (3), so the SDK's own retries end inside an outage.
     let retries = aws_config::retry::RetryConfig::standard().with_max_attempts(multicomms_service::aws::POD_ATTEMPTS);
     let through_proxy = multicomms_testkit::environment::with_endpoint(&env.config, &proxy.url);
     let through_proxy = through_proxy.to_builder().retry_config(retries).build();
@@ -816,25 +817,47 @@ async fn a_send_whose_final_record_update_meets_an_aws_outage_is_recorded_once_a
         twilio_base_url: env.fakes.url.clone(),
         sendgrid_base_url: env.fakes.url.clone(),
     };
-    let processor = Arc::new(Processor::build(&through_proxy, config).expect("HTTP client"));
-    // Twilio takes the message, then answers after 1 s: AWS goes away in between.
-    env.fakes.set_latency(Service::Twilio, Duration::from_secs(1));
-    let context = env.context_for(request(0xa11, "whatsapp"), ChannelKind::Whatsapp).await;
+    (Arc::new(Processor::build(&through_proxy, config).expect("HTTP client")), proxy)
+}
+
+/// Processes `context` while AWS refuses every connection for 8 s from the moment `service`
+/// gets its first request; the outcome's label.
+async fn process_through_an_outage(env: &Env, context: &Value, service: Service) -> &'static str {
+    use multicomms_testkit::fault_proxy::Mode;
+    let (processor, proxy) = processor_behind_a_proxy(env).await;
     let work = tokio::spawn({
-        let processor = processor.clone();
         let body = context.to_string();
         async move { processor.process(&body, false).await }
     });
-    while env.fakes.sent().is_empty() {
+    while env.fakes.requests(service).is_empty() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     proxy.set(Mode::Refuse);
     proxy.cut();
     tokio::time::sleep(Duration::from_secs(8)).await;
     proxy.set(Mode::Pass);
-    let outcome = work.await.expect("the message's work");
-    assert_eq!(outcome.label(), "sent");
+    work.await.expect("the message's work").label()
+}
+
+#[tokio::test]
+async fn a_send_whose_final_record_update_meets_an_aws_outage_is_recorded_once_aws_is_back() {
+    let env = env().await;
+    // Twilio takes the message, then answers after 1 s: AWS goes away in between.
+    env.fakes.set_latency(Service::Twilio, Duration::from_secs(1));
+    let context = env.context_for(request(0xa11, "whatsapp"), ChannelKind::Whatsapp).await;
+    assert_eq!(process_through_an_outage(&env, &context, Service::Twilio).await, "sent");
     let record = env.record(&key_of(&context)).await.expect("record");
     assert_eq!(record.conversation_status, ConversationStatus::InitialMessageSent, "not left `sending`: {record:?}");
+    assert_eq!(env.fakes.sent().len(), 1);
+}
+
+#[tokio::test]
+async fn a_claim_that_meets_an_aws_outage_is_taken_once_aws_is_back_without_asking_the_ai_again() {
+    let env = env().await;
+    // The AI answers after 1 s, and the claim comes next: AWS goes away in between.
+    env.fakes.set_latency(Service::OpenAi, Duration::from_secs(1));
+    let context = env.context_for(request(0xa12, "whatsapp"), ChannelKind::Whatsapp).await;
+    assert_eq!(process_through_an_outage(&env, &context, Service::OpenAi).await, "sent");
+    assert_eq!(env.fakes.requests(Service::OpenAi).len(), 1, "one AI call: tokens are what this system buys");
     assert_eq!(env.fakes.sent().len(), 1);
 }

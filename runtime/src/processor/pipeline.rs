@@ -164,7 +164,9 @@ impl Processor {
         // send again. A claim held by another attempt is left to it; the message comes back
         // later and finds the outcome.
         let token = uuid::Uuid::new_v4().to_string();
-        let claimed = self.store.claim(key, &token).await.map_err(at(ConversationStatus::FailedUnknown, "claim"))?;
+        let claim = || self.store.claim(key, &token);
+        let claimed = self.through_outage(started, "claim", claim).await;
+        let claimed = claimed.map_err(at(ConversationStatus::FailedUnknown, "claim"))?;
         if !claimed {
             return Ok(Outcome::Retry("another attempt claimed the send".into()));
         }
@@ -277,8 +279,8 @@ impl Processor {
         self.senders.email(email).await
     }
 
-    /// The final update after a send, retried through an AWS outage for as long as other
-    /// deliveries wait for the claim (`send_grace`). If it still fails, the original's CRITICAL
+    /// The final update after a send, retried through an AWS outage ([`Self::through_outage`]).
+    /// If it still fails, the original's CRITICAL
     /// alarm goes out and the message is left to come back: the next delivery finds the claim
     /// past its grace and hands the conversation to a person, instead of it staying `sending`.
     async fn record_sent(&self, key: &ConversationKey, sent: Sent, reply: &Reply, started: Instant) -> Outcome {
@@ -293,17 +295,9 @@ impl Processor {
             media: vec![],
         };
         let took = started.elapsed().as_millis() as u64;
-        let mut pause = Duration::from_secs(1);
-        let error = loop {
-            match self.store.sent(key, &message, &reply.response_id, took).await {
-                Ok(()) => return Outcome::Sent,
-                Err(Failure::Transient(e)) if started.elapsed() + pause < self.send_grace => {
-                    tracing::warn!(error = %e, retry_in_s = pause.as_secs(), "sent, but the record update failed; retrying");
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_secs(15));
-                }
-                Err(e) => break e,
-            }
+        let update = || self.store.sent(key, &message, &reply.response_id, took);
+        let Err(error) = self.through_outage(started, "the record update after a send", update).await else {
+            return Outcome::Sent;
         };
         self.metrics.sent_but_record_update_failed.inc();
         tracing::error!(
@@ -319,6 +313,28 @@ impl Processor {
             reply.response_id,
         );
         Outcome::Retry(format!("sent, but the record could not be updated: {error}"))
+    }
+
+    /// A write around the send (the claim, the record of the send), retried on transient
+    /// failures (an AWS outage) for as long as other deliveries wait for the claim: failing it
+    /// later would leave a claim nobody knows the fate of, which ends in a hand-off. Both writes
+    /// are safe to repeat.
+    async fn through_outage<T, W, F>(&self, started: Instant, what: &str, mut write: W) -> Result<T, Failure>
+    where
+        W: FnMut() -> F,
+        F: std::future::Future<Output = Result<T, Failure>>,
+    {
+        let mut pause = Duration::from_secs(1);
+        loop {
+            match write().await {
+                Err(Failure::Transient(e)) if started.elapsed() + pause < self.send_grace => {
+                    tracing::warn!(error = %e, retry_in_s = pause.as_secs(), "{what} failed; retrying");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(15));
+                }
+                result => return result,
+            }
+        }
     }
 
     /// Transient: noted on the record, retried through SQS. Permanent, or transient on the last
