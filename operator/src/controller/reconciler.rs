@@ -177,7 +177,10 @@ async fn apply<K: Managed>(state: &State, api: &Api<K>, namespace: &str, resourc
     let mut conditions = conditions(&report, resource.conditions(), &now);
     conditions.extend(resource.workers(state, &report, &now).await?);
     let status = resource.status(&report, conditions, &now);
-    write_status(api, resource, status).await?;
+    let current = serde_json::to_value(resource).map(|r| r["status"].clone()).unwrap_or_default();
+    if worth_writing(&current, &status, &now, state.resync) {
+        write_status(api, resource, status).await?;
+    }
     publish(&state.recorder, resource, &report).await;
     let was_ready = resource.conditions().iter().any(|c| c.type_ == "Ready" && c.status == "True");
     let first_ready = (report.is_ready() && !was_ready).then(|| {
@@ -186,6 +189,24 @@ async fn apply<K: Managed>(state: &State, api: &Api<K>, namespace: &str, resourc
     });
     state.metrics.observe(&report, started.elapsed(), first_ready);
     next_action(&report, state.resync)
+}
+
+/// Whether `new` tells something `current` does not: any field but `lastSynced`, or a
+/// `lastSynced` older than half the resync. A status write is a watch event for this very
+/// controller, so a reconcile that found nothing new must not write, or it wakes itself at once,
+/// forever; `lastSynced` is thereby at most half a resync old.
+fn worth_writing(current: &serde_json::Value, new: &serde_json::Value, now: &Time, resync: Duration) -> bool {
+    const LAST_SYNCED: &str = "lastSynced";
+    let without_sync_time = |status: &serde_json::Value| {
+        let mut status = status.clone();
+        if let Some(fields) = status.as_object_mut() {
+            fields.remove(LAST_SYNCED);
+        }
+        status
+    };
+    let synced = current[LAST_SYNCED].as_str().and_then(|t| t.parse::<k8s_openapi::jiff::Timestamp>().ok());
+    let stale = synced.is_none_or(|at| Duration::try_from(now.0.duration_since(at)).is_ok_and(|age| age > resync / 2));
+    stale || without_sync_time(current) != without_sync_time(new)
 }
 
 /// After a reconcile: in sync or a user error → wait for a change (watch) or the resync, never a
@@ -222,4 +243,30 @@ async fn clean_up<K: Managed>(state: &State, resource: &K) -> Result<Action, Err
 
 fn now() -> Time {
     Time(k8s_openapi::jiff::Timestamp::now())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn at(text: &str) -> Time {
+        Time(text.parse().expect("a timestamp"))
+    }
+
+    #[test]
+    fn a_status_is_written_when_it_says_something_new_or_its_sync_time_is_half_a_resync_old() {
+        let resync = Duration::from_secs(600);
+        let now = at("2026-11-29T12:10:00Z");
+        let current =
+            json!({"observedGeneration": 2, "conditions": [{"type": "Ready"}], "lastSynced": "2026-11-29T12:08:00Z"});
+        let same =
+            json!({"observedGeneration": 2, "conditions": [{"type": "Ready"}], "lastSynced": "2026-11-29T12:10:00Z"});
+        assert!(!worth_writing(&current, &same, &now, resync), "only the sync time differs");
+        let changed =
+            json!({"observedGeneration": 3, "conditions": [{"type": "Ready"}], "lastSynced": "2026-11-29T12:10:00Z"});
+        assert!(worth_writing(&current, &changed, &now, resync));
+        assert!(worth_writing(&current, &same, &at("2026-11-29T12:13:01Z"), resync), "older than half a resync");
+        assert!(worth_writing(&serde_json::Value::Null, &same, &now, resync), "no status yet");
+    }
 }

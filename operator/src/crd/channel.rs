@@ -179,6 +179,8 @@ pub struct ChannelStatus {
     pub replies_dead_letter_queue_url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replies_dead_letter_queue_arn: Option<String>,
+    /// When a reconcile last found AWS in sync: refreshed with any status change, else at most
+    /// every half resync (a write on every reconcile would wake the controller forever).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_synced: Option<String>,
 }

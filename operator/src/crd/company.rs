@@ -319,6 +319,8 @@ pub struct CompanyStatus {
     /// Secrets Manager secrets written for this resource: ARNs and version ids, never values.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secrets: Vec<SecretStatus>,
+    /// When a reconcile last found AWS in sync: refreshed with any status change, else at most
+    /// every half resync (a write on every reconcile would wake the controller forever).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_synced: Option<String>,
 }

@@ -118,6 +118,25 @@ fn requeue_after(action: &Action) -> String {
 }
 
 #[tokio::test]
+async fn a_reconcile_that_changes_nothing_writes_no_status_so_the_controller_does_not_wake_itself() {
+    // A status write is a watch event for the controller itself: one on every reconcile would
+    // reconcile again at once, forever (found by the fault suite's operator scenario).
+    let calls = Calls::default();
+    let client = fake_recording(company(), [vec![twilio()], other_secrets()].concat(), calls.clone()).await;
+    let state = state(client.clone()).await;
+    let name = "cucumber-recruitment-clarify-cv";
+    // The second reconcile still has news ("record written" becomes "record up to date").
+    for _ in 0..2 {
+        reconcile_company(Arc::new(get(&client, name).await), state.clone()).await.expect("reconciles");
+    }
+    calls.lock().expect("calls").clear();
+    reconcile_company(Arc::new(get(&client, name).await), state.clone()).await.expect("reconciles again");
+    let made = calls.lock().expect("calls").clone();
+    assert!(!made.iter().any(|call| call.starts_with("patch")), "nothing to write, nothing written: {made:?}");
+    assert!(get(&client, name).await.status.is_some_and(|s| s.conditions.iter().any(|c| c.type_ == "Ready")));
+}
+
+#[tokio::test]
 async fn a_company_gets_its_finalizer_aws_objects_status_and_events() {
     let calls = Calls::default();
     let client = fake_recording(company(), [vec![twilio()], other_secrets()].concat(), calls.clone()).await;
