@@ -78,6 +78,10 @@ struct Shared {
     /// Ids of the responses produced (what `previous_response_id` may name).
     responses: Mutex<std::collections::HashSet<String>>,
     faults: Mutex<HashMap<Service, VecDeque<Fault>>>,
+    /// Faults drawn at random for requests with none queued: (share of requests, fault).
+    mixes: Mutex<HashMap<Service, Vec<(f64, Fault)>>>,
+    /// The state of the draws (splitmix64: a fixed seed makes a run repeatable).
+    draws: AtomicU64,
     latency: Mutex<HashMap<Service, Duration>>,
     counter: AtomicU64,
 }
@@ -115,6 +119,16 @@ impl Fakes {
         }
     }
 
+    /// From now on each request to `service` with no queued fault gets one of `mix`'s faults
+    /// with that fault's share of probability (e.g. `[(0.2, Fault::Hang), (0.1, Fault::Status(429))]`),
+    /// drawn from a sequence seeded with `seed`.
+    pub fn set_fault_mix(&self, service: Service, mix: Vec<(f64, Fault)>, seed: u64) {
+        self.shared.draws.store(seed, Ordering::Relaxed);
+        if let Ok(mut mixes) = self.shared.mixes.lock() {
+            mixes.insert(service, mix);
+        }
+    }
+
     pub fn set_latency(&self, service: Service, latency: Duration) {
         if let Ok(mut all) = self.shared.latency.lock() {
             all.insert(service, latency);
@@ -135,7 +149,29 @@ impl Fakes {
 
 impl Shared {
     fn take_fault(&self, service: Service) -> Option<Fault> {
-        self.faults.lock().ok().and_then(|mut f| f.get_mut(&service).and_then(VecDeque::pop_front))
+        let queued = self.faults.lock().ok().and_then(|mut f| f.get_mut(&service).and_then(VecDeque::pop_front));
+        queued.or_else(|| self.draw_fault(service))
+    }
+
+    fn draw_fault(&self, service: Service) -> Option<Fault> {
+        let mixes = self.mixes.lock().ok()?;
+        let mix = mixes.get(&service)?;
+        let mut at = self.draw();
+        for (share, fault) in mix {
+            if at < *share {
+                return Some(fault.clone());
+            }
+            at -= share;
+        }
+        None
+    }
+
+    /// A uniform draw in [0, 1) (splitmix64).
+    fn draw(&self) -> f64 {
+        let mut z = self.draws.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed).wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        (z ^ (z >> 31)) as f64 / (u64::MAX as f64 + 1.0)
     }
 
     /// Runs after the request is recorded (and, for a provider, the message accepted): a slow
