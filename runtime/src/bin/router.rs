@@ -52,13 +52,14 @@ struct Cli {
     secrets_cache_seconds: u64,
     #[arg(long, env = "MULTICOMMS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     log_format: LogFormat,
+    /// Print the OpenAPI document this router serves at /openapi.json, and exit.
+    #[arg(long)]
+    openapi: bool,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    logging::init(cli.log_format, "info");
-    let config = multicomms_service::aws::load_config(multicomms_service::aws::POD_ATTEMPTS).await;
     let settings = RouterSettings {
         version: cli.router_version.clone(),
         max_body_bytes: cli.max_body_bytes,
@@ -69,6 +70,18 @@ async fn main() -> anyhow::Result<()> {
         public_base_url: cli.public_base_url.clone(),
         secrets_cache: Duration::from_secs(cli.secrets_cache_seconds),
     };
+    if cli.openapi {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&multicomms_runtime::router::openapi::document(
+                &settings.version,
+                settings.max_body_bytes
+            ))?
+        );
+        return Ok(());
+    }
+    logging::init(cli.log_format, "info");
+    let config = multicomms_service::aws::load_config(multicomms_service::aws::POD_ATTEMPTS).await;
     match &settings.public_base_url {
         Some(url) => tracing::info!(public_base_url = %url, "inbound Twilio webhooks on"),
         None => tracing::info!("inbound Twilio webhooks off (no --public-base-url)"),

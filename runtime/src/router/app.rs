@@ -106,7 +106,7 @@ pub fn app(state: Arc<AppState>) -> axum::Router {
         post(move |state, uri, headers, body| inbound(state, uri, headers, body, channel))
             .layer(from_fn_with_state(state.clone(), within_timeout))
     };
-    let document = Arc::new(super::openapi::document(&state.settings));
+    let document = Arc::new(super::openapi::document(&state.settings.version, state.settings.max_body_bytes));
     let openapi = axum::routing::get(move || async move { Json(document.as_ref().clone()) });
     axum::Router::new()
         .route("/initiate-conversation", initiate)

@@ -2,7 +2,6 @@
 //! from what the handlers answer from (the error catalogue with each code's status, the
 //! channels, the body limit), so it cannot drift from them; the request schema states the
 //! checks of [`super::request::validate`] that a schema can state.
-use super::app::RouterSettings;
 use super::error::ErrorCode;
 use crate::replies::webhook;
 use multicomms_wire::ChannelKind;
@@ -11,10 +10,10 @@ use std::collections::BTreeMap;
 
 pub const PATH: &str = "/openapi.json";
 
-/// The document for a router running with `settings`.
-pub fn document(settings: &RouterSettings) -> Value {
+/// The document for a router of `version` taking bodies of at most `max_body_bytes`.
+pub fn document(version: &str, max_body_bytes: usize) -> Value {
     let mut paths = Map::new();
-    paths.insert("/initiate-conversation".into(), initiate_conversation(settings));
+    paths.insert("/initiate-conversation".into(), initiate_conversation(max_body_bytes));
     for channel in [ChannelKind::Whatsapp, ChannelKind::Sms] {
         paths.insert(webhook::path(channel), twilio_webhook(channel));
     }
@@ -38,7 +37,7 @@ pub fn document(settings: &RouterSettings) -> Value {
         "openapi": "3.1.0",
         "info": {
             "title": "multicomms router",
-            "version": settings.version,
+            "version": version,
             "description": "Starts AI-written conversations on WhatsApp, SMS and email, and takes the recipients' \
                 answers from Twilio. Every error answer is the envelope `Error` with an `error_code` from the \
                 catalogue listed per status.",
@@ -103,7 +102,7 @@ fn error_responses(codes: &[ErrorCode]) -> Map<String, Value> {
         .collect()
 }
 
-fn initiate_conversation(settings: &RouterSettings) -> Value {
+fn initiate_conversation(max_body_bytes: usize) -> Value {
     let mut responses = error_responses(ErrorCode::ALL);
     responses.insert(
         "200".into(),
@@ -116,9 +115,9 @@ fn initiate_conversation(settings: &RouterSettings) -> Value {
             "security": [{"apiKey": []}],
             "requestBody": {
                 "required": true,
-                "description": format!("At most {} bytes. The body travels on verbatim to the AI as context.", settings.max_body_bytes),
+                "description": format!("At most {max_body_bytes} bytes. The body travels on verbatim to the AI as context."),
                 "content": {"application/json": {"schema": {"$ref": "#/components/schemas/InitiateConversation"}}},
-                "x-max-body-bytes": settings.max_body_bytes,
+                "x-max-body-bytes": max_body_bytes,
             },
             "responses": responses,
         },
@@ -203,24 +202,10 @@ fn twilio_webhook(channel: ChannelKind) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
-
-    fn settings() -> RouterSettings {
-        RouterSettings {
-            version: "router-1".into(),
-            max_body_bytes: 1024,
-            request_timeout: Duration::from_secs(10),
-            company_cache: Duration::from_secs(30),
-            batch_linger: Duration::from_millis(5),
-            idempotency_window: Duration::from_secs(600),
-            public_base_url: None,
-            secrets_cache: Duration::from_secs(300),
-        }
-    }
 
     #[test]
     fn every_error_code_is_documented_under_its_status() {
-        let document = document(&settings());
+        let document = document("router-1", 1024);
         let responses = &document["paths"]["/initiate-conversation"]["post"]["responses"];
         for code in ErrorCode::ALL {
             let status = code.status().as_u16().to_string();

@@ -6,7 +6,7 @@
 //! A kill here drops the controller's task mid-await (the in-process form of SIGKILL: every
 //! in-flight reconcile stops wherever it was); the API server and AWS keep what was written.
 use crate::harness::*;
-use crate::outage::audit;
+use crate::outage::{audit, owners};
 use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::api::events::v1::Event;
 use k8s_openapi::ByteString;
@@ -15,7 +15,7 @@ use multicomms_operator::controller::{self, State};
 use multicomms_operator::crd::{Channel, Company};
 use multicomms_operator::reconcile::{self, Context, Mode};
 use multicomms_testkit::fault_proxy::{FaultProxy, Mode as ProxyMode};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -88,7 +88,7 @@ pub async fn run(config: &aws_config::SdkConfig, sizes: Sizes, credentials: &Cre
     proxy.set(ProxyMode::Pass);
     proxy.cut();
 
-    let limit = Duration::from_secs(600);
+    let limit = CONVERGE_LIMIT;
     let ready = loop {
         let ready = ready_count(&companies).await;
         if ready == sizes.controller_companies || started.elapsed() > limit {
@@ -113,18 +113,7 @@ pub async fn run(config: &aws_config::SdkConfig, sizes: Sizes, credentials: &Cre
     running.abort();
     let _ = running.await;
 
-    let owners: BTreeSet<String> = manifests
-        .companies
-        .iter()
-        .map(|c| format!("Company/{NS}/{}", c.metadata.name.as_deref().unwrap_or_default()))
-        .chain(
-            manifests
-                .channels
-                .iter()
-                .map(|c| format!("Channel/{NS}/{}", c.metadata.name.as_deref().unwrap_or_default())),
-        )
-        .collect();
-    let audit = audit(config, &naming, &owners).await;
+    let audit = audit(config, &naming, &owners(&manifests)).await;
     let (extra, missing) = secrets_per_company(config, &naming).await;
     let mut notes = vec![format!(
         "{ready_before} Companies Ready after {} kills, then AWS black-holed {} s; {} records, {} secrets, {} queues, every one marked by an existing resource: {}",

@@ -4,9 +4,8 @@
 use crate::harness::*;
 use aws_sdk_dynamodb::types::AttributeValue;
 use multicomms_operator::desired::OWNER_TAG;
-use multicomms_testkit::fakes::{Fakes, Service};
 use multicomms_testkit::fault_proxy::{FaultProxy, Mode};
-use multicomms_wire::{ChannelKind, Naming};
+use multicomms_wire::Naming;
 use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -67,18 +66,7 @@ async fn apply(config: &aws_config::SdkConfig, proxy: &FaultProxy, sizes: Sizes,
     let took = started.elapsed();
     let mut notes =
         vec![format!("the apply during the outage exited with {exit:?}; converged: {converged} after {runs} applies")];
-    let owners: BTreeSet<String> = manifests
-        .companies
-        .iter()
-        .map(|c| format!("Company/multicomms-dev/{}", c.metadata.name.as_deref().unwrap_or_default()))
-        .chain(
-            manifests
-                .channels
-                .iter()
-                .map(|c| format!("Channel/multicomms-dev/{}", c.metadata.name.as_deref().unwrap_or_default())),
-        )
-        .collect();
-    let audit = audit(config, &naming, &owners).await;
+    let audit = audit(config, &naming, &owners(&manifests)).await;
     notes.push(format!(
         "{} records, {} secrets, {} queues checked; every one marked by an existing resource: {}",
         audit.records,
@@ -113,48 +101,33 @@ async fn drain(
     sizes: Sizes,
     credentials: &Credentials,
 ) -> Row {
-    let dir = workdir("outage-drain");
-    let naming = suite_naming("d");
-    super::harness::apply(config, &naming, &write_manifests(&dir, 1, credentials)).await;
-    let fakes = Fakes::start("127.0.0.1:0").await.expect("fakes");
-    fakes.set_latency(Service::OpenAi, Duration::from_millis(300));
-    fakes.set_latency(Service::Twilio, Duration::from_millis(100));
-    let router_port = free_port();
-    let router = router(&dir, &naming, endpoint, router_port);
-    wait_port(router_port).await;
-    let recipients = post_requests(router_port, &credentials.router_key, 0, sizes.outage_messages).await;
-    router.stop().await;
-
-    let run = ProcessorRun {
-        dir: &dir,
-        naming: &naming,
-        endpoint: &proxy.url,
-        fakes: &fakes,
-        channel: ChannelKind::Whatsapp,
-        replies: false,
-        concurrency: 64,
-        http_timeout_seconds: 5,
-    };
+    let queued = Queued::start(config, endpoint, "outage-drain", sizes.outage_messages, credentials).await;
     let started = Instant::now();
-    let (processor, _) = run.spawn();
+    let (processor, _) = queued.processor(&proxy.url).spawn();
     // Dark once a quarter of the messages went out.
     let quarter = async {
-        while fakes.sent().len() < recipients.len() / 4 {
+        while queued.fakes.sent().len() < queued.recipients.len() / 4 {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     };
     outage(proxy, quarter, sizes.outage).await;
-    let converged =
-        converge(config, &naming, ChannelKind::Whatsapp, &recipients, started, Duration::from_secs(400)).await;
-    processor.stop().await;
     let mut row = Row {
         scenario: "2b AWS outage while draining".into(),
         injected: format!("AWS black-holed {} s while the processor drains", sizes.outage.as_secs()),
-        converged,
         ..Row::default()
     };
-    tally_first_messages(config, &naming, ChannelKind::Whatsapp, &fakes, &recipients, &mut row).await;
+    queued.settle(config, started, &mut row).await;
+    processor.stop().await;
     row
+}
+
+/// `Kind/namespace/name` of every Company and Channel in `manifests`.
+pub fn owners(manifests: &multicomms_operator::cli::manifests::Manifests) -> BTreeSet<String> {
+    let marker = |kind: &str, meta: &kube::api::ObjectMeta| {
+        format!("{kind}/{}/{}", meta.namespace.as_deref().unwrap_or_default(), meta.name.as_deref().unwrap_or_default())
+    };
+    let companies = manifests.companies.iter().map(|c| marker("Company", &c.metadata));
+    companies.chain(manifests.channels.iter().map(|c| marker("Channel", &c.metadata))).collect()
 }
 
 /// The AWS objects under a naming, checked against the resources that exist.

@@ -15,33 +15,20 @@ use std::time::{Duration, Instant};
 const COMPANY_NUMBER: &str = "+447588713814";
 
 pub async fn run(config: &aws_config::SdkConfig, endpoint: &str, sizes: Sizes, credentials: &Credentials) -> Row {
-    let dir = workdir("replies");
-    let naming = suite_naming("r");
-    apply(config, &naming, &write_manifests(&dir, 1, credentials)).await;
-    let fakes = Fakes::start("127.0.0.1:0").await.expect("fakes");
-    fakes.set_latency(Service::OpenAi, Duration::from_millis(300));
-    fakes.set_latency(Service::Twilio, Duration::from_millis(50));
-    let router_port = free_port();
-    let router = router(&dir, &naming, endpoint, router_port);
-    wait_port(router_port).await;
-
     // The conversations, opened the normal way (no faults yet).
-    let opened = post_requests(router_port, &credentials.router_key, 0, sizes.reply_conversations).await;
-    let mut first = ProcessorRun {
-        dir: &dir,
-        naming: &naming,
-        endpoint,
-        fakes: &fakes,
-        channel: ChannelKind::Whatsapp,
-        replies: false,
-        concurrency: 64,
-        http_timeout_seconds: 5,
-    };
+    let queued = Queued::start(config, endpoint, "replies", sizes.reply_conversations, credentials).await;
+    let (naming, fakes) = (&queued.naming, &queued.fakes);
+    fakes.set_latency(Service::Twilio, Duration::from_millis(50));
+    let mut first = queued.processor(endpoint);
     let (initial, _) = first.spawn();
-    converge(config, &naming, ChannelKind::Whatsapp, &opened, Instant::now(), Duration::from_secs(120)).await;
+    let opened = &queued.recipients;
+    converge(config, naming, ChannelKind::Whatsapp, opened, Instant::now(), CONVERGE_LIMIT).await;
     initial.stop().await;
-    let initial_sends = sends(&fakes);
-    let conversations: Vec<String> = opened.into_iter().filter(|r| initial_sends.get(r) == Some(&1)).collect();
+    let initial_sends = sends(fakes);
+    let conversations: Vec<String> = opened.iter().filter(|r| initial_sends.get(*r) == Some(&1)).cloned().collect();
+    let router_port = free_port();
+    let router = router(&queued.dir, naming, endpoint, router_port);
+    wait_port(router_port).await;
 
     fakes.set_fault_mix(Service::OpenAi, vec![(0.1, Fault::Status(429)), (0.1, Fault::Status(500))], 56);
     first.replies = true;
@@ -79,9 +66,14 @@ pub async fn run(config: &aws_config::SdkConfig, endpoint: &str, sizes: Sizes, c
         unit: "inbound msgs",
         ..Row::default()
     };
-    let limit = Duration::from_secs(300);
+    let limit = CONVERGE_LIMIT;
     loop {
-        let tally = tally(config, &naming, &fakes, &acknowledged).await;
+        // The replies queue first: scans are the emulator's most expensive calls.
+        if depth(config, &naming.replies_queue(ChannelKind::Whatsapp)).await > 0 && started.elapsed() < limit {
+            tokio::time::sleep(Duration::from_secs(2)).await;
+            continue;
+        }
+        let tally = tally(config, naming, fakes, &acknowledged).await;
         if tally.settled || started.elapsed() > limit {
             row.total = acknowledged.values().map(Vec::len).sum();
             (row.ok, row.handed_off, row.failed, row.lost, row.duplicated) =
@@ -95,7 +87,7 @@ pub async fn run(config: &aws_config::SdkConfig, endpoint: &str, sizes: Sizes, c
             ));
             break;
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
     }
     row.converged = started.elapsed();
     replier.stop().await;
