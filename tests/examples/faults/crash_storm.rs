@@ -1,7 +1,7 @@
 //! Scenario 1: Processor crash storm: requests through the router, then the WhatsApp processor (64 at a
 //! time) SIGKILLed at random moments while it drains, restarted each time.
 use crate::harness::*;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 pub async fn run(config: &aws_config::SdkConfig, endpoint: &str, sizes: Sizes, credentials: &Credentials) -> Row {
     let queued = Queued::start(config, endpoint, "crash-storm", sizes.crash_messages, credentials).await;
@@ -10,7 +10,12 @@ pub async fn run(config: &aws_config::SdkConfig, endpoint: &str, sizes: Sizes, c
     let (mut processor, _) = run.spawn();
     let mut draws = Draws::new(sizes.crash_messages as u64);
     for _ in 0..sizes.crash_kills {
-        tokio::time::sleep(draws.between_ms(300, 2500)).await;
+        // Each incarnation is killed while messages flow: after its first sends, at a random moment.
+        let sent = queued.fakes.sent().len();
+        while queued.fakes.sent().len() < sent + 10 && started.elapsed() < CONVERGE_LIMIT {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        tokio::time::sleep(draws.between_ms(0, 1500)).await;
         processor.kill().await;
         processor = run.spawn().0;
     }
