@@ -280,9 +280,9 @@ impl Processor {
     }
 
     /// The final update after a send, retried through an AWS outage ([`Self::through_outage`]).
-    /// If it still fails, the original's CRITICAL
-    /// alarm goes out and the message is left to come back: the next delivery finds the claim
-    /// past its grace and hands the conversation to a person, instead of it staying `sending`.
+    /// If it still fails, the original's CRITICAL alarm goes out and the message is left to come
+    /// back: the next delivery finds the claim past its grace and hands the conversation to a
+    /// person, instead of it staying `sending`.
     async fn record_sent(&self, key: &ConversationKey, sent: Sent, reply: &Reply, started: Instant) -> Outcome {
         let message = Message {
             message_id: sent.message_id.clone(),
