@@ -1,8 +1,13 @@
 # Sourced by the other scripts: a project venv with the moto AWS emulator, started on a free
 # loopback port, with the standard AWS SDK environment pointing at it. Stopped on exit.
+# MULTICOMMS_EMULATOR=ministack starts ministack instead (faster, for the benchmarks; the tests
+# keep moto). It lives in its own venv: it pins an older botocore than moto's boto3 accepts.
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VENV="${MULTICOMMS_VENV:-$ROOT/.venv}"
 MOTO_VERSION="5.2.5"
+EMULATOR="${MULTICOMMS_EMULATOR:-moto}"
+MINISTACK_VENV="${MULTICOMMS_MINISTACK_VENV:-$ROOT/.venv-ministack}"
+MINISTACK_VERSION="1.5.33"
 
 ensure_venv() {
   if [ ! -x "$VENV/bin/moto_server" ]; then
@@ -12,12 +17,26 @@ ensure_venv() {
   fi
 }
 
+ensure_ministack() {
+  if [ ! -x "$MINISTACK_VENV/bin/ministack" ]; then
+    echo "Installing ministack $MINISTACK_VERSION into $MINISTACK_VENV ..." >&2
+    python3 -m venv "$MINISTACK_VENV"
+    "$MINISTACK_VENV/bin/pip" install --quiet --disable-pip-version-check "ministack==$MINISTACK_VERSION"
+  fi
+}
+
 start_emulator() {
   ensure_venv
   local port
   port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
   mkdir -p "$ROOT/target"
-  "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" > "$ROOT/target/moto.log" 2>&1 &
+  case "$EMULATOR" in
+    moto) "$VENV/bin/moto_server" -H 127.0.0.1 -p "$port" > "$ROOT/target/moto.log" 2>&1 & ;;
+    ministack)
+      ensure_ministack
+      GATEWAY_PORT="$port" BIND_HOST=127.0.0.1 "$MINISTACK_VENV/bin/ministack" > "$ROOT/target/moto.log" 2>&1 & ;;
+    *) echo "MULTICOMMS_EMULATOR must be moto or ministack (got $EMULATOR)" >&2; return 1 ;;
+  esac
   EMULATOR_PID=$!
   trap 'kill "$EMULATOR_PID" 2>/dev/null || true' EXIT
   local ready=""
@@ -32,14 +51,14 @@ start_emulator() {
     sleep 0.1
   done
   if [ -z "$ready" ]; then
-    echo "moto did not start on port $port; see target/moto.log" >&2
+    echo "$EMULATOR did not start on port $port; see target/moto.log" >&2
     return 1
   fi
   # Fake credentials and a loopback endpoint: nothing here can reach a real AWS account.
   unset AWS_PROFILE AWS_SESSION_TOKEN AWS_DEFAULT_PROFILE
   export AWS_ENDPOINT_URL="http://127.0.0.1:$port" AWS_REGION=eu-north-1 \
     AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_EC2_METADATA_DISABLED=true
-  echo "moto AWS emulator on $AWS_ENDPOINT_URL (log: target/moto.log)" >&2
+  echo "$EMULATOR AWS emulator on $AWS_ENDPOINT_URL (log: target/moto.log)" >&2
 }
 
 # For the benchmarks: the example Channels and Company applied by the release operator under
