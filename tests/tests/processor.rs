@@ -323,6 +323,29 @@ async fn a_redelivered_message_is_sent_once() {
     );
 }
 
+#[tokio::test]
+async fn a_copy_delivered_while_the_first_is_being_worked_on_waits_for_it_instead_of_asking_the_ai_again() {
+    let env = env().await;
+    // The first copy is still waiting for the AI when the second arrives.
+    env.fakes.set_latency(Service::OpenAi, Duration::from_secs(2));
+    let context = env.context_for(request(0x202, "whatsapp"), ChannelKind::Whatsapp).await;
+    let body = context.to_string();
+    env.enqueue(ChannelKind::Whatsapp, &body).await;
+    env.enqueue(ChannelKind::Whatsapp, &body).await;
+    let running = env.start(ChannelKind::Whatsapp, LONG, LONG).await;
+    env.settled(&key_of(&context), &[ConversationStatus::InitialMessageSent]).await;
+    for _ in 0..100 {
+        if env.depth(env.naming.channel_queue(ChannelKind::Whatsapp)).await == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    running.stop().await;
+    assert_eq!(env.fakes.requests(Service::OpenAi).len(), 1, "one Responses call for two copies");
+    assert_eq!(env.fakes.sent().len(), 1, "one send for two copies");
+    assert_eq!(env.depth(env.naming.channel_queue(ChannelKind::Whatsapp)).await, 0, "the second copy was settled");
+}
+
 /// The conversation key of the example request `id` on WhatsApp.
 fn whatsapp_key(id: u32) -> ConversationKey {
     ConversationKey {

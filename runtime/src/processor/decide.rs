@@ -11,16 +11,18 @@ pub struct RecordState {
     pub status: ConversationStatus,
     /// When the status last changed (the claim's time while `sending`), as stored.
     pub updated_at: String,
-    /// The token of the attempt that claimed the send.
+    /// The token of the attempt working on the record: while `processing` the one preparing the
+    /// message (absent once it gave up), from `sending` on the one that claimed the send.
     pub claim_id: Option<String>,
 }
 
 /// What a delivery does about a record that already exists.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OnExisting {
-    /// Nothing went out yet (`processing`): work on it.
+    /// Nothing went out yet (`processing`) and nobody is working on it any more: take it over.
     Resume,
-    /// Another attempt may still be talking to the provider: ask again later.
+    /// Another attempt may still be asking the AI or talking to the provider: ask again later
+    /// (a second AI call would buy the same tokens twice).
     Wait,
     /// The send may have happened, and no later delivery will find out: a person must check.
     HandOff(&'static str),
@@ -33,18 +35,26 @@ pub const STOPPED_WHILE_SENDING: &str = "send: an earlier attempt stopped while 
 pub const STILL_SENDING_ON_LAST_RECEIVE: &str = "send: an attempt was still sending when the message reached its last \
      receive; the message may have been delivered, so it is handed off instead of dead-lettered";
 
-/// The decision for a delivery that found `state`. A claim younger than `grace` (the provider
-/// timeout plus a margin) may still be in use, unless this is the queue's `last_receive`. A
-/// claim time that cannot be read counts as old; one in the future (another machine's clock)
-/// counts as young: clock trouble can only cause a hand-off, never a second send.
+/// The decision for delivery `token` that found `state`. A claim (or, while `processing`, the
+/// record's worker) younger than `grace` (the provider timeout plus a margin) may still be in
+/// use, unless this is the queue's `last_receive`. A claim time that cannot be read counts as
+/// old; one in the future (another machine's clock) counts as young: clock trouble can only
+/// cause a hand-off or a second AI call, never a second send.
 pub fn on_existing(
     state: &RecordState,
+    token: &str,
     now: chrono::DateTime<chrono::Utc>,
     grace: Duration,
     last_receive: bool,
 ) -> OnExisting {
     match state.status {
-        ConversationStatus::Processing => OnExisting::Resume,
+        // An SDK retry of this delivery's own create finds its own token.
+        ConversationStatus::Processing if state.claim_id.as_deref() == Some(token) => OnExisting::Resume,
+        ConversationStatus::Processing => match (&state.claim_id, in_flight(state, now, grace, last_receive)) {
+            (Some(_), None) => OnExisting::Wait,
+            // Given up (no worker), or its worker stopped or has no receive left to wait with.
+            _ => OnExisting::Resume,
+        },
         ConversationStatus::Sending => match in_flight(state, now, grace, last_receive) {
             None => OnExisting::Wait,
             Some(reason) => OnExisting::HandOff(reason),
@@ -142,31 +152,52 @@ mod tests {
         }
     }
 
+    /// The decision for a delivery other than the one holding `token-a`.
+    fn on_existing_of(
+        state: &RecordState,
+        now: chrono::DateTime<chrono::Utc>,
+        grace: Duration,
+        last_receive: bool,
+    ) -> OnExisting {
+        on_existing(state, "token-b", now, grace, last_receive)
+    }
+
     #[test]
-    fn a_record_still_processing_is_resumed_nothing_went_out() {
-        assert_eq!(on_existing(&state(Processing, 5), now(), GRACE, false), OnExisting::Resume);
-        assert_eq!(on_existing(&state(Processing, 5), now(), GRACE, true), OnExisting::Resume);
+    fn a_record_another_attempt_is_preparing_is_waited_for_while_its_worker_may_live() {
+        assert_eq!(on_existing_of(&state(Processing, 5), now(), GRACE, false), OnExisting::Wait);
+        assert_eq!(on_existing_of(&state(Processing, 181), now(), GRACE, false), OnExisting::Resume, "worker gone");
+        assert_eq!(on_existing_of(&state(Processing, 5), now(), GRACE, true), OnExisting::Resume, "last receive");
+    }
+
+    #[test]
+    fn a_record_nobody_is_preparing_or_this_deliverys_own_is_resumed_nothing_went_out() {
+        let given_up = RecordState { claim_id: None, ..state(Processing, 5) };
+        assert_eq!(on_existing_of(&given_up, now(), GRACE, false), OnExisting::Resume);
+        assert_eq!(on_existing(&state(Processing, 5), "token-a", now(), GRACE, false), OnExisting::Resume);
     }
 
     #[test]
     fn a_young_claim_is_waited_for_unless_no_receive_is_left() {
-        assert_eq!(on_existing(&state(Sending, 30), now(), GRACE, false), OnExisting::Wait);
+        assert_eq!(on_existing_of(&state(Sending, 30), now(), GRACE, false), OnExisting::Wait);
         assert_eq!(
-            on_existing(&state(Sending, 30), now(), GRACE, true),
+            on_existing_of(&state(Sending, 30), now(), GRACE, true),
             OnExisting::HandOff(STILL_SENDING_ON_LAST_RECEIVE)
         );
     }
 
     #[test]
     fn an_old_claim_is_handed_off_never_resent() {
-        assert_eq!(on_existing(&state(Sending, 181), now(), GRACE, false), OnExisting::HandOff(STOPPED_WHILE_SENDING));
+        assert_eq!(
+            on_existing_of(&state(Sending, 181), now(), GRACE, false),
+            OnExisting::HandOff(STOPPED_WHILE_SENDING)
+        );
         let unreadable = RecordState { updated_at: "yesterday".into(), ..state(Sending, 0) };
-        assert_eq!(on_existing(&unreadable, now(), GRACE, false), OnExisting::HandOff(STOPPED_WHILE_SENDING));
+        assert_eq!(on_existing_of(&unreadable, now(), GRACE, false), OnExisting::HandOff(STOPPED_WHILE_SENDING));
     }
 
     #[test]
     fn a_claim_from_a_clock_ahead_of_ours_counts_as_young() {
-        assert_eq!(on_existing(&state(Sending, -60), now(), GRACE, false), OnExisting::Wait);
+        assert_eq!(on_existing_of(&state(Sending, -60), now(), GRACE, false), OnExisting::Wait);
     }
 
     #[test]
@@ -180,7 +211,7 @@ mod tests {
             FailedNoConsent,
             Other,
         ] {
-            assert_eq!(on_existing(&state(status, 1_000), now(), GRACE, false), OnExisting::Duplicate, "{status}");
+            assert_eq!(on_existing_of(&state(status, 1_000), now(), GRACE, false), OnExisting::Duplicate, "{status}");
         }
     }
 

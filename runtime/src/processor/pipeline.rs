@@ -10,7 +10,7 @@ use super::outcome::Outcome;
 use super::secrets::{Secrets, TwilioCredentials};
 use super::senders::{Email, SendError, Senders, Sent};
 use super::store::{ConversationStore, Created, Written};
-use multicomms_wire::conversation::{ConversationKey, ConversationStatus, Message};
+use multicomms_wire::conversation::{ConversationKey, ConversationRecord, ConversationStatus, Message};
 use multicomms_wire::timestamp::now;
 use multicomms_wire::{ChannelKind, Naming};
 use secrecy::SecretString;
@@ -104,6 +104,15 @@ impl From<StepFailure> for Halt {
     }
 }
 
+/// The outcome of a failed write of the record before any work: retried, or (the record cannot
+/// be stored at all) the message is unusable.
+fn record_unusable_or_later(failure: Failure) -> Outcome {
+    match failure {
+        Failure::Transient(reason) => Outcome::Retry(format!("record: {reason}")),
+        Failure::Permanent(reason) => Outcome::Poison(format!("record: {reason}")),
+    }
+}
+
 /// A failure before the send claim.
 fn at(status: ConversationStatus, step: &'static str) -> impl FnOnce(Failure) -> StepFailure {
     move |failure| StepFailure { from: ConversationStatus::Processing, status, step, failure }
@@ -133,44 +142,54 @@ impl Processor {
         tracing::Span::current().record("conversation_id", &incoming.context.conversation_data.conversation_id);
         let started = Instant::now();
         let key = incoming.key();
-        if let Some(settled) = self.begin(&incoming, &key, last_receive).await {
+        // This delivery's token: the record's worker while it prepares, then its send claim.
+        let token = uuid::Uuid::new_v4().to_string();
+        if let Some(settled) = self.begin(&incoming, &key, &token, last_receive).await {
             return settled;
         }
-        match self.work(&incoming, &key, started).await {
+        match self.work(&incoming, &key, &token, started).await {
             Ok(outcome) | Err(Halt::Settled(outcome)) => outcome,
-            Err(Halt::Failed(failure)) => self.record_failure(&key, failure, last_receive).await,
+            Err(Halt::Failed(failure)) => self.record_failure(&key, &token, failure, last_receive).await,
         }
     }
 
-    /// Creates the record, or decides from the existing one; `None`: go on working.
-    async fn begin(&self, m: &Incoming, key: &ConversationKey, last_receive: bool) -> Option<Outcome> {
-        let existing = match self.store.create(&m.initial_record(&self.version, now())).await {
+    /// Creates the record as this delivery's, or decides from the existing one; `None`: go on
+    /// working (the record is this delivery's).
+    async fn begin(&self, m: &Incoming, key: &ConversationKey, token: &str, last_receive: bool) -> Option<Outcome> {
+        let record = ConversationRecord { claim_id: Some(token.into()), ..m.initial_record(&self.version, now()) };
+        let existing = match self.store.create(&record).await {
             Ok(Created::New) => return None,
             Ok(Created::Exists(state)) => state,
-            Err(Failure::Transient(reason)) => return Some(Outcome::Retry(format!("record: {reason}"))),
-            Err(Failure::Permanent(reason)) => return Some(Outcome::Poison(format!("record: {reason}"))),
+            Err(failure) => return Some(record_unusable_or_later(failure)),
         };
-        match decide::on_existing(&existing, chrono::Utc::now(), self.send_grace, last_receive) {
-            OnExisting::Resume => None,
+        match decide::on_existing(&existing, token, chrono::Utc::now(), self.send_grace, last_receive) {
+            OnExisting::Resume if existing.claim_id.as_deref() == Some(token) => None,
+            OnExisting::Resume => match self.store.take_over(key, token, existing.claim_id.as_deref()).await {
+                Ok(true) => None,
+                Ok(false) => Some(Outcome::Retry("another attempt took the conversation over".into())),
+                Err(failure) => Some(record_unusable_or_later(failure)),
+            },
+            OnExisting::Wait if existing.status == ConversationStatus::Processing => {
+                Some(Outcome::Retry("another attempt is preparing this conversation's message".into()))
+            }
             OnExisting::Wait => Some(Outcome::Retry("another attempt is sending this conversation".into())),
             OnExisting::HandOff(reason) => Some(self.needs_attention(key, reason).await),
             OnExisting::Duplicate => Some(Outcome::Duplicate),
         }
     }
 
-    async fn work(&self, m: &Incoming, key: &ConversationKey, started: Instant) -> Result<Outcome, Halt> {
+    async fn work(&self, m: &Incoming, key: &ConversationKey, token: &str, started: Instant) -> Result<Outcome, Halt> {
         let prepared = self.prepare(m).await?;
         // The claim: from here on the provider may get the message, so a redelivery must not
-        // send again. A claim held by another attempt is left to it; the message comes back
-        // later and finds the outcome.
-        let token = uuid::Uuid::new_v4().to_string();
-        let claim = || self.store.claim(key, &token);
+        // send again. A record taken over by another attempt is left to it; the message comes
+        // back later and finds the outcome.
+        let claim = || self.store.claim(key, token);
         let claimed = self.through_outage(started, "claim", claim).await;
         let claimed = claimed.map_err(at(ConversationStatus::FailedUnknown, "claim"))?;
         if !claimed {
-            return Ok(Outcome::Retry("another attempt claimed the send".into()));
+            return Ok(Outcome::Retry("another attempt took the conversation over".into()));
         }
-        let sent = self.send_claimed(m, key, &token, &prepared).await?;
+        let sent = self.send_claimed(m, key, token, &prepared).await?;
         Ok(self.record_sent(key, sent, &prepared.reply, started).await)
     }
 
@@ -340,14 +359,20 @@ impl Processor {
     /// Transient: noted on the record, retried through SQS. Permanent, or transient on the last
     /// receive (SQS would dead-letter the message and leave the record unfinished): the step's
     /// status.
-    async fn record_failure(&self, key: &ConversationKey, failed: StepFailure, last_receive: bool) -> Outcome {
+    async fn record_failure(
+        &self,
+        key: &ConversationKey,
+        token: &str,
+        failed: StepFailure,
+        last_receive: bool,
+    ) -> Outcome {
         let StepFailure { from, status, step, failure } = failed;
         let reason = match (&failure, last_receive) {
             (Failure::Transient(_), true) => format!("{step}: {failure}; still failing on the last receive"),
             _ => format!("{step}: {failure}"),
         };
         if let (Failure::Transient(_), false) = (&failure, last_receive) {
-            if let Err(e) = self.store.retrying(key, &reason).await {
+            if let Err(e) = self.store.retrying(key, token, &reason).await {
                 tracing::warn!(error = %e, "could not note the retry on the record");
             }
             return Outcome::Retry(reason);

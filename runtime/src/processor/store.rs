@@ -6,8 +6,9 @@
 use super::decide::{claim_is_ours, RecordState};
 use super::failure::Failure;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use multicomms_wire::conversation::{
     attribute, ConversationKey, ConversationRecord, ConversationStatus, Message, CONVERSATION_ID,
 };
@@ -41,7 +42,8 @@ impl ConversationStore {
         ConversationStore { client, table }
     }
 
-    /// PutItem if absent; on a condition failure, the existing record's state.
+    /// PutItem if absent; on a condition failure, the existing record's state (which the failed
+    /// put returns, so a duplicate costs no extra read).
     pub async fn create(&self, record: &ConversationRecord) -> Result<Created, Failure> {
         let item = record.to_item().map_err(|e| Failure::Permanent(format!("record not storable: {e}")))?;
         let put = self
@@ -51,18 +53,24 @@ impl ConversationStore {
             .set_item(Some(item))
             .condition_expression("attribute_not_exists(#id)")
             .expression_attribute_names("#id", CONVERSATION_ID)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
-        match put {
-            Ok(_) => Ok(Created::New),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => {
-                match self.state(&record.key()).await? {
-                    Some(state) => Ok(Created::Exists(state)),
-                    None => Err(Failure::Transient("record vanished between create and read".into())),
-                }
-            }
-            Err(e) => Err(aws_failure("PutItem", &e)),
-        }
+        let error = match put {
+            Ok(_) => return Ok(Created::New),
+            Err(e) => e,
+        };
+        let existing = match error.as_service_error() {
+            Some(PutItemError::ConditionalCheckFailedException(failed)) => failed.item.as_ref().map(record_state),
+            _ => return Err(aws_failure("PutItem", &error)),
+        };
+        let existing = match existing {
+            Some(state) => Some(state),
+            None => self.state(&record.key()).await?,
+        };
+        existing
+            .map(Created::Exists)
+            .ok_or_else(|| Failure::Transient("record vanished between create and read".into()))
     }
 
     pub async fn state(&self, key: &ConversationKey) -> Result<Option<RecordState>, Failure> {
@@ -79,28 +87,30 @@ impl ConversationStore {
             .send()
             .await
             .map_err(|e| aws_failure("GetItem", &e))?;
-        let Some(item) = out.item else { return Ok(None) };
-        let text = |item: &Item, name: &str| match item.get(name) {
-            Some(AttributeValue::S(value)) => Some(value.clone()),
-            _ => None,
-        };
-        let stored = text(&item, attribute::STATUS).unwrap_or_default();
-        // A status this processor does not know reads as `Other`: another flow's, so done here.
-        let status = serde_json::from_value(serde_json::Value::String(stored)).unwrap_or(ConversationStatus::Other);
-        Ok(Some(RecordState {
-            status,
-            updated_at: text(&item, attribute::UPDATED_AT).unwrap_or_default(),
-            claim_id: text(&item, attribute::CLAIM_ID),
-        }))
+        Ok(out.item.as_ref().map(record_state))
     }
 
-    /// The send claim: `processing` → `sending` with this attempt's token. True when the claim
-    /// is this attempt's (also when an SDK retry finds its own earlier, unanswered write).
+    /// Takes over a `processing` record whose worker gave up or stopped (`previous`, as read):
+    /// it becomes this attempt's. False when another attempt took it over first.
+    pub async fn take_over(&self, key: &ConversationKey, token: &str, previous: Option<&str>) -> Result<bool, Failure> {
+        let update = self.claim_update(key, token).update_expression("SET #updated = :now, #claim = :token");
+        let update = match previous {
+            Some(previous) => update
+                .condition_expression("#status = :processing AND #claim = :previous")
+                .expression_attribute_values(":previous", AttributeValue::S(previous.into())),
+            None => update.condition_expression("#status = :processing AND attribute_not_exists(#claim)"),
+        };
+        Ok(self.conditional(update).await? == Written::Applied)
+    }
+
+    /// The send claim: this attempt's `processing` → `sending`. True when the claim is this
+    /// attempt's (also when an SDK retry finds its own earlier, unanswered write).
     pub async fn claim(&self, key: &ConversationKey, token: &str) -> Result<bool, Failure> {
         let update = self
             .claim_update(key, token)
-            .update_expression("SET #status = :sending, #updated = :now, #claim = :token")
-            .condition_expression("#status = :processing");
+            .update_expression("SET #status = :sending, #updated = :now")
+            .condition_expression("#status = :processing AND #claim = :token")
+            .expression_attribute_values(":sending", status(ConversationStatus::Sending));
         match self.conditional(update).await? {
             Written::Applied => Ok(true),
             Written::Superseded => {
@@ -115,7 +125,8 @@ impl ConversationStore {
         let update = self
             .claim_update(key, token)
             .update_expression("SET #status = :processing, #updated = :now REMOVE #claim")
-            .condition_expression("#status = :sending AND #claim = :token");
+            .condition_expression("#status = :sending AND #claim = :token")
+            .expression_attribute_values(":sending", status(ConversationStatus::Sending));
         self.conditional(update).await.map(|_| ())
     }
 
@@ -196,14 +207,14 @@ impl ConversationStore {
         self.conditional(update).await
     }
 
-    /// A transient failure being retried: the reason only, while the record is `processing`.
-    pub async fn retrying(&self, key: &ConversationKey, reason: &str) -> Result<(), Failure> {
+    /// A transient failure being retried: the reason, and the record given up by this attempt
+    /// (the next delivery takes it over at once), while it is `processing` and not another's.
+    pub async fn retrying(&self, key: &ConversationKey, token: &str, reason: &str) -> Result<(), Failure> {
         let update = self
-            .update(key)
-            .update_expression("SET #failure = :reason, #updated = :now")
-            .condition_expression("#status = :processing")
+            .claim_update(key, token)
+            .update_expression("SET #failure = :reason, #updated = :now REMOVE #claim")
+            .condition_expression("#status = :processing AND (attribute_not_exists(#claim) OR #claim = :token)")
             .expression_attribute_names("#failure", attribute::FAILURE_REASON)
-            .expression_attribute_values(":processing", status(ConversationStatus::Processing))
             .expression_attribute_values(":reason", AttributeValue::S(reason.into()));
         self.conditional(update).await.map(|_| ())
     }
@@ -220,12 +231,11 @@ impl ConversationStore {
             .expression_attribute_values(":now", AttributeValue::S(multicomms_wire::timestamp::now()))
     }
 
-    /// [`Self::update`] plus what taking and giving back a claim use: `#claim`, `:token`,
-    /// `:sending`, `:processing`.
+    /// [`Self::update`] plus what every write of a claim uses: `#claim`, `:token`, `:processing`
+    /// (DynamoDB refuses a value the expressions leave unused).
     fn claim_update(&self, key: &ConversationKey, token: &str) -> UpdateItemFluentBuilder {
         self.update(key)
             .expression_attribute_names("#claim", attribute::CLAIM_ID)
-            .expression_attribute_values(":sending", status(ConversationStatus::Sending))
             .expression_attribute_values(":processing", status(ConversationStatus::Processing))
             .expression_attribute_values(":token", AttributeValue::S(token.into()))
     }
@@ -238,6 +248,22 @@ impl ConversationStore {
             }
             Err(e) => Err(aws_failure("UpdateItem", &e)),
         }
+    }
+}
+
+/// The attributes of a stored record that decide what a delivery does.
+fn record_state(item: &Item) -> RecordState {
+    let text = |name: &str| match item.get(name) {
+        Some(AttributeValue::S(value)) => Some(value.clone()),
+        _ => None,
+    };
+    let stored = text(attribute::STATUS).unwrap_or_default();
+    // A status this processor does not know reads as `Other`: another flow's, so done here.
+    let status = serde_json::from_value(serde_json::Value::String(stored)).unwrap_or(ConversationStatus::Other);
+    RecordState {
+        status,
+        updated_at: text(attribute::UPDATED_AT).unwrap_or_default(),
+        claim_id: text(attribute::CLAIM_ID),
     }
 }
 
