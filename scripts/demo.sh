@@ -9,7 +9,7 @@ set -euo pipefail
 source "$(dirname "$0")/emulator.sh"
 start_emulator
 cd "$ROOT"
-cargo build --locked --quiet --workspace --bins
+cargo build --locked --quiet --workspace --bins --examples # the features every other script builds with
 operator="$ROOT/target/debug/multicomms-operator"
 examples=(-f config/channels -f config/companies -f config/examples/local --namespace multicomms-dev)
 
