@@ -8,6 +8,7 @@ use super::failure::Failure;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use multicomms_wire::conversation::{
     attribute, ConversationKey, ConversationRecord, ConversationStatus, Message, CONVERSATION_ID,
@@ -60,34 +61,14 @@ impl ConversationStore {
             Ok(_) => return Ok(Created::New),
             Err(e) => e,
         };
-        let existing = match error.as_service_error() {
-            Some(PutItemError::ConditionalCheckFailedException(failed)) => failed.item.as_ref().map(record_state),
-            _ => return Err(aws_failure("PutItem", &error)),
-        };
-        let existing = match existing {
-            Some(state) => Some(state),
-            None => self.state(&record.key()).await?,
-        };
-        existing
-            .map(Created::Exists)
-            .ok_or_else(|| Failure::Transient("record vanished between create and read".into()))
-    }
-
-    pub async fn state(&self, key: &ConversationKey) -> Result<Option<RecordState>, Failure> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key.to_item()))
-            .projection_expression("#status, #updated, #claim")
-            .expression_attribute_names("#status", attribute::STATUS)
-            .expression_attribute_names("#updated", attribute::UPDATED_AT)
-            .expression_attribute_names("#claim", attribute::CLAIM_ID)
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| aws_failure("GetItem", &e))?;
-        Ok(out.item.as_ref().map(record_state))
+        match error.as_service_error() {
+            Some(PutItemError::ConditionalCheckFailedException(failed)) => failed
+                .item
+                .as_ref()
+                .map(|item| Created::Exists(record_state(item)))
+                .ok_or_else(|| Failure::Transient("the refused create did not return the record".into())),
+            _ => Err(aws_failure("PutItem", &error)),
+        }
     }
 
     /// Takes over a `processing` record whose worker gave up or stopped (`previous`, as read):
@@ -111,11 +92,9 @@ impl ConversationStore {
             .update_expression("SET #status = :sending, #updated = :now")
             .condition_expression("#status = :processing AND #claim = :token")
             .expression_attribute_values(":sending", status(ConversationStatus::Sending));
-        match self.conditional(update).await? {
-            Written::Applied => Ok(true),
-            Written::Superseded => {
-                Ok(claim_is_ours(self.state(key).await?.as_ref(), token, ConversationStatus::Sending))
-            }
+        match self.update_or_found(update).await? {
+            None => Ok(true),
+            Some(found) => Ok(claim_is_ours(found.as_ref(), token, ConversationStatus::Sending)),
         }
     }
 
@@ -165,12 +144,10 @@ impl ConversationStore {
             .expression_attribute_values(":took", AttributeValue::N(took_ms.to_string()))
             .expression_attribute_values(":false", AttributeValue::Bool(false))
             .expression_attribute_values(":null", AttributeValue::Null(true));
-        match self.conditional(update).await? {
-            Written::Applied => Ok(()),
-            Written::Superseded => match self.state(key).await? {
-                Some(state) if state.status == ConversationStatus::InitialMessageSent => Ok(()),
-                other => Err(Failure::Permanent(format!("the record moved on meanwhile: {other:?}"))),
-            },
+        match self.update_or_found(update).await? {
+            None => Ok(()),
+            Some(Some(state)) if state.status == ConversationStatus::InitialMessageSent => Ok(()),
+            Some(other) => Err(Failure::Permanent(format!("the record moved on meanwhile: {other:?}"))),
         }
     }
 
@@ -238,6 +215,21 @@ impl ConversationStore {
             .expression_attribute_names("#claim", attribute::CLAIM_ID)
             .expression_attribute_values(":processing", status(ConversationStatus::Processing))
             .expression_attribute_values(":token", AttributeValue::S(token.into()))
+    }
+
+    /// A conditional update that, when refused, says where the record stood (DynamoDB returns
+    /// it with the refusal, so no second read): `None` when applied, else what was found.
+    async fn update_or_found(&self, update: UpdateItemFluentBuilder) -> Result<Option<Option<RecordState>>, Failure> {
+        let sent = update.return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld).send();
+        match sent.await {
+            Ok(_) => Ok(None),
+            Err(e) => match e.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
+                    Ok(Some(failed.item.as_ref().map(record_state)))
+                }
+                _ => Err(aws_failure("UpdateItem", &e)),
+            },
+        }
     }
 
     pub(crate) async fn conditional(&self, update: UpdateItemFluentBuilder) -> Result<Written, Failure> {
