@@ -7,8 +7,8 @@ start_emulator
 cd "$ROOT"
 cargo build --locked --release -q --workspace --bins --examples
 echo
-echo "| companies | concurrency | cold apply companies/s | no-op re-apply companies/s | AWS calls/company (cold) | AWS calls/company (no-op) | AWS writes (no-op) | operator CPU ms/company (cold) | emulator raw PutItem/s | companies/s ÷ PutItem/s | peak RSS MiB |"
-echo "|---|---|---|---|---|---|---|---|---|---|---|"
+echo "| companies | concurrency | cold apply companies/s | AWS calls/company (cold) | cold calls/s ÷ raw PutItem/s | no-op re-apply, new process: companies/s | calls/company | no-op resync, same operator: companies/s | calls/company | AWS writes (no-op, resync) | operator CPU ms/company (cold) | (resync) | emulator raw PutItem/s | peak RSS MiB | emulator busy, whose limit (cold) | (re-apply) | (resync) |"
+echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 sizes=("$@")
 [ ${#sizes[@]} -gt 0 ] || sizes=(100 1000)
 for companies in "${sizes[@]}"; do

@@ -4,7 +4,9 @@
 # first filled through the release router, then a fresh processor drains it. Prints messages/s
 # beside the latency-bound ideal (concurrency / 1.2 s), the processor's peak RSS and CPU seconds
 # per 1000 messages, the emulator's raw PutItem rate measured in the same run, and how busy the
-# emulator was (its CPU time over wall time). Logs of the last run: target/bench-processor/.
+# emulator was (its CPU time over wall time) and whose limit the row shows: the providers'
+# latency (ratio >= 0.9), the emulator (busy >= 0.85 of its one core), the processor's CPU, or
+# else the AWS round trips' latency. Logs of the last run: target/bench-processor/.
 # usage: scripts/bench-processor.sh [concurrency:messages ...]   (default 1:20 64:640 512:2000)
 set -euo pipefail
 runs=("$@")
@@ -49,7 +51,7 @@ print(f"emulator raw PutItem/s (16 threads): {count[0] / 3:.1f}")
 PY
 
 first_id=0
-printf "%-12s %-9s %-10s %-10s %-9s %-8s %-14s %-8s %-14s\n" concurrency messages seconds msgs_per_s ideal ratio cpu_s_per_1000 rss_mib emulator_busy
+printf "%-12s %-9s %-10s %-10s %-9s %-8s %-14s %-8s %-14s %s\n" concurrency messages seconds msgs_per_s ideal ratio cpu_s_per_1000 rss_mib emulator_busy limit
 for run in "${runs[@]}"; do
   concurrency="${run%%:*}"; messages="${run##*:}"
   loaded="$(target/release/load-generator "http://127.0.0.1:$router_port/initiate-conversation" \
@@ -59,7 +61,7 @@ for run in "${runs[@]}"; do
   # What the router accepted is what the processor must drain.
   messages="$(sed -n 's/.* accepted=\([0-9]*\).*/\1/p' <<< "$loaded")"
   metrics_port="$(free_port)"
-  moto_before="$(awk '{print ($14 + $15) / 100}' "/proc/$EMULATOR_PID/stat")"
+  emulator_before="$(emulator_cpu_seconds)"
   start="$(date +%s.%N)"
   MULTICOMMS_PREFIX="$prefix" MULTICOMMS_ENV=bench target/release/multicomms-processor --channel whatsapp \
     --concurrency "$concurrency" --address "127.0.0.1:$metrics_port" --openai-base-url "http://127.0.0.1:$fakes_port/v1" \
@@ -84,20 +86,29 @@ while True:
     time.sleep(0.05)
 PY
   end="$(date +%s.%N)"
-  moto_cpu="$(awk -v before="$moto_before" '{print ($14 + $15) / 100 - before}' "/proc/$EMULATOR_PID/stat")"
+  emulator_cpu="$(awk -v before="$emulator_before" -v now="$(emulator_cpu_seconds)" 'BEGIN {print now - before}')"
   cpu="$(awk '{print ($14 + $15) / 100}' "/proc/$processor/stat")"
   rss="$(awk '/VmHWM/ {print $2 / 1024}' "/proc/$processor/status")"
   sent="$(python3 -c "import urllib.request; m=urllib.request.urlopen('http://127.0.0.1:$metrics_port/metrics').read().decode(); print(int(sum(float(l.split()[-1]) for l in m.splitlines() if 'outcome=\"sent\"' in l)))")"
   kill -TERM "$processor"; wait "$processor" || true; processor=""
-  python3 - "$concurrency" "$messages" "$start" "$end" "$cpu" "$rss" "$sent" "$moto_cpu" <<'PY'
+  python3 - "$concurrency" "$messages" "$start" "$end" "$cpu" "$rss" "$sent" "$emulator_cpu" <<'PY'
 import sys
 c, n, start, end, cpu, rss, sent = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5]), float(sys.argv[6]), int(sys.argv[7])
-moto_cpu = float(sys.argv[8])
+emulator_cpu = float(sys.argv[8])
 seconds = end - start
 rate = n / seconds
 ideal = min(c, n) / 1.2
 # emulator_busy: the emulator's CPU time over the run's wall time (1.0 = one core saturated).
-print(f"{c:<12} {n:<9} {seconds:<10.2f} {rate:<10.1f} {ideal:<9.1f} {rate / ideal:<8.2f} {cpu / n * 1000:<14.2f} {rss:<8.1f} {moto_cpu / seconds:<14.2f}"
+busy = emulator_cpu / seconds
+if rate / ideal >= 0.9:
+    limit = "provider latency (the ideal)"
+elif busy >= 0.85:
+    limit = "emulator"
+elif cpu / seconds >= 0.85:
+    limit = "processor CPU"
+else:
+    limit = "AWS round trips"
+print(f"{c:<12} {n:<9} {seconds:<10.2f} {rate:<10.1f} {ideal:<9.1f} {rate / ideal:<8.2f} {cpu / n * 1000:<14.2f} {rss:<8.1f} {busy:<14.2f} {limit}"
       + ("" if sent == n else f"  (only {sent} sent!)"))
 PY
 done

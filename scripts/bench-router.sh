@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Router benchmark: the release router against the AWS emulator, loaded over loopback by
 # the test kit's load-generator. Prints accepted/s, p50/p99, the router's CPU seconds per 1000 accepted
-# requests and SQS requests per accepted request.
+# requests, SQS requests per accepted request, and how busy the emulator was (its CPU time over
+# wall time; at >= 0.85 of its one core the emulator is the limit, else ours).
 # usage: scripts/bench-router.sh [requests] [concurrency]   (default 2000 64)
 set -euo pipefail
 requests="${1:-2000}"
@@ -23,13 +24,14 @@ trap 'kill "$router" 2>/dev/null || true; kill "$EMULATOR_PID" 2>/dev/null || tr
 for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
 
 cpu() { awk '{print $14 + $15}' "/proc/$router/stat"; }
-before="$(cpu)"
+before="$(cpu)"; emulator_before="$(emulator_cpu_seconds)"; start="$(date +%s.%N)"
 target/release/load-generator "http://127.0.0.1:$port/initiate-conversation" local-demo-router-key-not-a-secret \
   "$requests" "$concurrency"
-after="$(cpu)"
-python3 - "$port" "$before" "$after" <<'PY'
+after="$(cpu)"; emulator_after="$(emulator_cpu_seconds)"; end="$(date +%s.%N)"
+python3 - "$port" "$before" "$after" "$emulator_before" "$emulator_after" "$start" "$end" <<'PY'
 import sys, urllib.request
 port, before, after = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+emulator_busy = (float(sys.argv[5]) - float(sys.argv[4])) / (float(sys.argv[7]) - float(sys.argv[6]))
 metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics").read().decode()
 def value(prefix):
     return sum(float(l.split()[-1]) for l in metrics.splitlines() if l.startswith(prefix))
@@ -37,5 +39,6 @@ accepted = value('multicomms_router_requests_total{route="/initiate-conversation
 batches = value("multicomms_router_sqs_batch_size_count")
 cpu_seconds = (after - before) / 100.0
 print(f"router: accepted={accepted:.0f} cpu_s_per_1000_accepted={cpu_seconds / accepted * 1000:.3f} "
-      f"sqs_requests_per_accepted={batches / accepted:.3f}")
+      f"sqs_requests_per_accepted={batches / accepted:.3f} emulator_busy={emulator_busy:.2f} "
+      f"limit={'emulator' if emulator_busy >= 0.85 else 'ours'}")
 PY

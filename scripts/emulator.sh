@@ -38,6 +38,8 @@ start_emulator() {
     *) echo "MULTICOMMS_EMULATOR must be moto or ministack (got $EMULATOR)" >&2; return 1 ;;
   esac
   EMULATOR_PID=$!
+  # The benchmarks report how busy the emulator was (tests/kit/src/bench.rs reads this).
+  export MULTICOMMS_EMULATOR_PID="$EMULATOR_PID"
   trap 'kill "$EMULATOR_PID" 2>/dev/null || true' EXIT
   local ready=""
   for _ in $(seq 1 300); do
@@ -69,4 +71,9 @@ apply_bench_examples() {
     "$ROOT/config/companies/cucumber-recruitment-clarify-cv.yaml" > "$2/company.yaml"
   "$ROOT/target/release/multicomms-operator" --prefix "$1" --env bench apply \
     -f "$ROOT/config/channels" -f "$2/company.yaml" -f "$ROOT/config/examples/local" --namespace bench > /dev/null
+}
+
+# The emulator's CPU seconds so far (user + system), for the bench scripts' "emulator busy".
+emulator_cpu_seconds() {
+  awk '{print ($14 + $15) / 100}' "/proc/$EMULATOR_PID/stat"
 }

@@ -1,5 +1,7 @@
-//! Benchmark: `apply` N generated Companies from cold against the AWS emulator, then re-apply
-//! (no-op), beside the emulator's raw PutItem rate measured in the same run.
+//! Benchmark: `apply` N generated Companies from cold against the AWS emulator, then a no-op
+//! re-apply by a new process (as CI runs `apply`), then a no-op resync by the same operator (as
+//! the controller resyncs, remembering verified secrets), beside the emulator's raw PutItem rate
+//! measured in the same run.
 //!
 //! Run through `scripts/bench-apply.sh`, which starts the emulator and runs one process per N
 //! (so peak RSS is per N). Prints one Markdown table row.
@@ -11,6 +13,7 @@ use multicomms_operator::cli::batch::reconcile_manifests;
 use multicomms_operator::cli::manifests;
 use multicomms_operator::desired::{self, Owner};
 use multicomms_operator::reconcile::{Context, Mode};
+use multicomms_testkit::bench::{busy_and_limit, cpu_seconds, peak_rss_mib, EmulatorMeter};
 use multicomms_wire::Naming;
 use std::time::Instant;
 
@@ -39,22 +42,18 @@ async fn main() -> anyhow::Result<()> {
     }
     let paths = [dir.clone(), repo("config/examples/local")];
 
-    let cpu_start = cpu_seconds();
-    let started = Instant::now();
+    // 1. Cold apply, by an operator that remembers verified secrets as the controller does.
     let loaded = manifests::load(&paths, "bench")?;
-    let first = Context::new(Aws::new(&config), naming.clone(), Mode::Apply);
-    let reports = reconcile_manifests(&first, &loaded, concurrency).await;
-    let cold_secs = started.elapsed().as_secs_f64();
-    let cold_cpu = cpu_seconds() - cpu_start;
-    let failed = reports.iter().filter(|r| !r.is_ready()).count();
-    anyhow::ensure!(failed == 0, "{failed} resources not ready: {:?}", reports.iter().find(|r| !r.is_ready()));
-
-    let started = Instant::now();
+    let operator = Context::new(Aws::new(&config), naming.clone(), Mode::Apply)
+        .rechecking_secrets_every(std::time::Duration::from_secs(43200));
+    let cold = Pass::run(&operator, &loaded, concurrency).await?;
+    // 2. No-op re-apply by a new process (`apply` in CI): nothing remembered.
     let again = Context::new(Aws::new(&config), naming.clone(), Mode::Apply);
-    let loaded = manifests::load(&paths, "bench")?;
-    let reports = reconcile_manifests(&again, &loaded, concurrency).await;
-    let noop_secs = started.elapsed().as_secs_f64();
-    anyhow::ensure!(reports.iter().all(|r| r.changes.is_empty()), "re-apply changed something");
+    let noop = Pass::run(&again, &manifests::load(&paths, "bench")?, concurrency).await?;
+    anyhow::ensure!(noop.changes == 0, "re-apply changed something");
+    // 3. The controller's resync: the same operator again.
+    let resync = Pass::run(&operator, &loaded, concurrency).await?;
+    anyhow::ensure!(resync.changes == 0, "resync changed something");
 
     // The emulator's raw PutItem rate, same items, same concurrency, into the same table.
     let put_ctx = Context::new(Aws::new(&config), naming.clone(), Mode::Apply);
@@ -83,40 +82,54 @@ async fn main() -> anyhow::Result<()> {
     std::fs::remove_dir_all(&dir).ok();
 
     let n = companies as f64;
-    let companies_per_sec = n / cold_secs;
     let puts_per_sec = n / put_secs;
+    let per_company = |pass: &Pass| format!("{:.1} | {:.2}", n / pass.seconds, pass.calls as f64 / n);
     println!(
-        "| {companies} | {concurrency} | {companies_per_sec:.1} | {:.1} | {:.2} | {:.2} | {:.2} | {:.1} | {puts_per_sec:.1} | {:.3} | {} |",
-        n / noop_secs,
-        first.aws.calls.total() as f64 / n,
-        again.aws.calls.total() as f64 / n,
-        again.aws.calls.writes() as f64,
-        cold_cpu * 1000.0 / n,
-        companies_per_sec / puts_per_sec,
+        "| {companies} | {concurrency} | {} | {:.3} | {} | {} | {} | {:.1} | {:.2} | {puts_per_sec:.1} | {:.1} | {} | {} | {} |",
+        per_company(&cold),
+        cold.calls as f64 / cold.seconds / puts_per_sec,
+        per_company(&noop),
+        per_company(&resync),
+        noop.writes + resync.writes,
+        cold.cpu * 1000.0 / n,
+        resync.cpu * 1000.0 / n,
         peak_rss_mib(),
+        busy_and_limit(cold.emulator_busy),
+        busy_and_limit(noop.emulator_busy),
+        busy_and_limit(resync.emulator_busy),
     );
     Ok(())
 }
 
+/// One reconcile of every manifest, measured.
+struct Pass {
+    seconds: f64,
+    cpu: f64,
+    calls: u64,
+    writes: u64,
+    changes: usize,
+    emulator_busy: Option<f64>,
+}
+
+impl Pass {
+    async fn run(ctx: &Context, loaded: &manifests::Manifests, concurrency: usize) -> anyhow::Result<Pass> {
+        let (calls, writes) = (ctx.aws.calls.total(), ctx.aws.calls.writes());
+        let (cpu, emulator, started) = (cpu_seconds(), EmulatorMeter::start(), Instant::now());
+        let reports = reconcile_manifests(ctx, loaded, concurrency).await;
+        let pass = Pass {
+            seconds: started.elapsed().as_secs_f64(),
+            cpu: cpu_seconds() - cpu,
+            calls: ctx.aws.calls.total() - calls,
+            writes: ctx.aws.calls.writes() - writes,
+            changes: reports.iter().map(|r| r.changes.len()).sum(),
+            emulator_busy: emulator.busy(),
+        };
+        let failed = reports.iter().filter(|r| !r.is_ready()).count();
+        anyhow::ensure!(failed == 0, "{failed} resources not ready: {:?}", reports.iter().find(|r| !r.is_ready()));
+        Ok(pass)
+    }
+}
+
 fn repo(relative: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(relative)
-}
-
-/// User + system CPU of this process (Linux /proc, clock ticks of 1/100 s).
-fn cpu_seconds() -> f64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();
-    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (ticks(11) + ticks(12)) / 100.0
-}
-
-/// Peak resident set size (VmHWM) in MiB.
-fn peak_rss_mib() -> String {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map(|kb| format!("{:.1}", kb / 1024.0))
-        .unwrap_or_else(|| "?".into())
 }

@@ -21,6 +21,7 @@ use multicomms_runtime::processor::queue::{self, Settings};
 use multicomms_runtime::replies::turn::{ReplyConfig, ReplyProcessor};
 use multicomms_runtime::replies::webhook::path;
 use multicomms_runtime::router::app;
+use multicomms_testkit::bench::{busy_and_limit, cpu_seconds, EmulatorMeter};
 use multicomms_testkit::environment::{
     apply, example_manifests, example_request, router_settings, API_KEY, PUBLIC_BASE_URL,
 };
@@ -33,18 +34,6 @@ use std::time::{Duration, Instant};
 use tower::ServiceExt;
 
 const COMPANY_NUMBER: &str = "+447588713814";
-
-/// CPU time of every thread of this process so far (nanosecond counters of
-/// /proc/self/task/*/schedstat: precise enough for a single message).
-fn cpu_seconds() -> f64 {
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return 0.0 };
-    let on_cpu_ns: u64 = tasks
-        .flatten()
-        .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
-        .filter_map(|stat| stat.split_whitespace().next().and_then(|ns| ns.parse::<u64>().ok()))
-        .sum();
-    on_cpu_ns as f64 / 1e9
-}
 
 /// Calls made between two snapshots, per `per`, as "Service.Operation n" sorted.
 fn per_unit(before: &BTreeMap<String, u64>, after: &BTreeMap<String, u64>, per: usize) -> (f64, String) {
@@ -79,8 +68,8 @@ async fn main() -> anyhow::Result<()> {
         std::env::var("AWS_ENDPOINT_URL").is_ok_and(|e| e.starts_with("http://127.0.0.1:")),
         "AWS_ENDPOINT_URL must point at the local emulator: run scripts/bench-replies.sh"
     );
-    println!("| conversations | webhook CPU ms/msg | AWS calls/msg (webhook) | reply CPU ms/turn | AWS calls/turn | latency p50 | p99 | max | emulator index query |");
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("| conversations | webhook CPU ms/msg | AWS calls/msg (webhook) | reply CPU ms/turn | AWS calls/turn | latency p50 | p99 | max | emulator index query | emulator busy, whose limit (webhook) | (turns) |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     for conversations in runs {
         run(conversations).await?;
     }
@@ -190,8 +179,9 @@ async fn run(n: usize) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let query_ms = query_started.elapsed().as_secs_f64() * 1000.0;
-    let (calls_before, cpu_before) = (calls.snapshot(), cpu_seconds());
+    let (calls_before, cpu_before, emulator) = (calls.snapshot(), cpu_seconds(), EmulatorMeter::start());
     futures::stream::iter(recipients.clone()).for_each_concurrent(16, |r| send(r, "hello")).await;
+    let webhook_busy = emulator.busy();
     let (webhook_calls, webhook_detail) = per_unit(&calls_before, &calls.snapshot(), n);
     let webhook_cpu_ms = (cpu_seconds() - cpu_before) * 1000.0 / n as f64;
 
@@ -223,7 +213,7 @@ async fn run(n: usize) -> anyhow::Result<()> {
         dead_letter_queue_url: replies_queue.dead_letter_queue_url,
         depth_interval: Duration::from_secs(3600),
     };
-    let (calls_before, cpu_before) = (calls.snapshot(), cpu_seconds());
+    let (calls_before, cpu_before, emulator) = (calls.snapshot(), cpu_seconds(), EmulatorMeter::start());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(queue::run(replier, sqs.clone(), settings, async {
         let _ = stopped.await;
@@ -245,6 +235,7 @@ async fn run(n: usize) -> anyhow::Result<()> {
     // n turns, and the warm-up conversation's.
     let (turn_calls, turn_detail) = per_unit(&calls_before, &calls.snapshot(), n + 1);
     let turn_cpu_ms = (cpu_seconds() - cpu_before) * 1000.0 / (n + 1) as f64;
+    let turns_busy = emulator.busy();
 
     // 3. Latency: two messages 0.5 s apart per conversation; last message → reply at Twilio.
     let last_sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
@@ -277,10 +268,12 @@ async fn run(n: usize) -> anyhow::Result<()> {
     latencies.sort();
     let ms = |d: Duration| format!("{:.0} ms", d.as_secs_f64() * 1000.0);
     println!(
-        "| {n} | {webhook_cpu_ms:.2} | {webhook_calls:.2} ({webhook_detail}) | {turn_cpu_ms:.2} | {turn_calls:.2} ({turn_detail}) | {} | {} | {} | {query_ms:.0} ms |",
+        "| {n} | {webhook_cpu_ms:.2} | {webhook_calls:.2} ({webhook_detail}) | {turn_cpu_ms:.2} | {turn_calls:.2} ({turn_detail}) | {} | {} | {} | {query_ms:.0} ms | {} | {} |",
         ms(percentile(&latencies, 0.5)),
         ms(percentile(&latencies, 0.99)),
         ms(latencies.last().copied().unwrap_or_default()),
+        busy_and_limit(webhook_busy),
+        busy_and_limit(turns_busy),
     );
     Ok(())
 }

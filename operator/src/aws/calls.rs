@@ -22,7 +22,7 @@ pub struct CallCounter {
 }
 
 /// Operations that only read. Everything else counts as a write.
-const READ_PREFIXES: [&str; 4] = ["Get", "Describe", "List", "Query"];
+const READ_PREFIXES: [&str; 5] = ["Get", "BatchGet", "Describe", "List", "Query"];
 
 impl CallCounter {
     pub fn snapshot(&self) -> BTreeMap<Call, u64> {

@@ -1,19 +1,57 @@
 //! DynamoDB: the company-data item and the environment's tables.
+use super::coalesce::{Answer, Coalescer, FetchBatch};
 use super::{AwsError, Writes};
 use crate::desired::tables::{KeyType, TableSpec};
 use aws_sdk_dynamodb::client::Waiters;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType as KeyRole,
-    LocalSecondaryIndex, Projection, ProjectionType, ScalarAttributeType, TimeToLiveSpecification, TimeToLiveStatus,
+    KeysAndAttributes, LocalSecondaryIndex, Projection, ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
+    TimeToLiveStatus,
 };
 use multicomms_wire::Item;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
 
 #[derive(Clone)]
 pub struct Dynamo {
     client: aws_sdk_dynamodb::Client,
+    /// Item reads of concurrent reconciles, sent together as BatchGetItem.
+    reads: Coalescer<ItemKey, Option<Item>>,
 }
+
+/// An item's table and string key attributes: what a batched read is asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ItemKey {
+    table: String,
+    key: BTreeMap<String, String>,
+}
+
+impl ItemKey {
+    /// `None` for a key with other than string attributes (read on its own).
+    fn of(table: &str, key: &Item) -> Option<Self> {
+        let key: Option<BTreeMap<_, _>> =
+            key.iter().map(|(name, value)| Some((name.clone(), value.as_s().ok()?.clone()))).collect();
+        Some(ItemKey { table: table.to_string(), key: key? })
+    }
+
+    fn to_item(&self) -> Item {
+        self.key.iter().map(|(name, value)| (name.clone(), AttributeValue::S(value.clone()))).collect()
+    }
+
+    /// The key of `item`, a returned item of `table` whose key attributes are named `names`.
+    fn of_returned(table: &str, names: &[String], item: &Item) -> Option<Self> {
+        let key: Option<BTreeMap<_, _>> =
+            names.iter().map(|n| Some((n.clone(), item.get(n)?.as_s().ok()?.clone()))).collect();
+        Some(ItemKey { table: table.to_string(), key: key? })
+    }
+}
+
+/// BatchGetItem's limit of keys per request.
+const BATCH_GET_LIMIT: usize = 100;
+/// How long the first read waits for others to join its batch: short beside a round trip.
+const BATCH_WINDOW: Duration = Duration::from_millis(3);
 
 /// When a put or delete may go ahead.
 #[derive(Debug, Clone)]
@@ -66,11 +104,22 @@ pub struct ObservedTable {
 
 impl Dynamo {
     pub fn new(client: aws_sdk_dynamodb::Client) -> Self {
-        Dynamo { client }
+        let batch_client = client.clone();
+        let fetch: FetchBatch<ItemKey, Option<Item>> =
+            Arc::new(move |keys| Box::pin(batch_get(batch_client.clone(), keys)));
+        Dynamo { client, reads: Coalescer::new(BATCH_GET_LIMIT, BATCH_WINDOW, fetch) }
     }
 
-    /// A strongly consistent read, so a write just made is seen.
+    /// A strongly consistent read, so a write just made is seen; batched with the concurrent
+    /// reads of other reconciles.
     pub async fn get_item(&self, table: &str, key: Item) -> Result<Option<Item>, AwsError> {
+        match ItemKey::of(table, &key) {
+            Some(key) => self.reads.get(key).await,
+            None => self.get_item_alone(table, key).await,
+        }
+    }
+
+    async fn get_item_alone(&self, table: &str, key: Item) -> Result<Option<Item>, AwsError> {
         let out = self
             .client
             .get_item()
@@ -254,4 +303,60 @@ impl Dynamo {
             .map_err(|e| AwsError::from_sdk("UpdateTimeToLive", table, e))?;
         Ok(())
     }
+}
+
+/// The batched reads of `keys`, one BatchGetItem per table; a key not returned is an absent
+/// item.
+async fn batch_get(client: aws_sdk_dynamodb::Client, keys: Vec<ItemKey>) -> HashMap<ItemKey, Answer<Option<Item>>> {
+    let mut by_table: BTreeMap<String, Vec<ItemKey>> = BTreeMap::new();
+    for key in keys {
+        by_table.entry(key.table.clone()).or_default().push(key);
+    }
+    let mut answers = HashMap::new();
+    for (table, keys) in by_table {
+        let found = read_table(&client, &table, &keys).await;
+        for key in keys {
+            let answer = match &found {
+                Ok(items) => Ok(items.get(&key).cloned()),
+                Err(e) => Err(e.clone()),
+            };
+            answers.insert(key, answer);
+        }
+    }
+    answers
+}
+
+/// The items of `table` among `keys` (strongly consistent), the keys DynamoDB leaves
+/// unprocessed asked again after a short backoff.
+async fn read_table(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    keys: &[ItemKey],
+) -> Result<HashMap<ItemKey, Item>, AwsError> {
+    let names: Vec<String> = keys.first().map(|k| k.key.keys().cloned().collect()).unwrap_or_default();
+    let mut found = HashMap::new();
+    let mut unread: Vec<Item> = keys.iter().map(ItemKey::to_item).collect();
+    let mut pause = Duration::from_millis(50);
+    for _ in 0..8 {
+        let request = KeysAndAttributes::builder()
+            .set_keys(Some(unread))
+            .consistent_read(true)
+            .build()
+            .map_err(|e| AwsError::local("BatchGetItem", table, "Client", e))?;
+        let out = client.batch_get_item().request_items(table, request).send().await;
+        let mut out = out.map_err(|e| AwsError::from_sdk("BatchGetItem", table, e))?;
+        for item in out.responses.as_mut().and_then(|r| r.remove(table)).unwrap_or_default() {
+            if let Some(key) = ItemKey::of_returned(table, &names, &item) {
+                found.insert(key, item);
+            }
+        }
+        unread = out.unprocessed_keys.and_then(|mut u| u.remove(table)).map(|k| k.keys).unwrap_or_default();
+        if unread.is_empty() {
+            return Ok(found);
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_secs(2));
+    }
+    let message = "keys still unprocessed after 8 attempts";
+    Err(AwsError::local("BatchGetItem", table, "ProvisionedThroughputExceededException", message))
 }

@@ -82,7 +82,7 @@ impl AwsError {
             target: target.to_string(),
             code: code.to_string(),
             message: message.to_string(),
-            retryable: code == "WaiterFailed",
+            retryable: code == "WaiterFailed" || RETRYABLE_CODES.contains(&code),
         }
     }
 }

@@ -59,6 +59,11 @@ pub struct RunArgs {
     /// Seconds between full resyncs of each resource (jittered ±10 %); also repairs AWS drift.
     #[arg(long, env = "MULTICOMMS_RESYNC_SECONDS", default_value_t = 3600)]
     pub resync_seconds: u64,
+    /// Seconds a secret found in sync stays trusted: resyncs within it skip reading secrets
+    /// whose desired value is unchanged (a changed Kubernetes Secret is always written). Drift
+    /// made by hand in Secrets Manager is repaired within this time; 0 reads them every resync.
+    #[arg(long, env = "MULTICOMMS_SECRET_RECHECK_SECONDS", default_value_t = 43200)]
+    pub secret_recheck_seconds: u64,
     /// Resources reconciled at once, per kind.
     #[arg(long, env = "MULTICOMMS_CONCURRENCY", default_value_t = 8)]
     pub concurrency: u16,
@@ -171,7 +176,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 async fn run_controller(naming: Naming, adoption: AdoptionPolicy, args: RunArgs) -> anyhow::Result<ExitCode> {
     let client = kube::Client::try_default().await.context("connecting to the Kubernetes API")?;
     let workers = args.workers.settings(&naming);
-    let engine = Context::new(aws::Aws::new(&aws::load_config().await), naming, Mode::Apply).adopting_in(adoption);
+    let engine = Context::new(aws::Aws::new(&aws::load_config().await), naming, Mode::Apply)
+        .adopting_in(adoption)
+        .rechecking_secrets_every(Duration::from_secs(args.secret_recheck_seconds));
     let identity = controller::leader::identity(args.pod_name.clone());
     let resync = Duration::from_secs(args.resync_seconds);
     let mut state = State::new(engine, client.clone(), resync, Some(identity.clone()));

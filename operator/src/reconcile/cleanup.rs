@@ -79,6 +79,7 @@ async fn delete_secrets(ctx: &Context, specs: &[SecretSpec], owner: &Owner, repo
         };
         let ours = observed.tags.get(OWNER_TAG).is_some_and(|m| *m == owner.to_string());
         if ours && !observed.scheduled_for_deletion {
+            ctx.verified_secrets.forget(&spec.name);
             ctx.apply(|w| ctx.aws.secrets.delete(w, &spec.name, SECRET_RECOVERY_DAYS)).await?;
             report.change(ChangeKind::Delete, format!("secret {}", spec.name), vec![]);
             deleted += 1;

@@ -25,12 +25,21 @@ pub struct Context {
     pub mode: Mode,
     /// Namespaces whose resources may adopt unmarked AWS objects.
     pub adoption: AdoptionPolicy,
+    /// Secrets verified lately, whose reads a resync skips (off unless asked for).
+    pub verified_secrets: secrets::VerifiedSecrets,
 }
 
 impl Context {
     /// A context in which no resource may adopt (see [`Context::adopting_in`]).
     pub fn new(aws: Aws, naming: Naming, mode: Mode) -> Self {
-        Context { aws, naming, mode, adoption: AdoptionPolicy::default() }
+        Context { aws, naming, mode, adoption: AdoptionPolicy::default(), verified_secrets: Default::default() }
+    }
+
+    /// Remembers verified secrets for `recheck` (see [`secrets::VerifiedSecrets`]): the
+    /// in-cluster controller's resyncs then read them only that often.
+    pub fn rechecking_secrets_every(mut self, recheck: std::time::Duration) -> Self {
+        self.verified_secrets = secrets::VerifiedSecrets::rechecked_every(recheck);
+        self
     }
 
     pub fn adopting_in(mut self, adoption: AdoptionPolicy) -> Self {

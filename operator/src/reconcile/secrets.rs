@@ -4,15 +4,76 @@
 //!
 //! All references are resolved and all secrets observed and claimed before the first write, so
 //! a missing Secret or a secret owned by someone else leaves the whole set untouched.
-use super::{claim, ChangeKind, Context, Failure, Outcome, Reason, Report};
+//!
+//! The in-cluster controller remembers which secrets it verified, with a hash of the value
+//! ([`VerifiedSecrets`]): a resync whose desired value is unchanged skips their reads until the
+//! recheck interval has passed, so a resync costs about one AWS call per Company instead of two
+//! per secret. A changed value (a rotated Kubernetes Secret) is never skipped.
+use super::{claim, ChangeKind, Context, Failure, Mode, Outcome, Reason, Report};
 use crate::aws::secrets::{ObservedSecret, WriteError, WrittenSecret};
 use crate::crd::company::SecretStatus;
 use crate::desired::secret::{DesiredSecret, SecretSpec, SecretValues};
 use crate::desired::{Owner, OWNER_TAG};
 use secrecy::ExposeSecret;
-use std::collections::BTreeMap;
+use sha2::Digest;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 pub const SECRETS_SYNCED: &str = "SecretsSynced";
+
+/// Secrets this process found (or made) ours and holding the desired value, by name. Only a
+/// SHA-256 of name and value is kept, in memory. `recheck` zero: nothing is remembered.
+#[derive(Clone, Default)]
+pub struct VerifiedSecrets {
+    recheck: Duration,
+    verified: Arc<Mutex<HashMap<String, Verified>>>,
+}
+
+struct Verified {
+    digest: [u8; 32],
+    owner: String,
+    written: WrittenSecret,
+    at: Instant,
+}
+
+impl VerifiedSecrets {
+    pub fn rechecked_every(recheck: Duration) -> Self {
+        VerifiedSecrets { recheck, verified: Arc::default() }
+    }
+
+    /// Where `secret` stands, if it was verified within the recheck interval with this value
+    /// and owner.
+    fn recall(&self, secret: &DesiredSecret, owner: &Owner) -> Option<WrittenSecret> {
+        let verified = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
+        let entry = verified.get(&secret.name)?;
+        let fresh =
+            entry.at.elapsed() < self.recheck && entry.digest == digest(secret) && entry.owner == owner.to_string();
+        fresh.then(|| entry.written.clone())
+    }
+
+    fn remember(&self, secret: &DesiredSecret, owner: &Owner, written: &WrittenSecret) {
+        if self.recheck.is_zero() {
+            return;
+        }
+        let entry =
+            Verified { digest: digest(secret), owner: owner.to_string(), written: written.clone(), at: Instant::now() };
+        self.verified.lock().unwrap_or_else(PoisonError::into_inner).insert(secret.name.clone(), entry);
+    }
+
+    /// After a deletion (or anything else that changes the secret behind our back).
+    pub fn forget(&self, name: &str) {
+        self.verified.lock().unwrap_or_else(PoisonError::into_inner).remove(name);
+    }
+}
+
+fn digest(secret: &DesiredSecret) -> [u8; 32] {
+    let mut hash = sha2::Sha256::new();
+    hash.update(secret.name.as_bytes());
+    hash.update([0]);
+    hash.update(secret.value.expose_secret().as_bytes());
+    hash.finalize().into()
+}
 
 pub async fn sync(
     ctx: &Context,
@@ -29,6 +90,10 @@ pub async fn sync(
         .map_err(|missing| Failure::new(Reason::SecretNotFound, missing.to_string()))?;
     let mut claimed = Vec::with_capacity(desired.len());
     for secret in &desired {
+        if let Some(written) = ctx.verified_secrets.recall(secret, owner) {
+            record(report, &secret.name, written);
+            continue;
+        }
         let observed = ctx.aws.secrets.describe(&secret.name).await?;
         let marker = observed.as_ref().and_then(|o| o.tags.get(OWNER_TAG)).map(String::as_str);
         let adopting = match &observed {
@@ -89,7 +154,7 @@ async fn create(
         }
         Err(WriteError::Aws(e)) => return Err(e.into()),
     };
-    record(report, &secret.name, written);
+    verified(ctx, report, secret, owner, written);
     Ok(())
 }
 
@@ -119,7 +184,7 @@ async fn update(
     }
     let (stored, version_id) = if readable { sm.current_value(&secret.name).await? } else { (None, None) };
     if stored.as_ref().is_some_and(|s| secret.matches(s.expose_secret())) {
-        record(report, &secret.name, WrittenSecret { arn: observed.arn, version_id });
+        verified(ctx, report, secret, owner, WrittenSecret { arn: observed.arn, version_id });
         return Ok(());
     }
     report.change(ChangeKind::Update, &object, vec!["value".into()]);
@@ -143,9 +208,18 @@ async fn update(
         }
     })?;
     if let Some(written) = written {
-        record(report, &secret.name, written);
+        verified(ctx, report, secret, owner, written);
     }
     Ok(())
+}
+
+/// A secret in sync: reported, and remembered as verified (only when `apply` made it so; a
+/// `plan` may have left a pending deletion or an adoption undone).
+fn verified(ctx: &Context, report: &mut Report, secret: &DesiredSecret, owner: &Owner, written: WrittenSecret) {
+    if ctx.mode == Mode::Apply {
+        ctx.verified_secrets.remember(secret, owner, &written);
+    }
+    record(report, &secret.name, written);
 }
 
 fn record(report: &mut Report, name: &str, written: WrittenSecret) {

@@ -296,3 +296,54 @@ async fn operator_aws_calls_have_the_timeouts_the_pods_have() {
     assert!(timeouts.operation_timeout().is_some(), "no call, retries included, waits forever");
     assert_eq!(timeouts.operation_timeout(), multicomms_service::aws::timeouts().operation_timeout());
 }
+
+/// `n` copies of the example Company with ids and names of their own.
+fn companies(n: usize) -> Vec<Company> {
+    (0..n)
+        .map(|i| {
+            let mut company = example_company();
+            company.metadata.name = Some(format!("company-{i}"));
+            company.spec.company_id = format!("ci-resync-{i}");
+            company.spec.company_name = format!("Resync Company {i}");
+            company
+        })
+        .collect()
+}
+
+/// Reconciles `all` eight at a time (the controller's default concurrency).
+async fn resync(ctx: &Context, all: &[Company], secrets: &multicomms_operator::desired::secret::SecretValues) {
+    use futures::StreamExt;
+    let reports: Vec<Report> =
+        futures::stream::iter(all).map(|c| company::reconcile(ctx, c, secrets)).buffer_unordered(8).collect().await;
+    reports.iter().for_each(assert_ready);
+}
+
+#[tokio::test]
+async fn a_resync_of_companies_in_sync_costs_less_than_one_aws_call_each_and_a_rotated_secret_is_still_written() {
+    let ctx = context(Mode::Apply).await.rechecking_secrets_every(std::time::Duration::from_secs(3600));
+    assert!(reconcile::tables::reconcile(&ctx).await.is_ready());
+    let all = companies(24);
+    resync(&ctx, &all, &example_secrets()).await;
+
+    let before = ctx.aws.calls.snapshot();
+    resync(&ctx, &all, &example_secrets()).await;
+    let after = ctx.aws.calls.snapshot();
+    let calls: u64 = after.iter().map(|(call, n)| n - before.get(call).copied().unwrap_or(0)).sum();
+    assert!(calls < all.len() as u64, "{calls} AWS calls to resync {} Companies: {after:?}", all.len());
+
+    // A rotated Kubernetes Secret is written at once, recheck interval or not.
+    let mut rotated = example_secrets();
+    rotated.insert("cucumber-recruitment-twilio", "authToken", secrecy::SecretString::from("rotated".to_string()));
+    let puts = || ctx.aws.calls.by_operation().get("PutSecretValue").copied().unwrap_or(0);
+    let before = puts();
+    resync(&ctx, &all[..1], &rotated).await;
+    assert_eq!(
+        puts() - before,
+        2,
+        "the WhatsApp and SMS credentials of the one Company: {:?}",
+        ctx.aws.calls.by_operation()
+    );
+    let credentials = ctx.naming.channel_credentials_secret(ChannelKind::Sms, "Resync Company 0", "Clarify CV");
+    let (value, _) = ctx.aws.secrets.current_value(&credentials).await.expect("secret");
+    assert!(value.expect("value").expose_secret().contains("rotated"));
+}

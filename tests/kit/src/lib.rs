@@ -5,11 +5,13 @@
 //! - `aws_calls`: a component's AWS calls, counted; `fault_proxy`: a TCP proxy that fails on
 //!   command (outages for the fault suite);
 //! - `watch_shim`: watches for the in-memory Kubernetes API (kube-fake-client), so a real
-//!   `Controller` loop runs on it.
+//!   `Controller` loop runs on it;
+//! - `bench`: CPU, peak memory and the emulator's load, for the benchmarks.
 //!
 //! Its binaries are tools: `fake-providers` (the fakes as a process, for the demo and the
 //! benchmarks) and `load-generator` (the router benchmark's client).
 pub mod aws_calls;
+pub mod bench;
 pub mod environment;
 pub mod fakes;
 pub mod fault_proxy;
