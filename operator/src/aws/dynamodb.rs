@@ -1,5 +1,4 @@
 //! DynamoDB: the company-data item and the environment's tables.
-use super::coalesce::{Answer, Coalescer, FetchBatch};
 use super::{AwsError, Writes};
 use crate::desired::tables::{KeyType, TableSpec};
 use aws_sdk_dynamodb::client::Waiters;
@@ -9,6 +8,7 @@ use aws_sdk_dynamodb::types::{
     KeysAndAttributes, LocalSecondaryIndex, Projection, ProjectionType, ScalarAttributeType, TimeToLiveSpecification,
     TimeToLiveStatus,
 };
+use multicomms_service::coalesce::{Coalescer, FetchBatch};
 use multicomms_wire::Item;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -18,7 +18,7 @@ use std::time::Duration;
 pub struct Dynamo {
     client: aws_sdk_dynamodb::Client,
     /// Item reads of concurrent reconciles, sent together as BatchGetItem.
-    reads: Coalescer<ItemKey, Option<Item>>,
+    reads: Coalescer<ItemKey, Option<Item>, AwsError>,
 }
 
 /// An item's table and string key attributes: what a batched read is asked for.
@@ -105,7 +105,7 @@ pub struct ObservedTable {
 impl Dynamo {
     pub fn new(client: aws_sdk_dynamodb::Client) -> Self {
         let batch_client = client.clone();
-        let fetch: FetchBatch<ItemKey, Option<Item>> =
+        let fetch: FetchBatch<ItemKey, Option<Item>, AwsError> =
             Arc::new(move |keys| Box::pin(batch_get(batch_client.clone(), keys)));
         Dynamo { client, reads: Coalescer::new(BATCH_GET_LIMIT, BATCH_WINDOW, fetch) }
     }
@@ -307,7 +307,10 @@ impl Dynamo {
 
 /// The batched reads of `keys`, one BatchGetItem per table; a key not returned is an absent
 /// item.
-async fn batch_get(client: aws_sdk_dynamodb::Client, keys: Vec<ItemKey>) -> HashMap<ItemKey, Answer<Option<Item>>> {
+async fn batch_get(
+    client: aws_sdk_dynamodb::Client,
+    keys: Vec<ItemKey>,
+) -> HashMap<ItemKey, Result<Option<Item>, AwsError>> {
     let mut by_table: BTreeMap<String, Vec<ItemKey>> = BTreeMap::new();
     for key in keys {
         by_table.entry(key.table.clone()).or_default().push(key);

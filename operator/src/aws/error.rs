@@ -86,3 +86,10 @@ impl AwsError {
         }
     }
 }
+
+/// A read left out of its batch's answer (see [`multicomms_service::coalesce`]).
+impl From<multicomms_service::coalesce::Unanswered> for AwsError {
+    fn from(unanswered: multicomms_service::coalesce::Unanswered) -> Self {
+        AwsError::local("BatchRead", "", "Unanswered", unanswered)
+    }
+}

@@ -4,7 +4,6 @@
 //! (`AWS_ENDPOINT_URL`, `AWS_REGION`, the credentials chain), so one build talks to the emulator,
 //! LocalStack or a real account.
 pub mod calls;
-pub mod coalesce;
 pub mod dynamodb;
 pub mod error;
 pub mod secrets;

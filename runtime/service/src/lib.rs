@@ -1,6 +1,8 @@
 //! Process plumbing every multicomms binary shares (the operator, the router, the processors):
-//! how they call AWS ([`aws`]), log ([`logging`]), stop ([`shutdown`]) and serve HTTP ([`http`]).
+//! how they call AWS ([`aws`], batching single requests with [`coalesce`]), log ([`logging`]),
+//! stop ([`shutdown`]) and serve HTTP ([`http`]).
 pub mod aws;
+pub mod coalesce;
 pub mod http;
 pub mod logging;
 pub mod shutdown;

@@ -5,8 +5,10 @@
 use super::metrics::Metrics;
 use super::outcome::Outcome;
 use aws_sdk_sqs::error::DisplayErrorContext;
-use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+use aws_sdk_sqs::types::{DeleteMessageBatchRequestEntry, MessageSystemAttributeName, QueueAttributeName};
+use multicomms_service::coalesce::Coalescer;
 use multicomms_wire::context::attributes;
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -87,8 +89,43 @@ pub trait Worker: Send + Sync + 'static {
     fn channel_label(&self) -> &'static str;
 }
 
-/// SQS's limit per ReceiveMessage.
+/// SQS's limit per ReceiveMessage and per batch request.
 const RECEIVE_BATCH: usize = 10;
+/// How long a settled message's delete waits for others to share its DeleteMessageBatch.
+const DELETE_WINDOW: Duration = Duration::from_millis(20);
+
+/// Deletes of settled messages by receipt handle, sent together as DeleteMessageBatch: one
+/// request per up to ten messages instead of one each.
+type Deletes = Coalescer<String, (), String>;
+
+fn batched_deletes(sqs: &aws_sdk_sqs::Client, queue_url: &str) -> Deletes {
+    let (sqs, queue_url) = (sqs.clone(), queue_url.to_string());
+    let send = move |receipts| Box::pin(delete_batch(sqs.clone(), queue_url.clone(), receipts)) as _;
+    Coalescer::new(RECEIVE_BATCH, DELETE_WINDOW, Arc::new(send))
+}
+
+async fn delete_batch(
+    sqs: aws_sdk_sqs::Client,
+    queue_url: String,
+    receipts: Vec<String>,
+) -> HashMap<String, Result<(), String>> {
+    let entries = receipts.iter().enumerate().map(|(i, receipt)| {
+        DeleteMessageBatchRequestEntry::builder().id(i.to_string()).receipt_handle(receipt).build()
+    });
+    let sent = match entries.collect::<Result<Vec<_>, _>>() {
+        Ok(entries) => sqs.delete_message_batch().queue_url(&queue_url).set_entries(Some(entries)).send().await,
+        Err(e) => return receipts.into_iter().map(|r| (r, Err(e.to_string()))).collect(),
+    };
+    let failed: HashMap<String, String> = match sent {
+        Ok(out) => out.failed.into_iter().map(|f| (f.id, f.message.unwrap_or(f.code))).collect(),
+        Err(e) => {
+            let error = DisplayErrorContext(&e).to_string();
+            return receipts.into_iter().map(|r| (r, Err(error.clone()))).collect();
+        }
+    };
+    let answer = |i: usize| failed.get(&i.to_string()).map_or(Ok(()), |why| Err(why.clone()));
+    receipts.into_iter().enumerate().map(|(i, receipt)| (receipt, answer(i))).collect()
+}
 const MAX_RETRY_DELAY: Duration = Duration::from_secs(900);
 
 pub async fn run<W: Worker>(
@@ -100,6 +137,7 @@ pub async fn run<W: Worker>(
     let slots = Arc::new(Semaphore::new(settings.concurrency.max(1)));
     let settings = Arc::new(settings);
     let mut in_flight = JoinSet::new();
+    let deletes = batched_deletes(&sqs, &settings.queue_url);
     let _depths = AbortOnDrop(tokio::spawn(watch_depths(sqs.clone(), settings.clone(), processor.clone())));
     tokio::pin!(shutdown);
     loop {
@@ -112,9 +150,10 @@ pub async fn run<W: Worker>(
         };
         for message in messages {
             let Some(slot) = held.pop() else { break };
-            let (processor, sqs, settings) = (processor.clone(), sqs.clone(), settings.clone());
+            let (processor, sqs, settings, deletes) =
+                (processor.clone(), sqs.clone(), settings.clone(), deletes.clone());
             in_flight.spawn(async move {
-                handle(&*processor, &sqs, &settings, message).await;
+                handle(&*processor, &sqs, &deletes, &settings, message).await;
                 drop(slot);
             });
         }
@@ -203,6 +242,7 @@ async fn receive(
 async fn handle<W: Worker>(
     processor: &W,
     sqs: &aws_sdk_sqs::Client,
+    deletes: &Deletes,
     settings: &Settings,
     message: aws_sdk_sqs::types::Message,
 ) {
@@ -216,12 +256,13 @@ async fn handle<W: Worker>(
     if let Some(id) = conversation_id {
         span.record("conversation_id", id);
     }
-    work_and_settle(processor, sqs, settings, message).instrument(span).await
+    work_and_settle(processor, sqs, deletes, settings, message).instrument(span).await
 }
 
 async fn work_and_settle<W: Worker>(
     processor: &W,
     sqs: &aws_sdk_sqs::Client,
+    deletes: &Deletes,
     settings: &Settings,
     message: aws_sdk_sqs::types::Message,
 ) {
@@ -238,13 +279,14 @@ async fn work_and_settle<W: Worker>(
     let heartbeat = Heartbeat::start(sqs, settings, &receipt);
     let outcome = processor.process(message.body.as_deref().unwrap_or_default(), last_receive).await;
     heartbeat.stop().await;
-    settle(sqs, settings, &receipt, &outcome, receive_count, last_receive).await;
+    settle(sqs, deletes, settings, &receipt, &outcome, receive_count, last_receive).await;
     processor.metrics().observe(processor.channel_label(), outcome.label(), started.elapsed());
 }
 
 /// Deletes a finished message; leaves a retry for its backoff and an unusable one for the DLQ.
 async fn settle(
     sqs: &aws_sdk_sqs::Client,
+    deletes: &Deletes,
     settings: &Settings,
     receipt: &str,
     outcome: &Outcome,
@@ -279,9 +321,9 @@ async fn settle(
             Duration::ZERO
         }
         _ => {
-            if let Err(e) = sqs.delete_message().queue_url(&settings.queue_url).receipt_handle(receipt).send().await {
+            if let Err(e) = deletes.get(receipt.to_string()).await {
                 // It comes back, and the record makes it a duplicate.
-                tracing::warn!(error = %DisplayErrorContext(&e), "DeleteMessage failed");
+                tracing::warn!(error = %e, "DeleteMessage failed");
             }
             return;
         }

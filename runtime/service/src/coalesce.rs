@@ -1,9 +1,9 @@
-//! Reads coalesced into batch calls. Reconciles run concurrently, each asking for its own item;
-//! the asks that arrive within a few milliseconds of each other go out as one batch request, so
-//! a resync of N Companies reads their records in about N/16 calls (the reconcile concurrency)
-//! instead of N. The batch runs in a task of its own: a reconcile dropped mid-read (a shutdown,
-//! a lost lease) leaves the others' answers intact.
-use super::AwsError;
+//! Single AWS requests coalesced into batch calls. Concurrent tasks each ask for their own key
+//! (the operator's reconciles read one record each; the processors delete one message each);
+//! the asks that arrive within a short window go out as one batch request (BatchGetItem,
+//! DeleteMessageBatch), so N tasks make about N/batch calls instead of N. The batch runs in a
+//! task of its own: an asker dropped mid-wait (a shutdown, a lost lease) leaves the others'
+//! answers intact.
 use futures::future::BoxFuture;
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -11,21 +11,37 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::oneshot;
 
-pub type Answer<V> = Result<V, AwsError>;
+/// What a key left out of its batch's answers gets, as the caller's error type.
+#[derive(Debug, Clone, Copy)]
+pub struct Unanswered;
 
-/// One batch request: an answer for each key asked (a key left out is answered with an error).
-pub type FetchBatch<K, V> = Arc<dyn Fn(Vec<K>) -> BoxFuture<'static, HashMap<K, Answer<V>>> + Send + Sync>;
+impl std::fmt::Display for Unanswered {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the batched request ended without an answer for this key")
+    }
+}
 
-type Asks<K, V> = Arc<Mutex<Vec<(K, oneshot::Sender<Answer<V>>)>>>;
+impl From<Unanswered> for String {
+    fn from(unanswered: Unanswered) -> String {
+        unanswered.to_string()
+    }
+}
 
-pub struct Coalescer<K, V> {
-    pending: Asks<K, V>,
-    fetch: FetchBatch<K, V>,
+/// One batch request: an answer for each key asked (a key left out gets [`Unanswered`]).
+pub type FetchBatch<K, V, E> = Arc<dyn Fn(Vec<K>) -> BoxFuture<'static, HashMap<K, Result<V, E>>> + Send + Sync>;
+
+type Asks<K, V, E> = Arc<Mutex<Vec<(K, oneshot::Sender<Result<V, E>>)>>>;
+/// The askers of one key in a batch.
+type Waiting<V, E> = Vec<oneshot::Sender<Result<V, E>>>;
+
+pub struct Coalescer<K, V, E> {
+    pending: Asks<K, V, E>,
+    fetch: FetchBatch<K, V, E>,
     max_batch: usize,
     window: Duration,
 }
 
-impl<K, V> Clone for Coalescer<K, V> {
+impl<K, V, E> Clone for Coalescer<K, V, E> {
     fn clone(&self) -> Self {
         Coalescer {
             pending: self.pending.clone(),
@@ -36,17 +52,18 @@ impl<K, V> Clone for Coalescer<K, V> {
     }
 }
 
-impl<K, V> Coalescer<K, V>
+impl<K, V, E> Coalescer<K, V, E>
 where
     K: Eq + Hash + Clone + Send + 'static,
     V: Clone + Send + 'static,
+    E: Clone + Send + From<Unanswered> + 'static,
 {
     /// Batches of at most `max_batch` keys (the API's limit), sent `window` after their first ask.
-    pub fn new(max_batch: usize, window: Duration, fetch: FetchBatch<K, V>) -> Self {
+    pub fn new(max_batch: usize, window: Duration, fetch: FetchBatch<K, V, E>) -> Self {
         Coalescer { pending: Arc::default(), fetch, max_batch: max_batch.max(1), window }
     }
 
-    pub async fn get(&self, key: K) -> Answer<V> {
+    pub async fn get(&self, key: K) -> Result<V, E> {
         let (answer, answered) = oneshot::channel();
         let first = {
             let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
@@ -62,17 +79,18 @@ where
                 flush(asks, fetch, max_batch).await;
             });
         }
-        answered.await.unwrap_or_else(|_| Err(dropped()))
+        answered.await.unwrap_or_else(|_| Err(Unanswered.into()))
     }
 }
 
 /// Sends the asks in batches of `max_batch` distinct keys, concurrently, and answers each ask.
-async fn flush<K, V>(asks: Vec<(K, oneshot::Sender<Answer<V>>)>, fetch: FetchBatch<K, V>, max_batch: usize)
+async fn flush<K, V, E>(asks: Vec<(K, oneshot::Sender<Result<V, E>>)>, fetch: FetchBatch<K, V, E>, max_batch: usize)
 where
     K: Eq + Hash + Clone,
     V: Clone,
+    E: Clone + From<Unanswered>,
 {
-    let mut batches: Vec<HashMap<K, Vec<oneshot::Sender<Answer<V>>>>> = vec![];
+    let mut batches: Vec<HashMap<K, Waiting<V, E>>> = vec![];
     for (key, answer) in asks {
         let open = batches.iter_mut().find(|b| b.contains_key(&key) || b.len() < max_batch);
         match open {
@@ -85,7 +103,7 @@ where
         async move {
             let mut answers = fetch(batch.keys().cloned().collect()).await;
             for (key, waiting) in batch {
-                let answer = answers.remove(&key).unwrap_or_else(|| Err(dropped()));
+                let answer = answers.remove(&key).unwrap_or_else(|| Err(Unanswered.into()));
                 for ask in waiting {
                     let _ = ask.send(answer.clone());
                 }
@@ -95,17 +113,13 @@ where
     futures::future::join_all(sends).await;
 }
 
-fn dropped() -> AwsError {
-    AwsError::local("BatchRead", "", "Unanswered", "the batched read ended without an answer for this key")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
     /// A fetch that answers each key with its length and counts the batches it was sent.
-    fn counting(batches: Arc<AtomicUsize>, sizes: Arc<Mutex<Vec<usize>>>) -> FetchBatch<String, usize> {
+    fn counting(batches: Arc<AtomicUsize>, sizes: Arc<Mutex<Vec<usize>>>) -> FetchBatch<String, usize, String> {
         Arc::new(move |keys: Vec<String>| {
             batches.fetch_add(1, Ordering::SeqCst);
             sizes.lock().unwrap_or_else(PoisonError::into_inner).push(keys.len());
@@ -127,13 +141,13 @@ mod tests {
 
     #[tokio::test]
     async fn asks_apart_in_time_go_in_separate_batches_and_a_key_left_unanswered_is_an_error() {
-        let fetch: FetchBatch<String, usize> = Arc::new(|keys: Vec<String>| {
+        let fetch: FetchBatch<String, usize, String> = Arc::new(|keys: Vec<String>| {
             Box::pin(async move { keys.into_iter().filter(|k| k != "lost").map(|k| (k, Ok(0))).collect() })
         });
         let reads = Coalescer::new(100, Duration::from_millis(1), fetch);
         assert_eq!(reads.get("first".into()).await.expect("answered"), 0);
         let error = reads.get("lost".into()).await.expect_err("no answer");
-        assert_eq!(error.code, "Unanswered");
+        assert_eq!(error, Unanswered.to_string());
     }
 
     #[tokio::test]
