@@ -346,6 +346,37 @@ async fn a_copy_delivered_while_the_first_is_being_worked_on_waits_for_it_instea
     assert_eq!(env.depth(env.naming.channel_queue(ChannelKind::Whatsapp)).await, 0, "the second copy was settled");
 }
 
+#[tokio::test]
+async fn a_burst_of_messages_for_one_company_reads_each_of_its_secrets_once() {
+    let env = env().await;
+    let (counted, calls) = multicomms_testkit::aws_calls::counting(&env.config);
+    let config = ProcessorConfig {
+        channel: ChannelKind::Whatsapp,
+        version: "processor-test-1".into(),
+        naming: env.naming.clone(),
+        secrets_cache: Duration::from_secs(300),
+        http_timeout: LONG,
+        send_grace: LONG,
+        openai_base_url: env.fakes.openai_url(),
+        twilio_base_url: env.fakes.url.clone(),
+        sendgrid_base_url: env.fakes.url.clone(),
+    };
+    let processor = Processor::build(&counted, config).expect("HTTP client");
+    let mut contexts = Vec::new();
+    for id in 0..16 {
+        contexts.push(env.context_for(request(0x300 + id, "whatsapp"), ChannelKind::Whatsapp).await.to_string());
+    }
+    let outcomes = futures::future::join_all(contexts.iter().map(|c| processor.process(c, false))).await;
+    assert!(
+        outcomes.iter().all(|o| o.label() == "sent"),
+        "{:?}",
+        outcomes.iter().map(|o| o.label()).collect::<Vec<_>>()
+    );
+    let reads =
+        calls.snapshot().iter().filter(|(target, _)| target.ends_with("GetSecretValue")).map(|(_, n)| n).sum::<u64>();
+    assert_eq!(reads, 2, "the AI key and the Twilio credentials, once each for 16 messages");
+}
+
 /// The conversation key of the example request `id` on WhatsApp.
 fn whatsapp_key(id: u32) -> ConversationKey {
     ConversationKey {

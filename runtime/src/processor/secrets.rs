@@ -2,11 +2,12 @@
 //! message), values kept in secrecy types. Shapes are the ones the operator writes (spec §6).
 use super::failure::Failure;
 use aws_sdk_secretsmanager::error::ProvideErrorMetadata;
+use futures::future::{BoxFuture, FutureExt, Shared};
 use multicomms_wire::secret_keys;
 use prometheus_client::metrics::counter::Counter;
 use secrecy::{ExposeSecret, SecretString};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 pub struct TwilioCredentials {
@@ -16,10 +17,15 @@ pub struct TwilioCredentials {
     pub template_sid: Option<String>,
 }
 
+type Read = Result<Arc<SecretString>, Failure>;
+
 pub struct Secrets {
     client: aws_sdk_secretsmanager::Client,
     ttl: Duration,
     cache: Mutex<HashMap<String, (Instant, Arc<SecretString>)>>,
+    /// Reads under way, shared by every message that misses the cache meanwhile: a burst of
+    /// messages for one company costs one GetSecretValue per secret, not one each.
+    reading: Mutex<HashMap<String, Shared<BoxFuture<'static, Read>>>>,
     /// Reads that found a secret scheduled for deletion (an alert: someone is deleting what
     /// live conversations need).
     scheduled_for_deletion: Counter,
@@ -27,7 +33,7 @@ pub struct Secrets {
 
 impl Secrets {
     pub fn new(client: aws_sdk_secretsmanager::Client, ttl: Duration, scheduled_for_deletion: Counter) -> Self {
-        Secrets { client, ttl, cache: Mutex::default(), scheduled_for_deletion }
+        Secrets { client, ttl, cache: Mutex::default(), reading: Mutex::default(), scheduled_for_deletion }
     }
 
     /// `{"ai_api_key": …}` (the keys are in [`secret_keys`]).
@@ -89,34 +95,46 @@ impl Secrets {
                 return Ok(value);
             }
         }
-        let out = self.client.get_secret_value().secret_id(name).send().await.map_err(|e| {
-            let code = e.code().unwrap_or("");
-            let detail = aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string();
-            let scheduled_for_deletion = code == "InvalidRequestException"
-                && e.message().is_some_and(|m| m.contains("deletion") || m.contains("deleted"));
-            if scheduled_for_deletion {
-                // Restorable, and the operator restores what is still referenced: wait for it
-                // rather than fail the conversation.
-                self.scheduled_for_deletion.inc();
-                tracing::error!(secret = name, "secret is scheduled for deletion but still in use; retrying later");
-                return Failure::Transient(format!("secret {name} is scheduled for deletion"));
-            }
-            match code {
-                // AccessDenied stays transient: IAM changes take a while to land.
-                "ResourceNotFoundException"
-                | "InvalidRequestException"
-                | "DecryptionFailure"
-                | "InvalidParameterException" => Failure::Permanent(format!("secret {name}: {code}")),
-                _ => Failure::Transient(format!("secret {name}: {detail}")),
-            }
-        })?;
-        let Some(value) = out.secret_string else {
-            return Err(Failure::Permanent(format!("secret {name} has no string value")));
+        let read = {
+            let mut reading = self.reading.lock().unwrap_or_else(PoisonError::into_inner);
+            let started = || read(self.client.clone(), self.scheduled_for_deletion.clone(), name.to_string());
+            reading.entry(name.to_string()).or_insert_with(|| started().boxed().shared()).clone()
         };
-        let value = Arc::new(SecretString::from(value));
+        let value = read.await;
+        self.reading.lock().unwrap_or_else(PoisonError::into_inner).remove(name);
+        let value = value?;
         if let Ok(mut cache) = self.cache.lock() {
             cache.insert(name.to_string(), (Instant::now(), value.clone()));
         }
         Ok(value)
     }
+}
+
+/// One GetSecretValue.
+async fn read(client: aws_sdk_secretsmanager::Client, scheduled_for_deletion: Counter, name: String) -> Read {
+    let out = client.get_secret_value().secret_id(&name).send().await.map_err(|e| {
+        let code = e.code().unwrap_or("");
+        let detail = aws_sdk_secretsmanager::error::DisplayErrorContext(&e).to_string();
+        let being_deleted = code == "InvalidRequestException"
+            && e.message().is_some_and(|m| m.contains("deletion") || m.contains("deleted"));
+        if being_deleted {
+            // Restorable, and the operator restores what is still referenced: wait for it
+            // rather than fail the conversation.
+            scheduled_for_deletion.inc();
+            tracing::error!(secret = %name, "secret is scheduled for deletion but still in use; retrying later");
+            return Failure::Transient(format!("secret {name} is scheduled for deletion"));
+        }
+        match code {
+            // AccessDenied stays transient: IAM changes take a while to land.
+            "ResourceNotFoundException"
+            | "InvalidRequestException"
+            | "DecryptionFailure"
+            | "InvalidParameterException" => Failure::Permanent(format!("secret {name}: {code}")),
+            _ => Failure::Transient(format!("secret {name}: {detail}")),
+        }
+    })?;
+    let Some(value) = out.secret_string else {
+        return Err(Failure::Permanent(format!("secret {name} has no string value")));
+    };
+    Ok(Arc::new(SecretString::from(value)))
 }
