@@ -44,7 +44,13 @@ impl Env {
     /// A processor as the binary builds it, on the fakes; a claim younger than `http_timeout`
     /// counts as one still in use.
     fn processor(&self, channel: ChannelKind, http_timeout: Duration) -> Arc<Processor> {
-        let config = ProcessorConfig {
+        Arc::new(Processor::build(&self.config, self.processor_config(channel, http_timeout)).expect("HTTP client"))
+    }
+
+    /// The binary's configuration on the fakes; a claim younger than `http_timeout` counts as
+    /// one still in use.
+    fn processor_config(&self, channel: ChannelKind, http_timeout: Duration) -> ProcessorConfig {
+        ProcessorConfig {
             channel,
             version: "processor-test-1".into(),
             naming: self.naming.clone(),
@@ -54,8 +60,7 @@ impl Env {
             openai_base_url: self.fakes.openai_url(),
             twilio_base_url: self.fakes.url.clone(),
             sendgrid_base_url: self.fakes.url.clone(),
-        };
-        Arc::new(Processor::build(&self.config, config).expect("HTTP client"))
+        }
     }
 
     async fn queue_url(&self, name: String) -> String {
@@ -143,6 +148,24 @@ impl Env {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         panic!("the record never reached {statuses:?}: {last:#?}");
+    }
+
+    /// Puts the WhatsApp context of request `id` on the queue twice, runs a processor until the
+    /// conversation is sent and the queue is empty, and returns it stopped.
+    async fn deliver_twice(&self, id: u32) -> Arc<Processor> {
+        let context = self.context_for(request(id, "whatsapp"), ChannelKind::Whatsapp).await;
+        let body = context.to_string();
+        self.enqueue(ChannelKind::Whatsapp, &body).await;
+        self.enqueue(ChannelKind::Whatsapp, &body).await;
+        let running = self.start(ChannelKind::Whatsapp, LONG, LONG).await;
+        self.settled(&key_of(&context), &[ConversationStatus::InitialMessageSent]).await;
+        for _ in 0..100 {
+            if self.depth(self.naming.channel_queue(ChannelKind::Whatsapp)).await == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        running.stop().await
     }
 
     /// Messages visible or in flight on a queue.
@@ -298,19 +321,7 @@ async fn each_channel_ends_as_one_provider_request_and_a_record_that_tells_the_s
 #[tokio::test]
 async fn a_redelivered_message_is_sent_once() {
     let env = env().await;
-    let context = env.context_for(request(0x201, "whatsapp"), ChannelKind::Whatsapp).await;
-    let body = context.to_string();
-    env.enqueue(ChannelKind::Whatsapp, &body).await;
-    env.enqueue(ChannelKind::Whatsapp, &body).await;
-    let running = env.start(ChannelKind::Whatsapp, LONG, LONG).await;
-    env.settled(&key_of(&context), &[ConversationStatus::InitialMessageSent]).await;
-    for _ in 0..50 {
-        if env.depth(env.naming.channel_queue(ChannelKind::Whatsapp)).await == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let processor = running.stop().await;
+    let processor = env.deliver_twice(0x201).await;
     assert_eq!(env.fakes.sent().len(), 1, "one send for two deliveries");
     let metrics = processor.metrics.render();
     assert!(
@@ -328,19 +339,7 @@ async fn a_copy_delivered_while_the_first_is_being_worked_on_waits_for_it_instea
     let env = env().await;
     // The first copy is still waiting for the AI when the second arrives.
     env.fakes.set_latency(Service::OpenAi, Duration::from_secs(2));
-    let context = env.context_for(request(0x202, "whatsapp"), ChannelKind::Whatsapp).await;
-    let body = context.to_string();
-    env.enqueue(ChannelKind::Whatsapp, &body).await;
-    env.enqueue(ChannelKind::Whatsapp, &body).await;
-    let running = env.start(ChannelKind::Whatsapp, LONG, LONG).await;
-    env.settled(&key_of(&context), &[ConversationStatus::InitialMessageSent]).await;
-    for _ in 0..100 {
-        if env.depth(env.naming.channel_queue(ChannelKind::Whatsapp)).await == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    running.stop().await;
+    env.deliver_twice(0x202).await;
     assert_eq!(env.fakes.requests(Service::OpenAi).len(), 1, "one Responses call for two copies");
     assert_eq!(env.fakes.sent().len(), 1, "one send for two copies");
     assert_eq!(env.depth(env.naming.channel_queue(ChannelKind::Whatsapp)).await, 0, "the second copy was settled");
@@ -350,17 +349,7 @@ async fn a_copy_delivered_while_the_first_is_being_worked_on_waits_for_it_instea
 async fn a_burst_of_messages_for_one_company_reads_each_of_its_secrets_once() {
     let env = env().await;
     let (counted, calls) = multicomms_testkit::aws_calls::counting(&env.config);
-    let config = ProcessorConfig {
-        channel: ChannelKind::Whatsapp,
-        version: "processor-test-1".into(),
-        naming: env.naming.clone(),
-        secrets_cache: Duration::from_secs(300),
-        http_timeout: LONG,
-        send_grace: LONG,
-        openai_base_url: env.fakes.openai_url(),
-        twilio_base_url: env.fakes.url.clone(),
-        sendgrid_base_url: env.fakes.url.clone(),
-    };
+    let config = env.processor_config(ChannelKind::Whatsapp, LONG);
     let processor = Processor::build(&counted, config).expect("HTTP client");
     let mut contexts = Vec::new();
     for id in 0..16 {
@@ -860,17 +849,7 @@ async fn processor_behind_a_proxy(env: &Env) -> (Arc<Processor>, multicomms_test
     let retries = aws_config::retry::RetryConfig::standard().with_max_attempts(multicomms_service::aws::POD_ATTEMPTS);
     let through_proxy = multicomms_testkit::environment::with_endpoint(&env.config, &proxy.url);
     let through_proxy = through_proxy.to_builder().retry_config(retries).build();
-    let config = ProcessorConfig {
-        channel: ChannelKind::Whatsapp,
-        version: "processor-test-1".into(),
-        naming: env.naming.clone(),
-        secrets_cache: Duration::from_secs(300),
-        http_timeout: LONG,
-        send_grace: LONG,
-        openai_base_url: env.fakes.openai_url(),
-        twilio_base_url: env.fakes.url.clone(),
-        sendgrid_base_url: env.fakes.url.clone(),
-    };
+    let config = env.processor_config(ChannelKind::Whatsapp, LONG);
     (Arc::new(Processor::build(&through_proxy, config).expect("HTTP client")), proxy)
 }
 
