@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Router benchmark: the release router against the AWS emulator, loaded over loopback by
 # the test kit's load-generator. Prints accepted/s, p50/p99, the router's CPU seconds per 1000 accepted
-# requests, SQS requests per accepted request, and how busy the emulator was (its CPU time over
+# requests, SQS requests per accepted request, the router's resident memory before and after
+# (each client holds one keep-alive connection: concurrency 10000 holds 10,000), and how busy
+# the emulator was (its CPU time over
 # wall time; at >= 0.85 of its one core the emulator is the limit, else ours).
 # usage: scripts/bench-router.sh [requests] [concurrency]   (default 2000 64)
 set -euo pipefail
+ulimit -n 65536 2>/dev/null || true # one descriptor per client on both sides
 requests="${1:-2000}"
 concurrency="${2:-64}"
 source "$(dirname "$0")/emulator.sh"
@@ -24,10 +27,13 @@ trap 'kill "$router" 2>/dev/null || true; kill "$EMULATOR_PID" 2>/dev/null || tr
 for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
 
 cpu() { awk '{print $14 + $15}' "/proc/$router/stat"; }
+rss() { awk '/VmRSS/ {print $2 / 1024}' "/proc/$router/status"; }
+rss_before="$(rss)"
 before="$(cpu)"; emulator_before="$(emulator_cpu_seconds)"; start="$(date +%s.%N)"
 target/release/load-generator "http://127.0.0.1:$port/initiate-conversation" local-demo-router-key-not-a-secret \
   "$requests" "$concurrency"
 after="$(cpu)"; emulator_after="$(emulator_cpu_seconds)"; end="$(date +%s.%N)"
+echo "router RSS MiB: ${rss_before} before, $(rss) after, peak $(awk '/VmHWM/ {print $2 / 1024}' "/proc/$router/status")"
 python3 - "$port" "$before" "$after" "$emulator_before" "$emulator_after" "$start" "$end" <<'PY'
 import sys, urllib.request
 port, before, after = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
