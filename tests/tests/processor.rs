@@ -85,8 +85,12 @@ impl Env {
 
     /// Runs a processor for `channel` in the background until the returned sender fires.
     async fn start(&self, channel: ChannelKind, visibility: Duration, http_timeout: Duration) -> Running {
-        let processor = self.processor(channel, http_timeout);
         let settings = self.settings(channel, visibility).await;
+        self.run(self.processor(channel, http_timeout), settings)
+    }
+
+    /// Runs `processor` on the queue `settings` name, in the background.
+    fn run(&self, processor: Arc<Processor>, settings: Settings) -> Running {
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(queue::run(processor.clone(), self.sqs.clone(), settings, async {
             let _ = stopped.await;
@@ -150,14 +154,16 @@ impl Env {
         panic!("the record never reached {statuses:?}: {last:#?}");
     }
 
-    /// Puts the WhatsApp context of request `id` on the queue twice, runs a processor until the
-    /// conversation is sent and the queue is empty, and returns it stopped.
-    async fn deliver_twice(&self, id: u32) -> Arc<Processor> {
+    /// Puts the WhatsApp context of request `id` on the queue twice, runs a processor (first
+    /// retry after `retry_base`) until the conversation is sent and the queue is empty, and
+    /// returns it stopped.
+    async fn deliver_twice(&self, id: u32, retry_base: Duration) -> Arc<Processor> {
         let context = self.context_for(request(id, "whatsapp"), ChannelKind::Whatsapp).await;
         let body = context.to_string();
         self.enqueue(ChannelKind::Whatsapp, &body).await;
         self.enqueue(ChannelKind::Whatsapp, &body).await;
-        let running = self.start(ChannelKind::Whatsapp, LONG, LONG).await;
+        let settings = Settings { retry_base, ..self.settings(ChannelKind::Whatsapp, LONG).await };
+        let running = self.run(self.processor(ChannelKind::Whatsapp, LONG), settings);
         self.settled(&key_of(&context), &[ConversationStatus::InitialMessageSent]).await;
         for _ in 0..100 {
             if self.depth(self.naming.channel_queue(ChannelKind::Whatsapp)).await == 0 {
@@ -321,7 +327,7 @@ async fn each_channel_ends_as_one_provider_request_and_a_record_that_tells_the_s
 #[tokio::test]
 async fn a_redelivered_message_is_sent_once() {
     let env = env().await;
-    let processor = env.deliver_twice(0x201).await;
+    let processor = env.deliver_twice(0x201, Duration::from_secs(1)).await;
     assert_eq!(env.fakes.sent().len(), 1, "one send for two deliveries");
     let metrics = processor.metrics.render();
     assert!(
@@ -337,9 +343,12 @@ async fn a_redelivered_message_is_sent_once() {
 #[tokio::test]
 async fn a_copy_delivered_while_the_first_is_being_worked_on_waits_for_it_instead_of_asking_the_ai_again() {
     let env = env().await;
-    // The first copy is still waiting for the AI when the second arrives.
+    // The first copy is still waiting for the AI when the second arrives. The second waits
+    // 5 s, then 10 s, before its last receive (the example queue's third), when it would take
+    // the conversation over rather than leave it to the dead-letter queue: far longer than the
+    // first needs, even on a busy machine (with 1 s and 2 s it sometimes was not).
     env.fakes.set_latency(Service::OpenAi, Duration::from_secs(2));
-    env.deliver_twice(0x202).await;
+    env.deliver_twice(0x202, Duration::from_secs(5)).await;
     assert_eq!(env.fakes.requests(Service::OpenAi).len(), 1, "one Responses call for two copies");
     assert_eq!(env.fakes.sent().len(), 1, "one send for two copies");
     assert_eq!(env.depth(env.naming.channel_queue(ChannelKind::Whatsapp)).await, 0, "the second copy was settled");
