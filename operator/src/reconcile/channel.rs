@@ -22,7 +22,7 @@ pub async fn reconcile(ctx: &Context, channel: &Channel, values: &SecretValues) 
     let queues = sync_queues(ctx, channel, &owner, adopt, &mut report).await;
     report.subsystems.push((QUEUES_SYNCED, queues));
     let specs = desired::channel::secrets(&channel.spec, &ctx.naming);
-    let secrets = secrets::sync(ctx, &specs, values, &owner, adopt, &mut report).await;
+    let secrets = secrets::sync(ctx, &specs, values, &owner, adopt, secrets::Expect::Unknown, &mut report).await;
     report.subsystems.push((SECRETS_SYNCED, secrets));
     report
 }

@@ -1,9 +1,10 @@
 //! Company → its secrets and its company-data record.
 //!
 //! Order matters: the record is read first, so a resource claiming ids another resource owns
-//! changes nothing at all; then the secrets are written; the record last, because it points
-//! clients and processors at those secrets.
-use super::secrets::{self, SECRETS_SYNCED};
+//! changes nothing at all (and a Company without a record is new: its secrets are created
+//! without reading them first); then the secrets are written; the record last, because it
+//! points clients and processors at those secrets.
+use super::secrets::{self, Expect, SECRETS_SYNCED};
 use super::validate;
 use super::{begin, claim, ChangeKind, Context, Failure, Outcome, Reason, Report};
 use crate::aws::dynamodb::{PutError, WriteCondition};
@@ -36,7 +37,9 @@ pub async fn reconcile(ctx: &Context, company: &Company, values: &SecretValues) 
         }
     };
     let specs = desired::company::secrets(&company.spec, &ctx.naming);
-    let secrets = secrets::sync(ctx, &specs, values, &owner, adopt, &mut report).await;
+    let new_company = write.as_ref().is_some_and(|w| matches!(w.condition, WriteCondition::Absent { .. }));
+    let expect = if new_company { Expect::New } else { Expect::Unknown };
+    let secrets = secrets::sync(ctx, &specs, values, &owner, adopt, expect, &mut report).await;
     let record = match (&secrets, write) {
         (Err(_), Some(_)) => Err(Failure::new(Reason::Blocked, format!("waiting for {SECRETS_SYNCED}"))),
         (_, None) => Ok("record up to date".to_string()),

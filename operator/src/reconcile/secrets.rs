@@ -2,8 +2,13 @@
 //! deletion, rewritten only when the stored value differs. Reports carry names, ARNs and
 //! version ids, never values.
 //!
-//! All references are resolved and all secrets observed and claimed before the first write, so
-//! a missing Secret or a secret owned by someone else leaves the whole set untouched.
+//! All references are resolved before the first write, so a missing Secret writes nothing. The
+//! secrets of an owner that existed before are all observed and claimed before the first write,
+//! so a secret owned by someone else leaves the whole set untouched. A new owner's secrets
+//! ([`Expect::New`]) are created without a read first (a create needs none, and cold applies
+//! spent half their calls on reads that found nothing); a name found taken is then read and
+//! claimed, so someone else's secret is still never written, but the secrets created before it
+//! stay (ours, tagged, removed with the owner).
 //!
 //! The in-cluster controller remembers which secrets it verified, with a hash of the value
 //! ([`VerifiedSecrets`]): a resync whose desired value is unchanged skips their reads until the
@@ -75,12 +80,23 @@ fn digest(secret: &DesiredSecret) -> [u8; 32] {
     hash.finalize().into()
 }
 
+/// What the caller knows of an owner's secrets before reading them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// Nothing: every secret is read and claimed before the first write.
+    Unknown,
+    /// The owner is new (its record does not exist yet), so its secrets most likely do not
+    /// either: each is created without a read, and read only if its name is taken.
+    New,
+}
+
 pub async fn sync(
     ctx: &Context,
     specs: &[SecretSpec],
     values: &SecretValues,
     owner: &Owner,
     adopt: bool,
+    expect: Expect,
     report: &mut Report,
 ) -> Outcome {
     let desired = specs
@@ -94,13 +110,13 @@ pub async fn sync(
             record(report, &secret.name, written);
             continue;
         }
-        let observed = ctx.aws.secrets.describe(&secret.name).await?;
-        let marker = observed.as_ref().and_then(|o| o.tags.get(OWNER_TAG)).map(String::as_str);
-        let adopting = match &observed {
-            Some(_) => claim(owner, marker, adopt, &format!("secret {}", secret.name))?,
-            None => false,
-        };
-        claimed.push((secret, observed, adopting));
+        // A `plan` writes nothing, so it cannot learn from a create that the name is free.
+        if expect == Expect::New && ctx.mode == Mode::Apply {
+            create(ctx, secret, owner, adopt, report).await?;
+            continue;
+        }
+        let (observed, adopting) = observe_and_claim(ctx, secret, owner, adopt).await?.unzip();
+        claimed.push((secret, observed, adopting.unwrap_or(false)));
     }
     for (secret, observed, adopting) in claimed {
         match observed {
@@ -119,6 +135,22 @@ fn owner_tags(owner: &Owner) -> BTreeMap<&'static str, String> {
     BTreeMap::from([(OWNER_TAG, owner.to_string())])
 }
 
+/// The secret, as DescribeSecret reports it, and whether `owner` takes it over; `None`: absent.
+async fn observe_and_claim(
+    ctx: &Context,
+    secret: &DesiredSecret,
+    owner: &Owner,
+    adopt: bool,
+) -> Result<Option<(ObservedSecret, bool)>, Failure> {
+    let Some(observed) = ctx.aws.secrets.describe(&secret.name).await? else { return Ok(None) };
+    let marker = observed.tags.get(OWNER_TAG).map(String::as_str);
+    let adopting = claim(owner, marker, adopt, &format!("secret {}", secret.name))?;
+    Ok(Some((observed, adopting)))
+}
+
+/// Creates the secret. If the name is taken (by someone else, by our own create whose answer
+/// was lost, or by a secret scheduled for deletion), it is read and claimed first, then
+/// brought in line like any existing secret.
 async fn create(
     ctx: &Context,
     secret: &DesiredSecret,
@@ -126,36 +158,24 @@ async fn create(
     adopt: bool,
     report: &mut Report,
 ) -> Result<(), Failure> {
-    let object = format!("secret {}", secret.name);
-    report.change(ChangeKind::Create, &object, vec!["value".into()]);
     let sm = &ctx.aws.secrets;
     let tags = owner_tags(owner);
-    let written = match ctx.apply(|w| sm.create(w, &secret.name, &secret.value, &tags)).await {
-        Ok(None) => return Ok(()),
-        Ok(Some(written)) => written,
-        // A secret of that name was deleted with a recovery window after our read: bring it
-        // back, and treat it like any existing secret (it may not be ours).
-        Err(WriteError::ScheduledForDeletion) => {
-            report.change(ChangeKind::Restore, &object, vec![]);
-            ctx.apply(|w| sm.restore(w, &secret.name)).await?;
-            let observed = sm
-                .describe(&secret.name)
+    match ctx.apply(|w| sm.create(w, &secret.name, &secret.value, &tags)).await {
+        Ok(written) => {
+            report.change(ChangeKind::Create, &format!("secret {}", secret.name), vec!["value".into()]);
+            if let Some(written) = written {
+                verified(ctx, report, secret, owner, written);
+            }
+            Ok(())
+        }
+        Err(WriteError::AlreadyExists | WriteError::ScheduledForDeletion) => {
+            let (observed, adopting) = observe_and_claim(ctx, secret, owner, adopt)
                 .await?
-                .ok_or_else(|| Failure::new(Reason::AwsError, format!("{object} vanished while being restored")))?;
-            let marker = observed.tags.get(OWNER_TAG).map(String::as_str);
-            let adopting = claim(owner, marker, adopt, &object)?;
-            return update(ctx, secret, observed, owner, adopting, report).await;
+                .ok_or_else(|| Failure::new(Reason::AwsError, format!("secret {} vanished", secret.name)))?;
+            update(ctx, secret, observed, owner, adopting, report).await
         }
-        Err(WriteError::AlreadyExists) => {
-            return Err(Failure::new(
-                Reason::OwnershipConflict,
-                format!("{object} was created by another writer meanwhile; left untouched"),
-            ))
-        }
-        Err(WriteError::Aws(e)) => return Err(e.into()),
-    };
-    verified(ctx, report, secret, owner, written);
-    Ok(())
+        Err(WriteError::Aws(e)) => Err(e.into()),
+    }
 }
 
 /// Brings an existing, claimed secret in line: restore, value, ownership tag.

@@ -157,6 +157,56 @@ async fn drift_in_record_and_secret_is_repaired() {
 }
 
 #[tokio::test]
+async fn a_new_company_makes_no_call_its_creation_does_not_need_and_a_lost_record_finds_its_secrets() {
+    let ctx = context(Mode::Apply).await;
+    assert!(reconcile::tables::reconcile(&ctx).await.is_ready());
+    let company = example_company();
+    let cold = same_place(&ctx, Mode::Apply).await;
+    assert_ready(&company::reconcile(&cold, &company, &example_secrets()).await);
+    // The record's read, one create per secret, the record's put: no read of what is not there.
+    let calls = cold.aws.calls.by_operation();
+    assert_eq!(calls.get("DescribeSecret"), None, "{calls:?}");
+    assert_eq!(calls.get("CreateSecret"), Some(&4), "{calls:?}");
+    assert_eq!(cold.aws.calls.total(), 6, "{calls:?}");
+
+    // The record deleted by hand: the Company looks new again, its secrets are found taken
+    // (by itself), read, and left as they are.
+    let table = ctx.naming.company_data_table();
+    let ids = (company.spec.company_id.as_str(), company.spec.project_id.as_str());
+    raw_clients().await.dynamodb.delete_item().table_name(&table).set_key(Some(key(ids))).send().await.expect("delete");
+    let again = same_place(&ctx, Mode::Apply).await;
+    let report = company::reconcile(&again, &company, &example_secrets()).await;
+    assert_ready(&report);
+    let calls = again.aws.calls.by_operation();
+    assert_eq!((calls.get("DescribeSecret"), calls.get("PutSecretValue")), (Some(&4), None), "{calls:?}");
+    assert_eq!(report.changes.len(), 1, "only the record is created: {:?}", report.changes);
+    assert!(stored_record(&ctx, &company).await.is_some());
+}
+
+#[tokio::test]
+async fn a_new_company_whose_secret_name_is_taken_by_another_leaves_that_secret_and_the_record_alone() {
+    let ctx = context(Mode::Apply).await;
+    assert!(reconcile::tables::reconcile(&ctx).await.is_ready());
+    let company = example_company();
+    let taken =
+        ctx.naming.channel_credentials_secret(ChannelKind::Sms, &company.spec.company_name, &company.spec.project_name);
+    let tag = aws_sdk_secretsmanager::types::Tag::builder()
+        .key(multicomms_operator::desired::OWNER_TAG)
+        .value("Company/other/someone-else")
+        .build();
+    let raw = raw_clients().await;
+    raw.secrets.create_secret().name(&taken).secret_string("{}").tags(tag).send().await.expect("create");
+
+    let report = company::reconcile(&ctx, &company, &example_secrets()).await;
+    let failure = report.failure().expect("conflict");
+    assert_eq!(failure.reason, Reason::OwnershipConflict);
+    assert!(failure.message.contains("managed by Company/other/someone-else"), "{}", failure.message);
+    let (value, _) = ctx.aws.secrets.current_value(&taken).await.expect("readable");
+    assert_eq!(value.expect("string").expose_secret(), "{}");
+    assert!(stored_record(&ctx, &company).await.is_none(), "no record points at secrets that are not ours");
+}
+
+#[tokio::test]
 async fn a_second_resource_claiming_the_same_ids_conflicts_and_changes_nothing() {
     let ctx = context(Mode::Apply).await;
     let company = example_company();

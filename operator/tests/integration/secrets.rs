@@ -5,7 +5,8 @@ use crate::support::*;
 use multicomms_operator::crd::SecretKeyRef;
 use multicomms_operator::desired::secret::{SecretSpec, SecretValues, Source};
 use multicomms_operator::desired::Owner;
-use multicomms_operator::reconcile::{secrets, ChangeKind, Context, Mode, Report};
+use multicomms_operator::reconcile::secrets::{self, Expect};
+use multicomms_operator::reconcile::{ChangeKind, Context, Mode, Report};
 use secrecy::{ExposeSecret, SecretString};
 
 fn owner() -> Owner {
@@ -33,7 +34,7 @@ fn values(token: &str) -> SecretValues {
 
 async fn sync(ctx: &Context, token: &str) -> Report {
     let mut report = Report::new("Company", "ns", "c", None);
-    let outcome = secrets::sync(ctx, &[spec(ctx)], &values(token), &owner(), false, &mut report).await;
+    let outcome = secrets::sync(ctx, &[spec(ctx)], &values(token), &owner(), false, Expect::Unknown, &mut report).await;
     report.subsystems.push(("SecretsSynced", outcome));
     report
 }
