@@ -162,7 +162,7 @@ async fn create(
     let tags = owner_tags(owner);
     match ctx.apply(|w| sm.create(w, &secret.name, &secret.value, &tags)).await {
         Ok(written) => {
-            report.change(ChangeKind::Create, &format!("secret {}", secret.name), vec!["value".into()]);
+            report.change(ChangeKind::Create, format!("secret {}", secret.name), vec!["value".into()]);
             if let Some(written) = written {
                 verified(ctx, report, secret, owner, written);
             }
