@@ -115,7 +115,7 @@ impl Pass {
     async fn run(ctx: &Context, loaded: &manifests::Manifests, concurrency: usize) -> anyhow::Result<Pass> {
         let (calls, writes) = (ctx.aws.calls.total(), ctx.aws.calls.writes());
         let (cpu, emulator, started) = (cpu_seconds(), EmulatorMeter::start(), Instant::now());
-        let reports = reconcile_manifests(ctx, loaded, concurrency).await;
+        let reports = reconcile_manifests(ctx, loaded.clone(), concurrency).await;
         let pass = Pass {
             seconds: started.elapsed().as_secs_f64(),
             cpu: cpu_seconds() - cpu,

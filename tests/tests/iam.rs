@@ -71,7 +71,7 @@ async fn operator(base: &aws_config::SdkConfig) -> (Naming, Calls) {
     let ctx = Context::new(multicomms_operator::aws::Aws::new(&config), naming.clone(), Mode::Apply);
     let manifests = example_manifests();
     for _ in 0..2 {
-        let reports = reconcile_manifests(&ctx, &manifests, 4).await;
+        let reports = reconcile_manifests(&ctx, manifests.clone(), 4).await;
         assert!(reports.iter().all(|r| r.is_ready()), "{:?}", reports.iter().find(|r| !r.is_ready()));
     }
     let company = &manifests.companies[0];
@@ -92,10 +92,10 @@ async fn operator(base: &aws_config::SdkConfig) -> (Naming, Calls) {
         .send()
         .await
         .expect("drift");
-    let reports = reconcile_manifests(&ctx, &manifests, 4).await;
+    let reports = reconcile_manifests(&ctx, manifests.clone(), 4).await;
     assert!(reports.iter().all(|r| r.is_ready()), "drift repaired");
     secrets.delete_secret().secret_id(&secret).send().await.expect("schedule");
-    let reports = reconcile_manifests(&ctx, &manifests, 4).await;
+    let reports = reconcile_manifests(&ctx, manifests.clone(), 4).await;
     assert!(reports.iter().all(|r| r.is_ready()), "restored");
     // Adoption and deletion on a second environment, so the other components keep theirs. Its
     // sms queue and router key exist untagged, as an earlier deployment left them.
@@ -112,7 +112,7 @@ async fn operator(base: &aws_config::SdkConfig) -> (Naming, Calls) {
     };
     adopting_manifests.companies.iter_mut().for_each(|c| asks(&mut c.metadata.annotations));
     adopting_manifests.channels.iter_mut().for_each(|c| asks(&mut c.metadata.annotations));
-    let reports = reconcile_manifests(&doomed_ctx, &adopting_manifests, 4).await;
+    let reports = reconcile_manifests(&doomed_ctx, adopting_manifests.clone(), 4).await;
     assert!(reports.iter().all(|r| r.is_ready()), "{:?}", reports.iter().find(|r| !r.is_ready()));
     assert!(cleanup::delete_company(&doomed_ctx, company).await.is_ready());
     let sms = manifests.channels.iter().find(|c| c.spec.kind == ChannelKind::Sms).expect("sms");

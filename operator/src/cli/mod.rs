@@ -218,7 +218,9 @@ async fn reconcile_checkout(
         tracing::debug!(document = %ignored, "not a multicomms resource; passed over");
     }
     let ctx = Context::new(aws::Aws::new(&aws::load_config().await), naming, mode).adopting_in(adoption);
-    let reports = batch::reconcile_manifests(&ctx, &manifests, target.concurrency).await;
+    // The Channels again after the reconcile, which consumes the manifests (few: cloned).
+    let channels = if target.workloads { manifests.channels.clone() } else { Vec::new() };
+    let reports = batch::reconcile_manifests(&ctx, manifests, target.concurrency).await;
     match target.output {
         OutputFormat::Table => {
             print!("{}", output::changes(&reports, mode));
@@ -228,7 +230,7 @@ async fn reconcile_checkout(
         OutputFormat::Json => println!("{}", output::json(&reports)?),
     }
     if target.workloads {
-        print!("{}", plan_workloads(&manifests, &target.workers, &ctx.naming).await?);
+        print!("{}", plan_workloads(&channels, &target.workers, &ctx.naming).await?);
     }
     tracing::info!(aws_calls = ctx.aws.calls.total(), aws_writes = ctx.aws.calls.writes(), "done");
     let failed = reports.iter().any(|r| !r.is_ready());
@@ -241,15 +243,11 @@ async fn reconcile_checkout(
 }
 
 /// The worker Deployment changes per Channel, read against the current kubeconfig's cluster.
-async fn plan_workloads(
-    manifests: &manifests::Manifests,
-    workers: &WorkerArgs,
-    naming: &Naming,
-) -> anyhow::Result<String> {
+async fn plan_workloads(channels: &[crd::Channel], workers: &WorkerArgs, naming: &Naming) -> anyhow::Result<String> {
     let Some(settings) = workers.settings(naming) else { return Ok(String::new()) };
     let client = kube::Client::try_default().await.context("connecting to the Kubernetes API for --workloads")?;
     let mut out = String::from("\nWorkloads (the in-cluster controller applies them):\n");
-    for channel in &manifests.channels {
+    for channel in channels {
         let existing = controller::kube_io::existing_workers(&client, channel).await?;
         // Fixed replicas as planned; with KEDA the cluster's autoscaler owns them.
         let desired = crate::desired::workers::deployments(channel, &settings, false);

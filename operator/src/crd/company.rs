@@ -4,7 +4,7 @@
 // clippy reads the repeated `type_ = "string"` of separate printcolumn(...) entries as one
 // duplicated attribute.
 #![allow(clippy::duplicated_attributes)]
-use super::common::{Condition, DeletionPolicy, SecretValue};
+use super::common::{Condition, DeletionPolicy, JsonText, SecretValue};
 use kube::{CustomResource, KubeSchema};
 use multicomms_wire::company::{PROJECT_ACTIVE, PROJECT_INACTIVE};
 use multicomms_wire::ChannelKind;
@@ -247,7 +247,7 @@ pub struct AiSettings {
     /// JSON Schema of the template variables the model must return.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "free_form_object")]
-    pub output_schema: Option<serde_json::Value>,
+    pub output_schema: Option<JsonText>,
     /// An OpenAI-compatible endpoint; the processor's default when absent. Needs `apiKey`, and
     /// https unless on loopback (a key must never cross the network in cleartext).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -278,7 +278,7 @@ pub struct ReplyAiSettings {
     /// `{"content": string}`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "free_form_object")]
-    pub output_schema: Option<serde_json::Value>,
+    pub output_schema: Option<JsonText>,
 }
 
 fn free_form_object(_: &mut schemars::SchemaGenerator) -> schemars::Schema {

@@ -7,7 +7,7 @@ pub mod common;
 pub mod company;
 
 pub use channel::{Channel, ChannelSpec, ChannelStatus};
-pub use common::{Condition, DeletionPolicy, SecretKeyRef, SecretValue};
+pub use common::{Condition, DeletionPolicy, JsonText, SecretKeyRef, SecretValue};
 pub use company::{Company, CompanySpec, CompanyStatus};
 
 use kube::CustomResourceExt;

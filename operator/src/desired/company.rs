@@ -2,6 +2,7 @@
 use super::secret::{SecretSpec, Source};
 use super::Owner;
 use crate::crd::company::{AiSettings, CompanySpec, TwilioCredentials};
+use crate::crd::JsonText;
 use multicomms_wire::company::{
     api_key_hash, AiChannelConfig, AiConfig, ChannelConfig, EmailConfig, PerChannel, RateLimits, ReplyAiConfig,
     SmsConfig, WhatsappConfig,
@@ -93,13 +94,13 @@ fn ai_channel_config(
         model: ai.and_then(|a| a.model.clone()),
         instructions: ai.and_then(|a| a.instructions.clone()),
         prompt_id: ai.and_then(|a| a.prompt_id.clone()),
-        output_schema: ai.and_then(|a| a.output_schema.clone()),
+        output_schema: ai.and_then(|a| a.output_schema.as_ref()).map(JsonText::value),
         base_url: ai.and_then(|a| a.base_url.clone()),
         replies: ai.and_then(|a| a.replies.as_ref()).map(|r| ReplyAiConfig {
             model: r.model.clone(),
             instructions: r.instructions.clone(),
             prompt_id: r.prompt_id.clone(),
-            output_schema: r.output_schema.clone(),
+            output_schema: r.output_schema.as_ref().map(JsonText::value),
         }),
     }
 }

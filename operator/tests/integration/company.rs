@@ -290,7 +290,7 @@ async fn two_manifests_claiming_the_same_ids_in_one_apply_leave_one_owner_and_no
     rival.spec.company_name = "Rival Recruitment".into();
     manifests.companies.push(rival);
 
-    let reports = multicomms_operator::cli::batch::reconcile_manifests(&ctx, &manifests, 16).await;
+    let reports = multicomms_operator::cli::batch::reconcile_manifests(&ctx, manifests, 16).await;
     let companies: Vec<&Report> = reports.iter().filter(|r| r.kind == "Company").collect();
     assert_eq!(companies.len(), 2);
     let (winner, loser) = (companies[1], companies[0]); // sorted by name: "a-rival" first

@@ -246,7 +246,7 @@ pub fn manifests_path(dir: &Path) -> PathBuf {
 pub async fn apply(config: &aws_config::SdkConfig, naming: &Naming, manifests: &Manifests) {
     use multicomms_operator::reconcile::{Context, Mode};
     let ctx = Context::new(multicomms_operator::aws::Aws::new(config), naming.clone(), Mode::Apply);
-    let reports = multicomms_operator::cli::batch::reconcile_manifests(&ctx, manifests, 8).await;
+    let reports = multicomms_operator::cli::batch::reconcile_manifests(&ctx, manifests.clone(), 8).await;
     let not_ready: Vec<_> = reports.iter().filter(|r| !r.is_ready()).collect();
     assert!(not_ready.is_empty(), "the suite's manifests did not apply: {not_ready:?}");
 }

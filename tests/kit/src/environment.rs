@@ -65,7 +65,7 @@ pub fn example_manifests() -> Manifests {
 pub async fn apply(config: &aws_config::SdkConfig, manifests: &Manifests) -> Naming {
     let naming = unique_naming('r');
     let ctx = Context::new(multicomms_operator::aws::Aws::new(config), naming.clone(), Mode::Apply);
-    let reports = multicomms_operator::cli::batch::reconcile_manifests(&ctx, manifests, 4).await;
+    let reports = multicomms_operator::cli::batch::reconcile_manifests(&ctx, manifests.clone(), 4).await;
     assert!(reports.iter().all(|r| r.is_ready()), "{:?}", reports.iter().find(|r| !r.is_ready()));
     naming
 }
