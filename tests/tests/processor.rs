@@ -165,7 +165,7 @@ impl Env {
         let settings = Settings { retry_base, ..self.settings(ChannelKind::Whatsapp, LONG).await };
         let running = self.run(self.processor(ChannelKind::Whatsapp, LONG), settings);
         self.settled(&key_of(&context), &[ConversationStatus::InitialMessageSent]).await;
-        for _ in 0..100 {
+        for _ in 0..200 {
             if self.depth(self.naming.channel_queue(ChannelKind::Whatsapp)).await == 0 {
                 break;
             }
@@ -344,11 +344,11 @@ async fn a_redelivered_message_is_sent_once() {
 async fn a_copy_delivered_while_the_first_is_being_worked_on_waits_for_it_instead_of_asking_the_ai_again() {
     let env = env().await;
     // The first copy is still waiting for the AI when the second arrives. The second waits
-    // 5 s, then 10 s, before its last receive (the example queue's third), when it would take
+    // 10 s, then 20 s, before its last receive (the example queue's third), when it would take
     // the conversation over rather than leave it to the dead-letter queue: far longer than the
-    // first needs, even on a busy machine (with 1 s and 2 s it sometimes was not).
+    // first needs, even with the whole suite loading moto (with 5 s and 10 s it once was not).
     env.fakes.set_latency(Service::OpenAi, Duration::from_secs(2));
-    env.deliver_twice(0x202, Duration::from_secs(5)).await;
+    env.deliver_twice(0x202, Duration::from_secs(10)).await;
     assert_eq!(env.fakes.requests(Service::OpenAi).len(), 1, "one Responses call for two copies");
     assert_eq!(env.fakes.sent().len(), 1, "one send for two copies");
     assert_eq!(env.depth(env.naming.channel_queue(ChannelKind::Whatsapp)).await, 0, "the second copy was settled");
