@@ -5,6 +5,10 @@
 # (each client holds one keep-alive connection: concurrency 10000 holds 10,000), and how busy
 # the emulator was (its CPU time over
 # wall time; at >= 0.85 of its one core the emulator is the limit, else ours).
+# Then, in the same run, the original's router handler (tests/original/router_lambda.py, Python
+# and boto3, reconstructed from the spec) against the same emulator and company with a tenth of
+# the requests (MULTICOMMS_ORIGINAL_REQUESTS; 0 skips it), at most 64 clients, and the ratio of
+# CPU per accepted request.
 # usage: scripts/bench-router.sh [requests] [concurrency]   (default 2000 64)
 set -euo pipefail
 ulimit -n 65536 2>/dev/null || true # one descriptor per client on both sides
@@ -29,12 +33,24 @@ for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && br
 cpu() { awk '{print $14 + $15}' "/proc/$router/stat"; }
 rss() { awk '/VmRSS/ {print $2 / 1024}' "/proc/$router/status"; }
 rss_before="$(rss)"
+# The router's memory once a second while loaded: flat means the last quarter of the run holds
+# no more than the second quarter did.
+(while kill -0 "$router" 2>/dev/null; do rss; sleep 1; done) > "$work/rss" 2>/dev/null &
 before="$(cpu)"; emulator_before="$(emulator_cpu_seconds)"; start="$(date +%s.%N)"
 target/release/load-generator "http://127.0.0.1:$port/initiate-conversation" local-demo-router-key-not-a-secret \
   "$requests" "$concurrency"
 after="$(cpu)"; emulator_after="$(emulator_cpu_seconds)"; end="$(date +%s.%N)"
 echo "router RSS MiB: ${rss_before} before, $(rss) after, peak $(awk '/VmHWM/ {print $2 / 1024}' "/proc/$router/status")"
-python3 - "$port" "$before" "$after" "$emulator_before" "$emulator_after" "$start" "$end" <<'PY'
+python3 - "$work/rss" <<'PY'
+import sys
+samples = [float(l) for l in open(sys.argv[1]) if l.strip()]
+if len(samples) >= 8:
+    q = len(samples) // 4
+    second, last = samples[q:2 * q], samples[3 * q:]
+    print(f"router RSS MiB over the run ({len(samples)} samples, 1 s apart): second quarter max {max(second):.1f}, "
+          f"last quarter max {max(last):.1f}, growth {max(last) - max(second):+.1f}")
+PY
+python3 - "$port" "$before" "$after" "$emulator_before" "$emulator_after" "$start" "$end" "$work/ours" <<'PY'
 import sys, urllib.request
 port, before, after = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
 emulator_busy = (float(sys.argv[5]) - float(sys.argv[4])) / (float(sys.argv[7]) - float(sys.argv[6]))
@@ -47,4 +63,35 @@ cpu_seconds = (after - before) / 100.0
 print(f"router: accepted={accepted:.0f} cpu_s_per_1000_accepted={cpu_seconds / accepted * 1000:.3f} "
       f"sqs_requests_per_accepted={batches / accepted:.3f} emulator_busy={emulator_busy:.2f} "
       f"limit={'emulator' if emulator_busy >= 0.85 else 'ours'}")
+open(sys.argv[8], "w").write(str(cpu_seconds / accepted))
+PY
+kill "$router" 2>/dev/null || true
+
+original_requests="${MULTICOMMS_ORIGINAL_REQUESTS:-$((requests / 10))}"
+[ "$original_requests" -gt 0 ] || exit 0
+queues="$("$VENV/bin/python" -c 'import boto3, sys
+sqs = boto3.client("sqs")
+print(" ".join(sqs.get_queue_url(QueueName=f"{sys.argv[1]}-{c}-queue-bench")["QueueUrl"] for c in ("whatsapp", "sms", "email")))' "$prefix")"
+read -r whatsapp_queue sms_queue email_queue <<< "$queues"
+original_port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+COMPANY_DATA_TABLE="$prefix-company-data-bench" WHATSAPP_QUEUE_URL="$whatsapp_queue" SMS_QUEUE_URL="$sms_queue" \
+  EMAIL_QUEUE_URL="$email_queue" VERSION=router-bench-1.0.0 \
+  "$VENV/bin/python" tests/original/router_lambda.py "$original_port" > "$ROOT/target/original-router-bench.log" 2>&1 &
+router=$!
+for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$original_port") 2>/dev/null && break; sleep 0.1; done
+before="$(cpu)"; emulator_before="$(emulator_cpu_seconds)"; start="$(date +%s.%N)"
+result="$(target/release/load-generator "http://127.0.0.1:$original_port/initiate-conversation" unused \
+  "$original_requests" "$((concurrency < 64 ? concurrency : 64))" all "$requests")"
+after="$(cpu)"; emulator_after="$(emulator_cpu_seconds)"; end="$(date +%s.%N)"
+echo "original handler: $result"
+python3 - "$result" "$before" "$after" "$emulator_before" "$emulator_after" "$start" "$end" "$work/ours" <<'PY'
+import sys
+fields = dict(f.split("=") for f in sys.argv[1].split())
+accepted = float(fields["accepted"])
+cpu = (float(sys.argv[3]) - float(sys.argv[2])) / 100.0
+emulator_busy = (float(sys.argv[5]) - float(sys.argv[4])) / (float(sys.argv[7]) - float(sys.argv[6]))
+ours = float(open(sys.argv[8]).read())
+print(f"original handler: accepted={accepted:.0f} cpu_s_per_1000_accepted={cpu / accepted * 1000:.3f} "
+      f"emulator_busy={emulator_busy:.2f} limit={'emulator' if emulator_busy >= 0.85 else 'the handler'}; "
+      f"ours uses {cpu / accepted / ours:.0f}x less CPU per accepted request")
 PY

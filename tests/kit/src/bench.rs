@@ -20,10 +20,16 @@ pub fn cpu_seconds() -> f64 {
 
 /// Peak resident set size (VmHWM) of this process in MiB.
 pub fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    memory_mib("self", "VmHWM")
+}
+
+/// A memory figure of process `pid` ("self" for this one) in MiB: `VmRSS` (resident now) or
+/// `VmHWM` (peak resident).
+pub fn memory_mib(pid: &str, field: &str) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map_or(0.0, |kb| kb / 1024.0)
 }
@@ -61,7 +67,7 @@ pub fn busy_and_limit(busy: Option<f64>) -> String {
 }
 
 /// User + system CPU of process `pid` (Linux /proc, clock ticks of 1/100 s).
-fn process_cpu_seconds(pid: &str) -> f64 {
+pub fn process_cpu_seconds(pid: &str) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name, which is in parentheses and may hold spaces.
     let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or_default().split_whitespace().collect();

@@ -1,7 +1,7 @@
 //! kube-fake-client answers `?watch=true` with a LIST, so a `Controller` never sees changes.
 //! This tower service sits in front of it: every request passes through, except watches, which
-//! it serves by polling the LIST every 50 ms and streaming the differences as watch events
-//! (ADDED / MODIFIED by resourceVersion, DELETED), until the watch's timeout.
+//! it serves by polling the LIST (every 50 ms unless told otherwise) and streaming the differences
+//! as watch events (ADDED / MODIFIED by resourceVersion, DELETED), until the watch's timeout.
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, StreamBody};
@@ -19,6 +19,8 @@ pub struct WatchShim {
     pub inner: kube::Client,
     /// Every request's path and query, with its Accept header.
     pub requests: Requests,
+    /// How often a watch polls the LIST.
+    pub poll: Duration,
 }
 
 pub type Requests = std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>;
@@ -31,7 +33,13 @@ pub fn watching(fake: kube::Client) -> kube::Client {
 /// [`watching`], and the requests it is sent.
 pub fn watching_recorded(fake: kube::Client) -> (kube::Client, Requests) {
     let requests = Requests::default();
-    (kube::Client::new(WatchShim { inner: fake, requests: requests.clone() }, "default"), requests)
+    let shim = WatchShim { inner: fake, requests: requests.clone(), poll: Duration::from_millis(50) };
+    (kube::Client::new(shim, "default"), requests)
+}
+
+/// [`watching`], polling every `poll`: a LIST of thousands of objects is not free.
+pub fn watching_every(fake: kube::Client, poll: Duration) -> WatchShim {
+    WatchShim { inner: fake, requests: Requests::default(), poll }
 }
 
 impl tower::Service<Request<Body>> for WatchShim {
@@ -44,7 +52,7 @@ impl tower::Service<Request<Body>> for WatchShim {
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
-        let client = self.inner.clone();
+        let (client, poll) = (self.inner.clone(), self.poll);
         let accept = request.headers().get(http::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default();
         if let Ok(mut requests) = self.requests.lock() {
             requests.push((request.uri().to_string(), accept.to_string()));
@@ -66,7 +74,7 @@ impl tower::Service<Request<Body>> for WatchShim {
                 .filter(|p| p.starts_with("labelSelector=") || p.starts_with("fieldSelector="))
                 .collect();
             let list_uri = format!("{}?{}", request.uri().path(), selectors.join("&"));
-            let events = async_stream(client, list_uri, Duration::from_secs(timeout));
+            let events = async_stream(client, list_uri, Duration::from_secs(timeout), poll);
             Ok(Response::new(StreamBody::new(events).boxed_unsync()))
         })
     }
@@ -77,6 +85,7 @@ fn async_stream(
     client: kube::Client,
     list_uri: String,
     timeout: Duration,
+    poll: Duration,
 ) -> impl futures::Stream<Item = Result<http_body::Frame<Bytes>, BoxError>> + Send {
     let deadline = tokio::time::Instant::now() + timeout;
     futures::stream::unfold(HashMap::<String, (String, serde_json::Value)>::new(), move |mut seen| {
@@ -117,7 +126,7 @@ fn async_stream(
                 if !lines.is_empty() {
                     return Some((Ok(http_body::Frame::data(Bytes::from(lines))), seen));
                 }
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                tokio::time::sleep(poll).await;
             }
         }
     })

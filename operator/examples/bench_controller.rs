@@ -1,0 +1,279 @@
+//! Benchmark: the in-cluster controller holding N Companies. The release `multicomms-operator
+//! run` binary runs in a process of its own, so its memory is its own; this process is its
+//! Kubernetes API (kube-fake-client behind the test kit's watch shim, served over HTTP) and
+//! watches the Companies turn Ready. AWS is the emulator.
+//!
+//! Two stretches are measured: from cold until every Company is Ready, then one resync period
+//! (every Company reconciled again by the periodic resync, nothing changed). For each: AWS calls
+//! and operator CPU per reconcile, from the operator's own /metrics and /proc; the operator's
+//! resident memory at the end of each and its peak.
+//!
+//! Run through `scripts/bench-controller.sh`, which starts the emulator. Prints one Markdown
+//! table row.
+//!
+//! usage: bench_controller <companies> [resync-seconds] [concurrency]
+use k8s_openapi::api::core::v1::Secret;
+use k8s_openapi::ByteString;
+use kube::api::Api;
+use multicomms_operator::aws::{self, Aws};
+use multicomms_operator::crd::{Channel, Company};
+use multicomms_operator::reconcile::{self, Context, Mode};
+use multicomms_testkit::bench::{busy_and_limit, cpu_seconds, memory_mib, process_cpu_seconds, EmulatorMeter};
+use multicomms_testkit::watch_shim::{self, WatchShim};
+use multicomms_wire::Naming;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const NS: &str = "bench";
+/// Seconds between the watch shim's LISTs: each one serialises every Company.
+const WATCH_POLL: Duration = Duration::from_secs(1);
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let companies: usize = args.next().unwrap_or_else(|| "1000".into()).parse()?;
+    let resync: u64 = args.next().unwrap_or_else(|| "120".into()).parse()?;
+    let concurrency: u16 = args.next().unwrap_or_else(|| "16".into()).parse()?;
+    anyhow::ensure!(
+        std::env::var("AWS_ENDPOINT_URL").is_ok_and(|e| e.starts_with("http://127.0.0.1:")),
+        "AWS_ENDPOINT_URL must point at the local emulator: run scripts/bench-controller.sh"
+    );
+    let naming = Naming::new(format!("c{}", std::process::id()), "bench");
+    // The tables are the environment's (created by `apply` in a cluster's setup), not a Company's.
+    let engine = Context::new(Aws::new(&aws::load_config().await), naming.clone(), Mode::Apply);
+    anyhow::ensure!(reconcile::tables::reconcile(&engine).await.is_ready(), "the environment's tables");
+
+    let fake = kube_fake_client::ClientBuilder::new()
+        .with_resource::<Company>()
+        .with_resource::<Channel>()
+        .with_objects(generated_companies(companies)?)
+        .with_objects(example_channels()?)
+        .with_objects(example_secrets()?)
+        .build()
+        .await?;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let kubeconfig = write_kubeconfig(listener.local_addr()?)?;
+    tokio::spawn(serve_api(listener, watch_shim::watching_every(fake.clone(), WATCH_POLL)));
+
+    let metrics_address = free_address()?;
+    let log = std::fs::File::create(repo("target/bench-controller.log"))?;
+    let mut operator = tokio::process::Command::new(repo("target/release/multicomms-operator"))
+        .args(["run", "--leader-election", "false", "--manage-workers", "false"])
+        .args(["--resync-seconds", &resync.to_string(), "--concurrency", &concurrency.to_string()])
+        .args(["--metrics-address", &metrics_address.to_string()])
+        .env("KUBECONFIG", &kubeconfig)
+        .env("MULTICOMMS_PREFIX", &naming.prefix)
+        .env("MULTICOMMS_ENV", "bench")
+        .env("RUST_LOG", "warn")
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()?;
+    let pid = operator.id().ok_or_else(|| anyhow::anyhow!("the operator exited at once"))?.to_string();
+    let operator_at_start = Sample::take(&pid, metrics_address).await;
+
+    // 1. Cold: every Company created in AWS and Ready.
+    let (emulator, started, api_cpu) = (EmulatorMeter::start(), Instant::now(), cpu_seconds());
+    let api: Api<Company> = Api::namespaced(fake, NS);
+    loop {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        if let Some(status) = operator.try_wait()? {
+            anyhow::bail!("the operator exited ({status}); see target/bench-controller.log");
+        }
+        if ready(&api).await? == companies {
+            break;
+        }
+        anyhow::ensure!(started.elapsed() < Duration::from_secs(3600), "not all Ready within an hour");
+    }
+    let cold_seconds = started.elapsed().as_secs_f64();
+    let (cold_busy, cold) = (emulator.busy(), Sample::take(&pid, metrics_address).await);
+    let api_busy = (cpu_seconds() - api_cpu) / cold_seconds;
+
+    // 2. One resync period: each Company reconciled again about once, with nothing to change.
+    let emulator = EmulatorMeter::start();
+    tokio::time::sleep(Duration::from_secs(resync)).await;
+    let (resync_busy, resynced) = (emulator.busy(), Sample::take(&pid, metrics_address).await);
+    anyhow::ensure!(ready(&api).await? == companies, "a Company fell out of Ready during the resync");
+    operator.kill().await?;
+
+    eprintln!("AWS calls while cold: {}", cold.calls_since(&operator_at_start));
+    eprintln!("AWS calls in the resync: {}", resynced.calls_since(&cold));
+    println!(
+        "| {companies} | {concurrency} | {cold_seconds:.0} | {:.1} | {} | {:.1} | {resync} | {} | {:.1} | {:.1} | {} | {api_busy:.2} | {} |",
+        companies as f64 / cold_seconds,
+        cold.per_company_reconcile(&operator_at_start),
+        cold.rss,
+        resynced.per_company_reconcile(&cold),
+        resynced.rss,
+        resynced.peak,
+        busy_and_limit(cold_busy),
+        busy_and_limit(resync_busy),
+    );
+    Ok(())
+}
+
+/// The operator's counters and memory at one moment.
+struct Sample {
+    cpu: f64,
+    /// AWS calls by operation.
+    calls: BTreeMap<String, f64>,
+    /// Reconciles by kind.
+    reconciles: BTreeMap<String, f64>,
+    rss: f64,
+    peak: f64,
+}
+
+impl Sample {
+    async fn take(pid: &str, metrics: std::net::SocketAddr) -> Sample {
+        let text = scrape(metrics).await.unwrap_or_default();
+        let by_label = |prefix: &str, label: &str| -> BTreeMap<String, f64> {
+            let mut out = BTreeMap::new();
+            for line in text.lines().filter(|l| l.starts_with(prefix)) {
+                let value = line.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+                let name = line.split(&format!("{label}=\"")).nth(1).and_then(|rest| rest.split('"').next());
+                *out.entry(name.unwrap_or_default().to_string()).or_default() += value;
+            }
+            out
+        };
+        Sample {
+            cpu: process_cpu_seconds(pid),
+            calls: by_label("multicomms_aws_calls_total", "operation"),
+            reconciles: by_label("multicomms_reconciles_total", "kind"),
+            rss: memory_mib(pid, "VmRSS"),
+            peak: memory_mib(pid, "VmHWM"),
+        }
+    }
+
+    /// Company and Channel reconciles since `earlier`, then every AWS call and the operator's CPU
+    /// per Company reconcile (the Channels' share included).
+    fn per_company_reconcile(&self, earlier: &Sample) -> String {
+        let since = |now: &BTreeMap<String, f64>, then: &BTreeMap<String, f64>, key: &str| {
+            now.get(key).copied().unwrap_or(0.0) - then.get(key).copied().unwrap_or(0.0)
+        };
+        let companies = since(&self.reconciles, &earlier.reconciles, "Company");
+        let channels = since(&self.reconciles, &earlier.reconciles, "Channel");
+        let calls: f64 = self.calls.keys().map(|op| since(&self.calls, &earlier.calls, op)).sum();
+        let per = companies.max(1.0);
+        format!("{companies:.0} / {channels:.0} | {:.2} | {:.2}", calls / per, (self.cpu - earlier.cpu) * 1000.0 / per)
+    }
+
+    /// AWS calls since `earlier`, by operation.
+    fn calls_since(&self, earlier: &Sample) -> String {
+        let counts = self.calls.iter().map(|(op, n)| (op, n - earlier.calls.get(op).copied().unwrap_or(0.0)));
+        counts.filter(|(_, n)| *n > 0.0).map(|(op, n)| format!("{op} {n:.0}")).collect::<Vec<_>>().join(", ")
+    }
+}
+
+async fn scrape(address: std::net::SocketAddr) -> std::io::Result<String> {
+    let mut stream = tokio::net::TcpStream::connect(address).await?;
+    stream.write_all(b"GET /metrics HTTP/1.0\r\nHost: bench\r\n\r\n").await?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).await?;
+    Ok(text)
+}
+
+async fn ready(api: &Api<Company>) -> kube::Result<usize> {
+    let list = api.list(&Default::default()).await?;
+    Ok(list.items.iter().filter(|c| is_ready(c)).count())
+}
+
+fn is_ready(company: &Company) -> bool {
+    let Some(status) = &company.status else { return false };
+    status.observed_generation == company.metadata.generation
+        && status.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
+}
+
+/// Serves the in-memory API over HTTP, as an API server would (no authentication: loopback).
+async fn serve_api(listener: tokio::net::TcpListener, api: WatchShim) {
+    use axum::response::IntoResponse;
+    let forward = move |request: axum::extract::Request| {
+        let api = api.clone();
+        async move {
+            let (parts, body) = request.into_parts();
+            let body = match axum::body::to_bytes(body, 64 << 20).await {
+                Ok(body) => body,
+                Err(e) => return (http::StatusCode::BAD_REQUEST, e.to_string()).into_response(),
+            };
+            let request = http::Request::from_parts(parts, kube::client::Body::from(body.to_vec()));
+            match tower::ServiceExt::oneshot(api, request).await {
+                Ok(response) => response.map(axum::body::Body::new),
+                Err(e) => (http::StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
+            }
+        }
+    };
+    let app = axum::Router::new().fallback(forward);
+    if let Err(e) = axum::serve(listener, app).await {
+        eprintln!("the in-memory API stopped: {e}");
+    }
+}
+
+fn write_kubeconfig(api: std::net::SocketAddr) -> anyhow::Result<PathBuf> {
+    let path = std::env::temp_dir().join(format!("multicomms-bench-kubeconfig-{}", std::process::id()));
+    let config = format!(
+        "apiVersion: v1\nkind: Config\ncurrent-context: fake\n\
+         clusters: [{{name: fake, cluster: {{server: 'http://{api}'}}}}]\n\
+         users: [{{name: bench, user: {{}}}}]\n\
+         contexts: [{{name: fake, context: {{cluster: fake, user: bench, namespace: {NS}}}}}]\n"
+    );
+    std::fs::write(&path, config)?;
+    Ok(path)
+}
+
+fn free_address() -> std::io::Result<std::net::SocketAddr> {
+    std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()
+}
+
+/// The example Company, N times under other names and ids (as bench_apply generates them).
+fn generated_companies(n: usize) -> anyhow::Result<Vec<Company>> {
+    let template = std::fs::read_to_string(repo("config/companies/cucumber-recruitment-clarify-cv.yaml"))?;
+    (0..n)
+        .map(|i| {
+            let yaml = template
+                .replace("name: cucumber-recruitment-clarify-cv", &format!("name: company-{i}"))
+                .replace("companyId: ci-aaa-001", &format!("companyId: ci-bench-{i}"))
+                .replace("companyName: Cucumber Recruitment", &format!("companyName: Bench Company {i}"));
+            let mut company: Company = serde_yaml::from_str(&yaml)?;
+            in_namespace(&mut company.metadata);
+            Ok(company)
+        })
+        .collect()
+}
+
+fn example_channels() -> anyhow::Result<Vec<Channel>> {
+    let mut channels = Vec::new();
+    for entry in std::fs::read_dir(repo("config/channels"))? {
+        let document: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(entry?.path())?)?;
+        if document.get("kind").and_then(|k| k.as_str()) == Some("Channel") {
+            let mut channel: Channel = serde_yaml::from_value(document)?;
+            in_namespace(&mut channel.metadata);
+            channels.push(channel);
+        }
+    }
+    Ok(channels)
+}
+
+/// The local example Secrets, with `stringData` folded into `data` as an API server does.
+fn example_secrets() -> anyhow::Result<Vec<Secret>> {
+    let text = std::fs::read_to_string(repo("config/examples/local/secrets.yaml"))?;
+    let mut secrets = Vec::new();
+    for document in serde_yaml::Deserializer::from_str(&text) {
+        let mut secret: Secret = serde::Deserialize::deserialize(document)?;
+        let plain = secret.string_data.take().unwrap_or_default();
+        let data = secret.data.get_or_insert_with(Default::default);
+        data.extend(plain.into_iter().map(|(k, v)| (k, ByteString(v.into_bytes()))));
+        secret.metadata.namespace = Some(NS.into());
+        secrets.push(secret);
+    }
+    Ok(secrets)
+}
+
+fn in_namespace(meta: &mut kube::api::ObjectMeta) {
+    meta.namespace = Some(NS.into());
+    meta.generation = Some(1);
+}
+
+fn repo(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(relative)
+}
