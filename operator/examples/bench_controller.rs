@@ -185,27 +185,73 @@ fn is_ready(company: &Company) -> bool {
         && status.conditions.iter().any(|c| c.type_ == "Ready" && c.status == "True")
 }
 
-/// Serves the in-memory API over HTTP, as an API server would (no authentication: loopback).
+/// Serves the in-memory API over HTTP, as an API server would (no authentication: loopback),
+/// paging LISTs that ask for it (`limit`, `continue`) as an API server does: the controller's
+/// watcher lists 500 at a time, and an unpaged LIST of 10,000 Companies would be held whole.
 async fn serve_api(listener: tokio::net::TcpListener, api: WatchShim) {
     use axum::response::IntoResponse;
     let forward = move |request: axum::extract::Request| {
         let api = api.clone();
         async move {
-            let (parts, body) = request.into_parts();
+            let (mut parts, body) = request.into_parts();
             let body = match axum::body::to_bytes(body, 64 << 20).await {
                 Ok(body) => body,
                 Err(e) => return (http::StatusCode::BAD_REQUEST, e.to_string()).into_response(),
             };
+            let page = Page::asked(&mut parts.uri);
             let request = http::Request::from_parts(parts, kube::client::Body::from(body.to_vec()));
-            match tower::ServiceExt::oneshot(api, request).await {
-                Ok(response) => response.map(axum::body::Body::new),
-                Err(e) => (http::StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
+            let response = match tower::ServiceExt::oneshot(api, request).await {
+                Ok(response) => response,
+                Err(e) => return (http::StatusCode::BAD_GATEWAY, e.to_string()).into_response(),
+            };
+            let response = response.map(axum::body::Body::new);
+            match page {
+                None => response.into_response(),
+                Some(page) => page.of(response).await.into_response(),
             }
         }
     };
     let app = axum::Router::new().fallback(forward);
     if let Err(e) = axum::serve(listener, app).await {
         eprintln!("the in-memory API stopped: {e}");
+    }
+}
+
+/// One page of a LIST: `limit` items from offset `continue`.
+struct Page {
+    limit: usize,
+    offset: usize,
+}
+
+impl Page {
+    /// The page a LIST asks for, taken out of its URI (the in-memory API answers whole lists).
+    fn asked(uri: &mut http::Uri) -> Option<Page> {
+        let query = uri.query()?;
+        let value = |name: &str| query.split('&').find_map(|p| p.strip_prefix(name)?.strip_prefix('='));
+        if value("watch").is_some() {
+            return None;
+        }
+        let limit = value("limit")?.parse().ok()?;
+        let offset = value("continue").and_then(|c| c.parse().ok()).unwrap_or(0);
+        let rest: Vec<&str> =
+            query.split('&').filter(|p| !p.starts_with("limit=") && !p.starts_with("continue=")).collect();
+        *uri = format!("{}?{}", uri.path(), rest.join("&")).parse().ok()?;
+        Some(Page { limit, offset })
+    }
+
+    async fn of(self, response: http::Response<axum::body::Body>) -> (http::StatusCode, Vec<u8>) {
+        let status = response.status();
+        let Ok(body) = axum::body::to_bytes(response.into_body(), usize::MAX).await else {
+            return (http::StatusCode::BAD_GATEWAY, b"the in-memory API's answer broke off".to_vec());
+        };
+        let Ok(mut list) = serde_json::from_slice::<serde_json::Value>(&body) else { return (status, body.to_vec()) };
+        let Some(items) = list.get_mut("items").and_then(|i| i.as_array_mut()) else { return (status, body.to_vec()) };
+        let total = items.len();
+        let page: Vec<serde_json::Value> = items.drain(..).skip(self.offset).take(self.limit).collect();
+        *items = page;
+        let next = self.offset + self.limit;
+        list["metadata"]["continue"] = if next < total { next.to_string().into() } else { "".into() };
+        (status, serde_json::to_vec(&list).unwrap_or_default())
     }
 }
 

@@ -21,6 +21,10 @@ pub struct WatchShim {
     pub requests: Requests,
     /// How often a watch polls the LIST.
     pub poll: Duration,
+    /// A watch from a resourceVersion starts from the objects as they are, as an API server's
+    /// does, instead of replaying them all as ADDED. A change between the client's LIST and its
+    /// watch is then missed: right for a benchmark's steady state, not for a test.
+    pub resume: bool,
 }
 
 pub type Requests = std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>;
@@ -33,13 +37,14 @@ pub fn watching(fake: kube::Client) -> kube::Client {
 /// [`watching`], and the requests it is sent.
 pub fn watching_recorded(fake: kube::Client) -> (kube::Client, Requests) {
     let requests = Requests::default();
-    let shim = WatchShim { inner: fake, requests: requests.clone(), poll: Duration::from_millis(50) };
+    let shim = WatchShim { inner: fake, requests: requests.clone(), poll: Duration::from_millis(50), resume: false };
     (kube::Client::new(shim, "default"), requests)
 }
 
-/// [`watching`], polling every `poll`: a LIST of thousands of objects is not free.
+/// For benchmarks: [`watching`], polling every `poll` (a LIST of thousands of objects is not
+/// free), and resuming watches from their resourceVersion (see [`WatchShim::resume`]).
 pub fn watching_every(fake: kube::Client, poll: Duration) -> WatchShim {
-    WatchShim { inner: fake, requests: Requests::default(), poll }
+    WatchShim { inner: fake, requests: Requests::default(), poll, resume: true }
 }
 
 impl tower::Service<Request<Body>> for WatchShim {
@@ -52,7 +57,7 @@ impl tower::Service<Request<Body>> for WatchShim {
     }
 
     fn call(&mut self, request: Request<Body>) -> Self::Future {
-        let (client, poll) = (self.inner.clone(), self.poll);
+        let (client, poll, resume) = (self.inner.clone(), self.poll, self.resume);
         let accept = request.headers().get(http::header::ACCEPT).and_then(|v| v.to_str().ok()).unwrap_or_default();
         if let Ok(mut requests) = self.requests.lock() {
             requests.push((request.uri().to_string(), accept.to_string()));
@@ -74,7 +79,9 @@ impl tower::Service<Request<Body>> for WatchShim {
                 .filter(|p| p.starts_with("labelSelector=") || p.starts_with("fieldSelector="))
                 .collect();
             let list_uri = format!("{}?{}", request.uri().path(), selectors.join("&"));
-            let events = async_stream(client, list_uri, Duration::from_secs(timeout), poll);
+            let from_version =
+                query.split('&').filter_map(|p| p.strip_prefix("resourceVersion=")).any(|v| !v.is_empty() && v != "0");
+            let events = async_stream(client, list_uri, Duration::from_secs(timeout), poll, resume && from_version);
             Ok(Response::new(StreamBody::new(events).boxed_unsync()))
         })
     }
@@ -86,9 +93,11 @@ fn async_stream(
     list_uri: String,
     timeout: Duration,
     poll: Duration,
+    quiet_first: bool,
 ) -> impl futures::Stream<Item = Result<http_body::Frame<Bytes>, BoxError>> + Send {
     let deadline = tokio::time::Instant::now() + timeout;
-    futures::stream::unfold(HashMap::<String, (String, serde_json::Value)>::new(), move |mut seen| {
+    let start = (HashMap::<String, (String, serde_json::Value)>::new(), quiet_first);
+    futures::stream::unfold(start, move |(mut seen, mut quiet)| {
         let (client, list_uri) = (client.clone(), list_uri.clone());
         async move {
             loop {
@@ -108,6 +117,11 @@ fn async_stream(
                     let version = item["metadata"]["resourceVersion"].as_str().unwrap_or_default().to_string();
                     now.insert(key, (version, item));
                 }
+                if std::mem::take(&mut quiet) {
+                    seen = now;
+                    tokio::time::sleep(poll).await;
+                    continue;
+                }
                 let mut lines = String::new();
                 for (key, (version, item)) in &now {
                     let kind = match seen.get(key) {
@@ -124,7 +138,7 @@ fn async_stream(
                 }
                 seen = now;
                 if !lines.is_empty() {
-                    return Some((Ok(http_body::Frame::data(Bytes::from(lines))), seen));
+                    return Some((Ok(http_body::Frame::data(Bytes::from(lines))), (seen, quiet)));
                 }
                 tokio::time::sleep(poll).await;
             }
