@@ -69,6 +69,7 @@ kill "$router" 2>/dev/null || true
 
 original_requests="${MULTICOMMS_ORIGINAL_REQUESTS:-$((requests / 10))}"
 [ "$original_requests" -gt 0 ] || exit 0
+export AWS_DEFAULT_REGION="$AWS_REGION" # boto3's name for it
 queues="$("$VENV/bin/python" -c 'import boto3, sys
 sqs = boto3.client("sqs")
 print(" ".join(sqs.get_queue_url(QueueName=f"{sys.argv[1]}-{c}-queue-bench")["QueueUrl"] for c in ("whatsapp", "sms", "email")))' "$prefix")"
