@@ -7,9 +7,7 @@
 #        MULTICOMMS_RESYNC_SECONDS=120 sets the resync period measured.
 set -euo pipefail
 source "$(dirname "$0")/emulator.sh"
-start_emulator
-cd "$ROOT"
-cargo build --locked --release -q --workspace --bins --examples
+start_bench
 echo
 echo "| companies | concurrency | cold: seconds to all Ready | Companies/s | reconciles Company / Channel | AWS calls per Company reconcile | operator CPU ms per Company reconcile | operator RSS MiB | resync period s | resync: reconciles Company / Channel | AWS calls per Company reconcile | operator CPU ms per Company reconcile | operator RSS MiB after | peak RSS MiB | emulator busy, whose limit (cold) | the in-memory API's busy share (cold) | emulator (resync) |"
 echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"

@@ -12,9 +12,7 @@ set -euo pipefail
 runs=("$@")
 [ ${#runs[@]} -eq 0 ] && runs=(1:20 64:640 512:2000)
 source "$(dirname "$0")/emulator.sh"
-start_emulator
-cd "$ROOT"
-cargo build --locked --release -q --workspace --bins --examples
+start_bench
 
 work="$ROOT/target/bench-processor"   # logs of the last run stay here
 rm -rf "$work"; mkdir -p "$work"

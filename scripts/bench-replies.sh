@@ -7,8 +7,6 @@
 # usage: scripts/bench-replies.sh [conversations ...]   (default 1 200)
 set -euo pipefail
 source "$(dirname "$0")/emulator.sh"
-start_emulator
-cd "$ROOT"
-cargo build --locked --release -q --workspace --bins --examples
+start_bench
 trap 'kill "$EMULATOR_PID" 2>/dev/null || true' EXIT
 RUST_LOG=error target/release/examples/bench_replies "$@"

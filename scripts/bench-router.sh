@@ -15,9 +15,7 @@ ulimit -n 65536 2>/dev/null || true # one descriptor per client on both sides
 requests="${1:-2000}"
 concurrency="${2:-64}"
 source "$(dirname "$0")/emulator.sh"
-start_emulator
-cd "$ROOT"
-cargo build --locked --release -q --workspace --bins --examples
+start_bench
 
 work="$(mktemp -d)"
 prefix="bench$$"

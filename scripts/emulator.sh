@@ -63,6 +63,14 @@ start_emulator() {
   echo "$EMULATOR AWS emulator on $AWS_ENDPOINT_URL (log: target/moto.log)" >&2
 }
 
+# For the benchmarks: the emulator started, the working directory the repository's, and the
+# release binaries and examples built (the same packages and features for every bench script).
+start_bench() {
+  start_emulator
+  cd "$ROOT"
+  cargo build --locked --release -q --workspace --bins --examples
+}
+
 # For the benchmarks: the example Channels and Company applied by the release operator under
 # PREFIX (env "bench"), the company's rate limits raised so they are not the bottleneck.
 # usage: apply_bench_examples PREFIX WORKDIR
