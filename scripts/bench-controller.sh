@@ -4,7 +4,8 @@
 # emulator (see operator/examples/bench_controller.rs). One row per N: from cold until all are
 # Ready, then one resync period; AWS calls and operator CPU per reconcile, operator memory.
 # usage: scripts/bench-controller.sh [N ...]   (default: 1000)
-#        MULTICOMMS_RESYNC_SECONDS=120 sets the resync period measured.
+#        MULTICOMMS_RESYNC_SECONDS=120 sets the resync period measured;
+#        MULTICOMMS_OPERATOR_UNDER="heaptrack -o target/operator" runs the operator under a profiler.
 set -euo pipefail
 source "$(dirname "$0")/emulator.sh"
 start_bench

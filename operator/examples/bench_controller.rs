@@ -59,7 +59,13 @@ async fn main() -> anyhow::Result<()> {
 
     let metrics_address = free_address()?;
     let log = std::fs::File::create(repo("target/bench-controller.log"))?;
-    let mut operator = tokio::process::Command::new(repo("target/release/multicomms-operator"))
+    // MULTICOMMS_OPERATOR_UNDER="heaptrack -o target/operator" runs it under a profiler (whose
+    // process the memory figures then are).
+    let under = std::env::var("MULTICOMMS_OPERATOR_UNDER").unwrap_or_default();
+    let binary = repo("target/release/multicomms-operator").display().to_string();
+    let command: Vec<&str> = under.split_whitespace().chain([binary.as_str()]).collect();
+    let mut operator = tokio::process::Command::new(command[0])
+        .args(&command[1..])
         .args(["run", "--leader-election", "false", "--manage-workers", "false"])
         .args(["--resync-seconds", &resync.to_string(), "--concurrency", &concurrency.to_string()])
         .args(["--metrics-address", &metrics_address.to_string()])
