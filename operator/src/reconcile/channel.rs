@@ -14,7 +14,7 @@ pub const QUEUES_SYNCED: &str = "QueuesSynced";
 
 pub async fn reconcile(ctx: &Context, channel: &Channel, values: &SecretValues) -> Report {
     let (mut report, owner, adopt) = begin(ctx, "Channel", channel);
-    if let Err(invalid) = validate::channel(channel) {
+    if let Err(invalid) = ctx.validated.check(channel, validate::channel) {
         report.subsystems = vec![(QUEUES_SYNCED, Err(invalid.clone())), (SECRETS_SYNCED, Err(invalid))];
         return report;
     }

@@ -18,6 +18,7 @@ pub const SECRET_RECOVERY_DAYS: i64 = 7;
 /// message needs the secrets. Were the secrets deleted first and the record's deletion then
 /// failed, the router would keep accepting messages the processors can no longer send.
 pub async fn delete_company(ctx: &Context, company: &Company) -> Report {
+    ctx.validated.forget(company);
     let (mut report, owner, _) = begin(ctx, "Company", company);
     let record = delete_record(ctx, company, &owner, &mut report).await;
     let secrets = match &record {
@@ -31,6 +32,7 @@ pub async fn delete_company(ctx: &Context, company: &Company) -> Report {
 /// `users` are the Companies still using the channel: while there are any, its queues and its
 /// shared OpenAI key stay (a key already scheduled for deletion is restored).
 pub async fn delete_channel(ctx: &Context, channel: &Channel, users: &[String]) -> Report {
+    ctx.validated.forget(channel);
     let (mut report, owner, _) = begin(ctx, "Channel", channel);
     let secrets = desired::channel::secrets(&channel.spec, &ctx.naming);
     report.subsystems = if users.is_empty() {

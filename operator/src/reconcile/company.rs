@@ -19,7 +19,7 @@ pub const RECORD_SYNCED: &str = "RecordSynced";
 
 pub async fn reconcile(ctx: &Context, company: &Company, values: &SecretValues) -> Report {
     let (mut report, owner, adopt) = begin(ctx, "Company", company);
-    if let Err(invalid) = validate::company(company) {
+    if let Err(invalid) = ctx.validated.check(company, validate::company) {
         report.subsystems = vec![(SECRETS_SYNCED, Err(invalid.clone())), (RECORD_SYNCED, Err(invalid))];
         return report;
     }

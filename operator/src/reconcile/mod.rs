@@ -27,12 +27,15 @@ pub struct Context {
     pub adoption: AdoptionPolicy,
     /// Secrets verified lately, whose reads a resync skips (off unless asked for).
     pub verified_secrets: secrets::VerifiedSecrets,
+    /// Cluster objects whose current generation passed their CRD's rules.
+    pub validated: validate::Validated,
 }
 
 impl Context {
     /// A context in which no resource may adopt (see [`Context::adopting_in`]).
     pub fn new(aws: Aws, naming: Naming, mode: Mode) -> Self {
-        Context { aws, naming, mode, adoption: AdoptionPolicy::default(), verified_secrets: Default::default() }
+        let (adoption, verified_secrets, validated) = Default::default();
+        Context { aws, naming, mode, adoption, verified_secrets, validated }
     }
 
     /// Remembers verified secrets for `recheck` (see [`secrets::VerifiedSecrets`]): the

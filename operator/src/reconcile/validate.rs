@@ -3,7 +3,9 @@
 use super::report::{Failure, Reason};
 use crate::crd::{Channel, Company};
 use kube::core::cel::{compile_schema, CompiledSchema, ValidationErrors, Validator};
-use kube::CustomResourceExt;
+use kube::{CustomResourceExt, Resource};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 
 pub fn company(company: &Company) -> Result<(), Failure> {
     COMPANY_RULES.with(|rules| rules.check(company))
@@ -11,6 +13,39 @@ pub fn company(company: &Company) -> Result<(), Failure> {
 
 pub fn channel(channel: &Channel) -> Result<(), Failure> {
     CHANNEL_RULES.with(|rules| rules.check(channel))
+}
+
+/// The generation each cluster object (by uid) last passed its rules at. A generation's spec
+/// never changes, so the controller's resyncs skip rules already passed: they cost about 0.9 ms
+/// a Company, most of a resync's CPU (CEL's `matches` compiles its regex on every call).
+/// Objects without uid or generation (manifests read from git) are always checked.
+#[derive(Clone, Default)]
+pub struct Validated(Arc<Mutex<HashMap<String, i64>>>);
+
+impl Validated {
+    /// `rules(resource)`, unless this generation of `resource` already passed them.
+    pub fn check<K: Resource>(
+        &self,
+        resource: &K,
+        rules: impl FnOnce(&K) -> Result<(), Failure>,
+    ) -> Result<(), Failure> {
+        let meta = resource.meta();
+        let (Some(uid), Some(generation)) = (meta.uid.as_ref(), meta.generation) else { return rules(resource) };
+        let passed = || self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if passed().get(uid) == Some(&generation) {
+            return Ok(());
+        }
+        rules(resource)?;
+        passed().insert(uid.clone(), generation);
+        Ok(())
+    }
+
+    /// After a deletion.
+    pub fn forget<K: Resource>(&self, resource: &K) {
+        if let Some(uid) = &resource.meta().uid {
+            self.0.lock().unwrap_or_else(PoisonError::into_inner).remove(uid);
+        }
+    }
 }
 
 // Compiling a CRD's rules costs milliseconds; once per thread and kind, not per resource.
@@ -45,4 +80,57 @@ impl Rules {
 fn invalid(errors: ValidationErrors) -> Failure {
     let messages: Vec<String> = errors.iter().map(ToString::to_string).collect();
     Failure::new(Reason::InvalidSpec, messages.join("; "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Validated;
+    use crate::reconcile::{Failure, Reason};
+    use std::cell::Cell;
+
+    /// Any object will do: the memo reads only its uid and generation.
+    type Object = k8s_openapi::api::core::v1::ConfigMap;
+
+    fn company(uid: Option<&str>, generation: Option<i64>) -> Object {
+        let mut object = Object::default();
+        object.metadata.uid = uid.map(str::to_string);
+        object.metadata.generation = generation;
+        object
+    }
+
+    #[test]
+    fn a_generation_that_passed_its_rules_is_not_checked_again_and_a_new_one_is() {
+        let (validated, checks) = (Validated::default(), Cell::new(0));
+        let rules = |_: &Object| {
+            checks.set(checks.get() + 1);
+            Ok(())
+        };
+        let first = company(Some("u1"), Some(1));
+        assert!(validated.check(&first, rules).is_ok());
+        assert!(validated.check(&first, rules).is_ok());
+        assert_eq!(checks.get(), 1, "the same generation is checked once");
+        assert!(validated.check(&company(Some("u1"), Some(2)), rules).is_ok());
+        assert!(validated.check(&company(Some("u2"), Some(1)), rules).is_ok());
+        assert_eq!(checks.get(), 3, "a new generation, or another object, is checked");
+        let from_git = company(None, None);
+        assert!(validated.check(&from_git, rules).is_ok());
+        assert!(validated.check(&from_git, rules).is_ok());
+        assert_eq!(checks.get(), 5, "manifests from git are always checked");
+        validated.forget(&first);
+        assert!(validated.check(&first, rules).is_ok());
+        assert_eq!(checks.get(), 6, "forgotten after a deletion");
+    }
+
+    #[test]
+    fn a_generation_that_failed_its_rules_is_checked_again() {
+        let (validated, checks) = (Validated::default(), Cell::new(0));
+        let failing = |_: &Object| {
+            checks.set(checks.get() + 1);
+            Err(Failure::new(Reason::InvalidSpec, "spec.x: no"))
+        };
+        let invalid = company(Some("u1"), Some(1));
+        assert!(validated.check(&invalid, failing).is_err());
+        assert!(validated.check(&invalid, failing).is_err());
+        assert_eq!(checks.get(), 2);
+    }
 }
