@@ -76,6 +76,8 @@ async fn main() -> anyhow::Result<()> {
         .stdout(log.try_clone()?)
         .stderr(log)
         .kill_on_drop(true)
+        // Its own process group, so a profiler's child is stopped with it (see `stop`).
+        .process_group(0)
         .spawn()?;
     let pid = operator.id().ok_or_else(|| anyhow::anyhow!("the operator exited at once"))?.to_string();
     let operator_at_start = Sample::take(&pid, metrics_address).await;
@@ -102,7 +104,7 @@ async fn main() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(resync)).await;
     let (resync_busy, resynced) = (emulator.busy(), Sample::take(&pid, metrics_address).await);
     anyhow::ensure!(ready(&api).await? == companies, "a Company fell out of Ready during the resync");
-    operator.kill().await?;
+    stop(&mut operator).await?;
 
     eprintln!("AWS calls while cold: {}", cold.calls_since(&operator_at_start));
     eprintln!("AWS calls in the resync: {}", resynced.calls_since(&cold));
@@ -221,6 +223,20 @@ async fn serve_api(listener: tokio::net::TcpListener, api: WatchShim) {
     if let Err(e) = axum::serve(listener, app).await {
         eprintln!("the in-memory API stopped: {e}");
     }
+}
+
+/// Stops the operator's process group: the operator and, when it runs under a profiler, the
+/// profiler, which an interrupt lets write its data first.
+async fn stop(operator: &mut tokio::process::Child) -> anyhow::Result<()> {
+    if let Some(group) = operator.id() {
+        tokio::process::Command::new("kill").args(["-INT", "--", &format!("-{group}")]).status().await?;
+        if tokio::time::timeout(Duration::from_secs(30), operator.wait()).await.is_ok() {
+            return Ok(());
+        }
+        tokio::process::Command::new("kill").args(["-KILL", "--", &format!("-{group}")]).status().await?;
+    }
+    operator.wait().await?;
+    Ok(())
 }
 
 /// One page of a LIST: `limit` items from offset `continue`.

@@ -21,10 +21,11 @@ use crate::reconcile::{self, Failure, Reason};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PartialObjectMeta};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
+use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
-use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 /// Field manager of status writes and reporter of Events.
@@ -36,10 +37,12 @@ pub const FINALIZER: &str = "multicomms.io/cleanup";
 pub struct State {
     pub engine: reconcile::Context,
     pub client: kube::Client,
-    pub recorder: Recorder,
+    pub events: events::Events,
     /// Base period of the periodic resync (jittered ±10 %), which also repairs AWS drift.
     pub resync: Duration,
     pub metrics: Arc<metrics::Metrics>,
+    /// What a Kubernetes Secret's change wakes.
+    pub secret_readers: SecretReaders,
     /// The processor Deployments each Channel runs; `None`: workers are not managed here.
     pub workers: Option<crate::desired::workers::WorkerSettings>,
 }
@@ -49,7 +52,8 @@ impl State {
     pub fn new(engine: reconcile::Context, client: kube::Client, resync: Duration, instance: Option<String>) -> Self {
         let reporter = Reporter { controller: MANAGER.into(), instance };
         let metrics = Arc::new(metrics::Metrics::new(engine.aws.calls.clone()));
-        State { engine, recorder: Recorder::new(client.clone(), reporter), client, resync, metrics, workers: None }
+        let events = events::Events::new(client.clone(), reporter);
+        State { engine, events, client, resync, metrics, secret_readers: SecretReaders::default(), workers: None }
     }
 
     /// Runs each Channel's processors as Deployments, per `settings`.
@@ -108,15 +112,16 @@ pub async fn run(state: Arc<State>, concurrency: u16) {
     );
 }
 
-/// The controller of one kind. A change to a Kubernetes Secret re-reconciles every resource of
-/// the kind that references it, so a rotated credential reaches Secrets Manager within seconds.
+/// The controller of one kind. It holds only its resources' metadata and reads a resource when it
+/// reconciles it (one GET): a Company's spec and status take about 7 KB in memory, so 10,000 of
+/// them cached would alone exceed the operator's memory budget. A change to a Kubernetes Secret
+/// re-reconciles every resource of the kind that read it ([`SecretReaders`]), so a rotated
+/// credential reaches Secrets Manager within seconds.
 async fn control<K: Managed>(state: Arc<State>, concurrency: u16) {
     use futures::StreamExt;
     use kube::runtime::{controller::Config, watcher, Controller};
     let client = state.client.clone();
-    let naming = state.engine.naming.clone();
-    let mut controller = Controller::new(Api::<K>::all(client.clone()), watcher::Config::default());
-    let store = controller.store();
+    let mut controller = Controller::new(Api::<PartialObjectMeta<K>>::all(client.clone()), watcher::Config::default());
     if state.workers.is_some() {
         use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
         // A worker Deployment's status change re-reconciles its Channel (WorkersReady).
@@ -127,27 +132,20 @@ async fn control<K: Managed>(state: Arc<State>, concurrency: u16) {
         // replicas at once.
         if K::kind(&()) == "Channel" {
             let keda = format!("metadata.name={}", crate::desired::workers::SCALED_OBJECT_CRD);
-            let channels = store.clone();
+            let channels = controller.store();
             controller = controller.watches(
                 Api::<CustomResourceDefinition>::all(client.clone()),
                 watcher::Config::default().fields(&keda),
-                move |_| {
-                    channels
-                        .state()
-                        .iter()
-                        .map(|c| kube::runtime::reflector::ObjectRef::from_obj(&**c))
-                        .collect::<Vec<_>>()
-                },
+                move |_| channels.state().iter().map(|c| ObjectRef::from_obj(&**c)).collect::<Vec<_>>(),
             );
         }
     }
+    let readers = state.secret_readers.clone();
     controller
-        .watches(secret_names(&client), watcher::Config::default(), move |secret| {
-            referencing(&store, &secret, |r: &K| r.secret_specs(&naming))
-        })
+        .watches(secret_names(&client), watcher::Config::default(), move |secret| readers.of::<K>(&secret))
         .with_config(Config::default().concurrency(concurrency))
         .shutdown_on_signal()
-        .run(reconcile::<K>, error_policy, state)
+        .run(reconcile_latest::<K>, error_policy, state)
         .for_each(|result| async move {
             match result {
                 Ok(reconciled) => tracing::debug!(?reconciled, "reconciled"),
@@ -157,30 +155,63 @@ async fn control<K: Managed>(state: Arc<State>, concurrency: u16) {
         .await
 }
 
+/// The controller's reconcile: the resource `meta` names, read as it is now, reconciled. Gone
+/// already: nothing is left to do (our finalizer held it until its deletion was carried out).
+pub async fn reconcile_latest<K: Managed>(meta: Arc<PartialObjectMeta<K>>, state: Arc<State>) -> Result<Action, Error> {
+    let api: Api<K> = Api::namespaced(state.client.clone(), &meta.namespace().unwrap_or_default());
+    match api.get_opt(&meta.name_any()).await? {
+        Some(resource) => reconcile(Arc::new(resource), state).await,
+        None => {
+            state.secret_readers.forget(&*meta);
+            Ok(Action::await_change())
+        }
+    }
+}
+
+/// Which Kubernetes Secrets each resource read at its last reconcile, by kind, namespace and
+/// name: what a Secret's change wakes. A resource not yet reconciled reads its Secrets when it is.
+#[derive(Clone, Default)]
+pub struct SecretReaders(Arc<Mutex<HashMap<ResourceKey, Vec<String>>>>);
+
+type ResourceKey = (String, String, String);
+
+impl SecretReaders {
+    fn key<K: Resource<DynamicType = ()>>(resource: &K) -> ResourceKey {
+        (K::kind(&()).into_owned(), resource.namespace().unwrap_or_default(), resource.name_any())
+    }
+
+    /// `resource` reads the Kubernetes Secrets of `specs`.
+    pub fn note<K: Resource<DynamicType = ()>>(&self, resource: &K, specs: &[SecretSpec]) {
+        let names = referenced_secrets(specs).into_iter().map(str::to_owned).collect();
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).insert(Self::key(resource), names);
+    }
+
+    /// After `resource` is gone.
+    pub fn forget<K: Resource<DynamicType = ()>>(&self, resource: &K) {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner).remove(&Self::key(resource));
+    }
+
+    /// The resources of kind `K` (in `secret`'s namespace) that read `secret`.
+    fn of<K: Resource<DynamicType = ()>>(
+        &self,
+        secret: &PartialObjectMeta<Secret>,
+    ) -> Vec<ObjectRef<PartialObjectMeta<K>>> {
+        let (kind, namespace, name) = (K::kind(&()), secret.namespace().unwrap_or_default(), secret.name_any());
+        let readers = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        readers
+            .iter()
+            .filter(|((k, ns, _), read)| *k == kind && *ns == namespace && read.contains(&name))
+            .map(|((_, ns, resource), _)| ObjectRef::new(resource).within(ns))
+            .collect()
+    }
+}
+
 /// Secrets as metadata only (`PartialObjectMetadata`): a change to one is all the controllers
 /// watch for, so the cluster's Secret values (TLS keys, tokens) never stream through the
 /// operator; it reads the values of the Secrets a resource references, in its namespace, when it
 /// reconciles that resource.
 fn secret_names(client: &kube::Client) -> Api<PartialObjectMeta<Secret>> {
     Api::all(client.clone())
-}
-
-/// The resources in `store` (same namespace as `secret`) whose secrets read it.
-fn referencing<K>(
-    store: &kube::runtime::reflector::Store<K>,
-    secret: &PartialObjectMeta<Secret>,
-    specs: impl Fn(&K) -> Vec<SecretSpec>,
-) -> Vec<kube::runtime::reflector::ObjectRef<K>>
-where
-    K: Resource<DynamicType = ()> + Clone + 'static,
-{
-    let (namespace, name) = (secret.namespace(), secret.name_any());
-    store
-        .state()
-        .into_iter()
-        .filter(|r| r.namespace() == namespace && referenced_secrets(&specs(r)).contains(name.as_str()))
-        .map(|r| kube::runtime::reflector::ObjectRef::from_obj(&*r))
-        .collect()
 }
 
 /// Names of the Kubernetes Secrets that `specs` read.
@@ -214,8 +245,7 @@ pub async fn run_as_leader(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crd::Company;
-    use kube::runtime::{reflector::store::Writer, watcher};
+    use crate::crd::{Channel, Company};
     use multicomms_wire::Naming;
 
     fn company(namespace: &str, name: &str) -> Company {
@@ -235,25 +265,30 @@ mod tests {
     }
 
     #[test]
-    fn a_secret_change_wakes_exactly_the_resources_of_its_namespace_that_read_it() {
-        let mut writer = Writer::<Company>::default();
-        for c in [company("dev", "a"), company("dev", "b"), company("prod", "c")] {
-            writer.apply_watcher_event(&watcher::Event::Apply(c));
-        }
+    fn a_secret_change_wakes_exactly_the_resources_of_its_namespace_and_kind_that_read_it() {
+        let readers = SecretReaders::default();
+        let naming = Naming::new("p", "dev");
+        let specs = |c: &Company| crate::desired::company::secrets(&c.spec, &naming);
         let mut other = company("dev", "d");
         other.spec.channels.email = None;
         other.spec.allowed_channels.retain(|k| *k != multicomms_wire::ChannelKind::Email);
-        writer.apply_watcher_event(&watcher::Event::Apply(other));
-        let store = writer.as_reader();
-        let naming = Naming::new("p", "dev");
-        let specs = |c: &Company| crate::desired::company::secrets(&c.spec, &naming);
+        for c in [company("dev", "a"), company("dev", "b"), company("prod", "c"), other, company("dev", "gone")] {
+            readers.note(&c, &specs(&c));
+        }
+        readers.forget(&company("dev", "gone"));
+        let mut channel: Channel =
+            serde_yaml::from_str(include_str!("../../../config/channels/email.yaml")).expect("example");
+        (channel.metadata.namespace, channel.metadata.name) = (Some("dev".into()), Some("a".into()));
+        readers.note(&channel, &crate::desired::channel::secrets(&channel.spec, &naming));
 
-        let mut woken: Vec<String> = referencing(&store, &secret("dev", "cucumber-recruitment-sendgrid"), specs)
-            .into_iter()
-            .map(|r| r.name)
-            .collect();
+        let sendgrid = secret("dev", "cucumber-recruitment-sendgrid");
+        let mut woken: Vec<String> = readers.of::<Company>(&sendgrid).into_iter().map(|r| r.name).collect();
         woken.sort();
-        assert_eq!(woken, ["a", "b"], "d reads no SendGrid key; c is in another namespace");
-        assert!(referencing(&store, &secret("dev", "unrelated"), specs).is_empty());
+        assert_eq!(woken, ["a", "b"], "d reads no SendGrid key; c is in another namespace; gone is gone");
+        assert!(readers.of::<Channel>(&sendgrid).is_empty(), "a Company's Secret wakes no Channel of its name");
+        let openai = secret("dev", "openai-email");
+        assert_eq!(readers.of::<Channel>(&openai).into_iter().map(|r| r.name).collect::<Vec<_>>(), ["a"]);
+        assert!(readers.of::<Company>(&openai).is_empty());
+        assert!(readers.of::<Company>(&secret("dev", "unrelated")).is_empty());
     }
 }

@@ -144,9 +144,7 @@ impl Managed for Channel {
         if was != Some(condition.status.as_str()) {
             let reason = if condition.status == "True" { "WorkersReady" } else { "WorkersRollingOut" };
             let note = event(EventType::Normal, reason, condition.message.clone());
-            if let Err(error) = state.recorder.publish(&note, &self.object_ref(&())).await {
-                tracing::warn!(%error, "could not publish an Event");
-            }
+            state.events.publish(&note, &self.object_ref(&())).await;
         }
         Ok(vec![condition])
     }
@@ -161,7 +159,10 @@ pub async fn reconcile<K: Managed>(resource: Arc<K>, state: Arc<State>) -> Resul
     finalizer(&api, super::FINALIZER, resource, |event| async {
         match event {
             Finalizer::Apply(resource) => apply(&state, &api, &namespace, &*resource).await,
-            Finalizer::Cleanup(resource) => clean_up(&state, &*resource).await,
+            Finalizer::Cleanup(resource) => {
+                state.secret_readers.forget(&*resource);
+                clean_up(&state, &*resource).await
+            }
         }
     })
     .await
@@ -170,6 +171,7 @@ pub async fn reconcile<K: Managed>(resource: Arc<K>, state: Arc<State>) -> Resul
 
 async fn apply<K: Managed>(state: &State, api: &Api<K>, namespace: &str, resource: &K) -> Result<Action, Error> {
     let specs = resource.secret_specs(&state.engine.naming);
+    state.secret_readers.note(resource, &specs);
     let values = secret_values(&state.client, namespace, &specs).await?;
     let started = std::time::Instant::now();
     let report = resource.sync(&state.engine, &values).await;
@@ -181,7 +183,7 @@ async fn apply<K: Managed>(state: &State, api: &Api<K>, namespace: &str, resourc
     if worth_writing(&current, &status, &now, state.resync) {
         write_status(api, resource, status).await?;
     }
-    publish(&state.recorder, resource, &report).await;
+    publish(&state.events, resource, &report).await;
     let was_ready = resource.conditions().iter().any(|c| c.type_ == "Ready" && c.status == "True");
     let first_ready = (report.is_ready() && !was_ready).then(|| {
         let created = resource.meta().creation_timestamp.as_ref().map(|t| t.0).unwrap_or(now.0);
@@ -225,14 +227,12 @@ async fn clean_up<K: Managed>(state: &State, resource: &K) -> Result<Action, Err
         DeletionPolicy::Retain => {
             let note = "deletionPolicy Retain: its record, secrets and queues stay in AWS".to_string();
             let event = event(EventType::Normal, "Retained", note);
-            if let Err(error) = state.recorder.publish(&event, &resource.object_ref(&())).await {
-                tracing::warn!(%error, "could not publish an Event");
-            }
+            state.events.publish(&event, &resource.object_ref(&())).await;
             Ok(Action::await_change())
         }
         DeletionPolicy::Delete => {
             let report = resource.delete(state).await?;
-            publish(&state.recorder, resource, &report).await;
+            publish(&state.events, resource, &report).await;
             match report.failure() {
                 None => Ok(Action::await_change()),
                 Some(failure) => Err(Error::retry(failure)),

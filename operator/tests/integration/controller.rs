@@ -245,6 +245,34 @@ async fn a_rotated_secret_is_pushed_to_secrets_manager() {
 }
 
 #[tokio::test]
+async fn two_changes_of_one_kind_minutes_apart_each_keep_their_own_event_note() {
+    // kube's recorder folds an Event repeated within six minutes into the first one's series,
+    // note included: the second change would be told as the first.
+    let client = fake(company(), [vec![twilio()], other_secrets()].concat()).await;
+    let state = state(client.clone()).await;
+    let name = "cucumber-recruitment-clarify-cv";
+    reconcile_company(Arc::new(get(&client, name).await), state.clone()).await.expect("reconciles");
+    let rotated = serde_json::json!({"data": {"authToken": ByteString(b"tok-2".to_vec())}});
+    Api::<Secret>::namespaced(client.clone(), NS)
+        .patch("cucumber-recruitment-twilio", &PatchParams::default(), &Patch::Merge(&rotated))
+        .await
+        .expect("rotate");
+    reconcile_company(Arc::new(get(&client, name).await), state.clone()).await.expect("reconciles");
+    let edit = serde_json::json!({"metadata": {"generation": 2}, "spec": {"rateLimits": {"requestsPerMinute": 75}}});
+    Api::<Company>::namespaced(client.clone(), NS)
+        .patch(name, &PatchParams::default(), &Patch::Merge(&edit))
+        .await
+        .expect("edit");
+    reconcile_company(Arc::new(get(&client, name).await), state.clone()).await.expect("reconciles");
+
+    let updates: Vec<String> =
+        events(&client).await.into_iter().filter(|(reason, _)| reason == "Updated").map(|(_, note)| note).collect();
+    assert_eq!(updates.len(), 2, "{updates:?}");
+    assert!(updates[0].contains("update secret") && !updates[0].contains("rate_limits"), "{updates:?}");
+    assert!(updates[1].contains("update item") && updates[1].contains("rate_limits"), "{updates:?}");
+}
+
+#[tokio::test]
 async fn editing_a_company_bumps_observed_generation_after_the_change_lands() {
     let client = fake(company(), [vec![twilio()], other_secrets()].concat()).await;
     let state = state(client.clone()).await;
@@ -564,6 +592,30 @@ async fn a_company_keeps_its_secrets_while_its_record_cannot_be_deleted() {
         assert!(!observed.scheduled_for_deletion, "{} was scheduled for deletion before the record", secret.name);
     }
     assert_eq!(get(&client, name).await.finalizers(), [FINALIZER]);
+}
+
+#[tokio::test]
+async fn the_controller_caches_only_its_resources_metadata_and_reads_each_when_it_reconciles_it() {
+    // 10,000 Companies cached whole would take about 70 MB: more than the operator may use. The
+    // Company still turns Ready: each reconcile reads it whole.
+    let (client, requests) = multicomms_testkit::watch_shim::watching_recorded(
+        fake(company(), [vec![twilio()], other_secrets()].concat()).await,
+    );
+    let state = state(client.clone()).await;
+    let running = tokio::spawn(multicomms_operator::controller::run(state, 2));
+    wait_for_ready_reason(&client, "Synced").await;
+    running.abort();
+    let requests = requests.lock().expect("requests").clone();
+    for kind in ["companies", "channels"] {
+        let cluster_wide: Vec<&(String, String)> = requests
+            .iter()
+            .filter(|(uri, _)| uri.starts_with(&format!("/apis/multicomms.io/v1alpha1/{kind}")))
+            .collect();
+        assert!(cluster_wide.len() >= 2, "the list and the watch of {kind}: {requests:?}");
+        for (uri, accept) in cluster_wide {
+            assert!(accept.contains("as=PartialObjectMetadata"), "{uri} asked for whole {kind} ({accept:?})");
+        }
+    }
 }
 
 #[tokio::test]
