@@ -1,9 +1,10 @@
 //! The in-cluster controller (`run`): the reconcile of `apply`, driven by the Kubernetes API.
 //!
-//! Per resource ([`reconciler`]): make sure our finalizer is on it; read the Kubernetes Secrets it
-//! references; run the engine ([`crate::reconcile`]); write `status` (conditions,
-//! observedGeneration, where things are) with server-side apply under one field manager; publish
-//! an Event per change and per failure ([`events`]); requeue. On deletion, `deletionPolicy`
+//! It caches only its resources' metadata. Per resource ([`reconciler`]): read it; make sure our
+//! finalizer is on it; read the Kubernetes Secrets it references; run the engine
+//! ([`crate::reconcile`]); write `status` (conditions, observedGeneration, where things are) with
+//! server-side apply under one field manager; publish an Event per change and per failure
+//! ([`events`]); requeue. On deletion, `deletionPolicy`
 //! decides between leaving the AWS objects (Retain, said in an Event) and deleting the ones that
 //! carry the resource's marker (Delete). A Channel also gets its processor Deployments
 //! (server-side applied, owned by the Channel, a `WorkersReady` condition). With several
