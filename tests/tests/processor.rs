@@ -171,7 +171,9 @@ impl Env {
             self.enqueue(ChannelKind::Whatsapp, &body).await;
         }
         self.settled(&key_of(&context), &[ConversationStatus::InitialMessageSent]).await;
-        for _ in 0..200 {
+        // A second copy may still be backing off (up to 10 s, then 20 s, with the retry base of
+        // the waiting test): two minutes leave room for a loaded machine.
+        for _ in 0..600 {
             if self.depth(self.naming.channel_queue(ChannelKind::Whatsapp)).await == 0 {
                 break;
             }
