@@ -6,6 +6,7 @@
 # usage: scripts/bench-controller.sh [N ...]   (default: 1000)
 #        MULTICOMMS_RESYNC_SECONDS=120 sets the resync period measured;
 #        MULTICOMMS_OPERATOR_UNDER="heaptrack -o target/operator" runs the operator under a profiler.
+#        MULTICOMMS_OPERATOR_BINARY=path runs another build of the operator (a side-by-side comparison).
 set -euo pipefail
 source "$(dirname "$0")/emulator.sh"
 start_bench

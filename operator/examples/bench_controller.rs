@@ -62,7 +62,9 @@ async fn main() -> anyhow::Result<()> {
     // MULTICOMMS_OPERATOR_UNDER="heaptrack -o target/operator" runs it under a profiler (whose
     // process the memory figures then are).
     let under = std::env::var("MULTICOMMS_OPERATOR_UNDER").unwrap_or_default();
-    let binary = repo("target/release/multicomms-operator").display().to_string();
+    // MULTICOMMS_OPERATOR_BINARY: another build of it, for a side-by-side comparison.
+    let binary = std::env::var("MULTICOMMS_OPERATOR_BINARY")
+        .unwrap_or_else(|_| repo("target/release/multicomms-operator").display().to_string());
     let command: Vec<&str> = under.split_whitespace().chain([binary.as_str()]).collect();
     let mut operator = tokio::process::Command::new(command[0])
         .args(&command[1..])
@@ -304,9 +306,46 @@ fn generated_companies(n: usize) -> anyhow::Result<Vec<Company>> {
                 .replace("companyName: Cucumber Recruitment", &format!("companyName: Bench Company {i}"));
             let mut company: Company = serde_yaml::from_str(&yaml)?;
             in_namespace(&mut company.metadata);
+            as_synced_by_argo_cd(&mut company)?;
             Ok(company)
         })
         .collect()
+}
+
+/// What a cluster adds to a Company that Argo CD synced (with `kubectl apply`, its default): the
+/// manifest as applied, in an annotation, and the applier's set of fields. The in-memory API
+/// keeps them, and adds the operator's own field set at its first status write, so the operator
+/// receives the metadata it would on a cluster.
+fn as_synced_by_argo_cd(company: &mut Company) -> anyhow::Result<()> {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry, Time};
+    use kube::ResourceExt;
+    const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+    let manifest = serde_json::to_value(&*company)?;
+    let fields = serde_json::json!({
+        "f:metadata": {"f:annotations": {".": {}, format!("f:{LAST_APPLIED}"): {}}},
+        "f:spec": field_set(&manifest["spec"]),
+    });
+    company.annotations_mut().insert(LAST_APPLIED.into(), serde_json::to_string(&manifest)?);
+    company.managed_fields_mut().push(ManagedFieldsEntry {
+        manager: Some("argocd-controller".into()),
+        operation: Some("Update".into()),
+        api_version: Some("multicomms.io/v1alpha1".into()),
+        fields_type: Some("FieldsV1".into()),
+        fields_v1: Some(FieldsV1(fields)),
+        time: Some(Time(k8s_openapi::jiff::Timestamp::now())),
+        subresource: None,
+    });
+    Ok(())
+}
+
+/// The `fieldsV1` form of the fields of `value` (lists as one field each).
+fn field_set(value: &serde_json::Value) -> serde_json::Value {
+    match value {
+        serde_json::Value::Object(fields) => {
+            fields.iter().map(|(name, value)| (format!("f:{name}"), field_set(value))).collect()
+        }
+        _ => serde_json::json!({}),
+    }
 }
 
 fn example_channels() -> anyhow::Result<Vec<Channel>> {

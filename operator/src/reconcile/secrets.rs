@@ -28,17 +28,19 @@ use std::time::{Duration, Instant};
 pub const SECRETS_SYNCED: &str = "SecretsSynced";
 
 /// Secrets this process found (or made) ours and holding the desired value, by name. Only a
-/// SHA-256 of name and value is kept, in memory. `recheck` zero: nothing is remembered.
+/// SHA-256 of name, value and owner is kept, in memory. `recheck` zero: nothing is remembered.
+/// An entry is about 250 bytes (the controller holds four per Company): the name is kept as a
+/// hash, and a different secret whose name hashed alike would still fail the digest.
 #[derive(Clone, Default)]
 pub struct VerifiedSecrets {
     recheck: Duration,
-    verified: Arc<Mutex<HashMap<String, Verified>>>,
+    verified: Arc<Mutex<HashMap<u64, Verified>>>,
 }
 
 struct Verified {
     digest: [u8; 32],
-    owner: String,
-    written: WrittenSecret,
+    arn: Box<str>,
+    version_id: Option<Box<str>>,
     at: Instant,
 }
 
@@ -51,32 +53,47 @@ impl VerifiedSecrets {
     /// and owner.
     fn recall(&self, secret: &DesiredSecret, owner: &Owner) -> Option<WrittenSecret> {
         let verified = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
-        let entry = verified.get(&secret.name)?;
-        let fresh =
-            entry.at.elapsed() < self.recheck && entry.digest == digest(secret) && entry.owner == owner.to_string();
-        fresh.then(|| entry.written.clone())
+        let entry = verified.get(&key(&secret.name))?;
+        let fresh = entry.at.elapsed() < self.recheck && entry.digest == digest(secret, owner);
+        fresh.then(|| WrittenSecret {
+            arn: entry.arn.to_string(),
+            version_id: entry.version_id.as_deref().map(str::to_owned),
+        })
     }
 
     fn remember(&self, secret: &DesiredSecret, owner: &Owner, written: &WrittenSecret) {
         if self.recheck.is_zero() {
             return;
         }
-        let entry =
-            Verified { digest: digest(secret), owner: owner.to_string(), written: written.clone(), at: Instant::now() };
-        self.verified.lock().unwrap_or_else(PoisonError::into_inner).insert(secret.name.clone(), entry);
+        let entry = Verified {
+            digest: digest(secret, owner),
+            arn: written.arn.as_str().into(),
+            version_id: written.version_id.as_deref().map(Box::from),
+            at: Instant::now(),
+        };
+        self.verified.lock().unwrap_or_else(PoisonError::into_inner).insert(key(&secret.name), entry);
     }
 
     /// After a deletion (or anything else that changes the secret behind our back).
     pub fn forget(&self, name: &str) {
-        self.verified.lock().unwrap_or_else(PoisonError::into_inner).remove(name);
+        self.verified.lock().unwrap_or_else(PoisonError::into_inner).remove(&key(name));
     }
 }
 
-fn digest(secret: &DesiredSecret) -> [u8; 32] {
+fn key(name: &str) -> u64 {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    name.hash(&mut hasher);
+    hasher.finish()
+}
+
+fn digest(secret: &DesiredSecret, owner: &Owner) -> [u8; 32] {
     let mut hash = sha2::Sha256::new();
-    hash.update(secret.name.as_bytes());
-    hash.update([0]);
-    hash.update(secret.value.expose_secret().as_bytes());
+    // Name and owner hold no NUL, so the parts cannot run into each other.
+    for part in [secret.name.as_str(), &owner.to_string(), secret.value.expose_secret()] {
+        hash.update(part.as_bytes());
+        hash.update([0]);
+    }
     hash.finalize().into()
 }
 
