@@ -24,7 +24,7 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -192,26 +192,63 @@ pub async fn reconcile_latest<K: Managed>(meta: Arc<PartialObjectMeta<K>>, state
 }
 
 /// Which Kubernetes Secrets each resource read at its last reconcile, by kind, namespace and
-/// name: what a Secret's change wakes. A resource not yet reconciled reads its Secrets when it is.
+/// name, and the reverse: what a Secret's change wakes, found directly (a re-list of a cluster's
+/// Secrets is one lookup per Secret, not a scan of every resource). A resource not yet reconciled
+/// reads its Secrets when it is.
 #[derive(Clone, Default)]
-pub struct SecretReaders(Arc<Mutex<HashMap<ResourceKey, Vec<String>>>>);
+pub struct SecretReaders(Arc<Mutex<ReadIndex>>);
 
+#[derive(Default)]
+struct ReadIndex {
+    /// (kind, namespace, resource name) → the Secrets it read.
+    read: HashMap<ResourceKey, Vec<String>>,
+    /// (kind, namespace, Secret name) → the resources that read it.
+    readers: HashMap<ResourceKey, HashSet<String>>,
+}
+
+/// A kind, a namespace and a name.
 type ResourceKey = (String, String, String);
+
+impl ReadIndex {
+    /// Sets what the resource `key` names read: `secrets`, or nothing once it is gone.
+    fn set(&mut self, key: ResourceKey, secrets: Vec<String>) {
+        let secret_key = |secret: &str| (key.0.clone(), key.1.clone(), secret.to_owned());
+        for secret in self.read.remove(&key).unwrap_or_default() {
+            let secret = secret_key(&secret);
+            if let Some(readers) = self.readers.get_mut(&secret) {
+                readers.remove(&key.2);
+                if readers.is_empty() {
+                    self.readers.remove(&secret);
+                }
+            }
+        }
+        for secret in &secrets {
+            self.readers.entry(secret_key(secret)).or_default().insert(key.2.clone());
+        }
+        if !secrets.is_empty() {
+            self.read.insert(key, secrets);
+        }
+    }
+}
 
 impl SecretReaders {
     fn key<K: Resource<DynamicType = ()>>(resource: &K) -> ResourceKey {
         (K::kind(&()).into_owned(), resource.namespace().unwrap_or_default(), resource.name_any())
     }
 
+    fn index(&self) -> std::sync::MutexGuard<'_, ReadIndex> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// `resource` reads the Kubernetes Secrets of `specs`.
     pub fn note<K: Resource<DynamicType = ()>>(&self, resource: &K, specs: &[SecretSpec]) {
         let names = referenced_secrets(specs).into_iter().map(str::to_owned).collect();
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).insert(Self::key(resource), names);
+        self.index().set(Self::key(resource), names);
     }
 
     /// After `resource` is gone.
     pub fn forget<K: Resource<DynamicType = ()>>(&self, resource: &K) {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner).remove(&Self::key(resource));
+        self.index().set(Self::key(resource), Vec::new());
     }
 
     /// The resources of kind `K` (in `secret`'s namespace) that read `secret`.
@@ -219,13 +256,11 @@ impl SecretReaders {
         &self,
         secret: &PartialObjectMeta<Secret>,
     ) -> Vec<ObjectRef<PartialObjectMeta<K>>> {
-        let (kind, namespace, name) = (K::kind(&()), secret.namespace().unwrap_or_default(), secret.name_any());
-        let readers = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        readers
-            .iter()
-            .filter(|((k, ns, _), read)| *k == kind && *ns == namespace && read.contains(&name))
-            .map(|((_, ns, resource), _)| ObjectRef::new(resource).within(ns))
-            .collect()
+        let (kind, namespace) = (K::kind(&()).into_owned(), secret.namespace().unwrap_or_default());
+        let key = (kind, namespace, secret.name_any());
+        let index = self.index();
+        let readers = index.readers.get(&key).into_iter().flatten();
+        readers.map(|resource| ObjectRef::new(resource).within(&key.1)).collect()
     }
 }
 
@@ -332,5 +367,25 @@ mod tests {
         assert_eq!(readers.of::<Channel>(&openai).into_iter().map(|r| r.name).collect::<Vec<_>>(), ["a"]);
         assert!(readers.of::<Company>(&openai).is_empty());
         assert!(readers.of::<Company>(&secret("dev", "unrelated")).is_empty());
+    }
+
+    #[test]
+    fn a_resource_that_stops_reading_a_secret_is_no_longer_woken_by_it_and_leaves_nothing_behind() {
+        let readers = SecretReaders::default();
+        let naming = Naming::new("p", "dev");
+        let mut a = company("dev", "a");
+        readers.note(&a, &crate::desired::company::secrets(&a.spec, &naming));
+        let sendgrid = secret("dev", "cucumber-recruitment-sendgrid");
+        assert_eq!(readers.of::<Company>(&sendgrid).len(), 1);
+
+        a.spec.channels.email = None;
+        a.spec.allowed_channels.retain(|k| *k != multicomms_wire::ChannelKind::Email);
+        readers.note(&a, &crate::desired::company::secrets(&a.spec, &naming));
+        assert!(readers.of::<Company>(&sendgrid).is_empty(), "its email channel, and so its SendGrid key, is gone");
+        assert!(!readers.index().readers.is_empty(), "it still reads its other Secrets");
+
+        readers.forget(&a);
+        let index = readers.index();
+        assert!(index.read.is_empty() && index.readers.is_empty(), "a deleted resource leaves no entry either way");
     }
 }
