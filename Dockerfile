@@ -4,6 +4,7 @@
 #   docker build --target runtime  -t ghcr.io/multicomms/multicomms-runtime:<version> .
 # The runtime image holds the router and the processor; the chart picks one with `args`.
 # Dependencies are built in their own layer (cargo-chef), so a source change rebuilds only ours.
+# The shipped binaries use the `dist` profile (Cargo.toml: link-time optimised, smaller).
 
 ARG RUST_VERSION=1.94
 FROM rust:${RUST_VERSION}-slim-bookworm AS chef
@@ -17,22 +18,22 @@ RUN cargo chef prepare --recipe-path recipe.json
 FROM chef AS builder
 COPY --from=planner /src/recipe.json recipe.json
 # The dependency layer: rebuilt only when Cargo.toml/Cargo.lock change.
-RUN cargo chef cook --release --locked --recipe-path recipe.json \
+RUN cargo chef cook --profile dist --locked --recipe-path recipe.json \
     -p multicomms-operator -p multicomms-runtime
 COPY . .
-RUN cargo build --release --locked \
+RUN cargo build --profile dist --locked \
     -p multicomms-operator --bin multicomms-operator \
     -p multicomms-runtime --bin multicomms-router --bin multicomms-processor
 
 # Minimal runtime: glibc and CA certificates, no shell, user 65532.
 FROM gcr.io/distroless/cc-debian12:nonroot AS operator
-COPY --from=builder /src/target/release/multicomms-operator /usr/local/bin/multicomms-operator
+COPY --from=builder /src/target/dist/multicomms-operator /usr/local/bin/multicomms-operator
 USER 65532:65532
 ENTRYPOINT ["/usr/local/bin/multicomms-operator"]
 
 FROM gcr.io/distroless/cc-debian12:nonroot AS runtime
-COPY --from=builder /src/target/release/multicomms-router /usr/local/bin/multicomms-router
-COPY --from=builder /src/target/release/multicomms-processor /usr/local/bin/multicomms-processor
+COPY --from=builder /src/target/dist/multicomms-router /usr/local/bin/multicomms-router
+COPY --from=builder /src/target/dist/multicomms-processor /usr/local/bin/multicomms-processor
 USER 65532:65532
 # The router by default; the processors run `multicomms-processor` (the operator sets args).
 CMD ["multicomms-router"]

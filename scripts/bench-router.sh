@@ -10,6 +10,8 @@
 # the requests (MULTICOMMS_ORIGINAL_REQUESTS; 0 skips it), at most 64 clients, and the ratio of
 # CPU per accepted request.
 # usage: scripts/bench-router.sh [requests] [concurrency]   (default 2000 64)
+#        MULTICOMMS_ROUTER_BINARY=target/dist/multicomms-router runs another build of the router
+#        (the images' `dist` profile, say) for a side-by-side comparison.
 set -euo pipefail
 ulimit -n 65536 2>/dev/null || true # one descriptor per client on both sides
 requests="${1:-2000}"
@@ -23,7 +25,7 @@ apply_bench_examples "$prefix" "$work"
 
 port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
 MULTICOMMS_PREFIX="$prefix" MULTICOMMS_ENV=bench RUST_LOG=warn \
-  target/release/multicomms-router --address "127.0.0.1:$port" > "$ROOT/target/router-bench.log" 2>&1 &
+  "${MULTICOMMS_ROUTER_BINARY:-target/release/multicomms-router}" --address "127.0.0.1:$port" > "$ROOT/target/router-bench.log" 2>&1 &
 router=$!
 trap 'kill "$router" 2>/dev/null || true; kill "$EMULATOR_PID" 2>/dev/null || true; rm -rf "$work"' EXIT
 for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done

@@ -73,7 +73,15 @@ for (stage, binary), repository in wanted.items():
 if router_args := deployments["multicomms-multicomms-router"]["spec"]["template"]["spec"]["containers"][0].get("args"):
     if router_args != ["multicomms-router"]:
         failures.append(f"chart: the router container must run multicomms-router, got {router_args}")
-print(f"Dockerfile: {len(wanted)} binaries in their images")
+# The images copy what the builder built: the folder under target/ is the profile of its build,
+# and the dependency layer is cooked in that profile (or the build starts over without it).
+built = re.search(r"^RUN cargo build --profile (\S+) --locked \\\n\s+-p multicomms-operator", dockerfile, re.M)
+cooked = re.search(r"^RUN cargo chef cook --profile (\S+) ", dockerfile, re.M)
+copied = set(re.findall(r"^COPY --from=builder /src/target/([^/]+)/multicomms-", dockerfile, re.M))
+if not built or not cooked or cooked.group(1) != built.group(1) or copied != {built.group(1)}:
+    failures.append("Dockerfile: the images must copy from the profile the builder cooks and builds "
+                    f"(built {built and built.group(1)}, cooked {cooked and cooked.group(1)}, copied {sorted(copied)})")
+print(f"Dockerfile: {len(wanted)} binaries in their images, built in the `{built and built.group(1)}` profile")
 # With the Prometheus Operator objects on, the PrometheusRule carries exactly files/alerts.yaml.
 monitored = {"monitoring": {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}}}
 rendered_monitoring = helm_python.Chart.load(str(chart)).render(

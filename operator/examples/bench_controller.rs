@@ -27,8 +27,12 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const NS: &str = "bench";
-/// Seconds between the watch shim's LISTs: each one serialises every Company.
-const WATCH_POLL: Duration = Duration::from_secs(1);
+/// Time between the watch shim's LISTs, and between the bench's counts of Ready Companies: each
+/// one serialises every Company, so a second per thousand (and at least one) keeps the in-memory
+/// API from taking the cores the operator is measured on.
+fn poll_every(companies: usize) -> Duration {
+    Duration::from_millis(companies.max(1000) as u64)
+}
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -55,7 +59,7 @@ async fn main() -> anyhow::Result<()> {
         .await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let kubeconfig = write_kubeconfig(listener.local_addr()?)?;
-    tokio::spawn(serve_api(listener, watch_shim::watching_every(fake.clone(), WATCH_POLL)));
+    tokio::spawn(serve_api(listener, watch_shim::watching_every(fake.clone(), poll_every(companies))));
 
     let metrics_address = free_address()?;
     let log = std::fs::File::create(repo("target/bench-controller.log"))?;
@@ -88,7 +92,7 @@ async fn main() -> anyhow::Result<()> {
     let (emulator, started, api_cpu) = (EmulatorMeter::start(), Instant::now(), cpu_seconds());
     let api: Api<Company> = Api::namespaced(fake, NS);
     loop {
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        tokio::time::sleep(poll_every(companies)).await;
         if let Some(status) = operator.try_wait()? {
             anyhow::bail!("the operator exited ({status}); see target/bench-controller.log");
         }
@@ -196,19 +200,24 @@ fn is_ready(company: &Company) -> bool {
 }
 
 /// Serves the in-memory API over HTTP, as an API server would (no authentication: loopback),
-/// paging LISTs that ask for it (`limit`, `continue`) as an API server does: the controller's
-/// watcher lists 500 at a time, and an unpaged LIST of 10,000 Companies would be held whole.
+/// paging LISTs that ask for it (`limit`, `continue`) as an API server does: from one snapshot
+/// taken at the first page, so a LIST of 10,000 Companies in pages of 100 costs the in-memory
+/// API one listing, not a hundred.
 async fn serve_api(listener: tokio::net::TcpListener, api: WatchShim) {
     use axum::response::IntoResponse;
+    let snapshots = Snapshots::default();
     let forward = move |request: axum::extract::Request| {
-        let api = api.clone();
+        let (api, snapshots) = (api.clone(), snapshots.clone());
         async move {
             let (mut parts, body) = request.into_parts();
+            let page = Page::asked(&mut parts.uri);
+            if let Some(Page { limit, after: Some(after) }) = page {
+                return snapshots.next_page(after, limit).into_response();
+            }
             let body = match axum::body::to_bytes(body, 64 << 20).await {
                 Ok(body) => body,
                 Err(e) => return (http::StatusCode::BAD_REQUEST, e.to_string()).into_response(),
             };
-            let page = Page::asked(&mut parts.uri);
             let request = http::Request::from_parts(parts, kube::client::Body::from(body.to_vec()));
             let response = match tower::ServiceExt::oneshot(api, request).await {
                 Ok(response) => response,
@@ -217,7 +226,7 @@ async fn serve_api(listener: tokio::net::TcpListener, api: WatchShim) {
             let response = response.map(axum::body::Body::new);
             match page {
                 None => response.into_response(),
-                Some(page) => page.of(response).await.into_response(),
+                Some(page) => snapshots.first_page(response, page.limit).await.into_response(),
             }
         }
     };
@@ -241,10 +250,17 @@ async fn stop(operator: &mut tokio::process::Child) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One page of a LIST: `limit` items from offset `continue`.
+/// The page a LIST asks for: `limit` items, after the place a `continue` token names.
 struct Page {
     limit: usize,
-    offset: usize,
+    after: Option<Continue>,
+}
+
+/// A `continue` token: which snapshot, and how many of its items were already sent.
+#[derive(Clone, Copy)]
+struct Continue {
+    snapshot: u64,
+    sent: usize,
 }
 
 impl Page {
@@ -256,26 +272,75 @@ impl Page {
             return None;
         }
         let limit = value("limit")?.parse().ok()?;
-        let offset = value("continue").and_then(|c| c.parse().ok()).unwrap_or(0);
+        let after = value("continue").and_then(|token| {
+            let (snapshot, sent) = token.split_once('-')?;
+            Some(Continue { snapshot: snapshot.parse().ok()?, sent: sent.parse().ok()? })
+        });
         let rest: Vec<&str> =
             query.split('&').filter(|p| !p.starts_with("limit=") && !p.starts_with("continue=")).collect();
         *uri = format!("{}?{}", uri.path(), rest.join("&")).parse().ok()?;
-        Some(Page { limit, offset })
+        Some(Page { limit, after })
     }
+}
 
-    async fn of(self, response: http::Response<axum::body::Body>) -> (http::StatusCode, Vec<u8>) {
+/// The LISTs being paged: each one's answer, kept from its first page until its last is sent.
+#[derive(Clone, Default)]
+struct Snapshots(std::sync::Arc<std::sync::Mutex<Snapshotted>>);
+
+#[derive(Default)]
+struct Snapshotted {
+    next_id: u64,
+    lists: std::collections::HashMap<u64, serde_json::Value>,
+}
+
+impl Snapshots {
+    /// Keeps the whole list the in-memory API answered and sends its first page.
+    async fn first_page(
+        &self,
+        response: http::Response<axum::body::Body>,
+        limit: usize,
+    ) -> (http::StatusCode, Vec<u8>) {
         let status = response.status();
         let Ok(body) = axum::body::to_bytes(response.into_body(), usize::MAX).await else {
             return (http::StatusCode::BAD_GATEWAY, b"the in-memory API's answer broke off".to_vec());
         };
-        let Ok(mut list) = serde_json::from_slice::<serde_json::Value>(&body) else { return (status, body.to_vec()) };
-        let Some(items) = list.get_mut("items").and_then(|i| i.as_array_mut()) else { return (status, body.to_vec()) };
-        let total = items.len();
-        let page: Vec<serde_json::Value> = items.drain(..).skip(self.offset).take(self.limit).collect();
-        *items = page;
-        let next = self.offset + self.limit;
-        list["metadata"]["continue"] = if next < total { next.to_string().into() } else { "".into() };
-        (status, serde_json::to_vec(&list).unwrap_or_default())
+        let Ok(list) = serde_json::from_slice::<serde_json::Value>(&body) else { return (status, body.to_vec()) };
+        if !list["items"].is_array() {
+            return (status, body.to_vec());
+        }
+        let snapshot = {
+            let Ok(mut snapshots) = self.0.lock() else { return (http::StatusCode::INTERNAL_SERVER_ERROR, vec![]) };
+            snapshots.next_id += 1;
+            let id = snapshots.next_id;
+            snapshots.lists.insert(id, list);
+            id
+        };
+        self.next_page(Continue { snapshot, sent: 0 }, limit)
+    }
+
+    /// The `limit` items after `after.sent` of a snapshot, with the token for the rest; the
+    /// snapshot is dropped with its last page.
+    fn next_page(&self, after: Continue, limit: usize) -> (http::StatusCode, Vec<u8>) {
+        let Ok(mut snapshots) = self.0.lock() else { return (http::StatusCode::INTERNAL_SERVER_ERROR, vec![]) };
+        let Some(list) = snapshots.lists.get(&after.snapshot) else {
+            // As an API server answers a continue token it no longer holds.
+            return (http::StatusCode::GONE, br#"{"kind":"Status","code":410,"reason":"Expired"}"#.to_vec());
+        };
+        let items = list["items"].as_array().map(Vec::as_slice).unwrap_or_default();
+        let sent = after.sent + limit;
+        let mut page = serde_json::Map::new();
+        for (field, value) in list.as_object().into_iter().flatten().filter(|(field, _)| *field != "items") {
+            page.insert(field.clone(), value.clone());
+        }
+        page.insert("items".into(), items.iter().skip(after.sent).take(limit).cloned().collect());
+        let mut page = serde_json::Value::Object(page);
+        let token = if sent < items.len() { format!("{}-{sent}", after.snapshot) } else { String::new() };
+        page["metadata"]["continue"] = token.into();
+        let body = serde_json::to_vec(&page).unwrap_or_default();
+        if sent >= items.len() {
+            snapshots.lists.remove(&after.snapshot);
+        }
+        (http::StatusCode::OK, body)
     }
 }
 
