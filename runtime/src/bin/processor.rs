@@ -10,6 +10,7 @@ use multicomms_runtime::processor::{ai, senders};
 use multicomms_runtime::replies::turn::{ReplyConfig, ReplyProcessor};
 use multicomms_service::http::{health_routes, ConnectionLimits};
 use multicomms_service::logging::{self, LogFormat};
+use multicomms_service::threads::WorkerThreads;
 use multicomms_service::{aws, shutdown::shutdown_signal};
 use multicomms_wire::{ChannelKind, NamingArgs};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -67,6 +68,8 @@ struct Cli {
     address: std::net::SocketAddr,
     #[arg(long, env = "MULTICOMMS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     log_format: LogFormat,
+    #[command(flatten)]
+    threads: WorkerThreads,
 }
 
 impl Cli {
@@ -123,9 +126,12 @@ impl Cli {
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    cli.threads.runtime().context("starting the runtime")?.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     logging::init(cli.log_format, "info");
     let config = aws::load_config(aws::POD_ATTEMPTS).await;
     match cli.flow {

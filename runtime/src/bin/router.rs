@@ -6,9 +6,16 @@ use clap::Parser;
 use multicomms_runtime::router::app::{self, AppState, RouterSettings};
 use multicomms_service::http::ConnectionLimits;
 use multicomms_service::logging::{self, LogFormat};
+use multicomms_service::threads::WorkerThreads;
 use multicomms_wire::NamingArgs;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// mimalloc, not glibc's malloc: measured side by side, 17 % less CPU per accepted request
+/// (the router allocates a body, a context object and a batch entry per request); it gives
+/// memory back as connections close (docs/testing.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(version, about = "multicomms router: POST /initiate-conversation → channel queue")]
@@ -55,11 +62,16 @@ struct Cli {
     /// Print the OpenAPI document this router serves at /openapi.json, and exit.
     #[arg(long)]
     openapi: bool,
+    #[command(flatten)]
+    threads: WorkerThreads,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    cli.threads.runtime().context("starting the runtime")?.block_on(run(cli))
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = RouterSettings {
         version: cli.router_version.clone(),
         max_body_bytes: cli.max_body_bytes,
