@@ -4,11 +4,14 @@ use clap::Parser;
 use multicomms_operator::cli::{self, Cli};
 use std::process::ExitCode;
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
     multicomms_service::logging::init(cli.log_format, "warn,multicomms_operator=info");
-    match cli::run(cli).await {
+    let outcome = match cli.threads.runtime() {
+        Ok(runtime) => runtime.block_on(cli::run(cli)),
+        Err(e) => Err(anyhow::Error::new(e).context("starting the runtime")),
+    };
+    match outcome {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");

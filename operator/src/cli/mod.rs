@@ -10,6 +10,7 @@ use crate::{aws, crd};
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use multicomms_service::logging::LogFormat;
+use multicomms_service::threads::Threads;
 use multicomms_wire::{Naming, NamingArgs};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -28,6 +29,8 @@ pub struct Cli {
     /// Log format on stderr.
     #[arg(long, env = "MULTICOMMS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
+    #[command(flatten)]
+    pub threads: Threads,
     #[command(subcommand)]
     pub command: Command,
 }

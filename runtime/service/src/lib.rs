@@ -1,6 +1,6 @@
 //! Process plumbing every multicomms binary shares (the operator, the router, the processors):
 //! how they call AWS ([`aws`], batching single requests with [`coalesce`]), log ([`logging`]),
-//! stop ([`shutdown`]), serve HTTP ([`http`]) and, for the pods, on how many threads ([`threads`]).
+//! stop ([`shutdown`]), serve HTTP ([`http`]) and on how many threads ([`threads`]).
 pub mod aws;
 pub mod coalesce;
 pub mod http;

@@ -1,17 +1,24 @@
-//! How many threads a pod runs its work on.
+//! How many threads a binary runs its work on.
 
-/// `--worker-threads`: the tokio runtime's worker threads. A pod's work is mostly waiting on
-/// HTTP (AWS, the providers), and one thread serves more than a pod's concurrency asks of it
-/// (docs/operations.md); tokio's default, one thread per core of the node, whatever the pod's
-/// CPU request, spent 5-18 % more CPU per unit of work on waking and parking threads.
+/// `--threads`: the tokio runtime's worker threads. The work of every multicomms binary is
+/// mostly waiting on HTTP (AWS, the providers, the Kubernetes API), and one thread served what
+/// the benchmarks asked of the processor and the operator (docs/operations.md); tokio's default,
+/// one thread per core of the node whatever the pod's CPU limit, spent up to 17 % more CPU per
+/// unit of work on waking and parking threads. The router defaults to two (see its flag).
 #[derive(clap::Args, Debug, Clone)]
-pub struct WorkerThreads {
-    #[arg(long = "worker-threads", env = "MULTICOMMS_WORKER_THREADS", default_value_t = 1)]
+pub struct Threads {
+    /// Threads the work runs on; raise it with the pod's CPU limit when one core is not enough.
+    #[arg(long = "threads", env = "MULTICOMMS_THREADS", default_value_t = 1, global = true)]
     pub count: usize,
 }
 
-impl WorkerThreads {
+impl Threads {
     pub fn runtime(&self) -> std::io::Result<tokio::runtime::Runtime> {
-        tokio::runtime::Builder::new_multi_thread().worker_threads(self.count.max(1)).enable_all().build()
+        runtime(self.count)
     }
+}
+
+/// A multi-threaded tokio runtime on `count` threads (at least one).
+pub fn runtime(count: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(count.max(1)).enable_all().build()
 }

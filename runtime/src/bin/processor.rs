@@ -10,7 +10,7 @@ use multicomms_runtime::processor::{ai, senders};
 use multicomms_runtime::replies::turn::{ReplyConfig, ReplyProcessor};
 use multicomms_service::http::{health_routes, ConnectionLimits};
 use multicomms_service::logging::{self, LogFormat};
-use multicomms_service::threads::WorkerThreads;
+use multicomms_service::threads::Threads;
 use multicomms_service::{aws, shutdown::shutdown_signal};
 use multicomms_wire::{ChannelKind, NamingArgs};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -69,7 +69,7 @@ struct Cli {
     #[arg(long, env = "MULTICOMMS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     log_format: LogFormat,
     #[command(flatten)]
-    threads: WorkerThreads,
+    threads: Threads,
 }
 
 impl Cli {
