@@ -63,7 +63,7 @@ struct Cli {
     openapi: bool,
     /// Threads the work runs on. Two, not the other pods' one: with one, 10,000 clients
     /// connecting at once took 31-56 s to be served instead of 31-33 (connections beyond the
-    /// listen backlog wait for the client to retry), for 4 % less CPU a request (docs/testing.md).
+    /// listen backlog wait for the client to retry), for 4-6 % less CPU a request (docs/testing.md).
     #[arg(long, env = "MULTICOMMS_THREADS", default_value_t = 2)]
     threads: usize,
 }
