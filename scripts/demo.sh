@@ -69,6 +69,8 @@ message = item["messages"]["L"][0]["M"] if item and item["messages"]["L"] else {
 print("conversation record:", item["conversation_status"]["S"] if item else "missing",
       "| message", message.get("message_id", {}).get("S"), "|", message.get("content", {}).get("S"),
       "| tokens", message.get("total_tokens", {}).get("N"))
+if not item or item["conversation_status"]["S"] != "initial_message_sent":
+    sys.exit("the first message was not sent: see target/demo/processor.log")
 
 # The recipient answers. Twilio signs each webhook: base64(HMAC-SHA1(auth token, URL + sorted
 # name+value pairs)); signed here independently of the router's own code.
@@ -83,12 +85,18 @@ def inbound(text, token="local-demo-twilio-token-not-a-secret"):
     signature = base64.b64encode(hmac.new(token.encode(), signed.encode(), hashlib.sha1).digest()).decode()
     request = urllib.request.Request(url, data=urllib.parse.urlencode(params).encode(), headers={
         "content-type": "application/x-www-form-urlencoded", "x-twilio-signature": signature})
-    answer = urllib.request.urlopen(request)
+    try:
+        answer = urllib.request.urlopen(request)
+    except urllib.error.HTTPError as refusal:  # a 4xx is the webhook's answer, not a crash
+        answer = refusal
     print(f"webhook <- {text!r}: {answer.status} {answer.read().decode()}")
-inbound("a forged one", token="not-the-tenants-token")
-inbound("Hi! Yes, I drive")
+    return answer.status
+# Signed with a token that is not the tenant's: the router refuses it (403) and stages nothing.
+forged = inbound("a forged one", token="not-the-tenants-token")
+assert forged == 403, f"a forged webhook must be refused with 403, got {forged}"
+assert inbound("Hi! Yes, I drive") == 200
 time.sleep(2)
-inbound("but I have no car at the moment")
+assert inbound("but I have no car at the moment") == 200
 print("(the reply waits until the recipient has been quiet for the company's 10 s window)")
 for _ in range(150):
     item = table.get_item(TableName="ai-multi-comms-conversations-dev", Key=key, ConsistentRead=True).get("Item")
@@ -99,5 +107,8 @@ print("conversation record:", item["conversation_status"]["S"])
 for m in item["messages"]["L"]:
     m = m["M"]
     print(f"  {m['role']['S']:9} {m['message_id']['S'][:14]}  {m['content']['S'][:70]}")
+roles = [m["M"]["role"]["S"] for m in item["messages"]["L"]]
+if item["conversation_status"]["S"] != "reply_sent" or roles[-3:] != ["user", "user", "assistant"]:
+    sys.exit(f"the demo's conversation did not end with the AI's reply to both answers: {roles}")
 PY
 echo "(pod logs: target/demo/)"
