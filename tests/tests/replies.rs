@@ -390,6 +390,7 @@ async fn twilio_retries_of_one_message_sid_never_get_a_second_reply() {
         conversation_id: key.conversation_id.clone(),
         message_sid: message.sid.clone(),
         primary_channel: key.primary_channel.clone(),
+        channel: Some(ChannelKind::Whatsapp),
         body: again.content,
         media: vec![],
         received_at: again.timestamp,
@@ -453,7 +454,11 @@ async fn a_turn_that_crashed_holding_the_lease_is_taken_over_after_it_expires() 
     crashed.abort();
     env.fakes.set_latency(Service::OpenAi, Duration::ZERO);
     assert!(env.record(&key).await.reply_lease_id.is_some(), "the crash left its lease");
-    assert!(matches!(replier.process(&trigger(&key), false).await, Outcome::Retry(_)), "held until it expires");
+    // Held until it expires: the trigger comes back when the lease ends, not after a backoff.
+    match replier.process(&trigger(&key), false).await {
+        Outcome::Busy(left) => assert!(left <= lease && left > Duration::ZERO, "back in {left:?}"),
+        other => panic!("a crashed turn's lease makes the trigger wait for it, got {other:?}"),
+    }
     tokio::time::sleep(lease + Duration::from_millis(500)).await;
     assert_eq!(replier.process(&trigger(&key), false).await, Outcome::Sent, "taken over after expiry");
     assert_eq!(env.replies().len(), 1);
@@ -669,4 +674,64 @@ async fn a_rotated_auth_token_is_read_afresh_when_a_signature_fails_with_the_cac
     assert_eq!(router.clone().oneshot(request).await.expect("answer").status(), StatusCode::OK);
     let staged: Vec<String> = env.staged(&key).await.into_iter().map(|f| f.body).collect();
     assert!(staged.contains(&"after the rotation".to_string()), "{staged:?}");
+}
+
+#[tokio::test]
+async fn a_reply_turn_failing_transiently_on_its_last_receive_hands_off_instead_of_dead_lettering() {
+    let env = env(1).await;
+    let router = env.router().await;
+    let key = env.open(&router, ChannelKind::Whatsapp, 15).await;
+    let replier = env.replier(ChannelKind::Whatsapp, LONG, LONG);
+    env.send(&router, &whatsapp("any news?")).await;
+    env.fakes.fail_next(Service::OpenAi, Fault::Status(429));
+    env.fakes.fail_next(Service::OpenAi, Fault::Status(429));
+    assert!(matches!(replier.process(&trigger(&key), false).await, Outcome::Retry(_)), "an earlier receive retries");
+    assert_eq!(replier.process(&trigger(&key), true).await, Outcome::Failed, "the last receive hands off");
+    let handed = env.handed_off().await.expect("the recipient's message reaches a person");
+    assert_eq!(handed.messages[0].text, "any news?");
+    assert!(handed.reason.contains("429"), "{}", handed.reason);
+    let record = env.record(&key).await;
+    assert_eq!(record.conversation_status, ConversationStatus::FailedToProcessReplyAi);
+    assert!(record.hand_off_to_human && record.reply_lease_id.is_none());
+    assert!(env.staged(&key).await.is_empty(), "nothing is left staged");
+    assert!(env.replies().is_empty(), "and nothing was sent");
+}
+
+#[tokio::test]
+async fn staged_messages_whose_trigger_was_dead_lettered_are_answered_by_the_sweep() {
+    let env = env(1).await;
+    let router = env.router().await;
+    let key = env.open(&router, ChannelKind::Whatsapp, 16).await;
+    let replier = env.replier(ChannelKind::Whatsapp, LONG, LONG);
+    let queue = env.naming.replies_queue(ChannelKind::Whatsapp);
+    env.send(&router, &whatsapp("still there?")).await;
+    assert_eq!(replier.sweep(Duration::ZERO).await, 0, "a trigger is on its way: the sweep leaves it");
+    // The trigger is lost (a processor killed on its last receive: SQS dead-letters it) and
+    // its lock expires.
+    assert!(env.take(&queue, 10).await.is_some(), "the webhook's trigger");
+    env.dynamodb
+        .delete_item()
+        .table_name(env.naming.replies_trigger_lock_table())
+        .key("conversation_id", aws_sdk_dynamodb::types::AttributeValue::S(key.conversation_id.clone()))
+        .send()
+        .await
+        .expect("DeleteItem");
+    assert_eq!(replier.sweep(Duration::from_secs(3600)).await, 0, "not yet older than the sweep's age");
+    assert_eq!(replier.sweep(Duration::ZERO).await, 1, "the stranded message gets a trigger");
+    assert_eq!(replier.sweep(Duration::ZERO).await, 0, "one, not one per sweep");
+    let swept = env.take(&queue, 10).await.expect("the sweep's trigger");
+    assert_eq!(replier.process(&swept, false).await, Outcome::Sent);
+    assert_eq!(env.replies(), ["A reply from the fake model"]);
+    assert!(env.staged(&key).await.is_empty());
+    let sms = env.replier(ChannelKind::Sms, LONG, LONG);
+    env.send(&router, &whatsapp("and again")).await;
+    assert!(env.take(&queue, 10).await.is_some(), "the webhook's trigger, lost again");
+    env.dynamodb
+        .delete_item()
+        .table_name(env.naming.replies_trigger_lock_table())
+        .key("conversation_id", aws_sdk_dynamodb::types::AttributeValue::S(key.conversation_id.clone()))
+        .send()
+        .await
+        .expect("DeleteItem");
+    assert_eq!(sms.sweep(Duration::ZERO).await, 0, "another channel's processor leaves a WhatsApp message");
 }

@@ -7,6 +7,7 @@ use clap::Parser;
 use multicomms_runtime::processor::pipeline::{Processor, ProcessorConfig};
 use multicomms_runtime::processor::queue::{self, QueueFacts, Settings, Worker};
 use multicomms_runtime::processor::{ai, senders};
+use multicomms_runtime::replies::sweep;
 use multicomms_runtime::replies::turn::{ReplyConfig, ReplyProcessor};
 use multicomms_service::http::{health_routes, ConnectionLimits};
 use multicomms_service::logging::{self, LogFormat};
@@ -37,6 +38,10 @@ struct Cli {
     /// turn blocks the conversation no longer than this).
     #[arg(long, env = "MULTICOMMS_LEASE_SECONDS", default_value_t = 60)]
     lease_seconds: u64,
+    /// Replies: seconds between sweeps for staged messages with no trigger on its way (older
+    /// than this; e.g. their turn crashed on its trigger's last receive).
+    #[arg(long, env = "MULTICOMMS_SWEEP_SECONDS", default_value_t = 30)]
+    sweep_seconds: u64,
     #[command(flatten)]
     naming: NamingArgs,
     /// `processor_version` on new records ("processor-" is dropped, as in the original).
@@ -141,8 +146,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Flow::Replies => {
             anyhow::ensure!(cli.channel != ChannelKind::Email, "replies are answered on whatsapp and sms only");
-            let processor = ReplyProcessor::build(&config, cli.replies()).context("building the HTTP client")?;
-            work(&cli, &config, Arc::new(processor)).await
+            let processor =
+                Arc::new(ReplyProcessor::build(&config, cli.replies()).context("building the HTTP client")?);
+            let every = Duration::from_secs(cli.sweep_seconds.max(1));
+            let sweeper = processor.clone();
+            let sweeping = tokio::spawn(async move { sweep::run(&sweeper, every).await });
+            let worked = work(&cli, &config, processor).await;
+            sweeping.abort();
+            worked
         }
     }
 }

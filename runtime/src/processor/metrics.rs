@@ -19,7 +19,7 @@ pub struct DepthLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
     pub channel: &'static str,
-    /// sent | failed | duplicate | needs_attention | retry | poison
+    /// sent | failed | duplicate | needs_attention | handed_off | deferred | retry | busy | poison
     pub outcome: &'static str,
 }
 
@@ -35,6 +35,9 @@ pub struct Metrics {
     /// Messages on the channel's queue and its DLQ. Alert on any in the DLQ.
     pub queue_messages: Family<DepthLabels, Gauge>,
     pub duration: Histogram,
+    /// Reply processors: conversations whose staged messages had no trigger on its way (their
+    /// turn crashed on its last receive, or a trigger was never sent) and got one from the sweep.
+    pub replies_swept: Counter,
 }
 
 impl Default for Metrics {
@@ -62,6 +65,12 @@ impl Default for Metrics {
         );
         let duration = Histogram::new(exponential_buckets(0.01, 2.0, 14));
         registry.register("message_duration_seconds", "Time from receive to outcome", duration.clone());
+        let replies_swept = Counter::default();
+        registry.register(
+            "replies_swept",
+            "Conversations whose staged messages had no trigger and were given one by the sweep",
+            replies_swept.clone(),
+        );
         Metrics {
             registry,
             messages,
@@ -69,6 +78,7 @@ impl Default for Metrics {
             secrets_scheduled_for_deletion,
             queue_messages,
             duration,
+            replies_swept,
         }
     }
 }

@@ -17,6 +17,9 @@ pub enum Outcome {
     Deferred,
     /// Worth another try: left for SQS to deliver again after a backoff.
     Retry(String),
+    /// Another reply turn holds the conversation: left for SQS to deliver again when that turn's
+    /// lease ends (a crashed turn's lease expires), not after a growing backoff.
+    Busy(std::time::Duration),
     /// Not a context object for this channel: left for SQS to move to the DLQ.
     Poison(String),
 }
@@ -32,6 +35,7 @@ impl Outcome {
             Outcome::HandedOff => "handed_off",
             Outcome::Deferred => "deferred",
             Outcome::Retry(_) => "retry",
+            Outcome::Busy(_) => "busy",
             Outcome::Poison(_) => "poison",
         }
     }

@@ -312,6 +312,11 @@ async fn settle(
             }
             delay
         }
+        Outcome::Busy(until_free) => {
+            tracing::info!(receive_count, back_in_ms = until_free.as_millis() as u64, "another turn holds it");
+            // Whole seconds, rounded up: back just after the other turn's lease ends.
+            Duration::from_secs(until_free.as_millis().div_ceil(1000) as u64).max(Duration::from_secs(1))
+        }
         Outcome::Poison(reason) => {
             tracing::error!(
                 reason,

@@ -87,6 +87,29 @@ impl Staging {
         Ok(in_order(fragments))
     }
 
+    /// Every fragment still waiting for a turn that was staged before `before_ms` (epoch ms), on
+    /// any channel: the sweep's candidates. A scan, filtered; the table holds only unanswered
+    /// fragments and a day of hand-off markers, so it stays small.
+    pub async fn staged_before(&self, before_ms: u64) -> Result<Vec<Fragment>, Failure> {
+        let items = self
+            .dynamodb
+            .scan()
+            .table_name(self.naming.replies_stage_table())
+            .filter_expression("#received < :before AND attribute_not_exists(#handed_off)")
+            .expression_attribute_names("#received", "received_at_ms")
+            .expression_attribute_names("#handed_off", "handed_off")
+            .expression_attribute_values(":before", AttributeValue::N(before_ms.to_string()))
+            .into_paginator()
+            .items()
+            .send()
+            .collect::<Result<Vec<_>, _>>()
+            .await
+            .map_err(|e| aws_failure("Scan", &e))?;
+        let now = epoch_seconds();
+        let fragments = items.into_iter().filter_map(|item| serde_dynamo::from_item::<_, Fragment>(item).ok());
+        Ok(fragments.filter(|f| f.expires_at > now && !f.handed_off).collect())
+    }
+
     /// Deletes exactly these fragments' rows.
     pub async fn remove(&self, fragments: &[Fragment]) -> Result<(), Failure> {
         let table = self.naming.replies_stage_table();

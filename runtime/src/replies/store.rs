@@ -16,8 +16,8 @@ use std::time::Duration;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Leased {
     Ours,
-    /// Another turn holds an unexpired lease.
-    Held,
+    /// Another turn holds an unexpired lease, for this much longer.
+    Held(Duration),
     NoConversation,
 }
 
@@ -116,7 +116,10 @@ impl ConversationStore {
             Written::Superseded => Ok(match self.record(key).await? {
                 None => Leased::NoConversation,
                 Some(r) if r.reply_lease_id.as_deref() == Some(token) => Leased::Ours,
-                Some(_) => Leased::Held,
+                Some(r) => {
+                    let until = r.reply_lease_expires_at.unwrap_or(now);
+                    Leased::Held(Duration::from_millis(until.saturating_sub(epoch_ms())))
+                }
             }),
         }
     }

@@ -99,6 +99,8 @@ struct Turn<'a> {
     key: ConversationKey,
     token: String,
     record: ConversationRecord,
+    /// SQS dead-letters the trigger after this receive: a failure now is handed to a person.
+    last_receive: bool,
 }
 
 /// Why a turn stopped before its reply was sent: the status it leaves, and why.
@@ -161,11 +163,12 @@ impl ReplyProcessor {
         match self.store.lease(&key, &token, self.lease).await {
             Ok(Leased::Ours) => {}
             // Dropped: its lock goes, and what is staged gets a trigger that waits its turn.
-            Ok(Leased::Held) if last_receive => {
+            Ok(Leased::Held(_)) if last_receive => {
                 self.close(&trigger, &key, default_window()).await;
                 return Outcome::Duplicate;
             }
-            Ok(Leased::Held) => return Outcome::Retry("another reply turn holds the conversation".into()),
+            // Back when that lease ends: a crashed turn's expires, a live one's is released.
+            Ok(Leased::Held(left)) => return Outcome::Busy(left),
             Ok(Leased::NoConversation) => return Outcome::Poison("no conversation record for this trigger".into()),
             Err(failure) => return Outcome::Retry(format!("lease: {failure}")),
         }
@@ -176,18 +179,20 @@ impl ReplyProcessor {
         }
     }
 
-    /// Renews the lease every third of its duration until the turn ends (never returns).
+    /// Renews the lease every third of its duration while the turn holds it (never returns).
+    /// Once it is no longer this turn's (the turn's own last steps released it, or it expired
+    /// after a stall and another turn took it, whose claim then wins) there is nothing to renew.
     async fn keep_lease(&self, key: &ConversationKey, token: &str) -> Outcome {
         let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + self.lease / 3, self.lease / 3);
         loop {
             ticks.tick().await;
             match self.store.renew_lease(key, token, self.lease).await {
                 Ok(Written::Applied) => {}
-                // Taken over after a stall: this turn's claim will fail, so it sends nothing.
-                Ok(Written::Superseded) => tracing::warn!("the reply lease was lost"),
+                Ok(Written::Superseded) => break,
                 Err(e) => tracing::warn!(error = %e, "the reply lease was not renewed"),
             }
         }
+        std::future::pending().await
     }
 
     async fn turn(&self, trigger: &Trigger, key: ConversationKey, token: String, last_receive: bool) -> Outcome {
@@ -196,7 +201,7 @@ impl ReplyProcessor {
             Ok(None) => return Outcome::Poison("no conversation record for this trigger".into()),
             Err(failure) => return self.release(&key, &token, failure).await,
         };
-        let turn = Turn { trigger, key, token, record };
+        let turn = Turn { trigger, key, token, record, last_receive };
         let state = RecordState::of(&turn.record);
         let decision =
             decide::on_reply(&state, turn.record.hand_off_to_human, chrono::Utc::now(), self.send_grace, last_receive);
@@ -225,7 +230,10 @@ impl ReplyProcessor {
         }
         let company = match self.companies.get(&turn.record.company_id, &turn.record.project_id).await {
             Ok(company) => company,
-            Err(_) => return self.release(&turn.key, &turn.token, Failure::Transient("company lookup".into())).await,
+            Err(_) => {
+                let stop = at(ConversationStatus::FailedToProcessReplyAi, "company lookup");
+                return self.stopped(turn, stop(Failure::Transient("the company record was not read".into()))).await;
+            }
         };
         let company = company.map(|c| c.record.clone());
         match route::route(company.as_ref(), &turn.record, self.channel) {
@@ -247,10 +255,13 @@ impl ReplyProcessor {
             Ok(true) => {}
             // The lease was lost after a stall: the turn that took it answers.
             Ok(false) => {
+                tracing::warn!("the reply lease was lost during the turn; the turn that took it answers");
                 self.finish(turn, &[], company.reply_batch_window()).await;
                 return Outcome::Duplicate;
             }
-            Err(failure) => return self.release(&turn.key, &turn.token, failure).await,
+            Err(failure) => {
+                return self.stopped(turn, at(ConversationStatus::FailedToSendReply, "claim")(failure)).await
+            }
         }
         let sent = match self.send(turn, &prepared).await {
             Ok(sent) => sent,
@@ -340,7 +351,8 @@ impl ReplyProcessor {
             Err(SendError::NotSent(failure)) => failure,
         };
         self.secrets.forget(&prepared.credentials_id);
-        if let Failure::Transient(why) = &failure {
+        // Surely not sent: retried, unless this is the trigger's last receive (then handed off).
+        if let (Failure::Transient(why), false) = (&failure, turn.last_receive) {
             let reason = format!("send: {why}");
             if let Err(e) = self.store.release_reply_claim(&turn.key, &turn.token, &reason).await {
                 tracing::warn!(error = %e, "the reply claim was not given back; the next turn hands it off");
@@ -438,18 +450,17 @@ impl ReplyProcessor {
     }
 
     /// A step failed before the send (or the provider refused it): transient → lease back and
-    /// retried through SQS; permanent → the step's status, and the messages to a person.
+    /// retried through SQS; permanent, or transient on the trigger's last receive (SQS would
+    /// dead-letter it) → the step's status, and the messages to a person.
     async fn stopped(&self, turn: &Turn<'_>, stop: Stop) -> Outcome {
         let reason = format!("reply {}: {}", stop.step, stop.failure);
-        match stop.failure {
-            Failure::Transient(_) => self.release(&turn.key, &turn.token, stop.failure).await,
-            Failure::Permanent(_) => {
-                tracing::warn!(status = %stop.status, reason = %reason, "reply turn failed");
-                match self.hand_off(turn, reason, Some(stop.status)).await {
-                    Outcome::HandedOff => Outcome::Failed,
-                    other => other,
-                }
-            }
+        if matches!(stop.failure, Failure::Transient(_)) && !turn.last_receive {
+            return self.release(&turn.key, &turn.token, stop.failure).await;
+        }
+        tracing::warn!(status = %stop.status, reason = %reason, "reply turn failed");
+        match self.hand_off(turn, reason, Some(stop.status)).await {
+            Outcome::HandedOff => Outcome::Failed,
+            other => other,
         }
     }
 
@@ -503,6 +514,7 @@ mod tests {
             conversation_id: "c".into(),
             message_sid: format!("SM{ms}"),
             primary_channel: "+1".into(),
+            channel: Some(ChannelKind::Whatsapp),
             body: "x".into(),
             media: vec![],
             received_at: String::new(),

@@ -222,6 +222,7 @@ fn fragment(inbound: &Inbound, conversation: &ConversationRecord) -> Fragment {
         conversation_id: conversation.conversation_id.clone(),
         message_sid: inbound.message_sid.clone(),
         primary_channel: conversation.primary_channel.clone(),
+        channel: Some(inbound.channel),
         body: inbound.body.clone(),
         media: inbound.media.clone(),
         received_at: now(),

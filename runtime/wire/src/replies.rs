@@ -28,6 +28,10 @@ pub struct Fragment {
     pub message_sid: String,
     /// The recipient's number (the conversation record's partition key).
     pub primary_channel: String,
+    /// The channel it came in on: the reply queue a trigger for it goes to. Rows staged before
+    /// the field existed have none (their conversation record names the channel).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<ChannelKind>,
     /// The text (empty for a media-only message).
     pub body: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -139,6 +143,7 @@ mod tests {
             conversation_id: "c".into(),
             message_sid: sid.into(),
             primary_channel: "+447700900001".into(),
+            channel: Some(ChannelKind::Whatsapp),
             body: body.into(),
             media: vec![],
             received_at: String::new(),

@@ -88,7 +88,7 @@ impl Sizes {
         abuse_bodies: 100_000,
         abuse_idle_connections: 5000,
         reply_conversations: 200,
-        reply_kills: 5,
+        reply_kills: 8,
         controller_companies: 200,
         controller_kills: 10,
     };
@@ -102,7 +102,7 @@ impl Sizes {
         abuse_bodies: 5000,
         abuse_idle_connections: 500,
         reply_conversations: 20,
-        reply_kills: 2,
+        reply_kills: 3,
         controller_companies: 30,
         controller_kills: 3,
     };
@@ -204,11 +204,12 @@ pub fn write_manifests(dir: &Path, companies: usize, credentials: &Credentials) 
     for name in ["whatsapp", "sms", "email"] {
         for mut channel in read_yaml(&format!("config/channels/{name}.yaml")) {
             // An interrupted message returns in 20 s instead of 15 min; the receives still cover
-            // a send claim's 180 s, as the operator requires.
-            for queue in ["queue", "repliesQueue"] {
-                set(&mut channel, &["spec", queue, "visibilityTimeoutSeconds"], 20.into());
-                set(&mut channel, &["spec", queue, "maxReceiveCount"], 10.into());
-            }
+            // a send claim's 180 s, as the operator requires. A reply trigger keeps the default
+            // three receives (in 90 s instead of 905 s), so that crashes reach its last receive.
+            set(&mut channel, &["spec", "queue", "visibilityTimeoutSeconds"], 20.into());
+            set(&mut channel, &["spec", "queue", "maxReceiveCount"], 10.into());
+            set(&mut channel, &["spec", "repliesQueue", "visibilityTimeoutSeconds"], 90.into());
+            set(&mut channel, &["spec", "repliesQueue", "maxReceiveCount"], 3.into());
             docs.push(channel);
         }
     }

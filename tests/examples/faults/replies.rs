@@ -31,6 +31,8 @@ pub async fn run(config: &aws_config::SdkConfig, endpoint: &str, sizes: Sizes, c
     wait_port(router_port).await;
 
     fakes.set_fault_mix(Service::OpenAi, vec![(0.1, Fault::Status(429)), (0.1, Fault::Status(500))], 56);
+    // Each reply names the AI answer it carries, and that answer the messages it answered.
+    fakes.tag_answers();
     first.replies = true;
     let started = Instant::now();
     let (replier, _) = first.spawn();
@@ -45,9 +47,9 @@ pub async fn run(config: &aws_config::SdkConfig, endpoint: &str, sizes: Sizes, c
         replier
     };
     let bursts = async {
-        let mut acknowledged: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut acknowledged: BTreeMap<String, Vec<Acknowledged>> = BTreeMap::new();
         for round in 0..2 {
-            let sids: Vec<(String, Vec<String>)> = futures::stream::iter(conversations.clone())
+            let sids: Vec<(String, Vec<Acknowledged>)> = futures::stream::iter(conversations.clone())
                 .map(|recipient| burst(router_port, &credentials.twilio_token, recipient, round))
                 .buffer_unordered(32)
                 .collect()
@@ -79,12 +81,16 @@ pub async fn run(config: &aws_config::SdkConfig, endpoint: &str, sizes: Sizes, c
             (row.ok, row.handed_off, row.failed, row.lost, row.duplicated) =
                 (tally.answered, tally.handed_off, tally.failed, tally.lost + tally.locked, tally.duplicated);
             row.notes.push(format!(
-                "{} conversations; {} still leased at the end; {} reply sends, {} AI calls",
+                "{} conversations; {} still leased at the end; {} reply sends ({} not in their record, each \
+                 in a conversation handed to a person: {}), {} AI calls",
                 conversations.len(),
                 tally.locked,
                 tally.reply_sends,
+                tally.unrecorded_sends,
+                tally.unrecorded_sends == tally.unrecorded_handed_off,
                 fakes.requests(Service::OpenAi).len()
             ));
+            row.notes.extend(tally.problems);
             break;
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -95,8 +101,14 @@ pub async fn run(config: &aws_config::SdkConfig, endpoint: &str, sizes: Sizes, c
     row
 }
 
-/// Two messages 200 ms apart from `recipient`; the SIDs the webhook acknowledged (200).
-async fn burst(router_port: u16, token: &str, recipient: String, round: usize) -> (String, Vec<String>) {
+/// An inbound message the webhook acknowledged (200).
+struct Acknowledged {
+    sid: String,
+    text: String,
+}
+
+/// Two messages 200 ms apart from `recipient`; those the webhook acknowledged.
+async fn burst(router_port: u16, token: &str, recipient: String, round: usize) -> (String, Vec<Acknowledged>) {
     let client = reqwest::Client::new();
     let mut acknowledged = Vec::new();
     for part in 0..2 {
@@ -111,7 +123,7 @@ async fn burst(router_port: u16, token: &str, recipient: String, round: usize) -
             .send()
             .await;
         match response {
-            Ok(r) if r.status() == 200 => acknowledged.push(message.sid.clone()),
+            Ok(r) if r.status() == 200 => acknowledged.push(Acknowledged { sid: message.sid.clone(), text }),
             Ok(r) => eprintln!("webhook: {} for {recipient}", r.status()),
             Err(e) => eprintln!("webhook: {e}"),
         }
@@ -127,20 +139,29 @@ struct Tally {
     failed: usize,
     lost: usize,
     locked: usize,
+    /// Messages answered by more than one reply the provider accepted: a send made twice.
     duplicated: usize,
     reply_sends: usize,
+    /// Replies the provider accepted that their conversation's record does not hold (a send
+    /// whose outcome was unknown), and how many of those are in a conversation handed to a person.
+    unrecorded_sends: usize,
+    unrecorded_handed_off: usize,
+    /// What was lost or duplicated, conversation by conversation.
+    problems: Vec<String>,
     /// Nothing is staged, leased or unanswered any more.
     settled: bool,
 }
 
 /// Each acknowledged message: answered (in its record, a reply after it), in a conversation
-/// handed to a person, or in one whose reply failed with a status; otherwise lost. A
-/// conversation with more reply sends at the provider than replies recorded sent one twice.
+/// handed to a person, or in one whose reply failed with a status; otherwise lost. A message
+/// that more than one accepted reply answered was sent twice: each reply's text names the AI
+/// answer it carries ([`Fakes::tag_answers`]) and that answer's input the messages it answered,
+/// so a reply sent once and then handed off (its outcome unknown) is not a duplicate.
 async fn tally(
     config: &aws_config::SdkConfig,
     naming: &multicomms_wire::Naming,
     fakes: &Fakes,
-    acknowledged: &BTreeMap<String, Vec<String>>,
+    acknowledged: &BTreeMap<String, Vec<Acknowledged>>,
 ) -> Tally {
     let items = scan_all(config, &naming.conversations_table()).await;
     let staged = scan_all(config, &naming.replies_stage_table()).await;
@@ -158,30 +179,69 @@ async fn tally(
             by_recipient.insert(record.primary_channel.clone(), (record, leased));
         }
     }
-    let sends = sends(fakes);
+    let replies = replies_sent(fakes);
     let mut tally = Tally::default();
-    for (recipient, sids) in acknowledged {
+    for (recipient, messages) in acknowledged {
         let Some((record, leased)) = by_recipient.get(recipient) else {
-            tally.lost += sids.len();
+            tally.lost += messages.len();
+            tally.problems.push(format!("{recipient}: no conversation record"));
             continue;
         };
         tally.locked += usize::from(*leased);
-        let replies_recorded = record.messages.iter().filter(|m| m.role == ROLE_ASSISTANT).count().saturating_sub(1);
-        let reply_sends = sends.get(recipient).copied().unwrap_or(0).saturating_sub(1);
-        tally.reply_sends += reply_sends;
-        tally.duplicated += usize::from(reply_sends > replies_recorded);
+        let sent = replies.get(recipient).map(Vec::as_slice).unwrap_or_default();
+        tally.reply_sends += sent.len();
+        for reply in sent {
+            let recorded =
+                record.messages.iter().any(|m| m.role == ROLE_ASSISTANT && m.content.contains(&reply.answer));
+            if !recorded {
+                tally.unrecorded_sends += 1;
+                tally.unrecorded_handed_off += usize::from(record.hand_off_to_human);
+            }
+        }
         let failed = record.conversation_status.as_str().starts_with("failed");
-        for sid in sids {
-            let at = record.messages.iter().position(|m| m.role == ROLE_USER && &m.message_id == sid);
+        for message in messages {
+            let answers = sent.iter().filter(|reply| reply.answered.iter().any(|t| t == &message.text)).count();
+            if answers > 1 {
+                tally.duplicated += 1;
+                tally.problems.push(format!("{recipient}: {:?} answered by {answers} replies", message.text));
+            }
+            let at = record.messages.iter().position(|m| m.role == ROLE_USER && m.message_id == message.sid);
             let answered = at.is_some_and(|at| record.messages[at..].iter().any(|m| m.role == ROLE_ASSISTANT));
             match (answered, record.hand_off_to_human, failed) {
                 (true, _, _) => tally.answered += 1,
                 (false, true, _) => tally.handed_off += 1,
                 (false, false, true) => tally.failed += 1,
-                _ => tally.lost += 1,
+                _ => {
+                    tally.lost += 1;
+                    tally.problems.push(format!(
+                        "{recipient}: {:?} neither answered nor handed off (status {}, leased {leased})",
+                        message.text, record.conversation_status
+                    ));
+                }
             }
         }
     }
     tally.settled = staged == 0 && tally.locked == 0 && tally.lost == 0;
     tally
+}
+
+/// A free-form reply the provider accepted: the AI answer it carries and the messages (texts)
+/// that answer was asked to answer.
+struct ReplySent {
+    answer: String,
+    answered: Vec<String>,
+}
+
+/// The replies each recipient was sent (not the first messages, which are templates).
+fn replies_sent(fakes: &Fakes) -> HashMap<String, Vec<ReplySent>> {
+    let mut per: HashMap<String, Vec<ReplySent>> = HashMap::new();
+    for sent in fakes.sent().iter().filter(|s| s.field("ContentSid").is_none()) {
+        let to = sent.field("To").unwrap_or_default().trim_start_matches("whatsapp:").to_string();
+        let body = sent.field("Body").unwrap_or_default();
+        let answer = body.rsplit_once(" [").map(|(_, tag)| tag.trim_end_matches(']').to_string()).unwrap_or_default();
+        let input = fakes.answered(&answer).and_then(|input| input.as_str().map(str::to_string)).unwrap_or_default();
+        let answered = input.lines().map(str::to_string).collect();
+        per.entry(to).or_default().push(ReplySent { answer, answered });
+    }
+    per
 }

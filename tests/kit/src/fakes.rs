@@ -75,8 +75,12 @@ impl Recorded {
 #[derive(Default)]
 struct Shared {
     requests: Mutex<Vec<Recorded>>,
-    /// Ids of the responses produced (what `previous_response_id` may name).
-    responses: Mutex<std::collections::HashSet<String>>,
+    /// The responses produced (what `previous_response_id` may name), each with the `input`
+    /// of the request it answered.
+    responses: Mutex<HashMap<String, Value>>,
+    /// Whether each produced text ends with ` [<response id>]`, so that a message a provider
+    /// received names the AI answer it carries (see [`Fakes::tag_answers`]).
+    tag_answers: std::sync::atomic::AtomicBool,
     faults: Mutex<HashMap<Service, VecDeque<Fault>>>,
     /// Faults drawn at random for requests with none queued: (share of requests, fault).
     mixes: Mutex<HashMap<Service, Vec<(f64, Fault)>>>,
@@ -127,6 +131,18 @@ impl Fakes {
         if let Ok(mut mixes) = self.shared.mixes.lock() {
             mixes.insert(service, mix);
         }
+    }
+
+    /// From now on every text the fake model produces ends with ` [<response id>]`: a message
+    /// the providers received then says which AI answer it carries, and [`Fakes::answered`]
+    /// what that answer was asked.
+    pub fn tag_answers(&self) {
+        self.shared.tag_answers.store(true, Ordering::Relaxed);
+    }
+
+    /// The `input` the fake model's response `response_id` answered.
+    pub fn answered(&self, response_id: &str) -> Option<Value> {
+        self.shared.responses.lock().ok().and_then(|r| r.get(response_id).cloned())
     }
 
     pub fn set_latency(&self, service: Service, latency: Duration) {
@@ -252,7 +268,7 @@ fn openai_refusal(auth: &str, request: &Value) -> Option<Response> {
 /// A response object (or the fault's answer) for an accepted request.
 fn openai_answer(shared: &Shared, request: &Value, fault: &Option<Fault>) -> Response {
     if let Some(previous) = request.get("previous_response_id").and_then(Value::as_str) {
-        let known = shared.responses.lock().map(|r| r.contains(previous)).unwrap_or(false);
+        let known = shared.responses.lock().map(|r| r.contains_key(previous)).unwrap_or(false);
         if !known {
             return json_response(
                 400,
@@ -261,6 +277,7 @@ fn openai_answer(shared: &Shared, request: &Value, fault: &Option<Fault>) -> Res
             );
         }
     }
+    let id = shared.next_id();
     let content = match fault {
         Some(Fault::Status(429)) => return openai_error(429, "Rate limit reached for requests", "requests"),
         Some(Fault::Status(status)) => {
@@ -273,13 +290,15 @@ fn openai_answer(shared: &Shared, request: &Value, fault: &Option<Fault>) -> Res
         Some(Fault::OffSchema) => json!({"type": "output_text", "text": "{\"unexpected\": 42}", "annotations": []}),
         Some(Fault::Refusal) => json!({"type": "refusal", "refusal": "I'm sorry, I can't help with that."}),
         Some(Fault::Hang) | None => {
-            let output = output_for(&request["text"]["format"]["schema"]).to_string();
-            json!({"type": "output_text", "text": output, "annotations": []})
+            let mut output = output_for(&request["text"]["format"]["schema"]);
+            if shared.tag_answers.load(Ordering::Relaxed) {
+                tag(&mut output, &format!(" [resp_{id:024x}]"));
+            }
+            json!({"type": "output_text", "text": output.to_string(), "annotations": []})
         }
     };
-    let id = shared.next_id();
     if let Ok(mut responses) = shared.responses.lock() {
-        responses.insert(format!("resp_{id:024x}"));
+        responses.insert(format!("resp_{id:024x}"), request["input"].clone());
     }
     let input_tokens = request["input"].to_string().len() as u64 / 4;
     json_response(
@@ -308,6 +327,17 @@ fn openai_answer(shared: &Shared, request: &Value, fault: &Option<Fault>) -> Res
             },
         }),
     )
+}
+
+/// Appends `suffix` to every string value of a generated output.
+fn tag(output: &mut Value, suffix: &str) {
+    if let Some(values) = output.as_object_mut() {
+        for value in values.values_mut() {
+            if let Value::String(text) = value {
+                text.push_str(suffix);
+            }
+        }
+    }
 }
 
 /// A value for every property the schema names (strings), or one variable for an open object.
