@@ -14,6 +14,7 @@ use multicomms_operator::cli::manifests;
 use multicomms_operator::desired::{self, Owner};
 use multicomms_operator::reconcile::{Context, Mode};
 use multicomms_testkit::bench::{busy_and_limit, cpu_seconds, peak_rss_mib, EmulatorMeter};
+use multicomms_testkit::environment::{example_company_secrets_yaml, example_company_yaml};
 use multicomms_wire::Naming;
 use std::time::Instant;
 
@@ -32,13 +33,14 @@ async fn main() -> anyhow::Result<()> {
     // Manifests on disk, read the way `apply -f` reads them.
     let dir = std::env::temp_dir().join(format!("multicomms-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let template = std::fs::read_to_string(repo("config/companies/cucumber-recruitment-clarify-cv.yaml"))?;
     for i in 0..companies {
-        let yaml = template
-            .replace("name: cucumber-recruitment-clarify-cv", &format!("name: company-{i}"))
+        let name = format!("company-{i}");
+        let yaml = example_company_yaml(&name)
             .replace("companyId: ci-aaa-001", &format!("companyId: ci-bench-{i}"))
             .replace("companyName: Cucumber Recruitment", &format!("companyName: Bench Company {i}"));
-        std::fs::write(dir.join(format!("company-{i}.yaml")), yaml)?;
+        // Its own Secrets, bound to it (a Company reads no other).
+        let yaml = format!("{yaml}\n---\n{}", example_company_secrets_yaml(&name));
+        std::fs::write(dir.join(format!("{name}.yaml")), yaml)?;
     }
     let paths = [dir.clone(), repo("config/examples/local")];
 

@@ -19,6 +19,7 @@ use multicomms_operator::aws::{self, Aws};
 use multicomms_operator::crd::{Channel, Company};
 use multicomms_operator::reconcile::{self, Context, Mode};
 use multicomms_testkit::bench::{busy_and_limit, cpu_seconds, memory_mib, process_cpu_seconds, EmulatorMeter};
+use multicomms_testkit::environment::{example_company_secrets_yaml, example_company_yaml};
 use multicomms_testkit::watch_shim::{self, WatchShim};
 use multicomms_wire::Naming;
 use std::collections::BTreeMap;
@@ -54,7 +55,7 @@ async fn main() -> anyhow::Result<()> {
         .with_resource::<Channel>()
         .with_objects(generated_companies(companies)?)
         .with_objects(example_channels()?)
-        .with_objects(example_secrets()?)
+        .with_objects(example_secrets(companies)?)
         .build()
         .await?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -362,11 +363,9 @@ fn free_address() -> std::io::Result<std::net::SocketAddr> {
 
 /// The example Company, N times under other names and ids (as bench_apply generates them).
 fn generated_companies(n: usize) -> anyhow::Result<Vec<Company>> {
-    let template = std::fs::read_to_string(repo("config/companies/cucumber-recruitment-clarify-cv.yaml"))?;
     (0..n)
         .map(|i| {
-            let yaml = template
-                .replace("name: cucumber-recruitment-clarify-cv", &format!("name: company-{i}"))
+            let yaml = example_company_yaml(&format!("company-{i}"))
                 .replace("companyId: ci-aaa-001", &format!("companyId: ci-bench-{i}"))
                 .replace("companyName: Cucumber Recruitment", &format!("companyName: Bench Company {i}"));
             let mut company: Company = serde_yaml::from_str(&yaml)?;
@@ -426,9 +425,13 @@ fn example_channels() -> anyhow::Result<Vec<Channel>> {
     Ok(channels)
 }
 
-/// The local example Secrets, with `stringData` folded into `data` as an API server does.
-fn example_secrets() -> anyhow::Result<Vec<Secret>> {
-    let text = std::fs::read_to_string(repo("config/examples/local/secrets.yaml"))?;
+/// The Channels' local example Secrets and each generated Company's own (bound to it), with
+/// `stringData` folded into `data` as an API server does.
+fn example_secrets(companies: usize) -> anyhow::Result<Vec<Secret>> {
+    let channels = std::fs::read_to_string(repo("config/examples/local/secrets.yaml"))?;
+    let channels = channels.split("\n---\n").filter(|d| d.contains("multicomms.io/channel:"));
+    let own = (0..companies).map(|i| example_company_secrets_yaml(&format!("company-{i}")));
+    let text = channels.map(str::to_string).chain(own).collect::<Vec<_>>().join("\n---\n");
     let mut secrets = Vec::new();
     for document in serde_yaml::Deserializer::from_str(&text) {
         let mut secret: Secret = serde::Deserialize::deserialize(document)?;

@@ -121,6 +121,7 @@ async fn run(n: usize) -> anyhow::Result<()> {
             openai_base_url: fakes.openai_url(),
             twilio_base_url: fakes.url.clone(),
             sendgrid_base_url: fakes.url.clone(),
+            allow_loopback_ai_endpoints: false,
         },
     )?);
     let queue_url = sqs
@@ -201,6 +202,7 @@ async fn run(n: usize) -> anyhow::Result<()> {
             lease: Duration::from_secs(60),
             openai_base_url: fakes.openai_url(),
             twilio_base_url: fakes.url.clone(),
+            allow_loopback_ai_endpoints: false,
         },
     )?);
     let replies_queue =

@@ -131,6 +131,7 @@ fn processor_config(env: &Env) -> ProcessorConfig {
         openai_base_url: env.fakes.openai_url(),
         twilio_base_url: env.fakes.url.clone(),
         sendgrid_base_url: env.fakes.url.clone(),
+        allow_loopback_ai_endpoints: false,
     }
 }
 
@@ -280,6 +281,7 @@ async fn each_components_policy_grants_exactly_the_aws_actions_it_performs() {
                 lease: Duration::from_secs(30),
                 openai_base_url: env.fakes.openai_url(),
                 twilio_base_url: env.fakes.url.clone(),
+                allow_loopback_ai_endpoints: false,
             },
         )
         .expect("reply processor"),

@@ -60,6 +60,7 @@ impl Env {
             openai_base_url: self.fakes.openai_url(),
             twilio_base_url: self.fakes.url.clone(),
             sendgrid_base_url: self.fakes.url.clone(),
+            allow_loopback_ai_endpoints: false,
         }
     }
 
@@ -665,6 +666,34 @@ async fn the_channels_shared_ai_key_never_reaches_an_endpoint_a_company_chose() 
         record.failure_reason.as_deref().is_some_and(|r| r.contains("without the company's own key")),
         "{record:?}"
     );
+}
+
+#[tokio::test]
+async fn the_channels_shared_key_copied_under_a_companys_own_name_never_reaches_its_endpoint() {
+    let env = env().await;
+    let chosen = Fakes::start("127.0.0.1:0").await.expect("the chosen endpoint");
+    // What an operator that did not bind Secrets to their readers copied (review r3, C1), or a
+    // hand-written secret: the Channel's shared key's value under the company's own key name.
+    let secrets = aws_sdk_secretsmanager::Client::new(&env.config);
+    let shared = secrets.get_secret_value().secret_id(env.naming.shared_ai_key_secret(ChannelKind::Whatsapp));
+    let shared = shared.send().await.expect("the shared key").secret_string.expect("a string");
+    let own = env.naming.company_ai_key_secret(ChannelKind::Whatsapp, "Cucumber Recruitment", "Clarify CV");
+    secrets.create_secret().name(&own).secret_string(shared).send().await.expect("the copy");
+    let mut context = env.context_for(request(0x905, "whatsapp"), ChannelKind::Whatsapp).await;
+    let ai = &mut context["company_data_payload"]["ai_config"]["openai_config"]["whatsapp"];
+    ai["api_key_reference"] = json!(own);
+    ai["base_url"] = json!(chosen.openai_url());
+    env.enqueue(ChannelKind::Whatsapp, &context.to_string()).await;
+    // Loopback allowed, as in development, so that only the key's value can stop it.
+    let mut config = env.processor_config(ChannelKind::Whatsapp, LONG);
+    config.allow_loopback_ai_endpoints = true;
+    let processor = Arc::new(Processor::build(&env.config, config).expect("processor"));
+    let running = env.run(processor, env.settings(ChannelKind::Whatsapp, LONG).await);
+    let record = env.settled(&key_of(&context), &[ConversationStatus::FailedToProcessAi]).await;
+    running.stop().await;
+    assert!(chosen.requests(Service::OpenAi).is_empty(), "the shared key went to the company's endpoint");
+    let reason = record.failure_reason.unwrap_or_default();
+    assert!(reason.contains("holds the channel's shared key"), "{reason}");
 }
 
 #[tokio::test]

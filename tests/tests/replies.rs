@@ -96,6 +96,7 @@ impl Env {
                 openai_base_url: self.fakes.openai_url(),
                 twilio_base_url: self.fakes.url.clone(),
                 sendgrid_base_url: self.fakes.url.clone(),
+                allow_loopback_ai_endpoints: false,
             },
         )
         .expect("processor");
@@ -119,6 +120,7 @@ impl Env {
             lease,
             openai_base_url: self.fakes.openai_url(),
             twilio_base_url: self.fakes.url.clone(),
+            allow_loopback_ai_endpoints: false,
         };
         Arc::new(ReplyProcessor::build(&self.config, config).expect("reply processor"))
     }

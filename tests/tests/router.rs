@@ -11,7 +11,8 @@ use multicomms_runtime::router::app::{self, AppState, RouterSettings};
 use multicomms_runtime::router::companies::Companies;
 use multicomms_service::http::ConnectionLimits;
 use multicomms_testkit::environment::{
-    apply, emulator_config, example_manifests, example_request, repo_root, router_for, router_settings, API_KEY,
+    apply, company_copy, emulator_config, example_manifests, example_request, repo_root, router_for, router_settings,
+    API_KEY,
 };
 use multicomms_wire::context::ContextObject;
 use multicomms_wire::{ChannelKind, Naming};
@@ -45,9 +46,8 @@ async fn setup(edit: impl FnOnce(&mut manifests::Manifests)) -> Setup {
 }
 
 /// The example company under another resource name and project.
-fn another_project(m: &manifests::Manifests, name: &str, project_id: &str, project_name: &str) -> Company {
-    let mut company = m.companies[0].clone();
-    company.metadata.name = Some(name.into());
+fn another_project(m: &mut manifests::Manifests, name: &str, project_id: &str, project_name: &str) -> Company {
+    let mut company = company_copy(m, name);
     company.spec.project_id = project_id.into();
     company.spec.project_name = project_name.into();
     company

@@ -3,7 +3,7 @@
 //! Argo CD applications, ...) are passed over. A document that does not parse becomes a report
 //! whose message names the offending field, so one bad file never hides the others.
 use crate::crd::{Channel, Company, GROUP};
-use crate::desired::secret::SecretValues;
+use crate::desired::secret::{Binding, SecretValues};
 use crate::reconcile::{Failure, Reason, Report};
 use base64::Engine;
 use kube::ResourceExt;
@@ -216,7 +216,10 @@ fn read_secret(value: &serde_yaml::Value, file: &str, default_namespace: &str, o
     };
     let data = entries("data");
     let string_data = entries("stringData");
+    let labels = meta.and_then(|m| m.get("labels")).and_then(|l| l.as_mapping()).into_iter().flatten();
+    let labels = labels.filter_map(|(k, v)| Some((k.as_str()?, v.as_str()?)));
     let values = out.secrets.entry(namespace.to_string()).or_default();
+    values.bind(name, Binding::from_labels(labels));
     let mut bad = Vec::new();
     for (key, encoded) in data {
         match base64::engine::general_purpose::STANDARD.decode(encoded.trim()).map(String::from_utf8) {
@@ -269,13 +272,14 @@ mod tests {
 
     #[test]
     fn reads_secrets_from_data_and_string_data() {
-        let yaml = "apiVersion: v1\nkind: Secret\nmetadata: {name: s, namespace: ns}\ndata: {a: YWJj}\nstringData: {b: plain}\n---\nkind: Kustomization\n";
+        let yaml = "apiVersion: v1\nkind: Secret\nmetadata: {name: s, namespace: ns, labels: {multicomms.io/company: acme}}\ndata: {a: YWJj}\nstringData: {b: plain}\n---\nkind: Kustomization\n";
         let mut out = Manifests::default();
         read_file(Path::new("x.yaml"), yaml, "default", &mut out);
         let values = out.secrets_in("ns");
+        let acme = crate::desired::Owner { kind: "Company", namespace: "ns".into(), name: "acme".into() };
         let get = |key: &str| {
             let reference = crate::crd::SecretKeyRef { name: "s".into(), key: key.into() };
-            values.get("spec.x", &reference).map(|v| secrecy::ExposeSecret::expose_secret(v).to_string())
+            values.get("spec.x", &reference, &acme).map(|v| secrecy::ExposeSecret::expose_secret(v).to_string())
         };
         assert_eq!(get("a"), Ok("abc".to_string()));
         assert_eq!(get("b"), Ok("plain".to_string()));

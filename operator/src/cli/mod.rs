@@ -5,6 +5,7 @@ pub mod manifests;
 pub mod output;
 
 use crate::controller::{self, leader::LeaderElector, State};
+use crate::reconcile::validate::AiEndpoints;
 use crate::reconcile::{AdoptionPolicy, Context, Mode};
 use crate::{aws, crd};
 use anyhow::Context as _;
@@ -26,6 +27,13 @@ pub struct Cli {
     /// multicomms.io/adopt annotation); `*` for all. Default: none.
     #[arg(long, env = "MULTICOMMS_ADOPT_NAMESPACES", value_delimiter = ',', global = true)]
     pub adopt_namespaces: Vec<String>,
+    /// Hosts a Company may name in `ai.baseUrl` (its own OpenAI-compatible endpoint); default:
+    /// none, so every Company's AI requests go to the processors' endpoint.
+    #[arg(long, env = "MULTICOMMS_AI_ENDPOINT_HOSTS", value_delimiter = ',', global = true)]
+    pub ai_endpoint_hosts: Vec<String>,
+    /// Development only: let a Company's `ai.baseUrl` name this machine (localhost).
+    #[arg(long, env = "MULTICOMMS_ALLOW_LOOPBACK_AI_ENDPOINTS", global = true)]
+    pub allow_loopback_ai_endpoints: bool,
     /// Log format on stderr.
     #[arg(long, env = "MULTICOMMS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text, global = true)]
     pub log_format: LogFormat,
@@ -165,22 +173,37 @@ pub enum OutputFormat {
 /// Carries out the command; the exit code says how it went.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let naming = cli.naming.naming();
-    let adoption = AdoptionPolicy::namespaces(cli.adopt_namespaces);
+    let policy = Policy {
+        adoption: AdoptionPolicy::namespaces(cli.adopt_namespaces),
+        ai_endpoints: AiEndpoints::new(cli.ai_endpoint_hosts, cli.allow_loopback_ai_endpoints),
+    };
     match cli.command {
         Command::Crd { out } => write_crds(out),
-        Command::Run(args) => run_controller(naming, adoption, args).await,
-        Command::Apply(target) => reconcile_checkout(naming, adoption, target, Mode::Apply, false).await,
+        Command::Run(args) => run_controller(naming, policy, args).await,
+        Command::Apply(target) => reconcile_checkout(naming, policy, target, Mode::Apply, false).await,
         Command::Plan { target, detailed_exitcode } => {
-            reconcile_checkout(naming, adoption, target, Mode::Plan, detailed_exitcode).await
+            reconcile_checkout(naming, policy, target, Mode::Plan, detailed_exitcode).await
         }
     }
 }
 
-async fn run_controller(naming: Naming, adoption: AdoptionPolicy, args: RunArgs) -> anyhow::Result<ExitCode> {
+/// What the platform allows its resources, the same for `run`, `apply` and `plan`.
+struct Policy {
+    adoption: AdoptionPolicy,
+    ai_endpoints: AiEndpoints,
+}
+
+impl Policy {
+    fn context(self, naming: Naming, mode: Mode, aws: aws::Aws) -> Context {
+        Context::new(aws, naming, mode).adopting_in(self.adoption).allowing_ai_endpoints(self.ai_endpoints)
+    }
+}
+
+async fn run_controller(naming: Naming, policy: Policy, args: RunArgs) -> anyhow::Result<ExitCode> {
     let client = kube::Client::try_default().await.context("connecting to the Kubernetes API")?;
     let workers = args.workers.settings(&naming);
-    let engine = Context::new(aws::Aws::new(&aws::load_config().await), naming, Mode::Apply)
-        .adopting_in(adoption)
+    let engine = policy
+        .context(naming, Mode::Apply, aws::Aws::new(&aws::load_config().await))
         .rechecking_secrets_every(Duration::from_secs(args.secret_recheck_seconds));
     let identity = controller::leader::identity(args.pod_name.clone());
     let resync = Duration::from_secs(args.resync_seconds);
@@ -211,7 +234,7 @@ async fn run_controller(naming: Naming, adoption: AdoptionPolicy, args: RunArgs)
 
 async fn reconcile_checkout(
     naming: Naming,
-    adoption: AdoptionPolicy,
+    policy: Policy,
     target: Target,
     mode: Mode,
     detailed_exitcode: bool,
@@ -220,7 +243,7 @@ async fn reconcile_checkout(
     for ignored in &manifests.ignored {
         tracing::debug!(document = %ignored, "not a multicomms resource; passed over");
     }
-    let ctx = Context::new(aws::Aws::new(&aws::load_config().await), naming, mode).adopting_in(adoption);
+    let ctx = policy.context(naming, mode, aws::Aws::new(&aws::load_config().await));
     // The Channels again after the reconcile, which consumes the manifests (few: cloned).
     let channels = if target.workloads { manifests.channels.clone() } else { Vec::new() };
     let reports = batch::reconcile_manifests(&ctx, manifests, target.concurrency).await;

@@ -2,7 +2,8 @@
 //! the status, the Companies using a Channel, a Channel's worker Deployments.
 use super::{Error, FINALIZER, MANAGER};
 use crate::crd::{Channel, Company};
-use crate::desired::secret::{SecretSpec, SecretValues};
+use crate::desired::secret::{Binding, SecretSpec, SecretValues};
+use crate::desired::Owner;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, Patch, PatchParams};
@@ -29,20 +30,22 @@ where
     Ok(Arc::new(api.patch(&resource.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?))
 }
 
-/// The values of the Kubernetes Secrets that `specs` reference, from `namespace`. A missing
-/// Secret or key is simply absent: the engine reports it, naming the field.
-pub async fn secret_values(
-    client: &kube::Client,
-    namespace: &str,
-    specs: &[SecretSpec],
-) -> Result<SecretValues, Error> {
+/// The Kubernetes Secrets that `specs` reference, from `reader`'s namespace: each one's binding,
+/// and the values of those bound to `reader` only (no other value is loaded). A missing Secret
+/// or key is simply absent: the engine reports it, naming the field.
+pub async fn secret_values(client: &kube::Client, reader: &Owner, specs: &[SecretSpec]) -> Result<SecretValues, Error> {
     let names = super::referenced_secrets(specs);
-    let api: Api<Secret> = Api::namespaced(client.clone(), namespace);
+    let api: Api<Secret> = Api::namespaced(client.clone(), &reader.namespace);
     let mut values = SecretValues::default();
     for name in names {
         let Some(secret) = api.get_opt(name).await? else {
             continue;
         };
+        let labels = secret.metadata.labels.iter().flatten().map(|(k, v)| (k.as_str(), v.as_str()));
+        values.bind(name, Binding::from_labels(labels));
+        if !values.allows(name, reader) {
+            continue;
+        }
         for (key, bytes) in secret.data.unwrap_or_default() {
             match String::from_utf8(bytes.0) {
                 Ok(text) => values.insert(name, &key, SecretString::from(text)),

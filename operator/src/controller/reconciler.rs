@@ -10,6 +10,7 @@ use crate::crd::channel::ChannelStatus;
 use crate::crd::company::CompanyStatus;
 use crate::crd::{Channel, Company, Condition, DeletionPolicy};
 use crate::desired::secret::{SecretSpec, SecretValues};
+use crate::desired::Owner;
 use crate::reconcile::{self, cleanup, conditions::conditions, Report};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::Api;
@@ -33,6 +34,8 @@ pub trait Managed:
     + Sync
     + 'static
 {
+    /// The kind's name, as the tenancy rule and ownership markers spell it.
+    const KIND: &'static str;
     /// The Secrets Manager secrets it writes, with the Kubernetes Secrets they read.
     fn secret_specs(&self, naming: &Naming) -> Vec<SecretSpec>;
     /// The engine's reconcile of this kind.
@@ -56,6 +59,7 @@ pub trait Managed:
 }
 
 impl Managed for Company {
+    const KIND: &'static str = "Company";
     fn secret_specs(&self, naming: &Naming) -> Vec<SecretSpec> {
         crate::desired::company::secrets(&self.spec, naming)
     }
@@ -84,6 +88,7 @@ impl Managed for Company {
 }
 
 impl Managed for Channel {
+    const KIND: &'static str = "Channel";
     fn secret_specs(&self, naming: &Naming) -> Vec<SecretSpec> {
         crate::desired::channel::secrets(&self.spec, naming)
     }
@@ -172,7 +177,8 @@ pub async fn reconcile<K: Managed>(resource: Arc<K>, state: Arc<State>) -> Resul
 async fn apply<K: Managed>(state: &State, api: &Api<K>, namespace: &str, resource: &K) -> Result<Action, Error> {
     let specs = resource.secret_specs(&state.engine.naming);
     state.secret_readers.note(resource, &specs);
-    let values = secret_values(&state.client, namespace, &specs).await?;
+    let reader = Owner { kind: K::KIND, namespace: namespace.to_string(), name: resource.name_any() };
+    let values = secret_values(&state.client, &reader, &specs).await?;
     let started = std::time::Instant::now();
     let report = resource.sync(&state.engine, &values).await;
     let now = now();

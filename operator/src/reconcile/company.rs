@@ -19,12 +19,14 @@ pub const RECORD_SYNCED: &str = "RecordSynced";
 
 pub async fn reconcile(ctx: &Context, company: &Company, values: &SecretValues) -> Report {
     let (mut report, owner, adopt) = begin(ctx, "Company", company);
-    if let Err(invalid) = ctx.validated.check(company, validate::company) {
+    let valid = ctx.validated.check(company, validate::company).and_then(|()| ctx.ai_endpoints.check(company));
+    if let Err(invalid) = valid {
         report.subsystems = vec![(SECRETS_SYNCED, Err(invalid.clone())), (RECORD_SYNCED, Err(invalid))];
         return report;
     }
     // The record keeps a hash of the router API key (a missing Secret is reported by the secrets).
-    let api_key = company.spec.api_key.as_ref().and_then(|key| values.get("spec.apiKey", &key.secret_key_ref).ok());
+    let api_key =
+        company.spec.api_key.as_ref().and_then(|key| values.get("spec.apiKey", &key.secret_key_ref, &owner).ok());
     let desired =
         desired::company::record(&company.spec, &ctx.naming, &owner, api_key.map(secrecy::ExposeSecret::expose_secret));
 

@@ -29,13 +29,21 @@ pub struct Context {
     pub verified_secrets: secrets::VerifiedSecrets,
     /// Cluster objects whose current generation passed their CRD's rules.
     pub validated: validate::Validated,
+    /// The custom AI endpoints Companies may name.
+    pub ai_endpoints: validate::AiEndpoints,
 }
 
 impl Context {
     /// A context in which no resource may adopt (see [`Context::adopting_in`]).
     pub fn new(aws: Aws, naming: Naming, mode: Mode) -> Self {
-        let (adoption, verified_secrets, validated) = Default::default();
-        Context { aws, naming, mode, adoption, verified_secrets, validated }
+        let (adoption, verified_secrets, validated, ai_endpoints) = Default::default();
+        Context { aws, naming, mode, adoption, verified_secrets, validated, ai_endpoints }
+    }
+
+    /// Lets Companies name these custom AI endpoints (none otherwise).
+    pub fn allowing_ai_endpoints(mut self, endpoints: validate::AiEndpoints) -> Self {
+        self.ai_endpoints = endpoints;
+        self
     }
 
     /// Remembers verified secrets for `recheck` (see [`secrets::VerifiedSecrets`]): the

@@ -51,6 +51,9 @@ pub enum Reason {
     InvalidSpec,
     /// A referenced Kubernetes Secret or key does not exist.
     SecretNotFound,
+    /// A referenced Kubernetes Secret is not bound to the resource (the tenancy rule in
+    /// [`crate::desired::secret`]).
+    SecretNotAllowed,
     /// The AWS object belongs to another resource or to nobody we know.
     OwnershipConflict,
     /// The AWS object exists in a shape we cannot use (e.g. a table with other keys); it is
@@ -69,6 +72,7 @@ impl Reason {
         match self {
             Reason::InvalidSpec => "InvalidSpec",
             Reason::SecretNotFound => "SecretNotFound",
+            Reason::SecretNotAllowed => "SecretNotAllowed",
             Reason::OwnershipConflict => "OwnershipConflict",
             Reason::Incompatible => "Incompatible",
             Reason::AwsError => "AwsError",
@@ -79,7 +83,14 @@ impl Reason {
 
     /// A user error: retrying will not help until the input changes.
     pub fn is_terminal(self) -> bool {
-        matches!(self, Reason::InvalidSpec | Reason::SecretNotFound | Reason::OwnershipConflict | Reason::Incompatible)
+        matches!(
+            self,
+            Reason::InvalidSpec
+                | Reason::SecretNotFound
+                | Reason::SecretNotAllowed
+                | Reason::OwnershipConflict
+                | Reason::Incompatible
+        )
     }
 }
 

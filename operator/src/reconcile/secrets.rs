@@ -17,7 +17,7 @@
 use super::{claim, ChangeKind, Context, Failure, Mode, Outcome, Reason, Report};
 use crate::aws::secrets::{ObservedSecret, WriteError, WrittenSecret};
 use crate::crd::company::SecretStatus;
-use crate::desired::secret::{DesiredSecret, SecretSpec, SecretValues};
+use crate::desired::secret::{DesiredSecret, SecretSpec, SecretValues, UnusableSecret};
 use crate::desired::{Owner, OWNER_TAG};
 use secrecy::ExposeSecret;
 use sha2::Digest;
@@ -116,11 +116,14 @@ pub async fn sync(
     expect: Expect,
     report: &mut Report,
 ) -> Outcome {
-    let desired = specs
-        .iter()
-        .map(|spec| spec.resolve(values))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|missing| Failure::new(Reason::SecretNotFound, missing.to_string()))?;
+    let desired =
+        specs.iter().map(|spec| spec.resolve(values, owner)).collect::<Result<Vec<_>, _>>().map_err(|unusable| {
+            let reason = match unusable {
+                UnusableSecret::NotAllowed { .. } => Reason::SecretNotAllowed,
+                UnusableSecret::Secret { .. } | UnusableSecret::Key { .. } => Reason::SecretNotFound,
+            };
+            Failure::new(reason, unusable.to_string())
+        })?;
     let mut claimed = Vec::with_capacity(desired.len());
     for secret in &desired {
         if let Some(written) = ctx.verified_secrets.recall(secret, owner) {

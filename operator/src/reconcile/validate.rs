@@ -48,6 +48,59 @@ impl Validated {
     }
 }
 
+/// The AI endpoints a Company may name in `ai.baseUrl`: the hosts the platform lists
+/// (`--ai-endpoint-hosts`, none by default) and, in development only, this machine
+/// (`--allow-loopback-ai-endpoints`; in a pod, loopback reaches the sidecars' admin ports). The
+/// CRD's rules already require https (http only on loopback) and no credentials in the URL.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AiEndpoints {
+    hosts: Vec<String>,
+    loopback: bool,
+}
+
+impl AiEndpoints {
+    pub fn new(hosts: impl IntoIterator<Item = impl Into<String>>, loopback: bool) -> Self {
+        let hosts = hosts.into_iter().map(|h| h.into().to_ascii_lowercase()).filter(|h| !h.is_empty()).collect();
+        AiEndpoints { hosts, loopback }
+    }
+
+    pub fn check(&self, company: &Company) -> Result<(), Failure> {
+        let spec = &company.spec;
+        for kind in spec.configured_channels() {
+            let Some(url) = spec.ai_settings(kind).and_then(|ai| ai.base_url.as_deref()) else { continue };
+            let field = format!("spec.channels.{kind}.ai.baseUrl");
+            let host = host_of(url).to_ascii_lowercase();
+            let refused = |why: String| Err(Failure::new(Reason::InvalidSpec, format!("{field}: {why}")));
+            if matches!(host.as_str(), "localhost" | "127.0.0.1" | "[::1]") {
+                if !self.loopback {
+                    return refused(
+                        "an endpoint on the operator's own machine is for development only \
+                         (--allow-loopback-ai-endpoints)"
+                            .into(),
+                    );
+                }
+            } else if !self.hosts.contains(&host) {
+                let allowed = if self.hosts.is_empty() { "none".to_string() } else { self.hosts.join(", ") };
+                return refused(format!(
+                    "host {host:?} is not one the platform allows for custom AI endpoints (--ai-endpoint-hosts: {allowed})"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The host of an absolute URL, without port (IPv6 in brackets).
+fn host_of(url: &str) -> &str {
+    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, host)| host);
+    match authority.find(']') {
+        Some(end) if authority.starts_with('[') => &authority[..=end],
+        _ => authority.split(':').next().unwrap_or_default(),
+    }
+}
+
 // Compiling a CRD's rules costs milliseconds; once per thread and kind, not per resource.
 thread_local! {
     static COMPANY_RULES: Rules = Rules::of::<Company>();

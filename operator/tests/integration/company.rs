@@ -2,6 +2,7 @@
 
 use crate::support::*;
 use aws_sdk_dynamodb::types::AttributeValue;
+use multicomms_operator::cli::manifests::Manifests;
 use multicomms_operator::crd::Company;
 use multicomms_operator::reconcile::{self, company, AdoptionPolicy, ChangeKind, Context, Mode, Reason, Report};
 use multicomms_wire::{ChannelKind, CompanyRecord, Item};
@@ -82,12 +83,12 @@ async fn creates_record_and_secrets_then_a_second_apply_writes_nothing() {
 async fn plan_lists_exactly_the_edited_fields_and_apply_writes_only_that_record() {
     let ctx = context(Mode::Apply).await;
     let company = example_company();
-    let mut other = example_company();
-    other.metadata.name = Some("other-project".into());
+    let mut manifests = example_manifests();
+    let mut other = company_copy(&mut manifests, "other-project");
     other.spec.project_id = "pi-aaa-002".into();
     other.spec.project_name = "Other".into();
     assert_ready(&apply(&ctx, &company).await);
-    assert_ready(&company::reconcile(&ctx, &other, &example_secrets()).await);
+    assert_ready(&company::reconcile(&ctx, &other, manifests.secrets_in("multicomms-dev")).await);
     let other_before = stored_record(&ctx, &other).await.expect("other record");
 
     let mut edited = company.clone();
@@ -347,12 +348,11 @@ async fn operator_aws_calls_have_the_timeouts_the_pods_have() {
     assert_eq!(timeouts.operation_timeout(), multicomms_service::aws::timeouts().operation_timeout());
 }
 
-/// `n` copies of the example Company with ids and names of their own.
-fn companies(n: usize) -> Vec<Company> {
+/// `n` copies of the example Company with ids, names and Secrets of their own (in `manifests`).
+fn companies(manifests: &mut Manifests, n: usize) -> Vec<Company> {
     (0..n)
         .map(|i| {
-            let mut company = example_company();
-            company.metadata.name = Some(format!("company-{i}"));
+            let mut company = company_copy(manifests, &format!("company-{i}"));
             company.spec.company_id = format!("ci-resync-{i}");
             company.spec.company_name = format!("Resync Company {i}");
             company
@@ -372,18 +372,20 @@ async fn resync(ctx: &Context, all: &[Company], secrets: &multicomms_operator::d
 async fn a_resync_of_companies_in_sync_costs_less_than_one_aws_call_each_and_a_rotated_secret_is_still_written() {
     let ctx = context(Mode::Apply).await.rechecking_secrets_every(std::time::Duration::from_secs(3600));
     assert!(reconcile::tables::reconcile(&ctx).await.is_ready());
-    let all = companies(24);
-    resync(&ctx, &all, &example_secrets()).await;
+    let mut manifests = example_manifests();
+    let all = companies(&mut manifests, 24);
+    let secrets = manifests.secrets_in("multicomms-dev").clone();
+    resync(&ctx, &all, &secrets).await;
 
     let before = ctx.aws.calls.snapshot();
-    resync(&ctx, &all, &example_secrets()).await;
+    resync(&ctx, &all, &secrets).await;
     let after = ctx.aws.calls.snapshot();
     let calls: u64 = after.iter().map(|(call, n)| n - before.get(call).copied().unwrap_or(0)).sum();
     assert!(calls < all.len() as u64, "{calls} AWS calls to resync {} Companies: {after:?}", all.len());
 
     // A rotated Kubernetes Secret is written at once, recheck interval or not.
-    let mut rotated = example_secrets();
-    rotated.insert("cucumber-recruitment-twilio", "authToken", secrecy::SecretString::from("rotated".to_string()));
+    let mut rotated = secrets.clone();
+    rotated.insert("company-0-twilio", "authToken", secrecy::SecretString::from("rotated".to_string()));
     let puts = || ctx.aws.calls.by_operation().get("PutSecretValue").copied().unwrap_or(0);
     let before = puts();
     resync(&ctx, &all[..1], &rotated).await;

@@ -12,6 +12,7 @@ use kube::ResourceExt;
 use kube_fake_client::{interceptor, ClientBuilder};
 use multicomms_operator::controller::{Error, State, FINALIZER};
 use multicomms_operator::crd::{Channel, Company, DeletionPolicy};
+use multicomms_operator::desired::secret::{CHANNEL_LABEL, COMPANY_LABEL};
 use multicomms_operator::reconcile::{self, Mode, Reason};
 use multicomms_wire::ChannelKind;
 use secrecy::ExposeSecret;
@@ -29,9 +30,20 @@ async fn reconcile_channel(channel: Arc<Channel>, state: Arc<State>) -> Result<A
 }
 const RESYNC: Duration = Duration::from_secs(600);
 
+/// A Secret of the examples, bound as the platform's tooling binds them: the Channel's shared
+/// key to its Channel, the rest to the example Company.
 fn secret(name: &str, data: &[(&str, &str)]) -> Secret {
+    let binding = match name.strip_prefix("openai-") {
+        Some(channel) => (CHANNEL_LABEL.to_string(), channel.to_string()),
+        None => (COMPANY_LABEL.to_string(), "cucumber-recruitment-clarify-cv".to_string()),
+    };
     Secret {
-        metadata: ObjectMeta { name: Some(name.into()), namespace: Some(NS.into()), ..Default::default() },
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some(NS.into()),
+            labels: Some([binding].into()),
+            ..Default::default()
+        },
         data: Some(data.iter().map(|(k, v)| (k.to_string(), ByteString(v.as_bytes().to_vec()))).collect()),
         ..Default::default()
     }
@@ -219,6 +231,60 @@ async fn a_missing_secret_is_reported_without_hot_looping_and_recovers_when_it_a
     assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("True", "Synced"));
 }
 
+#[tokio::test]
+async fn a_company_naming_another_tenants_or_the_channels_secret_is_refused_before_anything_is_copied() {
+    // The impostor names the example Company's Secrets (bound to it by their label), and the
+    // Channel's shared OpenAI key as its own beside an endpoint of its choosing.
+    let mut impostor = company();
+    impostor.metadata.name = Some("impostor".into());
+    impostor.spec.company_id = "ci-zzz-001".into();
+    impostor.spec.company_name = "Impostor".into();
+    let whatsapp = impostor.spec.channels.whatsapp.as_mut().expect("whatsapp");
+    let ai = whatsapp.ai.as_mut().expect("ai");
+    ai.base_url = Some("https://collector.invalid/v1".into());
+    ai.api_key = Some(multicomms_operator::crd::common::SecretValue {
+        secret_key_ref: multicomms_operator::crd::SecretKeyRef { name: "openai-whatsapp".into(), key: "apiKey".into() },
+    });
+    let shared_key = secret("openai-whatsapp", &[("apiKey", "sk-shared")]);
+    let client = fake(impostor, [vec![twilio(), shared_key], other_secrets()].concat()).await;
+    // The platform allows the endpoint: only the Secret's binding stands in the way.
+    let platform = multicomms_operator::reconcile::validate::AiEndpoints::new(["collector.invalid"], false);
+    let engine = context(Mode::Apply).await.allowing_ai_endpoints(platform);
+    assert!(reconcile::tables::reconcile(&engine).await.is_ready());
+    let state = Arc::new(State::new(engine, client.clone(), RESYNC, None));
+    reconcile_company(Arc::new(get(&client, "impostor").await), state.clone()).await.expect("a user error is no Err");
+    let ready = get(&client, "impostor").await.status.expect("status").conditions.remove(0);
+    assert_eq!((ready.status.as_str(), ready.reason.as_str()), ("False", "SecretNotAllowed"));
+    assert!(
+        ready.message.contains(r#"spec.apiKey: Secret "cucumber-recruitment-router" is not bound to this Company"#),
+        "{}",
+        ready.message
+    );
+    assert!(events(&client).await.iter().any(|(reason, _)| reason == "SecretNotAllowed"));
+    let names = state.engine.aws.calls.by_operation();
+    assert!(!names.contains_key("CreateSecret") && !names.contains_key("PutSecretValue"), "nothing copied: {names:?}");
+
+    // Its own Secrets bound to it, the Channel's key still named: refused for that field alone.
+    let relabelled = serde_json::json!({"metadata": {"labels": {COMPANY_LABEL: "impostor"}}});
+    for name in ["cucumber-recruitment-router", "cucumber-recruitment-twilio", "cucumber-recruitment-sendgrid"] {
+        Api::<Secret>::namespaced(client.clone(), NS)
+            .patch(name, &PatchParams::default(), &Patch::Merge(&relabelled))
+            .await
+            .expect("relabel");
+    }
+    reconcile_company(Arc::new(get(&client, "impostor").await), state.clone()).await.expect("a user error is no Err");
+    let ready = get(&client, "impostor").await.status.expect("status").conditions.remove(0);
+    assert_eq!(ready.reason, "SecretNotAllowed");
+    assert!(
+        ready
+            .message
+            .contains(r#"spec.channels.whatsapp.ai.apiKey: Secret "openai-whatsapp" is not bound to this Company"#),
+        "{}",
+        ready.message
+    );
+    assert!(!ready.message.contains("sk-shared"));
+}
+
 /// The example Company reconciled, then its Twilio auth token changed in its Kubernetes Secret
 /// ("tok-1" becomes "tok-2") and the Company reconciled again.
 async fn reconciled_with_a_rotated_twilio_token() -> (kube::Client, Arc<State>) {
@@ -316,11 +382,12 @@ async fn deleting_with_delete_removes_only_its_own_aws_objects_then_the_finalize
         .await
         .expect("ok");
     // Another company's record in the same table must survive.
-    let mut other = company();
-    other.metadata.name = Some("other".into());
+    let mut manifests = example_manifests();
+    let mut other = company_copy(&mut manifests, "other");
     other.spec.project_id = "pi-aaa-002".into();
     other.spec.project_name = "Other".into();
-    assert!(reconcile::company::reconcile(&state.engine, &other, &example_secrets()).await.is_ready());
+    let secrets = manifests.secrets_in("multicomms-dev");
+    assert!(reconcile::company::reconcile(&state.engine, &other, secrets).await.is_ready());
 
     let (client, deleting_state) = deleting(DeletionPolicy::Delete, &state).await;
     let name = "cucumber-recruitment-clarify-cv";

@@ -1,8 +1,11 @@
 //! The manifests in config/: the examples are valid, and every deliberately invalid one is
-//! rejected (offline, by the same rules the API server applies) with a message naming the field.
+//! rejected (offline, by the same rules the API server applies, and the tenancy rule on the
+//! Secrets it reads) with a message naming the field.
 
 use crate::support::repo_path;
+use kube::ResourceExt;
 use multicomms_operator::cli::manifests;
+use multicomms_operator::desired::Owner;
 use multicomms_operator::reconcile::validate;
 use multicomms_operator::reconcile::Reason;
 
@@ -41,6 +44,14 @@ fn every_invalid_example_is_rejected_naming_the_field() {
             })
             .collect();
         failures.extend(loaded.companies.iter().filter_map(|c| validate::company(c).err()).map(|f| f.message));
+        // A valid Company may still name Secrets that are not its own (the tenancy rule).
+        let naming = multicomms_wire::Naming::new("examples", "test");
+        for company in loaded.companies.iter().filter(|c| validate::company(c).is_ok()) {
+            let reader = Owner { kind: "Company", namespace: "default".into(), name: company.name_any() };
+            let specs = multicomms_operator::desired::company::secrets(&company.spec, &naming);
+            let values = loaded.secrets_in("default");
+            failures.extend(specs.iter().filter_map(|s| s.resolve(values, &reader).err()).map(|e| e.to_string()));
+        }
         failures.extend(loaded.channels.iter().filter_map(|c| validate::channel(c).err()).map(|f| f.message));
         assert_eq!(failures.len(), 1, "{}: {failures:?}", file.display());
         assert!(failures[0].contains(expected), "{}: {:?} does not contain {expected:?}", file.display(), failures[0]);
@@ -90,5 +101,34 @@ fn a_company_may_name_its_own_ai_endpoint_only_with_its_own_key_over_https_or_lo
     ] {
         let error = with_endpoint(refused, true).expect_err(refused);
         assert!(error.contains("must be an https:// URL"), "{refused}: {error}");
+    }
+}
+
+#[test]
+fn custom_ai_endpoints_are_the_platforms_choice_and_loopback_is_for_development() {
+    use multicomms_operator::crd::common::{SecretKeyRef, SecretValue};
+    use multicomms_operator::reconcile::validate::AiEndpoints;
+    let with_endpoint = |url: &str| {
+        let mut company = crate::support::example_company();
+        let ai = company.spec.channels.whatsapp.as_mut().and_then(|w| w.ai.as_mut()).expect("ai settings");
+        ai.base_url = Some(url.into());
+        ai.api_key = Some(SecretValue { secret_key_ref: SecretKeyRef { name: "own".into(), key: "apiKey".into() } });
+        company
+    };
+    let field = "spec.channels.whatsapp.ai.baseUrl";
+    let none = AiEndpoints::default();
+    let refused = none.check(&with_endpoint("https://collector.invalid/v1")).expect_err("no host allowed by default");
+    assert_eq!(refused.reason, Reason::InvalidSpec);
+    assert!(refused.message.starts_with(&format!("{field}: host \"collector.invalid\" is not one the platform")));
+    assert!(refused.message.ends_with("(--ai-endpoint-hosts: none)"), "{}", refused.message);
+    assert!(none.check(&crate::support::example_company()).is_ok(), "the default endpoint needs no permission");
+
+    let platform = AiEndpoints::new(["LLM.example.net"], false);
+    assert!(platform.check(&with_endpoint("https://llm.example.net:8443/v1")).is_ok());
+    assert!(platform.check(&with_endpoint("https://llm.example.net.attacker.example/v1")).is_err());
+    for local in ["http://localhost:15020/quitquitquit?x=", "http://127.0.0.1:9/v1", "http://[::1]:9/v1"] {
+        let refused = platform.check(&with_endpoint(local)).expect_err(local);
+        assert!(refused.message.contains("--allow-loopback-ai-endpoints"), "{local}: {}", refused.message);
+        assert!(AiEndpoints::new(Vec::<String>::new(), true).check(&with_endpoint(local)).is_ok(), "{local}");
     }
 }

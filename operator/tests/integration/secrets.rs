@@ -3,7 +3,7 @@
 
 use crate::support::*;
 use multicomms_operator::crd::SecretKeyRef;
-use multicomms_operator::desired::secret::{SecretSpec, SecretValues, Source};
+use multicomms_operator::desired::secret::{Binding, SecretSpec, SecretValues, Source, COMPANY_LABEL};
 use multicomms_operator::desired::Owner;
 use multicomms_operator::reconcile::secrets::{self, Expect};
 use multicomms_operator::reconcile::{ChangeKind, Context, Mode, Report};
@@ -28,6 +28,7 @@ fn spec(ctx: &Context) -> SecretSpec {
 
 fn values(token: &str) -> SecretValues {
     let mut values = SecretValues::default();
+    values.bind("k8s", Binding::from_labels([(COMPANY_LABEL, "c")]));
     values.insert("k8s", "token", SecretString::from(token.to_string()));
     values
 }

@@ -68,6 +68,10 @@ struct Cli {
     twilio_base_url: String,
     #[arg(long, env = "MULTICOMMS_SENDGRID_BASE_URL", default_value = senders::SENDGRID_BASE_URL)]
     sendgrid_base_url: String,
+    /// Development only: let a company's `ai.baseUrl` name this machine (in a pod, loopback
+    /// reaches the sidecars' admin ports, so it is refused by default).
+    #[arg(long, env = "MULTICOMMS_ALLOW_LOOPBACK_AI_ENDPOINTS")]
+    allow_loopback_ai_endpoints: bool,
     /// /healthz, /readyz, /metrics.
     #[arg(long, env = "MULTICOMMS_PROCESSOR_ADDRESS", default_value = "0.0.0.0:8080")]
     address: std::net::SocketAddr,
@@ -90,6 +94,7 @@ impl Cli {
             openai_base_url: self.openai_base_url.clone(),
             twilio_base_url: self.twilio_base_url.clone(),
             sendgrid_base_url: self.sendgrid_base_url.clone(),
+            allow_loopback_ai_endpoints: self.allow_loopback_ai_endpoints,
         }
     }
 
@@ -105,6 +110,7 @@ impl Cli {
             lease: Duration::from_secs(self.lease_seconds.max(3)),
             openai_base_url: self.openai_base_url.clone(),
             twilio_base_url: self.twilio_base_url.clone(),
+            allow_loopback_ai_endpoints: self.allow_loopback_ai_endpoints,
         }
     }
 

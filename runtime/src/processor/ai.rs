@@ -5,10 +5,12 @@
 //! `previous_response_id` (the Assistants API threads the original used are gone).
 use super::body::{read_capped, BodyError, MAX_AI_ANSWER_BYTES};
 use super::failure::Failure;
+use super::secrets::Secrets;
 use multicomms_wire::company::AiChannelConfig;
 use multicomms_wire::ChannelKind;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Map, Value};
+use std::sync::Arc;
 
 pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
 pub const DEFAULT_MODEL: &str = "gpt-4o-mini";
@@ -26,6 +28,11 @@ pub struct Ai {
     base_url: String,
     /// The Channel's shared key (its Secrets Manager name): only ever sent to `base_url`.
     shared_key_secret: String,
+    /// Where the shared key's value is read, to refuse it under another name.
+    secrets: Arc<Secrets>,
+    /// Whether a company may name an endpoint on this machine (development only: in a pod,
+    /// loopback reaches its sidecars' admin ports).
+    allow_loopback: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -62,14 +69,43 @@ pub fn default_schema(channel: ChannelKind) -> Value {
 impl Ai {
     /// `base_url` is the default for companies whose config names none; `shared_key_secret`
     /// names the Channel's shared key, which no company may send elsewhere.
-    pub fn new(http: reqwest::Client, base_url: impl Into<String>, shared_key_secret: impl Into<String>) -> Self {
-        Ai { http, base_url: base_url.into(), shared_key_secret: shared_key_secret.into() }
+    pub fn new(
+        http: reqwest::Client,
+        base_url: impl Into<String>,
+        shared_key_secret: impl Into<String>,
+        secrets: Arc<Secrets>,
+        allow_loopback: bool,
+    ) -> Self {
+        let (base_url, shared_key_secret) = (base_url.into(), shared_key_secret.into());
+        Ai { http, base_url, shared_key_secret, secrets, allow_loopback }
     }
 
-    /// Where this company's requests go. The operator refuses a custom endpoint without the
-    /// company's own key, and plain http off loopback; this guard holds the same line for a
-    /// record written by other hands.
-    fn endpoint<'a>(&'a self, config: &'a AiChannelConfig) -> Result<&'a str, Failure> {
+    /// Where this company's requests go with `key`. The operator refuses a custom endpoint
+    /// without the company's own key, a Secret not bound to the company, and hosts the platform
+    /// did not allow; this guard holds the same line for a record written by other hands: the
+    /// Channel's shared key never leaves for a company's endpoint, by name or by value.
+    async fn endpoint<'a>(&'a self, config: &'a AiChannelConfig, key: &SecretString) -> Result<&'a str, Failure> {
+        let url = self.checked_endpoint(config)?;
+        if url != self.base_url && self.is_shared_key(key).await? {
+            return Err(Failure::Permanent(
+                "the company's own key holds the channel's shared key; it is only sent to the default endpoint".into(),
+            ));
+        }
+        Ok(url)
+    }
+
+    /// Whether `key` is the Channel's shared key (copied under the company's name). No shared
+    /// key to read: nothing to compare with.
+    async fn is_shared_key(&self, key: &SecretString) -> Result<bool, Failure> {
+        match self.secrets.ai_key(&self.shared_key_secret).await {
+            Ok(shared) => Ok(shared.expose_secret() == key.expose_secret()),
+            Err(Failure::Permanent(_)) => Ok(false),
+            Err(transient) => Err(transient),
+        }
+    }
+
+    /// The checks that need no secret: the shared key's name, and a safe URL.
+    fn checked_endpoint<'a>(&'a self, config: &'a AiChannelConfig) -> Result<&'a str, Failure> {
         let Some(url) = config.base_url.as_deref().filter(|url| *url != self.base_url) else {
             return Ok(&self.base_url);
         };
@@ -80,9 +116,11 @@ impl Ai {
                     .into(),
             ));
         }
-        if !endpoint_is_safe(url) {
+        if !endpoint_is_safe(url, self.allow_loopback) {
             return Err(Failure::Permanent(
-                "baseUrl must be https (http only on loopback) with no credentials in it".into(),
+                "baseUrl must be https with no credentials in it, and not on this machine (loopback is for \
+                 development: --allow-loopback-ai-endpoints)"
+                    .into(),
             ));
         }
         Ok(url)
@@ -175,7 +213,7 @@ impl Ai {
         if let Some(previous) = call.previous_response_id {
             request["previous_response_id"] = json!(previous);
         }
-        let base = self.endpoint(config)?.trim_end_matches('/');
+        let base = self.endpoint(config, key).await?.trim_end_matches('/');
         let response = self
             .http
             .post(format!("{base}/responses"))
@@ -290,14 +328,17 @@ fn parse_reply(body: &Value, validator: &jsonschema::Validator) -> Result<Reply,
     })
 }
 
-/// https without credentials in the URL, or http to this machine only.
-fn endpoint_is_safe(url: &str) -> bool {
+/// https without credentials in the URL, off this machine; with `allow_loopback`, also http or
+/// https to this machine.
+fn endpoint_is_safe(url: &str, allow_loopback: bool) -> bool {
     let Ok(url) = reqwest::Url::parse(url) else { return false };
     let no_credentials = url.username().is_empty() && url.password().is_none();
     let host = url.host_str().unwrap_or("");
     let ip = host.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>();
     let loopback = host == "localhost" || ip.is_ok_and(|ip| ip.is_loopback());
-    no_credentials && (url.scheme() == "https" || (url.scheme() == "http" && loopback))
+    let scheme = url.scheme();
+    no_credentials
+        && if loopback { allow_loopback && (scheme == "http" || scheme == "https") } else { scheme == "https" }
 }
 
 fn pointer_or_root(pointer: &str) -> &str {
@@ -387,7 +428,20 @@ mod tests {
 
     #[test]
     fn the_shared_key_never_goes_to_a_company_chosen_endpoint() {
-        let ai = Ai::new(reqwest::Client::new(), DEFAULT_BASE_URL, "p/openai-api-key/whatsapp-dev");
+        let secrets_client = aws_sdk_secretsmanager::Client::from_conf(
+            aws_sdk_secretsmanager::Config::builder().behavior_version_latest().build(),
+        );
+        let secrets = Arc::new(Secrets::new(secrets_client, std::time::Duration::ZERO, Default::default()));
+        let ai = |loopback| {
+            Ai::new(
+                reqwest::Client::new(),
+                DEFAULT_BASE_URL,
+                "p/openai-api-key/whatsapp-dev",
+                secrets.clone(),
+                loopback,
+            )
+        };
+        let (ai, development) = (ai(false), ai(true));
         let config = |key: &str, url: Option<&str>| AiChannelConfig {
             api_key_reference: key.into(),
             model: None,
@@ -399,14 +453,20 @@ mod tests {
         };
         let shared = "p/openai-api-key/whatsapp-dev";
         let own = "p/openai-api-key/acme/hiring/whatsapp-dev";
-        assert_eq!(ai.endpoint(&config(shared, None)), Ok(DEFAULT_BASE_URL));
-        assert_eq!(ai.endpoint(&config(shared, Some(DEFAULT_BASE_URL))), Ok(DEFAULT_BASE_URL));
-        let refused = ai.endpoint(&config(shared, Some("https://attacker.example/v1"))).expect_err("shared key");
+        assert_eq!(ai.checked_endpoint(&config(shared, None)), Ok(DEFAULT_BASE_URL));
+        assert_eq!(ai.checked_endpoint(&config(shared, Some(DEFAULT_BASE_URL))), Ok(DEFAULT_BASE_URL));
+        let refused = ai.checked_endpoint(&config(shared, Some("https://attacker.example/v1"))).expect_err("shared");
         assert!(refused.message().contains("without the company's own key"), "{refused}");
-        assert_eq!(ai.endpoint(&config(own, Some("https://llm.example.net/v1"))), Ok("https://llm.example.net/v1"));
-        assert_eq!(ai.endpoint(&config(own, Some("http://127.0.0.1:9/v1"))), Ok("http://127.0.0.1:9/v1"));
+        let chosen = "https://llm.example.net/v1";
+        assert_eq!(ai.checked_endpoint(&config(own, Some(chosen))), Ok(chosen));
         for unsafe_url in ["http://10.0.0.5/v1", "http://localhost.example/v1", "https://u:p@llm.example.net", "x"] {
-            assert!(ai.endpoint(&config(own, Some(unsafe_url))).is_err(), "{unsafe_url}");
+            assert!(ai.checked_endpoint(&config(own, Some(unsafe_url))).is_err(), "{unsafe_url}");
+        }
+        // Loopback (a pod's sidecars: a service mesh's admin ports) only in development.
+        for local in ["http://127.0.0.1:9/v1", "http://localhost:15020/quitquitquit?x=", "https://[::1]/v1"] {
+            let refused = ai.checked_endpoint(&config(own, Some(local))).expect_err(local);
+            assert!(refused.message().contains("--allow-loopback-ai-endpoints"), "{refused}");
+            assert_eq!(development.checked_endpoint(&config(own, Some(local))), Ok(local));
         }
     }
 

@@ -23,7 +23,7 @@ pub struct Processor {
     /// `processor_version` on new records.
     pub version: String,
     pub store: ConversationStore,
-    pub secrets: Secrets,
+    pub secrets: Arc<Secrets>,
     pub ai: Ai,
     pub senders: Senders,
     pub metrics: Arc<Metrics>,
@@ -46,6 +46,8 @@ pub struct ProcessorConfig {
     pub openai_base_url: String,
     pub twilio_base_url: String,
     pub sendgrid_base_url: String,
+    /// Whether a company may name an AI endpoint on this machine (development only).
+    pub allow_loopback_ai_endpoints: bool,
 }
 
 impl Processor {
@@ -56,12 +58,14 @@ impl Processor {
         let secrets_client = aws_sdk_secretsmanager::Client::new(sdk);
         let alarm = metrics.secrets_scheduled_for_deletion.clone();
         let shared_key = config.naming.shared_ai_key_secret(config.channel);
+        let secrets = Arc::new(Secrets::new(secrets_client, config.secrets_cache, alarm));
+        let loopback = config.allow_loopback_ai_endpoints;
         Ok(Processor {
             channel: config.channel,
             version: config.version,
             store: ConversationStore::new(aws_sdk_dynamodb::Client::new(sdk), config.naming.conversations_table()),
-            secrets: Secrets::new(secrets_client, config.secrets_cache, alarm),
-            ai: Ai::new(http.clone(), config.openai_base_url, shared_key),
+            ai: Ai::new(http.clone(), config.openai_base_url, shared_key, secrets.clone(), loopback),
+            secrets,
             senders: Senders::new(http, config.twilio_base_url, config.sendgrid_base_url),
             metrics,
             send_grace: config.send_grace,

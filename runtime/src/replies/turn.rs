@@ -32,7 +32,7 @@ pub struct ReplyProcessor {
     pub channel: ChannelKind,
     pub store: ConversationStore,
     pub companies: Companies,
-    pub secrets: Secrets,
+    pub secrets: Arc<Secrets>,
     pub ai: Ai,
     pub senders: Senders,
     pub staging: Staging,
@@ -55,6 +55,8 @@ pub struct ReplyConfig {
     pub lease: Duration,
     pub openai_base_url: String,
     pub twilio_base_url: String,
+    /// Whether a company may name an AI endpoint on this machine (development only).
+    pub allow_loopback_ai_endpoints: bool,
 }
 
 impl ReplyProcessor {
@@ -64,12 +66,15 @@ impl ReplyProcessor {
         let metrics = Arc::new(Metrics::default());
         let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
         let alarm = metrics.secrets_scheduled_for_deletion.clone();
+        let secrets = Arc::new(Secrets::new(aws_sdk_secretsmanager::Client::new(sdk), config.secrets_cache, alarm));
+        let shared_key = config.naming.shared_ai_key_secret(config.channel);
+        let loopback = config.allow_loopback_ai_endpoints;
         Ok(ReplyProcessor {
             channel: config.channel,
             store: ConversationStore::new(dynamodb.clone(), config.naming.conversations_table()),
             companies: Companies::new(dynamodb, config.naming.company_data_table(), config.company_cache),
-            secrets: Secrets::new(aws_sdk_secretsmanager::Client::new(sdk), config.secrets_cache, alarm),
-            ai: Ai::new(http.clone(), config.openai_base_url, config.naming.shared_ai_key_secret(config.channel)),
+            ai: Ai::new(http.clone(), config.openai_base_url, shared_key, secrets.clone(), loopback),
+            secrets,
             senders: Senders::new(http, config.twilio_base_url, String::new()),
             staging: Staging::new(sdk, config.naming),
             metrics,

@@ -5,6 +5,7 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_sqs::types::QueueAttributeName;
 use futures::StreamExt;
 use multicomms_operator::cli::manifests::{self, Manifests};
+use multicomms_operator::desired::secret::{CHANNEL_LABEL, COMPANY_LABEL};
 use multicomms_testkit::environment::{binary, example_request, repo_root};
 use multicomms_testkit::fakes::{Fakes, Service};
 use multicomms_wire::conversation::{attribute, ConversationStatus, PRIMARY_CHANNEL};
@@ -24,6 +25,13 @@ pub struct Credentials {
     pub openai_key: String,
 }
 
+/// A Kubernetes Secret of the suite: its name, the label that binds it, its data.
+pub struct KubeSecret {
+    pub name: String,
+    pub label: (&'static str, String),
+    pub data: Vec<(&'static str, String)>,
+}
+
 impl Credentials {
     pub fn distinctive() -> Self {
         let tag = uuid::Uuid::new_v4().simple().to_string();
@@ -36,21 +44,28 @@ impl Credentials {
         }
     }
 
-    /// The Kubernetes Secrets the example manifests reference, with these values: name → data.
-    pub fn kube_secrets(&self) -> Vec<(String, Vec<(&'static str, String)>)> {
-        let mut secrets = vec![
-            ("cucumber-recruitment-router".to_string(), vec![("apiKey", self.router_key.clone())]),
-            (
-                "cucumber-recruitment-twilio".to_string(),
-                vec![
-                    ("accountSid", multicomms_testkit::twilio::ACCOUNT_SID.to_string()),
-                    ("authToken", self.twilio_token.clone()),
-                ],
-            ),
-            ("cucumber-recruitment-sendgrid".to_string(), vec![("apiKey", self.sendgrid_key.clone())]),
-        ];
+    /// The Kubernetes Secrets that [`write_manifests`]' `companies` Companies and the Channels
+    /// reference, with these values, each bound to its reader by its label (the tenancy rule).
+    pub fn kube_secrets(&self, companies: usize) -> Vec<KubeSecret> {
+        let mut secrets = Vec::new();
+        for i in 0..companies {
+            let company = format!("faults-{i:04}");
+            let bound = |suffix: &str, data: Vec<(&'static str, String)>| KubeSecret {
+                name: format!("{company}-{suffix}"),
+                label: (COMPANY_LABEL, company.clone()),
+                data,
+            };
+            secrets.push(bound("router", vec![("apiKey", self.router_key.clone())]));
+            let account = ("accountSid", multicomms_testkit::twilio::ACCOUNT_SID.to_string());
+            secrets.push(bound("twilio", vec![account, ("authToken", self.twilio_token.clone())]));
+            secrets.push(bound("sendgrid", vec![("apiKey", self.sendgrid_key.clone())]));
+        }
         for channel in ["whatsapp", "sms", "email"] {
-            secrets.push((format!("openai-{channel}"), vec![("apiKey", self.openai_key.clone())]));
+            secrets.push(KubeSecret {
+                name: format!("openai-{channel}"),
+                label: (CHANNEL_LABEL, channel.to_string()),
+                data: vec![("apiKey", self.openai_key.clone())],
+            });
         }
         secrets
     }
@@ -214,8 +229,11 @@ pub fn write_manifests(dir: &Path, companies: usize, credentials: &Credentials) 
         }
     }
     let example = read_yaml("config/companies/cucumber-recruitment-clarify-cv.yaml").remove(0);
+    let example = serde_yaml::to_string(&example).expect("YAML");
     for i in 0..companies {
-        let mut company = example.clone();
+        // Its own Secrets (`kube_secrets`): a Company reads only Secrets bound to it.
+        let own = example.replace("name: cucumber-recruitment-", &format!("name: faults-{i:04}-"));
+        let mut company: Yaml = serde_yaml::from_str(&own).expect("YAML");
         set(&mut company, &["metadata", "name"], format!("faults-{i:04}").into());
         set(&mut company, &["spec", "companyId"], format!("ci-f{i:04}").into());
         set(&mut company, &["spec", "projectId"], format!("pi-f{i:04}").into());
@@ -226,10 +244,11 @@ pub fn write_manifests(dir: &Path, companies: usize, credentials: &Credentials) 
         set(&mut company, &["spec", "replyBatchWindowSeconds"], 2.into());
         docs.push(company);
     }
-    for (name, values) in credentials.kube_secrets() {
-        let data: serde_yaml::Mapping = values.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
+    for secret in credentials.kube_secrets(companies) {
+        let data: serde_yaml::Mapping = secret.data.into_iter().map(|(k, v)| (k.into(), v.into())).collect();
         let mut doc: Yaml = serde_yaml::from_str("{apiVersion: v1, kind: Secret, metadata: {}}").expect("YAML");
-        set(&mut doc, &["metadata", "name"], name.into());
+        set(&mut doc, &["metadata", "name"], secret.name.into());
+        set(&mut doc, &["metadata", "labels", secret.label.0], secret.label.1.into());
         doc["stringData"] = Yaml::Mapping(data);
         docs.push(doc);
     }

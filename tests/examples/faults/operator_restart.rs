@@ -27,9 +27,14 @@ pub async fn run(config: &aws_config::SdkConfig, sizes: Sizes, credentials: &Cre
     let dir = workdir("operator-restart");
     let naming = suite_naming("k");
     let manifests = write_manifests(&dir, sizes.controller_companies, credentials);
-    let secrets = credentials.kube_secrets().into_iter().map(|(name, values)| Secret {
-        metadata: ObjectMeta { name: Some(name), namespace: Some(NS.into()), ..Default::default() },
-        data: Some(values.into_iter().map(|(k, v)| (k.to_string(), ByteString(v.into_bytes()))).collect()),
+    let secrets = credentials.kube_secrets(sizes.controller_companies).into_iter().map(|secret| Secret {
+        metadata: ObjectMeta {
+            name: Some(secret.name),
+            namespace: Some(NS.into()),
+            labels: Some([(secret.label.0.to_string(), secret.label.1)].into()),
+            ..Default::default()
+        },
+        data: Some(secret.data.into_iter().map(|(k, v)| (k.to_string(), ByteString(v.into_bytes()))).collect()),
         ..Default::default()
     });
     let secrets: Vec<Secret> = secrets.collect();

@@ -61,6 +61,63 @@ pub fn example_manifests() -> Manifests {
     manifests::load(&paths, "multicomms-dev").expect("the examples load")
 }
 
+/// The example Company's YAML as the Company `name`, naming Secrets of its own (`<name>-router`,
+/// `<name>-twilio`, `<name>-sendgrid`); with [`example_company_secrets_yaml`], what a generated
+/// Company of a benchmark needs. Its ids and display names are still the example's.
+pub fn example_company_yaml(name: &str) -> String {
+    let path = repo_root().join("config/companies/cucumber-recruitment-clarify-cv.yaml");
+    let template = std::fs::read_to_string(path).expect("the example Company");
+    template
+        .replace("name: cucumber-recruitment-clarify-cv", &format!("name: {name}"))
+        .replace("{name: cucumber-recruitment-", &format!("{{name: {name}-"))
+}
+
+/// The example Company's local Secrets (config/examples/local) as the Secrets of Company `name`,
+/// bound to it: the YAML documents [`example_company_yaml`]'s Company reads.
+pub fn example_company_secrets_yaml(name: &str) -> String {
+    let text = std::fs::read_to_string(repo_root().join("config/examples/local/secrets.yaml")).expect("Secrets");
+    let documents =
+        text.split("\n---\n").filter(|d| d.contains("multicomms.io/company: cucumber-recruitment-clarify-cv"));
+    let renamed = documents.map(|d| {
+        d.replace("multicomms.io/company: cucumber-recruitment-clarify-cv", &format!("multicomms.io/company: {name}"))
+            .replace("name: cucumber-recruitment-", &format!("name: {name}-"))
+    });
+    renamed.collect::<Vec<_>>().join("\n---\n")
+}
+
+/// A copy of the example Company named `name`, reading its own copies of the example Company's
+/// Secrets (`<name>-router`, `<name>-twilio`, `<name>-sendgrid`, same values), which are added
+/// to `manifests` bound to it as a platform's secret tooling binds them: a Company reads only
+/// Secrets bound to it. The copy is returned, not added.
+pub fn company_copy(manifests: &mut Manifests, name: &str) -> multicomms_operator::crd::Company {
+    use multicomms_operator::crd::SecretKeyRef;
+    use multicomms_operator::desired::secret::{Binding, COMPANY_LABEL};
+    let mut example = example_manifests().companies.remove(0);
+    let namespace = example.metadata.namespace.clone().unwrap_or_else(|| "multicomms-dev".into());
+    let reader = multicomms_operator::desired::Owner {
+        kind: "Company",
+        namespace: namespace.clone(),
+        name: example.metadata.name.clone().unwrap_or_default(),
+    };
+    let values = manifests.secrets.entry(namespace).or_default();
+    let mut json = serde_json::to_string(&example).expect("a Company serialises");
+    for (suffix, keys) in
+        [("router", &["apiKey"][..]), ("twilio", &["accountSid", "authToken"]), ("sendgrid", &["apiKey"])]
+    {
+        let (from, to) = (format!("cucumber-recruitment-{suffix}"), format!("{name}-{suffix}"));
+        values.bind(&to, Binding::from_labels([(COMPANY_LABEL, name)]));
+        for key in keys {
+            let reference = SecretKeyRef { name: from.clone(), key: key.to_string() };
+            let value = values.get("", &reference, &reader).expect("the example Company's Secret").clone();
+            values.insert(&to, key, value);
+        }
+        json = json.replace(&format!("\"{from}\""), &format!("\"{to}\""));
+    }
+    example = serde_json::from_str(&json).expect("a Company deserialises");
+    example.metadata.name = Some(name.into());
+    example
+}
+
 /// Applies `manifests` under a new prefix; every resource must end Ready.
 pub async fn apply(config: &aws_config::SdkConfig, manifests: &Manifests) -> Naming {
     let naming = unique_naming('r');

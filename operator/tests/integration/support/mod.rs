@@ -16,6 +16,7 @@ use multicomms_operator::cli::manifests::Manifests;
 use multicomms_operator::crd::{Channel, Company};
 use multicomms_operator::desired::secret::SecretValues;
 use multicomms_operator::reconcile::{Context, Mode};
+pub use multicomms_testkit::environment::company_copy;
 use multicomms_testkit::environment::unique_naming;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
