@@ -324,6 +324,29 @@ async fn each_components_policy_grants_exactly_the_aws_actions_it_performs() {
     sqs.create_queue().queue_name(&handoff).send().await.expect("recreate");
     let router = app::app(Arc::new(app::AppState::build(&router_config, &env.naming, router_settings()).await));
     assert_eq!(inbound(&router, "for a person").await, StatusCode::OK);
+    // The pointed conversation complete: the router looks for another active one in the index.
+    let pointer =
+        multicomms_wire::conversation::ActivePointer::key(ChannelKind::Whatsapp, "+447588713814", "+447835065013");
+    let pointer = uncounted
+        .get_item()
+        .table_name(env.naming.conversations_table())
+        .set_key(Some(pointer.to_item()))
+        .send()
+        .await
+        .expect("pointer")
+        .item
+        .expect("the conversation's pointer");
+    let pointer: multicomms_wire::conversation::ActivePointer = serde_dynamo::from_item(pointer).expect("reads");
+    uncounted
+        .update_item()
+        .table_name(env.naming.conversations_table())
+        .set_key(Some(pointer.conversation().to_item()))
+        .update_expression("SET task_complete = :one")
+        .expression_attribute_values(":one", aws_sdk_dynamodb::types::AttributeValue::N("1".into()))
+        .send()
+        .await
+        .expect("complete");
+    assert_eq!(inbound(&router, "after the end").await, StatusCode::OK);
     assert_least_privilege("router", &router_calls);
     assert_least_privilege("reply-processor", &reply_calls);
 }

@@ -15,7 +15,7 @@ use multicomms_testkit::environment::{
 };
 use multicomms_testkit::fakes::{Fakes, Fault, Service};
 use multicomms_testkit::twilio::{Inbound, AUTH_TOKEN};
-use multicomms_wire::conversation::{ConversationKey, ConversationRecord, ConversationStatus};
+use multicomms_wire::conversation::{ActivePointer, ConversationKey, ConversationRecord, ConversationStatus};
 use multicomms_wire::replies::{Fragment, HandOffMessage};
 use multicomms_wire::{ChannelKind, Naming};
 use serde_json::{json, Value};
@@ -564,8 +564,9 @@ async fn an_inactive_project_or_an_unknown_conversation_is_acknowledged_and_stag
     let env = env(1).await;
     let router = env.router().await;
     let key = env.open(&router, ChannelKind::Whatsapp, 10).await;
+    // No conversation points a tenant's credentials at these numbers: nothing can verify it.
     let stranger = Inbound::text(ChannelKind::Whatsapp, "+447700900999", COMPANY_NUMBER, "who is this?");
-    assert_eq!(env.post(&router, &stranger, None).await, StatusCode::OK);
+    assert_eq!(env.post(&router, &stranger, None).await, StatusCode::FORBIDDEN);
     env.set_company("SET project_status = :v", json!("inactive")).await;
     env.send(&env.router().await, &whatsapp("hello")).await;
     assert!(env.staged(&key).await.is_empty());
@@ -736,4 +737,71 @@ async fn staged_messages_whose_trigger_was_dead_lettered_are_answered_by_the_swe
         .await
         .expect("DeleteItem");
     assert_eq!(sms.sweep(Duration::ZERO).await, 0, "another channel's processor leaves a WhatsApp message");
+}
+
+#[tokio::test]
+async fn a_forged_request_learns_nothing_of_a_conversation_and_costs_one_key_lookup() {
+    let env = env(1).await;
+    let router = env.router().await;
+    env.open(&router, ChannelKind::Whatsapp, 17).await;
+    let (counted, calls) = multicomms_testkit::aws_calls::counting(&env.config);
+    let router = app::app(Arc::new(router_for(&counted, &env.naming).await));
+    let url = format!("{PUBLIC_BASE_URL}{}", path(ChannelKind::Whatsapp));
+    let forged = |recipient: &str| {
+        let message = Inbound::text(ChannelKind::Whatsapp, recipient, COMPANY_NUMBER, "forged");
+        let (body, signature) = message.signed("not-the-tenants-token", &url);
+        Request::post(path(ChannelKind::Whatsapp))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("x-twilio-signature", signature)
+            .body(Body::from(body))
+            .expect("request")
+    };
+    let before = calls.snapshot();
+    for round in 0..10 {
+        let known = router.clone().oneshot(forged(RECIPIENT)).await.expect("answer").status();
+        let stranger = format!("+4477009{round:05}");
+        let unknown = router.clone().oneshot(forged(&stranger)).await.expect("answer").status();
+        assert_eq!((known, unknown), (StatusCode::FORBIDDEN, StatusCode::FORBIDDEN), "the same answer either way");
+    }
+    let after = calls.snapshot();
+    let made = |target: &str| after.get(target).copied().unwrap_or(0) - before.get(target).copied().unwrap_or(0);
+    assert_eq!(made("DynamoDB_20120810.GetItem"), 20, "one key lookup per request: {after:?}");
+    assert_eq!(made("DynamoDB_20120810.Query"), 0, "no index query before the signature verifies");
+    assert!(
+        made("secretsmanager.GetSecretValue") <= 2,
+        "the token is cached (and read afresh at most once): {after:?}"
+    );
+    assert_eq!(after.values().sum::<u64>() - before.values().sum::<u64>(), 20 + made("secretsmanager.GetSecretValue"));
+}
+
+#[tokio::test]
+async fn answers_go_to_the_newest_conversation_however_the_pointer_writes_land() {
+    let env = env(1).await;
+    let store = multicomms_runtime::processor::store::ConversationStore::new(
+        env.dynamodb.clone(),
+        env.naming.conversations_table(),
+    );
+    let key = ActivePointer::key(ChannelKind::Whatsapp, COMPANY_NUMBER, RECIPIENT);
+    let pointer = |conversation: &str, started_at: &str| ActivePointer {
+        primary_channel: key.primary_channel.clone(),
+        conversation_id: key.conversation_id.clone(),
+        active_conversation_id: conversation.into(),
+        credentials_id: "creds".into(),
+        started_at: started_at.into(),
+    };
+    // Two conversations started one after the other; their processors' writes land newer first.
+    let (older, newer) =
+        (pointer("c#older", "2026-12-07T10:00:00.000Z"), pointer("c#newer", "2026-12-07T10:00:01.000Z"));
+    store.point(&newer).await.expect("the newer conversation's pointer");
+    store.point(&older).await.expect("a refused move is no error");
+    assert_eq!(
+        store.pointer(&key).await.expect("read"),
+        Some(newer.clone()),
+        "an older conversation never moves it back"
+    );
+    let newest = pointer("c#newest", "2026-12-07T10:00:02.000Z");
+    store.point(&newest).await.expect("moved");
+    assert_eq!(store.pointer(&key).await.expect("read"), Some(newest.clone()));
+    store.point(&newest).await.expect("a retry of the same write changes nothing");
+    assert_eq!(store.pointer(&key).await.expect("read"), Some(newest));
 }

@@ -5,8 +5,10 @@
 use crate::support::repo_path;
 use kube::ResourceExt;
 use multicomms_operator::cli::manifests;
+use multicomms_operator::crd::Company;
 use multicomms_operator::desired::Owner;
 use multicomms_operator::reconcile::validate;
+use multicomms_operator::reconcile::validate::AiEndpoints;
 use multicomms_operator::reconcile::Reason;
 
 #[test]
@@ -43,10 +45,12 @@ fn every_invalid_example_is_rejected_naming_the_field() {
                 f.message.clone()
             })
             .collect();
-        failures.extend(loaded.companies.iter().filter_map(|c| validate::company(c).err()).map(|f| f.message));
+        // The CRD's rules, then the operator's default policy on custom AI endpoints.
+        let rules = |c: &Company| validate::company(c).and_then(|()| AiEndpoints::default().check(c));
+        failures.extend(loaded.companies.iter().filter_map(|c| rules(c).err()).map(|f| f.message));
         // A valid Company may still name Secrets that are not its own (the tenancy rule).
         let naming = multicomms_wire::Naming::new("examples", "test");
-        for company in loaded.companies.iter().filter(|c| validate::company(c).is_ok()) {
+        for company in loaded.companies.iter().filter(|c| rules(c).is_ok()) {
             let reader = Owner { kind: "Company", namespace: "default".into(), name: company.name_any() };
             let specs = multicomms_operator::desired::company::secrets(&company.spec, &naming);
             let values = loaded.secrets_in("default");
@@ -107,7 +111,6 @@ fn a_company_may_name_its_own_ai_endpoint_only_with_its_own_key_over_https_or_lo
 #[test]
 fn custom_ai_endpoints_are_the_platforms_choice_and_loopback_is_for_development() {
     use multicomms_operator::crd::common::{SecretKeyRef, SecretValue};
-    use multicomms_operator::reconcile::validate::AiEndpoints;
     let with_endpoint = |url: &str| {
         let mut company = crate::support::example_company();
         let ai = company.spec.channels.whatsapp.as_mut().and_then(|w| w.ai.as_mut()).expect("ai settings");

@@ -3,7 +3,7 @@
 use super::ai;
 use multicomms_wire::company::AiChannelConfig;
 use multicomms_wire::context::ContextObject;
-use multicomms_wire::conversation::{ConversationKey, ConversationRecord, ConversationStatus};
+use multicomms_wire::conversation::{ActivePointer, ConversationKey, ConversationRecord, ConversationStatus};
 use multicomms_wire::{ChannelKind, CompanyRecord};
 use serde_json::{Map, Value};
 
@@ -81,6 +81,22 @@ impl Incoming {
     /// The Secrets Manager name of this channel's provider credentials.
     pub fn credentials_name(&self) -> &str {
         self.company.channel_config.credentials_id(self.channel).unwrap_or("")
+    }
+
+    /// The pointer a recipient's answers find this conversation by (WhatsApp and SMS), for the
+    /// conversation created at `created_at`.
+    pub fn active_pointer(&self, created_at: &str) -> Option<ActivePointer> {
+        if self.channel == ChannelKind::Email {
+            return None;
+        }
+        let key = ActivePointer::key(self.channel, self.sender(), &self.primary_channel);
+        Some(ActivePointer {
+            primary_channel: key.primary_channel,
+            conversation_id: key.conversation_id,
+            active_conversation_id: self.context.conversation_data.conversation_id.clone(),
+            credentials_id: self.credentials_name().to_string(),
+            started_at: created_at.to_string(),
+        })
     }
 
     /// The company's sender on this channel.

@@ -148,42 +148,63 @@ impl Processor {
         let key = incoming.key();
         // This delivery's token: the record's worker while it prepares, then its send claim.
         let token = uuid::Uuid::new_v4().to_string();
-        if let Some(settled) = self.begin(&incoming, &key, &token, last_receive).await {
-            return settled;
-        }
-        match self.work(&incoming, &key, &token, started).await {
+        let created_at = match self.begin(&incoming, &key, &token, last_receive).await {
+            Ok(created_at) => created_at,
+            Err(settled) => return settled,
+        };
+        match self.work(&incoming, &key, &token, &created_at, started).await {
             Ok(outcome) | Err(Halt::Settled(outcome)) => outcome,
             Err(Halt::Failed(failure)) => self.record_failure(&key, &token, failure, last_receive).await,
         }
     }
 
-    /// Creates the record as this delivery's, or decides from the existing one; `None`: go on
-    /// working (the record is this delivery's).
-    async fn begin(&self, m: &Incoming, key: &ConversationKey, token: &str, last_receive: bool) -> Option<Outcome> {
+    /// Creates the record as this delivery's, or decides from the existing one; `Ok`: go on
+    /// working (the record is this delivery's), with the record's creation time.
+    async fn begin(
+        &self,
+        m: &Incoming,
+        key: &ConversationKey,
+        token: &str,
+        last_receive: bool,
+    ) -> Result<String, Outcome> {
         let record = ConversationRecord { claim_id: Some(token.into()), ..m.initial_record(&self.version, now()) };
-        let existing = match self.store.create(&record).await {
-            Ok(Created::New) => return None,
-            Ok(Created::Exists(state)) => state,
-            Err(failure) => return Some(record_unusable_or_later(failure)),
+        let (existing, created_at) = match self.store.create(&record).await {
+            Ok(Created::New) => return Ok(record.created_at),
+            Ok(Created::Exists(state, created_at)) => (state, created_at),
+            Err(failure) => return Err(record_unusable_or_later(failure)),
         };
         match decide::on_existing(&existing, token, chrono::Utc::now(), self.send_grace, last_receive) {
-            OnExisting::Resume if existing.claim_id.as_deref() == Some(token) => None,
+            OnExisting::Resume if existing.claim_id.as_deref() == Some(token) => Ok(created_at),
             OnExisting::Resume => match self.store.take_over(key, token, existing.claim_id.as_deref()).await {
-                Ok(true) => None,
-                Ok(false) => Some(Outcome::Retry("another attempt took the conversation over".into())),
-                Err(failure) => Some(record_unusable_or_later(failure)),
+                Ok(true) => Ok(created_at),
+                Ok(false) => Err(Outcome::Retry("another attempt took the conversation over".into())),
+                Err(failure) => Err(record_unusable_or_later(failure)),
             },
             OnExisting::Wait if existing.status == ConversationStatus::Processing => {
-                Some(Outcome::Retry("another attempt is preparing this conversation's message".into()))
+                Err(Outcome::Retry("another attempt is preparing this conversation's message".into()))
             }
-            OnExisting::Wait => Some(Outcome::Retry("another attempt is sending this conversation".into())),
-            OnExisting::HandOff(reason) => Some(self.needs_attention(key, reason).await),
-            OnExisting::Duplicate => Some(Outcome::Duplicate),
+            OnExisting::Wait => Err(Outcome::Retry("another attempt is sending this conversation".into())),
+            OnExisting::HandOff(reason) => Err(self.needs_attention(key, reason).await),
+            OnExisting::Duplicate => Err(Outcome::Duplicate),
         }
     }
 
-    async fn work(&self, m: &Incoming, key: &ConversationKey, token: &str, started: Instant) -> Result<Outcome, Halt> {
+    async fn work(
+        &self,
+        m: &Incoming,
+        key: &ConversationKey,
+        token: &str,
+        created_at: &str,
+        started: Instant,
+    ) -> Result<Outcome, Halt> {
         let prepared = self.prepare(m).await?;
+        // Before the send: the recipient may answer the moment the message arrives.
+        if let Some(pointer) = m.active_pointer(created_at) {
+            let point = || self.store.point(&pointer);
+            self.through_outage(started, "pointer", point)
+                .await
+                .map_err(at(ConversationStatus::FailedUnknown, "pointer"))?;
+        }
         // The claim: from here on the provider may get the message, so a redelivery must not
         // send again. A record taken over by another attempt is left to it; the message comes
         // back later and finds the outcome.

@@ -29,11 +29,29 @@ pub struct Secrets {
     /// Reads that found a secret scheduled for deletion (an alert: someone is deleting what
     /// live conversations need).
     scheduled_for_deletion: Counter,
+    /// How long a failed read is answered from memory (zero: never). The router's webhook reads
+    /// secrets for requests not yet authenticated, which must not cost a read each.
+    failure_ttl: Duration,
+    failed: Mutex<HashMap<String, (Instant, Failure)>>,
 }
 
 impl Secrets {
     pub fn new(client: aws_sdk_secretsmanager::Client, ttl: Duration, scheduled_for_deletion: Counter) -> Self {
-        Secrets { client, ttl, cache: Mutex::default(), reading: Mutex::default(), scheduled_for_deletion }
+        Secrets {
+            client,
+            ttl,
+            cache: Mutex::default(),
+            reading: Mutex::default(),
+            scheduled_for_deletion,
+            failure_ttl: Duration::ZERO,
+            failed: Mutex::default(),
+        }
+    }
+
+    /// Answers a failed read again from memory for `ttl`, instead of reading once more.
+    pub fn remembering_failures_for(mut self, ttl: Duration) -> Self {
+        self.failure_ttl = ttl;
+        self
     }
 
     /// `{"ai_api_key": …}` (the keys are in [`secret_keys`]).
@@ -65,6 +83,7 @@ impl Secrets {
         if let Ok(mut cache) = self.cache.lock() {
             cache.remove(name);
         }
+        self.failed.lock().unwrap_or_else(PoisonError::into_inner).remove(name);
     }
 
     async fn field(&self, name: &str, key: &str) -> Result<SecretString, Failure> {
@@ -95,6 +114,11 @@ impl Secrets {
                 return Ok(value);
             }
         }
+        if let Some((at, failure)) = self.failed.lock().unwrap_or_else(PoisonError::into_inner).get(name) {
+            if at.elapsed() < self.failure_ttl {
+                return Err(failure.clone());
+            }
+        }
         let read = {
             let mut reading = self.reading.lock().unwrap_or_else(PoisonError::into_inner);
             let started = || read(self.client.clone(), self.scheduled_for_deletion.clone(), name.to_string());
@@ -102,7 +126,16 @@ impl Secrets {
         };
         let value = read.await;
         self.reading.lock().unwrap_or_else(PoisonError::into_inner).remove(name);
-        let value = value?;
+        let value = match value {
+            Ok(value) => value,
+            Err(failure) => {
+                if !self.failure_ttl.is_zero() {
+                    let mut failed = self.failed.lock().unwrap_or_else(PoisonError::into_inner);
+                    failed.insert(name.to_string(), (Instant::now(), failure.clone()));
+                }
+                return Err(failure);
+            }
+        };
         if let Ok(mut cache) = self.cache.lock() {
             cache.insert(name.to_string(), (Instant::now(), value.clone()));
         }

@@ -11,7 +11,7 @@ use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
 use multicomms_wire::conversation::{
-    attribute, ConversationKey, ConversationRecord, ConversationStatus, Message, CONVERSATION_ID,
+    attribute, ActivePointer, ConversationKey, ConversationRecord, ConversationStatus, Message, CONVERSATION_ID,
 };
 use multicomms_wire::Item;
 
@@ -22,8 +22,9 @@ pub struct ConversationStore {
 
 pub enum Created {
     New,
-    /// A record with this key exists (a duplicate or a redelivery): where it stands.
-    Exists(RecordState),
+    /// A record with this key exists (a duplicate or a redelivery): where it stands, and when it
+    /// was created.
+    Exists(RecordState, String),
 }
 
 /// A conditional update's result.
@@ -65,9 +66,37 @@ impl ConversationStore {
             Some(PutItemError::ConditionalCheckFailedException(failed)) => failed
                 .item
                 .as_ref()
-                .map(|item| Created::Exists(record_state(item)))
+                .map(|item| {
+                    let created_at = match item.get(attribute::CREATED_AT) {
+                        Some(AttributeValue::S(created_at)) => created_at.clone(),
+                        _ => String::new(),
+                    };
+                    Created::Exists(record_state(item), created_at)
+                })
                 .ok_or_else(|| Failure::Transient("the refused create did not return the record".into())),
             _ => Err(aws_failure("PutItem", &error)),
+        }
+    }
+
+    /// Points the recipient's answers at `pointer`'s conversation ([`ActivePointer`]), unless a
+    /// conversation created later holds the pointer already (then nothing changes).
+    pub async fn point(&self, pointer: &ActivePointer) -> Result<(), Failure> {
+        let item = serde_dynamo::to_item(pointer).map_err(|e| Failure::Permanent(format!("pointer: {e}")))?;
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(item))
+            .condition_expression("attribute_not_exists(#id) OR #started <= :started")
+            .expression_attribute_names("#id", CONVERSATION_ID)
+            .expression_attribute_names("#started", ActivePointer::STARTED_AT)
+            .expression_attribute_values(":started", AttributeValue::S(pointer.started_at.clone()))
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(()),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(()),
+            Err(e) => Err(aws_failure("PutItem", &e)),
         }
     }
 

@@ -20,23 +20,25 @@ pub enum Route {
 /// whichever its index returned first), preferring one whose first message went out (a newer
 /// conversation that failed must not capture the answer to a live one).
 pub fn active_newest(conversations: Vec<ConversationRecord>) -> Option<ConversationRecord> {
-    let started = |c: &ConversationRecord| {
-        use ConversationStatus::*;
-        !matches!(
-            c.conversation_status,
-            Processing
-                | Sending
-                | FailedSecretsFetch
-                | FailedToProcessAi
-                | FailedToSendMessage
-                | FailedUnknown
-                | FailedNoConsent
-        )
-    };
     conversations
         .into_iter()
         .filter(|c| c.task_complete == 0)
         .max_by(|a, b| (started(a), &a.created_at).cmp(&(started(b), &b.created_at)))
+}
+
+/// Whether the conversation's first message went out (or may have).
+pub fn started(conversation: &ConversationRecord) -> bool {
+    use ConversationStatus::*;
+    !matches!(
+        conversation.conversation_status,
+        Processing
+            | Sending
+            | FailedSecretsFetch
+            | FailedToProcessAi
+            | FailedToSendMessage
+            | FailedUnknown
+            | FailedNoConsent
+    )
 }
 
 pub fn route(company: Option<&CompanyRecord>, conversation: &ConversationRecord, channel: ChannelKind) -> Route {

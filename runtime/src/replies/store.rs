@@ -7,7 +7,8 @@ use crate::processor::failure::Failure;
 use crate::processor::store::{aws_failure, status, ConversationStore, Written};
 use aws_sdk_dynamodb::types::AttributeValue;
 use multicomms_wire::conversation::{
-    attribute, ConversationKey, ConversationRecord, ConversationStatus, Message, CONVERSATION_ID, GLOBAL_INDEXES,
+    attribute, ActivePointer, ConversationKey, ConversationRecord, ConversationStatus, Message, CONVERSATION_ID,
+    GLOBAL_INDEXES,
 };
 use multicomms_wire::ChannelKind;
 use std::time::Duration;
@@ -79,6 +80,23 @@ impl ConversationStore {
             return Err(Failure::Permanent("no conversation record with these numbers reads".into()));
         }
         Ok(records)
+    }
+
+    /// The pointer of a recipient's numbers ([`ActivePointer`]), if a conversation set one.
+    pub async fn pointer(&self, key: &ConversationKey) -> Result<Option<ActivePointer>, Failure> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .set_key(Some(key.to_item()))
+            .send()
+            .await
+            .map_err(|e| aws_failure("GetItem", &e))?;
+        out.item
+            .map(|item| {
+                serde_dynamo::from_item(item).map_err(|e| Failure::Permanent(format!("the pointer does not read: {e}")))
+            })
+            .transpose()
     }
 
     /// The whole record, read consistently.

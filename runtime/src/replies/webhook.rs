@@ -1,13 +1,16 @@
 //! `POST /webhooks/twilio/whatsapp` and `POST /webhooks/twilio/sms`: Twilio's inbound-message
-//! webhooks, served by the router (replies-engine §1–§2). Each message is parsed, matched to the
-//! recipient's active, newest conversation, authenticated with that tenant's Twilio auth token,
-//! put through the gates and hand-off rules, and either handed to a person or staged for the
-//! AI's reply with one delayed trigger per batching window.
+//! webhooks, served by the router (replies-engine §1–§2), in two steps. [`authenticate`]: the
+//! form is parsed, its numbers' [`ActivePointer`] read by key, and the signature checked with
+//! the auth token of the tenant the pointer names, before anything else is read. [`dispatch`]:
+//! the message is matched to the recipient's active, newest conversation, put through the gates
+//! and hand-off rules, and either handed to a person or staged for the AI's reply with one
+//! delayed trigger per batching window.
 //!
 //! The router's HTTP handler answers with empty TwiML: 200 for every message Twilio sent (even
-//! one nobody answers), 503 for a transient infrastructure error (so Twilio may retry), and 400
-//! or 403 for a request Twilio did not send ([`Acknowledged::status`]). A forged request costs
-//! at most the conversation lookup and the (cached) secret read.
+//! one nobody answers), 503 for a transient infrastructure error (so Twilio may retry), 400 for
+//! a body that is no Twilio form, and the same 403 for every request not shown to come from
+//! Twilio, whether or not its numbers have a conversation ([`Acknowledged::status`]). A forged
+//! request costs one key lookup and a (cached) secret read.
 use super::inbound::Inbound;
 use super::route::{self, Route};
 use super::staging::{epoch_seconds, Staging};
@@ -15,7 +18,7 @@ use crate::processor::failure::Failure;
 use crate::processor::secrets::Secrets;
 use crate::processor::store::ConversationStore;
 use crate::router::companies::Companies;
-use multicomms_wire::conversation::ConversationRecord;
+use multicomms_wire::conversation::{ActivePointer, ConversationRecord};
 use multicomms_wire::replies::{Fragment, HandOffMessage, STAGE_TTL_SECONDS};
 use multicomms_wire::timestamp::now;
 use multicomms_wire::ChannelKind;
@@ -76,26 +79,31 @@ impl Webhook {
 
 const PARSING_ERROR: &str = "PARSING_ERROR";
 const INVALID_SIGNATURE: &str = "INVALID_SIGNATURE";
+const CONVERSATION_NOT_FOUND: &str = "CONVERSATION_NOT_FOUND";
 
-/// How a message was acknowledged: the metric's `outcome` label.
+/// How a message was answered: the metric's `outcome` label, and Twilio's status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Acknowledged {
     Staged,
     HandedOff,
     /// Its `MessageSid` is already in the conversation: a Twilio retry of an answered message.
     AlreadyAnswered,
-    /// Nobody answers it; the code says why (the original's error codes).
+    /// Twilio sent it and nobody answers it; the code says why (the original's error codes).
     Refused(&'static str),
+    /// Not shown to come from Twilio for a tenant: no conversation points a tenant's credentials
+    /// at these numbers, or the signature does not verify with them. Every such request gets the
+    /// same answer, so a stranger learns nothing (not even whether the numbers talk).
+    Unverified(&'static str),
 }
 
 impl Acknowledged {
-    /// The HTTP status Twilio gets. Every message Twilio sent is answered 200, even one nobody
-    /// answers, so that Twilio does not retry it; a request Twilio did not send is refused: no
-    /// parseable form (400) or a missing or wrong signature (403).
+    /// The HTTP status Twilio gets: 200 for every message Twilio sent (even one nobody
+    /// answers), so that Twilio does not retry it; 400 for a body that is no Twilio form; 403
+    /// for a request not shown to come from Twilio.
     pub fn status(self) -> u16 {
         match self {
             Acknowledged::Refused(PARSING_ERROR) => 400,
-            Acknowledged::Refused(INVALID_SIGNATURE) => 403,
+            Acknowledged::Unverified(_) => 403,
             _ => 200,
         }
     }
@@ -105,63 +113,99 @@ impl Acknowledged {
             Acknowledged::Staged => "staged",
             Acknowledged::HandedOff => "handed_off",
             Acknowledged::AlreadyAnswered => "already_answered",
-            Acknowledged::Refused(code) => code,
+            Acknowledged::Refused(code) | Acknowledged::Unverified(code) => code,
         }
     }
 }
 
-/// `Err` only for a transient failure (Twilio should retry); everything else is acknowledged.
-pub async fn receive(
-    companies: &Companies,
+/// A message shown to come from Twilio for the tenant whose conversation its numbers point at.
+pub struct Authenticated {
+    inbound: Inbound,
+    pointer: ActivePointer,
+}
+
+/// Step one, before anything but one key lookup: the form, the pointer of its numbers, and the
+/// signature with the tenant's (cached) auth token. `Err(Ok(_))`: answered here; `Err(Err(_))`:
+/// a transient failure (Twilio should retry). Cheap and safe to abandon when the caller leaves.
+pub async fn authenticate(
     webhook: &Webhook,
     channel: ChannelKind,
     url: &str,
     signature: &str,
     form: &[u8],
-) -> Result<Acknowledged, Failure> {
+) -> Result<Authenticated, Result<Acknowledged, Failure>> {
     let inbound = match Inbound::parse(channel, form) {
         Ok(inbound) => inbound,
-        Err(why) => return Ok(refused(PARSING_ERROR, &why)),
+        Err(why) => return Err(Ok(refused(PARSING_ERROR, &why))),
+    };
+    let unverified = |code: &'static str, why: &str| {
+        tracing::warn!(code, why, message_sid = %inbound.message_sid, "inbound request not shown to come from Twilio");
+        Err(Ok(Acknowledged::Unverified(code)))
     };
     if signature.is_empty() {
-        // Not even signed: refused before any lookup.
-        return Ok(refused(INVALID_SIGNATURE, "no X-Twilio-Signature"));
+        return unverified(INVALID_SIGNATURE, "no X-Twilio-Signature");
     }
-    let span =
-        tracing::info_span!("inbound", message_sid = %inbound.message_sid, conversation_id = tracing::field::Empty);
-    answer(companies, webhook, &inbound, url, signature).instrument(span).await
+    let key = ActivePointer::key(channel, &inbound.to, &inbound.from);
+    let pointer = match webhook.store.pointer(&key).await {
+        Ok(Some(pointer)) => pointer,
+        Ok(None) => return unverified(CONVERSATION_NOT_FOUND, "no conversation with these numbers"),
+        Err(Failure::Permanent(why)) => return unverified("DB_QUERY_ERROR", &why),
+        Err(transient) => return Err(Err(transient)),
+    };
+    let twilio = match webhook.secrets.twilio(&pointer.credentials_id).await {
+        Ok(twilio) => twilio,
+        Err(Failure::Permanent(why)) => return unverified("SECRET_FETCH_FAILED", &why),
+        Err(transient) => return Err(Err(transient)),
+    };
+    let signed = |token: &str| super::signature::verify(token, url, &inbound.params, signature);
+    let fresh = || webhook.signed_with_a_fresh_token(&pointer.credentials_id, signed);
+    if !signed(twilio.auth_token.expose_secret()) && !fresh().await.map_err(Err)? {
+        return unverified(INVALID_SIGNATURE, "the signature does not verify with the tenant's auth token");
+    }
+    Ok(Authenticated { inbound, pointer })
 }
 
-/// A parsed message: its conversation, signature, gates and route.
+/// Step two, for an authenticated message: its conversation, the gates and hand-off rules, and
+/// staging or the hand-off queue. `Err` only for a transient failure (Twilio should retry).
+pub async fn dispatch(
+    companies: &Companies,
+    webhook: &Webhook,
+    message: Authenticated,
+) -> Result<Acknowledged, Failure> {
+    let Authenticated { inbound, pointer } = message;
+    let span = tracing::info_span!("inbound", message_sid = %inbound.message_sid, conversation_id = %pointer.active_conversation_id);
+    answer(companies, webhook, &inbound, &pointer).instrument(span).await
+}
+
+/// The conversation the pointer names, or, when that one is complete or never started, the
+/// newest other active one (the channel's index: only for authenticated messages).
+async fn conversation(
+    webhook: &Webhook,
+    inbound: &Inbound,
+    pointer: &ActivePointer,
+) -> Result<Option<ConversationRecord>, Failure> {
+    let pointed = webhook.store.record(&pointer.conversation()).await?;
+    if let Some(active) = pointed.and_then(|c| route::active_newest(vec![c])).filter(route::started) {
+        return Ok(Some(active));
+    }
+    let all = webhook.store.by_numbers(inbound.channel, &inbound.to, &inbound.from).await?;
+    Ok(route::active_newest(all))
+}
+
 async fn answer(
     companies: &Companies,
     webhook: &Webhook,
     inbound: &Inbound,
-    url: &str,
-    signature: &str,
+    pointer: &ActivePointer,
 ) -> Result<Acknowledged, Failure> {
     let channel = inbound.channel;
-    let found =
-        permanent_is_refusal(webhook.store.by_numbers(channel, &inbound.to, &inbound.from).await, "DB_QUERY_ERROR")?;
-    let Some(conversation) = found.and_then(route::active_newest) else {
-        return Ok(refused("CONVERSATION_NOT_FOUND", "no active conversation with this number"));
+    let conversation = match conversation(webhook, inbound, pointer).await {
+        Ok(Some(conversation)) => conversation,
+        Ok(None) => return Ok(refused(CONVERSATION_NOT_FOUND, "no active conversation with this number")),
+        Err(Failure::Permanent(why)) => return Ok(refused("DB_QUERY_ERROR", &why)),
+        Err(transient) => return Err(transient),
     };
     tracing::Span::current().record("conversation_id", &conversation.conversation_id);
-    let credentials = conversation.channel_config[format!("{channel}_credentials_id")].as_str().unwrap_or("");
-    if credentials.is_empty() {
-        return Ok(refused("MISSING_CREDENTIAL_CONFIG", "the conversation names no credentials"));
-    }
-    let Some(twilio) = permanent_is_refusal(webhook.secrets.twilio(credentials).await, "SECRET_FETCH_FAILED")? else {
-        return Ok(Acknowledged::Refused("SECRET_FETCH_FAILED"));
-    };
-    let signed = |token: &str| super::signature::verify(token, url, &inbound.params, signature);
-    if !signed(twilio.auth_token.expose_secret()) && !webhook.signed_with_a_fresh_token(credentials, signed).await? {
-        tracing::error!(
-            code = INVALID_SIGNATURE,
-            "inbound message with a missing or wrong X-Twilio-Signature; ignored"
-        );
-        return Ok(Acknowledged::Refused(INVALID_SIGNATURE));
-    }
     if conversation.messages.iter().any(|m| m.message_id == inbound.message_sid) {
         return Ok(Acknowledged::AlreadyAnswered);
     }
@@ -201,18 +245,6 @@ async fn answer(
 fn refused(code: &'static str, why: &str) -> Acknowledged {
     tracing::warn!(code, why, "inbound message acknowledged and not answered");
     Acknowledged::Refused(code)
-}
-
-/// A transient failure stays an error (503); a permanent one becomes `None`, logged with `code`.
-fn permanent_is_refusal<T>(result: Result<T, Failure>, code: &'static str) -> Result<Option<T>, Failure> {
-    match result {
-        Ok(value) => Ok(Some(value)),
-        Err(Failure::Permanent(why)) => {
-            refused(code, &why);
-            Ok(None)
-        }
-        Err(transient) => Err(transient),
-    }
 }
 
 fn fragment(inbound: &Inbound, conversation: &ConversationRecord) -> Fragment {

@@ -71,11 +71,13 @@ impl AppState {
         let replies = settings.public_base_url.clone().map(|public_base_url| Webhook {
             public_base_url,
             store: ConversationStore::new(dynamodb.clone(), naming.conversations_table()),
+            // Read for requests not yet authenticated: a failed read is not repeated for 30 s.
             secrets: Secrets::new(
                 aws_sdk_secretsmanager::Client::new(sdk),
                 settings.secrets_cache,
-                prometheus_client::metrics::counter::Counter::default(),
-            ),
+                metrics.secrets_scheduled_for_deletion.clone(),
+            )
+            .remembering_failures_for(Duration::from_secs(30)),
             staging: Staging::new(sdk, naming.clone()),
             refreshed: Default::default(),
         });
@@ -171,24 +173,27 @@ async fn inbound(
     body: Bytes,
     channel: ChannelKind,
 ) -> Response {
-    if state.replies.is_none() {
-        return StatusCode::NOT_FOUND.into_response();
-    }
-    let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str()).to_string();
-    let signature = headers.get("x-twilio-signature").and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
-    // Its own task: the request timeout (or a client going away) must not cut the work off
-    // between taking the trigger lock and sending the trigger or giving the lock back.
-    let work = tokio::spawn({
-        let state = state.clone();
-        async move {
-            let Some(webhook) = &state.replies else { return Ok(webhook::Acknowledged::Refused("WEBHOOK_OFF")) };
-            let url = format!("{}{path}", webhook.public_base_url.trim_end_matches('/'));
-            webhook::receive(&state.companies, webhook, channel, &url, &signature, &body).await
-        }
-    });
-    let outcome = work.await.unwrap_or_else(|e| {
-        Err(crate::processor::failure::Failure::Transient(format!("the webhook task failed: {e}")))
-    });
+    let Some(webhook) = &state.replies else { return StatusCode::NOT_FOUND.into_response() };
+    let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+    let url = format!("{}{path}", webhook.public_base_url.trim_end_matches('/'));
+    let signature = headers.get("x-twilio-signature").and_then(|v| v.to_str().ok()).unwrap_or("");
+    // In this request's task: a caller who leaves stops it (it wrote nothing yet).
+    let outcome = match webhook::authenticate(webhook, channel, &url, signature, &body).await {
+        // Its own task: the request timeout (or Twilio going away) must not cut the work off
+        // between taking the trigger lock and sending the trigger or giving the lock back.
+        Ok(authenticated) => tokio::spawn({
+            let state = state.clone();
+            async move {
+                let Some(webhook) = &state.replies else { return Ok(webhook::Acknowledged::Refused("WEBHOOK_OFF")) };
+                webhook::dispatch(&state.companies, webhook, authenticated).await
+            }
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(crate::processor::failure::Failure::Transient(format!("the webhook task failed: {e}")))
+        }),
+        Err(answered) => answered,
+    };
     match outcome {
         Ok(acknowledged) => {
             state.metrics.webhook(channel.as_str(), acknowledged.label());

@@ -25,6 +25,8 @@ pub struct Metrics {
     latency: Histogram,
     /// Observed by the queue senders, one sample per SendMessageBatch call.
     pub batch_size: Histogram,
+    /// The webhook's reads of a Twilio secret that found it scheduled for deletion.
+    pub secrets_scheduled_for_deletion: Counter,
 }
 
 impl Default for Metrics {
@@ -42,7 +44,13 @@ impl Default for Metrics {
             "Inbound Twilio messages by channel and outcome (staged, handed_off, already_answered, an error code)",
             webhook.clone(),
         );
-        Metrics { registry, requests, webhook, latency, batch_size }
+        let secrets_scheduled_for_deletion = Counter::default();
+        registry.register(
+            "secrets_scheduled_for_deletion",
+            "Webhook reads of a Twilio secret found scheduled for deletion (messages get 503 until it is restored)",
+            secrets_scheduled_for_deletion.clone(),
+        );
+        Metrics { registry, requests, webhook, latency, batch_size, secrets_scheduled_for_deletion }
     }
 }
 

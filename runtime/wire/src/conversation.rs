@@ -15,6 +15,7 @@ pub const EXPIRES_AT: &str = "expires_at";
 /// checks they match).
 pub mod attribute {
     pub const STATUS: &str = "conversation_status";
+    pub const CREATED_AT: &str = "created_at";
     pub const UPDATED_AT: &str = "updated_at";
     pub const MESSAGES: &str = "messages";
     pub const RESPONSE_ID: &str = "response_id";
@@ -44,6 +45,47 @@ impl ConversationKey {
             (CONVERSATION_ID.to_string(), AttributeValue::S(self.conversation_id.clone())),
         ]
         .into()
+    }
+}
+
+/// Where a recipient's answer goes: one item per (channel, company number, recipient) in the
+/// conversations table, beside that recipient's records (its sort key starts with `#`, which no
+/// conversation id does, and it carries none of the indexes' keys). It names the newest
+/// conversation the company started with the recipient on that channel, and the Twilio
+/// credentials that conversation uses: the webhook finds it by key and checks Twilio's signature
+/// before it reads anything else, so a stranger's request costs one key lookup and learns
+/// nothing. The first-message processor writes it before its send; a conversation created
+/// earlier never moves it back ([`ActivePointer::STARTED_AT`] is the condition).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ActivePointer {
+    /// The recipient's number (the table's partition key).
+    pub primary_channel: String,
+    /// `#active#<channel>#<company number>` (the table's sort key).
+    pub conversation_id: String,
+    pub active_conversation_id: String,
+    /// The Twilio credentials' secret name.
+    pub credentials_id: String,
+    /// The conversation's `created_at`: a pointer moves only to a conversation created later.
+    pub started_at: String,
+}
+
+impl ActivePointer {
+    pub const STARTED_AT: &str = "started_at";
+
+    /// The pointer's key for `recipient` writing to `company_number` on `channel`.
+    pub fn key(channel: crate::ChannelKind, company_number: &str, recipient: &str) -> ConversationKey {
+        ConversationKey {
+            primary_channel: recipient.to_string(),
+            conversation_id: format!("#active#{channel}#{company_number}"),
+        }
+    }
+
+    /// The conversation it points at.
+    pub fn conversation(&self) -> ConversationKey {
+        ConversationKey {
+            primary_channel: self.primary_channel.clone(),
+            conversation_id: self.active_conversation_id.clone(),
+        }
     }
 }
 
