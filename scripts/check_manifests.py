@@ -46,13 +46,20 @@ if router_env.get("MULTICOMMS_ENV") != "dev" or router_env.get("MULTICOMMS_PREFI
 if router["terminationGracePeriodSeconds"] * 1000 <= int(router_env["MULTICOMMS_REQUEST_TIMEOUT_MS"]):
     failures.append("chart: the router's grace period must outlast a request timeout (in-flight requests finish)")
 # The router holds up to MULTICOMMS_MAX_CONNECTIONS clients; measured, 10,000 clients with a
-# request each in flight peaked at 549-568 MiB (about 55 KiB a client over a 25 MiB start;
-# docs/testing.md): a memory limit below that kills the pod at the load it was told to accept.
+# small request each in flight peaked at 549-568 MiB (about 55 KiB a client over a 25 MiB
+# start; docs/testing.md). The bodies they send are held within MULTICOMMS_BODY_BUDGET_BYTES
+# (beyond it: 503 before a body is read), whatever each may send: a memory limit below the sum
+# kills the pod at the load it was told to accept (review r3, M3).
 limit = router["containers"][0]["resources"]["limits"]["memory"]
 limit_mib = int(limit[:-2]) * {"Mi": 1, "Gi": 1024}[limit[-2:]]
-needed_mib = 32 + int(router_env["MULTICOMMS_MAX_CONNECTIONS"]) * 55 / 1024
+clients_mib = int(router_env["MULTICOMMS_MAX_CONNECTIONS"]) * 55 / 1024
+bodies_mib = int(router_env["MULTICOMMS_BODY_BUDGET_BYTES"]) / (1024 * 1024)
+needed_mib = 32 + clients_mib + bodies_mib
 if limit_mib < needed_mib:
-    failures.append(f"chart: the router's memory limit {limit} cannot hold its maxConnections clients (needs {needed_mib:.0f}Mi)")
+    failures.append(
+        f"chart: the router's memory limit {limit} cannot hold its maxConnections clients and its body budget "
+        f"(needs {needed_mib:.0f}Mi: {clients_mib:.0f} for clients, {bodies_mib:.0f} for bodies)"
+    )
 # The processors are the operator's (a Deployment per Channel flow), not the chart's.
 if any("processor" in name for name in deployments):
     failures.append(f"chart: renders processor Deployments the operator owns: {sorted(deployments)}")

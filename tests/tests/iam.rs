@@ -1,7 +1,9 @@
 //! Least privilege, checked: each component runs its flows against the emulator with its AWS
-//! calls counted (`multicomms_testkit::aws_calls`), and the actions it needed must be exactly
-//! the actions its policy in `charts/multicomms-operator/files/iam/` grants: a call missing from
-//! the policy would be denied in production; a grant nothing uses is privilege to remove.
+//! calls counted (`multicomms_testkit::aws_calls`), and each action on each resource it needed
+//! must be granted by its policy in `charts/multicomms-operator/files/iam/`, while every action
+//! the policy grants must have been used: a call missing from the policy would be denied in
+//! production; a grant nothing uses is privilege to remove. Resources are matched as IAM
+//! matches them, with the policy's placeholders filled in for this run's names.
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use multicomms_operator::cli::batch::reconcile_manifests;
@@ -16,7 +18,7 @@ use multicomms_testkit::environment::{
     emulator_config, example_manifests, example_request, repo_root, router_settings, unique_naming, API_KEY,
     PUBLIC_BASE_URL,
 };
-use multicomms_testkit::fakes::{Fakes, Service};
+use multicomms_testkit::fakes::{Fakes, Fault, Service};
 use multicomms_testkit::twilio::{Inbound, AUTH_TOKEN};
 use multicomms_wire::{ChannelKind, Naming};
 use std::collections::BTreeSet;
@@ -24,36 +26,113 @@ use std::sync::Arc;
 use std::time::Duration;
 use tower::ServiceExt;
 
-/// The actions a policy document grants.
-fn granted(component: &str) -> BTreeSet<String> {
+/// The emulator's region and account, which every ARN here is built with.
+const REGION: &str = "eu-north-1";
+const ACCOUNT: &str = "123456789012";
+
+/// One statement of a policy: its id, actions, and resource patterns (placeholders filled in).
+struct Statement {
+    sid: String,
+    actions: Vec<String>,
+    resources: Vec<String>,
+}
+
+/// The statements of `component`'s policy document, for `naming`'s prefix and environment.
+fn policy(component: &str, naming: &Naming) -> Vec<Statement> {
     let file = repo_root().join(format!("charts/multicomms-operator/files/iam/{component}.json"));
     let policy: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&file).expect("policy file")).expect("policy JSON");
     let statements = policy["Statement"].as_array().expect("statements");
-    for statement in statements {
-        let resources = statement["Resource"].as_array().expect("resources");
-        assert!(
-            resources.iter().all(|r| r.as_str().is_some_and(|r| r.contains("${prefix}") && r.contains("${env}"))),
-            "{component}: every resource is scoped by prefix and environment: {statement}"
-        );
-    }
+    let strings = |v: &serde_json::Value| -> Vec<String> {
+        v.as_array().expect("a list").iter().filter_map(|s| s.as_str()).map(str::to_string).collect()
+    };
     statements
         .iter()
-        .flat_map(|s| s["Action"].as_array().expect("actions").iter())
-        .filter_map(|a| a.as_str())
-        .map(str::to_string)
+        .map(|statement| {
+            let resources = strings(&statement["Resource"]);
+            assert!(
+                resources.iter().all(|r| r.contains("${prefix}") && r.contains("${env}")),
+                "{component}: every resource is scoped by prefix and environment: {statement}"
+            );
+            let fill = |r: &String| {
+                r.replace("${region}", REGION)
+                    .replace("${account}", ACCOUNT)
+                    .replace("${prefix}", &naming.prefix)
+                    .replace("${env}", &naming.env)
+            };
+            Statement {
+                sid: statement["Sid"].as_str().unwrap_or_default().to_string(),
+                actions: strings(&statement["Action"]),
+                resources: resources.iter().map(fill).collect(),
+            }
+        })
         .collect()
 }
 
-fn assert_least_privilege(component: &str, calls: &Calls) {
-    let used = calls.actions();
-    let granted = granted(component);
-    let missing: Vec<&String> = used.difference(&granted).collect();
-    let unused: Vec<&String> = granted.difference(&used).collect();
+/// IAM's wildcard match: `*` any run of characters (`/` and `:` included), `?` exactly one.
+fn matches(pattern: &str, arn: &str) -> bool {
+    let (pattern, arn): (Vec<char>, Vec<char>) = (pattern.chars().collect(), arn.chars().collect());
+    let (mut p, mut a, mut star, mut resume) = (0, 0, None, 0);
+    while a < arn.len() {
+        if p < pattern.len() && (pattern[p] == '?' || pattern[p] == arn[a]) {
+            (p, a) = (p + 1, a + 1);
+        } else if p < pattern.len() && pattern[p] == '*' {
+            (star, resume, p) = (Some(p), a, p + 1);
+        } else if let Some(at) = star {
+            (p, resume) = (at + 1, resume + 1);
+            a = resume;
+        } else {
+            return false;
+        }
+    }
+    pattern[p..].iter().all(|c| *c == '*')
+}
+
+/// Every call's action on its resource is granted by some statement (else production denies
+/// it), and every action of every statement was used on one of its resources (else it is
+/// privilege to remove). `namings`: the environments the calls were made in.
+fn assert_least_privilege(component: &str, calls: &Calls, namings: &[&Naming]) {
+    let statements: Vec<Statement> = namings.iter().flat_map(|naming| policy(component, naming)).collect();
+    let used = calls.actions_on();
+    assert!(!used.is_empty(), "{component}: no call was recorded");
+    let allows = |s: &Statement, action: &str, arn: &str| {
+        s.actions.iter().any(|a| a == action) && s.resources.iter().any(|r| matches(r, arn))
+    };
+    let missing: Vec<String> = used
+        .iter()
+        .map(|(action, resource)| (action, resource.arn(REGION, ACCOUNT)))
+        .filter(|(action, arn)| !statements.iter().any(|s| allows(s, action, arn)))
+        .map(|(action, arn)| format!("{action} on {arn}"))
+        .collect();
+    let granted: BTreeSet<(&str, &str)> =
+        statements.iter().flat_map(|s| s.actions.iter().map(move |a| (s.sid.as_str(), a.as_str()))).collect();
+    let used_by = |sid: &str, action: &str| {
+        let mine = statements.iter().filter(|s| s.sid == sid);
+        mine.into_iter().any(|s| used.iter().any(|(a, r)| a == action && allows(s, a, &r.arn(REGION, ACCOUNT))))
+    };
+    let unused: Vec<String> = granted
+        .into_iter()
+        .filter(|(sid, action)| !used_by(sid, action))
+        .map(|(sid, action)| format!("{sid} {action}"))
+        .collect();
     assert!(
         missing.is_empty() && unused.is_empty(),
-        "{component}: not granted {missing:?}; granted but never used {unused:?}"
+        "{component}: not granted {missing:#?}; granted but never used {unused:?}"
     );
+}
+
+#[test]
+fn iam_wildcards_match_as_iam_does_and_an_environment_never_matches_another() {
+    let dev = "arn:aws:secretsmanager:r:a:secret:p/whatsapp-credentials/*-dev-??????";
+    assert!(matches(dev, "arn:aws:secretsmanager:r:a:secret:p/whatsapp-credentials/acme/hiring/twilio-dev-AbC123"));
+    // A company or project slug with "-dev-" in it, in prod: the anchored suffix keeps it out.
+    assert!(!matches(
+        dev,
+        "arn:aws:secretsmanager:r:a:secret:p/whatsapp-credentials/web-dev-agency/x/twilio-prod-AbC123"
+    ));
+    assert!(!matches(dev, "arn:aws:secretsmanager:r:a:secret:p/email-credentials/acme/hiring/sendgrid-dev-AbC123"));
+    assert!(!matches("arn:aws:sqs:r:a:p-whatsapp-queue-dev", "arn:aws:sqs:r:a:p-replies-human-handoff-queue-dev"));
+    assert!(matches("arn:*:q?", "arn:x:y:qz") && !matches("a?", "a"));
 }
 
 struct Env {
@@ -65,7 +144,7 @@ struct Env {
 /// The example Channels and Company applied by the operator with its calls counted, then its
 /// other paths: a no-op re-apply, drift repaired (a queue attribute, a secret value), a secret
 /// scheduled for deletion restored, untagged objects adopted, both deletions.
-async fn operator(base: &aws_config::SdkConfig) -> (Naming, Calls) {
+async fn operator(base: &aws_config::SdkConfig) -> (Naming, Naming, Calls) {
     let (config, calls) = counting(base);
     let naming = unique_naming('i');
     let ctx = Context::new(multicomms_operator::aws::Aws::new(&config), naming.clone(), Mode::Apply);
@@ -105,7 +184,7 @@ async fn operator(base: &aws_config::SdkConfig) -> (Naming, Calls) {
     secrets.create_secret().name(&doomed_secret).secret_string("{}").send().await.expect("untagged secret");
     let adopting = multicomms_operator::reconcile::AdoptionPolicy::namespaces(["multicomms-dev"]);
     let doomed_ctx =
-        Context::new(multicomms_operator::aws::Aws::new(&config), doomed, Mode::Apply).adopting_in(adopting);
+        Context::new(multicomms_operator::aws::Aws::new(&config), doomed.clone(), Mode::Apply).adopting_in(adopting);
     let mut adopting_manifests = example_manifests();
     let asks = |annotations: &mut Option<std::collections::BTreeMap<String, String>>| {
         annotations.get_or_insert_with(Default::default).insert(ADOPT_ANNOTATION.into(), "true".into());
@@ -117,7 +196,7 @@ async fn operator(base: &aws_config::SdkConfig) -> (Naming, Calls) {
     assert!(cleanup::delete_company(&doomed_ctx, company).await.is_ready());
     let sms = manifests.channels.iter().find(|c| c.spec.kind == ChannelKind::Sms).expect("sms");
     assert!(cleanup::delete_channel(&doomed_ctx, sms, &[]).await.is_ready());
-    (naming, calls)
+    (naming, doomed, calls)
 }
 
 fn processor_config(env: &Env) -> ProcessorConfig {
@@ -186,8 +265,8 @@ async fn inbound(router: &axum::Router, text: &str) -> StatusCode {
 #[tokio::test]
 async fn each_components_policy_grants_exactly_the_aws_actions_it_performs() {
     let base = emulator_config().await;
-    let (naming, operator_calls) = operator(&base).await;
-    assert_least_privilege("operator", &operator_calls);
+    let (naming, doomed, operator_calls) = operator(&base).await;
+    assert_least_privilege("operator", &operator_calls, &[&naming, &doomed]);
     let env = Env { base, naming, fakes: Fakes::start("127.0.0.1:0").await.expect("fakes") };
     let uncounted = aws_sdk_dynamodb::Client::new(&env.base);
     uncounted
@@ -257,13 +336,18 @@ async fn each_components_policy_grants_exactly_the_aws_actions_it_performs() {
     })
     .await;
     env.fakes.set_latency(Service::OpenAi, Duration::from_millis(0));
-    assert_least_privilege("processor", &processor_calls);
+    assert_least_privilege("processor", &processor_calls, &[&env.naming]);
 
     let replies_queue = env.naming.replies_queue(ChannelKind::Whatsapp);
     let url = sqs.get_queue_url().queue_name(&replies_queue).send().await.expect("url").queue_url.expect("url");
+    let redrive = aws_sdk_sqs::types::QueueAttributeName::RedrivePolicy;
+    let attributes = sqs.get_queue_attributes().queue_url(&url).attribute_names(redrive.clone()).send().await;
+    let redrive_policy = attributes.expect("attributes").attributes.and_then(|mut a| a.remove(&redrive));
     sqs.delete_queue().queue_url(&url).send().await.expect("delete");
     assert_eq!(inbound(&router, "while the queue is gone").await, StatusCode::SERVICE_UNAVAILABLE);
-    sqs.create_queue().queue_name(&replies_queue).send().await.expect("recreate");
+    // Back as the operator makes it, with its dead-letter queue (whose depth the processor reads).
+    let recreate = sqs.create_queue().queue_name(&replies_queue);
+    recreate.set_attributes(redrive_policy.map(|p| [(redrive, p)].into())).send().await.expect("recreate");
     assert_eq!(inbound(&router, "hello").await, StatusCode::OK);
 
     // The reply processor answers; a message during its turn gets the next trigger.
@@ -298,12 +382,36 @@ async fn each_components_policy_grants_exactly_the_aws_actions_it_performs() {
         })
     };
     let fakes = env.fakes.clone();
+    let sweeper = replier.clone();
     work(&reply_config_aws, replier, &replies_queue, move || {
         let done = fakes.sent().len() >= 3;
         async move { done }
     })
     .await;
     assert_eq!(during.await.expect("sent"), StatusCode::OK);
+
+    // The sweep looks for stranded messages (none), and a turn failing on its trigger's last
+    // receive hands the message to a person.
+    assert_eq!(sweeper.sweep(Duration::ZERO).await, 0);
+    assert_eq!(inbound(&router, "for the AI, which is down").await, StatusCode::OK);
+    let url = sqs.get_queue_url().queue_name(&replies_queue).send().await.expect("url").queue_url.expect("url");
+    let mut trigger = None;
+    for _ in 0..10 {
+        let out = sqs.receive_message().queue_url(&url).wait_time_seconds(1).send().await.expect("receive");
+        if let Some(message) = out.messages.unwrap_or_default().pop() {
+            sqs.delete_message()
+                .queue_url(&url)
+                .receipt_handle(message.receipt_handle.expect("receipt"))
+                .send()
+                .await
+                .expect("delete");
+            trigger = message.body;
+            break;
+        }
+    }
+    env.fakes.fail_next(Service::OpenAi, Fault::Status(429));
+    let outcome = sweeper.process(&trigger.expect("the message's trigger"), true).await;
+    assert_eq!(outcome, multicomms_runtime::processor::outcome::Outcome::Failed, "handed off");
 
     // A company that answers replies in person: the next message is handed off.
     uncounted
@@ -347,6 +455,6 @@ async fn each_components_policy_grants_exactly_the_aws_actions_it_performs() {
         .await
         .expect("complete");
     assert_eq!(inbound(&router, "after the end").await, StatusCode::OK);
-    assert_least_privilege("router", &router_calls);
-    assert_least_privilege("reply-processor", &reply_calls);
+    assert_least_privilege("router", &router_calls, &[&env.naming]);
+    assert_least_privilege("reply-processor", &reply_calls, &[&env.naming]);
 }

@@ -460,6 +460,33 @@ async fn a_request_that_outlives_the_timeout_gets_504_with_the_envelope() {
 }
 
 #[tokio::test]
+async fn request_bodies_in_flight_stay_within_the_budget_the_memory_limit_is_sized_for() {
+    let config = emulator_config().await;
+    let naming = Naming::new("budget-prefix", "test");
+    // Room for two bodies of the largest size at once.
+    let settings = RouterSettings { body_budget_bytes: 32 * 1024, ..router_settings() };
+    let app = app::app(Arc::new(AppState::build(&config, &naming, settings).await));
+    let stalled = |path: &str| {
+        let body = Body::from_stream(futures::stream::pending::<Result<bytes::Bytes, std::io::Error>>());
+        let request = Request::post(path).header("x-api-key", KEY).header("content-length", "16384");
+        request.body(body).expect("request")
+    };
+    // Two clients that declare the largest body and never finish sending it (the timeout is 10 s).
+    let holding: Vec<_> =
+        (0..2).map(|_| tokio::spawn(app.clone().oneshot(stalled("/initiate-conversation")))).collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let refused = post(&app, Some(KEY), example().to_string()).await;
+    assert_error(&refused, 503, "SERVER_BUSY");
+    assert_eq!(refused.1.get("retry-after").map(|v| v.as_bytes()), Some(&b"1"[..]));
+    let webhook = app.clone().oneshot(stalled("/webhooks/twilio/whatsapp")).await.expect("answer");
+    assert_eq!(webhook.status(), StatusCode::SERVICE_UNAVAILABLE, "the webhooks share the budget");
+    holding.iter().for_each(|h| h.abort());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let served = post(&app, Some(KEY), example().to_string()).await;
+    assert_ne!(served.0, StatusCode::SERVICE_UNAVAILABLE, "the budget is given back: {:?}", served.2);
+}
+
+#[tokio::test]
 async fn shutdown_finishes_requests_in_flight_and_flushes_their_batches() {
     let setup = setup(|_| {}).await;
     let config = emulator_config().await;

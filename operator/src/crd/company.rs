@@ -54,13 +54,22 @@ pub struct CompanySpec {
     )]
     #[schemars(length(max = 64))]
     pub project_id: String,
-    /// Display name; its slug names the company's secrets.
-    #[x_kube(validation = Rule::new("self.matches('[A-Za-z0-9]')")
-        .message("must contain a letter or digit"))]
+    /// Display name; its slug names the company's secrets. Immutable: conversations under way
+    /// read the secrets by the names they were started with, so a rename would leave them on a
+    /// secret nobody updates (review r3, L7). A new name is a new Company.
+    #[x_kube(
+        validation = Rule::new("self == oldSelf")
+            .message("is immutable: the company's secrets are named after it; a new name is a new Company"),
+        validation = Rule::new("self.matches('[A-Za-z0-9]')").message("must contain a letter or digit")
+    )]
     #[schemars(length(max = 256))]
     pub company_name: String,
-    #[x_kube(validation = Rule::new("self.matches('[A-Za-z0-9]')")
-        .message("must contain a letter or digit"))]
+    /// Display name; its slug names the company's secrets. Immutable, as `companyName`.
+    #[x_kube(
+        validation = Rule::new("self == oldSelf")
+            .message("is immutable: the company's secrets are named after it; a new name is a new Company"),
+        validation = Rule::new("self.matches('[A-Za-z0-9]')").message("must contain a letter or digit")
+    )]
     #[schemars(length(max = 256))]
     pub project_name: String,
     #[serde(default)]

@@ -198,6 +198,9 @@ fn deployment(channel: &Channel, flow: Flow, settings: &WorkerSettings) -> Optio
                 },
                 "spec": {
                     "serviceAccountName": settings.service_account,
+                    // Processors never call the Kubernetes API; their AWS role comes from the
+                    // IRSA token, a volume of its own.
+                    "automountServiceAccountToken": false,
                     // On SIGTERM a processor stops receiving and finishes what is in flight:
                     // at most one AI call and one send.
                     "terminationGracePeriodSeconds": 30 + 2 * HTTP_TIMEOUT_SECONDS,
@@ -256,7 +259,9 @@ fn resources(workers: &Workers) -> Value {
     }
 }
 
-/// A hash of what the flow's pods are configured from.
+/// A hash of what the flow's pods are configured from: the queue, the pods' concurrency and
+/// resources, the operator's settings. Not the replica counts or the autoscaler's target, which
+/// a pod never reads: scaling adds or removes pods without rolling the others (review r3, L8).
 pub fn config_hash(channel: &Channel, flow: Flow, settings: &WorkerSettings) -> String {
     let spec = &channel.spec;
     let queue = match flow {
@@ -276,7 +281,8 @@ pub fn config_hash(channel: &Channel, flow: Flow, settings: &WorkerSettings) -> 
         s.aws_region,
         s.aws_endpoint_url
     ]);
-    let input = json!({"flow": flow.as_str(), "queue": queue, "workers": spec.workers, "settings": settings});
+    let pods = json!({"concurrency": spec.workers.concurrency, "resources": spec.workers.resources});
+    let input = json!({"flow": flow.as_str(), "queue": queue, "pods": pods, "settings": settings});
     let digest = sha2::Sha256::digest(input.to_string().as_bytes());
     hex::encode(&digest[..8])
 }
@@ -405,6 +411,7 @@ mod tests {
         assert!(env.contains(&("MULTICOMMS_TWILIO_BASE_URL".into(), "http://fakes:8090".into())));
         assert!(!env.iter().any(|(name, _)| name == "AWS_ENDPOINT_URL"), "unset settings stay out");
         assert_eq!(pod.service_account_name.as_deref(), Some("multicomms-processor"));
+        assert_eq!(pod.automount_service_account_token, Some(false), "no Kubernetes API token in a processor");
     }
 
     #[test]
@@ -420,6 +427,21 @@ mod tests {
         assert_ne!(hash(&before, Flow::Initial), hash(&workers, Flow::Initial));
         let image = WorkerSettings { image: "other:1".into(), ..settings() };
         assert_ne!(hash(&before, Flow::Initial), config_hash(&before, Flow::Initial, &image));
+    }
+
+    #[test]
+    fn scaling_a_channel_does_not_roll_its_pods() {
+        let before = channel("whatsapp");
+        let mut scaled = before.clone();
+        scaled.spec.workers.replicas = 3;
+        scaled.spec.workers.min_replicas = Some(2);
+        scaled.spec.workers.max_replicas = Some(10);
+        scaled.spec.workers.target_queue_depth = Some(50);
+        for flow in [Flow::Initial, Flow::Replies] {
+            assert_eq!(config_hash(&before, flow, &settings()), config_hash(&scaled, flow, &settings()));
+        }
+        let planned = changes(&deployments(&scaled, &settings(), false), &deployments(&before, &settings(), false));
+        assert!(planned.iter().all(|c| !c.contains("pods roll")), "{planned:?}");
     }
 
     #[test]

@@ -70,6 +70,17 @@ fn immutable_ids_and_channel_type_are_enforced_on_update() {
     edited.spec.company_id = "ci-zzz-999".into();
     let errors = edited.validate_cel_update(&company).expect_err("companyId is immutable");
     assert!(errors.to_string().contains("spec.companyId: is immutable"), "{errors}");
+    // The display names name the secrets conversations under way read (review r3, L7).
+    for (field, edit) in [("companyName", 0), ("projectName", 1)] {
+        let mut renamed = company.clone();
+        if edit == 0 {
+            renamed.spec.company_name = "Renamed Recruitment".into();
+        } else {
+            renamed.spec.project_name = "Renamed Project".into();
+        }
+        let errors = renamed.validate_cel_update(&company).expect_err("display names are immutable");
+        assert!(errors.to_string().contains(&format!("spec.{field}: is immutable")), "{errors}");
+    }
 
     let channel = crate::support::example_channel("sms");
     let mut edited = channel.clone();

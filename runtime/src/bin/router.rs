@@ -29,6 +29,10 @@ struct Cli {
     /// Largest accepted body (SQS takes 256 KiB per message, the company data included).
     #[arg(long, env = "MULTICOMMS_MAX_BODY_BYTES", default_value_t = 128 * 1024)]
     max_body_bytes: usize,
+    /// The most request-body bytes held at once across all connections; a request that would
+    /// go over gets 503 (SERVER_BUSY) before its body is read. Size the memory limit for it.
+    #[arg(long, env = "MULTICOMMS_BODY_BUDGET_BYTES", default_value_t = 64 * 1024 * 1024)]
+    body_budget_bytes: usize,
     /// Seconds a company record is cached.
     #[arg(long, env = "MULTICOMMS_COMPANY_CACHE_SECONDS", default_value_t = 30)]
     company_cache_seconds: u64,
@@ -77,6 +81,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let settings = RouterSettings {
         version: cli.router_version.clone(),
         max_body_bytes: cli.max_body_bytes,
+        body_budget_bytes: cli.body_budget_bytes,
         request_timeout: Duration::from_millis(cli.request_timeout_ms),
         company_cache: Duration::from_secs(cli.company_cache_seconds),
         batch_linger: Duration::from_millis(cli.batch_linger_ms),

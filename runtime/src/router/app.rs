@@ -34,6 +34,10 @@ pub struct RouterSettings {
     /// `metadata.router_version` of every context object.
     pub version: String,
     pub max_body_bytes: usize,
+    /// The most request-body bytes held at once, across all connections: a request that would
+    /// go over is answered 503 before its body is read, so the router's memory holds what it
+    /// accepts whatever the number of connections (review r3, M3).
+    pub body_budget_bytes: usize,
     /// Longest a request may take, body upload included (API Gateway's was 29 s).
     pub request_timeout: Duration,
     /// How long a company record is cached.
@@ -58,6 +62,8 @@ pub struct AppState {
     /// Twilio's inbound webhooks, when a public base URL is configured.
     pub replies: Option<Webhook>,
     pub settings: RouterSettings,
+    /// [`RouterSettings::body_budget_bytes`], in KiB.
+    pub bodies: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -88,6 +94,7 @@ impl AppState {
             limiter: RateLimiter::default(),
             idempotency: Idempotency::new(settings.idempotency_window),
             replies,
+            bodies: Arc::new(tokio::sync::Semaphore::new(settings.body_budget_bytes.div_ceil(1024).max(1))),
             settings,
         }
     }
@@ -96,6 +103,7 @@ impl AppState {
 pub fn app(state: Arc<AppState>) -> axum::Router {
     let initiate = post(initiate)
         .layer(from_fn_with_state(state.clone(), within_timeout))
+        .layer(from_fn_with_state(state.clone(), within_body_budget))
         .layer(from_fn_with_state(state.clone(), track_metrics))
         .options(|| async { StatusCode::OK })
         .layer(map_response(with_cors));
@@ -107,6 +115,7 @@ pub fn app(state: Arc<AppState>) -> axum::Router {
     let twilio = |channel| {
         post(move |state, uri, headers, body| inbound(state, uri, headers, body, channel))
             .layer(from_fn_with_state(state.clone(), within_timeout))
+            .layer(from_fn_with_state(state.clone(), within_body_budget))
     };
     let document = Arc::new(super::openapi::document(&state.settings.version, state.settings.max_body_bytes));
     let openapi = axum::routing::get(move || async move { Json(document.as_ref().clone()) });
@@ -151,6 +160,26 @@ async fn within_timeout(State(state): State<Arc<AppState>>, request: Request, ne
         Ok(response) => response,
         Err(_) => Rejected { error: RouterError::request_timeout(limit), request_id: String::new() }.into_response(),
     }
+}
+
+/// Holds the request's share of the body budget (its declared length, or the most it may send)
+/// while it is served; with none left, 503 before a byte of the body is read.
+async fn within_body_budget(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let max = state.settings.max_body_bytes;
+    let declared = request.headers().get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok());
+    let bytes = declared.and_then(|v| v.parse::<usize>().ok()).unwrap_or(max).min(max);
+    let kib = u32::try_from(bytes.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+    let Ok(_held) = state.bodies.clone().try_acquire_many_owned(kib) else {
+        let mut response = if request.uri().path().starts_with("/webhooks/") {
+            (StatusCode::SERVICE_UNAVAILABLE, [("content-type", "text/xml")], webhook::EMPTY_TWIML).into_response()
+        } else {
+            Rejected { error: RouterError::server_busy(), request_id: String::new() }.into_response()
+        };
+        // The body is left unread, so the connection cannot carry another request.
+        response.headers_mut().insert(axum::http::header::CONNECTION, HeaderValue::from_static("close"));
+        return response;
+    };
+    next.run(request).await
 }
 
 async fn with_cors(mut response: Response) -> Response {

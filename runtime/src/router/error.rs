@@ -65,6 +65,7 @@ error_codes! {
     ChannelNotAllowed => "CHANNEL_NOT_ALLOWED", FORBIDDEN;
     RateLimitExceeded => "RATE_LIMIT_EXCEEDED", TOO_MANY_REQUESTS;
     RequestTimeout => "REQUEST_TIMEOUT", GATEWAY_TIMEOUT;
+    ServerBusy => "SERVER_BUSY", SERVICE_UNAVAILABLE;
     DatabaseError => "DATABASE_ERROR", INTERNAL_SERVER_ERROR;
     ConfigurationError => "CONFIGURATION_ERROR", INTERNAL_SERVER_ERROR;
     QueueError => "QUEUE_ERROR", INTERNAL_SERVER_ERROR;
@@ -185,6 +186,14 @@ impl RouterError {
                 limit.as_millis()
             ),
         )
+    }
+    /// The request bodies in flight already fill the router's budget (it would otherwise hold
+    /// more than its memory limit covers).
+    pub fn server_busy() -> Self {
+        RouterError {
+            retry_after: Some(1),
+            ..Self::new(ErrorCode::ServerBusy, "The router is taking as many requests as it can hold; retry shortly")
+        }
     }
     pub fn internal() -> Self {
         Self::new(ErrorCode::InternalError, "An internal server error occurred.")

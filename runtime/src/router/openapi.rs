@@ -192,7 +192,7 @@ fn twilio_webhook(channel: ChannelKind) -> Value {
                 "403": twiml("A missing or wrong X-Twilio-Signature"),
                 "404": {"description": "The webhooks are off"},
                 "413": {"description": "The body is over the router's limit", "content": {"text/plain": {"schema": {"type": "string"}}}},
-                "503": twiml("Not taken for now (AWS unavailable): Twilio retries"),
+                "503": twiml("Not taken for now (AWS unavailable, or the router's request bodies in flight at their budget): Twilio may retry"),
                 "504": {"description": "REQUEST_TIMEOUT", "content": {"application/json": {"schema": error_schema(&[ErrorCode::RequestTimeout])}}},
             },
         },

@@ -133,6 +133,7 @@ pub fn router_settings() -> RouterSettings {
     RouterSettings {
         version: "router-test-1".into(),
         max_body_bytes: 16 * 1024,
+        body_budget_bytes: 16 * 1024 * 1024,
         request_timeout: Duration::from_secs(10),
         company_cache: Duration::from_secs(30),
         batch_linger: Duration::from_millis(5),
