@@ -216,6 +216,7 @@ async fn run(n: usize) -> anyhow::Result<()> {
         wait: Duration::from_secs(1),
         max_receive_count: replies_queue.max_receive_count,
         dead_letter_queue_url: replies_queue.dead_letter_queue_url,
+        hand_off_queue_url: None,
         depth_interval: Duration::from_secs(3600),
     };
     let (calls_before, cpu_before, emulator) = (calls.snapshot(), cpu_seconds(), EmulatorMeter::start());

@@ -232,6 +232,7 @@ async fn work<W: Worker, F: std::future::Future<Output = bool>>(
         wait: Duration::from_secs(1),
         max_receive_count: facts.max_receive_count,
         dead_letter_queue_url: facts.dead_letter_queue_url,
+        hand_off_queue_url: None,
         depth_interval: Duration::from_millis(500),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

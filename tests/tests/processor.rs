@@ -80,6 +80,7 @@ impl Env {
             wait: Duration::from_secs(1),
             max_receive_count: queue.max_receive_count,
             dead_letter_queue_url: queue.dead_letter_queue_url,
+            hand_off_queue_url: None,
             depth_interval: Duration::from_millis(500),
         }
     }

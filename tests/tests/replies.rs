@@ -238,6 +238,7 @@ async fn three_messages_two_seconds_apart_get_one_reply_that_continues_the_conve
         wait: Duration::from_secs(1),
         max_receive_count: queue.max_receive_count,
         dead_letter_queue_url: queue.dead_letter_queue_url,
+        hand_off_queue_url: None,
         depth_interval: Duration::from_secs(5),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();

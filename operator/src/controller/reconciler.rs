@@ -127,6 +127,12 @@ impl Managed for Channel {
     async fn workers(&self, state: &State, report: &Report, now: &Time) -> Result<Vec<Condition>, Error> {
         use crate::desired::workers::{self as desired, Flow};
         let Some(settings) = &state.workers else { return Ok(Vec::new()) };
+        // The workers consume the Channel's queues: not while those are not this Channel's, in sync.
+        let queues = report.subsystems.iter().find(|(name, _)| *name == reconcile::channel::QUEUES_SYNCED);
+        if let Some((_, Err(failure))) = queues {
+            let why = failure.reason.as_str();
+            return Ok(vec![desired::blocked(why, self.metadata.generation, self.conditions(), now)]);
+        }
         let autoscaled = desired::wants_autoscaling(self) && keda_installed(&state.client).await?;
         let applied = apply_workers(&state.client, self, &desired::deployments(self, settings, autoscaled)).await?;
         let url = |q: &Option<reconcile::QueueOutput>| q.as_ref().map(|q| q.url.clone());

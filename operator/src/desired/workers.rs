@@ -325,6 +325,22 @@ pub fn changes(desired: &[Deployment], existing: &[Deployment]) -> Vec<String> {
     changes
 }
 
+/// `WorkersReady` while the Channel's queues are not in sync: its workers are neither created
+/// nor changed (a Channel in another's conflict, or with a spec the rules refuse, must not start
+/// a second consumer fleet on the shared queues; review r3, M5). Ones already running are left.
+pub fn blocked(why: &str, generation: Option<i64>, previous: &[Condition], now: &Time) -> Condition {
+    Condition {
+        type_: WORKERS_READY.into(),
+        status: "False".into(),
+        reason: "Blocked".into(),
+        message: format!(
+            "waiting for the Channel's queues to be in sync ({why}); its worker Deployments are not changed"
+        ),
+        observed_generation: generation,
+        last_transition_time: crate::crd::common::transition_time(previous, WORKERS_READY, "False", now),
+    }
+}
+
 /// `WorkersReady` from the Deployments as the API server returned them: True when every one has
 /// all its replicas updated and ready for its current generation.
 pub fn condition(deployments: &[Deployment], generation: Option<i64>, previous: &[Condition], now: &Time) -> Condition {

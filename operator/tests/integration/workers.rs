@@ -284,3 +284,22 @@ async fn with_keda_installed_a_scaled_object_replaces_fixed_replicas_and_goes_wh
         assert_eq!(d.spec.as_ref().and_then(|s| s.replicas), Some(1), "{}: fixed replicas without KEDA", d.name_any());
     }
 }
+
+#[tokio::test]
+async fn a_channel_whose_reconcile_failed_gets_no_processor_deployments() {
+    // Its rules refuse it (as a Channel in another's conflict is refused): no second consumer
+    // fleet may start on the channel's shared queues (review r3, M5).
+    let mut refused = channel("sms");
+    refused.spec.queue.visibility_timeout_seconds = Some(50_000);
+    let calls = Calls::default();
+    let client = fake(refused, calls.clone()).await;
+    let state = state(client.clone()).await;
+    reconcile_channel(current(&client, "sms").await, &state).await;
+    assert!(deployments(&client).await.is_empty(), "no Deployment made");
+    assert!(!calls.lock().expect("calls").iter().any(|c| c.contains("processor")), "no Deployment call");
+    let channel = current(&client, "sms").await;
+    let conditions = channel.status.as_ref().map(|s| s.conditions.clone()).unwrap_or_default();
+    let workers = conditions.iter().find(|c| c.type_ == "WorkersReady").expect("WorkersReady");
+    assert_eq!((workers.status.as_str(), workers.reason.as_str()), ("False", "Blocked"));
+    assert!(workers.message.contains("InvalidSpec"), "{}", workers.message);
+}

@@ -121,7 +121,7 @@ impl Cli {
         }
     }
 
-    fn queue(&self, queue: QueueFacts) -> Settings {
+    fn queue(&self, queue: QueueFacts, hand_off_queue_url: Option<String>) -> Settings {
         let heartbeat = self.heartbeat_seconds.map(Duration::from_secs).unwrap_or(queue.visibility / 3);
         Settings {
             queue_url: queue.url,
@@ -132,6 +132,7 @@ impl Cli {
             wait: Duration::from_secs(20),
             max_receive_count: queue.max_receive_count,
             dead_letter_queue_url: queue.dead_letter_queue_url,
+            hand_off_queue_url,
             depth_interval: Duration::from_secs(30),
         }
     }
@@ -193,7 +194,16 @@ async fn work<W: Worker>(cli: &Cli, config: &aws_config::SdkConfig, worker: Arc<
         }
     };
     ready.store(true, Ordering::Relaxed);
-    let settings = cli.queue(queue);
+    // Reply processors export the hand-off queue's depth too (found once; the operator makes it
+    // with the tables).
+    let hand_off = match cli.flow {
+        Flow::Replies => {
+            let name = cli.naming.naming().handoff_queue();
+            sqs.get_queue_url().queue_name(name).send().await.ok().and_then(|out| out.queue_url)
+        }
+        Flow::Initial => None,
+    };
+    let settings = cli.queue(queue, hand_off);
     tracing::info!(queue = %queue_name, concurrency = settings.concurrency, "processing");
     queue::run(worker, sqs, settings, shutdown).await;
     tracing::info!("processor stopped");

@@ -32,6 +32,9 @@ pub struct Settings {
     pub max_receive_count: Option<u32>,
     /// The dead-letter queue, whose depth is exported beside the queue's own.
     pub dead_letter_queue_url: Option<String>,
+    /// Reply processors: the human hand-off queue, whose depth is exported too (people read it;
+    /// a depth that does not fall means nobody does).
+    pub hand_off_queue_url: Option<String>,
     /// How often the queues' depths are read for the metrics.
     pub depth_interval: Duration,
 }
@@ -395,7 +398,11 @@ impl Drop for AbortOnDrop {
 /// Exports the queue's and its DLQ's depths (visible, in flight) every `depth_interval`: a
 /// message in the DLQ is one a person must look at.
 async fn watch_depths<W: Worker>(sqs: aws_sdk_sqs::Client, settings: Arc<Settings>, processor: Arc<W>) {
-    let queues = [("main", Some(settings.queue_url.clone())), ("dead_letter", settings.dead_letter_queue_url.clone())];
+    let queues = [
+        ("main", Some(settings.queue_url.clone())),
+        ("dead_letter", settings.dead_letter_queue_url.clone()),
+        ("hand_off", settings.hand_off_queue_url.clone()),
+    ];
     let mut ticks = tokio::time::interval(settings.depth_interval);
     loop {
         ticks.tick().await;
