@@ -28,13 +28,25 @@ use std::time::{Duration, Instant};
 pub const SECRETS_SYNCED: &str = "SecretsSynced";
 
 /// Secrets this process found (or made) ours and holding the desired value, by name. Only a
-/// SHA-256 of name, value and owner is kept, in memory. `recheck` zero: nothing is remembered.
-/// An entry is about 250 bytes (the controller holds four per Company): the name is kept as a
-/// hash, and a different secret whose name hashed alike would still fail the digest.
-#[derive(Clone, Default)]
+/// SHA-256 of name, value and owner, keyed with a random key of this process (so a memory dump
+/// cannot be checked against guessed values; review r3, L9), is kept, in memory. `recheck`
+/// zero: nothing is remembered. An entry is about 250 bytes (the controller holds four per
+/// Company): the name is kept as a hash, and a different secret whose name hashed alike would
+/// still fail the digest.
+#[derive(Clone)]
 pub struct VerifiedSecrets {
     recheck: Duration,
     verified: Arc<Mutex<HashMap<u64, Verified>>>,
+    key: Arc<[u8; 32]>,
+}
+
+impl Default for VerifiedSecrets {
+    fn default() -> Self {
+        let mut key = [0u8; 32];
+        key[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+        key[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+        VerifiedSecrets { recheck: Duration::ZERO, verified: Arc::default(), key: Arc::new(key) }
+    }
 }
 
 struct Verified {
@@ -46,7 +58,7 @@ struct Verified {
 
 impl VerifiedSecrets {
     pub fn rechecked_every(recheck: Duration) -> Self {
-        VerifiedSecrets { recheck, verified: Arc::default() }
+        VerifiedSecrets { recheck, ..VerifiedSecrets::default() }
     }
 
     /// Where `secret` stands, if it was verified within the recheck interval with this value
@@ -54,7 +66,7 @@ impl VerifiedSecrets {
     fn recall(&self, secret: &DesiredSecret, owner: &Owner) -> Option<WrittenSecret> {
         let verified = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
         let entry = verified.get(&key(&secret.name))?;
-        let fresh = entry.at.elapsed() < self.recheck && entry.digest == digest(secret, owner);
+        let fresh = entry.at.elapsed() < self.recheck && entry.digest == digest(&self.key, secret, owner);
         fresh.then(|| WrittenSecret {
             arn: entry.arn.to_string(),
             version_id: entry.version_id.as_deref().map(str::to_owned),
@@ -66,7 +78,7 @@ impl VerifiedSecrets {
             return;
         }
         let entry = Verified {
-            digest: digest(secret, owner),
+            digest: digest(&self.key, secret, owner),
             arn: written.arn.as_str().into(),
             version_id: written.version_id.as_deref().map(Box::from),
             at: Instant::now(),
@@ -87,8 +99,9 @@ fn key(name: &str) -> u64 {
     hasher.finish()
 }
 
-fn digest(secret: &DesiredSecret, owner: &Owner) -> [u8; 32] {
+fn digest(key: &[u8; 32], secret: &DesiredSecret, owner: &Owner) -> [u8; 32] {
     let mut hash = sha2::Sha256::new();
+    hash.update(key);
     // Name and owner hold no NUL, so the parts cannot run into each other.
     for part in [secret.name.as_str(), &owner.to_string(), secret.value.expose_secret()] {
         hash.update(part.as_bytes());
@@ -268,4 +281,24 @@ fn record(report: &mut Report, name: &str, written: WrittenSecret) {
         arn: written.arn,
         version_id: written.version_id,
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_memo_keeps_a_digest_keyed_by_this_process_not_a_plain_hash_of_the_value() {
+        let secret = DesiredSecret { name: "p/router-api-key/c/p-dev".into(), value: "sk-value".to_string().into() };
+        let owner = Owner { kind: "Company", namespace: "ns".into(), name: "c".into() };
+        let (one, other) = (VerifiedSecrets::default(), VerifiedSecrets::default());
+        assert_eq!(digest(&one.key, &secret, &owner), digest(&one.key, &secret, &owner));
+        assert_ne!(digest(&one.key, &secret, &owner), digest(&other.key, &secret, &owner), "another process's key");
+        let mut plain = sha2::Sha256::new();
+        for part in [secret.name.as_str(), &owner.to_string(), "sk-value"] {
+            plain.update(part.as_bytes());
+            plain.update([0]);
+        }
+        assert_ne!(<[u8; 32]>::from(plain.finalize()), digest(&one.key, &secret, &owner), "not guessable offline");
+    }
 }

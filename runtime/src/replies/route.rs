@@ -3,7 +3,8 @@
 //! already handed off, which the original ignored). The company's current record decides, so a
 //! change committed to its YAML applies to conversations already under way.
 use multicomms_wire::company::PROJECT_ACTIVE;
-use multicomms_wire::conversation::{ConversationRecord, ConversationStatus};
+use multicomms_wire::conversation::{ConversationRecord, ConversationStatus, ROLE_ASSISTANT};
+use multicomms_wire::replies::Fragment;
 use multicomms_wire::{ChannelKind, CompanyRecord};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +25,36 @@ pub fn active_newest(conversations: Vec<ConversationRecord>) -> Option<Conversat
         .into_iter()
         .filter(|c| c.task_complete == 0)
         .max_by(|a, b| (started(a), &a.created_at).cmp(&(started(b), &b.created_at)))
+}
+
+/// The most replies the AI sends in one conversation: each turn sends the whole history, so a
+/// turn's cost grows with the conversation (review r3, L4); past it, a person takes over.
+pub const MAX_AI_REPLIES: usize = 50;
+/// The most AI tokens one conversation may spend.
+pub const MAX_AI_TOKENS: u64 = 500_000;
+/// The largest a conversation record may be before a turn adds the messages and the reply:
+/// DynamoDB refuses items over 400 KB, and a reply sent but not recorded is worse than none.
+pub const MAX_RECORD_BYTES: usize = 300 * 1024;
+/// Room kept for the reply itself.
+const REPLY_ALLOWANCE_BYTES: usize = 8 * 1024;
+
+/// Why the AI must not answer `fragments` in `conversation` (a limit it reached), if it must not.
+pub fn over_limits(conversation: &ConversationRecord, fragments: &[Fragment]) -> Option<String> {
+    // The first message is the company's, not a reply.
+    let replies = conversation.messages.iter().filter(|m| m.role == ROLE_ASSISTANT).count().saturating_sub(1);
+    if replies >= MAX_AI_REPLIES {
+        return Some(format!("the conversation reached its limit of {MAX_AI_REPLIES} AI replies"));
+    }
+    let tokens: u64 = conversation.messages.iter().map(|m| m.total_tokens).sum();
+    if tokens >= MAX_AI_TOKENS {
+        return Some(format!("the conversation spent its {MAX_AI_TOKENS} AI tokens"));
+    }
+    let stored = serde_json::to_string(conversation).map_or(usize::MAX, |s| s.len());
+    let added: usize = fragments.iter().map(|f| f.body.len() + 256).sum::<usize>() + REPLY_ALLOWANCE_BYTES;
+    if stored.saturating_add(added) > MAX_RECORD_BYTES {
+        return Some(format!("the conversation's record would outgrow {} KB", MAX_RECORD_BYTES / 1024));
+    }
+    None
 }
 
 /// Whether the conversation's first message went out (or may have).
@@ -154,5 +185,52 @@ mod tests {
         assert!(
             matches!(route(Some(&company()), &handed_off, ChannelKind::Whatsapp), Route::HandOff(r) if r.contains("send_outcome_unknown"))
         );
+    }
+
+    #[test]
+    fn a_conversation_past_its_limits_goes_to_a_person_instead_of_the_ai() {
+        use multicomms_wire::conversation::Message;
+        let message = |role: &str, content: String, tokens: u64| Message {
+            message_id: "SM".into(),
+            timestamp: String::new(),
+            role: role.into(),
+            content,
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            total_tokens: tokens,
+            media: vec![],
+        };
+        let fragment = |body: &str| Fragment {
+            conversation_id: "c".into(),
+            message_sid: "SM1".into(),
+            primary_channel: "+1".into(),
+            channel: Some(ChannelKind::Whatsapp),
+            body: body.into(),
+            media: vec![],
+            received_at: String::new(),
+            received_at_ms: 0,
+            expires_at: 0,
+            handed_off: false,
+        };
+        let mut talk = conversation("2026-11-01T10:00:00.000000+00:00", 0);
+        talk.messages.push(message(ROLE_ASSISTANT, "the first message".into(), 100));
+        for _ in 0..MAX_AI_REPLIES - 1 {
+            talk.messages.push(message("user", "hi".into(), 0));
+            talk.messages.push(message(ROLE_ASSISTANT, "hello".into(), 100));
+        }
+        assert_eq!(over_limits(&talk, &[fragment("one more")]), None, "one reply left");
+        talk.messages.push(message(ROLE_ASSISTANT, "hello".into(), 100));
+        let reason = over_limits(&talk, &[fragment("one more")]).expect("replies spent");
+        assert!(reason.contains("limit of 50 AI replies"), "{reason}");
+
+        let mut costly = conversation("2026-11-01T10:00:00.000000+00:00", 0);
+        costly.messages.push(message(ROLE_ASSISTANT, "x".into(), MAX_AI_TOKENS));
+        assert!(over_limits(&costly, &[]).is_some_and(|r| r.contains("AI tokens")));
+
+        let mut long = conversation("2026-11-01T10:00:00.000000+00:00", 0);
+        long.messages.push(message("user", "x".repeat(200 * 1024), 0));
+        assert_eq!(over_limits(&long, &[fragment("short")]), None);
+        let reason = over_limits(&long, &[fragment(&"y".repeat(100 * 1024))]).expect("too large to record");
+        assert!(reason.contains("300 KB"), "{reason}");
     }
 }

@@ -15,6 +15,32 @@ use std::time::Duration;
 
 /// BatchWriteItem's limit of requests per call.
 const BATCH_WRITE_LIMIT: usize = 25;
+/// SQS's largest message is 256 KiB; this leaves room for the attributes.
+const MAX_SQS_MESSAGE_BYTES: usize = 240 * 1024;
+
+/// `message` as one or more messages of at most `limit` bytes of JSON each, splitting its
+/// recipient messages between them in order (one alone too large is cut to fit).
+fn split_to_fit(message: HandOffMessage, limit: usize) -> Vec<HandOffMessage> {
+    let size = |m: &HandOffMessage| serde_json::to_string(m).map_or(usize::MAX, |s| s.len());
+    if size(&message) <= limit {
+        return vec![message];
+    }
+    if message.messages.len() <= 1 {
+        let mut cut = message;
+        for fragment in &mut cut.messages {
+            let end = (0..=limit / 2).rev().find(|i| fragment.text.is_char_boundary(*i)).unwrap_or(0);
+            fragment.text.truncate(end);
+            fragment.text.push_str(" [cut to fit the hand-off queue]");
+        }
+        return vec![cut];
+    }
+    let mut second = message.clone();
+    let mut first = message;
+    second.messages = first.messages.split_off(first.messages.len() / 2);
+    let mut parts = split_to_fit(first, limit);
+    parts.extend(split_to_fit(second, limit));
+    parts
+}
 
 pub struct Staging {
     dynamodb: aws_sdk_dynamodb::Client,
@@ -215,10 +241,15 @@ impl Staging {
         }
     }
 
-    /// Puts a message on the human hand-off queue (no delay).
+    /// Puts a message on the human hand-off queue (no delay); one over SQS's size limit goes as
+    /// several, each with some of the recipient's messages, in order.
     pub async fn hand_off(&self, message: &HandOffMessage) -> Result<(), Failure> {
-        let body = serde_json::to_string(message).map_err(|e| Failure::Permanent(format!("hand-off message: {e}")))?;
-        self.send(&self.naming.handoff_queue(), body, Duration::ZERO).await
+        for part in split_to_fit(message.clone(), MAX_SQS_MESSAGE_BYTES) {
+            let body =
+                serde_json::to_string(&part).map_err(|e| Failure::Permanent(format!("hand-off message: {e}")))?;
+            self.send(&self.naming.handoff_queue(), body, Duration::ZERO).await?;
+        }
+        Ok(())
     }
 
     async fn send(&self, queue: &str, body: String, delay: Duration) -> Result<(), Failure> {
@@ -244,5 +275,43 @@ impl Staging {
             urls.insert(name.to_string(), url.clone());
         }
         Ok(url)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use multicomms_wire::replies::HandOffFragment;
+
+    #[test]
+    fn a_hand_off_too_large_for_sqs_goes_as_several_messages_in_order() {
+        let fragment = |i: usize, size: usize| HandOffFragment {
+            message_sid: format!("SM{i}"),
+            text: "x".repeat(size),
+            media: vec![],
+            received_at: String::new(),
+        };
+        let message = HandOffMessage {
+            conversation_id: "c".into(),
+            primary_channel: "+447700900001".into(),
+            company_id: "ci".into(),
+            project_id: "pi".into(),
+            channel: ChannelKind::Whatsapp,
+            from: "+447700900001".into(),
+            to: "+447588713814".into(),
+            reason: "r".into(),
+            messages: (0..100).map(|i| fragment(i, 4_000)).collect(),
+            handed_off_at: String::new(),
+        };
+        let parts = split_to_fit(message.clone(), MAX_SQS_MESSAGE_BYTES);
+        assert!(parts.len() > 1);
+        assert!(parts.iter().all(|p| serde_json::to_string(p).expect("JSON").len() <= MAX_SQS_MESSAGE_BYTES));
+        let sids: Vec<String> = parts.iter().flat_map(|p| p.messages.iter().map(|m| m.message_sid.clone())).collect();
+        assert_eq!(sids, (0..100).map(|i| format!("SM{i}")).collect::<Vec<_>>(), "every message, in order");
+        let one_huge = HandOffMessage { messages: vec![fragment(0, 400_000)], ..message };
+        let parts = split_to_fit(one_huge, MAX_SQS_MESSAGE_BYTES);
+        assert_eq!(parts.len(), 1);
+        assert!(serde_json::to_string(&parts[0]).expect("JSON").len() <= MAX_SQS_MESSAGE_BYTES);
+        assert!(parts[0].messages[0].text.ends_with("[cut to fit the hand-off queue]"));
     }
 }

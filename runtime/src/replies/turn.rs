@@ -247,6 +247,10 @@ impl ReplyProcessor {
             Route::Refuse(code) => return self.hand_off(turn, format!("{code}: the AI does not answer"), None).await,
         }
         let Some(company) = company else { return Outcome::Duplicate };
+        if let Some(limit) = route::over_limits(&turn.record, &fragments) {
+            // The conversation stays a person's from now on (`hand_off_to_human`), its status as it is.
+            return self.hand_off(turn, limit, Some(turn.record.conversation_status)).await;
+        }
         if let Some(wait) = wait_for_more(&fragments, company.reply_batch_window(), epoch_ms()) {
             if turn.trigger.trigger_id.is_some() {
                 return self.defer(turn, &company, wait).await;
