@@ -160,6 +160,13 @@ for needed in (".ci/run", "scripts/test-kind.sh", "scripts/test-cluster.sh"):
         failures.append(f".github/workflows/ci.yml does not run {needed}")
 if sorted(workflow[True]["push"]["branches"]) != ["develop", "main"]:
     failures.append(".github/workflows/ci.yml must build images on pushes to develop and main")
+# Actions run with the job's token (packages: write on pushes): each is pinned to a commit, not
+# to a tag its owner can move (review r3, L9).
+for job in workflow["jobs"].values():
+    for step in job["steps"]:
+        uses = step.get("uses")
+        if uses and not re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", uses):
+            failures.append(f".github/workflows/ci.yml: {uses} is not pinned to a commit SHA")
 print("workflow: checks, images, kind")
 
 argocd = ROOT / "config" / "argocd"

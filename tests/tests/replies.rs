@@ -806,3 +806,22 @@ async fn answers_go_to_the_newest_conversation_however_the_pointer_writes_land()
     store.point(&newest).await.expect("a retry of the same write changes nothing");
     assert_eq!(store.pointer(&key).await.expect("read"), Some(newest));
 }
+
+#[tokio::test]
+async fn a_signed_message_replayed_into_a_newer_conversation_is_not_answered_again() {
+    let env = env(1).await;
+    let router = env.router().await;
+    env.open(&router, ChannelKind::Whatsapp, 18).await;
+    let replier = env.replier(ChannelKind::Whatsapp, LONG, LONG);
+    let queue = env.naming.replies_queue(ChannelKind::Whatsapp);
+    let message = whatsapp("is the job still open?");
+    env.send(&router, &message).await;
+    let trigger = env.take(&queue, 10).await.expect("trigger");
+    assert_eq!(replier.process(&trigger, false).await, Outcome::Sent);
+    // A newer conversation with the same recipient; then the captured request, replayed as is.
+    let newer = env.open(&router, ChannelKind::Whatsapp, 19).await;
+    env.send(&router, &message).await;
+    assert!(env.staged(&newer).await.is_empty(), "the replay is not staged into the newer conversation");
+    assert_eq!(env.take(&queue, 2).await, None, "and triggers nothing");
+    assert_eq!(env.replies().len(), 1, "answered once");
+}

@@ -6,8 +6,10 @@ use crate::processor::failure::Failure;
 use crate::processor::store::aws_failure;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, ReturnValuesOnConditionCheckFailure, WriteRequest};
-use multicomms_wire::conversation::{ConversationKey, CONVERSATION_ID, EXPIRES_AT};
-use multicomms_wire::replies::{in_order, Fragment, HandOffMessage, Trigger, TRIGGER_ID, TRIGGER_LOCK_BUFFER_SECONDS};
+use multicomms_wire::conversation::{ConversationKey, CONVERSATION_ID, EXPIRES_AT, MESSAGE_SID};
+use multicomms_wire::replies::{
+    in_order, Fragment, HandOffMessage, Trigger, REPLAY_WINDOW_SECONDS, TRIGGER_ID, TRIGGER_LOCK_BUFFER_SECONDS,
+};
 use multicomms_wire::{ChannelKind, Naming};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -81,6 +83,44 @@ impl Staging {
             Ok(_) => Ok(true),
             Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(false),
             Err(e) => Err(aws_failure("PutItem", &e)),
+        }
+    }
+
+    /// Remembers `message_sid` under `seen` (a [`multicomms_wire::replies::seen_key`]) for the
+    /// replay window. False when it was there already: a replay, or a Twilio retry of a message
+    /// taken.
+    pub async fn first_sighting(&self, seen: &str, message_sid: &str) -> Result<bool, Failure> {
+        let expires = epoch_seconds() + REPLAY_WINDOW_SECONDS;
+        let put = self
+            .dynamodb
+            .put_item()
+            .table_name(self.naming.replies_stage_table())
+            .item(CONVERSATION_ID, AttributeValue::S(seen.into()))
+            .item(MESSAGE_SID, AttributeValue::S(message_sid.into()))
+            .item(EXPIRES_AT, AttributeValue::N(expires.to_string()))
+            .condition_expression("attribute_not_exists(#id)")
+            .expression_attribute_names("#id", CONVERSATION_ID)
+            .send()
+            .await;
+        match put {
+            Ok(_) => Ok(true),
+            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(false),
+            Err(e) => Err(aws_failure("PutItem", &e)),
+        }
+    }
+
+    /// Forgets a sighting whose message was not taken after all (Twilio's retry must go through).
+    pub async fn forget_sighting(&self, seen: &str, message_sid: &str) {
+        let deleted = self
+            .dynamodb
+            .delete_item()
+            .table_name(self.naming.replies_stage_table())
+            .key(CONVERSATION_ID, AttributeValue::S(seen.into()))
+            .key(MESSAGE_SID, AttributeValue::S(message_sid.into()))
+            .send()
+            .await;
+        if let Err(e) = deleted {
+            tracing::warn!(error = %aws_sdk_dynamodb::error::DisplayErrorContext(&e), "a sighting was not forgotten; a retry of the message is taken as answered");
         }
     }
 

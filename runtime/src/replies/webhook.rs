@@ -19,7 +19,7 @@ use crate::processor::secrets::Secrets;
 use crate::processor::store::ConversationStore;
 use crate::router::companies::Companies;
 use multicomms_wire::conversation::{ActivePointer, ConversationRecord};
-use multicomms_wire::replies::{Fragment, HandOffMessage, STAGE_TTL_SECONDS};
+use multicomms_wire::replies::{seen_key, Fragment, HandOffMessage, STAGE_TTL_SECONDS};
 use multicomms_wire::timestamp::now;
 use multicomms_wire::ChannelKind;
 use secrecy::ExposeSecret;
@@ -174,7 +174,27 @@ pub async fn dispatch(
 ) -> Result<Acknowledged, Failure> {
     let Authenticated { inbound, pointer } = message;
     let span = tracing::info_span!("inbound", message_sid = %inbound.message_sid, conversation_id = %pointer.active_conversation_id);
-    answer(companies, webhook, &inbound, &pointer).instrument(span).await
+    once(companies, webhook, &inbound, &pointer).instrument(span).await
+}
+
+/// [`answer`], once per `MessageSid` in the replay window: a replayed request, or Twilio's retry
+/// of a message taken, is acknowledged and changes nothing; one not taken (a transient failure)
+/// is forgotten, so that Twilio's retry is.
+async fn once(
+    companies: &Companies,
+    webhook: &Webhook,
+    inbound: &Inbound,
+    pointer: &ActivePointer,
+) -> Result<Acknowledged, Failure> {
+    let seen = seen_key(inbound.channel, &inbound.to, &inbound.from);
+    if !webhook.staging.first_sighting(&seen, &inbound.message_sid).await? {
+        return Ok(Acknowledged::AlreadyAnswered);
+    }
+    let answered = answer(companies, webhook, inbound, pointer).await;
+    if answered.is_err() {
+        webhook.staging.forget_sighting(&seen, &inbound.message_sid).await;
+    }
+    answered
 }
 
 /// The conversation the pointer names, or, when that one is complete or never started, the

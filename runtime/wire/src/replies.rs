@@ -16,6 +16,17 @@ pub const STAGE_TTL_SECONDS: u64 = 14 * 24 * 3600;
 /// The trigger lock outlives its window by this much (the original's buffer); an expired lock
 /// counts as absent.
 pub const TRIGGER_LOCK_BUFFER_SECONDS: u64 = 60;
+/// How long the webhook remembers a `MessageSid` it took: a signed request replayed within it is
+/// answered once, whatever conversation is active by then (review r3, L6). Twilio signs no
+/// timestamp, so a replay older than this cannot be told from a request.
+pub const REPLAY_WINDOW_SECONDS: u64 = 30 * 24 * 3600;
+
+/// The stage table's partition key under which the `MessageSid`s taken for a recipient's
+/// numbers are remembered ([`REPLAY_WINDOW_SECONDS`]); no conversation id starts with `#`.
+pub fn seen_key(channel: ChannelKind, company_number: &str, recipient: &str) -> String {
+    format!("#seen#{channel}#{company_number}#{recipient}")
+}
+
 /// Trigger-lock attribute: the id of the trigger it stands for.
 pub const TRIGGER_ID: &str = "trigger_id";
 
