@@ -161,6 +161,13 @@ impl Env {
         None
     }
 
+    /// Removes the conversation's trigger lock, as its expiry would.
+    async fn expire_trigger_lock(&self, key: &ConversationKey) {
+        let id = aws_sdk_dynamodb::types::AttributeValue::S(key.conversation_id.clone());
+        let table = self.naming.replies_trigger_lock_table();
+        self.dynamodb.delete_item().table_name(table).key("conversation_id", id).send().await.expect("DeleteItem");
+    }
+
     async fn handed_off(&self) -> Option<HandOffMessage> {
         let body = self.take(&self.naming.handoff_queue(), 5).await?;
         Some(serde_json::from_str(&body).expect("the hand-off message is the documented JSON"))
@@ -713,13 +720,7 @@ async fn staged_messages_whose_trigger_was_dead_lettered_are_answered_by_the_swe
     // The trigger is lost (a processor killed on its last receive: SQS dead-letters it) and
     // its lock expires.
     assert!(env.take(&queue, 10).await.is_some(), "the webhook's trigger");
-    env.dynamodb
-        .delete_item()
-        .table_name(env.naming.replies_trigger_lock_table())
-        .key("conversation_id", aws_sdk_dynamodb::types::AttributeValue::S(key.conversation_id.clone()))
-        .send()
-        .await
-        .expect("DeleteItem");
+    env.expire_trigger_lock(&key).await;
     assert_eq!(replier.sweep(Duration::from_secs(3600)).await, 0, "not yet older than the sweep's age");
     assert_eq!(replier.sweep(Duration::ZERO).await, 1, "the stranded message gets a trigger");
     assert_eq!(replier.sweep(Duration::ZERO).await, 0, "one, not one per sweep");
@@ -730,13 +731,7 @@ async fn staged_messages_whose_trigger_was_dead_lettered_are_answered_by_the_swe
     let sms = env.replier(ChannelKind::Sms, LONG, LONG);
     env.send(&router, &whatsapp("and again")).await;
     assert!(env.take(&queue, 10).await.is_some(), "the webhook's trigger, lost again");
-    env.dynamodb
-        .delete_item()
-        .table_name(env.naming.replies_trigger_lock_table())
-        .key("conversation_id", aws_sdk_dynamodb::types::AttributeValue::S(key.conversation_id.clone()))
-        .send()
-        .await
-        .expect("DeleteItem");
+    env.expire_trigger_lock(&key).await;
     assert_eq!(sms.sweep(Duration::ZERO).await, 0, "another channel's processor leaves a WhatsApp message");
 }
 

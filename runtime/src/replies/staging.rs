@@ -70,20 +70,7 @@ impl Staging {
     /// the row is new.
     pub async fn stage(&self, fragment: &Fragment) -> Result<bool, Failure> {
         let item = serde_dynamo::to_item(fragment).map_err(|e| Failure::Permanent(format!("fragment: {e}")))?;
-        let put = self
-            .dynamodb
-            .put_item()
-            .table_name(self.naming.replies_stage_table())
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(#id)")
-            .expression_attribute_names("#id", CONVERSATION_ID)
-            .send()
-            .await;
-        match put {
-            Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(false),
-            Err(e) => Err(aws_failure("PutItem", &e)),
-        }
+        self.put_new(item).await
     }
 
     /// Remembers `message_sid` under `seen` (a [`multicomms_wire::replies::seen_key`]) for the
@@ -91,13 +78,21 @@ impl Staging {
     /// taken.
     pub async fn first_sighting(&self, seen: &str, message_sid: &str) -> Result<bool, Failure> {
         let expires = epoch_seconds() + REPLAY_WINDOW_SECONDS;
+        let item = [
+            (CONVERSATION_ID.to_string(), AttributeValue::S(seen.into())),
+            (MESSAGE_SID.to_string(), AttributeValue::S(message_sid.into())),
+            (EXPIRES_AT.to_string(), AttributeValue::N(expires.to_string())),
+        ];
+        self.put_new(item.into()).await
+    }
+
+    /// Puts a stage-table row only if its key is new: true when it was.
+    async fn put_new(&self, item: multicomms_wire::Item) -> Result<bool, Failure> {
         let put = self
             .dynamodb
             .put_item()
             .table_name(self.naming.replies_stage_table())
-            .item(CONVERSATION_ID, AttributeValue::S(seen.into()))
-            .item(MESSAGE_SID, AttributeValue::S(message_sid.into()))
-            .item(EXPIRES_AT, AttributeValue::N(expires.to_string()))
+            .set_item(Some(item))
             .condition_expression("attribute_not_exists(#id)")
             .expression_attribute_names("#id", CONVERSATION_ID)
             .send()
