@@ -26,6 +26,7 @@ fakes_port="$(free_port)"; router_port="$(free_port)"
 target/release/fake-providers "127.0.0.1:$fakes_port" 1000 200 > "$work/fakes.log" 2>&1 &
 fakes=$!
 MULTICOMMS_PREFIX="$prefix" MULTICOMMS_ENV=bench target/release/multicomms-router --address "127.0.0.1:$router_port" \
+  --metrics-address "127.0.0.1:$(free_port)" \
   > "$work/router.log" 2>&1 &
 router=$!
 processor=""

@@ -23,9 +23,11 @@ work="$(mktemp -d)"
 prefix="bench$$"
 apply_bench_examples "$prefix" "$work"
 
-port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+port="$(free_port)"; metrics_port="$(free_port)"
 MULTICOMMS_PREFIX="$prefix" MULTICOMMS_ENV=bench RUST_LOG=warn \
-  "${MULTICOMMS_ROUTER_BINARY:-target/release/multicomms-router}" --address "127.0.0.1:$port" > "$ROOT/target/router-bench.log" 2>&1 &
+  "${MULTICOMMS_ROUTER_BINARY:-target/release/multicomms-router}" --address "127.0.0.1:$port" \
+  --metrics-address "127.0.0.1:$metrics_port" > "$ROOT/target/router-bench.log" 2>&1 &
 router=$!
 trap 'kill "$router" 2>/dev/null || true; kill "$EMULATOR_PID" 2>/dev/null || true; rm -rf "$work"' EXIT
 for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
@@ -50,7 +52,7 @@ if len(samples) >= 8:
     print(f"router RSS MiB over the run ({len(samples)} samples, 1 s apart): second quarter max {max(second):.1f}, "
           f"last quarter max {max(last):.1f}, growth {max(last) - max(second):+.1f}")
 PY
-python3 - "$port" "$before" "$after" "$emulator_before" "$emulator_after" "$start" "$end" "$work/ours" <<'PY'
+python3 - "$metrics_port" "$before" "$after" "$emulator_before" "$emulator_after" "$start" "$end" "$work/ours" <<'PY'
 import sys, urllib.request
 port, before, after = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
 emulator_busy = (float(sys.argv[5]) - float(sys.argv[4])) / (float(sys.argv[7]) - float(sys.argv[6]))

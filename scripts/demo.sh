@@ -25,11 +25,13 @@ echo; echo "== plan the invalid examples: each is rejected, naming the field"
 echo; echo "== the pods: router, WhatsApp processor, fake OpenAI/Twilio/SendGrid; one request end to end"
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
-fakes_port="$(free_port)"; router_port="$(free_port)"; processor_port="$(free_port)"; replies_port="$(free_port)"
+fakes_port="$(free_port)"; router_port="$(free_port)"; router_metrics_port="$(free_port)"
+processor_port="$(free_port)"; replies_port="$(free_port)"
 logs="$ROOT/target/demo"; mkdir -p "$logs"
 target/debug/fake-providers "127.0.0.1:$fakes_port" > "$logs/fakes.log" 2>&1 &
 pods=($!)
 MULTICOMMS_ENV=dev target/debug/multicomms-router --address "127.0.0.1:$router_port" \
+  --metrics-address "127.0.0.1:$router_metrics_port" \
   --public-base-url "http://127.0.0.1:$router_port" > "$logs/router.log" 2>&1 &
 pods+=($!)
 MULTICOMMS_ENV=dev target/debug/multicomms-processor --channel whatsapp --address "127.0.0.1:$processor_port" \

@@ -47,9 +47,10 @@ async fn a_request_to_the_router_binary_ends_as_one_whatsapp_message_sent_by_the
     let config = emulator_config().await;
     let naming = apply(&config, &example_manifests()).await;
     let fakes = Fakes::start("127.0.0.1:0").await.expect("fakes");
-    let (router_address, processor_address) = (free_address(), free_address());
+    let (router_address, processor_address, router_metrics) = (free_address(), free_address(), free_address());
     let naming_args = ["--prefix", &naming.prefix, "--env", &naming.env];
-    let router = spawn("multicomms-router", &[&naming_args[..], &["--address", &router_address]].concat());
+    let router_args = ["--address", &router_address, "--metrics-address", &router_metrics];
+    let router = spawn("multicomms-router", &[&naming_args[..], &router_args].concat());
     let openai = fakes.openai_url();
     let processor = spawn(
         "multicomms-processor",

@@ -76,25 +76,38 @@ where
     R: Fn() -> Result<(), &'static str> + Clone + Send + Sync + 'static,
     M: Fn() -> String + Clone + Send + Sync + 'static,
 {
-    axum::Router::new()
-        .route("/healthz", get(|| async { "ok" }))
-        .route(
-            "/readyz",
-            get(move || {
-                let ready = ready.clone();
-                async move {
-                    match ready() {
-                        Ok(()) => (StatusCode::OK, "ready"),
-                        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why),
-                    }
+    probe_routes(ready).merge(metrics_route(render))
+}
+
+/// `/healthz` and `/readyz` alone (the router serves `/metrics` on a listener of its own).
+pub fn probe_routes<R>(ready: R) -> axum::Router
+where
+    R: Fn() -> Result<(), &'static str> + Clone + Send + Sync + 'static,
+{
+    axum::Router::new().route("/healthz", get(|| async { "ok" })).route(
+        "/readyz",
+        get(move || {
+            let ready = ready.clone();
+            async move {
+                match ready() {
+                    Ok(()) => (StatusCode::OK, "ready"),
+                    Err(why) => (StatusCode::SERVICE_UNAVAILABLE, why),
                 }
-            }),
-        )
-        .route(
-            "/metrics",
-            get(move || {
-                let render = render.clone();
-                async move { render() }
-            }),
-        )
+            }
+        }),
+    )
+}
+
+/// `/metrics`: `render`'s Prometheus text.
+pub fn metrics_route<M>(render: M) -> axum::Router
+where
+    M: Fn() -> String + Clone + Send + Sync + 'static,
+{
+    axum::Router::new().route(
+        "/metrics",
+        get(move || {
+            let render = render.clone();
+            async move { render() }
+        }),
+    )
 }

@@ -26,6 +26,9 @@ struct Cli {
     router_version: String,
     #[arg(long, env = "MULTICOMMS_ROUTER_ADDRESS", default_value = "0.0.0.0:8080")]
     address: std::net::SocketAddr,
+    /// Where /metrics is served: not on `address`, which is public for Twilio's webhooks.
+    #[arg(long, env = "MULTICOMMS_METRICS_ADDRESS", default_value = "0.0.0.0:9090")]
+    metrics_address: std::net::SocketAddr,
     /// Largest accepted body (SQS takes 256 KiB per message, the company data included).
     #[arg(long, env = "MULTICOMMS_MAX_BODY_BYTES", default_value_t = 128 * 1024)]
     max_body_bytes: usize,
@@ -108,7 +111,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let state = Arc::new(AppState::build(&config, &cli.naming.naming(), settings).await);
     let listener =
         tokio::net::TcpListener::bind(cli.address).await.with_context(|| format!("binding {}", cli.address))?;
-    tracing::info!(address = %cli.address, "router listening");
+    let metrics = tokio::net::TcpListener::bind(cli.metrics_address)
+        .await
+        .with_context(|| format!("binding {}", cli.metrics_address))?;
+    let metrics_limits = ConnectionLimits { header_timeout: Duration::from_secs(30), max_connections: 16 };
+    tokio::spawn(multicomms_service::http::serve(
+        metrics,
+        app::metrics(&state),
+        metrics_limits,
+        std::future::pending(),
+    ));
+    tracing::info!(address = %cli.address, metrics = %cli.metrics_address, "router listening");
     let limits = ConnectionLimits {
         header_timeout: Duration::from_secs(cli.header_timeout_seconds),
         max_connections: cli.max_connections,

@@ -21,7 +21,7 @@ use axum::middleware::{from_fn_with_state, map_response, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Json;
-use multicomms_service::http::{health_routes, ConnectionLimits};
+use multicomms_service::http::{metrics_route, probe_routes, ConnectionLimits};
 use multicomms_wire::timestamp::now;
 use multicomms_wire::{ChannelKind, Naming};
 use std::future::Future;
@@ -107,11 +107,9 @@ pub fn app(state: Arc<AppState>) -> axum::Router {
         .layer(from_fn_with_state(state.clone(), track_metrics))
         .options(|| async { StatusCode::OK })
         .layer(map_response(with_cors));
-    let (ready, metrics) = (state.clone(), state.metrics.clone());
-    let health = health_routes(
-        move || if ready.queues.any_configured() { Ok(()) } else { Err("no channel queue found") },
-        move || metrics.render(),
-    );
+    let ready = state.clone();
+    let probes =
+        probe_routes(move || if ready.queues.any_configured() { Ok(()) } else { Err("no channel queue found") });
     let twilio = |channel| {
         post(move |state, uri, headers, body| inbound(state, uri, headers, body, channel))
             .layer(from_fn_with_state(state.clone(), within_timeout))
@@ -127,7 +125,14 @@ pub fn app(state: Arc<AppState>) -> axum::Router {
         // Over the limit, the body extractor fails and the handler answers 413.
         .layer(axum::extract::DefaultBodyLimit::max(state.settings.max_body_bytes))
         .with_state(state)
-        .merge(health)
+        .merge(probes)
+}
+
+/// `/metrics`, served on a listener of its own: the API's listener is public (Twilio must reach
+/// the webhooks), and the metrics tell traffic volumes and outcomes (review r3, L9).
+pub fn metrics(state: &AppState) -> axum::Router {
+    let metrics = state.metrics.clone();
+    metrics_route(move || metrics.render())
 }
 
 /// Serves until `shutdown` resolves, then stops accepting and lets every request in flight

@@ -361,15 +361,18 @@ pub fn aws_env(naming: &Naming, endpoint: &str) -> Vec<(&'static str, String)> {
 pub const PUBLIC_BASE_URL: &str = "https://hooks.faults.test";
 
 pub fn router(dir: &Path, naming: &Naming, endpoint: &str, port: u16) -> Process {
+    let metrics_port = free_port();
     let args = [
         "--address".into(),
         format!("127.0.0.1:{port}"),
+        "--metrics-address".into(),
+        format!("127.0.0.1:{metrics_port}"),
         "--request-timeout-ms".into(),
         "30000".into(),
         "--public-base-url".into(),
         PUBLIC_BASE_URL.into(),
     ];
-    Process::spawn(dir, "multicomms-router", &args, &aws_env(naming, endpoint), Some(port))
+    Process::spawn(dir, "multicomms-router", &args, &aws_env(naming, endpoint), Some(metrics_port))
 }
 
 /// How a processor is run in the suite: short timeouts and retries so faults resolve in seconds.
