@@ -25,10 +25,6 @@ pub fn document(version: &str, max_body_bytes: usize) -> Value {
             "200": text("ready"), "503": text("why not ready")}}}),
     );
     paths.insert(
-        "/metrics".into(),
-        json!({"get": {"summary": "Prometheus metrics", "responses": {"200": text("the text exposition format")}}}),
-    );
-    paths.insert(
         PATH.into(),
         json!({"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI 3.1",
             "content": {"application/json": {"schema": {"type": "object"}}}}}}}),
