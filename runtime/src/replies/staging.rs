@@ -8,7 +8,8 @@ use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, ReturnValuesOnConditionCheckFailure, WriteRequest};
 use multicomms_wire::conversation::{ConversationKey, CONVERSATION_ID, EXPIRES_AT, MESSAGE_SID};
 use multicomms_wire::replies::{
-    in_order, Fragment, HandOffMessage, Trigger, REPLAY_WINDOW_SECONDS, TRIGGER_ID, TRIGGER_LOCK_BUFFER_SECONDS,
+    in_order, Fragment, HandOffMessage, Trigger, REPLAY_WINDOW_SECONDS, RETRY_GRACE_SECONDS, SEEN_AT, TRIGGER_ID,
+    TRIGGER_LOCK_BUFFER_SECONDS,
 };
 use multicomms_wire::{ChannelKind, Naming};
 use std::collections::HashMap;
@@ -70,24 +71,6 @@ impl Staging {
     /// the row is new.
     pub async fn stage(&self, fragment: &Fragment) -> Result<bool, Failure> {
         let item = serde_dynamo::to_item(fragment).map_err(|e| Failure::Permanent(format!("fragment: {e}")))?;
-        self.put_new(item).await
-    }
-
-    /// Remembers `message_sid` under `seen` (a [`multicomms_wire::replies::seen_key`]) for the
-    /// replay window. False when it was there already: a replay, or a Twilio retry of a message
-    /// taken.
-    pub async fn first_sighting(&self, seen: &str, message_sid: &str) -> Result<bool, Failure> {
-        let expires = epoch_seconds() + REPLAY_WINDOW_SECONDS;
-        let item = [
-            (CONVERSATION_ID.to_string(), AttributeValue::S(seen.into())),
-            (MESSAGE_SID.to_string(), AttributeValue::S(message_sid.into())),
-            (EXPIRES_AT.to_string(), AttributeValue::N(expires.to_string())),
-        ];
-        self.put_new(item.into()).await
-    }
-
-    /// Puts a stage-table row only if its key is new: true when it was.
-    async fn put_new(&self, item: multicomms_wire::Item) -> Result<bool, Failure> {
         let put = self
             .dynamodb
             .put_item()
@@ -104,18 +87,39 @@ impl Staging {
         }
     }
 
-    /// Forgets a sighting whose message was not taken after all (Twilio's retry must go through).
-    pub async fn forget_sighting(&self, seen: &str, message_sid: &str) {
-        let deleted = self
+    /// Remembers `message_sid` under `seen` (a [`multicomms_wire::replies::seen_key`]) for the
+    /// replay window; true when it was first seen longer ago than [`RETRY_GRACE_SECONDS`]: a
+    /// replay. A repeat within the grace is Twilio retrying (perhaps a message whose first
+    /// attempt failed), which goes on: staging and the conversation's messages keep it answered
+    /// once.
+    pub async fn is_replay(&self, seen: &str, message_sid: &str) -> Result<bool, Failure> {
+        let now = epoch_seconds();
+        let put = self
             .dynamodb
-            .delete_item()
+            .put_item()
             .table_name(self.naming.replies_stage_table())
-            .key(CONVERSATION_ID, AttributeValue::S(seen.into()))
-            .key(MESSAGE_SID, AttributeValue::S(message_sid.into()))
+            .item(CONVERSATION_ID, AttributeValue::S(seen.into()))
+            .item(MESSAGE_SID, AttributeValue::S(message_sid.into()))
+            .item(SEEN_AT, AttributeValue::N(now.to_string()))
+            .item(EXPIRES_AT, AttributeValue::N((now + REPLAY_WINDOW_SECONDS).to_string()))
+            .condition_expression("attribute_not_exists(#id)")
+            .expression_attribute_names("#id", CONVERSATION_ID)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
             .send()
             .await;
-        if let Err(e) = deleted {
-            tracing::warn!(error = %aws_sdk_dynamodb::error::DisplayErrorContext(&e), "a sighting was not forgotten; a retry of the message is taken as answered");
+        let error = match put {
+            Ok(_) => return Ok(false),
+            Err(e) => e,
+        };
+        match error.as_service_error() {
+            Some(PutItemError::ConditionalCheckFailedException(seen)) => {
+                let seen_at = match seen.item().and_then(|i| i.get(SEEN_AT)) {
+                    Some(AttributeValue::N(at)) => at.parse().unwrap_or(now),
+                    _ => now,
+                };
+                Ok(now.saturating_sub(seen_at) > RETRY_GRACE_SECONDS)
+            }
+            _ => Err(aws_failure("PutItem", &error)),
         }
     }
 

@@ -177,9 +177,9 @@ pub async fn dispatch(
     once(companies, webhook, &inbound, &pointer).instrument(span).await
 }
 
-/// [`answer`], once per `MessageSid` in the replay window: a replayed request, or Twilio's retry
-/// of a message taken, is acknowledged and changes nothing; one not taken (a transient failure)
-/// is forgotten, so that Twilio's retry is.
+/// [`answer`], unless the request replays a `MessageSid` first seen longer ago than Twilio's
+/// retries come (the replay window): that one is acknowledged and changes nothing, whatever
+/// conversation is active by then. A retry is answered as the message, once.
 async fn once(
     companies: &Companies,
     webhook: &Webhook,
@@ -187,14 +187,11 @@ async fn once(
     pointer: &ActivePointer,
 ) -> Result<Acknowledged, Failure> {
     let seen = seen_key(inbound.channel, &inbound.to, &inbound.from);
-    if !webhook.staging.first_sighting(&seen, &inbound.message_sid).await? {
+    if webhook.staging.is_replay(&seen, &inbound.message_sid).await? {
+        tracing::warn!("a MessageSid seen long ago came again: a replayed request; ignored");
         return Ok(Acknowledged::AlreadyAnswered);
     }
-    let answered = answer(companies, webhook, inbound, pointer).await;
-    if answered.is_err() {
-        webhook.staging.forget_sighting(&seen, &inbound.message_sid).await;
-    }
-    answered
+    answer(companies, webhook, inbound, pointer).await
 }
 
 /// The conversation the pointer names, or, when that one is complete or never started, the

@@ -21,6 +21,12 @@ pub const TRIGGER_LOCK_BUFFER_SECONDS: u64 = 60;
 /// timestamp, so a replay older than this cannot be told from a request.
 pub const REPLAY_WINDOW_SECONDS: u64 = 30 * 24 * 3600;
 
+/// Twilio retries one message within minutes: a `MessageSid` seen again within this is a retry
+/// (handled as the message, once), after it a replay (changes nothing).
+pub const RETRY_GRACE_SECONDS: u64 = 600;
+/// A remembered `MessageSid`'s attribute: when it was first seen (epoch seconds).
+pub const SEEN_AT: &str = "seen_at";
+
 /// The stage table's partition key under which the `MessageSid`s taken for a recipient's
 /// numbers are remembered ([`REPLAY_WINDOW_SECONDS`]); no conversation id starts with `#`.
 pub fn seen_key(channel: ChannelKind, company_number: &str, recipient: &str) -> String {
