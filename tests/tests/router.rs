@@ -14,6 +14,7 @@ use multicomms_testkit::environment::{
     apply, company_copy, emulator_config, example_manifests, example_request, repo_root, router_for, router_settings,
     API_KEY,
 };
+use multicomms_testkit::eventually::eventually;
 use multicomms_wire::context::ContextObject;
 use multicomms_wire::{ChannelKind, Naming};
 use serde_json::{json, Value};
@@ -468,7 +469,8 @@ async fn request_bodies_in_flight_stay_within_the_budget_the_memory_limit_is_siz
     let naming = Naming::new("budget-prefix", "test");
     // Room for two bodies of the largest size at once.
     let settings = RouterSettings { body_budget_bytes: 32 * 1024, ..router_settings() };
-    let app = app::app(Arc::new(AppState::build(&config, &naming, settings).await));
+    let router = Arc::new(AppState::build(&config, &naming, settings).await);
+    let app = app::app(router.clone());
     let stalled = |path: &str| {
         let body = Body::from_stream(futures::stream::pending::<Result<bytes::Bytes, std::io::Error>>());
         let request = Request::post(path).header("x-api-key", KEY).header("content-length", "16384");
@@ -477,14 +479,16 @@ async fn request_bodies_in_flight_stay_within_the_budget_the_memory_limit_is_siz
     // Two clients that declare the largest body and never finish sending it (the timeout is 10 s).
     let holding: Vec<_> =
         (0..2).map(|_| tokio::spawn(app.clone().oneshot(stalled("/initiate-conversation")))).collect();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    let held = || async { router.bodies.available_permits() == 0 };
+    eventually("the two stalled uploads hold the whole budget", Duration::from_secs(5), held).await;
     let refused = post(&app, Some(KEY), example().to_string()).await;
     assert_error(&refused, 503, "SERVER_BUSY");
     assert_eq!(refused.1.get("retry-after").map(|v| v.as_bytes()), Some(&b"1"[..]));
     let webhook = app.clone().oneshot(stalled("/webhooks/twilio/whatsapp")).await.expect("answer");
     assert_eq!(webhook.status(), StatusCode::SERVICE_UNAVAILABLE, "the webhooks share the budget");
     holding.iter().for_each(|h| h.abort());
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    let given_back = || async { router.bodies.available_permits() == 32 };
+    eventually("the aborted uploads give their budget back", Duration::from_secs(5), given_back).await;
     let served = post(&app, Some(KEY), example().to_string()).await;
     assert_ne!(served.0, StatusCode::SERVICE_UNAVAILABLE, "the budget is given back: {:?}", served.2);
 }

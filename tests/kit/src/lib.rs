@@ -13,6 +13,7 @@
 pub mod aws_calls;
 pub mod bench;
 pub mod environment;
+pub mod eventually;
 pub mod fakes;
 pub mod fault_proxy;
 pub mod twilio;
