@@ -816,13 +816,12 @@ async fn a_signed_message_replayed_into_a_newer_conversation_is_not_answered_aga
     // A newer conversation with the same recipient; an hour later, the captured request,
     // replayed as is (a repeat within minutes is Twilio retrying, and is answered once).
     let newer = env.open(&router, ChannelKind::Whatsapp, 19).await;
-    let seen = multicomms_wire::replies::seen_key(ChannelKind::Whatsapp, COMPANY_NUMBER, RECIPIENT);
+    let seen = multicomms_wire::replies::seen_key(ChannelKind::Whatsapp, COMPANY_NUMBER, RECIPIENT, &message.sid);
     let an_hour_ago = (multicomms_runtime::replies::staging::epoch_seconds() - 3600).to_string();
     env.dynamodb
         .update_item()
-        .table_name(env.naming.replies_stage_table())
+        .table_name(env.naming.replies_trigger_lock_table())
         .key("conversation_id", aws_sdk_dynamodb::types::AttributeValue::S(seen))
-        .key("message_sid", aws_sdk_dynamodb::types::AttributeValue::S(message.sid.clone()))
         .update_expression("SET seen_at = :then")
         .expression_attribute_values(":then", aws_sdk_dynamodb::types::AttributeValue::N(an_hour_ago))
         .send()

@@ -6,7 +6,7 @@ use crate::processor::failure::Failure;
 use crate::processor::store::aws_failure;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, ReturnValuesOnConditionCheckFailure, WriteRequest};
-use multicomms_wire::conversation::{ConversationKey, CONVERSATION_ID, EXPIRES_AT, MESSAGE_SID};
+use multicomms_wire::conversation::{ConversationKey, CONVERSATION_ID, EXPIRES_AT};
 use multicomms_wire::replies::{
     in_order, Fragment, HandOffMessage, Trigger, REPLAY_WINDOW_SECONDS, RETRY_GRACE_SECONDS, SEEN_AT, TRIGGER_ID,
     TRIGGER_LOCK_BUFFER_SECONDS,
@@ -87,19 +87,18 @@ impl Staging {
         }
     }
 
-    /// Remembers `message_sid` under `seen` (a [`multicomms_wire::replies::seen_key`]) for the
-    /// replay window; true when it was first seen longer ago than [`RETRY_GRACE_SECONDS`]: a
-    /// replay. A repeat within the grace is Twilio retrying (perhaps a message whose first
+    /// Remembers a `MessageSid` under `seen` (its [`multicomms_wire::replies::seen_key`]) for
+    /// the replay window; true when it was first seen longer ago than [`RETRY_GRACE_SECONDS`]:
+    /// a replay. A repeat within the grace is Twilio retrying (perhaps a message whose first
     /// attempt failed), which goes on: staging and the conversation's messages keep it answered
     /// once.
-    pub async fn is_replay(&self, seen: &str, message_sid: &str) -> Result<bool, Failure> {
+    pub async fn is_replay(&self, seen: &str) -> Result<bool, Failure> {
         let now = epoch_seconds();
         let put = self
             .dynamodb
             .put_item()
-            .table_name(self.naming.replies_stage_table())
+            .table_name(self.naming.replies_trigger_lock_table())
             .item(CONVERSATION_ID, AttributeValue::S(seen.into()))
-            .item(MESSAGE_SID, AttributeValue::S(message_sid.into()))
             .item(SEEN_AT, AttributeValue::N(now.to_string()))
             .item(EXPIRES_AT, AttributeValue::N((now + REPLAY_WINDOW_SECONDS).to_string()))
             .condition_expression("attribute_not_exists(#id)")

@@ -186,8 +186,8 @@ async fn once(
     inbound: &Inbound,
     pointer: &ActivePointer,
 ) -> Result<Acknowledged, Failure> {
-    let seen = seen_key(inbound.channel, &inbound.to, &inbound.from);
-    if webhook.staging.is_replay(&seen, &inbound.message_sid).await? {
+    let seen = seen_key(inbound.channel, &inbound.to, &inbound.from, &inbound.message_sid);
+    if webhook.staging.is_replay(&seen).await? {
         tracing::warn!("a MessageSid seen long ago came again: a replayed request; ignored");
         return Ok(Acknowledged::AlreadyAnswered);
     }

@@ -27,10 +27,12 @@ pub const RETRY_GRACE_SECONDS: u64 = 600;
 /// A remembered `MessageSid`'s attribute: when it was first seen (epoch seconds).
 pub const SEEN_AT: &str = "seen_at";
 
-/// The stage table's partition key under which the `MessageSid`s taken for a recipient's
-/// numbers are remembered ([`REPLAY_WINDOW_SECONDS`]); no conversation id starts with `#`.
-pub fn seen_key(channel: ChannelKind, company_number: &str, recipient: &str) -> String {
-    format!("#seen#{channel}#{company_number}#{recipient}")
+/// The key under which a `MessageSid` taken for a recipient's numbers is remembered
+/// ([`REPLAY_WINDOW_SECONDS`]), in the trigger-lock table: nothing scans that table, while the
+/// stage table, which the sweep scans, keeps only messages waiting for a turn. No conversation
+/// id starts with `#`.
+pub fn seen_key(channel: ChannelKind, company_number: &str, recipient: &str, message_sid: &str) -> String {
+    format!("#seen#{channel}#{company_number}#{recipient}#{message_sid}")
 }
 
 /// Trigger-lock attribute: the id of the trigger it stands for.

@@ -7,7 +7,7 @@ use futures::StreamExt;
 use multicomms_runtime::replies::webhook::path;
 use multicomms_testkit::fakes::{Fakes, Fault, Service};
 use multicomms_testkit::twilio::Inbound;
-use multicomms_wire::conversation::{attribute, ConversationRecord, CONVERSATION_ID, ROLE_ASSISTANT, ROLE_USER};
+use multicomms_wire::conversation::{attribute, ConversationRecord, ROLE_ASSISTANT, ROLE_USER};
 use multicomms_wire::ChannelKind;
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
@@ -164,14 +164,8 @@ async fn tally(
     acknowledged: &BTreeMap<String, Vec<Acknowledged>>,
 ) -> Tally {
     let items = scan_all(config, &naming.conversations_table()).await;
-    // Messages waiting for a turn: not the markers of messages handed off, nor the remembered
-    // MessageSids (their partition key starts with `#`).
     let staged = scan_all(config, &naming.replies_stage_table()).await;
-    let waiting = |i: &&multicomms_wire::Item| {
-        let remembered = matches!(i.get(CONVERSATION_ID), Some(AttributeValue::S(id)) if id.starts_with('#'));
-        !remembered && !matches!(i.get("handed_off"), Some(AttributeValue::Bool(true)))
-    };
-    let staged = staged.iter().filter(waiting).count();
+    let staged = staged.iter().filter(|i| !matches!(i.get("handed_off"), Some(AttributeValue::Bool(true)))).count();
     let mut by_recipient: HashMap<String, (ConversationRecord, bool)> = HashMap::new();
     for item in items {
         // A lease past its expiry blocks nobody: the next turn takes the conversation over.
