@@ -184,13 +184,54 @@ for element in appset["spec"]["generators"][0]["list"]["elements"]:
         and revisions == {expected.get(env)}
         and paths == ["charts/multicomms-operator", f"config/environments/{env}"]
         and app["spec"]["destination"]["namespace"] == f"multicomms-{env}"
-        and app["spec"]["sources"][0]["helm"]["valuesObject"]["environment"] == env
+        and app["spec"]["sources"][0]["helm"]["valueFiles"] == [f"$values/config/environments/{env}/values.yaml"]
+        and app["spec"]["sources"][1].get("ref") == "values"
+        and yaml.safe_load((ROOT / "config" / "environments" / env / "values.yaml").read_text())["environment"] == env
     )
     if not ok:
         failures.append(f"applicationset: the {env} Application targets {revisions} {paths}: {app['spec']}")
 if sorted(e["env"] for e in appset["spec"]["generators"][0]["list"]["elements"]) != ["dev", "prod"]:
     failures.append("applicationset: expected exactly the dev and prod Applications")
 print("applicationset: develop → dev, main → prod")
+
+# Every image a release pulls is one the repository host's CI pushes (review r3 and issue 26: the
+# chart pulled :0.1.0, which nothing pushed): per branch, the commit SHA and the branch name,
+# and from main the chart's appVersion too.
+chart_meta = yaml.safe_load((chart / "Chart.yaml").read_text())
+images_job = workflow["jobs"]["images"]
+pushed_tags = " ".join(str(step.get("with", {}).get("tags", "")) for step in images_job["steps"])
+app_version_step = " ".join(str(step.get("run", "")) for step in images_job["steps"] if step.get("id") == "chart")
+
+
+def pushed(branch, tag):
+    if tag == branch:
+        return ":${{ github.ref_name }}" in pushed_tags
+    if re.fullmatch(r"[0-9a-f]{40}", tag):
+        return ":${{ github.sha }}" in pushed_tags
+    return (branch == "main" and tag == chart_meta["appVersion"] and "/^appVersion:/" in app_version_step
+            and "github.ref_name == 'main'" in pushed_tags and "steps.chart.outputs.app_version" in pushed_tags)
+
+
+def pulled_images(release_values):
+    docs = helm_python.Chart.load(str(chart)).render(release_values, name="multicomms", namespace="multicomms-x", is_install=True)
+    images = []
+    for doc in yaml.safe_load_all("\n---\n".join(docs.values())):
+        if doc and doc["kind"] == "Deployment":
+            for container in doc["spec"]["template"]["spec"]["containers"]:
+                images.append(container["image"])
+                images.extend(e["value"] for e in container.get("env", []) if e["name"] == "MULTICOMMS_WORKER_IMAGE")
+    return images
+
+
+for branch, release_values in [("main", {})] + [
+    (expected[env], yaml.safe_load((ROOT / "config" / "environments" / env / "values.yaml").read_text()))
+    for env in ("dev", "prod")
+]:
+    for image in pulled_images(release_values):
+        repository, tag = image.rsplit(":", 1)
+        if not repository.startswith("ghcr.io/multicomms/multicomms-") or not pushed(branch, tag):
+            failures.append(f"images: {image} (pulled from the {branch} branch's values) is not a tag CI pushes")
+print("images: every tag the chart pulls is pushed by CI")
 validate("argocd ConfigMap", (argocd / "argocd-cm-health.yaml").read_text())
 lua_source = (argocd / "health.lua").read_text()
 config_map = yaml.safe_load((argocd / "argocd-cm-health.yaml").read_text())

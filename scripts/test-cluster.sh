@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# The controller against a real cluster (e.g. `kind create cluster`), AWS on the local emulator.
-# Needs KUBECONFIG; fails without it (it never skips).
+# The cluster suite (tests/tests/cluster.rs): the operator installed from its chart on the local
+# control plane (scripts/cluster.sh up, built from Go modules on first use), AWS on the emulator.
+# One test at a time: they share the cluster. The in-memory suites (scripts/test.sh) stay the
+# fast ones.
 set -euo pipefail
-if [ -z "${KUBECONFIG:-}" ]; then
-  echo "KUBECONFIG is not set: point it at a test cluster (e.g. kind) to run this suite" >&2
-  exit 1
-fi
 source "$(dirname "$0")/emulator.sh"
-start_emulator
 cd "$ROOT"
-cargo test --locked -p multicomms-operator --test integration cluster:: -- --ignored "$@"
+scripts/cluster.sh up
+eval "$(scripts/cluster.sh env)"
+start_emulator
+# The same packages and features as scripts/test.sh, so nothing is rebuilt.
+cargo build --locked --workspace --all-targets
+cargo test --locked -p multicomms-e2e --test cluster -- --ignored --test-threads=1 "$@"

@@ -281,6 +281,17 @@ async fn bad_bodies_get_4xx_never_5xx_a_body_over_the_limit_closes_the_connectio
     assert!(text.contains("multicomms_router_request_duration_seconds_count"), "{text}");
 }
 
+/// A first install applies the router before any Channel exists (Argo CD's wave 0, `helm
+/// --wait`): it must be ready then, or the Channels that make its queues are never applied.
+#[tokio::test]
+async fn a_router_with_no_channel_queue_yet_is_ready() {
+    let config = emulator_config().await;
+    let naming = Naming::new("no-queues-yet", "test");
+    let router = Arc::new(router_for(&config, &naming).await);
+    let ready = app::app(router).oneshot(Request::get("/readyz").body(Body::empty()).expect("request")).await;
+    assert_eq!(ready.expect("response").status(), StatusCode::OK);
+}
+
 #[tokio::test]
 async fn a_missing_table_is_a_database_error() {
     let config = emulator_config().await;

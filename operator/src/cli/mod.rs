@@ -84,6 +84,11 @@ pub struct RunArgs {
     /// Namespace of the Lease (the operator's own namespace in a cluster).
     #[arg(long, env = "POD_NAMESPACE", default_value = "default")]
     pub lease_namespace: String,
+    /// Namespaces whose Companies and Channels this operator reconciles (comma-separated; `*`:
+    /// all). Empty: its own (`--lease-namespace`). Two environments on one cluster each watch
+    /// their own.
+    #[arg(long, env = "MULTICOMMS_WATCH_NAMESPACES", value_delimiter = ',')]
+    pub watch_namespaces: Vec<String>,
     /// Seconds between lease renewals; the lease lasts three times as long.
     #[arg(long, default_value_t = 5)]
     pub lease_renew_seconds: u64,
@@ -207,7 +212,9 @@ async fn run_controller(naming: Naming, policy: Policy, args: RunArgs) -> anyhow
         .rechecking_secrets_every(Duration::from_secs(args.secret_recheck_seconds));
     let identity = controller::leader::identity(args.pod_name.clone());
     let resync = Duration::from_secs(args.resync_seconds);
-    let mut state = State::new(engine, client.clone(), resync, Some(identity.clone()));
+    let watch = controller::Watch::parse(args.watch_namespaces.clone(), &args.lease_namespace);
+    let mut state =
+        State::new(engine, client.clone(), resync, Some(identity.clone())).watching(watch, &args.lease_namespace);
     if let Some(workers) = workers {
         state = state.with_workers(workers);
     }
@@ -217,13 +224,13 @@ async fn run_controller(naming: Naming, policy: Policy, args: RunArgs) -> anyhow
         .with_context(|| format!("binding the metrics endpoint to {}", args.metrics_address))?;
     tokio::spawn(controller::metrics::serve(state.metrics.clone(), listener));
     state.metrics.ready.store(true, std::sync::atomic::Ordering::Relaxed);
-    tracing::info!(args.resync_seconds, args.concurrency, args.leader_election, %args.metrics_address, "controller starting");
+    tracing::info!(args.resync_seconds, args.concurrency, args.leader_election, %args.metrics_address, watch = ?state.watch, "controller starting");
     if !args.leader_election {
         controller::run(state, args.concurrency).await;
         return Ok(ExitCode::SUCCESS);
     }
     let renew = Duration::from_secs(args.lease_renew_seconds.max(1));
-    let elector = LeaderElector::new(client, &args.lease_namespace, controller::MANAGER, &identity, renew * 3);
+    let elector = LeaderElector::new(client, &args.lease_namespace, &state.manager, &identity, renew * 3);
     if let Err(error) = controller::run_as_leader(state, args.concurrency, elector, renew).await {
         tracing::error!(%error, "stopped leading; exiting so that a standby takes over");
         return Ok(ExitCode::from(1));

@@ -40,7 +40,11 @@ pub async fn publish<K>(events: &Events, resource: &K, report: &Report)
 where
     K: Resource<DynamicType = ()>,
 {
-    let reference = resource.object_ref(&());
+    publish_about(events, &resource.object_ref(&()), report).await
+}
+
+/// [`publish`] about the object `reference` names.
+pub async fn publish_about(events: &Events, reference: &ObjectReference, report: &Report) {
     let mut published = Vec::new();
     for (kind, reason) in [
         (ChangeKind::Create, "Created"),
@@ -57,7 +61,7 @@ where
         published.push(event(EventType::Warning, failure.reason.as_str(), format!("{subsystem}: {}", failure.message)));
     }
     for event in published {
-        events.publish(&event, &reference).await;
+        events.publish(&event, reference).await;
     }
 }
 

@@ -1,6 +1,6 @@
 //! The controller's Kubernetes reads and writes: the finalizer, the referenced Secrets' values,
 //! the status, the Companies using a Channel, a Channel's worker Deployments.
-use super::{Error, FINALIZER, MANAGER};
+use super::{Error, Watch, LEGACY_FINALIZER};
 use crate::crd::{Channel, Company};
 use crate::desired::secret::{Binding, SecretSpec, SecretValues};
 use crate::desired::Owner;
@@ -11,19 +11,24 @@ use kube::{Resource, ResourceExt};
 use secrecy::SecretString;
 use std::sync::Arc;
 
-/// Adds our finalizer unless present, and returns the resource as it now is. A merge patch
-/// carrying the resourceVersion, so it fails rather than overwrite a concurrent change. (Not
-/// kube's `finalizer()` helper for this step: its JSON patch cannot add the first finalizer on
-/// every API server we test against; see docs/testing.md.)
-pub async fn ensure_finalizer<K>(api: &Api<K>, resource: Arc<K>) -> Result<Arc<K>, Error>
+/// Adds `finalizer` unless present, and returns the resource as it now is. The finalizer every
+/// environment once shared ([`LEGACY_FINALIZER`]) is replaced by it in the same write. A merge
+/// patch carrying the resourceVersion, so it fails rather than overwrite a concurrent change.
+/// (Not kube's `finalizer()` helper for this step: its JSON patch cannot add the first finalizer
+/// on every API server we test against; see docs/testing.md.) A resource being deleted gets no
+/// new finalizer (the API server forbids it): one that still carries the shared finalizer is
+/// cleaned up under that one ([`super::reconciler::reconcile`]).
+pub async fn ensure_finalizer<K>(api: &Api<K>, resource: Arc<K>, finalizer: &str) -> Result<Arc<K>, Error>
 where
     K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
-    if resource.finalizers().iter().any(|f| f == FINALIZER) || resource.meta().deletion_timestamp.is_some() {
+    let has = |name: &str| resource.finalizers().iter().any(|f| f == name);
+    if (has(finalizer) && !has(LEGACY_FINALIZER)) || resource.meta().deletion_timestamp.is_some() {
         return Ok(resource);
     }
-    let mut finalizers = resource.finalizers().to_vec();
-    finalizers.push(FINALIZER.to_string());
+    let mut finalizers: Vec<String> =
+        resource.finalizers().iter().filter(|f| *f != LEGACY_FINALIZER && *f != finalizer).cloned().collect();
+    finalizers.push(finalizer.to_string());
     let patch = serde_json::json!({
         "metadata": {"finalizers": finalizers, "resourceVersion": resource.resource_version()}
     });
@@ -56,8 +61,8 @@ pub async fn secret_values(client: &kube::Client, reader: &Owner, specs: &[Secre
     Ok(values)
 }
 
-/// Server-side apply of `status` under [`MANAGER`].
-pub async fn write_status<K>(api: &Api<K>, resource: &K, status: serde_json::Value) -> Result<(), Error>
+/// Server-side apply of `status` under `manager`.
+pub async fn write_status<K>(api: &Api<K>, resource: &K, status: serde_json::Value, manager: &str) -> Result<(), Error>
 where
     K: Resource<DynamicType = ()> + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
 {
@@ -66,34 +71,42 @@ where
         "kind": K::kind(&()),
         "status": status,
     });
-    api.patch_status(&resource.name_any(), &PatchParams::apply(MANAGER).force(), &Patch::Apply(&patch)).await?;
+    api.patch_status(&resource.name_any(), &PatchParams::apply(manager).force(), &Patch::Apply(&patch)).await?;
     Ok(())
 }
 
-/// Companies (any namespace, not being deleted) whose allowed channels include this channel.
-pub async fn companies_using(client: &kube::Client, channel: &Channel) -> Result<Vec<String>, Error> {
-    let companies = Api::<Company>::all(client.clone()).list(&Default::default()).await?;
-    Ok(companies
-        .items
-        .iter()
-        .filter(|c| c.meta().deletion_timestamp.is_none() && c.spec.allowed_channels.contains(&channel.spec.kind))
-        .map(|c| format!("Company {}/{}", c.namespace().unwrap_or_default(), c.name_any()))
-        .collect())
+/// Companies (in the watched namespaces, not being deleted) whose allowed channels include this
+/// channel.
+pub async fn companies_using(client: &kube::Client, watch: &Watch, channel: &Channel) -> Result<Vec<String>, Error> {
+    let mut users = Vec::new();
+    for scope in watch.scopes() {
+        let companies = super::scoped::<Company>(client, &scope).list(&Default::default()).await?;
+        users.extend(
+            companies
+                .items
+                .iter()
+                .filter(|c| c.meta().deletion_timestamp.is_none())
+                .filter(|c| c.spec.allowed_channels.contains(&channel.spec.kind))
+                .map(|c| format!("Company {}/{}", c.namespace().unwrap_or_default(), c.name_any())),
+        );
+    }
+    Ok(users)
 }
 
-/// Server-side applies `desired` (a Channel's Deployments) under [`MANAGER`], and deletes the
+/// Server-side applies `desired` (a Channel's Deployments) under `manager`, and deletes the
 /// Deployments of that Channel the operator made that are no longer desired (a flow removed).
 /// Returns the Deployments as the API server now has them (their status says how ready they are).
 pub async fn apply_workers(
     client: &kube::Client,
     channel: &Channel,
     desired: &[Deployment],
+    manager: &str,
 ) -> Result<Vec<Deployment>, Error> {
     use crate::desired::workers::{CHANNEL_LABEL, MANAGED_BY};
     let api: Api<Deployment> = Api::namespaced(client.clone(), &channel.namespace().unwrap_or_default());
     let mut applied = Vec::with_capacity(desired.len());
     for deployment in desired {
-        let params = PatchParams::apply(MANAGER).force();
+        let params = PatchParams::apply(manager).force();
         applied.push(api.patch(&deployment.name_any(), &params, &Patch::Apply(deployment)).await?);
     }
     let selector = format!("app.kubernetes.io/managed-by={MANAGED_BY},{CHANNEL_LABEL}={}", channel.name_any());
@@ -133,10 +146,11 @@ pub async fn apply_scalers(
     channel: &Channel,
     authentication: &serde_json::Value,
     scalers: &[serde_json::Value],
+    manager: &str,
 ) -> Result<(), Error> {
     use crate::desired::workers::{CHANNEL_LABEL, MANAGED_BY};
     let namespace = channel.namespace().unwrap_or_default();
-    let params = PatchParams::apply(MANAGER).force();
+    let params = PatchParams::apply(manager).force();
     if !scalers.is_empty() {
         let name = authentication["metadata"]["name"].as_str().unwrap_or_default();
         keda(client, &namespace, "TriggerAuthentication", "triggerauthentications")

@@ -8,6 +8,7 @@
 //! objects (Retain, said in an Event) and deleting the ones that carry the resource's marker
 //! (Delete). A Channel also gets its processor Deployments (server-side applied, owned by the
 //! Channel, a `WorkersReady` condition). With several replicas, one leads ([`leader`]).
+pub mod environment;
 pub mod events;
 pub mod kube_io;
 pub mod leader;
@@ -24,14 +25,71 @@ use kube::runtime::controller::Action;
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::ObjectRef;
 use kube::{Resource, ResourceExt};
+use multicomms_wire::Naming;
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-/// Field manager of status writes and reporter of Events.
-pub const MANAGER: &str = "multicomms-operator";
-/// Keeps a resource until its AWS objects are dealt with per its `deletionPolicy`.
-pub const FINALIZER: &str = "multicomms.io/cleanup";
+/// The field manager and finalizer every environment shared before they were named per
+/// environment; a resource still carrying them is moved to the environment's own
+/// ([`kube_io::ensure_finalizer`]).
+pub const LEGACY_MANAGER: &str = "multicomms-operator";
+pub const LEGACY_FINALIZER: &str = "multicomms.io/cleanup";
+
+/// Field manager of the environment's writes (status, Deployments), reporter of its Events and
+/// name of its Lease: per environment, so two environments' operators on one cluster never take
+/// each other's fields or leadership.
+pub fn manager(naming: &Naming) -> String {
+    format!("{LEGACY_MANAGER}-{}", naming.env)
+}
+
+/// Keeps a resource until its AWS objects in this environment are dealt with per its
+/// `deletionPolicy`; per environment, so one environment's cleanup never releases another's.
+pub fn finalizer(naming: &Naming) -> String {
+    format!("{LEGACY_FINALIZER}-{}", naming.env)
+}
+
+/// The namespaces whose Companies and Channels (and their Secrets and Deployments) the
+/// controller watches.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Watch {
+    AllNamespaces,
+    Namespaces(Vec<String>),
+}
+
+impl Watch {
+    /// `--watch-namespaces`: a list of namespaces, `*` for all, empty for the operator's own.
+    pub fn parse(list: Vec<String>, own: &str) -> Self {
+        let list: Vec<String> = list.into_iter().map(|n| n.trim().to_owned()).filter(|n| !n.is_empty()).collect();
+        if list.iter().any(|n| n == "*") {
+            Watch::AllNamespaces
+        } else if list.is_empty() {
+            Watch::Namespaces(vec![own.to_owned()])
+        } else {
+            Watch::Namespaces(list)
+        }
+    }
+
+    /// Each watched namespace (`None`: all of them, watched as one).
+    pub fn scopes(&self) -> Vec<Option<String>> {
+        match self {
+            Watch::AllNamespaces => vec![None],
+            Watch::Namespaces(namespaces) => namespaces.iter().cloned().map(Some).collect(),
+        }
+    }
+}
+
+/// The API of kind `K` in `scope` (a namespace, or all of them).
+pub fn scoped<K>(client: &kube::Client, scope: &Option<String>) -> Api<K>
+where
+    K: Resource<Scope = kube::core::NamespaceResourceScope>,
+    K::DynamicType: Default,
+{
+    match scope {
+        Some(namespace) => Api::namespaced(client.clone(), namespace),
+        None => Api::all(client.clone()),
+    }
+}
 
 /// Everything a reconcile needs, shared by all of them.
 pub struct State {
@@ -45,15 +103,40 @@ pub struct State {
     pub secret_readers: SecretReaders,
     /// The processor Deployments each Channel runs; `None`: workers are not managed here.
     pub workers: Option<crate::desired::workers::WorkerSettings>,
+    /// See [`manager`] and [`finalizer`].
+    pub manager: String,
+    pub finalizer: String,
+    pub watch: Watch,
+    /// Where the environment's own Events go (the operator's namespace).
+    pub home_namespace: String,
 }
 
 impl State {
     /// `instance`: this replica's name on its Events (the pod's name).
     pub fn new(engine: reconcile::Context, client: kube::Client, resync: Duration, instance: Option<String>) -> Self {
-        let reporter = Reporter { controller: MANAGER.into(), instance };
+        let (manager, finalizer) = (manager(&engine.naming), finalizer(&engine.naming));
+        let reporter = Reporter { controller: manager.clone(), instance };
         let metrics = Arc::new(metrics::Metrics::new(engine.aws.calls.clone()));
         let events = events::Events::new(client.clone(), reporter);
-        State { engine, events, client, resync, metrics, secret_readers: SecretReaders::default(), workers: None }
+        State {
+            engine,
+            events,
+            client,
+            resync,
+            metrics,
+            secret_readers: SecretReaders::default(),
+            workers: None,
+            manager,
+            finalizer,
+            watch: Watch::AllNamespaces,
+            home_namespace: "default".into(),
+        }
+    }
+
+    /// Watches only `watch`; the environment's Events go to `home_namespace`.
+    pub fn watching(mut self, watch: Watch, home_namespace: &str) -> Self {
+        (self.watch, self.home_namespace) = (watch, home_namespace.to_owned());
+        self
     }
 
     /// Runs each Channel's processors as Deployments, per `settings`.
@@ -104,12 +187,18 @@ fn jittered(base: Duration) -> Duration {
     base.mul_f64(factor)
 }
 
-/// Runs both controllers until SIGTERM/SIGINT, then lets in-flight reconciles finish.
+/// Runs both controllers until SIGTERM/SIGINT, then lets in-flight reconciles finish. The
+/// environment (its tables and hand-off queue, which every resource needs) is reconciled first
+/// and then at each resync.
 pub async fn run(state: Arc<State>, concurrency: u16) {
-    futures::join!(
-        control::<crate::crd::Company>(state.clone(), concurrency),
-        control::<crate::crd::Channel>(state, concurrency)
+    let environment = environment::reconcile(&state).await;
+    let scopes = state.watch.scopes();
+    let controllers = futures::future::join(
+        futures::future::join_all(scopes.iter().map(|s| control::<crate::crd::Company>(state.clone(), s, concurrency))),
+        futures::future::join_all(scopes.iter().map(|s| control::<crate::crd::Channel>(state.clone(), s, concurrency))),
     );
+    // The environment's loop ends with the controllers (on a signal).
+    futures::future::select(Box::pin(controllers), Box::pin(environment::keep(state.clone(), environment))).await;
 }
 
 /// The controller of one kind. It holds only its resources' metadata and reads a resource when it
@@ -117,13 +206,13 @@ pub async fn run(state: Arc<State>, concurrency: u16) {
 /// them cached would alone exceed the operator's memory budget. A change to a Kubernetes Secret
 /// re-reconciles every resource of the kind that read it ([`SecretReaders`]), so a rotated
 /// credential reaches Secrets Manager within seconds.
-async fn control<K: Managed>(state: Arc<State>, concurrency: u16) {
+async fn control<K: Managed>(state: Arc<State>, scope: &Option<String>, concurrency: u16) {
     use futures::StreamExt;
     use kube::runtime::{controller::Config, watcher, Controller};
     use kube::runtime::{reflector, WatchStreamExt};
     let client = state.client.clone();
     let (cache, writer) = reflector::store();
-    let resources = watcher(Api::<PartialObjectMeta<K>>::all(client.clone()), listed_in_small_pages())
+    let resources = watcher(scoped::<PartialObjectMeta<K>>(&client, scope), listed_in_small_pages())
         .modify(slim)
         .reflect(writer)
         .applied_objects();
@@ -132,7 +221,7 @@ async fn control<K: Managed>(state: Arc<State>, concurrency: u16) {
         use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
         // A worker Deployment's status change re-reconciles its Channel (WorkersReady).
         let managed = format!("app.kubernetes.io/managed-by={}", crate::desired::workers::MANAGED_BY);
-        let deployments = Api::<k8s_openapi::api::apps::v1::Deployment>::all(client.clone());
+        let deployments = scoped::<k8s_openapi::api::apps::v1::Deployment>(&client, scope);
         controller = controller.owns(deployments, watcher::Config::default().labels(&managed));
         // KEDA installed or removed: every Channel switches between ScaledObjects and fixed
         // replicas at once.
@@ -148,7 +237,12 @@ async fn control<K: Managed>(state: Arc<State>, concurrency: u16) {
     }
     let readers = state.secret_readers.clone();
     controller
-        .watches(secret_names(&client), listed_in_small_pages(), move |secret| readers.of::<K>(&secret))
+        // Secrets as metadata only (`PartialObjectMetadata`): a change to one is all the
+        // controller watches for, so Secret values (TLS keys, tokens) never stream through the
+        // operator; it reads the values a resource references when it reconciles it.
+        .watches(scoped::<PartialObjectMeta<Secret>>(&client, scope), listed_in_small_pages(), move |secret| {
+            readers.of::<K>(&secret)
+        })
         .with_config(Config::default().concurrency(concurrency))
         .shutdown_on_signal()
         .run(reconcile_latest::<K>, error_policy, state)
@@ -264,14 +358,6 @@ impl SecretReaders {
     }
 }
 
-/// Secrets as metadata only (`PartialObjectMetadata`): a change to one is all the controllers
-/// watch for, so the cluster's Secret values (TLS keys, tokens) never stream through the
-/// operator; it reads the values of the Secrets a resource references, in its namespace, when it
-/// reconciles that resource.
-fn secret_names(client: &kube::Client) -> Api<PartialObjectMeta<Secret>> {
-    Api::all(client.clone())
-}
-
 /// Names of the Kubernetes Secrets that `specs` read.
 pub(crate) fn referenced_secrets(specs: &[SecretSpec]) -> BTreeSet<&str> {
     specs
@@ -329,7 +415,7 @@ mod tests {
         let m = &mut meta.metadata;
         m.uid = Some("u-1".into());
         (m.resource_version, m.generation) = (Some("42".into()), Some(3));
-        m.finalizers = Some(vec![FINALIZER.into()]);
+        m.finalizers = Some(vec![LEGACY_FINALIZER.into()]);
         m.labels = Some([("team".to_string(), "growth".to_string())].into());
         m.annotations = Some([("kubectl.kubernetes.io/last-applied-configuration".into(), "{}".into())].into());
         m.managed_fields =

@@ -96,7 +96,7 @@ impl Managed for Channel {
         reconcile::channel::reconcile(engine, self, values).await
     }
     async fn delete(&self, state: &State) -> Result<Report, Error> {
-        let users = companies_using(&state.client, self).await?;
+        let users = companies_using(&state.client, &state.watch, self).await?;
         Ok(cleanup::delete_channel(&state.engine, self, &users).await)
     }
     fn deletion_policy(&self) -> DeletionPolicy {
@@ -134,7 +134,8 @@ impl Managed for Channel {
             return Ok(vec![desired::blocked(why, self.metadata.generation, self.conditions(), now)]);
         }
         let autoscaled = desired::wants_autoscaling(self) && keda_installed(&state.client).await?;
-        let applied = apply_workers(&state.client, self, &desired::deployments(self, settings, autoscaled)).await?;
+        let wanted = desired::deployments(self, settings, autoscaled);
+        let applied = apply_workers(&state.client, self, &wanted, &state.manager).await?;
         let url = |q: &Option<reconcile::QueueOutput>| q.as_ref().map(|q| q.url.clone());
         let queues = [(Flow::Initial, url(&report.outputs.queue)), (Flow::Replies, url(&report.outputs.replies_queue))];
         let queue_urls: Vec<(Flow, String)> = queues
@@ -144,10 +145,10 @@ impl Managed for Channel {
             .collect();
         if autoscaled {
             let authentication = desired::trigger_authentication(self, settings);
-            apply_scalers(&state.client, self, &authentication, &desired::scaled_objects(self, settings, &queue_urls))
-                .await?;
+            let scalers = desired::scaled_objects(self, settings, &queue_urls);
+            apply_scalers(&state.client, self, &authentication, &scalers, &state.manager).await?;
         } else if keda_installed(&state.client).await? {
-            apply_scalers(&state.client, self, &serde_json::Value::Null, &[]).await?;
+            apply_scalers(&state.client, self, &serde_json::Value::Null, &[], &state.manager).await?;
         }
         let condition = crate::desired::workers::condition(&applied, self.metadata.generation, self.conditions(), now);
         // An Event when the workers become ready or start rolling (a scale or a new config).
@@ -166,8 +167,11 @@ impl Managed for Channel {
 pub async fn reconcile<K: Managed>(resource: Arc<K>, state: Arc<State>) -> Result<Action, Error> {
     let namespace = resource.namespace().unwrap_or_default();
     let api: Api<K> = Api::namespaced(state.client.clone(), &namespace);
-    let resource = ensure_finalizer(&api, resource).await?;
-    finalizer(&api, super::FINALIZER, resource, |event| async {
+    let resource = ensure_finalizer(&api, resource, &state.finalizer).await?;
+    // Deleted before it was moved to this environment's finalizer: cleaned up under the old one.
+    let legacy = resource.finalizers().iter().any(|f| f == super::LEGACY_FINALIZER);
+    let finalizer_name = if legacy { super::LEGACY_FINALIZER } else { state.finalizer.as_str() };
+    finalizer(&api, finalizer_name, resource, |event| async {
         match event {
             Finalizer::Apply(resource) => apply(&state, &api, &namespace, &*resource).await,
             Finalizer::Cleanup(resource) => {
@@ -193,7 +197,7 @@ async fn apply<K: Managed>(state: &State, api: &Api<K>, namespace: &str, resourc
     let status = resource.status(&report, conditions, &now);
     let current = serde_json::to_value(resource).map(|r| r["status"].clone()).unwrap_or_default();
     if worth_writing(&current, &status, &now, state.resync) {
-        write_status(api, resource, status).await?;
+        write_status(api, resource, status, &state.manager).await?;
     }
     publish(&state.events, resource, &report).await;
     let was_ready = resource.conditions().iter().any(|c| c.type_ == "Ready" && c.status == "True");

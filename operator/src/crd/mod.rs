@@ -17,7 +17,23 @@ pub const GROUP: &str = "multicomms.io";
 /// The generated CRD manifests, as `crd` prints them and crds/ holds them.
 pub fn crd_yaml() -> Result<Vec<(String, String)>, serde_yaml::Error> {
     Ok(vec![
-        ("companies.yaml".to_string(), serde_yaml::to_string(&Company::crd())?),
-        ("channels.yaml".to_string(), serde_yaml::to_string(&Channel::crd())?),
+        ("companies.yaml".to_string(), serde_yaml::to_string(&kept(Company::crd()))?),
+        ("channels.yaml".to_string(), serde_yaml::to_string(&kept(Channel::crd()))?),
     ])
+}
+
+/// A CRD is shared by every environment on a cluster, and deleting it deletes every resource
+/// of its kind: neither Argo CD (deleting or pruning one environment's Application) nor Helm
+/// (uninstalling one release) may remove it.
+fn kept(
+    mut crd: k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+) -> k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition {
+    crd.metadata.annotations = Some(
+        [
+            ("argocd.argoproj.io/sync-options".to_string(), "Delete=false,Prune=false".to_string()),
+            ("helm.sh/resource-policy".to_string(), "keep".to_string()),
+        ]
+        .into(),
+    );
+    crd
 }

@@ -10,7 +10,7 @@ use kube::api::{Api, ObjectMeta, Patch, PatchParams, PostParams};
 use kube::runtime::controller::Action;
 use kube::ResourceExt;
 use kube_fake_client::{interceptor, ClientBuilder};
-use multicomms_operator::controller::{Error, State, FINALIZER};
+use multicomms_operator::controller::{Error, State};
 use multicomms_operator::crd::{Channel, Company, DeletionPolicy};
 use multicomms_operator::desired::secret::{CHANNEL_LABEL, COMPANY_LABEL};
 use multicomms_operator::reconcile::{self, Mode, Reason};
@@ -109,6 +109,11 @@ async fn fake_recording(company: Company, secrets: Vec<Secret>, calls: Calls) ->
         .expect("fake client")
 }
 
+/// The finalizer of the tests' environment (`test`).
+fn finalizer() -> String {
+    multicomms_operator::controller::finalizer(&multicomms_wire::Naming::new("any", "test"))
+}
+
 /// A controller state on a fresh AWS name prefix, with the environment's tables in place.
 async fn state(client: kube::Client) -> Arc<State> {
     let engine = context(Mode::Apply).await;
@@ -167,14 +172,14 @@ async fn a_company_gets_its_finalizer_aws_objects_status_and_events() {
             "get cucumber-recruitment-router".into(),
             "get cucumber-recruitment-sendgrid".into(),
             "get cucumber-recruitment-twilio".into(),
-            format!("patch_status {name} ApplyPatch multicomms-operator"),
+            format!("patch_status {name} ApplyPatch multicomms-operator-test"),
         ],
         "{made:?}"
     );
     assert_eq!(made[5..], ["create Event".to_string()], "one Event: Created, listing the objects");
 
     let stored = get(&client, name).await;
-    assert_eq!(stored.finalizers(), [FINALIZER]);
+    assert_eq!(stored.finalizers(), [finalizer()]);
     let status = stored.status.expect("status written");
     let ready = &status.conditions[0];
     assert_eq!((ready.type_.as_str(), ready.status.as_str(), ready.reason.as_str()), ("Ready", "True", "Synced"));
@@ -190,6 +195,18 @@ async fn a_company_gets_its_finalizer_aws_objects_status_and_events() {
     let events = events(&client).await;
     assert!(events.iter().any(|(reason, note)| reason == "Created" && note.contains("create item")), "{events:?}");
     assert!(!format!("{events:?}").contains("tok-1"));
+}
+
+#[tokio::test]
+async fn a_resource_with_the_finalizer_all_environments_once_shared_is_moved_to_its_environments_own() {
+    let mut shared = company();
+    let other = "example.com/keep".to_string();
+    shared.metadata.finalizers = Some(vec![other.clone(), multicomms_operator::controller::LEGACY_FINALIZER.into()]);
+    let client = fake(shared, [vec![twilio()], other_secrets()].concat()).await;
+    let state = state(client.clone()).await;
+    let name = "cucumber-recruitment-clarify-cv";
+    reconcile_company(Arc::new(get(&client, name).await), state).await.expect("reconciles");
+    assert_eq!(get(&client, name).await.finalizers(), [other, finalizer()], "the shared one replaced, others kept");
 }
 
 fn key() -> multicomms_wire::Item {
@@ -366,7 +383,7 @@ async fn editing_a_company_bumps_observed_generation_after_the_change_lands() {
 async fn deleting(policy: DeletionPolicy, state_from: &Arc<State>) -> (kube::Client, Arc<State>) {
     let mut company = company();
     company.spec.deletion_policy = policy;
-    company.metadata.finalizers = Some(vec![FINALIZER.into()]);
+    company.metadata.finalizers = Some(vec![finalizer()]);
     company.metadata.deletion_timestamp =
         Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()));
     let client = fake(company, vec![]).await;
@@ -432,7 +449,7 @@ async fn a_channel_in_use_keeps_its_queues_and_retries() {
     let mut channel = example_channel("whatsapp");
     channel.metadata.namespace = Some(NS.into());
     channel.spec.deletion_policy = DeletionPolicy::Delete;
-    channel.metadata.finalizers = Some(vec![FINALIZER.into()]);
+    channel.metadata.finalizers = Some(vec![finalizer()]);
     channel.metadata.deletion_timestamp =
         Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()));
     let client = ClientBuilder::new()
@@ -450,7 +467,7 @@ async fn a_channel_in_use_keeps_its_queues_and_retries() {
         "{error}"
     );
     let kept = Api::<Channel>::namespaced(client, NS).get("whatsapp").await.expect("still there");
-    assert_eq!(kept.finalizers(), [FINALIZER]);
+    assert_eq!(kept.finalizers(), [finalizer()]);
 }
 
 #[tokio::test]
@@ -547,7 +564,7 @@ async fn a_deletion_aws_refuses_keeps_the_finalizer_is_visible_and_retried() {
     let (client, _, error) = deletion_refused("DeleteSecret").await;
     let name = "cucumber-recruitment-clarify-cv";
     assert!(matches!(&error, Error::Retry { message: m, .. } if m.contains("AccessDeniedException")), "{error}");
-    assert_eq!(get(&client, name).await.finalizers(), [FINALIZER], "kept until the deletion succeeds");
+    assert_eq!(get(&client, name).await.finalizers(), [finalizer()], "kept until the deletion succeeds");
     let events = events(&client).await;
     assert!(events.iter().any(|(reason, note)| reason == "AwsError" && note.contains("DeleteSecret")), "{events:?}");
 }
@@ -595,7 +612,7 @@ async fn a_channel_no_company_uses_is_deleted_with_its_queues() {
 /// A Channel seeded as the API server holds one being deleted (deletionTimestamp, finalizer).
 fn deleting_channel(mut channel: Channel) -> Channel {
     channel.spec.deletion_policy = DeletionPolicy::Delete;
-    channel.metadata.finalizers = Some(vec![FINALIZER.into()]);
+    channel.metadata.finalizers = Some(vec![finalizer()]);
     channel.metadata.deletion_timestamp =
         Some(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()));
     channel
@@ -656,7 +673,7 @@ async fn a_company_keeps_its_secrets_while_its_record_cannot_be_deleted() {
         let observed = state.engine.aws.secrets.describe(&secret.name).await.expect("describe").expect("exists");
         assert!(!observed.scheduled_for_deletion, "{} was scheduled for deletion before the record", secret.name);
     }
-    assert_eq!(get(&client, name).await.finalizers(), [FINALIZER]);
+    assert_eq!(get(&client, name).await.finalizers(), [finalizer()]);
 }
 
 /// The controller's lists and watches of `collections` (URI prefixes), once it made the example

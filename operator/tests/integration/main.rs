@@ -4,7 +4,6 @@
 mod support;
 
 mod channel;
-mod cluster;
 mod company;
 mod controller;
 mod crds;

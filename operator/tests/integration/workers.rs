@@ -158,11 +158,11 @@ async fn a_new_channel_gets_its_processor_deployments_owned_labelled_and_hardene
     assert_eq!(
         deployment_calls,
         [
-            "patch whatsapp-processor ApplyPatch multicomms-operator",
-            "patch whatsapp-replies-processor ApplyPatch multicomms-operator",
+            "patch whatsapp-processor ApplyPatch multicomms-operator-test",
+            "patch whatsapp-replies-processor ApplyPatch multicomms-operator-test",
             "list app.kubernetes.io/managed-by=multicomms-operator,multicomms.io/channel=whatsapp",
         ],
-        "server-side apply under the operator's field manager, then the stale check"
+        "server-side apply under the environment's field manager, then the stale check"
     );
 }
 

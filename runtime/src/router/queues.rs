@@ -76,10 +76,6 @@ impl Queues {
         self.shared.batchers.read().ok().and_then(|b| b.get(&channel).cloned())
     }
 
-    pub fn any_configured(&self) -> bool {
-        self.shared.batchers.read().is_ok_and(|b| !b.is_empty())
-    }
-
     pub fn is_configured(&self, channel: ChannelKind) -> bool {
         self.batcher(channel).is_some()
     }

@@ -6,12 +6,15 @@
 //!   command (outages for the fault suite);
 //! - `watch_shim`: watches for the in-memory Kubernetes API (kube-fake-client), so a real
 //!   `Controller` loop runs on it;
-//! - `bench`: CPU, peak memory and the emulator's load, for the benchmarks.
+//! - `bench`: CPU, peak memory and the emulator's load, for the benchmarks;
+//! - `cluster`: the local control plane of `scripts/cluster.sh` (kubectl, helm, ServiceAccount
+//!   credentials, Argo CD's waves, a pod template's container as a local process).
 //!
 //! Its binaries are tools: `fake-providers` (the fakes as a process, for the demo and the
 //! benchmarks) and `load-generator` (the router benchmark's client).
 pub mod aws_calls;
 pub mod bench;
+pub mod cluster;
 pub mod environment;
 pub mod eventually;
 pub mod fakes;

@@ -1,0 +1,389 @@
+//! The operator on a real Kubernetes control plane (`scripts/cluster.sh`: kube-apiserver, its
+//! controllers, a scheduler and kwok's nodes), installed from its chart, with AWS on the
+//! emulator and the providers faked. What the in-memory API cannot show: the API server's own
+//! validation (schemas, CEL), RBAC as the chart grants it (the operator authenticates as the
+//! chart's ServiceAccount), Argo CD's wave order on a first install, garbage collection through
+//! ownerReferences, Leases between replicas, and two environments on one cluster.
+//!
+//! `scripts/test-cluster.sh` runs it (one test at a time: they share the cluster); run without
+//! a cluster, each test fails, it never skips.
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, DeleteParams, DynamicObject, ListParams};
+use kube::ResourceExt;
+use multicomms_testkit::cluster::{self, free_address, Process};
+use multicomms_testkit::environment::{emulator_config, example_request, repo_root, API_KEY};
+use multicomms_testkit::eventually::eventually;
+use multicomms_testkit::fakes::Fakes;
+use multicomms_testkit::twilio::{Inbound, AUTH_TOKEN};
+use multicomms_wire::conversation::{ConversationRecord, ConversationStatus};
+use multicomms_wire::{ChannelKind, Naming};
+use serde_json::json;
+use std::path::PathBuf;
+use std::time::Duration;
+
+const RELEASE: &str = "multicomms";
+const PUBLIC_BASE_URL: &str = "https://hooks.cluster.test";
+const RECIPIENT: &str = "+447835065013";
+const COMPANY_NUMBER: &str = "+447588713814";
+
+/// One environment released into the cluster as config/argocd/applicationset.yaml does: the
+/// chart by helm into `multicomms-<env>`, its operator and router run from the chart's pod
+/// templates as local processes (kwok's pods run nothing), the operator as the chart's
+/// ServiceAccount.
+struct Environment {
+    name: String,
+    namespace: String,
+    naming: Naming,
+    dir: PathBuf,
+    admin: kube::Client,
+    router: Option<(Process, String)>,
+    operators: Vec<(Process, String)>,
+    workers: Vec<Process>,
+}
+
+impl Environment {
+    /// `helm install` (CRDs included, `--wait`: the chart's Deployments Available on kwok's node).
+    async fn install(name: &str, fakes: &Fakes) -> Environment {
+        let admin = cluster::admin().await;
+        let namespace = format!("multicomms-{name}");
+        let naming = Naming::new(format!("k{}", &uuid::Uuid::new_v4().simple().to_string()[..8]), name);
+        let dir = repo_root().join("target/cluster-tests").join(&namespace);
+        std::fs::create_dir_all(&dir).expect("the test's directory");
+        remove_leftovers(&admin, &namespace).await;
+        let values = json!({
+            "environment": name,
+            "prefix": naming.prefix,
+            "replicas": 1,
+            "resyncSeconds": 60,
+            "aws": {"region": std::env::var("AWS_REGION").expect("AWS_REGION"),
+                    "endpointUrl": std::env::var("AWS_ENDPOINT_URL").expect("AWS_ENDPOINT_URL")},
+            "router": {"replicas": 1, "publicBaseUrl": PUBLIC_BASE_URL},
+            "processors": {"openaiBaseUrl": fakes.openai_url(), "twilioBaseUrl": fakes.url,
+                           "sendgridBaseUrl": fakes.url},
+        });
+        let values_file = dir.join("values.json");
+        std::fs::write(&values_file, values.to_string()).expect("values");
+        let chart = repo_root().join("charts/multicomms-operator");
+        cluster::tool(
+            "helm",
+            &[
+                "upgrade",
+                "--install",
+                RELEASE,
+                &chart.to_string_lossy(),
+                "--namespace",
+                &namespace,
+                "--create-namespace",
+                "--wait",
+                "--timeout",
+                "3m",
+                "--values",
+                &values_file.to_string_lossy(),
+            ],
+        );
+        Environment {
+            name: name.into(),
+            namespace,
+            naming,
+            dir,
+            admin,
+            router: None,
+            operators: Vec::new(),
+            workers: Vec::new(),
+        }
+    }
+
+    fn deployments(&self) -> Api<Deployment> {
+        Api::namespaced(self.admin.clone(), &self.namespace)
+    }
+
+    async fn template(&self, deployment: &str) -> k8s_openapi::api::core::v1::PodTemplateSpec {
+        self.deployments()
+            .get(deployment)
+            .await
+            .unwrap_or_else(|e| panic!("Deployment {deployment}: {e}"))
+            .spec
+            .expect("spec")
+            .template
+    }
+
+    /// Wave 0's health for the router: its readiness probe answers 200 (kwok only pretends).
+    async fn start_router(&mut self) {
+        let template = self.template(&format!("{RELEASE}-multicomms-router")).await;
+        let (address, metrics) = (free_address(), free_address());
+        let overrides = [("MULTICOMMS_ROUTER_ADDRESS", address.clone()), ("MULTICOMMS_METRICS_ADDRESS", metrics)];
+        let router = Process::start(&template, ("router-0", &self.namespace), &overrides, self.dir.join("router.log"));
+        let probe =
+            template.spec.as_ref().and_then(|s| s.containers[0].readiness_probe.clone()).expect("a readiness probe");
+        let path = probe.http_get.and_then(|g| g.path).expect("an HTTP readiness probe");
+        let url = format!("http://{address}{path}");
+        eventually(&format!("the router's readiness probe {path} answers 200"), Duration::from_secs(30), || {
+            let url = url.clone();
+            async move { reqwest::get(&url).await.is_ok_and(|r| r.status() == 200) }
+        })
+        .await;
+        self.router = Some((router, address));
+    }
+
+    /// An operator replica: the chart's pod template, authenticated as the chart's
+    /// ServiceAccount (so the chart's RBAC is what it may do).
+    async fn start_operator(&mut self, replica: &str) {
+        let template = self.template(&format!("{RELEASE}-multicomms-operator")).await;
+        let account = template.spec.as_ref().and_then(|s| s.service_account_name.clone()).expect("a ServiceAccount");
+        let kubeconfig = cluster::service_account_kubeconfig(&self.admin, &self.namespace, &account, &self.dir).await;
+        let metrics = free_address();
+        let overrides = [
+            ("KUBECONFIG", kubeconfig.to_string_lossy().into_owned()),
+            ("MULTICOMMS_METRICS_ADDRESS", metrics.clone()),
+            ("MULTICOMMS_LOG_FORMAT", "text".into()),
+        ];
+        let log = self.dir.join(format!("{replica}.log"));
+        self.operators.push((Process::start(&template, (replica, &self.namespace), &overrides, log), metrics));
+    }
+
+    /// Each worker Deployment the operator made, its container started from its pod template.
+    async fn start_workers(&mut self) {
+        let managed = ListParams::default().labels("app.kubernetes.io/managed-by=multicomms-operator");
+        for deployment in self.deployments().list(&managed).await.expect("list").items {
+            let name = deployment.name_any();
+            let template = deployment.spec.expect("spec").template;
+            let address = free_address();
+            let overrides = [("MULTICOMMS_PROCESSOR_ADDRESS", address.clone())];
+            let worker =
+                Process::start(&template, (&name, &self.namespace), &overrides, self.dir.join(format!("{name}.log")));
+            let url = format!("http://{address}/readyz");
+            eventually(&format!("worker {name} is ready"), Duration::from_secs(30), || {
+                let url = url.clone();
+                async move { reqwest::get(&url).await.is_ok_and(|r| r.status() == 200) }
+            })
+            .await;
+            self.workers.push(worker);
+        }
+    }
+
+    /// The environment's resources (`kubectl kustomize config/environments/<env>`), applied
+    /// server-side as Argo CD does: wave by wave, each wave healthy before the next (a Channel
+    /// Ready and WorkersReady, a Company Ready: config/argocd/health.lua).
+    async fn sync_resources(&self) {
+        let rendered = cluster::tool(
+            "kubectl",
+            &["kustomize", &repo_root().join("config/environments").join(&self.name).to_string_lossy()],
+        );
+        let mut objects = cluster::documents(&rendered);
+        objects.sort_by_key(cluster::sync_wave);
+        let mut waves: Vec<Vec<DynamicObject>> = Vec::new();
+        for object in objects {
+            match waves.last_mut() {
+                Some(wave) if cluster::sync_wave(&wave[0]) == cluster::sync_wave(&object) => wave.push(object),
+                _ => waves.push(vec![object]),
+            }
+        }
+        for wave in waves {
+            for object in &wave {
+                cluster::apply(&self.admin, object, &self.namespace, "argocd-controller").await.unwrap_or_else(|e| {
+                    panic!(
+                        "applying {} {}: {e}",
+                        object.types.as_ref().map(|t| t.kind.as_str()).unwrap_or(""),
+                        object.name_any()
+                    )
+                });
+            }
+            for object in &wave {
+                self.wait_healthy(object).await;
+            }
+        }
+    }
+
+    async fn wait_healthy(&self, object: &DynamicObject) {
+        let kind = object.types.as_ref().map(|t| t.kind.clone()).unwrap_or_default();
+        let wanted: &[&str] = match kind.as_str() {
+            "Channel" => &["Ready", "WorkersReady"],
+            "Company" => &["Ready"],
+            _ => return,
+        };
+        let api = cluster::api_for(&self.admin, object, &self.namespace).await;
+        let name = object.name_any();
+        let what = format!(
+            "{kind} {name} is {wanted:?} at its generation (operator log: {})",
+            self.operators[0].0.log.display()
+        );
+        eventually(&what, Duration::from_secs(120), || {
+            let (api, name) = (api.clone(), name.clone());
+            async move {
+                let Ok(live) = api.get(&name).await else { return false };
+                let status = &live.data["status"];
+                let current = status["observedGeneration"].as_i64() == live.metadata.generation;
+                current
+                    && wanted.iter().all(|t| {
+                        status["conditions"]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .any(|c| c["type"] == *t && c["status"] == "True")
+                    })
+            }
+        })
+        .await;
+    }
+
+    /// The local Secrets (config/examples/local/secrets.yaml), as the platform's secret tooling
+    /// would make them.
+    async fn add_local_secrets(&self) {
+        let text = std::fs::read_to_string(repo_root().join("config/examples/local/secrets.yaml")).expect("secrets");
+        for secret in cluster::documents(&text) {
+            cluster::apply(&self.admin, &secret, &self.namespace, "secret-tooling").await.expect("a Secret");
+        }
+    }
+
+    async fn record(&self, conversation_id: &str) -> Option<ConversationRecord> {
+        use aws_sdk_dynamodb::types::AttributeValue::S;
+        let dynamo = aws_sdk_dynamodb::Client::new(&emulator_config().await);
+        let out = dynamo
+            .get_item()
+            .table_name(self.naming.conversations_table())
+            .key("primary_channel", S(RECIPIENT.into()))
+            .key("conversation_id", S(conversation_id.into()))
+            .send()
+            .await
+            .ok()?;
+        out.item.map(|item| ConversationRecord::from_item(item).expect("a record"))
+    }
+
+    /// Everything this environment started stops; the release and its namespace are deleted.
+    async fn uninstall(mut self) {
+        self.workers.clear();
+        self.operators.clear();
+        self.router = None;
+        let _ = cluster::tool("helm", &["uninstall", RELEASE, "--namespace", &self.namespace, "--wait"]);
+        let namespaces: Api<Namespace> = Api::all(self.admin.clone());
+        let _ = namespaces.delete(&self.namespace, &DeleteParams::default()).await;
+    }
+}
+
+/// What an earlier, failed run left in `namespace`: its resources' finalizers dropped (no
+/// operator runs to release them), then the release and the namespace deleted, and waited for.
+async fn remove_leftovers(admin: &kube::Client, namespace: &str) {
+    let namespaces: Api<Namespace> = Api::all(admin.clone());
+    if namespaces.get_opt(namespace).await.expect("namespaces").is_none() {
+        return;
+    }
+    let unfinalized = kube::api::Patch::Merge(json!({"metadata": {"finalizers": null}}));
+    for name in Api::<multicomms_operator::crd::Company>::namespaced(admin.clone(), namespace)
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+        .iter()
+        .map(ResourceExt::name_any)
+    {
+        let api = Api::<multicomms_operator::crd::Company>::namespaced(admin.clone(), namespace);
+        let _ = api.patch(&name, &Default::default(), &unfinalized).await;
+    }
+    for name in Api::<multicomms_operator::crd::Channel>::namespaced(admin.clone(), namespace)
+        .list(&ListParams::default())
+        .await
+        .map(|l| l.items)
+        .unwrap_or_default()
+        .iter()
+        .map(ResourceExt::name_any)
+    {
+        let api = Api::<multicomms_operator::crd::Channel>::namespaced(admin.clone(), namespace);
+        let _ = api.patch(&name, &Default::default(), &unfinalized).await;
+    }
+    let _ = std::process::Command::new("helm")
+        .args(["uninstall", RELEASE, "--namespace", namespace, "--wait"])
+        .env("KUBECONFIG", cluster::kubeconfig())
+        .output();
+    let _ = namespaces.delete(namespace, &DeleteParams::default()).await;
+    eventually(&format!("namespace {namespace} of an earlier run is gone"), Duration::from_secs(120), || {
+        let namespaces = namespaces.clone();
+        async move { namespaces.get_opt(namespace).await.is_ok_and(|n| n.is_none()) }
+    })
+    .await;
+}
+
+async fn table_exists(name: &str) -> bool {
+    let dynamo = aws_sdk_dynamodb::Client::new(&emulator_config().await);
+    dynamo.describe_table().table_name(name).send().await.is_ok()
+}
+
+async fn queue_exists(name: &str) -> bool {
+    let sqs = aws_sdk_sqs::Client::new(&emulator_config().await);
+    sqs.get_queue_url().queue_name(name).send().await.is_ok()
+}
+
+/// From nothing (empty AWS, a cluster without the CRDs), as Argo CD's first sync of a new
+/// environment goes: the chart in wave 0 must be healthy (the router ready) before the Channels
+/// (wave 1) that make its queues, the controller itself makes the environment's tables and
+/// hand-off queue, every resource becomes Ready, and a conversation goes through the pods the
+/// operator runs: a request to the router, the first message, a signed reply, the AI's answer.
+#[tokio::test]
+#[ignore = "needs the local control plane: scripts/test-cluster.sh"]
+async fn a_first_install_from_nothing_converges_in_wave_order_and_carries_a_conversation() {
+    let fakes = Fakes::start("127.0.0.1:0").await.expect("fakes");
+    let mut env = Environment::install("dev", &fakes).await;
+    env.start_router().await;
+    env.start_operator("operator-0").await;
+    env.add_local_secrets().await;
+    env.sync_resources().await;
+
+    for table in [env.naming.company_data_table(), env.naming.conversations_table()] {
+        assert!(table_exists(&table).await, "the controller made {table}");
+    }
+    assert!(queue_exists(&env.naming.handoff_queue()).await, "the controller made the hand-off queue");
+    let logs = env.operators[0].0.logs();
+    assert!(logs.contains("environment in sync"), "{logs}");
+    let metrics = reqwest::get(format!("http://{}/metrics", env.operators[0].1)).await.expect("metrics");
+    let metrics = metrics.text().await.expect("text");
+    assert!(metrics.contains(r#"multicomms_reconciles_total{kind="Environment"}"#), "{metrics}");
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(env.admin.clone(), &env.namespace);
+    let events = events.list(&ListParams::default()).await.expect("events").items;
+    assert!(
+        events.iter().any(|e| e.regarding.as_ref().and_then(|r| r.kind.as_deref()) == Some("Namespace")
+            && e.reason.as_deref() == Some("Created")),
+        "an Event on the namespace says what the environment's reconcile created"
+    );
+
+    env.start_workers().await;
+    let router = env.router.as_ref().map(|(_, a)| a.clone()).expect("router");
+    let http = reqwest::Client::new();
+    // The router looks for a channel's queue every 10 s until it appears (its readiness does not
+    // wait on it: the Channels come after it).
+    eventually("the router takes the request (it has found the WhatsApp queue)", Duration::from_secs(30), || {
+        let (http, router) = (http.clone(), router.clone());
+        async move {
+            let answer = http
+                .post(format!("http://{router}/initiate-conversation"))
+                .header("x-api-key", API_KEY)
+                .header("content-type", "application/json")
+                .body(example_request().to_string())
+                .send()
+                .await;
+            answer.is_ok_and(|a| a.status() == 200)
+        }
+    })
+    .await;
+    let id = "ci-aaa-001#pi-aaa-001#550e8400-e29b-41d4-a716-446655440001#447588713814";
+    let status_is = |wanted: ConversationStatus| {
+        let env = &env;
+        move || async move { env.record(id).await.is_some_and(|r| r.conversation_status == wanted) }
+    };
+    eventually("the first message is sent", Duration::from_secs(60), status_is(ConversationStatus::InitialMessageSent))
+        .await;
+
+    let reply = Inbound::text(ChannelKind::Whatsapp, RECIPIENT, COMPANY_NUMBER, "Yes, tell me more");
+    let (body, signature) = reply.signed(AUTH_TOKEN, &format!("{PUBLIC_BASE_URL}/webhooks/twilio/whatsapp"));
+    let answer = http
+        .post(format!("http://{router}/webhooks/twilio/whatsapp"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-twilio-signature", signature)
+        .body(body)
+        .send()
+        .await
+        .expect("the webhook answers");
+    assert_eq!(answer.status(), 200);
+    eventually("the AI's reply is sent", Duration::from_secs(90), status_is(ConversationStatus::ReplySent)).await;
+    assert_eq!(fakes.sent().len(), 2, "the first message and one reply");
+    env.uninstall().await;
+}
