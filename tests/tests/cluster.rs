@@ -387,3 +387,126 @@ async fn a_first_install_from_nothing_converges_in_wave_order_and_carries_a_conv
     assert_eq!(fakes.sent().len(), 2, "the first message and one reply");
     env.uninstall().await;
 }
+
+/// The CRDs as the project generates them (crds/), applied server-side; Established.
+async fn apply_crds(admin: &kube::Client) {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    for file in ["crds/companies.yaml", "crds/channels.yaml"] {
+        let text = std::fs::read_to_string(repo_root().join(file)).expect("a CRD file");
+        for crd in cluster::documents(&text) {
+            cluster::apply(admin, &crd, "", "multicomms-tests").await.unwrap_or_else(|e| panic!("{file}: {e}"));
+            let crds: Api<CustomResourceDefinition> = Api::all(admin.clone());
+            let name = crd.name_any();
+            eventually(&format!("CRD {name} is Established"), Duration::from_secs(30), || {
+                let crds = crds.clone();
+                let name = name.clone();
+                async move {
+                    let Ok(crd) = crds.get(&name).await else { return false };
+                    let conditions = crd.status.and_then(|s| s.conditions).unwrap_or_default();
+                    conditions.iter().any(|c| c.type_ == "Established" && c.status == "True")
+                }
+            })
+            .await;
+        }
+    }
+}
+
+async fn fresh_namespace(admin: &kube::Client, name: &str) {
+    remove_leftovers(admin, name).await;
+    let namespace = cluster::documents(&format!("apiVersion: v1\nkind: Namespace\nmetadata: {{name: {name}}}"));
+    cluster::apply(admin, &namespace[0], "", "multicomms-tests").await.expect("namespace");
+}
+
+/// What the offline checks (`apply`/`plan` from git: the manifests' schema and the CRDs' CEL
+/// rules, evaluated locally) say of a Company or Channel file: refused or not.
+fn refused_offline(file: &std::path::Path) -> bool {
+    use multicomms_operator::reconcile::validate;
+    let loaded = multicomms_operator::cli::manifests::load(&[file.to_path_buf()], "default").expect("load");
+    !loaded.invalid.is_empty()
+        || loaded.companies.iter().any(|c| validate::company(c).is_err())
+        || loaded.channels.iter().any(|c| validate::channel(c).is_err())
+}
+
+/// Every example, the invalid ones and the valid ones, offered to the real API server (a
+/// server-side apply, dry run): it refuses exactly those the offline checks refuse, so a `plan`
+/// from git tells what a sync will meet. (The tenancy and AI-endpoint rules are the operator's,
+/// not the CRD's: the server takes those files, and the operator refuses them with a condition;
+/// the offline suite checks that, operator/tests/integration/examples.rs.)
+#[tokio::test]
+#[ignore = "needs the local control plane: scripts/test-cluster.sh"]
+async fn the_api_server_refuses_exactly_the_examples_the_offline_checks_refuse() {
+    let admin = cluster::admin().await;
+    apply_crds(&admin).await;
+    let namespace = "multicomms-examples";
+    fresh_namespace(&admin, namespace).await;
+    let mut files: Vec<PathBuf> = ["config/examples/invalid", "config/channels", "config/companies"]
+        .iter()
+        .flat_map(|dir| std::fs::read_dir(repo_root().join(dir)).expect("dir").map(|e| e.expect("entry").path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml") && !p.ends_with("kustomization.yaml"))
+        .collect();
+    files.sort();
+    let mut disagreements = Vec::new();
+    let mut refused_by_server = 0;
+    for file in &files {
+        let text = std::fs::read_to_string(file).expect("read");
+        let mut answers = Vec::new();
+        for object in cluster::documents(&text) {
+            let kind = object.types.as_ref().map(|t| t.kind.clone()).unwrap_or_default();
+            if kind == "Company" || kind == "Channel" {
+                answers.push(cluster::dry_run(&admin, &object, namespace).await.err().map(|e| e.to_string()));
+            }
+        }
+        let refused = answers.iter().any(Option::is_some);
+        refused_by_server += usize::from(refused);
+        let offline = refused_offline(file);
+        if refused != offline {
+            disagreements.push(format!("{}: server {answers:?}, offline refused: {offline}", file.display()));
+        }
+    }
+    assert!(disagreements.is_empty(), "{disagreements:#?}");
+    assert!(refused_by_server >= 14, "the CRD-level invalid examples are refused by the server ({refused_by_server})");
+}
+
+/// Status conditions are a list map keyed by type (the API conventions): a condition another
+/// writer adds (a policy engine, a person's `kubectl`) survives the operator's next status write,
+/// where an atomic list would make the two managers take the whole list from each other.
+#[tokio::test]
+#[ignore = "needs the local control plane: scripts/test-cluster.sh"]
+async fn status_conditions_merge_by_type_between_field_managers() {
+    let admin = cluster::admin().await;
+    apply_crds(&admin).await;
+    let namespace = "multicomms-conditions";
+    fresh_namespace(&admin, namespace).await;
+    let text = std::fs::read_to_string(repo_root().join("config/channels/sms.yaml")).expect("channel");
+    let channel = &cluster::documents(&text)[0];
+    cluster::apply(&admin, channel, namespace, "argocd-controller").await.expect("the Channel");
+    let channels: Api<multicomms_operator::crd::Channel> = Api::namespaced(admin.clone(), namespace);
+    let condition = |type_: &str| json!({"type": type_, "status": "True", "reason": "Set", "message": "m", "lastTransitionTime": "2026-12-07T00:00:00Z"});
+    let status = |conditions: serde_json::Value| json!({"apiVersion": "multicomms.io/v1alpha1", "kind": "Channel", "status": {"conditions": conditions}});
+    let by = |manager: &str| kube::api::PatchParams::apply(manager);
+    let name = channel.name_any();
+    channels
+        .patch_status(
+            &name,
+            &by("multicomms-operator-dev"),
+            &kube::api::Patch::Apply(status(json!([condition("Ready")]))),
+        )
+        .await
+        .expect("the operator's status");
+    channels
+        .patch_status(&name, &by("policy-engine"), &kube::api::Patch::Apply(status(json!([condition("Compliant")]))))
+        .await
+        .expect("another writer's condition, without a conflict");
+    channels
+        .patch_status(
+            &name,
+            &by("multicomms-operator-dev"),
+            &kube::api::Patch::Apply(status(json!([condition("Ready")]))),
+        )
+        .await
+        .expect("the operator's next write");
+    let live = channels.get(&name).await.expect("channel");
+    let mut types: Vec<String> = live.status.expect("status").conditions.into_iter().map(|c| c.type_).collect();
+    types.sort();
+    assert_eq!(types, ["Compliant", "Ready"]);
+}

@@ -21,6 +21,10 @@ use serde::{Deserialize, Serialize};
     namespaced,
     status = "ChannelStatus",
     cel,
+    // Its processors' Deployments and KEDA objects are named <name>-replies-processor, which
+    // KEDA's webhook limits to 54 characters and a label value to 63.
+    validation = Rule::new("size(self.metadata.name) <= 36")
+        .message("metadata.name: at most 36 characters (it names the Channel's processors)"),
     printcolumn(json_path = ".spec.type", name = "Type", type_ = "string"),
     printcolumn(json_path = ".status.conditions[?(@.type==\"Ready\")].status", name = "Ready", type_ = "string"),
     printcolumn(json_path = ".status.conditions[?(@.type==\"Ready\")].reason", name = "Reason", type_ = "string"),
@@ -161,7 +165,9 @@ pub struct QueueSettings {
 pub struct ChannelStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// One per type (API conventions): merged by type, so another writer's condition is kept.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue_url: Option<String>,

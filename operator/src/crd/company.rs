@@ -77,6 +77,7 @@ pub struct CompanySpec {
     /// Channels clients may request for this project.
     #[x_kube(validation = Rule::new("size(self) > 0").message("must list at least one channel"))]
     #[schemars(length(max = 3))]
+    #[schemars(extend("x-kubernetes-list-type" = "set"))]
     pub allowed_channels: Vec<ChannelKind>,
     #[serde(default)]
     pub rate_limits: RateLimits,
@@ -320,7 +321,9 @@ pub struct HandOff {
 pub struct CompanyStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// One per type (API conventions): merged by type, so another writer's condition is kept.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
     pub conditions: Vec<Condition>,
     /// `updated_at` of the company-data record as last written or confirmed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
