@@ -11,6 +11,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams};
 use kube::ResourceExt;
+use multicomms_operator::crd::{Channel, Company};
 use multicomms_testkit::cluster::{self, free_address, Process};
 use multicomms_testkit::environment::{emulator_config, example_request, repo_root, API_KEY};
 use multicomms_testkit::eventually::eventually;
@@ -92,6 +93,56 @@ impl Environment {
             operators: Vec::new(),
             workers: Vec::new(),
         }
+    }
+
+    /// Installed, its router ready, one operator replica running, the local Secrets made and
+    /// config/environments/<name> synced (every resource Ready).
+    async fn synced(name: &str, fakes: &Fakes) -> Environment {
+        let mut env = Environment::install(name, fakes).await;
+        env.start_router().await;
+        env.start_operator("operator-0").await;
+        env.add_local_secrets().await;
+        env.sync_resources().await;
+        env
+    }
+
+    fn companies(&self) -> Api<Company> {
+        Api::namespaced(self.admin.clone(), &self.namespace)
+    }
+
+    fn channels(&self) -> Api<Channel> {
+        Api::namespaced(self.admin.clone(), &self.namespace)
+    }
+
+    /// The example Company's record in this environment's company-data table.
+    async fn company_record_exists(&self) -> bool {
+        use aws_sdk_dynamodb::types::AttributeValue::S;
+        let dynamo = aws_sdk_dynamodb::Client::new(&emulator_config().await);
+        let out = dynamo
+            .get_item()
+            .table_name(self.naming.company_data_table())
+            .key("company_id", S("ci-aaa-001".into()))
+            .key("project_id", S("pi-aaa-001".into()))
+            .send()
+            .await
+            .expect("GetItem");
+        out.item.is_some()
+    }
+
+    /// Deletes `name` of kind `K` and waits until the API server no longer has it (its
+    /// finalizer released by the operator).
+    async fn delete_and_wait<K>(&self, api: &Api<K>, name: &str)
+    where
+        K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        api.delete(name, &DeleteParams::default()).await.expect("delete");
+        let what = format!("{name} is gone (operator log: {})", self.operators[0].0.log.display());
+        eventually(
+            &what,
+            Duration::from_secs(60),
+            || async move { api.get_opt(name).await.is_ok_and(|o| o.is_none()) },
+        )
+        .await;
     }
 
     fn deployments(&self) -> Api<Deployment> {
@@ -388,13 +439,16 @@ async fn a_first_install_from_nothing_converges_in_wave_order_and_carries_a_conv
     env.uninstall().await;
 }
 
-/// The CRDs as the project generates them (crds/), applied server-side; Established.
+/// The CRDs as the project generates them (crds/), applied server-side as docs/operations.md
+/// says to before an upgrade: under Helm's field manager (`helm`), since Helm 4 applies the
+/// chart's CRDs server-side at install and conflicts with any other manager of them (found
+/// here); Established.
 async fn apply_crds(admin: &kube::Client) {
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
     for file in ["crds/companies.yaml", "crds/channels.yaml"] {
         let text = std::fs::read_to_string(repo_root().join(file)).expect("a CRD file");
         for crd in cluster::documents(&text) {
-            cluster::apply(admin, &crd, "", "multicomms-tests").await.unwrap_or_else(|e| panic!("{file}: {e}"));
+            cluster::apply(admin, &crd, "", "helm").await.unwrap_or_else(|e| panic!("{file}: {e}"));
             let crds: Api<CustomResourceDefinition> = Api::all(admin.clone());
             let name = crd.name_any();
             eventually(&format!("CRD {name} is Established"), Duration::from_secs(30), || {
@@ -509,4 +563,154 @@ async fn status_conditions_merge_by_type_between_field_managers() {
     let mut types: Vec<String> = live.status.expect("status").conditions.into_iter().map(|c| c.type_).collect();
     types.sort();
     assert_eq!(types, ["Compliant", "Ready"]);
+}
+
+/// Deletion on a real API server: finalizers hold a resource until the operator has carried out
+/// its `deletionPolicy` (Retain leaves AWS as it is, Delete leaves nothing), and a deleted
+/// Channel's Deployments go with it through their ownerReferences (the garbage collector, not
+/// the operator, removes them).
+#[tokio::test]
+#[ignore = "needs the local control plane: scripts/test-cluster.sh"]
+async fn deletion_retain_keeps_aws_delete_leaves_nothing_and_a_channels_workers_are_collected() {
+    let fakes = Fakes::start("127.0.0.1:0").await.expect("fakes");
+    let env = Environment::synced("dev", &fakes).await;
+    let name = "cucumber-recruitment-clarify-cv";
+    assert!(env.company_record_exists().await);
+
+    env.delete_and_wait(&env.companies(), name).await;
+    assert!(env.company_record_exists().await, "deletionPolicy Retain keeps the record");
+
+    let text =
+        std::fs::read_to_string(repo_root().join("config/companies").join(format!("{name}.yaml"))).expect("yaml");
+    let mut company = cluster::documents(&text.replace("deletionPolicy: Retain", "deletionPolicy: Delete")).remove(0);
+    company.metadata.namespace = Some(env.namespace.clone());
+    cluster::apply(&env.admin, &company, &env.namespace, "argocd-controller").await.expect("the Company again");
+    env.wait_healthy(&company).await;
+    let secrets = env.companies().get(name).await.expect("company").status.expect("status").secrets;
+    assert!(!secrets.is_empty());
+    env.delete_and_wait(&env.companies(), name).await;
+    assert!(!env.company_record_exists().await, "deletionPolicy Delete removes the record");
+    let manager = aws_sdk_secretsmanager::Client::new(&emulator_config().await);
+    for secret in &secrets {
+        let described = manager.describe_secret().secret_id(&secret.arn).send().await;
+        assert!(described.map_or(true, |d| d.deleted_date.is_some()), "{} is deleted", secret.name);
+    }
+
+    let workers = ListParams::default().labels("multicomms.io/channel=whatsapp");
+    assert_eq!(env.deployments().list(&workers).await.expect("list").items.len(), 2, "first messages and replies");
+    let owned = env.deployments().list(&workers).await.expect("list").items;
+    assert!(owned.iter().all(|d| d.owner_references().iter().any(|o| o.kind == "Channel" && o.name == "whatsapp")));
+    env.delete_and_wait(&env.channels(), "whatsapp").await;
+    let deployments = env.deployments();
+    eventually("the garbage collector removed the whatsapp Channel's Deployments", Duration::from_secs(60), || {
+        let (deployments, workers) = (deployments.clone(), workers.clone());
+        async move { deployments.list(&workers).await.is_ok_and(|l| l.items.is_empty()) }
+    })
+    .await;
+    env.uninstall().await;
+}
+
+/// Two replicas, one Lease: the standby does nothing while the leader holds it, and takes over
+/// within the lease (15 s) when the leader dies without a word; what changes after that is
+/// reconciled by the new leader.
+#[tokio::test]
+#[ignore = "needs the local control plane: scripts/test-cluster.sh"]
+async fn killing_the_leader_hands_over_within_the_lease_and_only_the_leader_writes() {
+    let fakes = Fakes::start("127.0.0.1:0").await.expect("fakes");
+    let mut env = Environment::synced("dev", &fakes).await;
+    env.start_operator("operator-1").await;
+    let leases: Api<k8s_openapi::api::coordination::v1::Lease> = Api::namespaced(env.admin.clone(), &env.namespace);
+    let lease_name = format!("multicomms-operator-{}", env.name);
+    let holder = || {
+        let (leases, lease_name) = (leases.clone(), lease_name.clone());
+        async move { leases.get(&lease_name).await.ok().and_then(|l| l.spec?.holder_identity) }
+    };
+    assert_eq!(holder().await.as_deref(), Some("operator-0"), "the first replica leads");
+    let standby_logs = env.operators[1].0.logs();
+    assert!(!standby_logs.contains("starting the controllers"), "the standby waits: {standby_logs}");
+
+    let killed_at = std::time::Instant::now();
+    env.operators[0].0.kill();
+    eventually("operator-1 holds the Lease", Duration::from_secs(30), || {
+        let holder = holder();
+        async move { holder.await.as_deref() == Some("operator-1") }
+    })
+    .await;
+    let took = killed_at.elapsed();
+    assert!(took < Duration::from_secs(25), "handed over in {took:?}, within the 15 s lease and a renewal");
+
+    // A change after the handover: the new leader reconciles it (a new generation observed).
+    let mut channel = env.channels().get("sms").await.expect("sms");
+    channel.spec.workers.replicas = 2;
+    channel.metadata.managed_fields = None;
+    let apply = kube::api::PatchParams::apply("argocd-controller").force();
+    env.channels().patch("sms", &apply, &kube::api::Patch::Apply(&channel)).await.expect("scale sms");
+    let generation = env.channels().get("sms").await.expect("sms").metadata.generation;
+    let channels = env.channels();
+    eventually("the new leader observed the sms Channel's new generation", Duration::from_secs(60), || {
+        let channels = channels.clone();
+        async move { channels.get("sms").await.ok().and_then(|c| c.status?.observed_generation) == generation }
+    })
+    .await;
+    env.operators.swap(0, 1);
+    env.uninstall().await;
+}
+
+/// dev and prod released into one cluster as the ApplicationSet does (same release name, the
+/// chart's cluster-scoped objects side by side): each operator reconciles its own namespace
+/// only, under its own finalizer and field manager; neither rewrites the other's Deployments;
+/// deleting in one environment leaves the other as it was.
+#[tokio::test]
+#[ignore = "needs the local control plane: scripts/test-cluster.sh"]
+async fn dev_and_prod_on_one_cluster_each_reconcile_their_own_and_never_touch_the_other() {
+    let fakes = Fakes::start("127.0.0.1:0").await.expect("fakes");
+    let dev = Environment::synced("dev", &fakes).await;
+    let prod = Environment::synced("prod", &fakes).await;
+    let name = "cucumber-recruitment-clarify-cv";
+    for (env, other) in [(&dev, &prod), (&prod, &dev)] {
+        let company = env.companies().get(name).await.expect("company");
+        assert_eq!(company.finalizers(), [format!("multicomms.io/cleanup-{}", env.name)], "only its own finalizer");
+        let managers: Vec<String> = company
+            .managed_fields()
+            .iter()
+            .filter_map(|m| m.manager.clone())
+            .filter(|m| m.starts_with("multicomms"))
+            .collect();
+        assert_eq!(managers, [format!("multicomms-operator-{}", env.name)], "only its own field manager");
+        assert!(env.company_record_exists().await);
+        let logs = env.operators[0].0.logs();
+        assert!(!logs.contains(&other.namespace), "{} never reads {}: {logs}", env.name, other.namespace);
+    }
+    let generations = || async {
+        let mut all = Vec::new();
+        for env in [&dev, &prod] {
+            for d in env.deployments().list(&ListParams::default()).await.expect("list").items {
+                all.push((env.name.clone(), d.name_any(), d.metadata.generation));
+            }
+        }
+        all
+    };
+    let before = generations().await;
+    // Both operators resync every 60 s here: two writers of one Deployment would show within it.
+    tokio::time::sleep(Duration::from_secs(65)).await;
+    assert_eq!(generations().await, before, "no Deployment rewritten in a minute of both operators resyncing");
+
+    let prod_workers = prod.deployments().list(&ListParams::default()).await.expect("list").items.len();
+    dev.delete_and_wait(&dev.channels(), "whatsapp").await;
+    let dev_gone = dev.deployments();
+    eventually("dev's whatsapp workers are collected", Duration::from_secs(60), || {
+        let deployments = dev_gone.clone();
+        async move {
+            let workers = ListParams::default().labels("multicomms.io/channel=whatsapp");
+            deployments.list(&workers).await.is_ok_and(|l| l.items.is_empty())
+        }
+    })
+    .await;
+    assert_eq!(prod.deployments().list(&ListParams::default()).await.expect("list").items.len(), prod_workers);
+    assert!(prod.channels().get("whatsapp").await.is_ok(), "prod's whatsapp Channel stays");
+    assert!(queue_exists(&prod.naming.channel_queue(ChannelKind::Whatsapp)).await, "prod's queue stays");
+    dev.uninstall().await;
+    let prod_channel = prod.channels().get("sms").await.expect("prod still reconciles after dev's release is gone");
+    assert!(prod_channel.status.is_some());
+    prod.uninstall().await;
 }
