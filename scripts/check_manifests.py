@@ -232,6 +232,28 @@ for branch, release_values in [("main", {})] + [
         if not repository.startswith("ghcr.io/multicomms/multicomms-") or not pushed(branch, tag):
             failures.append(f"images: {image} (pulled from the {branch} branch's values) is not a tag CI pushes")
 print("images: every tag the chart pulls is pushed by CI")
+
+# Twilio reaches each environment's router: an Ingress on the host of its publicBaseUrl routes
+# the webhooks' path to the router Service's API port (issue 26: replies were off everywhere).
+for env in ("dev", "prod"):
+    env_values = yaml.safe_load((ROOT / "config" / "environments" / env / "values.yaml").read_text())
+    docs = helm_python.Chart.load(str(chart)).render(env_values, name="multicomms", namespace=f"multicomms-{env}", is_install=True)
+    objects = [d for d in yaml.safe_load_all("\n---\n".join(docs.values())) if d]
+    base = env_values.get("router", {}).get("publicBaseUrl", "")
+    host = re.sub(r"^https://([^/]+)/?$", r"\1", base)
+    router_env = {e["name"]: e.get("value") for d in objects if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-router")
+                  for e in d["spec"]["template"]["spec"]["containers"][0]["env"]}
+    routes = [
+        (rule.get("host"), path["path"], path["backend"]["service"])
+        for d in objects if d["kind"] == "Ingress"
+        for rule in d["spec"]["rules"] for path in rule["http"]["paths"]
+    ]
+    reachable = any(h == host and "/webhooks/twilio".startswith(p) and svc["name"].endswith("-router") and svc["port"] == {"name": "http"}
+                    for h, p, svc in routes)
+    if not base.startswith("https://") or router_env.get("MULTICOMMS_PUBLIC_BASE_URL") != base or not reachable:
+        failures.append(f"{env}: Twilio cannot reach the router's webhooks (publicBaseUrl {base!r}, routes {routes})")
+    validate(f"chart with the {env} values", "\n---\n".join(docs.values()))
+print("webhooks: each environment's publicBaseUrl is routed to its router")
 validate("argocd ConfigMap", (argocd / "argocd-cm-health.yaml").read_text())
 lua_source = (argocd / "health.lua").read_text()
 config_map = yaml.safe_load((argocd / "argocd-cm-health.yaml").read_text())
