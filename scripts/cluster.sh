@@ -108,7 +108,7 @@ apiVersion: v1
 kind: Config
 clusters:
   - name: local
-    cluster: {server: "https://127.0.0.1:$api_port", insecure-skip-tls-verify: true}
+    cluster: {server: "https://127.0.0.1:$api_port", certificate-authority: "$STATE/pki/apiserver.crt"}
 users:
   - name: admin
     user: {token: "$TOKEN"}

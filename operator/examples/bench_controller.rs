@@ -8,6 +8,11 @@
 //! and operator CPU per reconcile, from the operator's own /metrics and /proc; the operator's
 //! resident memory at the end of each and its peak.
 //!
+//! With `MULTICOMMS_BENCH_CLUSTER=1` (`scripts/bench-controller.sh --cluster`) the API is the
+//! local control plane of `scripts/cluster.sh` (KUBECONFIG) instead: a real kube-apiserver and
+//! etcd, the objects created through it, and the API requests per Company counted from the API
+//! server's own `apiserver_request_total`.
+//!
 //! Run through `scripts/bench-controller.sh`, which starts the emulator. Prints one Markdown
 //! table row.
 //!
@@ -50,17 +55,27 @@ async fn main() -> anyhow::Result<()> {
     let engine = Context::new(Aws::new(&aws::load_config().await), naming.clone(), Mode::Apply);
     anyhow::ensure!(reconcile::tables::reconcile(&engine).await.is_ready(), "the environment's tables");
 
-    let fake = kube_fake_client::ClientBuilder::new()
-        .with_resource::<Company>()
-        .with_resource::<Channel>()
-        .with_objects(generated_companies(companies)?)
-        .with_objects(example_channels()?)
-        .with_objects(example_secrets(companies)?)
-        .build()
-        .await?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let kubeconfig = write_kubeconfig(listener.local_addr()?)?;
-    tokio::spawn(serve_api(listener, watch_shim::watching_every(fake.clone(), poll_every(companies))));
+    let real = std::env::var("MULTICOMMS_BENCH_CLUSTER").is_ok_and(|v| v == "1");
+    let (api_client, kubeconfig) = if real {
+        let client = kube::Client::try_default().await?;
+        populate_cluster(&client, companies).await?;
+        (client, PathBuf::from(std::env::var("KUBECONFIG")?))
+    } else {
+        let fake = kube_fake_client::ClientBuilder::new()
+            .with_resource::<Company>()
+            .with_resource::<Channel>()
+            .with_objects(generated_companies(companies)?)
+            .with_objects(example_channels()?)
+            .with_objects(example_secrets(companies)?)
+            .build()
+            .await?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let kubeconfig = write_kubeconfig(listener.local_addr()?)?;
+        tokio::spawn(serve_api(listener, watch_shim::watching_every(fake.clone(), poll_every(companies))));
+        (fake, kubeconfig)
+    };
+    let requests_at_start = if real { api_server_requests(&api_client).await? } else { 0.0 };
+    let mut polls = 0u32;
 
     let metrics_address = free_address()?;
     let log = std::fs::File::create(repo("target/bench-controller.log"))?;
@@ -73,7 +88,7 @@ async fn main() -> anyhow::Result<()> {
     let command: Vec<&str> = under.split_whitespace().chain([binary.as_str()]).collect();
     let mut operator = tokio::process::Command::new(command[0])
         .args(&command[1..])
-        .args(["run", "--leader-election", "false", "--manage-workers", "false"])
+        .args(["run", "--leader-election", "false", "--manage-workers", "false", "--watch-namespaces", NS])
         .args(["--resync-seconds", &resync.to_string(), "--concurrency", &concurrency.to_string()])
         .args(["--metrics-address", &metrics_address.to_string()])
         .env("KUBECONFIG", &kubeconfig)
@@ -91,12 +106,13 @@ async fn main() -> anyhow::Result<()> {
 
     // 1. Cold: every Company created in AWS and Ready.
     let (emulator, started, api_cpu) = (EmulatorMeter::start(), Instant::now(), cpu_seconds());
-    let api: Api<Company> = Api::namespaced(fake, NS);
+    let api: Api<Company> = Api::namespaced(api_client.clone(), NS);
     loop {
         tokio::time::sleep(poll_every(companies)).await;
         if let Some(status) = operator.try_wait()? {
             anyhow::bail!("the operator exited ({status}); see target/bench-controller.log");
         }
+        polls += 1;
         if ready(&api).await? == companies {
             break;
         }
@@ -104,6 +120,11 @@ async fn main() -> anyhow::Result<()> {
     }
     let cold_seconds = started.elapsed().as_secs_f64();
     let (cold_busy, cold) = (emulator.busy(), Sample::take(&pid, metrics_address).await);
+    if real {
+        // The operator's requests: the API server's count, less the bench's own LISTs of Companies.
+        let requests = api_server_requests(&api_client).await? - requests_at_start - f64::from(polls);
+        eprintln!("API requests per Company while cold: {:.2}", requests / companies as f64);
+    }
     let api_busy = (cpu_seconds() - api_cpu) / cold_seconds;
 
     // 2. One resync period: each Company reconciled again about once, with nothing to change.
@@ -359,6 +380,61 @@ fn write_kubeconfig(api: std::net::SocketAddr) -> anyhow::Result<PathBuf> {
 
 fn free_address() -> std::io::Result<std::net::SocketAddr> {
     std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()
+}
+
+/// The API server's requests so far (`apiserver_request_total`, every verb and resource).
+async fn api_server_requests(client: &kube::Client) -> anyhow::Result<f64> {
+    let request = http::Request::get("/metrics").body(Vec::new())?;
+    let text = client.request_text(request).await?;
+    let counts = text.lines().filter(|l| l.starts_with("apiserver_request_total{"));
+    Ok(counts.filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum())
+}
+
+/// The bench's objects created through a real API server: its CRDs (crds/, under Helm's field
+/// manager), namespace, the Channels, every Secret and the Companies (32 requests at a time).
+async fn populate_cluster(client: &kube::Client, companies: usize) -> anyhow::Result<()> {
+    use futures::{StreamExt, TryStreamExt};
+    use kube::api::{Patch, PatchParams, PostParams};
+    use kube::CustomResourceExt;
+    let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
+        Api::all(client.clone());
+    for crd in [Company::crd(), Channel::crd()] {
+        let name = crd.metadata.name.clone().unwrap_or_default();
+        crds.patch(&name, &PatchParams::apply("helm").force(), &Patch::Apply(&crd)).await?;
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await; // Established: the bench's own setup, not measured
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    let namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": NS}}))?;
+    namespaces.create(&PostParams::default(), &namespace).await?;
+    let create = PostParams::default();
+    for channel in example_channels()? {
+        Api::<Channel>::namespaced(client.clone(), NS).create(&create, &channel).await?;
+    }
+    let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
+    futures::stream::iter(example_secrets(companies)?)
+        .map(|secret| {
+            let (secrets, create) = (secrets.clone(), create.clone());
+            async move { secrets.create(&create, &secret).await }
+        })
+        .buffer_unordered(32)
+        .try_collect::<Vec<_>>()
+        .await?;
+    let api: Api<Company> = Api::namespaced(client.clone(), NS);
+    let generated = generated_companies(companies)?.into_iter().map(|mut company| {
+        // The server keeps its own field sets; the applied manifest (the annotation) stays.
+        company.metadata.managed_fields = None;
+        company.metadata.generation = None;
+        company
+    });
+    futures::stream::iter(generated)
+        .map(|company| {
+            let (api, create) = (api.clone(), create.clone());
+            async move { api.create(&create, &company).await }
+        })
+        .buffer_unordered(32)
+        .try_collect::<Vec<_>>()
+        .await?;
+    Ok(())
 }
 
 /// The example Company, N times under other names and ids (as bench_apply generates them).

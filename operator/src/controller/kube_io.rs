@@ -106,8 +106,16 @@ pub async fn apply_workers(
     let api: Api<Deployment> = Api::namespaced(client.clone(), &channel.namespace().unwrap_or_default());
     let mut applied = Vec::with_capacity(desired.len());
     for deployment in desired {
+        let (mut deployment, name) = (deployment.clone(), deployment.name_any());
+        let spec = deployment.spec.get_or_insert_with(Default::default);
+        if spec.replicas.is_none() {
+            // Autoscaled: `replicas` is handed to the HPA without a reset (see the function).
+            if let Some(live) = api.get_opt(&name).await? {
+                spec.replicas = crate::desired::workers::replicas_to_hand_over(&live, manager);
+            }
+        }
         let params = PatchParams::apply(manager).force();
-        applied.push(api.patch(&deployment.name_any(), &params, &Patch::Apply(deployment)).await?);
+        applied.push(api.patch(&name, &params, &Patch::Apply(&deployment)).await?);
     }
     let selector = format!("app.kubernetes.io/managed-by={MANAGED_BY},{CHANNEL_LABEL}={}", channel.name_any());
     let existing = api.list(&kube::api::ListParams::default().labels(&selector)).await?;

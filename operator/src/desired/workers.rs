@@ -90,6 +90,23 @@ pub fn deployments(channel: &Channel, settings: &WorkerSettings, autoscaled: boo
         .collect()
 }
 
+/// `spec.replicas` to apply to an autoscaled Deployment that is `live` already: nothing once
+/// another writer (the HPA that KEDA makes) owns the field, and until then the live count.
+/// Server-side apply resets a field its only manager leaves out to its default, so dropping
+/// `replicas` at once would scale a Deployment running N pods down to one before KEDA scales it
+/// back (review r3, kubernetes-objects M3); this hands the field over without a change.
+pub fn replicas_to_hand_over(live: &Deployment, manager: &str) -> Option<i32> {
+    let owns_replicas = |entry: &&k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry| {
+        entry.fields_v1.as_ref().is_some_and(|f| f.0["f:spec"].get("f:replicas").is_some())
+    };
+    let mut owners = live.metadata.managed_fields.iter().flatten().filter(owns_replicas);
+    if owners.any(|entry| entry.manager.as_deref() != Some(manager)) {
+        None
+    } else {
+        live.spec.as_ref().and_then(|s| s.replicas)
+    }
+}
+
 /// KEDA's ScaledObject and TriggerAuthentication: group, version, kinds and plurals.
 pub const KEDA_GROUP: &str = "keda.sh";
 pub const KEDA_VERSION: &str = "v1alpha1";
@@ -398,6 +415,25 @@ mod tests {
             aws_region: Some("eu-north-1".into()),
             aws_endpoint_url: None,
         }
+    }
+
+    #[test]
+    fn replicas_stay_the_operators_until_another_writer_owns_them() {
+        use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry};
+        let entry = |manager: &str, fields: serde_json::Value| ManagedFieldsEntry {
+            manager: Some(manager.into()),
+            fields_v1: Some(FieldsV1(fields)),
+            ..Default::default()
+        };
+        let mut live = deployments(&channel("sms"), &settings(), false).remove(0);
+        live.spec.as_mut().expect("spec").replicas = Some(3);
+        let ours =
+            entry("multicomms-operator-dev", serde_json::json!({"f:spec": {"f:replicas": {}, "f:template": {}}}));
+        live.metadata.managed_fields = Some(vec![ours.clone()]);
+        assert_eq!(replicas_to_hand_over(&live, "multicomms-operator-dev"), Some(3), "kept, not reset to 1");
+        let hpa = entry("kube-controller-manager", serde_json::json!({"f:spec": {"f:replicas": {}}}));
+        live.metadata.managed_fields = Some(vec![ours, hpa]);
+        assert_eq!(replicas_to_hand_over(&live, "multicomms-operator-dev"), None, "the HPA owns them now");
     }
 
     #[test]

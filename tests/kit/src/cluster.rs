@@ -57,15 +57,14 @@ pub async fn service_account_kubeconfig(admin: &kube::Client, namespace: &str, n
     };
     let issued = accounts.create_token_request(name, &PostParams::default(), &request).await.expect("a token");
     let token = issued.status.expect("the token request's status").token;
-    let admin_config = std::fs::read_to_string(kubeconfig()).expect("the admin kubeconfig");
-    let server = admin_config
-        .lines()
-        .find_map(|l| l.split("server: \"").nth(1).and_then(|s| s.split('"').next()))
-        .expect("the server in the admin kubeconfig");
+    let admin_config = kube::config::Kubeconfig::read_from(kubeconfig()).expect("the admin kubeconfig");
+    let cluster =
+        admin_config.clusters.first().and_then(|c| c.cluster.clone()).expect("the admin kubeconfig's cluster");
     let path = dir.join(format!("kubeconfig-{namespace}-{name}"));
     let config = serde_json::json!({
         "apiVersion": "v1", "kind": "Config", "current-context": "sa",
-        "clusters": [{"name": "local", "cluster": {"server": server, "insecure-skip-tls-verify": true}}],
+        "clusters": [{"name": "local", "cluster": {
+            "server": cluster.server, "certificate-authority": cluster.certificate_authority}}],
         "users": [{"name": name, "user": {"token": token}}],
         "contexts": [{"name": "sa", "context": {"cluster": "local", "user": name, "namespace": namespace}}],
     });
