@@ -799,6 +799,25 @@ async fn switching_a_channel_to_autoscaling_keeps_its_running_replicas() {
     assert_eq!(replicas("sms-processor").await, Some(3), "the running pods are kept until the HPA takes over");
     assert_eq!(replicas("sms-replies-processor").await, Some(3));
 
+    // Autoscaling off again: fixed replicas, and no KEDA object of the Channel left behind.
+    env.channels().patch("sms", &apply, &kube::api::Patch::Apply(scale(json!({"replicas": 3})))).await.expect("fixed");
+    let authentication = kube::api::ApiResource::from_gvk_with_plural(
+        &kube::api::GroupVersionKind::gvk("keda.sh", "v1alpha1", "TriggerAuthentication"),
+        "triggerauthentications",
+    );
+    let authentications: Api<DynamicObject> = Api::namespaced_with(env.admin.clone(), &env.namespace, &authentication);
+    eventually("the sms Channel's ScaledObjects and TriggerAuthentication are gone", Duration::from_secs(60), || {
+        let (scaled_objects, authentications) = (scaled_objects.clone(), authentications.clone());
+        async move {
+            let none =
+                |list: kube::Result<kube::api::ObjectList<DynamicObject>>| list.is_ok_and(|l| l.items.is_empty());
+            none(scaled_objects.list(&ListParams::default()).await)
+                && none(authentications.list(&ListParams::default()).await)
+        }
+    })
+    .await;
+    assert_eq!(replicas("sms-processor").await, Some(3));
+
     let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
         Api::all(env.admin.clone());
     for crd in &keda {

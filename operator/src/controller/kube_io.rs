@@ -148,7 +148,7 @@ fn keda(client: &kube::Client, namespace: &str, kind: &str, plural: &str) -> Api
 }
 
 /// Server-side applies the Channel's TriggerAuthentication and ScaledObjects (`scalers` empty:
-/// none wanted) and deletes its ScaledObjects no longer desired.
+/// none wanted) and deletes those no longer desired.
 pub async fn apply_scalers(
     client: &kube::Client,
     channel: &Channel,
@@ -174,6 +174,13 @@ pub async fn apply_scalers(
     let existing = scaled_objects.list(&kube::api::ListParams::default().labels(&selector)).await?;
     for stale in existing.items.iter().filter(|o| !scalers.iter().any(|s| s["metadata"]["name"] == o.name_any())) {
         scaled_objects.delete(&stale.name_any(), &Default::default()).await?;
+    }
+    if scalers.is_empty() {
+        // Autoscaling off: its TriggerAuthentication goes too, not only with the Channel.
+        let authentications = keda(client, &namespace, "TriggerAuthentication", "triggerauthentications");
+        for stale in authentications.list(&kube::api::ListParams::default().labels(&selector)).await?.items {
+            authentications.delete(&stale.name_any(), &Default::default()).await?;
+        }
     }
     Ok(())
 }

@@ -107,6 +107,15 @@ pub fn replicas_to_hand_over(live: &Deployment, manager: &str) -> Option<i32> {
     }
 }
 
+/// The region in a queue's URL (`https://sqs.<region>.amazonaws.com/...`), for KEDA, which
+/// refuses a scaler without one, when the operator was given none (`AWS_REGION` unset: a
+/// profile or instance metadata supplied it).
+fn queue_region(url: &str) -> Option<String> {
+    let host = url.split("://").nth(1)?.split('/').next()?;
+    let region = host.strip_prefix("sqs.")?.split('.').next()?;
+    (!region.is_empty() && host.contains(".amazonaws.com")).then(|| region.to_string())
+}
+
 /// KEDA's ScaledObject and TriggerAuthentication: group, version, kinds and plurals.
 pub const KEDA_GROUP: &str = "keda.sh";
 pub const KEDA_VERSION: &str = "v1alpha1";
@@ -145,7 +154,7 @@ pub fn scaled_objects(channel: &Channel, settings: &WorkerSettings, queue_urls: 
             let mut metadata = json!({
                 "queueURL": url,
                 "queueLength": workers.target_queue_depth.unwrap_or(5).to_string(),
-                "awsRegion": settings.aws_region.clone().unwrap_or_default(),
+                "awsRegion": settings.aws_region.clone().or_else(|| queue_region(url)).unwrap_or_default(),
             });
             if let Some(endpoint) = &settings.aws_endpoint_url {
                 metadata["awsEndpoint"] = json!(endpoint);
@@ -415,6 +424,16 @@ mod tests {
             aws_region: Some("eu-north-1".into()),
             aws_endpoint_url: None,
         }
+    }
+
+    #[test]
+    fn keda_gets_a_region_from_the_queue_url_when_the_operator_has_none() {
+        let mut unset = settings();
+        unset.aws_region = None;
+        let url = "https://sqs.eu-west-2.amazonaws.com/123456789012/ai-multi-comms-whatsapp-queue-dev";
+        let objects = scaled_objects(&channel("whatsapp"), &unset, &[(Flow::Initial, url.into())]);
+        assert_eq!(objects[0]["spec"]["triggers"][0]["metadata"]["awsRegion"], "eu-west-2");
+        assert_eq!(queue_region("http://127.0.0.1:5000/000000000000/q"), None, "an emulator's URL names none");
     }
 
     #[test]
