@@ -17,7 +17,7 @@ use std::sync::Arc;
 /// (Not kube's `finalizer()` helper for this step: its JSON patch cannot add the first finalizer
 /// on every API server we test against; see docs/testing.md.) A resource being deleted gets no
 /// new finalizer (the API server forbids it): one that still carries the shared finalizer is
-/// cleaned up under that one ([`super::reconciler::reconcile`]).
+/// cleaned up under that one (by the reconciler).
 pub async fn ensure_finalizer<K>(api: &Api<K>, resource: Arc<K>, finalizer: &str) -> Result<Arc<K>, Error>
 where
     K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
