@@ -6,8 +6,9 @@
 # Dependencies are built in their own layer (cargo-chef), so a source change rebuilds only ours.
 # The shipped binaries use the `dist` profile (Cargo.toml: link-time optimised, smaller).
 
-ARG RUST_VERSION=1.94
-FROM rust:${RUST_VERSION}-slim-bookworm AS chef
+# Base images pinned by digest (a tag can be moved by its owner; review r3, L9); the tag says what
+# the digest is. Update both together, deliberately.
+FROM rust:1.94-slim-bookworm@sha256:cf9dd0ec73e75f827fe59123fff9dc65af1a1c8363c3c31ee8d7f8ad0b6a5fb2 AS chef
 RUN cargo install cargo-chef --locked --version 0.1.73
 WORKDIR /src
 
@@ -26,12 +27,12 @@ RUN cargo build --profile dist --locked \
     -p multicomms-runtime --bin multicomms-router --bin multicomms-processor
 
 # Minimal runtime: glibc and CA certificates, no shell, user 65532.
-FROM gcr.io/distroless/cc-debian12:nonroot AS operator
+FROM gcr.io/distroless/cc-debian12:nonroot@sha256:9dac0a79194e45a7da0158a9c6da57b217585af0786db3845d1f0ec1a0dd182f AS operator
 COPY --from=builder /src/target/dist/multicomms-operator /usr/local/bin/multicomms-operator
 USER 65532:65532
 ENTRYPOINT ["/usr/local/bin/multicomms-operator"]
 
-FROM gcr.io/distroless/cc-debian12:nonroot AS runtime
+FROM gcr.io/distroless/cc-debian12:nonroot@sha256:9dac0a79194e45a7da0158a9c6da57b217585af0786db3845d1f0ec1a0dd182f AS runtime
 COPY --from=builder /src/target/dist/multicomms-router /usr/local/bin/multicomms-router
 COPY --from=builder /src/target/dist/multicomms-processor /usr/local/bin/multicomms-processor
 USER 65532:65532
@@ -41,7 +42,7 @@ CMD ["multicomms-router"]
 # The fake OpenAI/Twilio/SendGrid servers, for the kind job's in-cluster end-to-end test only.
 FROM builder AS fakes-build
 RUN cargo build --release --locked -p multicomms-testkit --bin fake-providers
-FROM gcr.io/distroless/cc-debian12:nonroot AS fakes
+FROM gcr.io/distroless/cc-debian12:nonroot@sha256:9dac0a79194e45a7da0158a9c6da57b217585af0786db3845d1f0ec1a0dd182f AS fakes
 COPY --from=fakes-build /src/target/release/fake-providers /usr/local/bin/fake-providers
 USER 65532:65532
 ENTRYPOINT ["/usr/local/bin/fake-providers", "0.0.0.0:8090"]

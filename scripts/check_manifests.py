@@ -100,6 +100,10 @@ if not built or not cooked or cooked.group(1) != built.group(1) or copied != {bu
     failures.append("Dockerfile: the images must copy from the profile the builder cooks and builds "
                     f"(built {built and built.group(1)}, cooked {cooked and cooked.group(1)}, copied {sorted(copied)})")
 print(f"Dockerfile: {len(wanted)} binaries in their images, built in the `{built and built.group(1)}` profile")
+# Every base image pulled from a registry is pinned by digest (review r3, L9).
+for image in re.findall(r"^FROM (\S+)", dockerfile, re.M):
+    if image not in stages and "@sha256:" not in image:
+        failures.append(f"Dockerfile: {image} is not pinned by digest")
 # With the Prometheus Operator objects on, the PrometheusRule carries exactly files/alerts.yaml.
 monitored = {"monitoring": {"serviceMonitor": {"enabled": True}, "prometheusRule": {"enabled": True}}}
 rendered_monitoring = helm_python.Chart.load(str(chart)).render(
