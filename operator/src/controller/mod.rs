@@ -409,6 +409,21 @@ mod tests {
     }
 
     #[test]
+    fn the_watched_namespaces_default_to_the_operators_own_and_star_means_all() {
+        let list = |names: &[&str]| names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        assert_eq!(Watch::parse(vec![], "multicomms-dev"), Watch::Namespaces(list(&["multicomms-dev"])));
+        assert_eq!(Watch::parse(list(&[" ", ""]), "multicomms-dev"), Watch::Namespaces(list(&["multicomms-dev"])));
+        assert_eq!(Watch::parse(list(&["a", " b"]), "own"), Watch::Namespaces(list(&["a", "b"])));
+        assert_eq!(Watch::parse(list(&["a", "*"]), "own"), Watch::AllNamespaces);
+        assert_eq!(Watch::AllNamespaces.scopes(), [None]);
+        let naming = Naming::new("p", "prod");
+        assert_eq!(
+            (manager(&naming), finalizer(&naming)),
+            ("multicomms-operator-prod".into(), "multicomms.io/cleanup-prod".into())
+        );
+    }
+
+    #[test]
     fn the_cache_keeps_what_identifies_a_resource_and_drops_its_field_managers_and_annotations() {
         use k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry;
         let mut meta = company("dev", "a");
