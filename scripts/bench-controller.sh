@@ -7,6 +7,7 @@
 #        --cluster: the API is the local control plane (scripts/cluster.sh), restarted empty for
 #        each N, instead of the bench's in-memory API; the API requests per Company are printed.
 #        MULTICOMMS_RESYNC_SECONDS=120 sets the resync period measured;
+#        MULTICOMMS_BENCH_COLD_ONLY=1 measures the cold pass only (for a resync of an hour);
 #        MULTICOMMS_OPERATOR_UNDER="heaptrack -o target/operator" runs the operator under a profiler.
 #        MULTICOMMS_OPERATOR_BINARY=path runs another build of the operator (a side-by-side comparison).
 set -euo pipefail

@@ -20,7 +20,7 @@ PROCESSES=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
 
 build() {
   [ -f "$BIN/.complete" ] && return 0
-  echo "Building the control plane into $BIN (once per machine; about 6 minutes on 2 cores) ..." >&2
+  echo "Building the control plane into $BIN (once per machine: 6 to 11 minutes on 2 cores, about 4 GB of Go caches) ..." >&2
   local started=$SECONDS version
   version="$(awk '$1 == "k8s.io/kubernetes" {print $2}' "$MODULE/go.mod")"
   mkdir -p "$BIN"

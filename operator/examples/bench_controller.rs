@@ -128,8 +128,11 @@ async fn main() -> anyhow::Result<()> {
     let api_busy = (cpu_seconds() - api_cpu) / cold_seconds;
 
     // 2. One resync period: each Company reconciled again about once, with nothing to change.
+    // MULTICOMMS_BENCH_COLD_ONLY=1: not waited for (a resync long enough for 10,000 Companies
+    // is an hour); the resync columns then show what happened in the next few seconds only.
     let emulator = EmulatorMeter::start();
-    tokio::time::sleep(Duration::from_secs(resync)).await;
+    let cold_only = std::env::var("MULTICOMMS_BENCH_COLD_ONLY").is_ok_and(|v| v == "1");
+    tokio::time::sleep(Duration::from_secs(if cold_only { 5 } else { resync })).await;
     let (resync_busy, resynced) = (emulator.busy(), Sample::take(&pid, metrics_address).await);
     anyhow::ensure!(ready(&api).await? == companies, "a Company fell out of Ready during the resync");
     stop(&mut operator).await?;
