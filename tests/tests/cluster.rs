@@ -436,6 +436,13 @@ async fn a_first_install_from_nothing_converges_in_wave_order_and_carries_a_conv
     assert_eq!(answer.status(), 200);
     eventually("the AI's reply is sent", Duration::from_secs(90), status_is(ConversationStatus::ReplySent)).await;
     assert_eq!(fakes.sent().len(), 2, "the first message and one reply");
+    let processes = env.operators.iter().map(|(p, _)| p).chain(env.router.iter().map(|(p, _)| p)).chain(&env.workers);
+    for process in processes {
+        let logs = process.logs();
+        for secret in ["local-demo-twilio-token-not-a-secret", "sk-local-demo", "SG.local-demo", API_KEY] {
+            assert!(!logs.contains(secret), "{} logged a secret: {}", process.name, process.log.display());
+        }
+    }
     env.uninstall().await;
 }
 
