@@ -396,7 +396,6 @@ async fn api_server_requests(client: &kube::Client) -> anyhow::Result<f64> {
 /// The bench's objects created through a real API server: its CRDs (crds/, under Helm's field
 /// manager), namespace, the Channels, every Secret and the Companies (32 requests at a time).
 async fn populate_cluster(client: &kube::Client, companies: usize) -> anyhow::Result<()> {
-    use futures::{StreamExt, TryStreamExt};
     use kube::api::{Patch, PatchParams, PostParams};
     use kube::CustomResourceExt;
     let crds: Api<k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition> =
@@ -405,7 +404,21 @@ async fn populate_cluster(client: &kube::Client, companies: usize) -> anyhow::Re
         let name = crd.metadata.name.clone().unwrap_or_default();
         crds.patch(&name, &PatchParams::apply("helm").force(), &Patch::Apply(&crd)).await?;
     }
-    tokio::time::sleep(Duration::from_secs(2)).await; // Established: the bench's own setup, not measured
+    for name in ["companies.multicomms.io", "channels.multicomms.io"] {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !crds
+            .get(name)
+            .await?
+            .status
+            .and_then(|s| s.conditions)
+            .unwrap_or_default()
+            .iter()
+            .any(|c| c.type_ == "Established" && c.status == "True")
+        {
+            anyhow::ensure!(Instant::now() < deadline, "CRD {name} not Established within 30 s");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
     let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
     let namespace = serde_json::from_value(serde_json::json!({"metadata": {"name": NS}}))?;
     namespaces.create(&PostParams::default(), &namespace).await?;
@@ -413,26 +426,28 @@ async fn populate_cluster(client: &kube::Client, companies: usize) -> anyhow::Re
     for channel in example_channels()? {
         Api::<Channel>::namespaced(client.clone(), NS).create(&create, &channel).await?;
     }
-    let secrets: Api<Secret> = Api::namespaced(client.clone(), NS);
-    futures::stream::iter(example_secrets(companies)?)
-        .map(|secret| {
-            let (secrets, create) = (secrets.clone(), create.clone());
-            async move { secrets.create(&create, &secret).await }
-        })
-        .buffer_unordered(32)
-        .try_collect::<Vec<_>>()
-        .await?;
-    let api: Api<Company> = Api::namespaced(client.clone(), NS);
+    create_all(Api::<Secret>::namespaced(client.clone(), NS), example_secrets(companies)?).await?;
     let generated = generated_companies(companies)?.into_iter().map(|mut company| {
         // The server keeps its own field sets; the applied manifest (the annotation) stays.
         company.metadata.managed_fields = None;
         company.metadata.generation = None;
         company
     });
-    futures::stream::iter(generated)
-        .map(|company| {
+    create_all(Api::<Company>::namespaced(client.clone(), NS), generated.collect()).await?;
+    Ok(())
+}
+
+/// Creates `objects` through `api`, 32 requests at a time.
+async fn create_all<K>(api: Api<K>, objects: Vec<K>) -> anyhow::Result<()>
+where
+    K: Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    use futures::{StreamExt, TryStreamExt};
+    let create = kube::api::PostParams::default();
+    futures::stream::iter(objects)
+        .map(|object| {
             let (api, create) = (api.clone(), create.clone());
-            async move { api.create(&create, &company).await }
+            async move { api.create(&create, &object).await }
         })
         .buffer_unordered(32)
         .try_collect::<Vec<_>>()

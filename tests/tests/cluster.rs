@@ -319,29 +319,8 @@ async fn remove_leftovers(admin: &kube::Client, namespace: &str) {
     if namespaces.get_opt(namespace).await.expect("namespaces").is_none() {
         return;
     }
-    let unfinalized = kube::api::Patch::Merge(json!({"metadata": {"finalizers": null}}));
-    for name in Api::<multicomms_operator::crd::Company>::namespaced(admin.clone(), namespace)
-        .list(&ListParams::default())
-        .await
-        .map(|l| l.items)
-        .unwrap_or_default()
-        .iter()
-        .map(ResourceExt::name_any)
-    {
-        let api = Api::<multicomms_operator::crd::Company>::namespaced(admin.clone(), namespace);
-        let _ = api.patch(&name, &Default::default(), &unfinalized).await;
-    }
-    for name in Api::<multicomms_operator::crd::Channel>::namespaced(admin.clone(), namespace)
-        .list(&ListParams::default())
-        .await
-        .map(|l| l.items)
-        .unwrap_or_default()
-        .iter()
-        .map(ResourceExt::name_any)
-    {
-        let api = Api::<multicomms_operator::crd::Channel>::namespaced(admin.clone(), namespace);
-        let _ = api.patch(&name, &Default::default(), &unfinalized).await;
-    }
+    drop_finalizers::<Company>(admin, namespace).await;
+    drop_finalizers::<Channel>(admin, namespace).await;
     let _ = std::process::Command::new("helm")
         .args(["uninstall", RELEASE, "--namespace", namespace, "--wait"])
         .env("KUBECONFIG", cluster::kubeconfig())
@@ -352,6 +331,32 @@ async fn remove_leftovers(admin: &kube::Client, namespace: &str) {
         async move { namespaces.get_opt(namespace).await.is_ok_and(|n| n.is_none()) }
     })
     .await;
+}
+
+/// Every `K` in `namespace` without its finalizers (nothing runs to release them).
+async fn drop_finalizers<K>(admin: &kube::Client, namespace: &str)
+where
+    K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    let api = Api::<K>::namespaced(admin.clone(), namespace);
+    let unfinalized = kube::api::Patch::Merge(json!({"metadata": {"finalizers": null}}));
+    for resource in api.list(&ListParams::default()).await.map(|l| l.items).unwrap_or_default() {
+        let _ = api.patch(&resource.name_any(), &Default::default(), &unfinalized).await;
+    }
+}
+
+/// Company and Channel reconciles an operator has run (its /metrics).
+async fn reconciles(metrics_address: &str) -> f64 {
+    let Ok(answer) = reqwest::get(format!("http://{metrics_address}/metrics")).await else { return 0.0 };
+    let text = answer.text().await.unwrap_or_default();
+    let counts = text.lines().filter(|l| {
+        l.starts_with(r#"multicomms_reconciles_total{kind="Company"}"#)
+            || l.starts_with(r#"multicomms_reconciles_total{kind="Channel"}"#)
+    });
+    counts.filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
 }
 
 async fn table_exists(name: &str) -> bool {
@@ -698,9 +703,18 @@ async fn dev_and_prod_on_one_cluster_each_reconcile_their_own_and_never_touch_th
         all
     };
     let before = generations().await;
-    // Both operators resync every 60 s here: two writers of one Deployment would show within it.
-    tokio::time::sleep(Duration::from_secs(65)).await;
-    assert_eq!(generations().await, before, "no Deployment rewritten in a minute of both operators resyncing");
+    // Both operators resync (every 60 s here) each of their 4 resources: two writers of one
+    // Deployment would show by then.
+    let (dev_metrics, prod_metrics) = (dev.operators[0].1.clone(), prod.operators[0].1.clone());
+    let (dev_start, prod_start) = (reconciles(&dev_metrics).await, reconciles(&prod_metrics).await);
+    eventually("both operators have resynced every Company and Channel", Duration::from_secs(120), || {
+        let (dev_metrics, prod_metrics) = (dev_metrics.clone(), prod_metrics.clone());
+        async move {
+            reconciles(&dev_metrics).await >= dev_start + 4.0 && reconciles(&prod_metrics).await >= prod_start + 4.0
+        }
+    })
+    .await;
+    assert_eq!(generations().await, before, "no Deployment rewritten while both operators resynced");
 
     let prod_workers = prod.deployments().list(&ListParams::default()).await.expect("list").items.len();
     dev.delete_and_wait(&dev.channels(), "whatsapp").await;
@@ -722,35 +736,22 @@ async fn dev_and_prod_on_one_cluster_each_reconcile_their_own_and_never_touch_th
     prod.uninstall().await;
 }
 
-/// KEDA's two CRDs, as far as the operator needs them (their schemas left open): the operator
-/// then autoscales Channels that ask for it. No KEDA controller runs.
-const KEDA_CRDS: &str = r#"
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: scaledobjects.keda.sh}
-spec:
-  group: keda.sh
-  scope: Namespaced
-  names: {kind: ScaledObject, listKind: ScaledObjectList, plural: scaledobjects, singular: scaledobject}
-  versions:
-    - name: v1alpha1
-      served: true
-      storage: true
-      schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
----
-apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata: {name: triggerauthentications.keda.sh}
-spec:
-  group: keda.sh
-  scope: Namespaced
-  names: {kind: TriggerAuthentication, listKind: TriggerAuthenticationList, plural: triggerauthentications, singular: triggerauthentication}
-  versions:
-    - name: v1alpha1
-      served: true
-      storage: true
-      schema: {openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}}
-"#;
+/// One of KEDA's CRDs, as far as the operator needs it (its schema left open): with both,
+/// the operator autoscales Channels that ask for it. No KEDA controller runs.
+fn keda_crd(kind: &str) -> DynamicObject {
+    let (singular, plural) = (kind.to_lowercase(), format!("{}s", kind.to_lowercase()));
+    serde_json::from_value(json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": format!("{plural}.keda.sh")},
+        "spec": {
+            "group": "keda.sh", "scope": "Namespaced",
+            "names": {"kind": kind, "listKind": format!("{kind}List"), "plural": plural, "singular": singular},
+            "versions": [{"name": "v1alpha1", "served": true, "storage": true,
+                          "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}],
+        },
+    }))
+    .expect("a CRD")
+}
 
 /// A Channel running 3 pods per flow that turns autoscaled keeps its 3 pods until KEDA's HPA
 /// takes `replicas` over: server-side apply would reset a field its only manager drops to the
@@ -776,7 +777,7 @@ async fn switching_a_channel_to_autoscaling_keeps_its_running_replicas() {
     })
     .await;
 
-    let keda = cluster::documents(KEDA_CRDS);
+    let keda = [keda_crd("ScaledObject"), keda_crd("TriggerAuthentication")];
     for crd in &keda {
         cluster::apply(&env.admin, crd, "", "multicomms-tests").await.expect("a KEDA CRD");
     }
