@@ -32,12 +32,22 @@ pub const SECRETS_SYNCED: &str = "SecretsSynced";
 /// cannot be checked against guessed values; review r3, L9), is kept, in memory. `recheck`
 /// zero: nothing is remembered. An entry is about 250 bytes (the controller holds four per
 /// Company): the name is kept as a hash, and a different secret whose name hashed alike would
-/// still fail the digest.
+/// still fail the digest. An entry past its recheck interval is never answered from, so it is
+/// dropped at the next write after an interval has passed: a secret a resource stopped using
+/// (a channel taken out of a Company, a resource deleted while another process led) leaves
+/// nothing behind, and the memo holds at most the secrets verified within two intervals.
 #[derive(Clone)]
 pub struct VerifiedSecrets {
     recheck: Duration,
-    verified: Arc<Mutex<HashMap<u64, Verified>>>,
+    verified: Arc<Mutex<Memo>>,
     key: Arc<[u8; 32]>,
+}
+
+#[derive(Default)]
+struct Memo {
+    entries: HashMap<u64, Verified>,
+    /// When entries past their interval were last dropped (`None`: never).
+    pruned_at: Option<Instant>,
 }
 
 impl Default for VerifiedSecrets {
@@ -65,7 +75,7 @@ impl VerifiedSecrets {
     /// and owner.
     fn recall(&self, secret: &DesiredSecret, owner: &Owner) -> Option<WrittenSecret> {
         let verified = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
-        let entry = verified.get(&key(&secret.name))?;
+        let entry = verified.entries.get(&key(&secret.name))?;
         let fresh = entry.at.elapsed() < self.recheck && entry.digest == digest(&self.key, secret, owner);
         fresh.then(|| WrittenSecret {
             arn: entry.arn.to_string(),
@@ -74,6 +84,10 @@ impl VerifiedSecrets {
     }
 
     fn remember(&self, secret: &DesiredSecret, owner: &Owner, written: &WrittenSecret) {
+        self.remember_at(secret, owner, written, Instant::now());
+    }
+
+    fn remember_at(&self, secret: &DesiredSecret, owner: &Owner, written: &WrittenSecret, now: Instant) {
         if self.recheck.is_zero() {
             return;
         }
@@ -81,14 +95,20 @@ impl VerifiedSecrets {
             digest: digest(&self.key, secret, owner),
             arn: written.arn.as_str().into(),
             version_id: written.version_id.as_deref().map(Box::from),
-            at: Instant::now(),
+            at: now,
         };
-        self.verified.lock().unwrap_or_else(PoisonError::into_inner).insert(key(&secret.name), entry);
+        let mut memo = self.verified.lock().unwrap_or_else(PoisonError::into_inner);
+        if memo.pruned_at.is_none_or(|at| now.saturating_duration_since(at) >= self.recheck) {
+            let recheck = self.recheck;
+            memo.entries.retain(|_, kept| now.saturating_duration_since(kept.at) < recheck);
+            memo.pruned_at = Some(now);
+        }
+        memo.entries.insert(key(&secret.name), entry);
     }
 
     /// After a deletion (or anything else that changes the secret behind our back).
     pub fn forget(&self, name: &str) {
-        self.verified.lock().unwrap_or_else(PoisonError::into_inner).remove(&key(name));
+        self.verified.lock().unwrap_or_else(PoisonError::into_inner).entries.remove(&key(name));
     }
 }
 
@@ -300,5 +320,25 @@ mod tests {
             plain.update([0]);
         }
         assert_ne!(<[u8; 32]>::from(plain.finalize()), digest(&one.key, &secret, &owner), "not guessable offline");
+    }
+
+    #[test]
+    fn the_memo_drops_secrets_no_longer_verified_within_the_recheck_interval() {
+        let recheck = Duration::from_secs(600);
+        let memo = VerifiedSecrets::rechecked_every(recheck);
+        let owner = Owner { kind: "Company", namespace: "ns".into(), name: "c".into() };
+        let written = WrittenSecret { arn: "arn:aws:secretsmanager:eu-west-2:1:secret:x".into(), version_id: None };
+        let secret = |name: &str| DesiredSecret { name: name.into(), value: "v".to_string().into() };
+        let start = Instant::now();
+        // A channel's secret, verified once; then the Company stops using the channel.
+        memo.remember_at(&secret("dropped"), &owner, &written, start);
+        memo.remember_at(&secret("kept"), &owner, &written, start + recheck / 2);
+        let held = || memo.verified.lock().unwrap_or_else(PoisonError::into_inner).entries.len();
+        assert_eq!(held(), 2);
+        for resync in 1..=3u32 {
+            memo.remember_at(&secret("kept"), &owner, &written, start + recheck * resync + recheck / 2);
+        }
+        assert_eq!(held(), 1, "only the secret still verified is remembered");
+        assert!(memo.verified.lock().unwrap_or_else(PoisonError::into_inner).entries.contains_key(&key("kept")));
     }
 }
