@@ -9,9 +9,9 @@ use multicomms_runtime::processor::pipeline::{Processor, ProcessorConfig};
 use multicomms_runtime::processor::queue::{self, Settings};
 use multicomms_runtime::replies::turn::{ReplyConfig, ReplyProcessor};
 use multicomms_runtime::replies::webhook::{path, EMPTY_TWIML};
-use multicomms_runtime::router::app;
+use multicomms_runtime::router::app::{self, AppState, RouterSettings};
 use multicomms_testkit::environment::{
-    apply, emulator_config, example_manifests, example_request, router_for, API_KEY, PUBLIC_BASE_URL,
+    apply, emulator_config, example_manifests, example_request, router_for, router_settings, API_KEY, PUBLIC_BASE_URL,
 };
 use multicomms_testkit::fakes::{Fakes, Fault, Service};
 use multicomms_testkit::twilio::{Inbound, AUTH_TOKEN};
@@ -768,6 +768,57 @@ async fn a_forged_request_learns_nothing_of_a_conversation_and_costs_one_key_loo
         "the token is cached (and read afresh at most once): {after:?}"
     );
     assert_eq!(after.values().sum::<u64>() - before.values().sum::<u64>(), 20 + made("secretsmanager.GetSecretValue"));
+}
+
+#[tokio::test]
+async fn a_source_sending_forged_requests_is_refused_before_any_lookup_and_twilio_is_not() {
+    let env = env(1).await;
+    env.open(&env.router().await, ChannelKind::Whatsapp, 20).await;
+    let (counted, calls) = multicomms_testkit::aws_calls::counting(&env.config);
+    let settings = RouterSettings { unverified_per_minute: 5, ..router_settings() };
+    let router = AppState::build(&counted, &env.naming, settings).await;
+    // Served on a socket as in production, behind an "ingress" that appends X-Forwarded-For.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}{}", listener.local_addr().expect("address"), path(ChannelKind::Whatsapp));
+    let limits =
+        multicomms_service::http::ConnectionLimits { header_timeout: Duration::from_secs(30), max_connections: 64 };
+    let server = tokio::spawn(app::serve(listener, Arc::new(router), limits, std::future::pending()));
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
+    let signed_url = format!("{PUBLIC_BASE_URL}{}", path(ChannelKind::Whatsapp));
+    let post = |token: &str, forwarded: Option<&str>, text: &str| {
+        let (body, signature) =
+            Inbound::text(ChannelKind::Whatsapp, RECIPIENT, COMPANY_NUMBER, text).signed(token, &signed_url);
+        let mut request = Request::post(&url)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("x-twilio-signature", signature);
+        if let Some(forwarded) = forwarded {
+            request = request.header("x-forwarded-for", forwarded);
+        }
+        let request = request.body(http_body_util::Full::new(bytes::Bytes::from(body))).expect("request");
+        let client = client.clone();
+        async move { client.request(request).await.expect("answered") }
+    };
+    // A stranger behind the ingress, putting Twilio's address first to pass for it.
+    let stranger = Some("54.172.60.1, 203.0.113.7");
+    let before = calls.snapshot();
+    for _ in 0..5 {
+        assert_eq!(post("forged", stranger, "forged").await.status(), StatusCode::FORBIDDEN);
+    }
+    for _ in 0..3 {
+        let refused = post("forged", stranger, "forged").await;
+        assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS, "past its limit");
+        let retry_after = refused.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::parse::<u64>);
+        assert!(matches!(retry_after, Some(Ok(1..=60))), "{retry_after:?}");
+    }
+    let after = calls.snapshot();
+    let made = |target: &str| after.get(target).copied().unwrap_or(0) - before.get(target).copied().unwrap_or(0);
+    assert_eq!(made("DynamoDB_20120810.GetItem"), 5, "no lookup once limited: {after:?}");
+    // Twilio, through the same ingress, and a stranger with another address, are heard.
+    assert_eq!(post(AUTH_TOKEN, Some("54.172.60.1"), "still interested").await.status(), StatusCode::OK);
+    assert_eq!(post("forged", None, "forged").await.status(), StatusCode::FORBIDDEN, "the ingress's own address");
+    let trigger = env.take(&env.naming.replies_queue(ChannelKind::Whatsapp), 10).await;
+    assert!(trigger.is_some(), "Twilio's message is staged and triggered");
+    server.abort();
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
 //! HTTP serving for every binary: connection limits a slow or idle client cannot get around,
 //! a shutdown that does not wait on idle connections, and the health and metrics routes.
+use axum::extract::ConnectInfo;
 use axum::http::StatusCode;
 use axum::routing::get;
 use std::future::Future;
@@ -19,7 +20,8 @@ pub struct ConnectionLimits {
 
 /// Serves `app` until `shutdown` resolves; then stops accepting, closes idle connections at once,
 /// and lets requests in flight finish (each is bounded by its own timeout; the drain as a whole
-/// by `limits.header_timeout`). Unlike
+/// by `limits.header_timeout`). Each request carries its connection's peer address as axum's
+/// `ConnectInfo<SocketAddr>` extension. Unlike
 /// `axum::serve`, a client that sends headers slowly or never, or idles on a keep-alive
 /// connection, is cut off after `limits.header_timeout`.
 pub async fn serve(
@@ -39,9 +41,9 @@ pub async fn serve(
             slot = slots.clone().acquire_owned() => match slot { Ok(slot) => slot, Err(_) => break },
             () = &mut shutdown => break,
         };
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of file descriptors and the like: wait rather than spin.
                     tracing::warn!(error = %e, "accept failed; retrying in 1 s");
@@ -51,7 +53,8 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let app = tower_layer::Layer::layer(&axum::Extension(ConnectInfo(peer)), app.clone());
+        let service = hyper_util::service::TowerToHyperService::new(app);
         let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             // Timeouts and resets are a client's business, not the server's.

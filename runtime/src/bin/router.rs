@@ -63,6 +63,16 @@ struct Cli {
     /// Seconds a Twilio auth token read for the webhooks is cached.
     #[arg(long, env = "MULTICOMMS_SECRETS_CACHE_SECONDS", default_value_t = 300)]
     secrets_cache_seconds: u64,
+    /// Webhook requests one source may send a minute that are not shown to come from Twilio
+    /// (forged, unsigned, unknown numbers); then 429 until the next minute, before any lookup.
+    /// Twilio's own requests verify and never count. 0: no limit.
+    #[arg(long, env = "MULTICOMMS_UNVERIFIED_PER_MINUTE", default_value_t = 60)]
+    unverified_per_minute: u32,
+    /// Behind an ingress: the header it sets to the client's address (e.g. X-Forwarded-For); its
+    /// last value is the source the limit above counts. Only set it when every request comes
+    /// through that ingress: a client reaching the router directly could choose its own.
+    #[arg(long, env = "MULTICOMMS_CLIENT_ADDRESS_HEADER")]
+    client_address_header: Option<axum::http::HeaderName>,
     #[arg(long, env = "MULTICOMMS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     log_format: LogFormat,
     /// Print the OpenAPI document this router serves at /openapi.json, and exit.
@@ -91,6 +101,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         idempotency_window: Duration::from_secs(cli.idempotency_seconds),
         public_base_url: cli.public_base_url.clone(),
         secrets_cache: Duration::from_secs(cli.secrets_cache_seconds),
+        unverified_per_minute: cli.unverified_per_minute,
+        client_address_header: cli.client_address_header.clone(),
     };
     if cli.openapi {
         println!(

@@ -10,7 +10,8 @@
 //! one nobody answers), 503 for a transient infrastructure error (so Twilio may retry), 400 for
 //! a body that is no Twilio form, and the same 403 for every request not shown to come from
 //! Twilio, whether or not its numbers have a conversation ([`Acknowledged::status`]). A forged
-//! request costs one key lookup and a (cached) secret read.
+//! request costs one key lookup and a (cached) secret read, and a source that sends many gets
+//! 429 before any (the router's per-source limit, `crate::router::guards::UnverifiedSources`).
 use super::inbound::Inbound;
 use super::route::{self, Route};
 use super::staging::{epoch_seconds, Staging};
@@ -94,6 +95,9 @@ pub enum Acknowledged {
     /// at these numbers, or the signature does not verify with them. Every such request gets the
     /// same answer, so a stranger learns nothing (not even whether the numbers talk).
     Unverified(&'static str),
+    /// Not looked at: its source sent too many unverified requests this minute (answered 429
+    /// by the router, before this module sees it).
+    Throttled,
 }
 
 impl Acknowledged {
@@ -104,6 +108,7 @@ impl Acknowledged {
         match self {
             Acknowledged::Refused(PARSING_ERROR) => 400,
             Acknowledged::Unverified(_) => 403,
+            Acknowledged::Throttled => 429,
             _ => 200,
         }
     }
@@ -113,6 +118,7 @@ impl Acknowledged {
             Acknowledged::Staged => "staged",
             Acknowledged::HandedOff => "handed_off",
             Acknowledged::AlreadyAnswered => "already_answered",
+            Acknowledged::Throttled => "RATE_LIMITED",
             Acknowledged::Refused(code) | Acknowledged::Unverified(code) => code,
         }
     }

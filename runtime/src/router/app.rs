@@ -6,7 +6,7 @@
 use super::accept::{authorize, context_message};
 use super::companies::Companies;
 use super::error::{Rejected, RouterError};
-use super::guards::{Idempotency, RateLimiter};
+use super::guards::{source_address, Idempotency, RateLimiter, UnverifiedSources};
 use super::metrics::Metrics;
 use super::queues::Queues;
 use super::request::{self, ValidRequest};
@@ -50,6 +50,12 @@ pub struct RouterSettings {
     pub public_base_url: Option<String>,
     /// How long a Twilio auth token read for the webhooks is cached.
     pub secrets_cache: Duration,
+    /// Webhook requests a source may send a minute that are not shown to come from Twilio;
+    /// then 429 until the next minute, before any lookup (zero: no limit).
+    pub unverified_per_minute: u32,
+    /// The header an ingress in front sets to the client's address (its last value is used);
+    /// without it, the connection's peer is the source.
+    pub client_address_header: Option<axum::http::HeaderName>,
 }
 
 /// What every request shares.
@@ -61,6 +67,7 @@ pub struct AppState {
     pub idempotency: Idempotency,
     /// Twilio's inbound webhooks, when a public base URL is configured.
     pub replies: Option<Webhook>,
+    pub unverified: UnverifiedSources,
     pub settings: RouterSettings,
     /// [`RouterSettings::body_budget_bytes`], in KiB.
     pub bodies: Arc<tokio::sync::Semaphore>,
@@ -94,6 +101,7 @@ impl AppState {
             limiter: RateLimiter::default(),
             idempotency: Idempotency::new(settings.idempotency_window),
             replies,
+            unverified: UnverifiedSources::new(settings.unverified_per_minute),
             bodies: Arc::new(tokio::sync::Semaphore::new(settings.body_budget_bytes.div_ceil(1024).max(1))),
             settings,
         }
@@ -111,7 +119,7 @@ pub fn app(state: Arc<AppState>) -> axum::Router {
     // (CONFIGURATION_ERROR), and a first install applies the router before any Channel.
     let probes = probe_routes(|| Ok(()));
     let twilio = |channel| {
-        post(move |state, uri, headers, body| inbound(state, uri, headers, body, channel))
+        post(move |state, peer, uri, headers, body| inbound(state, peer, uri, headers, body, channel))
             .layer(from_fn_with_state(state.clone(), within_timeout))
             .layer(from_fn_with_state(state.clone(), within_body_budget))
     };
@@ -202,12 +210,21 @@ async fn with_cors(mut response: Response) -> Response {
 /// Twilio's inbound webhook for `channel` (see [`crate::replies::webhook`]).
 async fn inbound(
     State(state): State<Arc<AppState>>,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
     channel: ChannelKind,
 ) -> Response {
     let Some(webhook) = &state.replies else { return StatusCode::NOT_FOUND.into_response() };
+    let peer = peer.map(|axum::Extension(axum::extract::ConnectInfo(address))| address.ip());
+    let source = source_address(peer, state.settings.client_address_header.as_ref(), &headers);
+    if let Some(retry_after) = state.unverified.throttled(source, Instant::now()) {
+        state.metrics.webhook(channel.as_str(), webhook::Acknowledged::Throttled.label());
+        let headers =
+            [("content-type", "text/xml".to_string()), ("retry-after", retry_after.as_secs().max(1).to_string())];
+        return (StatusCode::TOO_MANY_REQUESTS, headers, webhook::EMPTY_TWIML).into_response();
+    }
     let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
     let url = format!("{}{path}", webhook.public_base_url.trim_end_matches('/'));
     let signature = headers.get("x-twilio-signature").and_then(|v| v.to_str().ok()).unwrap_or("");
@@ -226,7 +243,12 @@ async fn inbound(
         .unwrap_or_else(|e| {
             Err(crate::processor::failure::Failure::Transient(format!("the webhook task failed: {e}")))
         }),
-        Err(answered) => answered,
+        Err(answered) => {
+            if let Ok(webhook::Acknowledged::Unverified(_)) = answered {
+                state.unverified.count(source, Instant::now());
+            }
+            answered
+        }
     };
     match outcome {
         Ok(acknowledged) => {

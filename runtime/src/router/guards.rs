@@ -1,11 +1,14 @@
-//! Per company + project request limits, and idempotency on `request_id`. Both are kept in the
-//! router's memory: exact for one replica; with N replicas a company gets up to N times its
-//! limits, and a retry landing on another replica within the window is queued again (the
-//! processors' conditional conversation record still stops a second send).
+//! Per company + project request limits, idempotency on `request_id`, and a per-source limit on
+//! webhook requests that could not be verified. All are kept in the router's memory: exact for
+//! one replica; with N replicas a company gets up to N times its limits, and a retry landing on
+//! another replica within the window is queued again (the processors' conditional conversation
+//! record still stops a second send).
 use super::error::RouterError;
+use axum::http::{HeaderMap, HeaderName};
 use multicomms_wire::company::RateLimits;
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::OnceCell;
@@ -54,6 +57,92 @@ impl RateLimiter {
         w.in_day += 1;
         Ok(())
     }
+}
+
+/// Webhook requests not shown to come from Twilio, counted per source over a minute from the
+/// first one: past `per_minute`, a source's webhook requests are answered 429 before any
+/// lookup until its minute ends, so a stranger's requests cost the router and DynamoDB little
+/// (review r3, M2). Only requests that fail verification count: Twilio's own verify and are
+/// never counted, so they are limited only when they share a source with a stranger's (behind
+/// an ingress: configure the header that carries the client's address, [`source_address`]).
+/// An IPv6 source is counted per /64, which one host commonly holds whole. At most
+/// [`MAX_SOURCES`] are tracked; when a new one finds the map full, ended minutes are dropped,
+/// and any source still not fitting shares one count with the others that did not.
+pub struct UnverifiedSources {
+    per_minute: u32,
+    counts: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+}
+
+/// Sources tracked at most (about 48 bytes each).
+pub const MAX_SOURCES: usize = 100_000;
+/// Where the sources that do not fit in the map are counted together.
+const OVERFLOW: IpAddr = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
+const SOURCE_WINDOW: Duration = Duration::from_secs(60);
+
+impl UnverifiedSources {
+    /// `per_minute` zero: no limit.
+    pub fn new(per_minute: u32) -> Self {
+        UnverifiedSources { per_minute, counts: Mutex::default() }
+    }
+
+    /// How long until `source` is heard again, when its unverified requests in its current
+    /// minute reached the limit.
+    pub fn throttled(&self, source: IpAddr, now: Instant) -> Option<Duration> {
+        let counts = self.counts.lock().ok()?;
+        let overflowed = || if counts.len() >= MAX_SOURCES { counts.get(&OVERFLOW) } else { None };
+        let &(since, n) = counts.get(&counted_as(source)).or_else(overflowed)?;
+        let left = SOURCE_WINDOW.saturating_sub(now.saturating_duration_since(since));
+        (self.per_minute > 0 && n >= self.per_minute && !left.is_zero()).then_some(left)
+    }
+
+    /// One more request from `source` that could not be verified.
+    pub fn count(&self, source: IpAddr, now: Instant) {
+        if self.per_minute == 0 {
+            return;
+        }
+        let ended = |since: Instant| now.saturating_duration_since(since) >= SOURCE_WINDOW;
+        let Ok(mut counts) = self.counts.lock() else { return };
+        let mut source = counted_as(source);
+        if !counts.contains_key(&source) && counts.len() >= MAX_SOURCES {
+            counts.retain(|_, (since, _)| !ended(*since));
+            if counts.len() >= MAX_SOURCES {
+                source = OVERFLOW;
+            }
+        }
+        let (since, n) = counts.entry(source).or_insert((now, 0));
+        if ended(*since) {
+            (*since, *n) = (now, 0);
+        }
+        *n = n.saturating_add(1);
+    }
+}
+
+/// An IPv4 address as is; an IPv6 one as its /64 (an IPv4-mapped one as the IPv4 address).
+fn counted_as(source: IpAddr) -> IpAddr {
+    match source {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6(Ipv6Addr::from(u128::from(v6) & !((1u128 << 64) - 1))),
+        },
+        v4 => v4,
+    }
+}
+
+/// The address a request comes from: the connection's peer, or, when `header` is configured
+/// (the router behind an ingress, which sets or appends the client's address there), the last
+/// address in that header's last value. Values a client sent itself come before the one the
+/// ingress adds, so a client cannot choose its own. A request without the header (or without a
+/// known peer) counts as the peer (or the unspecified address).
+pub fn source_address(peer: Option<IpAddr>, header: Option<&HeaderName>, headers: &HeaderMap) -> IpAddr {
+    let forwarded = header
+        .and_then(|name| headers.get_all(name).iter().next_back())
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.rsplit(',').next())
+        .map(str::trim)
+        .and_then(|last| {
+            last.parse::<IpAddr>().ok().or_else(|| last.parse::<std::net::SocketAddr>().ok().map(|a| a.ip()))
+        });
+    forwarded.or(peer).unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
 }
 
 /// The first successful answer per (company, project, request_id), kept for `window`.
@@ -338,5 +427,65 @@ mod tests {
         let first = idempotency.once(key(), || async { Ok(serde_json::json!({"n": 1})) }).await.expect("ok");
         let again = idempotency.once(key(), || async { Ok(serde_json::json!({"n": 2})) }).await.expect("ok");
         assert_eq!((first["n"].as_i64(), again["n"].as_i64()), (Some(1), Some(1)));
+    }
+
+    #[test]
+    fn the_source_is_the_address_the_ingress_added_not_one_the_client_chose() {
+        let header = HeaderName::from_static("x-forwarded-for");
+        let ingress: IpAddr = "10.0.0.5".parse().expect("ip");
+        let mut headers = HeaderMap::new();
+        assert_eq!(source_address(Some(ingress), Some(&header), &headers), ingress, "no header: the peer");
+        headers.insert(&header, "198.51.100.1, 203.0.113.7".parse().expect("value"));
+        assert_eq!(
+            source_address(Some(ingress), Some(&header), &headers),
+            "203.0.113.7".parse::<IpAddr>().expect("ip")
+        );
+        assert_eq!(source_address(Some(ingress), None, &headers), ingress, "not configured: the header is not trusted");
+        headers.append(&header, "[2001:db8::1]:4711".parse().expect("value"));
+        assert_eq!(source_address(None, Some(&header), &headers), "2001:db8::1".parse::<IpAddr>().expect("ip"));
+        assert_eq!(source_address(None, None, &HeaderMap::new()), IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    }
+
+    #[test]
+    fn a_source_past_its_unverified_requests_waits_out_its_minute_and_others_do_not() {
+        let sources = UnverifiedSources::new(3);
+        let start = Instant::now();
+        let at = |s: u64| start + Duration::from_secs(s);
+        let stranger: IpAddr = "203.0.113.7".parse().expect("ip");
+        let twilio: IpAddr = "54.172.60.1".parse().expect("ip");
+        for _ in 0..3 {
+            assert_eq!(sources.throttled(stranger, at(10)), None);
+            sources.count(stranger, at(10));
+        }
+        assert_eq!(sources.throttled(stranger, at(15)), Some(Duration::from_secs(55)), "until its minute ends");
+        assert_eq!(sources.throttled(twilio, at(15)), None, "another source is not limited");
+        assert_eq!(sources.throttled(stranger, at(70)), None, "its minute ended");
+        sources.count(stranger, at(70));
+        assert_eq!(sources.throttled(stranger, at(71)), None, "and counting starts again");
+        let (one, same_64): (IpAddr, IpAddr) =
+            ("2001:db8:1:2::1".parse().expect("ip"), "2001:db8:1:2:ffff::9".parse().expect("ip"));
+        for _ in 0..3 {
+            sources.count(one, at(70));
+        }
+        assert_eq!(sources.throttled(same_64, at(80)), Some(Duration::from_secs(50)), "an IPv6 /64 is one source");
+        assert_eq!(UnverifiedSources::new(0).throttled(stranger, at(0)), None, "zero: no limit");
+    }
+
+    #[test]
+    fn sources_beyond_the_map_share_one_count_and_ended_minutes_make_room() {
+        let sources = UnverifiedSources::new(1);
+        let start = Instant::now();
+        let at = |s: u64| start + Duration::from_secs(s);
+        let address = |i: usize| IpAddr::V4(Ipv4Addr::from(0x0a00_0000 + i as u32));
+        for i in 0..MAX_SOURCES {
+            sources.count(address(i), at(0));
+        }
+        let (late, later) = (address(MAX_SOURCES), address(MAX_SOURCES + 1));
+        sources.count(late, at(30));
+        assert_eq!(sources.throttled(later, at(40)), Some(Duration::from_secs(50)), "the overflow's count is shared");
+        sources.count(later, at(61));
+        assert_eq!(sources.counts.lock().expect("lock").len(), 2, "the ended minutes are dropped");
+        assert_eq!(sources.throttled(later, at(61)), Some(Duration::from_secs(60)));
+        assert_eq!(sources.throttled(address(0), at(61)), None);
     }
 }

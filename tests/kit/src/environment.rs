@@ -140,6 +140,8 @@ pub fn router_settings() -> RouterSettings {
         idempotency_window: Duration::from_secs(600),
         public_base_url: Some(PUBLIC_BASE_URL.into()),
         secrets_cache: Duration::from_secs(300),
+        unverified_per_minute: 60,
+        client_address_header: Some(axum::http::HeaderName::from_static("x-forwarded-for")),
     }
 }
 
