@@ -7,6 +7,13 @@
 //! "spec §N" in this crate's comments is a section of `docs/spec/template-sender.md` in this
 //! repository (`docs/spec/replies-engine.md` where a comment says replies-engine): the behaviour
 //! of the original system this project rebuilds.
+//!
+//! Floors, read bottom up: `shared` (the company lookup, the conversations table, the claim
+//! decisions and the provider adapters) and `worker` (the SQS loop) below; the three flows
+//! above them as peers: `processor` (first messages), `replies` (the reply turn and Twilio's
+//! webhook) and `router` (the HTTP edge, which serves the webhook). No import runs down to up.
 pub mod processor;
 pub mod replies;
 pub mod router;
+pub mod shared;
+pub mod worker;

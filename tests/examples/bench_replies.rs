@@ -17,10 +17,10 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use futures::StreamExt;
 use multicomms_runtime::processor::pipeline::{Processor, ProcessorConfig};
-use multicomms_runtime::processor::queue::{self, Settings};
 use multicomms_runtime::replies::turn::{ReplyConfig, ReplyProcessor};
 use multicomms_runtime::replies::webhook::path;
 use multicomms_runtime::router::app;
+use multicomms_runtime::worker::queue::{self, Settings};
 use multicomms_testkit::bench::{busy_and_limit, cpu_seconds, EmulatorMeter};
 use multicomms_testkit::environment::{
     apply, example_manifests, example_request, router_settings, API_KEY, PUBLIC_BASE_URL,
@@ -176,8 +176,10 @@ async fn run(n: usize) -> anyhow::Result<()> {
     let warm_up = recipients.remove(n);
     send(warm_up.clone(), "warm-up").await;
     let query_started = Instant::now();
-    let store =
-        multicomms_runtime::processor::store::ConversationStore::new(dynamodb.clone(), naming.conversations_table());
+    let store = multicomms_runtime::shared::conversations::ConversationStore::new(
+        dynamodb.clone(),
+        naming.conversations_table(),
+    );
     store
         .by_numbers(ChannelKind::Whatsapp, COMPANY_NUMBER, &recipients[0])
         .await

@@ -9,10 +9,10 @@ use axum::http::{Request, StatusCode};
 use multicomms_operator::cli::batch::reconcile_manifests;
 use multicomms_operator::reconcile::{cleanup, Context, Mode, ADOPT_ANNOTATION};
 use multicomms_runtime::processor::pipeline::{Processor, ProcessorConfig};
-use multicomms_runtime::processor::queue::{self, Settings, Worker};
 use multicomms_runtime::replies::turn::{ReplyConfig, ReplyProcessor};
 use multicomms_runtime::replies::webhook::path;
 use multicomms_runtime::router::app;
+use multicomms_runtime::worker::queue::{self, Settings, Worker};
 use multicomms_testkit::aws_calls::{counting, Calls};
 use multicomms_testkit::environment::{
     emulator_config, example_manifests, example_request, repo_root, router_settings, unique_naming, API_KEY,
@@ -412,7 +412,7 @@ async fn each_components_policy_grants_exactly_the_aws_actions_it_performs() {
     }
     env.fakes.fail_next(Service::OpenAi, Fault::Status(429));
     let outcome = sweeper.process(&trigger.expect("the message's trigger"), true).await;
-    assert_eq!(outcome, multicomms_runtime::processor::outcome::Outcome::Failed, "handed off");
+    assert_eq!(outcome, multicomms_runtime::worker::outcome::Outcome::Failed, "handed off");
 
     // A company that answers replies in person: the next message is handed off.
     uncounted

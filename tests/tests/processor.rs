@@ -10,8 +10,8 @@ use aws_smithy_runtime_api::client::result::ConnectorError;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use multicomms_runtime::processor::pipeline::{Processor, ProcessorConfig};
-use multicomms_runtime::processor::queue::{self, Settings};
 use multicomms_runtime::router::app;
+use multicomms_runtime::worker::queue::{self, Settings};
 use multicomms_testkit::environment::{
     apply, emulator_config, example_manifests, example_request, router_for, API_KEY,
 };

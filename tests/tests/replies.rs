@@ -4,12 +4,12 @@
 //! crash at each point leaves behind.
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use multicomms_runtime::processor::outcome::Outcome;
 use multicomms_runtime::processor::pipeline::{Processor, ProcessorConfig};
-use multicomms_runtime::processor::queue::{self, Settings};
 use multicomms_runtime::replies::turn::{ReplyConfig, ReplyProcessor};
 use multicomms_runtime::replies::webhook::{path, EMPTY_TWIML};
 use multicomms_runtime::router::app::{self, AppState, RouterSettings};
+use multicomms_runtime::worker::outcome::Outcome;
+use multicomms_runtime::worker::queue::{self, Settings};
 use multicomms_testkit::environment::{
     apply, emulator_config, example_manifests, example_request, router_for, router_settings, API_KEY, PUBLIC_BASE_URL,
 };
@@ -824,7 +824,7 @@ async fn a_source_sending_forged_requests_is_refused_before_any_lookup_and_twili
 #[tokio::test]
 async fn answers_go_to_the_newest_conversation_however_the_pointer_writes_land() {
     let env = env(1).await;
-    let store = multicomms_runtime::processor::store::ConversationStore::new(
+    let store = multicomms_runtime::shared::conversations::ConversationStore::new(
         env.dynamodb.clone(),
         env.naming.conversations_table(),
     );

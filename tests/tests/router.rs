@@ -8,7 +8,7 @@ use multicomms_operator::cli::manifests;
 use multicomms_operator::crd::Company;
 use multicomms_operator::reconcile::{self, Context, Mode};
 use multicomms_runtime::router::app::{self, AppState, RouterSettings};
-use multicomms_runtime::router::companies::Companies;
+use multicomms_runtime::shared::companies::Companies;
 use multicomms_service::http::ConnectionLimits;
 use multicomms_testkit::environment::{
     apply, company_copy, emulator_config, example_manifests, example_request, repo_root, router_for, router_settings,

@@ -5,10 +5,10 @@
 use anyhow::Context;
 use clap::Parser;
 use multicomms_runtime::processor::pipeline::{Processor, ProcessorConfig};
-use multicomms_runtime::processor::queue::{self, QueueFacts, Settings, Worker};
-use multicomms_runtime::processor::{ai, senders};
 use multicomms_runtime::replies::sweep;
 use multicomms_runtime::replies::turn::{ReplyConfig, ReplyProcessor};
+use multicomms_runtime::shared::{ai, senders};
+use multicomms_runtime::worker::queue::{self, QueueFacts, Settings, Worker};
 use multicomms_service::http::{health_routes, ConnectionLimits};
 use multicomms_service::logging::{self, LogFormat};
 use multicomms_service::threads::Threads;

@@ -1,6 +1,6 @@
 //! A message body that is a usable context object for this processor's channel: parsed and
 //! checked once (every problem named at once, spec §5.3), then read by the pipeline's steps.
-use super::ai;
+use crate::shared::ai;
 use multicomms_wire::company::AiChannelConfig;
 use multicomms_wire::context::ContextObject;
 use multicomms_wire::conversation::{ActivePointer, ConversationKey, ConversationRecord, ConversationStatus};

@@ -1,4 +1,5 @@
-//! Channel processors: one binary per channel (whatsapp, sms, email) reading its queue.
+//! The first-message flow: one channel processor per channel (whatsapp, sms, email) reading its
+//! queue.
 //!
 //! A message's life (spec template-sender §5, with the original's failure handling fixed):
 //! context → conversation record (created if absent, the idempotency key) → credentials →
@@ -8,19 +9,8 @@
 //! nothing was sent (start over), `sending` means the send may have happened (never repeated:
 //! `send_outcome_unknown` + hand-off to a person), anything else is a duplicate.
 //!
-//! Read in this order: `incoming` (the message, parsed once), `decide` (the never-twice
-//! decisions, pure), `pipeline` (the steps of one message), `outcome` (how it ends), `queue`
-//! (the SQS loop: long poll, concurrency, heartbeat, shutdown). `store`, `secrets`, `ai` and
-//! `senders` are the thin adapters.
-pub mod ai;
-pub mod body;
-pub mod decide;
-pub mod failure;
+//! Read in this order: `incoming` (the message, parsed once), `crate::shared::claim` (the
+//! never-twice decisions, pure), `pipeline` (the steps of one message). The queue loop is
+//! `crate::worker`; the adapters are in `crate::shared`.
 pub mod incoming;
-pub mod metrics;
-pub mod outcome;
 pub mod pipeline;
-pub mod queue;
-pub mod secrets;
-pub mod senders;
-pub mod store;

@@ -1,15 +1,15 @@
 //! What happens to one message: parse → conversation record → prepare (consent, credentials,
 //! AI) → the send claim → the provider → the outcome on the record. What to do about an existing
-//! record is [`super::decide`]'s; the I/O is behind the adapters (store, secrets, ai, senders).
-use super::ai::{Ai, Reply};
-use super::decide::{self, OnExisting};
-use super::failure::Failure;
+//! record is [`crate::shared::claim`]'s; the I/O is behind the adapters (store, secrets, ai, senders).
 use super::incoming::Incoming;
-use super::metrics::Metrics;
-use super::outcome::Outcome;
-use super::secrets::{Secrets, TwilioCredentials};
-use super::senders::{Email, SendError, Senders, Sent};
-use super::store::{ConversationStore, Created, Written};
+use crate::shared::ai::{Ai, Reply};
+use crate::shared::claim::{self, OnExisting};
+use crate::shared::conversations::{ConversationStore, Created, Written};
+use crate::shared::failure::Failure;
+use crate::shared::secrets::{Secrets, TwilioCredentials};
+use crate::shared::senders::{Email, SendError, Senders, Sent};
+use crate::worker::metrics::Metrics;
+use crate::worker::outcome::Outcome;
 use multicomms_wire::conversation::{ConversationKey, ConversationRecord, ConversationStatus, Message};
 use multicomms_wire::timestamp::now;
 use multicomms_wire::{ChannelKind, Naming};
@@ -73,7 +73,7 @@ impl Processor {
     }
 }
 
-impl super::queue::Worker for Processor {
+impl crate::worker::queue::Worker for Processor {
     fn process(&self, body: &str, last_receive: bool) -> impl std::future::Future<Output = Outcome> + Send {
         Processor::process(self, body, last_receive)
     }
@@ -173,7 +173,7 @@ impl Processor {
             Ok(Created::Exists(state, created_at)) => (state, created_at),
             Err(failure) => return Err(record_unusable_or_later(failure)),
         };
-        match decide::on_existing(&existing, token, chrono::Utc::now(), self.send_grace, last_receive) {
+        match claim::on_existing(&existing, token, chrono::Utc::now(), self.send_grace, last_receive) {
             OnExisting::Resume if existing.claim_id.as_deref() == Some(token) => Ok(created_at),
             OnExisting::Resume => match self.store.take_over(key, token, existing.claim_id.as_deref()).await {
                 Ok(true) => Ok(created_at),

@@ -7,14 +7,13 @@
 //! per batching window on the channel's replies queue (or puts it on the human hand-off queue).
 //! The trigger → `turn` (the reply processor, `multicomms-processor --flow replies`): a lease on
 //! the conversation, the staged messages, the AI's continuation, the send under the
-//! first message's never-twice claim, one conditional update, clean-up. `store` holds the
-//! conversation-record operations both use; `sweep` gives a trigger to staged messages left
+//! first message's never-twice claim, one conditional update, clean-up. The conversation-record
+//! operations both use are in `crate::shared::conversations`; `sweep` gives a trigger to staged messages left
 //! without one (a turn that crashed on its trigger's last receive).
 pub mod inbound;
 pub mod route;
 pub mod signature;
 pub mod staging;
-pub mod store;
 pub mod sweep;
 pub mod turn;
 pub mod webhook;

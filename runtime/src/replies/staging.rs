@@ -2,8 +2,8 @@
 //! trigger lock (one delayed trigger per window, replies-engine §2.3), the channels' replies
 //! queues and the human hand-off queue. Used by the webhook (writer) and the reply processor
 //! (reader, and writer of the next turn's trigger).
-use crate::processor::failure::Failure;
-use crate::processor::store::aws_failure;
+use crate::shared::conversations::aws_failure;
+use crate::shared::failure::Failure;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, ReturnValuesOnConditionCheckFailure, WriteRequest};
 use multicomms_wire::conversation::{ConversationKey, CONVERSATION_ID, EXPIRES_AT};

@@ -7,22 +7,21 @@
 //! get a trigger of their own.
 use super::route::{self, Route};
 use super::staging::Staging;
-use super::store::Leased;
-use super::webhook::hand_off_message;
-use crate::processor::ai::{Ai, Reply};
-use crate::processor::decide::{self, OnReply, RecordState};
-use crate::processor::failure::Failure;
-use crate::processor::metrics::Metrics;
-use crate::processor::outcome::Outcome;
-use crate::processor::queue::Worker;
-use crate::processor::secrets::{Secrets, TwilioCredentials};
-use crate::processor::senders::{SendError, Senders, Sent};
-use crate::processor::store::{ConversationStore, Written};
-use crate::router::companies::Companies;
+use crate::shared::ai::{Ai, Reply};
+use crate::shared::claim::{self, OnReply, RecordState};
+use crate::shared::companies::Companies;
+use crate::shared::conversations::Leased;
+use crate::shared::conversations::{ConversationStore, Written};
+use crate::shared::failure::Failure;
+use crate::shared::secrets::{Secrets, TwilioCredentials};
+use crate::shared::senders::{SendError, Senders, Sent};
+use crate::worker::metrics::Metrics;
+use crate::worker::outcome::Outcome;
+use crate::worker::queue::Worker;
 use multicomms_wire::conversation::{
     ConversationKey, ConversationRecord, ConversationStatus, Message, ROLE_ASSISTANT, ROLE_USER,
 };
-use multicomms_wire::replies::{Fragment, Trigger};
+use multicomms_wire::replies::{Fragment, HandOffMessage, Trigger};
 use multicomms_wire::timestamp::now;
 use multicomms_wire::{ChannelKind, CompanyRecord, Naming};
 use std::sync::Arc;
@@ -209,7 +208,7 @@ impl ReplyProcessor {
         let turn = Turn { trigger, key, token, record, last_receive };
         let state = RecordState::of(&turn.record);
         let decision =
-            decide::on_reply(&state, turn.record.hand_off_to_human, chrono::Utc::now(), self.send_grace, last_receive);
+            claim::on_reply(&state, turn.record.hand_off_to_human, chrono::Utc::now(), self.send_grace, last_receive);
         match decision {
             OnReply::Proceed => self.answer(&turn).await,
             OnReply::Wait => {
@@ -235,9 +234,9 @@ impl ReplyProcessor {
         }
         let company = match self.companies.get(&turn.record.company_id, &turn.record.project_id).await {
             Ok(company) => company,
-            Err(_) => {
+            Err(error) => {
                 let stop = at(ConversationStatus::FailedToProcessReplyAi, "company lookup");
-                return self.stopped(turn, stop(Failure::Transient("the company record was not read".into()))).await;
+                return self.stopped(turn, stop(error.into())).await;
             }
         };
         let company = company.map(|c| c.record.clone());
@@ -481,7 +480,7 @@ impl ReplyProcessor {
             Err(failure) => return self.release(&turn.key, &turn.token, failure).await,
         };
         if !fragments.is_empty() {
-            let message = hand_off_message(&turn.record, self.channel, reason.clone(), &fragments);
+            let message = HandOffMessage::new(&turn.record, self.channel, reason.clone(), &fragments);
             if let Err(failure) = self.staging.hand_off(&message).await {
                 return self.release(&turn.key, &turn.token, failure).await;
             }

@@ -11,14 +11,14 @@
 //! a body that is no Twilio form, and the same 403 for every request not shown to come from
 //! Twilio, whether or not its numbers have a conversation ([`Acknowledged::status`]). A forged
 //! request costs one key lookup and a (cached) secret read, and a source that sends many gets
-//! 429 before any (the router's per-source limit, `crate::router::guards::UnverifiedSources`).
+//! 429 before any (the router's per-source limit on unverified requests).
 use super::inbound::Inbound;
 use super::route::{self, Route};
 use super::staging::{epoch_seconds, Staging};
-use crate::processor::failure::Failure;
-use crate::processor::secrets::Secrets;
-use crate::processor::store::ConversationStore;
-use crate::router::companies::Companies;
+use crate::shared::companies::Companies;
+use crate::shared::conversations::ConversationStore;
+use crate::shared::failure::Failure;
+use crate::shared::secrets::Secrets;
 use multicomms_wire::conversation::{ActivePointer, ConversationRecord};
 use multicomms_wire::replies::{seen_key, Fragment, HandOffMessage, STAGE_TTL_SECONDS};
 use multicomms_wire::timestamp::now;
@@ -232,10 +232,7 @@ async fn answer(
     if conversation.messages.iter().any(|m| m.message_id == inbound.message_sid) {
         return Ok(Acknowledged::AlreadyAnswered);
     }
-    let company = companies
-        .get(&conversation.company_id, &conversation.project_id)
-        .await
-        .map_err(|_| Failure::Transient("company lookup failed".into()))?;
+    let company = companies.get(&conversation.company_id, &conversation.project_id).await?;
     let fragment = fragment(inbound, &conversation);
     match route::route(company.as_ref().map(|c| &c.record), &conversation, channel) {
         Route::Refuse(code) => Ok(refused(code, "the company does not take replies on this conversation")),
@@ -247,7 +244,7 @@ async fn answer(
             if !webhook.staging.stage(&marker).await? {
                 return Ok(Acknowledged::AlreadyAnswered);
             }
-            let message = hand_off_message(&conversation, channel, reason, std::slice::from_ref(&marker));
+            let message = HandOffMessage::new(&conversation, channel, reason, std::slice::from_ref(&marker));
             if let Err(failure) = webhook.staging.hand_off(&message).await {
                 if let Err(e) = webhook.staging.remove(std::slice::from_ref(&marker)).await {
                     tracing::warn!(error = %e, "the hand-off marker was not removed; a retry of this message is dropped");
@@ -284,27 +281,5 @@ fn fragment(inbound: &Inbound, conversation: &ConversationRecord) -> Fragment {
         received_at_ms,
         expires_at: epoch_seconds() + STAGE_TTL_SECONDS,
         handed_off: false,
-    }
-}
-
-/// The hand-off queue's message for `fragments` of `conversation`.
-pub fn hand_off_message(
-    conversation: &ConversationRecord,
-    channel: ChannelKind,
-    reason: String,
-    fragments: &[Fragment],
-) -> HandOffMessage {
-    let company_number = conversation.channel_config[format!("company_{channel}_number")].as_str().unwrap_or("");
-    HandOffMessage {
-        conversation_id: conversation.conversation_id.clone(),
-        primary_channel: conversation.primary_channel.clone(),
-        company_id: conversation.company_id.clone(),
-        project_id: conversation.project_id.clone(),
-        channel,
-        from: conversation.primary_channel.clone(),
-        to: company_number.to_string(),
-        reason,
-        messages: fragments.iter().map(Into::into).collect(),
-        handed_off_at: now(),
     }
 }

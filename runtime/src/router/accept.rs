@@ -1,8 +1,8 @@
 //! What the router decides about a valid request, as pure functions: whether the caller may send
 //! it ([`authorize`]) and the queue message it becomes ([`context_message`]).
-use super::companies::Company;
 use super::error::RouterError;
 use super::request::ValidRequest;
+use crate::shared::companies::Company;
 use multicomms_wire::context::{self, attributes, ContextObject, ConversationData, Metadata};
 use multicomms_wire::conversation::ConversationStatus;
 use multicomms_wire::ChannelKind;

@@ -4,16 +4,16 @@
 //! base URL is configured; `/healthz`, `/readyz`, `/metrics`. [`AppState`] is built once,
 //! by the binary and the tests alike.
 use super::accept::{authorize, context_message};
-use super::companies::Companies;
 use super::error::{Rejected, RouterError};
 use super::guards::{source_address, Idempotency, RateLimiter, UnverifiedSources};
 use super::metrics::Metrics;
 use super::queues::Queues;
 use super::request::{self, ValidRequest};
-use crate::processor::secrets::Secrets;
-use crate::processor::store::ConversationStore;
 use crate::replies::staging::Staging;
 use crate::replies::webhook::{self, Webhook};
+use crate::shared::companies::Companies;
+use crate::shared::conversations::ConversationStore;
+use crate::shared::secrets::Secrets;
 use axum::body::Bytes;
 use axum::extract::{rejection::BytesRejection, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
@@ -240,9 +240,7 @@ async fn inbound(
             }
         })
         .await
-        .unwrap_or_else(|e| {
-            Err(crate::processor::failure::Failure::Transient(format!("the webhook task failed: {e}")))
-        }),
+        .unwrap_or_else(|e| Err(crate::shared::failure::Failure::Transient(format!("the webhook task failed: {e}")))),
         Err(answered) => {
             if let Ok(webhook::Acknowledged::Unverified(_)) = answered {
                 state.unverified.count(source, Instant::now());
@@ -256,7 +254,7 @@ async fn inbound(
             let status = StatusCode::from_u16(acknowledged.status()).unwrap_or(StatusCode::OK);
             (status, [("content-type", "text/xml")], webhook::EMPTY_TWIML).into_response()
         }
-        Err(crate::processor::failure::Failure::Permanent(why)) => {
+        Err(crate::shared::failure::Failure::Permanent(why)) => {
             state.metrics.webhook(channel.as_str(), "INTERNAL_ERROR");
             tracing::error!(error = %why, "inbound message not taken, and a retry would fail the same way");
             ([("content-type", "text/xml")], webhook::EMPTY_TWIML).into_response()

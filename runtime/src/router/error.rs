@@ -236,6 +236,14 @@ impl IntoResponse for Rejected {
     }
 }
 
+impl From<crate::shared::companies::LookupError> for RouterError {
+    /// Whatever went wrong is logged where it happened; the client learns only that the
+    /// database failed (the original's answer).
+    fn from(_: crate::shared::companies::LookupError) -> Self {
+        RouterError::database_error()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,11 +1,10 @@
 //! The HTTP router: `POST /initiate-conversation` validates a request (`request`), finds the
-//! company (`companies`), decides whether the caller may send it and builds the context object
+//! company (`crate::shared::companies`), decides whether the caller may send it and builds the context object
 //! (`accept`, pure), and puts it on its channel's queue (`queues`), once per request id and
 //! within the company's limits (`guards`). `app` is the axum application around them; `error`
 //! the catalogue of answers; `openapi` the document of it all, served at `/openapi.json`.
 pub mod accept;
 pub mod app;
-pub mod companies;
 pub mod error;
 pub mod guards;
 pub mod metrics;

@@ -320,6 +320,12 @@ impl ConversationRecord {
     pub fn from_item(item: crate::Item) -> Result<Self, serde_dynamo::Error> {
         serde_dynamo::from_item(item)
     }
+
+    /// The company's number on `channel`, from this conversation's slice of the company's
+    /// channel config (`company_<channel>_number`; empty when the slice has none).
+    pub fn company_number(&self, channel: crate::ChannelKind) -> &str {
+        self.channel_config.get(format!("company_{channel}_number")).and_then(serde_json::Value::as_str).unwrap_or("")
+    }
 }
 
 #[cfg(test)]

@@ -2,7 +2,7 @@
 //! trigger lock, the delayed trigger on a channel's replies queue, and the message on the human
 //! hand-off queue. The webhook writes them and the reply processor reads them.
 pub use crate::conversation::Media;
-use crate::conversation::{ConversationKey, CONVERSATION_ID, MESSAGE_SID};
+use crate::conversation::{ConversationKey, ConversationRecord, CONVERSATION_ID, MESSAGE_SID};
 use crate::ChannelKind;
 use serde::{Deserialize, Serialize};
 
@@ -131,6 +131,29 @@ pub struct HandOffMessage {
     pub messages: Vec<HandOffFragment>,
     /// When it was handed off.
     pub handed_off_at: String,
+}
+
+impl HandOffMessage {
+    /// The hand-off of `fragments` (the recipient's messages on `channel`) of `conversation`.
+    pub fn new(
+        conversation: &ConversationRecord,
+        channel: ChannelKind,
+        reason: String,
+        fragments: &[Fragment],
+    ) -> Self {
+        HandOffMessage {
+            conversation_id: conversation.conversation_id.clone(),
+            primary_channel: conversation.primary_channel.clone(),
+            company_id: conversation.company_id.clone(),
+            project_id: conversation.project_id.clone(),
+            channel,
+            from: conversation.primary_channel.clone(),
+            to: conversation.company_number(channel).to_string(),
+            reason,
+            messages: fragments.iter().map(Into::into).collect(),
+            handed_off_at: crate::timestamp::now(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

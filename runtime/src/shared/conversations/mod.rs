@@ -2,9 +2,13 @@
 //! claim, and the outcome updates. Every update is conditioned on the status it moves from, so
 //! none can leave a stub item behind (the original's failure update could) or overwrite what a
 //! concurrent attempt for the same conversation already finished. A failed condition comes back
-//! as [`Written::Superseded`]; what it means is [`super::decide`]'s business.
-use super::decide::{claim_is_ours, RecordState};
-use super::failure::Failure;
+//! as [`Written::Superseded`]; what it means is [`crate::shared::claim`]'s business.
+mod replies;
+
+pub use replies::Leased;
+
+use crate::shared::claim::{claim_is_ours, RecordState};
+use crate::shared::failure::Failure;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;

@@ -1,4 +1,4 @@
-//! Company lookup for the router: one GetItem per company + project, cached for a short TTL so
+//! Company lookup for the router and the replies flow: one GetItem per company + project, cached for a short TTL so
 //! the hot path is a single SQS send.
 //!
 //! Anyone may name any company id (the key is checked against the record, so the record comes
@@ -6,7 +6,7 @@
 //! pairs found absent are therefore cached apart, each evicting its least recently used entry:
 //! made-up ids only ever push out other made-up ids, never a real company, and an id asked for
 //! again costs no read until its entry expires.
-use super::error::RouterError;
+use crate::shared::failure::Failure;
 use lru::LruCache;
 use multicomms_wire::company::{record_key, API_KEY_HASH};
 use multicomms_wire::CompanyRecord;
@@ -20,6 +20,32 @@ use std::time::{Duration, Instant};
 pub struct Company {
     pub record: CompanyRecord,
     pub payload: serde_json::Value,
+}
+
+/// Why a company could not be looked up (its detail is logged where it happens; the router
+/// answers `DATABASE_ERROR`, the replies flow retries).
+#[derive(Debug)]
+pub enum LookupError {
+    /// DynamoDB did not answer.
+    Read,
+    /// The item is not in the record format the operator writes.
+    Malformed,
+}
+
+impl std::fmt::Display for LookupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            LookupError::Read => "the company record could not be read",
+            LookupError::Malformed => "the company record is not in the record format",
+        })
+    }
+}
+
+impl From<LookupError> for Failure {
+    /// Both may pass (DynamoDB recovers; the operator rewrites the record on its next sync).
+    fn from(error: LookupError) -> Self {
+        Failure::Transient(error.to_string())
+    }
 }
 
 /// (company_id, project_id).
@@ -62,7 +88,7 @@ impl Companies {
     }
 
     /// `None` when no record exists for the pair (absence is cached too).
-    pub async fn get(&self, company_id: &str, project_id: &str) -> Result<Option<Arc<Company>>, RouterError> {
+    pub async fn get(&self, company_id: &str, project_id: &str) -> Result<Option<Arc<Company>>, LookupError> {
         if company_id.len() > MAX_PARTITION_KEY_BYTES || project_id.len() > MAX_SORT_KEY_BYTES {
             return Ok(None);
         }
@@ -95,20 +121,20 @@ impl Companies {
         self.absent.lock().ok()?.get(pair).filter(|at| fresh(at)).map(|_| None)
     }
 
-    async fn read(&self, company_id: &str, project_id: &str) -> Result<Option<Arc<Company>>, RouterError> {
+    async fn read(&self, company_id: &str, project_id: &str) -> Result<Option<Arc<Company>>, LookupError> {
         let key = record_key(company_id, project_id);
         let out = self.client.get_item().table_name(&self.table).set_key(Some(key)).send().await.map_err(|e| {
             tracing::error!(error = %aws_sdk_dynamodb::error::DisplayErrorContext(&e), table = %self.table, "GetItem failed");
-            RouterError::database_error()
+            LookupError::Read
         })?;
         let Some(item) = out.item else { return Ok(None) };
         let mut payload: serde_json::Value = serde_dynamo::from_item(item.clone()).map_err(|e| {
             tracing::error!(error = %e, company_id, project_id, "company item is not JSON-representable");
-            RouterError::database_error()
+            LookupError::Malformed
         })?;
         let record = CompanyRecord::from_item(item).map_err(|e| {
             tracing::error!(error = %e, company_id, project_id, "company item does not match the record format");
-            RouterError::database_error()
+            LookupError::Malformed
         })?;
         // The key's hash is the router's business only; it never travels on the queue.
         if let Some(fields) = payload.as_object_mut() {

@@ -1,10 +1,10 @@
 //! The conversation record as the replies flow uses it: found by the company's and the
 //! recipient's numbers (the channel's index), the reply turn's lease, and the reply's send claim
-//! and final update. The claim is the first message's protocol ([`crate::processor::decide`]):
+//! and final update. The claim is the first message's protocol ([`crate::shared::claim`]):
 //! the status is the lock, every update is conditioned on the state it moves from.
-use crate::processor::decide::{claim_is_ours, RecordState};
-use crate::processor::failure::Failure;
-use crate::processor::store::{aws_failure, status, ConversationStore, Written};
+use super::{aws_failure, status, ConversationStore, Written};
+use crate::shared::claim::{claim_is_ours, RecordState};
+use crate::shared::failure::Failure;
 use aws_sdk_dynamodb::types::AttributeValue;
 use multicomms_wire::conversation::{
     attribute, ActivePointer, ConversationKey, ConversationRecord, ConversationStatus, Message, CONVERSATION_ID,

@@ -1,0 +1,13 @@
+//! What every pod uses, below the three flows (the router, the first-message processor and the
+//! replies flow are peers above it; nothing here imports them): the company lookup
+//! (`companies`), the conversations table (`conversations`), the never-twice claim decisions
+//! (`claim`, pure), and the adapters: Secrets Manager (`secrets`), OpenAI (`ai`), Twilio and
+//! SendGrid (`senders`), capped provider answers (`body`), transient vs permanent (`failure`).
+pub mod ai;
+pub mod body;
+pub mod claim;
+pub mod companies;
+pub mod conversations;
+pub mod failure;
+pub mod secrets;
+pub mod senders;
