@@ -20,6 +20,7 @@ use multicomms_runtime::processor::pipeline::{Processor, ProcessorConfig};
 use multicomms_runtime::replies::turn::{ReplyConfig, ReplyProcessor};
 use multicomms_runtime::replies::webhook::path;
 use multicomms_runtime::router::app;
+use multicomms_runtime::worker::pod::PodConfig;
 use multicomms_runtime::worker::queue::{self, Settings};
 use multicomms_testkit::bench::{busy_and_limit, cpu_seconds, EmulatorMeter};
 use multicomms_testkit::environment::{
@@ -112,16 +113,8 @@ async fn run(n: usize) -> anyhow::Result<()> {
     let first = Arc::new(Processor::build(
         &config,
         ProcessorConfig {
-            channel: ChannelKind::Whatsapp,
+            pod: PodConfig { send_grace: Duration::from_secs(90), ..fakes.pod_config(ChannelKind::Whatsapp, &naming) },
             version: "processor-bench".into(),
-            naming: naming.clone(),
-            secrets_cache: Duration::from_secs(300),
-            http_timeout: Duration::from_secs(30),
-            send_grace: Duration::from_secs(90),
-            openai_base_url: fakes.openai_url(),
-            twilio_base_url: fakes.url.clone(),
-            sendgrid_base_url: fakes.url.clone(),
-            allow_loopback_ai_endpoints: false,
         },
     )?);
     let queue_url = sqs
@@ -195,16 +188,9 @@ async fn run(n: usize) -> anyhow::Result<()> {
     let replier = Arc::new(ReplyProcessor::build(
         &config,
         ReplyConfig {
-            channel: ChannelKind::Whatsapp,
-            naming: naming.clone(),
-            secrets_cache: Duration::from_secs(300),
+            pod: PodConfig { send_grace: Duration::from_secs(90), ..fakes.pod_config(ChannelKind::Whatsapp, &naming) },
             company_cache: Duration::from_secs(30),
-            http_timeout: Duration::from_secs(30),
-            send_grace: Duration::from_secs(90),
             lease: Duration::from_secs(60),
-            openai_base_url: fakes.openai_url(),
-            twilio_base_url: fakes.url.clone(),
-            allow_loopback_ai_endpoints: false,
         },
     )?);
     let replies_queue =

@@ -200,18 +200,7 @@ async fn operator(base: &aws_config::SdkConfig) -> (Naming, Naming, Calls) {
 }
 
 fn processor_config(env: &Env) -> ProcessorConfig {
-    ProcessorConfig {
-        channel: ChannelKind::Whatsapp,
-        version: "processor-iam".into(),
-        naming: env.naming.clone(),
-        secrets_cache: Duration::from_secs(300),
-        http_timeout: Duration::from_secs(30),
-        send_grace: Duration::from_secs(30),
-        openai_base_url: env.fakes.openai_url(),
-        twilio_base_url: env.fakes.url.clone(),
-        sendgrid_base_url: env.fakes.url.clone(),
-        allow_loopback_ai_endpoints: false,
-    }
+    ProcessorConfig { pod: env.fakes.pod_config(ChannelKind::Whatsapp, &env.naming), version: "processor-iam".into() }
 }
 
 /// Runs `worker` on `queue` until `done` holds (30 s at most), with 1 s heartbeats.
@@ -357,16 +346,9 @@ async fn each_components_policy_grants_exactly_the_aws_actions_it_performs() {
         ReplyProcessor::build(
             &reply_config_aws,
             ReplyConfig {
-                channel: ChannelKind::Whatsapp,
-                naming: env.naming.clone(),
-                secrets_cache: Duration::from_secs(300),
+                pod: env.fakes.pod_config(ChannelKind::Whatsapp, &env.naming),
                 company_cache: Duration::from_secs(30),
-                http_timeout: Duration::from_secs(30),
-                send_grace: Duration::from_secs(30),
                 lease: Duration::from_secs(30),
-                openai_base_url: env.fakes.openai_url(),
-                twilio_base_url: env.fakes.url.clone(),
-                allow_loopback_ai_endpoints: false,
             },
         )
         .expect("reply processor"),

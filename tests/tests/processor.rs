@@ -11,6 +11,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use multicomms_runtime::processor::pipeline::{Processor, ProcessorConfig};
 use multicomms_runtime::router::app;
+use multicomms_runtime::worker::pod::PodConfig;
 use multicomms_runtime::worker::queue::{self, Settings};
 use multicomms_testkit::environment::{
     apply, emulator_config, example_manifests, example_request, router_for, API_KEY,
@@ -50,18 +51,8 @@ impl Env {
     /// The binary's configuration on the fakes; a claim younger than `http_timeout` counts as
     /// one still in use.
     fn processor_config(&self, channel: ChannelKind, http_timeout: Duration) -> ProcessorConfig {
-        ProcessorConfig {
-            channel,
-            version: "processor-test-1".into(),
-            naming: self.naming.clone(),
-            secrets_cache: Duration::from_secs(300),
-            http_timeout,
-            send_grace: http_timeout,
-            openai_base_url: self.fakes.openai_url(),
-            twilio_base_url: self.fakes.url.clone(),
-            sendgrid_base_url: self.fakes.url.clone(),
-            allow_loopback_ai_endpoints: false,
-        }
+        let pod = PodConfig { http_timeout, send_grace: http_timeout, ..self.fakes.pod_config(channel, &self.naming) };
+        ProcessorConfig { pod, version: "processor-test-1".into() }
     }
 
     async fn queue_url(&self, name: String) -> String {
@@ -687,7 +678,7 @@ async fn the_channels_shared_key_copied_under_a_companys_own_name_never_reaches_
     env.enqueue(ChannelKind::Whatsapp, &context.to_string()).await;
     // Loopback allowed, as in development, so that only the key's value can stop it.
     let mut config = env.processor_config(ChannelKind::Whatsapp, LONG);
-    config.allow_loopback_ai_endpoints = true;
+    config.pod.allow_loopback_ai_endpoints = true;
     let processor = Arc::new(Processor::build(&env.config, config).expect("processor"));
     let running = env.run(processor, env.settings(ChannelKind::Whatsapp, LONG).await);
     let record = env.settled(&key_of(&context), &[ConversationStatus::FailedToProcessAi]).await;

@@ -9,6 +9,7 @@ use multicomms_runtime::replies::turn::{ReplyConfig, ReplyProcessor};
 use multicomms_runtime::replies::webhook::{path, EMPTY_TWIML};
 use multicomms_runtime::router::app::{self, AppState, RouterSettings};
 use multicomms_runtime::worker::outcome::Outcome;
+use multicomms_runtime::worker::pod::PodConfig;
 use multicomms_runtime::worker::queue::{self, Settings};
 use multicomms_testkit::environment::{
     apply, emulator_config, example_manifests, example_request, router_for, router_settings, API_KEY, PUBLIC_BASE_URL,
@@ -86,18 +87,7 @@ impl Env {
         let context = self.take(&self.naming.channel_queue(channel), 10).await.expect("the router's message");
         let processor = Processor::build(
             &self.config,
-            ProcessorConfig {
-                channel,
-                version: "processor-test-1".into(),
-                naming: self.naming.clone(),
-                secrets_cache: Duration::from_secs(300),
-                http_timeout: Duration::from_secs(30),
-                send_grace: Duration::from_secs(30),
-                openai_base_url: self.fakes.openai_url(),
-                twilio_base_url: self.fakes.url.clone(),
-                sendgrid_base_url: self.fakes.url.clone(),
-                allow_loopback_ai_endpoints: false,
-            },
+            ProcessorConfig { pod: self.fakes.pod_config(channel, &self.naming), version: "processor-test-1".into() },
         )
         .expect("processor");
         assert_eq!(processor.process(&context, false).await, Outcome::Sent);
@@ -110,18 +100,8 @@ impl Env {
 
     /// A reply processor on the fakes: `lease` long, a send claim younger than `grace` in use.
     fn replier(&self, channel: ChannelKind, lease: Duration, grace: Duration) -> Arc<ReplyProcessor> {
-        let config = ReplyConfig {
-            channel,
-            naming: self.naming.clone(),
-            secrets_cache: Duration::from_secs(300),
-            company_cache: Duration::ZERO,
-            http_timeout: Duration::from_secs(30),
-            send_grace: grace,
-            lease,
-            openai_base_url: self.fakes.openai_url(),
-            twilio_base_url: self.fakes.url.clone(),
-            allow_loopback_ai_endpoints: false,
-        };
+        let pod = PodConfig { send_grace: grace, ..self.fakes.pod_config(channel, &self.naming) };
+        let config = ReplyConfig { pod, company_cache: Duration::ZERO, lease };
         Arc::new(ReplyProcessor::build(&self.config, config).expect("reply processor"))
     }
 
@@ -868,7 +848,7 @@ async fn a_signed_message_replayed_into_a_newer_conversation_is_not_answered_aga
     // replayed as is (a repeat within minutes is Twilio retrying, and is answered once).
     let newer = env.open(&router, ChannelKind::Whatsapp, 19).await;
     let seen = multicomms_wire::replies::seen_key(ChannelKind::Whatsapp, COMPANY_NUMBER, RECIPIENT, &message.sid);
-    let an_hour_ago = (multicomms_runtime::replies::staging::epoch_seconds() - 3600).to_string();
+    let an_hour_ago = (multicomms_wire::timestamp::epoch_seconds() - 3600).to_string();
     env.dynamodb
         .update_item()
         .table_name(env.naming.replies_trigger_lock_table())

@@ -8,6 +8,7 @@ use multicomms_runtime::processor::pipeline::{Processor, ProcessorConfig};
 use multicomms_runtime::replies::sweep;
 use multicomms_runtime::replies::turn::{ReplyConfig, ReplyProcessor};
 use multicomms_runtime::shared::{ai, senders};
+use multicomms_runtime::worker::pod::PodConfig;
 use multicomms_runtime::worker::queue::{self, QueueFacts, Settings, Worker};
 use multicomms_service::http::{health_routes, ConnectionLimits};
 use multicomms_service::logging::{self, LogFormat};
@@ -82,11 +83,10 @@ struct Cli {
 }
 
 impl Cli {
-    fn processor(&self) -> ProcessorConfig {
+    fn pod(&self) -> PodConfig {
         let http_timeout = Duration::from_secs(self.http_timeout_seconds);
-        ProcessorConfig {
+        PodConfig {
             channel: self.channel,
-            version: self.processor_version.clone(),
             naming: self.naming.naming(),
             secrets_cache: Duration::from_secs(self.secrets_cache_seconds),
             http_timeout,
@@ -98,19 +98,15 @@ impl Cli {
         }
     }
 
+    fn processor(&self) -> ProcessorConfig {
+        ProcessorConfig { pod: self.pod(), version: self.processor_version.clone() }
+    }
+
     fn replies(&self) -> ReplyConfig {
-        let http_timeout = Duration::from_secs(self.http_timeout_seconds);
         ReplyConfig {
-            channel: self.channel,
-            naming: self.naming.naming(),
-            secrets_cache: Duration::from_secs(self.secrets_cache_seconds),
+            pod: self.pod(),
             company_cache: Duration::from_secs(30),
-            http_timeout,
-            send_grace: http_timeout + Duration::from_secs(60),
             lease: Duration::from_secs(self.lease_seconds.max(3)),
-            openai_base_url: self.openai_base_url.clone(),
-            twilio_base_url: self.twilio_base_url.clone(),
-            allow_loopback_ai_endpoints: self.allow_loopback_ai_endpoints,
         }
     }
 

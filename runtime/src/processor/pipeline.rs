@@ -10,9 +10,10 @@ use crate::shared::secrets::{Secrets, TwilioCredentials};
 use crate::shared::senders::{Email, SendError, Senders, Sent};
 use crate::worker::metrics::Metrics;
 use crate::worker::outcome::Outcome;
+use crate::worker::pod::{PodClients, PodConfig};
 use multicomms_wire::conversation::{ConversationKey, ConversationRecord, ConversationStatus, Message};
 use multicomms_wire::timestamp::now;
-use multicomms_wire::{ChannelKind, Naming};
+use multicomms_wire::ChannelKind;
 use secrecy::SecretString;
 use serde_json::Value;
 use std::sync::Arc;
@@ -27,48 +28,29 @@ pub struct Processor {
     pub ai: Ai,
     pub senders: Senders,
     pub metrics: Arc<Metrics>,
-    /// How long a send claim may legitimately last (the provider call's timeout plus a
-    /// margin): a redelivery finding a younger claim waits instead of handing off.
+    /// See [`PodConfig::send_grace`].
     pub send_grace: Duration,
 }
 
-/// What a processor is built from: the binary's flags, or a test's choices.
+/// What a processor is built from: the pod's settings, and `processor_version` on new records.
 #[derive(Debug, Clone)]
 pub struct ProcessorConfig {
-    pub channel: ChannelKind,
+    pub pod: PodConfig,
     pub version: String,
-    pub naming: Naming,
-    pub secrets_cache: Duration,
-    /// Per-request timeout of the AI and provider calls.
-    pub http_timeout: Duration,
-    /// See [`Processor::send_grace`]; the binary uses `http_timeout` + 60 s.
-    pub send_grace: Duration,
-    pub openai_base_url: String,
-    pub twilio_base_url: String,
-    pub sendgrid_base_url: String,
-    /// Whether a company may name an AI endpoint on this machine (development only).
-    pub allow_loopback_ai_endpoints: bool,
 }
 
 impl Processor {
     pub fn build(sdk: &aws_config::SdkConfig, config: ProcessorConfig) -> Result<Self, reqwest::Error> {
-        let http =
-            reqwest::Client::builder().timeout(config.http_timeout).connect_timeout(Duration::from_secs(10)).build()?;
-        let metrics = Arc::new(Metrics::default());
-        let secrets_client = aws_sdk_secretsmanager::Client::new(sdk);
-        let alarm = metrics.secrets_scheduled_for_deletion.clone();
-        let shared_key = config.naming.shared_ai_key_secret(config.channel);
-        let secrets = Arc::new(Secrets::new(secrets_client, config.secrets_cache, alarm));
-        let loopback = config.allow_loopback_ai_endpoints;
+        let PodClients { dynamodb, secrets, ai, senders, metrics } = PodClients::build(sdk, &config.pod)?;
         Ok(Processor {
-            channel: config.channel,
+            channel: config.pod.channel,
             version: config.version,
-            store: ConversationStore::new(aws_sdk_dynamodb::Client::new(sdk), config.naming.conversations_table()),
-            ai: Ai::new(http.clone(), config.openai_base_url, shared_key, secrets.clone(), loopback),
+            store: ConversationStore::new(dynamodb, config.pod.naming.conversations_table()),
             secrets,
-            senders: Senders::new(http, config.twilio_base_url, config.sendgrid_base_url),
+            ai,
+            senders,
             metrics,
-            send_grace: config.send_grace,
+            send_grace: config.pod.send_grace,
         })
     }
 }

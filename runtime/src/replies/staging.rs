@@ -11,6 +11,7 @@ use multicomms_wire::replies::{
     in_order, Fragment, HandOffMessage, Trigger, REPLAY_WINDOW_SECONDS, RETRY_GRACE_SECONDS, SEEN_AT, TRIGGER_ID,
     TRIGGER_LOCK_BUFFER_SECONDS,
 };
+use multicomms_wire::timestamp::epoch_seconds;
 use multicomms_wire::{ChannelKind, Naming};
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -51,10 +52,6 @@ pub struct Staging {
     naming: Naming,
     /// Queue URLs by name, looked up once.
     queue_urls: Mutex<HashMap<String, String>>,
-}
-
-pub fn epoch_seconds() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 impl Staging {

@@ -7,9 +7,9 @@
 //! safe to run anywhere and often: a conversation whose trigger is on its way (its lock
 //! unexpired) gets none, and a second trigger for one conversation finds the lease or nothing
 //! left to answer, never a second send.
-use super::staging::epoch_seconds;
 use super::turn::ReplyProcessor;
 use multicomms_wire::conversation::ConversationKey;
+use multicomms_wire::timestamp::epoch_seconds;
 use std::collections::BTreeSet;
 use std::time::Duration;
 

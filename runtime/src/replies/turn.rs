@@ -17,13 +17,14 @@ use crate::shared::secrets::{Secrets, TwilioCredentials};
 use crate::shared::senders::{SendError, Senders, Sent};
 use crate::worker::metrics::Metrics;
 use crate::worker::outcome::Outcome;
+use crate::worker::pod::{PodClients, PodConfig};
 use crate::worker::queue::Worker;
 use multicomms_wire::conversation::{
     ConversationKey, ConversationRecord, ConversationStatus, Message, ROLE_ASSISTANT, ROLE_USER,
 };
 use multicomms_wire::replies::{Fragment, HandOffMessage, Trigger};
-use multicomms_wire::timestamp::now;
-use multicomms_wire::{ChannelKind, CompanyRecord, Naming};
+use multicomms_wire::timestamp::{epoch_ms, now};
+use multicomms_wire::{ChannelKind, CompanyRecord};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,42 +43,29 @@ pub struct ReplyProcessor {
     pub lease: Duration,
 }
 
-/// What a reply processor is built from: the binary's flags, or a test's choices.
+/// What a reply processor is built from: the pod's settings, how long company records are
+/// cached, and the lease.
 #[derive(Debug, Clone)]
 pub struct ReplyConfig {
-    pub channel: ChannelKind,
-    pub naming: Naming,
-    pub secrets_cache: Duration,
+    pub pod: PodConfig,
     pub company_cache: Duration,
-    pub http_timeout: Duration,
-    pub send_grace: Duration,
     pub lease: Duration,
-    pub openai_base_url: String,
-    pub twilio_base_url: String,
-    /// Whether a company may name an AI endpoint on this machine (development only).
-    pub allow_loopback_ai_endpoints: bool,
 }
 
 impl ReplyProcessor {
     pub fn build(sdk: &aws_config::SdkConfig, config: ReplyConfig) -> Result<Self, reqwest::Error> {
-        let http =
-            reqwest::Client::builder().timeout(config.http_timeout).connect_timeout(Duration::from_secs(10)).build()?;
-        let metrics = Arc::new(Metrics::default());
-        let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
-        let alarm = metrics.secrets_scheduled_for_deletion.clone();
-        let secrets = Arc::new(Secrets::new(aws_sdk_secretsmanager::Client::new(sdk), config.secrets_cache, alarm));
-        let shared_key = config.naming.shared_ai_key_secret(config.channel);
-        let loopback = config.allow_loopback_ai_endpoints;
+        let PodClients { dynamodb, secrets, ai, senders, metrics } = PodClients::build(sdk, &config.pod)?;
+        let naming = config.pod.naming;
         Ok(ReplyProcessor {
-            channel: config.channel,
-            store: ConversationStore::new(dynamodb.clone(), config.naming.conversations_table()),
-            companies: Companies::new(dynamodb, config.naming.company_data_table(), config.company_cache),
-            ai: Ai::new(http.clone(), config.openai_base_url, shared_key, secrets.clone(), loopback),
+            channel: config.pod.channel,
+            store: ConversationStore::new(dynamodb.clone(), naming.conversations_table()),
+            companies: Companies::new(dynamodb, naming.company_data_table(), config.company_cache),
+            ai,
             secrets,
-            senders: Senders::new(http, config.twilio_base_url, String::new()),
-            staging: Staging::new(sdk, config.naming),
+            senders,
+            staging: Staging::new(sdk, naming),
             metrics,
-            send_grace: config.send_grace,
+            send_grace: config.pod.send_grace,
             lease: config.lease,
         })
     }
@@ -125,10 +113,6 @@ const MAX_WINDOWS_WAITED: u32 = 3;
 /// The window for a trigger sent when the company's record was not read.
 fn default_window() -> Duration {
     Duration::from_secs(multicomms_wire::replies::DEFAULT_BATCH_WINDOW_SECONDS.into())
-}
-
-fn epoch_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 /// How much longer to wait before answering `fragments` (in order): the reply goes out once the

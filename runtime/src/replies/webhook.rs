@@ -14,14 +14,14 @@
 //! 429 before any (the router's per-source limit on unverified requests).
 use super::inbound::Inbound;
 use super::route::{self, Route};
-use super::staging::{epoch_seconds, Staging};
+use super::staging::Staging;
 use crate::shared::companies::Companies;
 use crate::shared::conversations::ConversationStore;
 use crate::shared::failure::Failure;
 use crate::shared::secrets::Secrets;
 use multicomms_wire::conversation::{ActivePointer, ConversationRecord};
 use multicomms_wire::replies::{seen_key, Fragment, HandOffMessage, STAGE_TTL_SECONDS};
-use multicomms_wire::timestamp::now;
+use multicomms_wire::timestamp::{epoch_ms, epoch_seconds, now};
 use multicomms_wire::ChannelKind;
 use secrecy::ExposeSecret;
 use tracing::Instrument;
@@ -268,8 +268,7 @@ fn refused(code: &'static str, why: &str) -> Acknowledged {
 }
 
 fn fragment(inbound: &Inbound, conversation: &ConversationRecord) -> Fragment {
-    let received_at_ms =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
+    let received_at_ms = epoch_ms();
     Fragment {
         conversation_id: conversation.conversation_id.clone(),
         message_sid: inbound.message_sid.clone(),

@@ -456,8 +456,7 @@ async fn set_visibility(
 /// `base` · 2^(receives − 1), capped, plus up to a quarter of it as jitter.
 pub fn retry_delay(base: Duration, receive_count: u32) -> Duration {
     let exponential = base.saturating_mul(1u32 << receive_count.saturating_sub(1).min(16)).min(MAX_RETRY_DELAY);
-    let nanos =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let nanos = multicomms_wire::timestamp::subsec_nanos();
     let jitter_range = exponential.as_millis() as u64 / 4 + 1;
     (exponential + Duration::from_millis(nanos as u64 % jitter_range)).min(MAX_RETRY_DELAY)
 }

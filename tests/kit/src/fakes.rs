@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use base64::Engine;
 use futures::StreamExt;
+use multicomms_runtime::worker::pod::PodConfig;
 use serde_json::{json, Map, Value};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -98,6 +99,22 @@ pub struct Fakes {
 }
 
 impl Fakes {
+    /// A processor pod of `channel` on `naming` talking to these fakes: secrets cached 5
+    /// minutes, a 30 s HTTP timeout and send grace, no loopback AI endpoints.
+    pub fn pod_config(&self, channel: multicomms_wire::ChannelKind, naming: &multicomms_wire::Naming) -> PodConfig {
+        PodConfig {
+            channel,
+            naming: naming.clone(),
+            secrets_cache: Duration::from_secs(300),
+            http_timeout: Duration::from_secs(30),
+            send_grace: Duration::from_secs(30),
+            openai_base_url: self.openai_url(),
+            twilio_base_url: self.url.clone(),
+            sendgrid_base_url: self.url.clone(),
+            allow_loopback_ai_endpoints: false,
+        }
+    }
+
     pub async fn start(address: &str) -> std::io::Result<Fakes> {
         let listener = tokio::net::TcpListener::bind(address).await?;
         let url = format!("http://{}", listener.local_addr()?);

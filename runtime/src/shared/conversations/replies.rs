@@ -10,6 +10,7 @@ use multicomms_wire::conversation::{
     attribute, ActivePointer, ConversationKey, ConversationRecord, ConversationStatus, Message, CONVERSATION_ID,
     GLOBAL_INDEXES,
 };
+use multicomms_wire::timestamp::epoch_ms;
 use multicomms_wire::ChannelKind;
 use std::time::Duration;
 
@@ -20,10 +21,6 @@ pub enum Leased {
     /// Another turn holds an unexpired lease, for this much longer.
     Held(Duration),
     NoConversation,
-}
-
-fn epoch_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 impl RecordState {
