@@ -47,7 +47,7 @@ if router["terminationGracePeriodSeconds"] * 1000 <= int(router_env["MULTICOMMS_
     failures.append("chart: the router's grace period must outlast a request timeout (in-flight requests finish)")
 # The router holds up to MULTICOMMS_MAX_CONNECTIONS clients; measured, 10,000 clients with a
 # small request each in flight peaked at 549-568 MiB (about 55 KiB a client over a 25 MiB
-# start; docs/testing.md). The bodies they send are held within MULTICOMMS_BODY_BUDGET_BYTES
+# start; docs/benchmarks.md). The bodies they send are held within MULTICOMMS_BODY_BUDGET_BYTES
 # (beyond it: 503 before a body is read), whatever each may send: a memory limit below the sum
 # kills the pod at the load it was told to accept (review r3, M3).
 limit = router["containers"][0]["resources"]["limits"]["memory"]
