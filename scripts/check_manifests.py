@@ -68,7 +68,7 @@ if not (operator_env.get("MULTICOMMS_WORKER_IMAGE") or "").startswith("ghcr.io/m
     failures.append(f"chart: the operator must be told the workers' image, got {operator_env}")
 # Measured at 10,000 Companies: glibc's per-thread arenas held 5 MiB the operator had freed.
 if operator_env.get("MALLOC_ARENA_MAX") != "1":
-    failures.append("chart: the operator runs with one malloc arena (MALLOC_ARENA_MAX=1; docs/testing.md)")
+    failures.append("chart: the operator runs with one malloc arena (MALLOC_ARENA_MAX=1; docs/benchmarks.md)")
 # Every binary the chart (and the operator, for the workers) runs is built into its image by the
 # Dockerfile. No container engine runs here: this checks the Dockerfile's text, not a build.
 dockerfile = (ROOT / "Dockerfile").read_text()

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 /// mimalloc, not glibc's malloc: measured side by side, 17 % less CPU per accepted request
 /// (the router allocates a body, a context object and a batch entry per request); it gives
-/// memory back as connections close (docs/testing.md).
+/// memory back as connections close (docs/benchmarks.md).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
@@ -80,7 +80,7 @@ struct Cli {
     openapi: bool,
     /// Threads the work runs on. Two, not the other pods' one: with one, 10,000 clients
     /// connecting at once took 31-56 s to be served instead of 31-33 (connections beyond the
-    /// listen backlog wait for the client to retry), for 4-6 % less CPU a request (docs/testing.md).
+    /// listen backlog wait for the client to retry), for 4-6 % less CPU a request (docs/benchmarks.md).
     #[arg(long, env = "MULTICOMMS_THREADS", default_value_t = 2)]
     threads: usize,
 }
