@@ -8,10 +8,11 @@ use crate::shared::conversations::{ConversationStore, Created, Written};
 use crate::shared::failure::Failure;
 use crate::shared::secrets::{Secrets, TwilioCredentials};
 use crate::shared::senders::{Email, SendError, Senders, Sent};
+use crate::worker::around_send::{sent_but_not_recorded, through_outage, Unrecorded};
 use crate::worker::metrics::Metrics;
-use crate::worker::outcome::Outcome;
+use crate::worker::outcome::{failed_at, Outcome, StepFailure};
 use crate::worker::pod::{PodClients, PodConfig};
-use multicomms_wire::conversation::{ConversationKey, ConversationRecord, ConversationStatus, Message};
+use multicomms_wire::conversation::{ConversationKey, ConversationRecord, ConversationStatus, Message, ROLE_ASSISTANT};
 use multicomms_wire::timestamp::now;
 use multicomms_wire::ChannelKind;
 use secrecy::SecretString;
@@ -69,24 +70,19 @@ impl crate::worker::queue::Worker for Processor {
     }
 }
 
-/// A step's failure: the status the record must still have, and the one it then gets.
-struct StepFailure {
-    from: ConversationStatus,
-    status: ConversationStatus,
-    step: &'static str,
-    failure: Failure,
-}
-
 /// Why the work on a message stopped before the end.
 enum Halt {
-    Failed(StepFailure),
+    /// A step failed; the record must still have the status given (`processing` before the
+    /// claim, `sending` after it).
+    Failed(ConversationStatus, StepFailure),
     /// Settled already (a claim held elsewhere, an unknown send outcome handed off).
     Settled(Outcome),
 }
 
 impl From<StepFailure> for Halt {
+    /// A failure before the send claim.
     fn from(failure: StepFailure) -> Self {
-        Halt::Failed(failure)
+        Halt::Failed(ConversationStatus::Processing, failure)
     }
 }
 
@@ -97,11 +93,6 @@ fn record_unusable_or_later(failure: Failure) -> Outcome {
         Failure::Transient(reason) => Outcome::Retry(format!("record: {reason}")),
         Failure::Permanent(reason) => Outcome::Poison(format!("record: {reason}")),
     }
-}
-
-/// A failure before the send claim.
-fn at(status: ConversationStatus, step: &'static str) -> impl FnOnce(Failure) -> StepFailure {
-    move |failure| StepFailure { from: ConversationStatus::Processing, status, step, failure }
 }
 
 enum Credentials {
@@ -136,7 +127,7 @@ impl Processor {
         };
         match self.work(&incoming, &key, &token, &created_at, started).await {
             Ok(outcome) | Err(Halt::Settled(outcome)) => outcome,
-            Err(Halt::Failed(failure)) => self.record_failure(&key, &token, failure, last_receive).await,
+            Err(Halt::Failed(from, failure)) => self.record_failure(&key, &token, from, failure, last_receive).await,
         }
     }
 
@@ -183,16 +174,16 @@ impl Processor {
         // Before the send: the recipient may answer the moment the message arrives.
         if let Some(pointer) = m.active_pointer(created_at) {
             let point = || self.store.point(&pointer);
-            self.through_outage(started, "pointer", point)
+            through_outage(started, self.send_grace, "pointer", point)
                 .await
-                .map_err(at(ConversationStatus::FailedUnknown, "pointer"))?;
+                .map_err(failed_at(ConversationStatus::FailedUnknown, "pointer"))?;
         }
         // The claim: from here on the provider may get the message, so a redelivery must not
         // send again. A record taken over by another attempt is left to it; the message comes
         // back later and finds the outcome.
         let claim = || self.store.claim(key, token);
-        let claimed = self.through_outage(started, "claim", claim).await;
-        let claimed = claimed.map_err(at(ConversationStatus::FailedUnknown, "claim"))?;
+        let claimed = through_outage(started, self.send_grace, "claim", claim).await;
+        let claimed = claimed.map_err(failed_at(ConversationStatus::FailedUnknown, "claim"))?;
         if !claimed {
             return Ok(Outcome::Retry("another attempt took the conversation over".into()));
         }
@@ -204,12 +195,12 @@ impl Processor {
     async fn prepare(&self, m: &Incoming) -> Result<Prepared, StepFailure> {
         if !m.comms_consent && !m.company.send_without_consent {
             let failure = Failure::Permanent("comms_consent is false and the company does not send without it".into());
-            return Err(at(ConversationStatus::FailedNoConsent, "consent")(failure));
+            return Err(failed_at(ConversationStatus::FailedNoConsent, "consent")(failure));
         }
-        let secrets_failed = || at(ConversationStatus::FailedSecretsFetch, "secrets");
+        let secrets_failed = || failed_at(ConversationStatus::FailedSecretsFetch, "secrets");
         let ai_key = self.secrets.ai_key(&m.ai.api_key_reference).await.map_err(secrets_failed())?;
         let credentials = self.credentials(m.credentials_name()).await.map_err(secrets_failed())?;
-        let ai_failed = || at(ConversationStatus::FailedToProcessAi, "ai");
+        let ai_failed = || failed_at(ConversationStatus::FailedToProcessAi, "ai");
         let reply =
             match self.ai.first_message(self.channel, &m.ai, &ai_key, m.ai_input(), &m.key().conversation_id).await {
                 Ok(reply) => reply,
@@ -254,10 +245,10 @@ impl Processor {
         let (from, status) = (ConversationStatus::Sending, ConversationStatus::FailedToSendMessage);
         if let Failure::Transient(_) = failure {
             // Nothing went out: give the claim back so the retry may send.
-            self.store.release(key, token).await.map_err(at(ConversationStatus::FailedUnknown, "send"))?;
-            return Err(at(status, "send")(failure).into());
+            self.store.release(key, token).await.map_err(failed_at(ConversationStatus::FailedUnknown, "send"))?;
+            return Err(failed_at(status, "send")(failure).into());
         }
-        Err(StepFailure { from, status, step: "send", failure }.into())
+        Err(Halt::Failed(from, failed_at(status, "send")(failure)))
     }
 
     async fn credentials(&self, name: &str) -> Result<Credentials, Failure> {
@@ -305,7 +296,7 @@ impl Processor {
         self.senders.email(email).await
     }
 
-    /// The final update after a send, retried through an AWS outage ([`Self::through_outage`]).
+    /// The final update after a send, retried through an AWS outage ([`through_outage`]).
     /// If it still fails, the original's CRITICAL alarm goes out and the message is left to come
     /// back: the next delivery finds the claim past its grace and hands the conversation to a
     /// person, instead of it staying `sending`.
@@ -313,7 +304,7 @@ impl Processor {
         let message = Message {
             message_id: sent.message_id.clone(),
             timestamp: now(),
-            role: "assistant".into(),
+            role: ROLE_ASSISTANT.into(),
             content: sent.content,
             prompt_tokens: reply.usage.input_tokens,
             completion_tokens: reply.usage.output_tokens,
@@ -322,45 +313,20 @@ impl Processor {
         };
         let took = started.elapsed().as_millis() as u64;
         let update = || self.store.sent(key, &message, &reply.response_id, took);
-        let Err(error) = self.through_outage(started, "the record update after a send", update).await else {
+        let what = "the record update after a send";
+        let Err(error) = through_outage(started, self.send_grace, what, update).await else {
             return Outcome::Sent;
         };
-        self.metrics.sent_but_record_update_failed.inc();
-        tracing::error!(
-            critical = true,
-            message_id = %sent.message_id,
-            error = %error,
-            "CRITICAL: Message sent (SID: {}) for conversation {}, but final DynamoDB update failed. \
-             Manual intervention required to update record. Data to update: status='{}', response_id='{}', \
-             processing_time='{took}'",
-            sent.message_id,
-            key.conversation_id,
-            ConversationStatus::InitialMessageSent,
-            reply.response_id,
-        );
+        let unrecorded = Unrecorded {
+            what: "Message",
+            message_id: &sent.message_id,
+            conversation_id: &key.conversation_id,
+            status: ConversationStatus::InitialMessageSent,
+            response_id: &reply.response_id,
+            processing_time_ms: Some(took),
+        };
+        sent_but_not_recorded(&self.metrics, &unrecorded, &error);
         Outcome::Retry(format!("sent, but the record could not be updated: {error}"))
-    }
-
-    /// A write around the send (the claim, the record of the send), retried on transient
-    /// failures (an AWS outage) for as long as other deliveries wait for the claim: failing it
-    /// later would leave a claim nobody knows the fate of, which ends in a hand-off. Both writes
-    /// are safe to repeat.
-    async fn through_outage<T, W, F>(&self, started: Instant, what: &str, mut write: W) -> Result<T, Failure>
-    where
-        W: FnMut() -> F,
-        F: std::future::Future<Output = Result<T, Failure>>,
-    {
-        let mut pause = Duration::from_secs(1);
-        loop {
-            match write().await {
-                Err(Failure::Transient(e)) if started.elapsed() + pause < self.send_grace => {
-                    tracing::warn!(error = %e, retry_in_s = pause.as_secs(), "{what} failed; retrying");
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_secs(15));
-                }
-                result => return result,
-            }
-        }
     }
 
     /// Transient: noted on the record, retried through SQS. Permanent, or transient on the last
@@ -370,10 +336,11 @@ impl Processor {
         &self,
         key: &ConversationKey,
         token: &str,
+        from: ConversationStatus,
         failed: StepFailure,
         last_receive: bool,
     ) -> Outcome {
-        let StepFailure { from, status, step, failure } = failed;
+        let StepFailure { status, step, failure } = failed;
         let reason = match (&failure, last_receive) {
             (Failure::Transient(_), true) => format!("{step}: {failure}; still failing on the last receive"),
             _ => format!("{step}: {failure}"),

@@ -2,6 +2,7 @@
 //! spec's gates (replies-engine §2.1 step 7) and its hand-off rules (step 8, plus a conversation
 //! already handed off, which the original ignored). The company's current record decides, so a
 //! change committed to its YAML applies to conversations already under way.
+use super::refusal::Refusal;
 use multicomms_wire::company::PROJECT_ACTIVE;
 use multicomms_wire::conversation::{ConversationRecord, ConversationStatus, ROLE_ASSISTANT};
 use multicomms_wire::replies::Fragment;
@@ -10,7 +11,7 @@ use multicomms_wire::{ChannelKind, CompanyRecord};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     /// Not answered by anyone: acknowledged, logged with this code.
-    Refuse(&'static str),
+    Refuse(Refusal),
     /// To a person, with the rule that sent it.
     HandOff(String),
     /// Staged for the AI's reply.
@@ -73,12 +74,12 @@ pub fn started(conversation: &ConversationRecord) -> bool {
 }
 
 pub fn route(company: Option<&CompanyRecord>, conversation: &ConversationRecord, channel: ChannelKind) -> Route {
-    let Some(company) = company else { return Route::Refuse("COMPANY_NOT_FOUND") };
+    let Some(company) = company else { return Route::Refuse(Refusal::CompanyNotFound) };
     if company.project_status != PROJECT_ACTIVE {
-        return Route::Refuse("PROJECT_INACTIVE");
+        return Route::Refuse(Refusal::ProjectInactive);
     }
     if !company.allowed_channels.contains(&channel) {
-        return Route::Refuse("CHANNEL_NOT_ALLOWED");
+        return Route::Refuse(Refusal::ChannelNotAllowed);
     }
     let listed = |list: &[String], who: &Option<String>| who.as_ref().is_some_and(|w| list.contains(w));
     if company.auto_queue_reply_message {
@@ -159,10 +160,10 @@ mod tests {
     #[test]
     fn the_gates_refuse_before_any_rule() {
         let c = conversation("t", 0);
-        assert_eq!(route(None, &c, ChannelKind::Whatsapp), Route::Refuse("COMPANY_NOT_FOUND"));
+        assert_eq!(route(None, &c, ChannelKind::Whatsapp), Route::Refuse(Refusal::CompanyNotFound));
         let inactive = CompanyRecord { project_status: "inactive".into(), auto_queue_reply_message: true, ..company() };
-        assert_eq!(route(Some(&inactive), &c, ChannelKind::Whatsapp), Route::Refuse("PROJECT_INACTIVE"));
-        assert_eq!(route(Some(&company()), &c, ChannelKind::Email), Route::Refuse("CHANNEL_NOT_ALLOWED"));
+        assert_eq!(route(Some(&inactive), &c, ChannelKind::Whatsapp), Route::Refuse(Refusal::ProjectInactive));
+        assert_eq!(route(Some(&company()), &c, ChannelKind::Email), Route::Refuse(Refusal::ChannelNotAllowed));
         assert_eq!(route(Some(&company()), &c, ChannelKind::Whatsapp), Route::Reply);
     }
 

@@ -7,26 +7,24 @@
 //! get a trigger of their own.
 use super::route::{self, Route};
 use super::staging::Staging;
-use crate::shared::ai::{Ai, Reply};
+use crate::shared::ai::Ai;
 use crate::shared::claim::{self, OnReply, RecordState};
 use crate::shared::companies::Companies;
 use crate::shared::conversations::Leased;
 use crate::shared::conversations::{ConversationStore, Written};
 use crate::shared::failure::Failure;
-use crate::shared::secrets::{Secrets, TwilioCredentials};
-use crate::shared::senders::{SendError, Senders, Sent};
+use crate::shared::secrets::Secrets;
+use crate::shared::senders::Senders;
 use crate::worker::metrics::Metrics;
-use crate::worker::outcome::Outcome;
+use crate::worker::outcome::{failed_at, Outcome, StepFailure};
 use crate::worker::pod::{PodClients, PodConfig};
 use crate::worker::queue::Worker;
-use multicomms_wire::conversation::{
-    ConversationKey, ConversationRecord, ConversationStatus, Message, ROLE_ASSISTANT, ROLE_USER,
-};
+use multicomms_wire::conversation::{ConversationKey, ConversationRecord, ConversationStatus};
 use multicomms_wire::replies::{Fragment, HandOffMessage, Trigger};
-use multicomms_wire::timestamp::{epoch_ms, now};
+use multicomms_wire::timestamp::epoch_ms;
 use multicomms_wire::{ChannelKind, CompanyRecord};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub struct ReplyProcessor {
     pub channel: ChannelKind,
@@ -86,24 +84,16 @@ impl Worker for ReplyProcessor {
 }
 
 /// One turn: the trigger, the lease's token, and the record as the turn found it.
-struct Turn<'a> {
-    trigger: &'a Trigger,
-    key: ConversationKey,
-    token: String,
-    record: ConversationRecord,
+pub(super) struct Turn<'a> {
+    pub trigger: &'a Trigger,
+    pub key: ConversationKey,
+    pub token: String,
+    pub record: ConversationRecord,
     /// SQS dead-letters the trigger after this receive: a failure now is handed to a person.
-    last_receive: bool,
-}
-
-/// Why a turn stopped before its reply was sent: the status it leaves, and why.
-struct Stop {
-    status: ConversationStatus,
-    step: &'static str,
-    failure: Failure,
-}
-
-fn at(status: ConversationStatus, step: &'static str) -> impl FnOnce(Failure) -> Stop {
-    move |failure| Stop { status, step, failure }
+    pub last_receive: bool,
+    /// When the turn took the lease: writes around the send are retried while other turns
+    /// would still wait for its claim.
+    pub started: Instant,
 }
 
 /// The longest a reply waits for the recipient to stop writing, in batching windows after the
@@ -127,16 +117,6 @@ pub fn wait_for_more(fragments: &[Fragment], window: Duration, now_ms: u64) -> O
     // SQS delays are whole seconds; a wait under a second is not worth another trigger.
     let wait_ms = answer_at.checked_sub(now_ms).filter(|ms| *ms >= 1_000)?;
     Some(Duration::from_secs(wait_ms.div_ceil(1_000)))
-}
-
-/// What the send needs, gathered before the claim.
-struct Prepared {
-    credentials: TwilioCredentials,
-    /// The credentials' secret name (forgotten when the provider refuses them).
-    credentials_id: String,
-    sender: String,
-    reply: Reply,
-    content: String,
 }
 
 impl ReplyProcessor {
@@ -184,12 +164,13 @@ impl ReplyProcessor {
     }
 
     async fn turn(&self, trigger: &Trigger, key: ConversationKey, token: String, last_receive: bool) -> Outcome {
+        let started = Instant::now();
         let record = match self.store.record(&key).await {
             Ok(Some(record)) => record,
             Ok(None) => return Outcome::Poison("no conversation record for this trigger".into()),
             Err(failure) => return self.release(&key, &token, failure).await,
         };
-        let turn = Turn { trigger, key, token, record, last_receive };
+        let turn = Turn { trigger, key, token, record, last_receive, started };
         let state = RecordState::of(&turn.record);
         let decision =
             claim::on_reply(&state, turn.record.hand_off_to_human, chrono::Utc::now(), self.send_grace, last_receive);
@@ -219,7 +200,7 @@ impl ReplyProcessor {
         let company = match self.companies.get(&turn.record.company_id, &turn.record.project_id).await {
             Ok(company) => company,
             Err(error) => {
-                let stop = at(ConversationStatus::FailedToProcessReplyAi, "company lookup");
+                let stop = failed_at(ConversationStatus::FailedToProcessReplyAi, "company lookup");
                 return self.stopped(turn, stop(error.into())).await;
             }
         };
@@ -252,7 +233,7 @@ impl ReplyProcessor {
                 return Outcome::Duplicate;
             }
             Err(failure) => {
-                return self.stopped(turn, at(ConversationStatus::FailedToSendReply, "claim")(failure)).await
+                return self.stopped(turn, failed_at(ConversationStatus::FailedToSendReply, "claim")(failure)).await
             }
         }
         let sent = match self.send(turn, &prepared).await {
@@ -296,119 +277,6 @@ impl ReplyProcessor {
         Ok(new)
     }
 
-    async fn prepare(
-        &self,
-        turn: &Turn<'_>,
-        company: &CompanyRecord,
-        fragments: &[Fragment],
-    ) -> Result<Prepared, Stop> {
-        let secrets_failed = || at(ConversationStatus::FailedReplySecretsFetch, "secrets");
-        let ai_failed = || at(ConversationStatus::FailedToProcessReplyAi, "ai");
-        let no_config = |what: &str| Failure::Permanent(format!("the company has no {what} for {}", self.channel));
-        let ai = company.ai_config.as_ref().and_then(|a| a.openai_config.get(self.channel));
-        let ai = ai.ok_or_else(|| ai_failed()(no_config("ai_config")))?;
-        let credentials_id = company.channel_config.credentials_id(self.channel);
-        let credentials_id = credentials_id.ok_or_else(|| secrets_failed()(no_config("channel_config")))?;
-        let sender = company.channel_config.sender(self.channel).unwrap_or_default().to_string();
-        let key = self.secrets.ai_key(&ai.api_key_reference).await.map_err(secrets_failed())?;
-        let credentials = self.secrets.twilio(credentials_id).await.map_err(secrets_failed())?;
-        let input = fragments.iter().map(Fragment::as_input).collect::<Vec<_>>().join("\n");
-        let previous = turn.record.response_id.as_deref();
-        match self.ai.reply(ai, &key, input, previous, &turn.key.conversation_id).await {
-            Ok((reply, content)) => {
-                Ok(Prepared { credentials, credentials_id: credentials_id.to_string(), sender, reply, content })
-            }
-            Err(failure) => {
-                self.secrets.forget(&ai.api_key_reference);
-                Err(ai_failed()(failure))
-            }
-        }
-    }
-
-    /// The provider call under the claim. Surely not sent and worth a retry: the claim is given
-    /// back. Maybe sent: handed to a person, never sent again.
-    async fn send(&self, turn: &Turn<'_>, prepared: &Prepared) -> Result<Sent, Outcome> {
-        let (credentials, from, to, body) =
-            (&prepared.credentials, &prepared.sender, &turn.key.primary_channel, &prepared.content);
-        let sent = match self.channel {
-            ChannelKind::Whatsapp => self.senders.whatsapp_text(credentials, from, to, body).await,
-            _ => self.senders.sms(credentials, from, to, body).await,
-        };
-        let failure = match sent {
-            Ok(sent) => return Ok(sent),
-            Err(SendError::Unknown(why)) => {
-                let reason = format!("send: {why}; the reply may have been delivered, so it is not sent again");
-                return Err(self.hand_off(turn, reason, Some(ConversationStatus::SendOutcomeUnknown)).await);
-            }
-            Err(SendError::NotSent(failure)) => failure,
-        };
-        self.secrets.forget(&prepared.credentials_id);
-        // Surely not sent: retried, unless this is the trigger's last receive (then handed off).
-        if let (Failure::Transient(why), false) = (&failure, turn.last_receive) {
-            let reason = format!("send: {why}");
-            if let Err(e) = self.store.release_reply_claim(&turn.key, &turn.token, &reason).await {
-                tracing::warn!(error = %e, "the reply claim was not given back; the next turn hands it off");
-            }
-            return Err(Outcome::Retry(reason));
-        }
-        Err(self.stopped(turn, at(ConversationStatus::FailedToSendReply, "send")(failure)).await)
-    }
-
-    /// The final update. If it fails the reply is out, so nothing is retried: the original's
-    /// CRITICAL alarm instead (the next turn finds the claim and hands the conversation off).
-    async fn record_reply(&self, turn: &Turn<'_>, fragments: &[Fragment], sent: Sent, prepared: &Prepared) {
-        let mut messages: Vec<Message> = fragments
-            .iter()
-            .map(|f| Message {
-                message_id: f.message_sid.clone(),
-                timestamp: f.received_at.clone(),
-                role: ROLE_USER.into(),
-                content: f.body.clone(),
-                prompt_tokens: 0,
-                completion_tokens: 0,
-                total_tokens: 0,
-                media: f.media.clone(),
-            })
-            .collect();
-        let usage = &prepared.reply.usage;
-        messages.push(Message {
-            message_id: sent.message_id.clone(),
-            timestamp: now(),
-            role: ROLE_ASSISTANT.into(),
-            content: sent.content,
-            prompt_tokens: usage.input_tokens,
-            completion_tokens: usage.output_tokens,
-            total_tokens: usage.total_tokens,
-            media: vec![],
-        });
-        let response_id = &prepared.reply.response_id;
-        // Retried in place: it is conditioned on this turn's claim, so a repeat appends nothing.
-        let mut recorded = self.store.reply_sent(&turn.key, &turn.token, &messages, response_id).await;
-        for pause in [200, 1_000, 5_000] {
-            match &recorded {
-                Err(Failure::Transient(_)) => {
-                    tokio::time::sleep(Duration::from_millis(pause)).await;
-                    recorded = self.store.reply_sent(&turn.key, &turn.token, &messages, response_id).await;
-                }
-                _ => break,
-            }
-        }
-        if let Err(e) = recorded {
-            self.metrics.sent_but_record_update_failed.inc();
-            tracing::error!(
-                critical = true,
-                message_id = %sent.message_id,
-                error = %e,
-                "CRITICAL: Reply sent (SID: {}) for conversation {}, but final DynamoDB update failed. \
-                 Manual intervention required to update record. Data to update: status='{}', response_id='{}'",
-                sent.message_id,
-                turn.key.conversation_id,
-                ConversationStatus::ReplySent,
-                response_id,
-            );
-        }
-    }
-
     /// Every ending but a retry (whose trigger comes back): the consumed rows, this turn's
     /// trigger lock and its lease go (their expiry is the fallback), and messages staged meanwhile
     /// get a trigger of their own.
@@ -444,7 +312,7 @@ impl ReplyProcessor {
     /// A step failed before the send (or the provider refused it): transient → lease back and
     /// retried through SQS; permanent, or transient on the trigger's last receive (SQS would
     /// dead-letter it) → the step's status, and the messages to a person.
-    async fn stopped(&self, turn: &Turn<'_>, stop: Stop) -> Outcome {
+    pub(super) async fn stopped(&self, turn: &Turn<'_>, stop: StepFailure) -> Outcome {
         let reason = format!("reply {}: {}", stop.step, stop.failure);
         if matches!(stop.failure, Failure::Transient(_)) && !turn.last_receive {
             return self.release(&turn.key, &turn.token, stop.failure).await;
@@ -458,7 +326,12 @@ impl ReplyProcessor {
 
     /// The staged messages to the hand-off queue, whole; then `status` (with
     /// `hand_off_to_human`) on the record if given, and the rows, lock and lease released.
-    async fn hand_off(&self, turn: &Turn<'_>, reason: String, status: Option<ConversationStatus>) -> Outcome {
+    pub(super) async fn hand_off(
+        &self,
+        turn: &Turn<'_>,
+        reason: String,
+        status: Option<ConversationStatus>,
+    ) -> Outcome {
         let fragments = match self.unanswered(turn).await {
             Ok(fragments) => fragments,
             Err(failure) => return self.release(&turn.key, &turn.token, failure).await,

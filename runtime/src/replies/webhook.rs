@@ -13,6 +13,7 @@
 //! request costs one key lookup and a (cached) secret read, and a source that sends many gets
 //! 429 before any (the router's per-source limit on unverified requests).
 use super::inbound::Inbound;
+use super::refusal::Refusal;
 use super::route::{self, Route};
 use super::staging::Staging;
 use crate::shared::companies::Companies;
@@ -78,10 +79,6 @@ impl Webhook {
     }
 }
 
-const PARSING_ERROR: &str = "PARSING_ERROR";
-const INVALID_SIGNATURE: &str = "INVALID_SIGNATURE";
-const CONVERSATION_NOT_FOUND: &str = "CONVERSATION_NOT_FOUND";
-
 /// How a message was answered: the metric's `outcome` label, and Twilio's status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Acknowledged {
@@ -90,11 +87,11 @@ pub enum Acknowledged {
     /// Its `MessageSid` is already in the conversation: a Twilio retry of an answered message.
     AlreadyAnswered,
     /// Twilio sent it and nobody answers it; the code says why (the original's error codes).
-    Refused(&'static str),
+    Refused(Refusal),
     /// Not shown to come from Twilio for a tenant: no conversation points a tenant's credentials
     /// at these numbers, or the signature does not verify with them. Every such request gets the
     /// same answer, so a stranger learns nothing (not even whether the numbers talk).
-    Unverified(&'static str),
+    Unverified(Refusal),
     /// Not looked at: its source sent too many unverified requests this minute (answered 429
     /// by the router, before this module sees it).
     Throttled,
@@ -106,7 +103,7 @@ impl Acknowledged {
     /// for a request not shown to come from Twilio.
     pub fn status(self) -> u16 {
         match self {
-            Acknowledged::Refused(PARSING_ERROR) => 400,
+            Acknowledged::Refused(Refusal::ParsingError) => 400,
             Acknowledged::Unverified(_) => 403,
             Acknowledged::Throttled => 429,
             _ => 200,
@@ -119,7 +116,7 @@ impl Acknowledged {
             Acknowledged::HandedOff => "handed_off",
             Acknowledged::AlreadyAnswered => "already_answered",
             Acknowledged::Throttled => "RATE_LIMITED",
-            Acknowledged::Refused(code) | Acknowledged::Unverified(code) => code,
+            Acknowledged::Refused(code) | Acknowledged::Unverified(code) => code.as_str(),
         }
     }
 }
@@ -142,31 +139,31 @@ pub async fn authenticate(
 ) -> Result<Authenticated, Result<Acknowledged, Failure>> {
     let inbound = match Inbound::parse(channel, form) {
         Ok(inbound) => inbound,
-        Err(why) => return Err(Ok(refused(PARSING_ERROR, &why))),
+        Err(why) => return Err(Ok(refused(Refusal::ParsingError, &why))),
     };
-    let unverified = |code: &'static str, why: &str| {
-        tracing::warn!(code, why, message_sid = %inbound.message_sid, "inbound request not shown to come from Twilio");
+    let unverified = |code: Refusal, why: &str| {
+        tracing::warn!(code = code.as_str(), why, message_sid = %inbound.message_sid, "inbound request not shown to come from Twilio");
         Err(Ok(Acknowledged::Unverified(code)))
     };
     if signature.is_empty() {
-        return unverified(INVALID_SIGNATURE, "no X-Twilio-Signature");
+        return unverified(Refusal::InvalidSignature, "no X-Twilio-Signature");
     }
     let key = ActivePointer::key(channel, &inbound.to, &inbound.from);
     let pointer = match webhook.store.pointer(&key).await {
         Ok(Some(pointer)) => pointer,
-        Ok(None) => return unverified(CONVERSATION_NOT_FOUND, "no conversation with these numbers"),
-        Err(Failure::Permanent(why)) => return unverified("DB_QUERY_ERROR", &why),
+        Ok(None) => return unverified(Refusal::ConversationNotFound, "no conversation with these numbers"),
+        Err(Failure::Permanent(why)) => return unverified(Refusal::DbQueryError, &why),
         Err(transient) => return Err(Err(transient)),
     };
     let twilio = match webhook.secrets.twilio(&pointer.credentials_id).await {
         Ok(twilio) => twilio,
-        Err(Failure::Permanent(why)) => return unverified("SECRET_FETCH_FAILED", &why),
+        Err(Failure::Permanent(why)) => return unverified(Refusal::SecretFetchFailed, &why),
         Err(transient) => return Err(Err(transient)),
     };
     let signed = |token: &str| super::signature::verify(token, url, &inbound.params, signature);
     let fresh = || webhook.signed_with_a_fresh_token(&pointer.credentials_id, signed);
     if !signed(twilio.auth_token.expose_secret()) && !fresh().await.map_err(Err)? {
-        return unverified(INVALID_SIGNATURE, "the signature does not verify with the tenant's auth token");
+        return unverified(Refusal::InvalidSignature, "the signature does not verify with the tenant's auth token");
     }
     Ok(Authenticated { inbound, pointer })
 }
@@ -224,8 +221,8 @@ async fn answer(
     let channel = inbound.channel;
     let conversation = match conversation(webhook, inbound, pointer).await {
         Ok(Some(conversation)) => conversation,
-        Ok(None) => return Ok(refused(CONVERSATION_NOT_FOUND, "no active conversation with this number")),
-        Err(Failure::Permanent(why)) => return Ok(refused("DB_QUERY_ERROR", &why)),
+        Ok(None) => return Ok(refused(Refusal::ConversationNotFound, "no active conversation with this number")),
+        Err(Failure::Permanent(why)) => return Ok(refused(Refusal::DbQueryError, &why)),
         Err(transient) => return Err(transient),
     };
     tracing::Span::current().record("conversation_id", &conversation.conversation_id);
@@ -262,8 +259,8 @@ async fn answer(
     }
 }
 
-fn refused(code: &'static str, why: &str) -> Acknowledged {
-    tracing::warn!(code, why, "inbound message acknowledged and not answered");
+fn refused(code: Refusal, why: &str) -> Acknowledged {
+    tracing::warn!(code = code.as_str(), why, "inbound message acknowledged and not answered");
     Acknowledged::Refused(code)
 }
 

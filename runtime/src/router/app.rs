@@ -235,7 +235,9 @@ async fn inbound(
         Ok(authenticated) => tokio::spawn({
             let state = state.clone();
             async move {
-                let Some(webhook) = &state.replies else { return Ok(webhook::Acknowledged::Refused("WEBHOOK_OFF")) };
+                let Some(webhook) = &state.replies else {
+                    return Ok(webhook::Acknowledged::Refused(crate::replies::refusal::Refusal::WebhookOff));
+                };
                 webhook::dispatch(&state.companies, webhook, authenticated).await
             }
         })

@@ -1,5 +1,7 @@
 //! What became of a message: it decides how the message is settled on its queue, and names the
-//! metric's `outcome` label.
+//! metric's `outcome` label. And how a step failed, which decides what the record says.
+use crate::shared::failure::Failure;
+use multicomms_wire::conversation::ConversationStatus;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
@@ -39,4 +41,16 @@ impl Outcome {
             Outcome::Poison(_) => "poison",
         }
     }
+}
+
+/// A step that failed: the status the conversation record gets, the step, and why. Both flows'
+/// steps fail this way; `failed_at(status, step)` makes one from a [`Failure`] in `map_err`.
+pub struct StepFailure {
+    pub status: ConversationStatus,
+    pub step: &'static str,
+    pub failure: Failure,
+}
+
+pub fn failed_at(status: ConversationStatus, step: &'static str) -> impl FnOnce(Failure) -> StepFailure {
+    move |failure| StepFailure { status, step, failure }
 }

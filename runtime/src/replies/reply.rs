@@ -1,0 +1,129 @@
+//! The reply itself, once the turn decided to answer: what the send needs (the company's AI
+//! and Twilio settings, the secrets, the AI's continuation), the provider call under the
+//! claim, and the one conditional update that records the recipient's messages and the reply.
+use super::turn::{ReplyProcessor, Turn};
+use crate::shared::ai::Reply;
+use crate::shared::failure::Failure;
+use crate::shared::secrets::TwilioCredentials;
+use crate::shared::senders::{SendError, Sent};
+use crate::worker::around_send::{sent_but_not_recorded, through_outage, Unrecorded};
+use crate::worker::outcome::{failed_at, Outcome, StepFailure};
+use multicomms_wire::conversation::{ConversationStatus, Message, ROLE_ASSISTANT, ROLE_USER};
+use multicomms_wire::replies::Fragment;
+use multicomms_wire::timestamp::now;
+use multicomms_wire::{ChannelKind, CompanyRecord};
+
+/// What the send needs, gathered before the claim.
+pub(super) struct Prepared {
+    credentials: TwilioCredentials,
+    /// The credentials' secret name (forgotten when the provider refuses them).
+    credentials_id: String,
+    sender: String,
+    reply: Reply,
+    content: String,
+}
+
+impl ReplyProcessor {
+    pub(super) async fn prepare(
+        &self,
+        turn: &Turn<'_>,
+        company: &CompanyRecord,
+        fragments: &[Fragment],
+    ) -> Result<Prepared, StepFailure> {
+        let secrets_failed = || failed_at(ConversationStatus::FailedReplySecretsFetch, "secrets");
+        let ai_failed = || failed_at(ConversationStatus::FailedToProcessReplyAi, "ai");
+        let no_config = |what: &str| Failure::Permanent(format!("the company has no {what} for {}", self.channel));
+        let ai = company.ai_config.as_ref().and_then(|a| a.openai_config.get(self.channel));
+        let ai = ai.ok_or_else(|| ai_failed()(no_config("ai_config")))?;
+        let credentials_id = company.channel_config.credentials_id(self.channel);
+        let credentials_id = credentials_id.ok_or_else(|| secrets_failed()(no_config("channel_config")))?;
+        let sender = company.channel_config.sender(self.channel).unwrap_or_default().to_string();
+        let key = self.secrets.ai_key(&ai.api_key_reference).await.map_err(secrets_failed())?;
+        let credentials = self.secrets.twilio(credentials_id).await.map_err(secrets_failed())?;
+        let input = fragments.iter().map(Fragment::as_input).collect::<Vec<_>>().join("\n");
+        let previous = turn.record.response_id.as_deref();
+        match self.ai.reply(ai, &key, input, previous, &turn.key.conversation_id).await {
+            Ok((reply, content)) => {
+                Ok(Prepared { credentials, credentials_id: credentials_id.to_string(), sender, reply, content })
+            }
+            Err(failure) => {
+                self.secrets.forget(&ai.api_key_reference);
+                Err(ai_failed()(failure))
+            }
+        }
+    }
+
+    /// The provider call under the claim. Surely not sent and worth a retry: the claim is given
+    /// back. Maybe sent: handed to a person, never sent again.
+    pub(super) async fn send(&self, turn: &Turn<'_>, prepared: &Prepared) -> Result<Sent, Outcome> {
+        let (credentials, from, to, body) =
+            (&prepared.credentials, &prepared.sender, &turn.key.primary_channel, &prepared.content);
+        let sent = match self.channel {
+            ChannelKind::Whatsapp => self.senders.whatsapp_text(credentials, from, to, body).await,
+            _ => self.senders.sms(credentials, from, to, body).await,
+        };
+        let failure = match sent {
+            Ok(sent) => return Ok(sent),
+            Err(SendError::Unknown(why)) => {
+                let reason = format!("send: {why}; the reply may have been delivered, so it is not sent again");
+                return Err(self.hand_off(turn, reason, Some(ConversationStatus::SendOutcomeUnknown)).await);
+            }
+            Err(SendError::NotSent(failure)) => failure,
+        };
+        self.secrets.forget(&prepared.credentials_id);
+        // Surely not sent: retried, unless this is the trigger's last receive (then handed off).
+        if let (Failure::Transient(why), false) = (&failure, turn.last_receive) {
+            let reason = format!("send: {why}");
+            if let Err(e) = self.store.release_reply_claim(&turn.key, &turn.token, &reason).await {
+                tracing::warn!(error = %e, "the reply claim was not given back; the next turn hands it off");
+            }
+            return Err(Outcome::Retry(reason));
+        }
+        Err(self.stopped(turn, failed_at(ConversationStatus::FailedToSendReply, "send")(failure)).await)
+    }
+
+    /// The final update, retried through an AWS outage ([`through_outage`]). If it still fails
+    /// the reply is out, so nothing more is retried: the original's CRITICAL alarm instead (the
+    /// next turn finds the claim and hands the conversation off).
+    pub(super) async fn record_reply(&self, turn: &Turn<'_>, fragments: &[Fragment], sent: Sent, prepared: &Prepared) {
+        let mut messages: Vec<Message> = fragments
+            .iter()
+            .map(|f| Message {
+                message_id: f.message_sid.clone(),
+                timestamp: f.received_at.clone(),
+                role: ROLE_USER.into(),
+                content: f.body.clone(),
+                prompt_tokens: 0,
+                completion_tokens: 0,
+                total_tokens: 0,
+                media: f.media.clone(),
+            })
+            .collect();
+        let usage = &prepared.reply.usage;
+        messages.push(Message {
+            message_id: sent.message_id.clone(),
+            timestamp: now(),
+            role: ROLE_ASSISTANT.into(),
+            content: sent.content,
+            prompt_tokens: usage.input_tokens,
+            completion_tokens: usage.output_tokens,
+            total_tokens: usage.total_tokens,
+            media: vec![],
+        });
+        let response_id = &prepared.reply.response_id;
+        // Conditioned on this turn's claim, so a repeat appends nothing.
+        let update = || self.store.reply_sent(&turn.key, &turn.token, &messages, response_id);
+        let recorded = through_outage(turn.started, self.send_grace, "the record update after a reply", update).await;
+        if let Err(error) = recorded {
+            let unrecorded = Unrecorded {
+                what: "Reply",
+                message_id: &sent.message_id,
+                conversation_id: &turn.key.conversation_id,
+                status: ConversationStatus::ReplySent,
+                response_id,
+                processing_time_ms: None,
+            };
+            sent_but_not_recorded(&self.metrics, &unrecorded, &error);
+        }
+    }
+}
