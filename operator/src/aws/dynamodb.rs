@@ -257,20 +257,14 @@ impl Dynamo {
         }
         request.send().await.map_err(err)?;
         // TTL can only be set on an ACTIVE table.
-        self.client
-            .wait_until_table_exists()
-            .table_name(&spec.name)
-            .wait(std::time::Duration::from_secs(120))
-            .await
-            .map_err(|e| {
-                AwsError::local(
-                    "DescribeTable",
-                    &spec.name,
-                    "WaiterFailed",
-                    aws_sdk_dynamodb::error::DisplayErrorContext(e),
-                )
-            })?;
-        Ok(())
+        self.wait_until_active(&spec.name).await
+    }
+
+    async fn wait_until_active(&self, table: &str) -> Result<(), AwsError> {
+        let waited = self.client.wait_until_table_exists().table_name(table).wait(Duration::from_secs(120)).await;
+        waited.map(|_| ()).map_err(|e| {
+            AwsError::local("DescribeTable", table, "WaiterFailed", aws_sdk_dynamodb::error::DisplayErrorContext(e))
+        })
     }
 
     /// The attribute TTL expires items by, if TTL is on (or being switched on).

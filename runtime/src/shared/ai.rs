@@ -268,38 +268,8 @@ pub fn reply_schema() -> Value {
 /// `message` output is the JSON the schema describes; a `refusal` is a permanent failure.
 fn parse_reply(body: &Value, validator: &jsonschema::Validator) -> Result<Reply, Failure> {
     let response_id = body["id"].as_str().unwrap_or_default().to_string();
-    match body["status"].as_str() {
-        Some("completed") => {}
-        Some(other) => {
-            let why = body["incomplete_details"]["reason"].as_str().or(body["error"]["code"].as_str());
-            let message = format!("OpenAI response {other}: {}", why.unwrap_or("no reason given"));
-            return Err(if body["error"]["code"] == "server_error" {
-                Failure::Transient(message)
-            } else {
-                Failure::Permanent(message)
-            });
-        }
-        None => return Err(Failure::Permanent("OpenAI answer has no status".into())),
-    }
-    let contents = body["output"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|o| o["type"] == "message")
-        .flat_map(|o| o["content"].as_array().into_iter().flatten());
-    let mut text = None;
-    for content in contents {
-        match content["type"].as_str() {
-            Some("output_text") => {
-                text = content["text"].as_str();
-                break;
-            }
-            // The refusal's text may quote the recipient's data: it is not kept.
-            Some("refusal") => return Err(Failure::Permanent("the model refused".into())),
-            _ => {}
-        }
-    }
-    let text = text.ok_or_else(|| Failure::Permanent("OpenAI answer has no output_text".into()))?;
+    completed(body)?;
+    let text = output_text(body)?;
     // Errors name where the output went wrong, never what it said (it is message text).
     let output: Value = serde_json::from_str(text).map_err(|_| {
         Failure::Permanent(format!("the model's output is not JSON ({} characters)", text.chars().count()))
@@ -326,6 +296,45 @@ fn parse_reply(body: &Value, validator: &jsonschema::Validator) -> Result<Reply,
             total_tokens: count("total_tokens"),
         },
     })
+}
+
+/// `status` must be `completed`; an incomplete or failed response says why (a server error is
+/// worth a retry).
+fn completed(body: &Value) -> Result<(), Failure> {
+    match body["status"].as_str() {
+        Some("completed") => Ok(()),
+        Some(other) => {
+            let why = body["incomplete_details"]["reason"].as_str().or(body["error"]["code"].as_str());
+            let message = format!("OpenAI response {other}: {}", why.unwrap_or("no reason given"));
+            Err(if body["error"]["code"] == "server_error" {
+                Failure::Transient(message)
+            } else {
+                Failure::Permanent(message)
+            })
+        }
+        None => Err(Failure::Permanent("OpenAI answer has no status".into())),
+    }
+}
+
+/// The first `output_text` of the `message` outputs; a `refusal` before it is permanent.
+fn output_text(body: &Value) -> Result<&str, Failure> {
+    let contents = body["output"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|o| o["type"] == "message")
+        .flat_map(|o| o["content"].as_array().into_iter().flatten());
+    for content in contents {
+        match content["type"].as_str() {
+            Some("output_text") => {
+                return content["text"].as_str().ok_or_else(|| Failure::Permanent("output_text has no text".into()))
+            }
+            // The refusal's text may quote the recipient's data: it is not kept.
+            Some("refusal") => return Err(Failure::Permanent("the model refused".into())),
+            _ => {}
+        }
+    }
+    Err(Failure::Permanent("OpenAI answer has no output_text".into()))
 }
 
 /// https without credentials in the URL, off this machine; with `allow_loopback`, also http or
