@@ -85,6 +85,16 @@ impl WriteCondition {
     }
 }
 
+/// A read of one item that found no table to read (a `plan` before the first `apply`) is not
+/// an AWS failure like the others: the item is not there either.
+#[derive(Debug, thiserror::Error)]
+pub enum GetError {
+    #[error("table {0} does not exist")]
+    TableMissing(String),
+    #[error(transparent)]
+    Aws(#[from] AwsError),
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PutError {
     #[error("the item changed since it was read")]
@@ -112,11 +122,15 @@ impl Dynamo {
 
     /// A strongly consistent read, so a write just made is seen; batched with the concurrent
     /// reads of other reconciles.
-    pub async fn get_item(&self, table: &str, key: Item) -> Result<Option<Item>, AwsError> {
-        match ItemKey::of(table, &key) {
+    pub async fn get_item(&self, table: &str, key: Item) -> Result<Option<Item>, GetError> {
+        let read = match ItemKey::of(table, &key) {
             Some(key) => self.reads.get(key).await,
             None => self.get_item_alone(table, key).await,
-        }
+        };
+        read.map_err(|e| match e.code.as_str() {
+            "ResourceNotFoundException" => GetError::TableMissing(table.to_string()),
+            _ => GetError::Aws(e),
+        })
     }
 
     async fn get_item_alone(&self, table: &str, key: Item) -> Result<Option<Item>, AwsError> {

@@ -6,11 +6,11 @@
 //! points clients and processors at those secrets.
 use super::secrets::{self, Expect, SECRETS_SYNCED};
 use super::validate;
-use super::{begin, claim, ChangeKind, Context, Failure, Outcome, Reason, Report};
-use crate::aws::dynamodb::{PutError, WriteCondition};
+use super::{ChangeKind, Claim, Context, Failure, Outcome, Reason, Reconciling, Report};
+use crate::aws::dynamodb::{GetError, PutError, WriteCondition};
 use crate::crd::Company;
+use crate::desired;
 use crate::desired::secret::SecretValues;
-use crate::desired::{self, Owner};
 use crate::diff;
 use multicomms_wire::company::{record_key, CREATED_AT, MANAGED_BY, PARTITION_KEY, TIMESTAMPS, UPDATED_AT};
 use multicomms_wire::{CompanyRecord, Item};
@@ -18,111 +18,110 @@ use multicomms_wire::{CompanyRecord, Item};
 pub const RECORD_SYNCED: &str = "RecordSynced";
 
 pub async fn reconcile(ctx: &Context, company: &Company, values: &SecretValues) -> Report {
-    let (mut report, owner, adopt) = begin(ctx, "Company", company);
+    let mut r = Reconciling::begin(ctx, "Company", company);
     let valid = ctx.validated.check(company, validate::company).and_then(|()| ctx.ai_endpoints.check(company));
     if let Err(invalid) = valid {
-        report.subsystems = vec![(SECRETS_SYNCED, Err(invalid.clone())), (RECORD_SYNCED, Err(invalid))];
-        return report;
+        return r.finish(vec![(SECRETS_SYNCED, Err(invalid.clone())), (RECORD_SYNCED, Err(invalid))]);
     }
     // The record keeps a hash of the router API key (a missing Secret is reported by the secrets).
     let api_key =
-        company.spec.api_key.as_ref().and_then(|key| values.get("spec.apiKey", &key.secret_key_ref, &owner).ok());
-    let desired =
-        desired::company::record(&company.spec, &ctx.naming, &owner, api_key.map(secrecy::ExposeSecret::expose_secret));
+        company.spec.api_key.as_ref().and_then(|key| values.get("spec.apiKey", &key.secret_key_ref, &r.owner).ok());
+    let desired = desired::company::record(
+        &company.spec,
+        &ctx.naming,
+        &r.owner,
+        api_key.map(secrecy::ExposeSecret::expose_secret),
+    );
 
-    let write = match plan_record(ctx, desired, &owner, adopt, &mut report).await {
+    let write = match plan_record(&mut r, desired).await {
         Ok(write) => write,
         Err(failure) => {
             let blocked = Failure::new(Reason::Blocked, format!("waiting for {RECORD_SYNCED}"));
-            report.subsystems = vec![(SECRETS_SYNCED, Err(blocked)), (RECORD_SYNCED, Err(failure))];
-            return report;
+            return r.finish(vec![(SECRETS_SYNCED, Err(blocked)), (RECORD_SYNCED, Err(failure))]);
         }
     };
     let specs = desired::company::secrets(&company.spec, &ctx.naming);
     let new_company = write.as_ref().is_some_and(|w| matches!(w.condition, WriteCondition::Absent { .. }));
     let expect = if new_company { Expect::New } else { Expect::Unknown };
-    let secrets = secrets::sync(ctx, &specs, values, &owner, adopt, expect, &mut report).await;
+    let secrets = secrets::sync(&mut r, &specs, values, expect).await;
     let record = match (&secrets, write) {
         (Err(_), Some(_)) => Err(Failure::new(Reason::Blocked, format!("waiting for {SECRETS_SYNCED}"))),
         (_, None) => Ok("record up to date".to_string()),
-        (_, Some(write)) => write_record(ctx, write, &mut report).await,
+        (_, Some(write)) => write_record(&mut r, write).await,
     };
-    report.subsystems = vec![(SECRETS_SYNCED, secrets), (RECORD_SYNCED, record)];
-    report
+    r.finish(vec![(SECRETS_SYNCED, secrets), (RECORD_SYNCED, record)])
 }
 
-/// A put that would bring the record up to date.
+/// A put that would bring the record up to date, and the change it makes.
 struct RecordWrite {
     table: String,
     object: String,
     record: CompanyRecord,
     condition: WriteCondition,
+    kind: ChangeKind,
+    fields: Vec<String>,
 }
 
 /// Reads the record, checks ownership and diffs. `Ok(None)`: already up to date.
-async fn plan_record(
-    ctx: &Context,
-    mut record: CompanyRecord,
-    owner: &Owner,
-    adopt: bool,
-    report: &mut Report,
-) -> Result<Option<RecordWrite>, Failure> {
-    let table = ctx.naming.company_data_table();
+async fn plan_record(r: &mut Reconciling<'_>, mut record: CompanyRecord) -> Result<Option<RecordWrite>, Failure> {
+    let table = r.ctx.naming.company_data_table();
     let object = format!("item {table}[{}/{}]", record.company_id, record.project_id);
     let key = record_key(&record.company_id, &record.project_id);
-    let observed = match ctx.aws.dynamodb.get_item(&table, key).await {
+    let observed = match r.ctx.aws.dynamodb.get_item(&table, key).await {
         // No table yet (a `plan` before the first `apply`): no record either. (`apply` creates
         // the tables first; were one still missing, the write would say so.)
-        Err(e) if e.code == "ResourceNotFoundException" => None,
+        Err(GetError::TableMissing(_)) => None,
         other => other?,
     };
     let text = |item: &Item, name: &str| item.get(name).and_then(|v| v.as_s().ok()).cloned();
 
     let Some(item) = observed else {
-        report.change(ChangeKind::Create, &object, vec![]);
         let condition = WriteCondition::Absent { partition_key: PARTITION_KEY };
-        return Ok(Some(RecordWrite { table, object, record, condition }));
+        let (kind, fields) = (ChangeKind::Create, vec![]);
+        return Ok(Some(RecordWrite { table, object, record, condition, kind, fields }));
     };
-    let adopting = claim(owner, text(&item, MANAGED_BY).as_deref(), adopt, &object)?;
+    let claim = r.claim(text(&item, MANAGED_BY).as_deref(), &object)?;
     let desired_item = record.to_item().map_err(|e| Failure::new(Reason::InvalidSpec, format!("{object}: {e}")))?;
     let fields = diff::item_fields(&desired_item, &item, &TIMESTAMPS);
     if fields.is_empty() {
         let version = text(&item, UPDATED_AT).unwrap_or_default();
-        report.outputs.record_version = Some(version);
+        r.outputs().record_version = Some(version);
         return Ok(None);
     }
-    report.change(ChangeKind::Update, &object, fields);
     record.created_at = text(&item, CREATED_AT).unwrap_or_default();
     // Written only if nobody took the item over since it was read.
-    let expected = if adopting { None } else { Some(owner.to_string()) };
+    let expected = (claim == Claim::Ours).then(|| r.owner.to_string());
     let condition = WriteCondition::Owner { partition_key: PARTITION_KEY, attribute: MANAGED_BY, expected };
-    Ok(Some(RecordWrite { table, object, record, condition }))
+    Ok(Some(RecordWrite { table, object, record, condition, kind: ChangeKind::Update, fields }))
 }
 
-async fn write_record(ctx: &Context, write: RecordWrite, report: &mut Report) -> Outcome {
-    let RecordWrite { table, object, mut record, condition } = write;
+async fn write_record(r: &mut Reconciling<'_>, write: RecordWrite) -> Outcome {
+    let RecordWrite { table, object, mut record, condition, kind, fields } = write;
     let now = multicomms_wire::timestamp::now();
     if record.created_at.is_empty() {
         record.created_at = now.clone();
     }
     record.updated_at = now;
     let item = record.to_item().map_err(|e| Failure::new(Reason::InvalidSpec, format!("{object}: {e}")))?;
-    let written = match ctx.apply(|w| ctx.aws.dynamodb.put_item(w, &table, item, condition)).await {
-        Ok(None) => return Ok("record would be written".into()),
-        Ok(Some(())) => true,
-        // An SDK retry of a put whose first answer was lost fails the condition on our own
-        // write: the item then carries our marker and the very timestamp just written.
-        Err(PutError::ConditionFailed) => is_our_write(ctx, &table, &record).await?,
-        Err(PutError::Aws(e)) => return Err(e.into()),
+    let conflict = format!("{object} was created or taken over by another writer meanwhile; left untouched");
+    let (ctx, written) = (r.ctx, &record);
+    let put = |w| async move {
+        match ctx.aws.dynamodb.put_item(w, &table, item, condition).await {
+            Ok(()) => Ok(()),
+            // An SDK retry of a put whose first answer was lost fails the condition on our own
+            // write: the item then carries our marker and the very timestamp just written.
+            Err(PutError::ConditionFailed) if is_our_write(ctx, &table, written).await? => Ok(()),
+            Err(PutError::ConditionFailed) => Err(Failure::new(Reason::OwnershipConflict, conflict)),
+            Err(PutError::Aws(e)) => Err(e.into()),
+        }
     };
-    if !written {
-        return Err(Failure::new(
-            Reason::OwnershipConflict,
-            format!("{object} was created or taken over by another writer meanwhile; left untouched"),
-        ));
+    match r.write(kind, object, fields, put).await? {
+        None => Ok("record would be written".into()),
+        Some(()) => {
+            r.outputs().record_version = Some(record.updated_at);
+            Ok("record written".into())
+        }
     }
-    report.outputs.record_version = Some(record.updated_at);
-    Ok("record written".into())
 }
 
 /// Whether the stored record is `written`, as this reconcile wrote it.

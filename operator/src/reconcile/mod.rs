@@ -7,12 +7,14 @@ pub mod cleanup;
 pub mod company;
 pub mod conditions;
 pub mod ownership;
+pub mod reconciling;
 pub mod report;
 pub mod secrets;
 pub mod tables;
 pub mod validate;
 
-pub use ownership::{begin, claim, AdoptionPolicy, ADOPT_ANNOTATION};
+pub use ownership::{AdoptionPolicy, ADOPT_ANNOTATION};
+pub use reconciling::{Claim, Reconciling};
 pub use report::{Change, ChangeKind, Failure, Outcome, Outputs, QueueOutput, Reason, Report};
 
 use crate::aws::{Aws, Writes};
@@ -58,9 +60,10 @@ impl Context {
         self
     }
 
-    /// The write gate, and the only place that knows the mode: in apply mode runs `write` with
-    /// the permission the adapters' write methods ask for; in plan mode never starts it
-    /// (`Ok(None)`). Reports record the change either way, so `plan` shows what `apply` does.
+    /// The write gate: in apply mode runs `write` with the permission the adapters' write
+    /// methods ask for; in plan mode never starts it (`Ok(None)`). Resources write through
+    /// [`Reconciling::write`], which records the change either way, so `plan` shows what
+    /// `apply` does.
     pub async fn apply<T, E, F, Fut>(&self, write: F) -> Result<Option<T>, E>
     where
         F: FnOnce(Writes) -> Fut,

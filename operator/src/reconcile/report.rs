@@ -107,6 +107,15 @@ impl From<AwsError> for Failure {
     }
 }
 
+impl From<crate::aws::dynamodb::GetError> for Failure {
+    fn from(e: crate::aws::dynamodb::GetError) -> Self {
+        match e {
+            crate::aws::dynamodb::GetError::Aws(e) => e.into(),
+            missing => Failure::new(Reason::AwsError, missing.to_string()),
+        }
+    }
+}
+
 /// Outcome of one subsystem: a message when in sync, a failure otherwise.
 pub type Outcome = Result<String, Failure>;
 

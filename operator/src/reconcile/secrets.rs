@@ -14,7 +14,7 @@
 //! ([`VerifiedSecrets`]): a resync whose desired value is unchanged skips their reads until the
 //! recheck interval has passed, so a resync costs about one AWS call per Company instead of two
 //! per secret. A changed value (a rotated Kubernetes Secret) is never skipped.
-use super::{claim, ChangeKind, Context, Failure, Mode, Outcome, Reason, Report};
+use super::{ChangeKind, Claim, Failure, Outcome, Reason, Reconciling};
 use crate::aws::secrets::{ObservedSecret, WriteError, WrittenSecret};
 use crate::crd::company::SecretStatus;
 use crate::desired::secret::{DesiredSecret, SecretSpec, SecretValues, UnusableSecret};
@@ -140,17 +140,9 @@ pub enum Expect {
     New,
 }
 
-pub async fn sync(
-    ctx: &Context,
-    specs: &[SecretSpec],
-    values: &SecretValues,
-    owner: &Owner,
-    adopt: bool,
-    expect: Expect,
-    report: &mut Report,
-) -> Outcome {
+pub async fn sync(r: &mut Reconciling<'_>, specs: &[SecretSpec], values: &SecretValues, expect: Expect) -> Outcome {
     let desired =
-        specs.iter().map(|spec| spec.resolve(values, owner)).collect::<Result<Vec<_>, _>>().map_err(|unusable| {
+        specs.iter().map(|spec| spec.resolve(values, &r.owner)).collect::<Result<Vec<_>, _>>().map_err(|unusable| {
             let reason = match unusable {
                 UnusableSecret::NotAllowed { .. } => Reason::SecretNotAllowed,
                 UnusableSecret::Secret { .. } | UnusableSecret::Key { .. } => Reason::SecretNotFound,
@@ -159,22 +151,22 @@ pub async fn sync(
         })?;
     let mut claimed = Vec::with_capacity(desired.len());
     for secret in &desired {
-        if let Some(written) = ctx.verified_secrets.recall(secret, owner) {
-            record(report, &secret.name, written);
+        if let Some(written) = r.ctx.verified_secrets.recall(secret, &r.owner) {
+            record(r, &secret.name, written);
             continue;
         }
         // A `plan` writes nothing, so it cannot learn from a create that the name is free.
-        if expect == Expect::New && ctx.mode == Mode::Apply {
-            create(ctx, secret, owner, adopt, report).await?;
+        if expect == Expect::New && !r.is_plan() {
+            create(r, secret).await?;
             continue;
         }
-        let (observed, adopting) = observe_and_claim(ctx, secret, owner, adopt).await?.unzip();
-        claimed.push((secret, observed, adopting.unwrap_or(false)));
+        let (observed, claim) = observe_and_claim(r, secret).await?.unzip();
+        claimed.push((secret, observed, claim));
     }
-    for (secret, observed, adopting) in claimed {
-        match observed {
-            None => create(ctx, secret, owner, adopt, report).await?,
-            Some(observed) => update(ctx, secret, observed, owner, adopting, report).await?,
+    for (secret, observed, claim) in claimed {
+        match (observed, claim) {
+            (Some(observed), Some(claim)) => update(r, secret, observed, claim).await?,
+            _ => create(r, secret).await?,
         }
     }
     Ok(match desired.len() {
@@ -188,44 +180,39 @@ fn owner_tags(owner: &Owner) -> BTreeMap<&'static str, String> {
     BTreeMap::from([(OWNER_TAG, owner.to_string())])
 }
 
-/// The secret, as DescribeSecret reports it, and whether `owner` takes it over; `None`: absent.
+/// The secret, as DescribeSecret reports it, and whether the resource may manage it; `None`:
+/// absent.
 async fn observe_and_claim(
-    ctx: &Context,
+    r: &Reconciling<'_>,
     secret: &DesiredSecret,
-    owner: &Owner,
-    adopt: bool,
-) -> Result<Option<(ObservedSecret, bool)>, Failure> {
-    let Some(observed) = ctx.aws.secrets.describe(&secret.name).await? else { return Ok(None) };
+) -> Result<Option<(ObservedSecret, Claim)>, Failure> {
+    let Some(observed) = r.ctx.aws.secrets.describe(&secret.name).await? else { return Ok(None) };
     let marker = observed.tags.get(OWNER_TAG).map(String::as_str);
-    let adopting = claim(owner, marker, adopt, &format!("secret {}", secret.name))?;
-    Ok(Some((observed, adopting)))
+    let claim = r.claim(marker, &format!("secret {}", secret.name))?;
+    Ok(Some((observed, claim)))
 }
 
 /// Creates the secret. If the name is taken (by someone else, by our own create whose answer
 /// was lost, or by a secret scheduled for deletion), it is read and claimed first, then
 /// brought in line like any existing secret.
-async fn create(
-    ctx: &Context,
-    secret: &DesiredSecret,
-    owner: &Owner,
-    adopt: bool,
-    report: &mut Report,
-) -> Result<(), Failure> {
-    let sm = &ctx.aws.secrets;
-    let tags = owner_tags(owner);
-    match ctx.apply(|w| sm.create(w, &secret.name, &secret.value, &tags)).await {
+async fn create(r: &mut Reconciling<'_>, secret: &DesiredSecret) -> Result<(), Failure> {
+    let sm = &r.ctx.aws.secrets;
+    let tags = owner_tags(&r.owner);
+    let object = format!("secret {}", secret.name);
+    let created =
+        r.write(ChangeKind::Create, object, vec!["value".into()], |w| sm.create(w, &secret.name, &secret.value, &tags));
+    match created.await {
         Ok(written) => {
-            report.change(ChangeKind::Create, format!("secret {}", secret.name), vec!["value".into()]);
             if let Some(written) = written {
-                verified(ctx, report, secret, owner, written);
+                verified(r, secret, written);
             }
             Ok(())
         }
         Err(WriteError::AlreadyExists | WriteError::ScheduledForDeletion) => {
-            let (observed, adopting) = observe_and_claim(ctx, secret, owner, adopt)
+            let (observed, claim) = observe_and_claim(r, secret)
                 .await?
                 .ok_or_else(|| Failure::new(Reason::AwsError, format!("secret {} vanished", secret.name)))?;
-            update(ctx, secret, observed, owner, adopting, report).await
+            update(r, secret, observed, claim).await
         }
         Err(WriteError::Aws(e)) => Err(e.into()),
     }
@@ -233,44 +220,38 @@ async fn create(
 
 /// Brings an existing, claimed secret in line: restore, value, ownership tag.
 async fn update(
-    ctx: &Context,
+    r: &mut Reconciling<'_>,
     secret: &DesiredSecret,
     observed: ObservedSecret,
-    owner: &Owner,
-    adopting: bool,
-    report: &mut Report,
+    claim: Claim,
 ) -> Result<(), Failure> {
+    let ctx = r.ctx;
     let sm = &ctx.aws.secrets;
     let object = format!("secret {}", secret.name);
     // AWS refuses every other write (tags included) until a pending deletion is cancelled, and a
     // secret still scheduled for deletion cannot be read (in a `plan`, it stays so).
     let readable = if observed.scheduled_for_deletion {
-        report.change(ChangeKind::Restore, &object, vec![]);
-        ctx.apply(|w| sm.restore(w, &secret.name)).await?.is_some()
+        r.write(ChangeKind::Restore, &object, vec![], |w| sm.restore(w, &secret.name)).await?.is_some()
     } else {
         true
     };
-    if adopting {
-        report.change(ChangeKind::Update, &object, vec![format!("tag {OWNER_TAG} (adopted)")]);
-        let tags = owner_tags(owner);
-        ctx.apply(|w| sm.tag(w, &secret.name, &tags)).await?;
+    if claim == Claim::Adopting {
+        let tags = owner_tags(&r.owner);
+        let fields = vec![format!("tag {OWNER_TAG} (adopted)")];
+        r.write(ChangeKind::Update, &object, fields, |w| sm.tag(w, &secret.name, &tags)).await?;
     }
     let (stored, version_id) = if readable { sm.current_value(&secret.name).await? } else { (None, None) };
     if stored.as_ref().is_some_and(|s| secret.matches(s.expose_secret())) {
-        verified(ctx, report, secret, owner, WrittenSecret { arn: observed.arn, version_id });
+        verified(r, secret, WrittenSecret { arn: observed.arn, version_id });
         return Ok(());
     }
-    report.change(ChangeKind::Update, &object, vec!["value".into()]);
-    let written = match ctx.apply(|w| sm.put_value(w, &secret.name, &secret.value)).await {
-        Ok(None) => return Ok(()),
+    let put = |w| sm.put_value(w, &secret.name, &secret.value);
+    let written = match r.write(ChangeKind::Update, &object, vec!["value".into()], put).await {
         // Deleted between our read and this write (AWS refuses; moto does not).
         Err(WriteError::ScheduledForDeletion) => {
-            report.change(ChangeKind::Restore, &object, vec![]);
-            let restore_and_put = |w| async move {
-                sm.restore(w, &secret.name).await?;
-                sm.put_value(w, &secret.name, &secret.value).await
-            };
-            ctx.apply(restore_and_put).await
+            r.write(ChangeKind::Restore, &object, vec![], |w| sm.restore(w, &secret.name)).await?;
+            let put = |w| sm.put_value(w, &secret.name, &secret.value);
+            r.write(ChangeKind::Update, &object, vec!["value".into()], put).await
         }
         other => other,
     }
@@ -281,26 +262,22 @@ async fn update(
         }
     })?;
     if let Some(written) = written {
-        verified(ctx, report, secret, owner, written);
+        verified(r, secret, written);
     }
     Ok(())
 }
 
 /// A secret in sync: reported, and remembered as verified (only when `apply` made it so; a
 /// `plan` may have left a pending deletion or an adoption undone).
-fn verified(ctx: &Context, report: &mut Report, secret: &DesiredSecret, owner: &Owner, written: WrittenSecret) {
-    if ctx.mode == Mode::Apply {
-        ctx.verified_secrets.remember(secret, owner, &written);
+fn verified(r: &mut Reconciling<'_>, secret: &DesiredSecret, written: WrittenSecret) {
+    if !r.is_plan() {
+        r.ctx.verified_secrets.remember(secret, &r.owner, &written);
     }
-    record(report, &secret.name, written);
+    record(r, &secret.name, written);
 }
 
-fn record(report: &mut Report, name: &str, written: WrittenSecret) {
-    report.outputs.secrets.push(SecretStatus {
-        name: name.to_string(),
-        arn: written.arn,
-        version_id: written.version_id,
-    });
+fn record(r: &mut Reconciling<'_>, name: &str, written: WrittenSecret) {
+    r.outputs().secrets.push(SecretStatus { name: name.to_string(), arn: written.arn, version_id: written.version_id });
 }
 
 #[cfg(test)]

@@ -1,21 +1,19 @@
 //! What every environment needs whatever its resources: the tables (created if missing, adopted
 //! if present with the expected keys and indexes, TTL switched on where the replies engine needs
 //! it, never modified otherwise) and the human hand-off queue. Never deleted.
-use super::{ChangeKind, Context, Failure, Outcome, Reason, Report};
+use super::{ChangeKind, Context, Failure, Outcome, Reason, Reconciling, Report};
 use crate::aws::AwsError;
 use crate::desired::tables::{tables, Key, KeyType, TableSpec};
-use crate::desired::Owner;
 
 pub const TABLES_SYNCED: &str = "TablesSynced";
 pub const HANDOFF_QUEUE_SYNCED: &str = "HandOffQueueSynced";
 
 pub async fn reconcile(ctx: &Context) -> Report {
-    let name = format!("{}-*-{}", ctx.naming.prefix, ctx.naming.env);
-    let mut report = Report::new("Environment", "", &name, None);
+    let mut r = Reconciling::environment(ctx);
     // Every table is looked at even when one fails, so one report names all problems.
     let mut problems = Vec::new();
     for spec in tables(&ctx.naming) {
-        if let Err(failure) = sync_table(ctx, &spec, &mut report).await {
+        if let Err(failure) = sync_table(&mut r, &spec).await {
             problems.push(failure);
         }
     }
@@ -26,26 +24,20 @@ pub async fn reconcile(ctx: &Context) -> Report {
             Err(Failure::new(first.reason, messages.join("; ")))
         }
     };
-    report.subsystems.push((TABLES_SYNCED, outcome));
-    let handoff = sync_handoff_queue(ctx, &mut report).await;
-    report.subsystems.push((HANDOFF_QUEUE_SYNCED, handoff));
-    report
+    let handoff = sync_handoff_queue(&mut r).await;
+    r.finish(vec![(TABLES_SYNCED, outcome), (HANDOFF_QUEUE_SYNCED, handoff)])
 }
 
 /// The hand-off queue belongs to the environment: marked as such, and adopted when an earlier
 /// deployment (the original's SAM stack) made it.
-async fn sync_handoff_queue(ctx: &Context, report: &mut Report) -> Outcome {
-    let owner = Owner {
-        kind: "Environment",
-        namespace: String::new(),
-        name: format!("{}-{}", ctx.naming.prefix, ctx.naming.env),
-    };
-    let spec = crate::desired::channel::handoff_queue(&ctx.naming);
-    super::channel::sync_queue(ctx, &spec, &owner, true, report).await?;
+async fn sync_handoff_queue(r: &mut Reconciling<'_>) -> Outcome {
+    let spec = crate::desired::channel::handoff_queue(&r.ctx.naming);
+    super::channel::sync_queue(r, &spec).await?;
     Ok("hand-off queue in sync".into())
 }
 
-async fn sync_table(ctx: &Context, spec: &TableSpec, report: &mut Report) -> Result<(), Failure> {
+async fn sync_table(r: &mut Reconciling<'_>, spec: &TableSpec) -> Result<(), Failure> {
+    let ctx = r.ctx;
     let ddb = &ctx.aws.dynamodb;
     let object = format!("table {}", spec.name);
     let keys = describe_keys(&spec.partition, spec.sort.as_ref());
@@ -53,8 +45,7 @@ async fn sync_table(ctx: &Context, spec: &TableSpec, report: &mut Report) -> Res
         let mut fields = vec![format!("keys {keys}")];
         fields.extend(spec.global_indexes.iter().chain(&spec.local_indexes).map(|i| format!("index {}", i.name)));
         fields.extend(spec.ttl_attribute.map(|a| format!("ttl {a}")));
-        report.change(ChangeKind::Create, object, fields);
-        ctx.apply(|w| async move {
+        r.write(ChangeKind::Create, object, fields, |w| async move {
             ddb.create_table(w, spec).await?;
             if let Some(attribute) = spec.ttl_attribute {
                 ddb.enable_ttl(w, &spec.name, attribute).await?;
@@ -62,7 +53,7 @@ async fn sync_table(ctx: &Context, spec: &TableSpec, report: &mut Report) -> Res
             Ok::<_, AwsError>(())
         })
         .await?;
-        report.outputs.tables.push(spec.name.clone());
+        r.outputs().tables.push(spec.name.clone());
         return Ok(());
     };
 
@@ -88,12 +79,12 @@ async fn sync_table(ctx: &Context, spec: &TableSpec, report: &mut Report) -> Res
             Some(enabled) if enabled == attribute => {}
             Some(other) => return incompatible(format!("expires items by {other:?}, not {attribute:?}")),
             None => {
-                report.change(ChangeKind::Update, object, vec![format!("ttl {attribute}")]);
-                ctx.apply(|w| ddb.enable_ttl(w, &spec.name, attribute)).await?;
+                let enable = |w| ddb.enable_ttl(w, &spec.name, attribute);
+                r.write(ChangeKind::Update, object, vec![format!("ttl {attribute}")], enable).await?;
             }
         }
     }
-    report.outputs.tables.push(spec.name.clone());
+    r.outputs().tables.push(spec.name.clone());
     Ok(())
 }
 

@@ -141,11 +141,12 @@ async fn drift_in_record_and_secret_is_repaired() {
     let plan = same_place(&ctx, Mode::Plan).await;
     let report = company::reconcile(&plan, &company, &example_secrets()).await;
     let shown: Vec<String> = report.changes.iter().map(ToString::to_string).collect();
+    // In the order `apply` writes them: the secrets, then the record that points at them.
     assert_eq!(
         shown,
         [
-            format!("~ update item {table}[ci-aaa-001/pi-aaa-001]: project_status"),
             format!("~ update secret {credentials}: value"),
+            format!("~ update item {table}[ci-aaa-001/pi-aaa-001]: project_status"),
         ]
     );
     assert!(!format!("{report:?}").contains("tampered"));
@@ -398,4 +399,17 @@ async fn a_resync_of_companies_in_sync_costs_less_than_one_aws_call_each_and_a_r
     let credentials = ctx.naming.channel_credentials_secret(ChannelKind::Sms, "Resync Company 0", "Clarify CV");
     let (value, _) = ctx.aws.secrets.current_value(&credentials).await.expect("secret");
     assert!(value.expect("value").expose_secret().contains("rotated"));
+}
+
+#[tokio::test]
+async fn a_change_is_reported_only_with_its_write_so_a_record_blocked_by_its_secrets_is_not() {
+    let ctx = context(Mode::Apply).await;
+    assert!(reconcile::tables::reconcile(&ctx).await.is_ready());
+    let company = example_company();
+    // No Kubernetes Secrets at all: the secrets fail, so the record is never written.
+    let report =
+        company::reconcile(&ctx, &company, &multicomms_operator::desired::secret::SecretValues::default()).await;
+    assert_eq!(report.failure().map(|f| f.reason), Some(Reason::SecretNotFound), "{report:?}");
+    assert!(stored_record(&ctx, &company).await.is_none(), "nothing written");
+    assert!(report.changes.is_empty(), "and nothing reported as changed: {:?}", report.changes);
 }

@@ -6,7 +6,7 @@ use multicomms_operator::crd::SecretKeyRef;
 use multicomms_operator::desired::secret::{Binding, SecretSpec, SecretValues, Source, COMPANY_LABEL};
 use multicomms_operator::desired::Owner;
 use multicomms_operator::reconcile::secrets::{self, Expect};
-use multicomms_operator::reconcile::{ChangeKind, Context, Mode, Report};
+use multicomms_operator::reconcile::{ChangeKind, Context, Mode, Reconciling, Report};
 use secrecy::{ExposeSecret, SecretString};
 
 fn owner() -> Owner {
@@ -34,10 +34,9 @@ fn values(token: &str) -> SecretValues {
 }
 
 async fn sync(ctx: &Context, token: &str) -> Report {
-    let mut report = Report::new("Company", "ns", "c", None);
-    let outcome = secrets::sync(ctx, &[spec(ctx)], &values(token), &owner(), false, Expect::Unknown, &mut report).await;
-    report.subsystems.push(("SecretsSynced", outcome));
-    report
+    let mut r = Reconciling::new(ctx, owner(), false);
+    let outcome = secrets::sync(&mut r, &[spec(ctx)], &values(token), Expect::Unknown).await;
+    r.finish(vec![("SecretsSynced", outcome)])
 }
 
 async fn stored(ctx: &Context) -> String {
