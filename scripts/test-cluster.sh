@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The cluster suite (tests/tests/cluster.rs): the operator installed from its chart on the local
+# The cluster suite (tests/tests/e2e/cluster.rs): the operator installed from its chart on the local
 # control plane (scripts/cluster.sh up, built from Go modules on first use), AWS on the emulator.
 # One test at a time: they share the cluster. The in-memory suites (scripts/test.sh) stay the
 # fast ones.
@@ -11,4 +11,4 @@ eval "$(scripts/cluster.sh env)"
 start_emulator
 # The same packages and features as scripts/test.sh, so nothing is rebuilt.
 cargo build --locked --workspace --all-targets
-cargo test --locked -p multicomms-e2e --test cluster -- --ignored --test-threads=1 "$@"
+cargo test --locked -p multicomms-e2e --test e2e -- --ignored --test-threads=1 cluster:: "$@"
