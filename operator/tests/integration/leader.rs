@@ -3,6 +3,7 @@ use k8s_openapi::api::coordination::v1::Lease;
 use kube::api::{Api, PostParams};
 use kube_fake_client::ClientBuilder;
 use multicomms_operator::controller::leader::{identity, LeaderElector, LostLease, Round};
+use multicomms_testkit::eventually::{eventually, eventually_ok};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,6 +50,7 @@ async fn a_standby_judges_expiry_by_its_own_clock_not_the_holders_renew_time() {
     // A standby that first sees the lease waits a full lease duration on its own clock.
     let b = short("replica-b");
     assert_eq!(b.try_lead().await.expect("b"), Round::Following { holder: "replica-a".into() });
+    // Time is the subject: the lease must stay unchanged for a whole duration on b's clock.
     tokio::time::sleep(Duration::from_millis(1_200)).await;
     assert_eq!(b.try_lead().await.expect("b"), Round::Leading, "unchanged for a lease duration: expired");
 }
@@ -93,16 +95,18 @@ async fn a_leader_that_cannot_renew_stops_before_a_standby_can_take_over() {
         let stopped = std::time::Instant::now();
         (lost, stopped)
     });
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
-    assert!(reconciling.load(Ordering::SeqCst));
+    let started_work = || async { reconciling.load(Ordering::SeqCst) };
+    eventually("replica-a working as the leader", Duration::from_secs(5), started_work).await;
     // From now on every call of replica-a hangs for a minute.
     stall.store(true, Ordering::SeqCst);
-    let b_leads = loop {
-        if b.try_lead().await.expect("b") == Round::Leading {
-            break std::time::Instant::now();
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let b_leads =
+        eventually_ok("replica-b leading once replica-a's lease ran out", Duration::from_secs(15), || async {
+            match b.try_lead().await.expect("b") {
+                Round::Leading => Ok(std::time::Instant::now()),
+                other => Err(other),
+            }
+        })
+        .await;
     let (lost, a_stopped) = a_leads.await.expect("replica-a's task");
     assert!(matches!(lost, Err(LostLease::NotRenewed(_))), "{lost:?}");
     assert!(a_stopped < b_leads, "replica-a still led when replica-b took over");

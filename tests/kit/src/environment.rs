@@ -118,6 +118,21 @@ pub fn company_copy(manifests: &mut Manifests, name: &str) -> multicomms_operato
     example
 }
 
+/// Takes one message off the queue named `queue` within `seconds` (one-second long polls),
+/// deleting it; its body.
+pub async fn take(sqs: &aws_sdk_sqs::Client, queue: &str, seconds: u32) -> Option<String> {
+    let url = sqs.get_queue_url().queue_name(queue).send().await.expect("queue").queue_url.expect("url");
+    for _ in 0..seconds {
+        let out = sqs.receive_message().queue_url(&url).wait_time_seconds(1).send().await.expect("receive");
+        if let Some(message) = out.messages.unwrap_or_default().into_iter().next() {
+            let receipt = message.receipt_handle.expect("receipt");
+            sqs.delete_message().queue_url(&url).receipt_handle(receipt).send().await.expect("delete");
+            return message.body;
+        }
+    }
+    None
+}
+
 /// Applies `manifests` under a new prefix; every resource must end Ready.
 pub async fn apply(config: &aws_config::SdkConfig, manifests: &Manifests) -> Naming {
     let naming = unique_naming('r');

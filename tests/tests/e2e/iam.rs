@@ -18,6 +18,7 @@ use multicomms_testkit::environment::{
     emulator_config, example_manifests, example_request, repo_root, router_settings, unique_naming, API_KEY,
     PUBLIC_BASE_URL,
 };
+use multicomms_testkit::eventually::eventually;
 use multicomms_testkit::fakes::{Fakes, Fault, Service};
 use multicomms_testkit::twilio::{Inbound, AUTH_TOKEN};
 use multicomms_wire::{ChannelKind, Naming};
@@ -228,15 +229,7 @@ async fn work<W: Worker, F: std::future::Future<Output = bool>>(
     let running = tokio::spawn(queue::run(worker, sqs, settings, async {
         let _ = stopped.await;
     }));
-    let mut finished = false;
-    for _ in 0..300 {
-        if done().await {
-            finished = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(finished, "the worker finished its messages");
+    eventually("the worker finished its messages", Duration::from_secs(30), done).await;
     let _ = stop.send(());
     running.await.expect("stops");
 }
@@ -358,9 +351,8 @@ async fn each_components_policy_grants_exactly_the_aws_actions_it_performs() {
         let (router, fakes) = (router.clone(), env.fakes.clone());
         let asked_before = fakes.requests(Service::OpenAi).len();
         tokio::spawn(async move {
-            while fakes.requests(Service::OpenAi).len() <= asked_before {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+            let thinking = || async { fakes.requests(Service::OpenAi).len() > asked_before };
+            eventually("the turn asking the AI", Duration::from_secs(30), thinking).await;
             inbound(&router, "one more").await
         })
     };
@@ -377,21 +369,7 @@ async fn each_components_policy_grants_exactly_the_aws_actions_it_performs() {
     // receive hands the message to a person.
     assert_eq!(sweeper.sweep(Duration::ZERO).await, 0);
     assert_eq!(inbound(&router, "for the AI, which is down").await, StatusCode::OK);
-    let url = sqs.get_queue_url().queue_name(&replies_queue).send().await.expect("url").queue_url.expect("url");
-    let mut trigger = None;
-    for _ in 0..10 {
-        let out = sqs.receive_message().queue_url(&url).wait_time_seconds(1).send().await.expect("receive");
-        if let Some(message) = out.messages.unwrap_or_default().pop() {
-            sqs.delete_message()
-                .queue_url(&url)
-                .receipt_handle(message.receipt_handle.expect("receipt"))
-                .send()
-                .await
-                .expect("delete");
-            trigger = message.body;
-            break;
-        }
-    }
+    let trigger = multicomms_testkit::environment::take(&sqs, &replies_queue, 10).await;
     env.fakes.fail_next(Service::OpenAi, Fault::Status(429));
     let outcome = sweeper.process(&trigger.expect("the message's trigger"), true).await;
     assert_eq!(outcome, multicomms_runtime::worker::outcome::Outcome::Failed, "handed off");

@@ -3,6 +3,7 @@
 //! message and a finished record; both stop cleanly on SIGTERM; no secret reaches their logs.
 use http_body_util::{BodyExt, Full};
 use multicomms_testkit::environment::{apply, binary, emulator_config, example_manifests, example_request, API_KEY};
+use multicomms_testkit::eventually::{eventually_ok, within};
 use multicomms_testkit::fakes::{Fakes, Service};
 use multicomms_wire::conversation::{ConversationRecord, ConversationStatus};
 use std::process::{Child, Command, Stdio};
@@ -17,17 +18,13 @@ fn spawn(name: &str, args: &[&str]) -> Child {
     Command::new(binary(name)).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn")
 }
 
-/// SIGTERM, then the exit status and everything the process logged.
-fn terminate(mut child: Child) -> (std::process::ExitStatus, String) {
+/// SIGTERM, then the exit status and everything the process logged (it must exit within 20 s).
+async fn terminate(child: Child) -> (std::process::ExitStatus, String) {
     let sent = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill");
     assert!(sent.success());
-    for _ in 0..200 {
-        if let Ok(Some(_)) = child.try_wait() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let out = child.wait_with_output().expect("exited within 20 s of SIGTERM");
+    let exited =
+        tokio::time::timeout(Duration::from_secs(20), tokio::task::spawn_blocking(|| child.wait_with_output()));
+    let out = exited.await.expect("exited within 20 s of SIGTERM").expect("waited").expect("its output");
     (out.status, format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
 }
 
@@ -63,19 +60,18 @@ async fn a_request_to_the_router_binary_ends_as_one_whatsapp_message_sent_by_the
     );
 
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build_http();
-    let mut ready = false;
-    for _ in 0..100 {
+    let ready = within(Duration::from_secs(10), || async {
         let router_ready = get(&client, &format!("http://{router_address}/readyz")).await.map(|r| r.0);
         let processor_ready = get(&client, &format!("http://{processor_address}/readyz")).await.map(|r| r.0);
         if router_ready == Some(200) && processor_ready == Some(200) {
-            ready = true;
-            break;
+            Ok(())
+        } else {
+            Err(())
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    if !ready {
-        let (_, router_logs) = terminate(router);
-        let (_, processor_logs) = terminate(processor);
+    });
+    if ready.await.is_err() {
+        let (_, router_logs) = terminate(router).await;
+        let (_, processor_logs) = terminate(processor).await;
         panic!("router and processor did not become ready\nrouter:\n{router_logs}\nprocessor:\n{processor_logs}");
     }
 
@@ -88,8 +84,7 @@ async fn a_request_to_the_router_binary_ends_as_one_whatsapp_message_sent_by_the
 
     let dynamo = aws_sdk_dynamodb::Client::new(&config);
     let id = "ci-aaa-001#pi-aaa-001#550e8400-e29b-41d4-a716-446655440001#447588713814";
-    let mut record = None;
-    for _ in 0..150 {
+    eventually_ok("the record sent", Duration::from_secs(30), || async {
         let out = dynamo
             .get_item()
             .table_name(naming.conversations_table())
@@ -98,24 +93,28 @@ async fn a_request_to_the_router_binary_ends_as_one_whatsapp_message_sent_by_the
             .send()
             .await
             .expect("GetItem");
-        record = out.item.map(|i| ConversationRecord::from_item(i).expect("record"));
-        if record.as_ref().is_some_and(|r| r.conversation_status == ConversationStatus::InitialMessageSent) {
-            break;
+        match out.item.map(|i| ConversationRecord::from_item(i).expect("record")) {
+            Some(record) if record.conversation_status == ConversationStatus::InitialMessageSent => Ok(record),
+            other => Err(other),
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    let record = record.expect("a record");
-    assert_eq!(record.conversation_status, ConversationStatus::InitialMessageSent, "{record:?}");
+    })
+    .await;
     assert_eq!(fakes.sent().len(), 1);
     assert_eq!(fakes.requests(Service::Twilio)[0].field("To"), Some("whatsapp:+447835065013"));
-    let metrics = get(&client, &format!("http://{processor_address}/metrics")).await.expect("metrics").1;
-    assert!(
-        metrics.contains(r#"multicomms_processor_messages_total{channel="whatsapp",outcome="sent"} 1"#),
-        "{metrics}"
-    );
+    // Counted once the message is settled on its queue, just after the record is written.
+    eventually_ok("the processor counting the message as sent", Duration::from_secs(10), || async {
+        let metrics = get(&client, &format!("http://{processor_address}/metrics")).await.expect("metrics").1;
+        let counted = metrics.contains(r#"multicomms_processor_messages_total{channel="whatsapp",outcome="sent"} 1"#);
+        if counted {
+            Ok(())
+        } else {
+            Err(metrics)
+        }
+    })
+    .await;
 
     for (name, child) in [("router", router), ("processor", processor)] {
-        let (exit, logs) = terminate(child);
+        let (exit, logs) = terminate(child).await;
         assert!(exit.success(), "{name} exits cleanly on SIGTERM: {exit:?}\n{logs}");
         for secret in ["local-demo-twilio-token-not-a-secret", "sk-local-demo", "SG.local-demo", API_KEY] {
             assert!(!logs.contains(secret), "{name} logged a secret:\n{logs}");

@@ -14,6 +14,7 @@ use multicomms_runtime::worker::queue::{self, Settings};
 use multicomms_testkit::environment::{
     apply, emulator_config, example_manifests, example_request, router_for, router_settings, API_KEY, PUBLIC_BASE_URL,
 };
+use multicomms_testkit::eventually::{eventually, eventually_ok};
 use multicomms_testkit::fakes::{Fakes, Fault, Service};
 use multicomms_testkit::twilio::{Inbound, AUTH_TOKEN};
 use multicomms_wire::conversation::{ActivePointer, ConversationKey, ConversationRecord, ConversationStatus};
@@ -127,18 +128,23 @@ impl Env {
         assert_eq!(self.post(router, message, None).await, StatusCode::OK);
     }
 
+    /// Messages on a queue: visible, in flight or delayed.
+    async fn queued(&self, queue: &str) -> u64 {
+        use aws_sdk_sqs::types::QueueAttributeName::{
+            ApproximateNumberOfMessages, ApproximateNumberOfMessagesDelayed, ApproximateNumberOfMessagesNotVisible,
+        };
+        let url = self.sqs.get_queue_url().queue_name(queue).send().await.expect("queue").queue_url.expect("url");
+        let counts =
+            [ApproximateNumberOfMessages, ApproximateNumberOfMessagesNotVisible, ApproximateNumberOfMessagesDelayed];
+        let out =
+            self.sqs.get_queue_attributes().queue_url(url).set_attribute_names(Some(counts.to_vec())).send().await;
+        let attributes = out.expect("GetQueueAttributes").attributes.unwrap_or_default();
+        counts.iter().map(|c| attributes.get(c).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)).sum()
+    }
+
     /// Takes one message off a queue within `seconds` (deleting it).
     async fn take(&self, queue: &str, seconds: u32) -> Option<String> {
-        let url = self.sqs.get_queue_url().queue_name(queue).send().await.expect("queue").queue_url.expect("url");
-        for _ in 0..seconds {
-            let out = self.sqs.receive_message().queue_url(&url).wait_time_seconds(1).send().await.expect("receive");
-            if let Some(message) = out.messages.unwrap_or_default().into_iter().next() {
-                let receipt = message.receipt_handle.expect("receipt");
-                self.sqs.delete_message().queue_url(&url).receipt_handle(receipt).send().await.expect("delete");
-                return message.body;
-            }
-        }
-        None
+        multicomms_testkit::environment::take(&self.sqs, queue, seconds).await
     }
 
     /// Removes the conversation's trigger lock, as its expiry would.
@@ -237,23 +243,27 @@ async fn three_messages_two_seconds_apart_get_one_reply_that_continues_the_conve
     let messages: Vec<Inbound> = texts.iter().map(|t| whatsapp(t)).collect();
     for (i, message) in messages.iter().enumerate() {
         if i > 0 {
+            // The recipient writes 2 s apart: time is what batching is about.
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
         env.send(&router, message).await;
     }
     let last_sent = std::time::Instant::now();
-    let mut record = env.record(&key).await;
-    for _ in 0..150 {
+    eventually_ok("the reply sent", Duration::from_secs(30), || async {
+        let record = env.record(&key).await;
         if record.conversation_status == ConversationStatus::ReplySent {
-            break;
+            Ok(())
+        } else {
+            Err(record)
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        record = env.record(&key).await;
-    }
+    })
+    .await;
     // Not a timing assertion (that is the benchmark's): the reply waited for the quiet window.
     assert!(last_sent.elapsed() >= Duration::from_secs(9), "answered before the recipient was quiet");
-    // Long enough for any second trigger to have fired.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Any second trigger is on the queue (delayed, visible or in flight) until it is answered.
+    let replies_queue = env.naming.replies_queue(ChannelKind::Whatsapp);
+    let drained = || async { env.queued(&replies_queue).await == 0 };
+    eventually("every trigger answered (none left on the replies queue)", Duration::from_secs(30), drained).await;
     let _ = stop.send(());
     running.await.expect("the loop ends");
 
@@ -332,9 +342,8 @@ async fn a_message_arriving_during_a_turn_is_answered_in_the_next_turn() {
         let replier = replier.clone();
         async move { replier.process(&first_trigger, false).await }
     });
-    while env.reply_requests().is_empty() {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let thinking = || async { !env.reply_requests().is_empty() };
+    eventually("the AI asked for the first reply", Duration::from_secs(10), thinking).await;
     env.send(&router, &whatsapp("second, while the AI thinks")).await;
     assert_eq!(turn.await.expect("turn"), Outcome::Sent);
     env.fakes.set_latency(Service::OpenAi, Duration::ZERO);
@@ -438,9 +447,8 @@ async fn a_turn_that_crashed_holding_the_lease_is_taken_over_after_it_expires() 
         let trigger = trigger(&key);
         async move { replier.process(&trigger, false).await }
     });
-    while env.reply_requests().is_empty() {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let thinking = || async { !env.reply_requests().is_empty() };
+    eventually("the turn asking the AI", Duration::from_secs(10), thinking).await;
     crashed.abort();
     env.fakes.set_latency(Service::OpenAi, Duration::ZERO);
     assert!(env.record(&key).await.reply_lease_id.is_some(), "the crash left its lease");
@@ -449,8 +457,13 @@ async fn a_turn_that_crashed_holding_the_lease_is_taken_over_after_it_expires() 
         Outcome::Busy(left) => assert!(left <= lease && left > Duration::ZERO, "back in {left:?}"),
         other => panic!("a crashed turn's lease makes the trigger wait for it, got {other:?}"),
     }
-    tokio::time::sleep(lease + Duration::from_millis(500)).await;
-    assert_eq!(replier.process(&trigger(&key), false).await, Outcome::Sent, "taken over after expiry");
+    let taken_over = || async {
+        match replier.process(&trigger(&key), false).await {
+            Outcome::Sent => Ok(()),
+            other => Err(other),
+        }
+    };
+    eventually_ok("the trigger taken over once the crashed turn's lease expired", lease * 3, taken_over).await;
     assert_eq!(env.replies().len(), 1);
     assert_eq!(env.record(&key).await.conversation_status, ConversationStatus::ReplySent);
 }
@@ -470,13 +483,17 @@ async fn a_turn_that_crashed_mid_send_is_handed_off_and_never_sent_again() {
         let trigger = trigger(&key);
         async move { replier.process(&trigger, false).await }
     });
-    while env.replies().is_empty() {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let sending = || async { !env.replies().is_empty() };
+    eventually("the turn mid-send", Duration::from_secs(10), sending).await;
     crashed.abort();
     assert_eq!(env.record(&key).await.conversation_status, ConversationStatus::SendingReply);
-    tokio::time::sleep(lease + Duration::from_millis(500)).await;
-    assert_eq!(replier.process(&trigger(&key), false).await, Outcome::NeedsAttention);
+    let handed_off = || async {
+        match replier.process(&trigger(&key), false).await {
+            Outcome::NeedsAttention => Ok(()),
+            other => Err(other),
+        }
+    };
+    eventually_ok("the crashed send handed off once its lease expired", lease * 3, handed_off).await;
     assert_eq!(env.replies().len(), 1, "never sent twice");
     let record = env.record(&key).await;
     assert_eq!(record.conversation_status, ConversationStatus::SendOutcomeUnknown);

@@ -14,7 +14,7 @@ use multicomms_testkit::environment::{
     apply, company_copy, emulator_config, example_manifests, example_request, repo_root, router_for, router_settings,
     API_KEY,
 };
-use multicomms_testkit::eventually::eventually;
+use multicomms_testkit::eventually::{eventually, eventually_ok};
 use multicomms_wire::context::ContextObject;
 use multicomms_wire::{ChannelKind, Naming};
 use serde_json::{json, Value};
@@ -231,15 +231,13 @@ async fn company_gating_and_configuration_errors() {
     let sms = loaded.channels.iter().find(|c| c.spec.kind == ChannelKind::Sms).expect("sms channel");
     let report = reconcile::channel::reconcile(&ctx, sms, &loaded.secrets["multicomms-dev"]).await;
     assert!(report.is_ready(), "{report:?}");
-    let mut answered = StatusCode::INTERNAL_SERVER_ERROR;
-    for _ in 0..30 {
-        answered = post(&setup.app, Some(KEY), no_queue.clone()).await.0;
-        if answered == StatusCode::OK {
-            break;
+    eventually_ok("the sms queue found by the running router", Duration::from_secs(30), || async {
+        match post(&setup.app, Some(KEY), no_queue.clone()).await {
+            (StatusCode::OK, ..) => Ok(()),
+            other => Err(other),
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-    assert_eq!(answered, StatusCode::OK, "the sms queue was found within 30 s");
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -510,11 +508,11 @@ async fn shutdown_finishes_requests_in_flight_and_flushes_their_batches() {
     let config = emulator_config().await;
     // Messages wait 2 s for company in a batch, so the stop lands while they are pending.
     let settings = RouterSettings { batch_linger: Duration::from_secs(2), ..router_settings() };
-    let router = AppState::build(&config, &setup.naming, settings).await;
+    let router = Arc::new(AppState::build(&config, &setup.naming, settings).await);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let url = format!("http://{}/initiate-conversation", listener.local_addr().expect("address"));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(app::serve(listener, Arc::new(router), LIMITS, async {
+    let server = tokio::spawn(app::serve(listener, router.clone(), LIMITS, async {
         let _ = stopped.await;
     }));
 
@@ -530,7 +528,11 @@ async fn shutdown_finishes_requests_in_flight_and_flushes_their_batches() {
             tokio::spawn(client.request(request))
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Each request holds its body's share of the body budget until it is answered.
+    let budget = router.settings.body_budget_bytes.div_ceil(1024);
+    let per_request = example().to_string().len().div_ceil(1024);
+    let in_flight = || async { budget - router.bodies.available_permits() == 5 * per_request };
+    eventually("all five requests in flight", Duration::from_secs(10), in_flight).await;
     let _ = stop.send(());
     for request in requests {
         let response = request.await.expect("task").expect("answered, not cut off");

@@ -109,12 +109,8 @@ async fn a_message_whose_send_outcome_is_unknown_is_not_sent_again_on_redelivery
     let running = env.start(ChannelKind::Whatsapp, LONG, LONG).await;
     env.settled(&key_of(&context), &[ConversationStatus::SendOutcomeUnknown]).await;
     env.enqueue(ChannelKind::Whatsapp, &context.to_string()).await;
-    for _ in 0..50 {
-        if env.depth(env.naming.channel_queue(ChannelKind::Whatsapp)).await == 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let redelivery_settled = || async { running.processor.metrics.render().contains(r#"outcome="duplicate"} 1"#) };
+    eventually("the redelivery settled as a duplicate", Duration::from_secs(10), redelivery_settled).await;
     running.stop().await;
     assert_eq!(env.fakes.requests(Service::Twilio).len(), 1, "the redelivery did not call Twilio");
     assert_eq!(
@@ -132,16 +128,14 @@ async fn an_unusable_message_ends_in_the_dead_letter_queue() {
     env.enqueue(ChannelKind::Whatsapp, &wrong_channel.to_string()).await;
     let running = env.start(ChannelKind::Whatsapp, LONG, LONG).await;
     let dlq = env.naming.channel_dlq(ChannelKind::Whatsapp);
-    let mut in_dlq = 0;
-    for _ in 0..100 {
-        in_dlq = env.depth(dlq.clone()).await;
-        if in_dlq == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let both_dead_lettered = || async { env.depth(dlq.clone()).await == 2 };
+    eventually(
+        "both unusable messages in the DLQ after maxReceiveCount receives",
+        Duration::from_secs(20),
+        both_dead_lettered,
+    )
+    .await;
     let processor = running.stop().await;
-    assert_eq!(in_dlq, 2, "both unusable messages reached the DLQ after maxReceiveCount receives");
     assert!(env.record(&key_of(&wrong_channel)).await.is_none(), "no record for an unusable message");
     assert!(processor.metrics.render().contains(r#"outcome="poison"} "#));
     assert!(env.fakes.requests(Service::OpenAi).is_empty());
@@ -178,12 +172,8 @@ async fn a_send_still_claimed_on_the_last_receive_is_handed_off_not_dead_lettere
     // The first worker keeps the message with slack (1 s heartbeats on 5 s): a heartbeat late on
     // a busy machine must not hand it a second receive before it is killed.
     let first = env.start(ChannelKind::Whatsapp, Duration::from_secs(5), LONG).await;
-    for _ in 0..200 {
-        if !env.fakes.requests(Service::Twilio).is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let sending = || async { !env.fakes.requests(Service::Twilio).is_empty() };
+    eventually("the first worker mid-send", Duration::from_secs(10), sending).await;
     first.kill();
     env.fakes.set_latency(Service::Twilio, Duration::ZERO);
     let second = env.start(ChannelKind::Whatsapp, visibility, LONG).await;
@@ -226,11 +216,11 @@ async fn process_through_an_outage(env: &Env, context: &Value, service: Service)
         let body = context.to_string();
         async move { processor.process(&body, false).await }
     });
-    while env.fakes.requests(service).is_empty() {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let called = || async { !env.fakes.requests(service).is_empty() };
+    eventually("the provider called", Duration::from_secs(30), called).await;
     proxy.set(Mode::Refuse);
     proxy.cut();
+    // The outage itself lasts 8 s: time is what is being tested here.
     tokio::time::sleep(Duration::from_secs(8)).await;
     proxy.set(Mode::Pass);
     work.await.expect("the message's work").label()

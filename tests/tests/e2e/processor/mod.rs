@@ -16,6 +16,7 @@ use multicomms_runtime::worker::queue::{self, Settings};
 use multicomms_testkit::environment::{
     apply, emulator_config, example_manifests, example_request, router_for, API_KEY,
 };
+use multicomms_testkit::eventually::{eventually, eventually_ok};
 use multicomms_testkit::fakes::{Fakes, Fault, Service};
 use multicomms_wire::conversation::{ConversationKey, ConversationRecord, ConversationStatus};
 use multicomms_wire::{ChannelKind, Naming};
@@ -137,19 +138,31 @@ impl Env {
         out.item.map(|item| ConversationRecord::from_item(item).expect("the wire type reads what the processor wrote"))
     }
 
-    /// Polls until the record reaches one of `statuses` (30 s at most).
+    /// Waits until the record reaches one of `statuses` (30 s at most).
     async fn settled(&self, key: &ConversationKey, statuses: &[ConversationStatus]) -> ConversationRecord {
-        let mut last = None;
-        for _ in 0..150 {
-            if let Some(record) = self.record(key).await {
-                if statuses.contains(&record.conversation_status) {
-                    return record;
-                }
-                last = Some(record);
+        let what = format!("the record reaching {statuses:?}");
+        self.settled_in(key, statuses, &what, Duration::from_secs(30)).await
+    }
+
+    /// Waits until the record reaches `status`, failing with `what` after `timeout`.
+    async fn settled_within(&self, key: &ConversationKey, status: ConversationStatus, what: &str, timeout: Duration) {
+        self.settled_in(key, &[status], what, timeout).await;
+    }
+
+    async fn settled_in(
+        &self,
+        key: &ConversationKey,
+        statuses: &[ConversationStatus],
+        what: &str,
+        timeout: Duration,
+    ) -> ConversationRecord {
+        eventually_ok(what, timeout, || async {
+            match self.record(key).await {
+                Some(record) if statuses.contains(&record.conversation_status) => Ok(record),
+                other => Err(other),
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-        panic!("the record never reached {statuses:?}: {last:#?}");
+        })
+        .await
     }
 
     /// Puts the WhatsApp context of request `id` on the queue twice, runs a processor (first
@@ -171,12 +184,11 @@ impl Env {
         self.settled(&key_of(&context), &[ConversationStatus::InitialMessageSent]).await;
         // A second copy may still be backing off (up to 10 s, then 20 s, with the retry base of
         // the waiting test): two minutes leave room for a loaded machine.
-        for _ in 0..600 {
-            if self.depth(self.naming.channel_queue(ChannelKind::Whatsapp)).await == 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let queue = self.naming.channel_queue(ChannelKind::Whatsapp);
+        eventually("every copy taken off the queue", Duration::from_secs(120), || async {
+            self.depth(queue.clone()).await == 0
+        })
+        .await;
         running.stop().await
     }
 

@@ -4,13 +4,15 @@ use super::*;
 #[tokio::test]
 async fn the_heartbeat_keeps_a_slow_message_invisible_beyond_its_visibility_timeout() {
     let env = env().await;
-    env.fakes.set_latency(Service::OpenAi, Duration::from_secs(5));
+    env.fakes.set_latency(Service::OpenAi, Duration::from_secs(7));
     let context = env.context_for(request(0x501, "whatsapp"), ChannelKind::Whatsapp).await;
     env.enqueue(ChannelKind::Whatsapp, &context.to_string()).await;
-    // Received with a 2 s visibility timeout, renewed every second, worked on for 5 s+.
-    let running = env.start(ChannelKind::Whatsapp, Duration::from_secs(2), LONG).await;
+    // Received with a 4 s visibility timeout, renewed every 1.3 s (slack for a late heartbeat on
+    // a busy machine), worked on for 7 s+.
+    let running = env.start(ChannelKind::Whatsapp, Duration::from_secs(4), LONG).await;
     let url = env.queue_url(env.naming.channel_queue(ChannelKind::Whatsapp)).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let working = || async { !env.fakes.requests(Service::OpenAi).is_empty() };
+    eventually("the processor working on the message", Duration::from_secs(10), working).await;
     let mut seen_by_others = 0;
     for _ in 0..5 {
         let out = env.sqs.receive_message().queue_url(&url).wait_time_seconds(1).send().await.expect("receive");
@@ -29,12 +31,8 @@ async fn sigterm_finishes_the_messages_in_flight() {
     let running = env.start(ChannelKind::Whatsapp, LONG, LONG).await;
     assert_eq!(env.post(request(0x701, "whatsapp")).await, StatusCode::OK);
     // Stop once the message is being worked on (the AI call has arrived).
-    for _ in 0..100 {
-        if !env.fakes.requests(Service::OpenAi).is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let working = || async { !env.fakes.requests(Service::OpenAi).is_empty() };
+    eventually("the processor working on the message", Duration::from_secs(10), working).await;
     let started = std::time::Instant::now();
     running.stop().await;
     let record = env.record(&whatsapp_key(0x701)).await.expect("record");
@@ -59,12 +57,8 @@ async fn killing_the_processor_mid_flight_loses_nothing_and_sends_nothing_twice(
     let context = env.context_for(request(0x801, "whatsapp"), ChannelKind::Whatsapp).await;
     env.enqueue(ChannelKind::Whatsapp, &context.to_string()).await;
     let first = env.start(ChannelKind::Whatsapp, visibility, http_timeout).await;
-    for _ in 0..100 {
-        if !env.fakes.requests(Service::OpenAi).is_empty() || env.record(&key_of(&context)).await.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let asking_the_ai = || async { !env.fakes.requests(Service::OpenAi).is_empty() };
+    eventually("the first processor mid-AI", Duration::from_secs(10), asking_the_ai).await;
     first.kill();
     env.fakes.set_latency(Service::OpenAi, Duration::ZERO);
     let second = env.start(ChannelKind::Whatsapp, visibility, http_timeout).await;
@@ -78,12 +72,8 @@ async fn killing_the_processor_mid_flight_loses_nothing_and_sends_nothing_twice(
     let context = env.context_for(request(0x802, "whatsapp"), ChannelKind::Whatsapp).await;
     env.enqueue(ChannelKind::Whatsapp, &context.to_string()).await;
     let first = env.start(ChannelKind::Whatsapp, visibility, http_timeout).await;
-    for _ in 0..100 {
-        if env.fakes.requests(Service::Twilio).len() == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let sending = || async { env.fakes.requests(Service::Twilio).len() == 2 };
+    eventually("the first processor mid-send", Duration::from_secs(10), sending).await;
     first.kill();
     env.fakes.set_latency(Service::Twilio, Duration::ZERO);
     let second = env.start(ChannelKind::Whatsapp, visibility, http_timeout).await;
@@ -101,16 +91,16 @@ async fn the_dead_letter_queue_depth_is_a_metric() {
     env.enqueue(ChannelKind::Whatsapp, "this is not a context object").await;
     let running = env.start(ChannelKind::Whatsapp, LONG, LONG).await;
     let wanted = r#"multicomms_processor_queue_messages{queue="dead_letter",state="visible"} 1"#;
-    let mut metrics = String::new();
-    for _ in 0..100 {
-        metrics = running.processor.metrics.render();
+    eventually_ok("the dead-letter queue's depth exported", Duration::from_secs(20), || async {
+        let metrics = running.processor.metrics.render();
         if metrics.contains(wanted) {
-            break;
+            Ok(())
+        } else {
+            Err(metrics)
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await;
     running.stop().await;
-    assert!(metrics.contains(wanted), "{metrics}");
 }
 
 /// An HTTP connector on which the heartbeat's ChangeMessageVisibility (the one renewing the full
@@ -161,20 +151,10 @@ async fn a_heartbeat_in_flight_never_overrides_the_retry_delay() {
     }));
     assert_eq!(env.post(request(0xa02, "whatsapp")).await, StatusCode::OK);
     // Back after its ~1 s retry delay, not after the 60 s a late heartbeat would set.
-    let mut sent = false;
-    for _ in 0..75 {
-        if env
-            .record(&whatsapp_key(0xa02))
-            .await
-            .is_some_and(|r| r.conversation_status == ConversationStatus::InitialMessageSent)
-        {
-            sent = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let what = "the retry back after its delay, not hidden for the whole visibility timeout by a late heartbeat";
+    env.settled_within(&whatsapp_key(0xa02), ConversationStatus::InitialMessageSent, what, Duration::from_secs(15))
+        .await;
     let _ = stop.send(());
     task.await.expect("stopped");
-    assert!(sent, "the retry was hidden for the whole visibility timeout by a late heartbeat");
     assert_eq!(env.fakes.requests(Service::OpenAi).len(), 2);
 }

@@ -64,15 +64,10 @@ async fn a_secret_scheduled_for_deletion_holds_messages_until_it_is_restored() {
     assert_eq!(env.post(request(0x904, "whatsapp")).await, StatusCode::OK);
     let key = whatsapp_key(0x904);
     let alarm = r#"multicomms_processor_secrets_scheduled_for_deletion_total "#;
-    let mut held = None;
-    for _ in 0..100 {
-        held = env.record(&key).await.filter(|r| r.failure_reason.is_some());
-        if held.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let held = held.expect("the record notes why the message waits");
+    let held = eventually_ok("the record noting why the message waits", Duration::from_secs(10), || async {
+        env.record(&key).await.filter(|r| r.failure_reason.is_some()).ok_or("no failure noted yet")
+    })
+    .await;
     assert_eq!(held.conversation_status, ConversationStatus::Processing, "not failed: the message waits on the queue");
     assert!(held.failure_reason.as_deref().is_some_and(|r| r.contains("scheduled for deletion")), "{held:?}");
     assert!(running.processor.metrics.render().lines().any(|l| l.starts_with(alarm) && !l.ends_with(" 0")));
