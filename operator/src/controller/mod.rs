@@ -181,9 +181,7 @@ pub fn error_policy<K>(_resource: Arc<K>, error: &Error, _state: Arc<State>) -> 
 
 /// `base` ±10 %, so resources created together do not resync together.
 fn jittered(base: Duration) -> Duration {
-    let nanos =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    let factor = 0.9 + f64::from(nanos % 1000) / 5000.0;
+    let factor = 0.9 + f64::from(multicomms_wire::timestamp::subsec_nanos() % 1000) / 5000.0;
     base.mul_f64(factor)
 }
 

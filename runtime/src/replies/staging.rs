@@ -2,7 +2,7 @@
 //! trigger lock (one delayed trigger per window, replies-engine §2.3), the channels' replies
 //! queues and the human hand-off queue. Used by the webhook (writer) and the reply processor
 //! (reader, and writer of the next turn's trigger).
-use crate::shared::conversations::aws_failure;
+use crate::shared::conversations::{aws_failure, put_if_absent, query_all, Put};
 use crate::shared::failure::Failure;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, ReturnValuesOnConditionCheckFailure, WriteRequest};
@@ -68,20 +68,8 @@ impl Staging {
     /// the row is new.
     pub async fn stage(&self, fragment: &Fragment) -> Result<bool, Failure> {
         let item = serde_dynamo::to_item(fragment).map_err(|e| Failure::Permanent(format!("fragment: {e}")))?;
-        let put = self
-            .dynamodb
-            .put_item()
-            .table_name(self.naming.replies_stage_table())
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(#id)")
-            .expression_attribute_names("#id", CONVERSATION_ID)
-            .send()
-            .await;
-        match put {
-            Ok(_) => Ok(true),
-            Err(e) if e.as_service_error().is_some_and(|s| s.is_conditional_check_failed_exception()) => Ok(false),
-            Err(e) => Err(aws_failure("PutItem", &e)),
-        }
+        let table = self.naming.replies_stage_table();
+        Ok(matches!(put_if_absent(&self.dynamodb, &table, item).await?, Put::Written))
     }
 
     /// Remembers a `MessageSid` under `seen` (its [`multicomms_wire::replies::seen_key`]) for
@@ -91,51 +79,36 @@ impl Staging {
     /// once.
     pub async fn is_replay(&self, seen: &str) -> Result<bool, Failure> {
         let now = epoch_seconds();
-        let put = self
-            .dynamodb
-            .put_item()
-            .table_name(self.naming.replies_trigger_lock_table())
-            .item(CONVERSATION_ID, AttributeValue::S(seen.into()))
-            .item(SEEN_AT, AttributeValue::N(now.to_string()))
-            .item(EXPIRES_AT, AttributeValue::N((now + REPLAY_WINDOW_SECONDS).to_string()))
-            .condition_expression("attribute_not_exists(#id)")
-            .expression_attribute_names("#id", CONVERSATION_ID)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        let error = match put {
-            Ok(_) => return Ok(false),
-            Err(e) => e,
-        };
-        match error.as_service_error() {
-            Some(PutItemError::ConditionalCheckFailedException(seen)) => {
-                let seen_at = match seen.item().and_then(|i| i.get(SEEN_AT)) {
+        let item = HashMap::from([
+            (CONVERSATION_ID.to_string(), AttributeValue::S(seen.into())),
+            (SEEN_AT.to_string(), AttributeValue::N(now.to_string())),
+            (EXPIRES_AT.to_string(), AttributeValue::N((now + REPLAY_WINDOW_SECONDS).to_string())),
+        ]);
+        let table = self.naming.replies_trigger_lock_table();
+        match put_if_absent(&self.dynamodb, &table, item).await? {
+            Put::Written => Ok(false),
+            Put::Existed(seen) => {
+                let seen_at = match seen.get(SEEN_AT) {
                     Some(AttributeValue::N(at)) => at.parse().unwrap_or(now),
                     _ => now,
                 };
                 Ok(now.saturating_sub(seen_at) > RETRY_GRACE_SECONDS)
             }
-            _ => Err(aws_failure("PutItem", &error)),
         }
     }
 
     /// The conversation's fragments not yet expired, in the order they were sent (a consistent
     /// read: a fragment staged before this call is in it).
     pub async fn staged(&self, conversation_id: &str) -> Result<Vec<Fragment>, Failure> {
-        let items = self
+        let query = self
             .dynamodb
             .query()
             .table_name(self.naming.replies_stage_table())
             .key_condition_expression("#id = :id")
             .expression_attribute_names("#id", CONVERSATION_ID)
             .expression_attribute_values(":id", AttributeValue::S(conversation_id.into()))
-            .consistent_read(true)
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Result<Vec<_>, _>>()
-            .await
-            .map_err(|e| aws_failure("Query", &e))?;
+            .consistent_read(true);
+        let items = query_all(query).await?;
         let now = epoch_seconds();
         let mut fragments = Vec::with_capacity(items.len());
         for item in items {

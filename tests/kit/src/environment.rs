@@ -118,6 +118,25 @@ pub fn company_copy(manifests: &mut Manifests, name: &str) -> multicomms_operato
     example
 }
 
+/// The conversation record under `key`, read consistently, as the wire type reads it.
+pub async fn conversation_record(
+    dynamodb: &aws_sdk_dynamodb::Client,
+    naming: &Naming,
+    key: &multicomms_wire::conversation::ConversationKey,
+) -> Option<multicomms_wire::conversation::ConversationRecord> {
+    let out = dynamodb
+        .get_item()
+        .table_name(naming.conversations_table())
+        .set_key(Some(key.to_item()))
+        .consistent_read(true)
+        .send()
+        .await
+        .expect("GetItem");
+    out.item.map(|item| {
+        multicomms_wire::conversation::ConversationRecord::from_item(item).expect("the wire type reads the record")
+    })
+}
+
 /// Takes one message off the queue named `queue` within `seconds` (one-second long polls),
 /// deleting it; its body.
 pub async fn take(sqs: &aws_sdk_sqs::Client, queue: &str, seconds: u32) -> Option<String> {

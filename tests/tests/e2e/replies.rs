@@ -12,7 +12,8 @@ use multicomms_runtime::worker::outcome::Outcome;
 use multicomms_runtime::worker::pod::PodConfig;
 use multicomms_runtime::worker::queue::{self, Settings};
 use multicomms_testkit::environment::{
-    apply, emulator_config, example_manifests, example_request, router_for, router_settings, API_KEY, PUBLIC_BASE_URL,
+    apply, conversation_record, emulator_config, example_manifests, example_request, router_for, router_settings,
+    API_KEY, PUBLIC_BASE_URL,
 };
 use multicomms_testkit::eventually::{eventually, eventually_ok};
 use multicomms_testkit::fakes::{Fakes, Fault, Service};
@@ -177,16 +178,7 @@ impl Env {
     }
 
     async fn record(&self, key: &ConversationKey) -> ConversationRecord {
-        let out = self
-            .dynamodb
-            .get_item()
-            .table_name(self.naming.conversations_table())
-            .set_key(Some(key.to_item()))
-            .consistent_read(true)
-            .send()
-            .await
-            .expect("GetItem");
-        ConversationRecord::from_item(out.item.expect("record")).expect("the wire type reads it")
+        conversation_record(&self.dynamodb, &self.naming, key).await.expect("record")
     }
 
     /// Free-form replies Twilio accepted (the first messages are templates).

@@ -11,6 +11,7 @@ use crate::shared::claim::{claim_is_ours, RecordState};
 use crate::shared::failure::Failure;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
+use aws_sdk_dynamodb::operation::query::builders::QueryFluentBuilder;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValuesOnConditionCheckFailure};
@@ -52,33 +53,15 @@ impl ConversationStore {
     /// put returns, so a duplicate costs no extra read).
     pub async fn create(&self, record: &ConversationRecord) -> Result<Created, Failure> {
         let item = record.to_item().map_err(|e| Failure::Permanent(format!("record not storable: {e}")))?;
-        let put = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(item))
-            .condition_expression("attribute_not_exists(#id)")
-            .expression_attribute_names("#id", CONVERSATION_ID)
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        let error = match put {
-            Ok(_) => return Ok(Created::New),
-            Err(e) => e,
-        };
-        match error.as_service_error() {
-            Some(PutItemError::ConditionalCheckFailedException(failed)) => failed
-                .item
-                .as_ref()
-                .map(|item| {
-                    let created_at = match item.get(attribute::CREATED_AT) {
-                        Some(AttributeValue::S(created_at)) => created_at.clone(),
-                        _ => String::new(),
-                    };
-                    Created::Exists(record_state(item), created_at)
-                })
-                .ok_or_else(|| Failure::Transient("the refused create did not return the record".into())),
-            _ => Err(aws_failure("PutItem", &error)),
+        match put_if_absent(&self.client, &self.table, item).await? {
+            Put::Written => Ok(Created::New),
+            Put::Existed(item) => {
+                let created_at = match item.get(attribute::CREATED_AT) {
+                    Some(AttributeValue::S(created_at)) => created_at.clone(),
+                    _ => String::new(),
+                };
+                Ok(Created::Exists(record_state(&item), created_at))
+            }
         }
     }
 
@@ -290,6 +273,45 @@ fn record_state(item: &Item) -> RecordState {
         updated_at: text(attribute::UPDATED_AT).unwrap_or_default(),
         claim_id: text(attribute::CLAIM_ID),
     }
+}
+
+/// What a put-if-absent found.
+pub enum Put {
+    Written,
+    /// An item with that `conversation_id` was there already: this one.
+    Existed(Item),
+}
+
+/// PutItem of `item` unless an item with its `conversation_id` (the partition key of every
+/// table the pods write) exists. The existing item comes back with the refused condition, so a
+/// duplicate costs no extra read.
+pub(crate) async fn put_if_absent(client: &aws_sdk_dynamodb::Client, table: &str, item: Item) -> Result<Put, Failure> {
+    let put = client
+        .put_item()
+        .table_name(table)
+        .set_item(Some(item))
+        .condition_expression("attribute_not_exists(#id)")
+        .expression_attribute_names("#id", CONVERSATION_ID)
+        .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
+        .send()
+        .await;
+    match put {
+        Ok(_) => Ok(Put::Written),
+        Err(error) => match error.as_service_error() {
+            Some(PutItemError::ConditionalCheckFailedException(failed)) => failed
+                .item
+                .clone()
+                .map(Put::Existed)
+                .ok_or_else(|| Failure::Transient("the refused put did not return the item".into())),
+            _ => Err(aws_failure("PutItem", &error)),
+        },
+    }
+}
+
+/// Every item `query` finds, page after page.
+pub(crate) async fn query_all(query: QueryFluentBuilder) -> Result<Vec<Item>, Failure> {
+    let pages = query.into_paginator().items().send();
+    pages.collect::<Result<Vec<_>, _>>().await.map_err(|e| aws_failure("Query", &e))
 }
 
 /// Only a validation error fails the same way every time; a missing table or denied access is a

@@ -2,7 +2,7 @@
 //! recipient's numbers (the channel's index), the reply turn's lease, and the reply's send claim
 //! and final update. The claim is the first message's protocol ([`crate::shared::claim`]):
 //! the status is the lock, every update is conditioned on the state it moves from.
-use super::{aws_failure, status, ConversationStore, Written};
+use super::{aws_failure, query_all, status, ConversationStore, Written};
 use crate::shared::claim::{claim_is_ours, RecordState};
 use crate::shared::failure::Failure;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -47,7 +47,7 @@ impl ConversationStore {
             ChannelKind::Sms => &GLOBAL_INDEXES[2],
             ChannelKind::Email => &GLOBAL_INDEXES[3],
         };
-        let pages = self
+        let query = self
             .client
             .query()
             .table_name(&self.table)
@@ -56,13 +56,8 @@ impl ConversationStore {
             .expression_attribute_names("#company", index.partition_key)
             .expression_attribute_names("#recipient", index.sort_key)
             .expression_attribute_values(":company", AttributeValue::S(company.into()))
-            .expression_attribute_values(":recipient", AttributeValue::S(recipient.into()))
-            .into_paginator()
-            .items()
-            .send()
-            .collect::<Result<Vec<_>, _>>()
-            .await
-            .map_err(|e| aws_failure("Query", &e))?;
+            .expression_attribute_values(":recipient", AttributeValue::S(recipient.into()));
+        let pages = query_all(query).await?;
         // One record another tool wrote (or a person edited) must not hide the others.
         let read = pages.len();
         let records: Vec<ConversationRecord> = pages

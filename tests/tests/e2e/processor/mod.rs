@@ -127,15 +127,8 @@ impl Env {
     }
 
     async fn record(&self, key: &ConversationKey) -> Option<ConversationRecord> {
-        let out = aws_sdk_dynamodb::Client::new(&self.config)
-            .get_item()
-            .table_name(self.naming.conversations_table())
-            .set_key(Some(key.to_item()))
-            .consistent_read(true)
-            .send()
-            .await
-            .expect("GetItem");
-        out.item.map(|item| ConversationRecord::from_item(item).expect("the wire type reads what the processor wrote"))
+        let dynamodb = aws_sdk_dynamodb::Client::new(&self.config);
+        multicomms_testkit::environment::conversation_record(&dynamodb, &self.naming, key).await
     }
 
     /// Waits until the record reaches one of `statuses` (30 s at most).
