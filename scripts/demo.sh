@@ -4,7 +4,8 @@
 # deliberately invalid examples being rejected; then run the router, a WhatsApp processor, a
 # WhatsApp reply processor and the fake providers, send one request end to end, and answer it
 # as the recipient would: two signed inbound WhatsApp messages, one AI reply (after the example
-# company's 10 s batching window).
+# company's 10 s batching window); then STOP, which opts them out (the next first message for them
+# is refused 409), and START, which opts them back in.
 set -euo pipefail
 source "$(dirname "$0")/emulator.sh"
 start_emulator
@@ -112,5 +113,23 @@ for m in item["messages"]["L"]:
 roles = [m["M"]["role"]["S"] for m in item["messages"]["L"]]
 if item["conversation_status"]["S"] != "reply_sent" or roles[-3:] != ["user", "user", "assistant"]:
     sys.exit(f"the demo's conversation did not end with the AI's reply to both answers: {roles}")
+
+# The recipient opts out: STOP is answered with the company's confirmation (in the TwiML; no AI
+# call), the conversation ends, and a first message for them is refused until they send START.
+assert inbound("STOP") == 200
+item = table.get_item(TableName="ai-multi-comms-conversations-dev", Key=key, ConsistentRead=True)["Item"]
+print("conversation record:", item["conversation_status"]["S"])
+if item["conversation_status"]["S"] != "recipient_opted_out":
+    sys.exit("STOP did not end the conversation")
+body["request_data"]["request_id"] = str(uuid.uuid4())
+request = urllib.request.Request(f"http://127.0.0.1:{port}/initiate-conversation", data=json.dumps(body).encode(),
+                                 headers={"x-api-key": "local-demo-router-key-not-a-secret", "content-type": "application/json"})
+try:
+    urllib.request.urlopen(request)
+    sys.exit("a first message for a recipient who said STOP must be refused")
+except urllib.error.HTTPError as refusal:
+    print("router:", refusal.status, refusal.read().decode())
+    assert refusal.status == 409, refusal.status
+assert inbound("START") == 200
 PY
 echo "(pod logs: target/demo/)"

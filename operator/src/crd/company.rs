@@ -102,8 +102,30 @@ pub struct CompanySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 900))]
     pub reply_batch_window_seconds: Option<u32>,
+    /// What the company answers, instead of the AI, to a recipient's STOP (and its kin), START
+    /// and HELP; the defaults where absent. A STOP always opts the recipient out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyword_replies: Option<KeywordReplies>,
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+}
+
+#[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct KeywordReplies {
+    /// Sent when a recipient opts out (STOP, STOPALL, UNSUBSCRIBE, CANCEL, END, QUIT, OPTOUT,
+    /// REVOKE).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1600))]
+    pub opt_out: Option<String>,
+    /// Sent when an opted-out recipient opts back in (START, UNSTOP, YES).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1600))]
+    pub opt_in: Option<String>,
+    /// Sent for HELP or INFO.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 1600))]
+    pub help: Option<String>,
 }
 
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]

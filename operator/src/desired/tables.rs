@@ -70,6 +70,7 @@ pub fn tables(naming: &Naming) -> Vec<TableSpec> {
         },
         plain(naming.replies_stage_table(), s(CONVERSATION_ID), Some(s(MESSAGE_SID)), Some(EXPIRES_AT)),
         plain(naming.replies_trigger_lock_table(), s(CONVERSATION_ID), None, Some(EXPIRES_AT)),
+        plain(naming.opt_outs_table(), s(multicomms_wire::opt_out::RECIPIENT_KEY), None, None),
     ]
 }
 

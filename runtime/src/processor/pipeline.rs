@@ -6,6 +6,7 @@ use crate::shared::ai::{Ai, Reply};
 use crate::shared::claim::{self, OnExisting};
 use crate::shared::conversations::{ConversationStore, Created, Written};
 use crate::shared::failure::Failure;
+use crate::shared::opt_outs::OptOuts;
 use crate::shared::secrets::{Secrets, TwilioCredentials};
 use crate::shared::senders::{Email, SendError, Senders, Sent};
 use crate::worker::around_send::{sent_but_not_recorded, through_outage, Unrecorded};
@@ -25,6 +26,7 @@ pub struct Processor {
     /// `processor_version` on new records.
     pub version: String,
     pub store: ConversationStore,
+    pub opt_outs: OptOuts,
     pub secrets: Arc<Secrets>,
     pub ai: Ai,
     pub senders: Senders,
@@ -42,8 +44,9 @@ pub struct ProcessorConfig {
 
 impl Processor {
     pub fn build(sdk: &aws_config::SdkConfig, config: ProcessorConfig) -> Result<Self, reqwest::Error> {
-        let PodClients { dynamodb, secrets, ai, senders, metrics } = PodClients::build(sdk, &config.pod)?;
+        let PodClients { dynamodb, opt_outs, secrets, ai, senders, metrics } = PodClients::build(sdk, &config.pod)?;
         Ok(Processor {
+            opt_outs,
             channel: config.pod.channel,
             version: config.version,
             store: ConversationStore::new(dynamodb, config.pod.naming.conversations_table()),
@@ -196,6 +199,14 @@ impl Processor {
         if !m.comms_consent && !m.company.send_without_consent {
             let failure = Failure::Permanent("comms_consent is false and the company does not send without it".into());
             return Err(failed_at(ConversationStatus::FailedNoConsent, "consent")(failure));
+        }
+        // Checked before the AI is paid for; a STOP acknowledged during the AI call and the claim
+        // is not seen (that window is the time of one AI call).
+        let company_id = &m.company.company_id;
+        let opted_out = self.opt_outs.opted_out(company_id, self.channel, &m.primary_channel).await;
+        if opted_out.map_err(failed_at(ConversationStatus::FailedUnknown, "opt-out"))? {
+            let failure = Failure::Permanent("the recipient opted out of this company's messages".into());
+            return Err(failed_at(ConversationStatus::RecipientOptedOut, "opt-out")(failure));
         }
         let secrets_failed = || failed_at(ConversationStatus::FailedSecretsFetch, "secrets");
         let ai_key = self.secrets.ai_key(&m.ai.api_key_reference).await.map_err(secrets_failed())?;

@@ -30,6 +30,12 @@ impl ReplyProcessor {
         company: &CompanyRecord,
         fragments: &[Fragment],
     ) -> Result<Prepared, StepFailure> {
+        let (company_id, recipient) = (&turn.record.company_id, &turn.key.primary_channel);
+        let opted_out = self.opt_outs.opted_out(company_id, self.channel, recipient).await;
+        if opted_out.map_err(failed_at(ConversationStatus::FailedToProcessReplyAi, "opt-out"))? {
+            let failure = Failure::Permanent("the recipient opted out of this company's messages".into());
+            return Err(failed_at(ConversationStatus::RecipientOptedOut, "opt-out")(failure));
+        }
         let secrets_failed = || failed_at(ConversationStatus::FailedReplySecretsFetch, "secrets");
         let ai_failed = || failed_at(ConversationStatus::FailedToProcessReplyAi, "ai");
         let no_config = |what: &str| Failure::Permanent(format!("the company has no {what} for {}", self.channel));

@@ -13,6 +13,7 @@ use crate::shared::companies::Companies;
 use crate::shared::conversations::Leased;
 use crate::shared::conversations::{ConversationStore, Written};
 use crate::shared::failure::Failure;
+use crate::shared::opt_outs::OptOuts;
 use crate::shared::secrets::Secrets;
 use crate::shared::senders::Senders;
 use crate::worker::metrics::Metrics;
@@ -29,6 +30,7 @@ use std::time::{Duration, Instant};
 pub struct ReplyProcessor {
     pub channel: ChannelKind,
     pub store: ConversationStore,
+    pub opt_outs: OptOuts,
     pub companies: Companies,
     pub secrets: Arc<Secrets>,
     pub ai: Ai,
@@ -52,9 +54,10 @@ pub struct ReplyConfig {
 
 impl ReplyProcessor {
     pub fn build(sdk: &aws_config::SdkConfig, config: ReplyConfig) -> Result<Self, reqwest::Error> {
-        let PodClients { dynamodb, secrets, ai, senders, metrics } = PodClients::build(sdk, &config.pod)?;
+        let PodClients { dynamodb, opt_outs, secrets, ai, senders, metrics } = PodClients::build(sdk, &config.pod)?;
         let naming = config.pod.naming;
         Ok(ReplyProcessor {
+            opt_outs,
             channel: config.pod.channel,
             store: ConversationStore::new(dynamodb.clone(), naming.conversations_table()),
             companies: Companies::new(dynamodb, naming.company_data_table(), config.company_cache),

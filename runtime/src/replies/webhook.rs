@@ -19,8 +19,10 @@ use super::staging::Staging;
 use crate::shared::companies::Companies;
 use crate::shared::conversations::ConversationStore;
 use crate::shared::failure::Failure;
+use crate::shared::opt_outs::OptOuts;
 use crate::shared::secrets::Secrets;
 use multicomms_wire::conversation::{ActivePointer, ConversationRecord};
+use multicomms_wire::opt_out::{keyword, Keyword};
 use multicomms_wire::replies::{seen_key, Fragment, HandOffMessage, STAGE_TTL_SECONDS};
 use multicomms_wire::timestamp::{epoch_ms, epoch_seconds, now};
 use multicomms_wire::ChannelKind;
@@ -47,6 +49,7 @@ pub struct Webhook {
     /// Twilio auth tokens, cached.
     pub secrets: Secrets,
     pub staging: Staging,
+    pub opt_outs: OptOuts,
     /// When each secret was last read afresh after a failed signature.
     pub refreshed: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
@@ -79,10 +82,13 @@ impl Webhook {
     }
 }
 
-/// How a message was answered: the metric's `outcome` label, and Twilio's status.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// How a message was answered: the metric's `outcome` label, Twilio's status, and the TwiML.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Acknowledged {
     Staged,
+    /// A keyword (STOP, START, HELP) answered with the company's text in the TwiML, not by the
+    /// AI ([`super::keywords`]).
+    Keyword(Keyword, String),
     HandedOff,
     /// Its `MessageSid` is already in the conversation: a Twilio retry of an answered message.
     AlreadyAnswered,
@@ -101,7 +107,7 @@ impl Acknowledged {
     /// The HTTP status Twilio gets: 200 for every message Twilio sent (even one nobody
     /// answers), so that Twilio does not retry it; 400 for a body that is no Twilio form; 403
     /// for a request not shown to come from Twilio.
-    pub fn status(self) -> u16 {
+    pub fn status(&self) -> u16 {
         match self {
             Acknowledged::Refused(Refusal::ParsingError) => 400,
             Acknowledged::Unverified(_) => 403,
@@ -110,15 +116,34 @@ impl Acknowledged {
         }
     }
 
-    pub fn label(self) -> &'static str {
+    pub fn label(&self) -> &'static str {
         match self {
             Acknowledged::Staged => "staged",
+            Acknowledged::Keyword(Keyword::OptOut, _) => "opted_out",
+            Acknowledged::Keyword(Keyword::OptIn, _) => "opted_in",
+            Acknowledged::Keyword(Keyword::Help, _) => "help",
             Acknowledged::HandedOff => "handed_off",
             Acknowledged::AlreadyAnswered => "already_answered",
             Acknowledged::Throttled => "RATE_LIMITED",
             Acknowledged::Refused(code) | Acknowledged::Unverified(code) => code.as_str(),
         }
     }
+
+    /// The TwiML answer: a `<Message>` Twilio sends back to the recipient for a keyword,
+    /// otherwise empty.
+    pub fn twiml(&self) -> String {
+        match self {
+            Acknowledged::Keyword(_, reply) => format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Message>{}</Message></Response>",
+                xml_escaped(reply)
+            ),
+            _ => EMPTY_TWIML.to_string(),
+        }
+    }
+}
+
+fn xml_escaped(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&apos;")
 }
 
 /// A message shown to come from Twilio for the tenant whose conversation its numbers point at.
@@ -219,6 +244,11 @@ async fn answer(
     pointer: &ActivePointer,
 ) -> Result<Acknowledged, Failure> {
     let channel = inbound.channel;
+    if let Some(keyword) = keyword(&inbound.body) {
+        if let Some(answered) = super::keywords::answer(companies, webhook, inbound, pointer, keyword).await? {
+            return Ok(answered);
+        }
+    }
     let conversation = match conversation(webhook, inbound, pointer).await {
         Ok(Some(conversation)) => conversation,
         Ok(None) => return Ok(refused(Refusal::ConversationNotFound, "no active conversation with this number")),

@@ -13,6 +13,7 @@ use crate::replies::staging::Staging;
 use crate::replies::webhook::{self, Webhook};
 use crate::shared::companies::Companies;
 use crate::shared::conversations::ConversationStore;
+use crate::shared::opt_outs::OptOuts;
 use crate::shared::secrets::Secrets;
 use axum::body::Bytes;
 use axum::extract::{rejection::BytesRejection, Request, State};
@@ -65,6 +66,8 @@ pub struct AppState {
     pub queues: Queues,
     pub limiter: RateLimiter,
     pub idempotency: Idempotency,
+    /// Recipients who said STOP: no first message is queued for them.
+    pub opt_outs: OptOuts,
     /// Twilio's inbound webhooks, when a public base URL is configured.
     pub replies: Option<Webhook>,
     pub unverified: UnverifiedSources,
@@ -78,6 +81,7 @@ impl AppState {
     pub async fn build(sdk: &aws_config::SdkConfig, naming: &Naming, settings: RouterSettings) -> Self {
         let metrics = Arc::new(Metrics::default());
         let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
+        let opt_outs = OptOuts::new(dynamodb.clone(), naming.opt_outs_table());
         let companies = Companies::new(dynamodb.clone(), naming.company_data_table(), settings.company_cache);
         let sqs = aws_sdk_sqs::Client::new(sdk);
         let queues = Queues::resolve(sqs, naming, settings.batch_linger, metrics.batch_size.clone()).await;
@@ -92,6 +96,7 @@ impl AppState {
             )
             .remembering_failures_for(Duration::from_secs(30)),
             staging: Staging::new(sdk, naming.clone()),
+            opt_outs: opt_outs.clone(),
             refreshed: Default::default(),
         });
         AppState {
@@ -99,6 +104,7 @@ impl AppState {
             companies,
             queues,
             limiter: RateLimiter::default(),
+            opt_outs,
             idempotency: Idempotency::new(settings.idempotency_window),
             replies,
             unverified: UnverifiedSources::new(settings.unverified_per_minute),
@@ -254,7 +260,7 @@ async fn inbound(
         Ok(acknowledged) => {
             state.metrics.webhook(channel.as_str(), acknowledged.label());
             let status = StatusCode::from_u16(acknowledged.status()).unwrap_or(StatusCode::OK);
-            (status, [("content-type", "text/xml")], webhook::EMPTY_TWIML).into_response()
+            (status, [("content-type", "text/xml")], acknowledged.twiml()).into_response()
         }
         Err(crate::shared::failure::Failure::Permanent(why)) => {
             state.metrics.webhook(channel.as_str(), "INTERNAL_ERROR");
@@ -303,6 +309,13 @@ async fn initiate(
 async fn accept(state: &AppState, api_key: &str, request: ValidRequest) -> Result<serde_json::Value, RouterError> {
     let found = state.companies.get(&request.company_id, &request.project_id).await?;
     let company = authorize(found.as_deref(), api_key, &request)?;
+    let opted_out = state.opt_outs.opted_out(&request.company_id, request.channel, &request.recipient).await;
+    if opted_out.map_err(|e| {
+        tracing::error!(error = %e, "the opt-outs table was not read");
+        RouterError::database_error()
+    })? {
+        return Err(RouterError::recipient_opted_out(request.channel.as_str()));
+    }
     if !state.queues.is_configured(request.channel) {
         return Err(RouterError::queue_not_configured(request.channel.as_str()));
     }

@@ -63,6 +63,7 @@ error_codes! {
     InvalidApiKey => "INVALID_API_KEY", FORBIDDEN;
     ProjectInactive => "PROJECT_INACTIVE", FORBIDDEN;
     ChannelNotAllowed => "CHANNEL_NOT_ALLOWED", FORBIDDEN;
+    RecipientOptedOut => "RECIPIENT_OPTED_OUT", CONFLICT;
     RateLimitExceeded => "RATE_LIMIT_EXCEEDED", TOO_MANY_REQUESTS;
     RequestTimeout => "REQUEST_TIMEOUT", GATEWAY_TIMEOUT;
     ServerBusy => "SERVER_BUSY", SERVICE_UNAVAILABLE;
@@ -146,6 +147,12 @@ impl RouterError {
     }
     pub fn channel_not_allowed(channel: &str) -> Self {
         Self::new(ErrorCode::ChannelNotAllowed, format!("Channel '{channel}' is not permitted for this project."))
+    }
+    pub fn recipient_opted_out(channel: &str) -> Self {
+        Self::new(
+            ErrorCode::RecipientOptedOut,
+            format!("The recipient has opted out of this company's messages on {channel}."),
+        )
     }
     pub fn database_error() -> Self {
         Self::new(ErrorCode::DatabaseError, "Failed to access the database")

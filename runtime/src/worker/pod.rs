@@ -1,7 +1,8 @@
 //! What both processors (first messages and replies) are built from, and the clients they build
 //! from it alike: one HTTP client with the provider timeouts, the metrics, the cached secrets,
-//! the AI and the senders.
+//! the opt-outs, the AI and the senders.
 use crate::shared::ai::Ai;
+use crate::shared::opt_outs::OptOuts;
 use crate::shared::secrets::Secrets;
 use crate::shared::senders::Senders;
 use crate::worker::metrics::Metrics;
@@ -31,6 +32,7 @@ pub struct PodConfig {
 /// The clients a processor pod talks through.
 pub struct PodClients {
     pub dynamodb: aws_sdk_dynamodb::Client,
+    pub opt_outs: OptOuts,
     pub secrets: Arc<Secrets>,
     pub ai: Ai,
     pub senders: Senders,
@@ -52,8 +54,10 @@ impl PodClients {
             secrets.clone(),
             config.allow_loopback_ai_endpoints,
         );
+        let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
         Ok(PodClients {
-            dynamodb: aws_sdk_dynamodb::Client::new(sdk),
+            opt_outs: OptOuts::new(dynamodb.clone(), config.naming.opt_outs_table()),
+            dynamodb,
             secrets,
             ai,
             senders: Senders::new(http, config.twilio_base_url.clone(), config.sendgrid_base_url.clone()),

@@ -67,6 +67,9 @@ pub struct CompanyRecord {
     /// them together; [`crate::replies::DEFAULT_BATCH_WINDOW_SECONDS`] when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_batch_window_seconds: Option<u32>,
+    /// What the company answers to STOP, START and HELP (the defaults where absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keyword_replies: Option<crate::opt_out::KeywordReplies>,
     #[serde(default)]
     pub created_at: String,
     #[serde(default)]
@@ -343,6 +346,7 @@ mod tests {
             auto_queue_reply_message_from_email: vec![],
             send_without_consent: false,
             reply_batch_window_seconds: Some(2),
+            keyword_replies: None,
             created_at: "2026-11-23T10:00:00.000000+00:00".into(),
             updated_at: "2026-11-23T10:00:00.000000+00:00".into(),
             managed_by: Some("Company/dev/cucumber".into()),

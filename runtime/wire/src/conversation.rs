@@ -26,6 +26,8 @@ pub mod attribute {
     pub const CLAIM_ID: &str = "claim_id";
     pub const REPLY_LEASE_ID: &str = "reply_lease_id";
     pub const REPLY_LEASE_EXPIRES_AT: &str = "reply_lease_expires_at";
+    /// 0 while the conversation is under way, 1 once it is over (a number: an index's sort key).
+    pub const TASK_COMPLETE: &str = "task_complete";
 }
 
 /// A conversation record's key.
@@ -163,6 +165,8 @@ pub enum ConversationStatus {
     FailedReplySecretsFetch,
     FailedToProcessReplyAi,
     FailedToSendReply,
+    /// The recipient opted out (STOP): the conversation is over, and nothing more is sent.
+    RecipientOptedOut,
     /// A status another flow wrote (e.g. the replies engine's `processing_reply`): the initial
     /// message is long done. Read only; never written.
     #[serde(other)]
@@ -188,6 +192,7 @@ impl ConversationStatus {
             ConversationStatus::FailedReplySecretsFetch => "failed_reply_secrets_fetch",
             ConversationStatus::FailedToProcessReplyAi => "failed_to_process_reply_ai",
             ConversationStatus::FailedToSendReply => "failed_to_send_reply",
+            ConversationStatus::RecipientOptedOut => "recipient_opted_out",
             ConversationStatus::Other => "other",
         }
     }
@@ -351,6 +356,7 @@ mod tests {
             FailedReplySecretsFetch,
             FailedToProcessReplyAi,
             FailedToSendReply,
+            RecipientOptedOut,
         ];
         for status in all {
             let stored = serde_json::to_value(status).expect("serialises");

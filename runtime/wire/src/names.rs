@@ -44,6 +44,11 @@ impl Naming {
         format!("{}-conversations-{}", self.prefix, self.env)
     }
 
+    /// Recipients who opted out, per company and channel (keyed by a hash: it names no one).
+    pub fn opt_outs_table(&self) -> String {
+        format!("{}-opt-outs-{}", self.prefix, self.env)
+    }
+
     pub fn replies_stage_table(&self) -> String {
         format!("{}-replies-conversations-stage-{}", self.prefix, self.env)
     }

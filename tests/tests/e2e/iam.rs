@@ -416,6 +416,9 @@ async fn each_components_policy_grants_exactly_the_aws_actions_it_performs() {
         .await
         .expect("complete");
     assert_eq!(inbound(&router, "after the end").await, StatusCode::OK);
+    // The recipient's word: STOP records the opt-out, START removes it.
+    assert_eq!(inbound(&router, "STOP").await, StatusCode::OK);
+    assert_eq!(inbound(&router, "START").await, StatusCode::OK);
     assert_least_privilege("router", &router_calls, &[&env.naming]);
     assert_least_privilege("reply-processor", &reply_calls, &[&env.naming]);
 }

@@ -279,6 +279,24 @@ impl ConversationStore {
 
     /// [`ConversationStore::update`] plus what ending a turn's claim and lease uses: `#claim`,
     /// `#lease`, `#lease_until` and the turn's `:token`.
+    /// Ends the conversation because its recipient opted out: `recipient_opted_out`, complete.
+    /// Not while a send is claimed (`sending`, `sending_reply`): that send's own update must
+    /// still find its claim; the opt-out stops every send after it.
+    pub async fn opted_out(&self, key: &ConversationKey, keyword: &str) -> Result<Written, Failure> {
+        let update = self
+            .update(key)
+            .update_expression("SET #status = :to, #updated = :now, #complete = :one, #failure = :reason")
+            .condition_expression("attribute_exists(#status) AND #status <> :sending AND #status <> :sending_reply")
+            .expression_attribute_names("#complete", attribute::TASK_COMPLETE)
+            .expression_attribute_names("#failure", attribute::FAILURE_REASON)
+            .expression_attribute_values(":to", status(ConversationStatus::RecipientOptedOut))
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .expression_attribute_values(":reason", AttributeValue::S(format!("the recipient answered {keyword}")))
+            .expression_attribute_values(":sending", status(ConversationStatus::Sending))
+            .expression_attribute_values(":sending_reply", status(ConversationStatus::SendingReply));
+        self.conditional(update).await
+    }
+
     fn turn_update(
         &self,
         key: &ConversationKey,

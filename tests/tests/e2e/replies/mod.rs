@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tower::ServiceExt;
 
+mod keywords;
 /// The example company's numbers (config/companies) and the example recipient.
 const COMPANY_NUMBER: &str = "+447588713814";
 const RECIPIENT: &str = "+447835065013";
@@ -78,6 +79,19 @@ impl Env {
     /// A conversation opened the normal way: the router accepts the request, the WhatsApp (or
     /// SMS) processor sends the first message. Returns its key.
     async fn open(&self, router: &axum::Router, channel: ChannelKind, request_id: u32) -> ConversationKey {
+        assert_eq!(self.initiate(router, channel, request_id).await.0, StatusCode::OK);
+        let context = self.take(&self.naming.channel_queue(channel), 10).await.expect("the router's message");
+        assert_eq!(self.first_message_processor(channel).process(&context, false).await, Outcome::Sent);
+        let context: Value = serde_json::from_str(&context).expect("JSON");
+        ConversationKey {
+            primary_channel: RECIPIENT.into(),
+            conversation_id: context["conversation_data"]["conversation_id"].as_str().expect("id").into(),
+        }
+    }
+
+    /// `POST /initiate-conversation` of the example request with id `request_id` on `channel`:
+    /// the status and the envelope.
+    async fn initiate(&self, router: &axum::Router, channel: ChannelKind, request_id: u32) -> (StatusCode, Value) {
         let mut body = example_request();
         body["request_data"]["request_id"] = json!(format!("550e8400-e29b-41d4-a716-{request_id:012x}"));
         body["request_data"]["channel_method"] = json!(channel.as_str());
@@ -85,19 +99,17 @@ impl Env {
             .header("x-api-key", API_KEY)
             .body(Body::from(body.to_string()))
             .expect("request");
-        assert_eq!(router.clone().oneshot(request).await.expect("response").status(), StatusCode::OK);
-        let context = self.take(&self.naming.channel_queue(channel), 10).await.expect("the router's message");
-        let processor = Processor::build(
-            &self.config,
-            ProcessorConfig { pod: self.fakes.pod_config(channel, &self.naming), version: "processor-test-1".into() },
-        )
-        .expect("processor");
-        assert_eq!(processor.process(&context, false).await, Outcome::Sent);
-        let context: Value = serde_json::from_str(&context).expect("JSON");
-        ConversationKey {
-            primary_channel: RECIPIENT.into(),
-            conversation_id: context["conversation_data"]["conversation_id"].as_str().expect("id").into(),
-        }
+        let response = router.clone().oneshot(request).await.expect("response");
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.expect("body");
+        (status, serde_json::from_slice(&body).expect("a JSON envelope"))
+    }
+
+    /// The first-message processor of `channel` on the fakes.
+    fn first_message_processor(&self, channel: ChannelKind) -> Processor {
+        let config =
+            ProcessorConfig { pod: self.fakes.pod_config(channel, &self.naming), version: "processor-test-1".into() };
+        Processor::build(&self.config, config).expect("processor")
     }
 
     /// A reply processor on the fakes: `lease` long, a send claim younger than `grace` in use.
@@ -120,8 +132,23 @@ impl Env {
         let response = router.clone().oneshot(request.body(Body::from(body)).expect("request")).await.expect("answer");
         let status = response.status();
         let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.expect("body");
-        assert_eq!(body, EMPTY_TWIML, "Twilio always gets empty TwiML");
+        assert_eq!(body, EMPTY_TWIML, "Twilio gets empty TwiML for all but a keyword");
         status
+    }
+
+    /// A correctly signed inbound message; the status and the TwiML it was answered with.
+    async fn answered(&self, router: &axum::Router, message: &Inbound) -> (StatusCode, String) {
+        let path = path(message.channel);
+        let (body, signature) = message.signed(AUTH_TOKEN, &format!("{PUBLIC_BASE_URL}{path}"));
+        let request = Request::post(path)
+            .header("content-type", "application/x-www-form-urlencoded; charset=utf-8")
+            .header("x-twilio-signature", signature)
+            .body(Body::from(body))
+            .expect("request");
+        let response = router.clone().oneshot(request).await.expect("answer");
+        let status = response.status();
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.expect("body");
+        (status, String::from_utf8(body.to_vec()).expect("TwiML is text"))
     }
 
     /// A correctly signed inbound message.
