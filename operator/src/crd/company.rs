@@ -128,6 +128,17 @@ pub struct KeywordReplies {
     pub help: Option<String>,
 }
 
+impl KeywordReplies {
+    /// As the company record keeps them.
+    pub fn to_record(&self) -> multicomms_wire::opt_out::KeywordReplies {
+        multicomms_wire::opt_out::KeywordReplies {
+            opt_out: self.opt_out.clone(),
+            opt_in: self.opt_in.clone(),
+            help: self.help.clone(),
+        }
+    }
+}
+
 #[derive(Deserialize, Serialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ProjectStatus {

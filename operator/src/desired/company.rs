@@ -72,11 +72,7 @@ pub fn record(spec: &CompanySpec, naming: &Naming, owner: &Owner, api_key: Optio
         auto_queue_reply_message_from_email: h.auto_queue_reply_message_from_email.clone(),
         send_without_consent: spec.send_without_consent,
         reply_batch_window_seconds: spec.reply_batch_window_seconds,
-        keyword_replies: spec.keyword_replies.as_ref().map(|replies| multicomms_wire::opt_out::KeywordReplies {
-            opt_out: replies.opt_out.clone(),
-            opt_in: replies.opt_in.clone(),
-            help: replies.help.clone(),
-        }),
+        keyword_replies: spec.keyword_replies.as_ref().map(crate::crd::company::KeywordReplies::to_record),
         created_at: String::new(),
         updated_at: String::new(),
         managed_by: Some(owner.to_string()),

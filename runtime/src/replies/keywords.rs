@@ -7,28 +7,29 @@
 //! The conversation the numbers' pointer names tells whose recipient this is, whatever its
 //! state: a conversation ended by STOP still knows its company when START comes.
 use super::inbound::Inbound;
-use super::webhook::{Acknowledged, Webhook};
 use crate::shared::companies::Companies;
-use crate::shared::conversations::Written;
+use crate::shared::conversations::{ConversationStore, Written};
 use crate::shared::failure::Failure;
+use crate::shared::opt_outs::OptOuts;
 use multicomms_wire::conversation::ActivePointer;
 use multicomms_wire::opt_out::{Keyword, KeywordReplies};
 
-/// `Ok(None)`: not the company's business as a keyword (no conversation to tell whose it is,
-/// or an opt-in word from someone not opted out); the message goes on as any other.
+/// The text to answer with. `Ok(None)`: not the company's business as a keyword (no
+/// conversation to tell whose it is, or an opt-in word from someone not opted out); the message
+/// goes on as any other.
 pub async fn answer(
     companies: &Companies,
-    webhook: &Webhook,
+    (store, opt_outs): (&ConversationStore, &OptOuts),
     inbound: &Inbound,
     pointer: &ActivePointer,
     keyword: Keyword,
-) -> Result<Option<Acknowledged>, Failure> {
-    let Some(conversation) = webhook.store.record(&pointer.conversation()).await? else { return Ok(None) };
+) -> Result<Option<String>, Failure> {
+    let Some(conversation) = store.record(&pointer.conversation()).await? else { return Ok(None) };
     let (company_id, channel, recipient) = (&conversation.company_id, inbound.channel, &inbound.from);
     match keyword {
         Keyword::OptOut => {
-            webhook.opt_outs.opt_out(company_id, channel, recipient, inbound.body.trim()).await?;
-            match webhook.store.opted_out(&conversation.key(), inbound.body.trim()).await? {
+            opt_outs.opt_out(company_id, channel, recipient, inbound.body.trim()).await?;
+            match store.opted_out(&conversation.key(), inbound.body.trim()).await? {
                 Written::Applied => tracing::info!("the recipient opted out; the conversation is over"),
                 Written::Superseded => {
                     tracing::warn!("the recipient opted out during a send; nothing is sent after it")
@@ -36,7 +37,7 @@ pub async fn answer(
             }
         }
         Keyword::OptIn => {
-            if !webhook.opt_outs.opt_in(company_id, channel, recipient).await? {
+            if !opt_outs.opt_in(company_id, channel, recipient).await? {
                 return Ok(None);
             }
             tracing::info!("the recipient opted back in");
@@ -45,5 +46,5 @@ pub async fn answer(
     }
     let company = companies.get(company_id, &conversation.project_id).await?;
     let replies = company.and_then(|c| c.record.keyword_replies.clone()).unwrap_or_default();
-    Ok(Some(Acknowledged::Keyword(keyword, KeywordReplies::reply(&replies, keyword).to_string())))
+    Ok(Some(KeywordReplies::reply(&replies, keyword).to_string()))
 }

@@ -245,8 +245,9 @@ async fn answer(
 ) -> Result<Acknowledged, Failure> {
     let channel = inbound.channel;
     if let Some(keyword) = keyword(&inbound.body) {
-        if let Some(answered) = super::keywords::answer(companies, webhook, inbound, pointer, keyword).await? {
-            return Ok(answered);
+        let tables = (&webhook.store, &webhook.opt_outs);
+        if let Some(reply) = super::keywords::answer(companies, tables, inbound, pointer, keyword).await? {
+            return Ok(Acknowledged::Keyword(keyword, reply));
         }
     }
     let conversation = match conversation(webhook, inbound, pointer).await {
