@@ -106,6 +106,12 @@ pub struct CompanySpec {
     /// and HELP; the defaults where absent. A STOP always opts the recipient out.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keyword_replies: Option<KeywordReplies>,
+    /// Where a recipient's phone number without a country code is read (ISO 3166-1 alpha-2,
+    /// e.g. `GB`). Every number is kept in E.164; without this, a client must send `+` and a
+    /// country code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[A-Z]{2}$"))]
+    pub default_region: Option<String>,
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
 }

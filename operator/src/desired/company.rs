@@ -73,6 +73,7 @@ pub fn record(spec: &CompanySpec, naming: &Naming, owner: &Owner, api_key: Optio
         send_without_consent: spec.send_without_consent,
         reply_batch_window_seconds: spec.reply_batch_window_seconds,
         keyword_replies: spec.keyword_replies.as_ref().map(crate::crd::company::KeywordReplies::to_record),
+        default_region: spec.default_region.clone(),
         created_at: String::new(),
         updated_at: String::new(),
         managed_by: Some(owner.to_string()),

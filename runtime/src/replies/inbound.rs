@@ -28,9 +28,13 @@ impl Inbound {
             serde_urlencoded::from_bytes(form).map_err(|_| "the body is not form-encoded".to_string())?;
         let first = |name: &str| params.iter().find(|(k, _)| k == name).map(|(_, v)| v.trim().to_string());
         let required = |name: &str| first(name).filter(|v| !v.is_empty()).ok_or_else(|| format!("missing {name}"));
-        let number = |value: String| match channel {
-            ChannelKind::Whatsapp => value.strip_prefix("whatsapp:").map(str::to_string).unwrap_or(value),
-            _ => value,
+        // Twilio sends E.164; written the router's way all the same, so the two always meet.
+        let number = |value: String| {
+            let value = match channel {
+                ChannelKind::Whatsapp => value.strip_prefix("whatsapp:").map(str::to_string).unwrap_or(value),
+                _ => value,
+            };
+            crate::shared::phone::as_e164(&value).unwrap_or(value)
         };
         let from = number(required("From")?);
         let to = number(required("To")?);

@@ -80,6 +80,9 @@ impl AppState {
     /// On the tables and queues `naming` names; queues missing now are looked up again later.
     pub async fn build(sdk: &aws_config::SdkConfig, naming: &Naming, settings: RouterSettings) -> Self {
         let metrics = Arc::new(Metrics::default());
+        // libphonenumber reads its numbering plans on first use (0.5 s in a debug build): here,
+        // not in the first request.
+        let _ = crate::shared::phone::as_e164("+447835065013");
         let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
         let opt_outs = OptOuts::new(dynamodb.clone(), naming.opt_outs_table());
         let companies = Companies::new(dynamodb.clone(), naming.company_data_table(), settings.company_cache);
@@ -304,11 +307,26 @@ async fn initiate(
         .map_err(|error| Rejected { error, request_id })
 }
 
+/// A phone recipient's number in E.164 (read in the company's region when it has no country
+/// code), in the request and in the body that travels on; an email address as it came.
+fn in_e164(mut request: ValidRequest, region: Option<&str>) -> Result<ValidRequest, RouterError> {
+    if request.channel == ChannelKind::Email {
+        return Ok(request);
+    }
+    let field = request.channel.recipient_field();
+    let number = crate::shared::phone::e164(&request.recipient, region)
+        .map_err(|why| RouterError::unreadable_number(field, &why))?;
+    request.body["recipient_data"][field] = serde_json::Value::String(number.clone());
+    request.recipient = number;
+    Ok(request)
+}
+
 /// The company and its key, the gates, then — once per request id — the rate limit and the send.
 /// Returns the success envelope.
 async fn accept(state: &AppState, api_key: &str, request: ValidRequest) -> Result<serde_json::Value, RouterError> {
     let found = state.companies.get(&request.company_id, &request.project_id).await?;
     let company = authorize(found.as_deref(), api_key, &request)?;
+    let request = in_e164(request, company.record.default_region.as_deref())?;
     let opted_out = state.opt_outs.opted_out(&request.company_id, request.channel, &request.recipient).await;
     if opted_out.map_err(|e| {
         tracing::error!(error = %e, "the opt-outs table was not read");

@@ -136,6 +136,9 @@ impl RouterError {
     pub fn invalid_recipient(code: ErrorCode, field: &str) -> Self {
         Self::new(code, format!("'{field}' must be a non-empty string"))
     }
+    pub fn unreadable_number(field: &str, why: &str) -> Self {
+        Self::new(ErrorCode::InvalidRecipientTel, format!("'{field}' {why}"))
+    }
     pub fn missing_consent() -> Self {
         Self::new(ErrorCode::MissingCommsConsent, "'comms_consent' is required in recipient_data")
     }

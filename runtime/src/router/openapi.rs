@@ -135,7 +135,7 @@ fn initiate_conversation_schema() -> Value {
             },
             "recipient_data": {
                 "type": "object",
-                "description": "`recipient_tel` is required for whatsapp and sms, `recipient_email` for email.",
+                "description": "`recipient_tel` is required for whatsapp and sms (kept in E.164; a number without a country code is read in the company's default region), `recipient_email` for email.",
                 "required": ["comms_consent"],
                 "properties": {
                     "recipient_first_name": {"type": "string"},

@@ -1,7 +1,7 @@
 //! What every pod uses, below the three flows (the router, the first-message processor and the
 //! replies flow are peers above it; nothing here imports them): the company lookup
 //! (`companies`), the conversations table (`conversations`), the never-twice claim decisions
-//! (`claim`, pure), the opt-outs table (`opt_outs`), and the adapters: Secrets Manager (`secrets`), OpenAI (`ai`), Twilio and
+//! (`claim`, pure), the opt-outs table (`opt_outs`), phone numbers in E.164 (`phone`), and the adapters: Secrets Manager (`secrets`), OpenAI (`ai`), Twilio and
 //! SendGrid (`senders`), capped provider answers (`body`), transient vs permanent (`failure`).
 pub mod ai;
 pub mod body;
@@ -10,5 +10,6 @@ pub mod companies;
 pub mod conversations;
 pub mod failure;
 pub mod opt_outs;
+pub mod phone;
 pub mod secrets;
 pub mod senders;

@@ -70,6 +70,10 @@ pub struct CompanyRecord {
     /// What the company answers to STOP, START and HELP (the defaults where absent).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub keyword_replies: Option<crate::opt_out::KeywordReplies>,
+    /// Where a recipient's number without a country code is read (ISO 3166-1 alpha-2, e.g.
+    /// `GB`); without it such a number is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default_region: Option<String>,
     #[serde(default)]
     pub created_at: String,
     #[serde(default)]
@@ -347,6 +351,7 @@ mod tests {
             send_without_consent: false,
             reply_batch_window_seconds: Some(2),
             keyword_replies: None,
+            default_region: None,
             created_at: "2026-11-23T10:00:00.000000+00:00".into(),
             updated_at: "2026-11-23T10:00:00.000000+00:00".into(),
             managed_by: Some("Company/dev/cucumber".into()),

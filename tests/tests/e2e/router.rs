@@ -705,3 +705,46 @@ async fn connections_beyond_the_cap_wait_for_a_free_slot() {
     let _ = stop.send(());
     server.await.expect("stopped");
 }
+
+#[tokio::test]
+async fn a_recipients_number_is_kept_in_e164_whatever_the_client_sent() {
+    // The company reads national numbers as British.
+    let setup = setup(|m| m.companies[0].spec.default_region = Some("GB".into())).await;
+    let numbers = ["+44 7835 065013", "07835-065013", "0044 (0)7835 065013"];
+    for (i, number) in numbers.iter().enumerate() {
+        let mut body = example();
+        body["request_data"]["request_id"] = json!(format!("550e8400-e29b-41d4-a716-{:012x}", 0xe164 + i));
+        body["recipient_data"]["recipient_tel"] = json!(number);
+        assert_eq!(post(&setup.app, Some(KEY), body.to_string()).await.0, StatusCode::OK, "{number}");
+    }
+    let mut queued = Vec::new();
+    for _ in 0..10 {
+        queued.extend(receive(&setup, ChannelKind::Whatsapp).await);
+        if queued.len() >= numbers.len() {
+            break;
+        }
+    }
+    assert_eq!(queued.len(), numbers.len());
+    for message in queued {
+        let context: Value = serde_json::from_str(message.body().expect("body")).expect("JSON");
+        assert_eq!(context["frontend_payload"]["recipient_data"]["recipient_tel"], "+447835065013");
+    }
+
+    let mut unreadable = example();
+    unreadable["recipient_data"]["recipient_tel"] = json!("+44 1234");
+    let (status, _, envelope) = post(&setup.app, Some(KEY), unreadable.to_string()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(envelope["error_code"], "INVALID_RECIPIENT_TEL");
+    assert!(envelope["message"].as_str().is_some_and(|m| m.contains("'recipient_tel'")), "{envelope}");
+}
+
+#[tokio::test]
+async fn a_national_number_is_refused_when_the_company_names_no_region() {
+    let setup = setup(|_| {}).await;
+    let mut body = example();
+    body["recipient_data"]["recipient_tel"] = json!("07835 065013");
+    let (status, _, envelope) = post(&setup.app, Some(KEY), body.to_string()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{envelope}");
+    assert_eq!(envelope["error_code"], "INVALID_RECIPIENT_TEL");
+    assert!(envelope["message"].as_str().is_some_and(|m| m.contains("default region")), "{envelope}");
+}

@@ -899,3 +899,28 @@ async fn a_signed_message_replayed_into_a_newer_conversation_is_not_answered_aga
     assert_eq!(env.take(&queue, 2).await, None, "and triggers nothing");
     assert_eq!(env.replies().len(), 1, "answered once");
 }
+
+#[tokio::test]
+async fn an_answer_finds_its_conversation_however_the_client_spaced_the_number() {
+    let env = env(1).await;
+    let router = env.router().await;
+    let mut body = example_request();
+    body["request_data"]["request_id"] = json!("550e8400-e29b-41d4-a716-0000000e1640");
+    body["recipient_data"]["recipient_tel"] = json!("+44 7835 065013");
+    let request = Request::post("/initiate-conversation")
+        .header("x-api-key", API_KEY)
+        .body(Body::from(body.to_string()))
+        .expect("request");
+    assert_eq!(router.clone().oneshot(request).await.expect("response").status(), StatusCode::OK);
+    let context = env.take(&env.naming.channel_queue(ChannelKind::Whatsapp), 10).await.expect("the router's message");
+    assert_eq!(env.first_message_processor(ChannelKind::Whatsapp).process(&context, false).await, Outcome::Sent);
+    let context: Value = serde_json::from_str(&context).expect("JSON");
+    let key = ConversationKey {
+        primary_channel: RECIPIENT.into(),
+        conversation_id: context["conversation_data"]["conversation_id"].as_str().expect("id").into(),
+    };
+    // Twilio writes the recipient's number in E.164.
+    env.send(&router, &whatsapp("sounds good")).await;
+    let staged = env.staged(&key).await;
+    assert_eq!(staged.iter().map(|f| f.body.as_str()).collect::<Vec<_>>(), ["sounds good"]);
+}
