@@ -174,6 +174,9 @@ pub struct RateLimits {
     pub requests_per_day: u32,
     #[serde(default = "default_concurrent_conversations")]
     pub concurrent_conversations: u32,
+    /// The longest message the AI may write, in characters (also capped by the channel: 1,600
+    /// for SMS, 4,096 for WhatsApp). A longer one is never sent cut: the first message fails at
+    /// its AI step, a reply goes to a person.
     #[serde(default = "default_max_message_length")]
     pub max_message_length: u32,
 }

@@ -232,6 +232,9 @@ impl Processor {
             ),
             _ => None,
         };
+        if let Some(why) = sms_body.as_deref().and_then(|body| m.company.rate_limits.too_long(self.channel, body)) {
+            return Err(ai_failed()(Failure::Permanent(why)));
+        }
         Ok(Prepared { credentials, reply, sms_body })
     }
 

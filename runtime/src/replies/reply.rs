@@ -49,9 +49,13 @@ impl ReplyProcessor {
         let input = fragments.iter().map(Fragment::as_input).collect::<Vec<_>>().join("\n");
         let previous = turn.record.response_id.as_deref();
         match self.ai.reply(ai, &key, input, previous, &turn.key.conversation_id).await {
-            Ok((reply, content)) => {
-                Ok(Prepared { credentials, credentials_id: credentials_id.to_string(), sender, reply, content })
-            }
+            // Never sent cut, nor left for the provider to refuse: a person answers instead.
+            Ok((reply, content)) => match company.rate_limits.too_long(self.channel, &content) {
+                Some(why) => Err(ai_failed()(Failure::Permanent(why))),
+                None => {
+                    Ok(Prepared { credentials, credentials_id: credentials_id.to_string(), sender, reply, content })
+                }
+            },
             Err(failure) => {
                 self.secrets.forget(&ai.api_key_reference);
                 Err(ai_failed()(failure))

@@ -84,6 +84,29 @@ pub struct CompanyRecord {
     pub managed_by: Option<String>,
 }
 
+/// The longest text a channel carries in one message: Twilio's 1,600 characters for an SMS
+/// (sent as up to ten segments), WhatsApp's 4,096 for a free-form message.
+pub fn channel_text_limit(channel: ChannelKind) -> Option<usize> {
+    match channel {
+        ChannelKind::Sms => Some(1_600),
+        ChannelKind::Whatsapp => Some(4_096),
+        ChannelKind::Email => None,
+    }
+}
+
+impl RateLimits {
+    /// Why `text` must not be sent on `channel`: longer than the company's `maxMessageLength`
+    /// or than the channel carries (a text is never sent cut, nor left for the provider to
+    /// refuse after the AI was paid for).
+    pub fn too_long(&self, channel: ChannelKind, text: &str) -> Option<String> {
+        let length = text.chars().count();
+        let company = self.max_message_length as usize;
+        let limit = channel_text_limit(channel).map_or(company, |carried| carried.min(company));
+        (length > limit)
+            .then(|| format!("the AI's message is {length} characters, more than the {limit} allowed on {channel}"))
+    }
+}
+
 impl CompanyRecord {
     /// The replies batching window, within SQS's delay limit.
     pub fn reply_batch_window(&self) -> std::time::Duration {
@@ -400,5 +423,21 @@ mod tests {
         assert!(record.is_active());
         assert_eq!(record.managed_by, None);
         assert_eq!(record.allowed_channels.len(), 3);
+    }
+
+    #[test]
+    fn a_message_longer_than_the_company_or_the_channel_allows_is_too_long() {
+        let limits = RateLimits {
+            requests_per_minute: 60,
+            requests_per_day: 2000,
+            concurrent_conversations: 30,
+            max_message_length: 10,
+        };
+        assert_eq!(limits.too_long(ChannelKind::Sms, "ten chars!"), None);
+        assert!(limits.too_long(ChannelKind::Sms, "eleven char").is_some_and(|why| why.contains("11 characters")));
+        let generous = RateLimits { max_message_length: 100_000, ..limits };
+        assert!(generous.too_long(ChannelKind::Sms, &"x".repeat(1_601)).is_some(), "SMS carries 1,600");
+        assert!(generous.too_long(ChannelKind::Whatsapp, &"é".repeat(4_096)).is_none(), "characters, not bytes");
+        assert!(generous.too_long(ChannelKind::Email, &"x".repeat(50_000)).is_none());
     }
 }

@@ -924,3 +924,38 @@ async fn an_answer_finds_its_conversation_however_the_client_spaced_the_number()
     let staged = env.staged(&key).await;
     assert_eq!(staged.iter().map(|f| f.body.as_str()).collect::<Vec<_>>(), ["sounds good"]);
 }
+
+#[tokio::test]
+async fn an_ai_message_longer_than_the_company_allows_is_never_sent_cut() {
+    let env = env(1).await;
+    let router = env.router().await;
+    let key = env.open(&router, ChannelKind::Whatsapp, 0x61).await;
+    // The fake model's reply ("A reply from the fake model") is 27 characters.
+    env.set_company("SET rate_limits.max_message_length = :v", json!(10)).await;
+    env.send(&router, &whatsapp("any news?")).await;
+    let trigger = env.take(&env.naming.replies_queue(ChannelKind::Whatsapp), 10).await.expect("trigger");
+    let replier = env.replier(ChannelKind::Whatsapp, LONG, LONG);
+    assert_eq!(replier.process(&trigger, false).await, Outcome::Failed);
+    assert!(env.replies().is_empty(), "nothing sent, cut or whole");
+    let handed = env.handed_off().await.expect("the recipient's message reaches a person");
+    assert_eq!(handed.messages[0].text, "any news?");
+    assert!(handed.reason.contains("27 characters, more than the 10 allowed"), "{}", handed.reason);
+    assert_eq!(env.record(&key).await.conversation_status, ConversationStatus::FailedToProcessReplyAi);
+
+    // A first SMS the same: failed at the AI step, never sent (a router that reads the company
+    // afresh: the first one cached it).
+    let router = env.router().await;
+    let sent_before = env.fakes.sent().len();
+    assert_eq!(env.initiate(&router, ChannelKind::Sms, 0x62).await.0, StatusCode::OK);
+    let context = env.take(&env.naming.channel_queue(ChannelKind::Sms), 10).await.expect("the router's message");
+    assert_eq!(env.first_message_processor(ChannelKind::Sms).process(&context, false).await, Outcome::Failed);
+    assert_eq!(env.fakes.sent().len(), sent_before, "no SMS sent");
+    let context: Value = serde_json::from_str(&context).expect("JSON");
+    let sms = ConversationKey {
+        primary_channel: RECIPIENT.into(),
+        conversation_id: context["conversation_data"]["conversation_id"].as_str().expect("id").into(),
+    };
+    let record = env.record(&sms).await;
+    assert_eq!(record.conversation_status, ConversationStatus::FailedToProcessAi);
+    assert!(record.failure_reason.as_deref().is_some_and(|r| r.contains("more than the 10 allowed")), "{record:?}");
+}
