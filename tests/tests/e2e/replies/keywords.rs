@@ -66,11 +66,7 @@ async fn a_first_message_queued_before_the_stop_is_not_sent_and_its_record_says_
     let processor = env.first_message_processor(ChannelKind::Whatsapp);
     assert_eq!(processor.process(&queued, false).await, Outcome::Failed);
     assert_eq!(env.fakes.sent().len(), sent_before, "not sent");
-    let context: Value = serde_json::from_str(&queued).expect("JSON");
-    let key = ConversationKey {
-        primary_channel: RECIPIENT.into(),
-        conversation_id: context["conversation_data"]["conversation_id"].as_str().expect("id").into(),
-    };
+    let key = key_of(&queued);
     let record = env.record(&key).await;
     assert_eq!(record.conversation_status, ConversationStatus::RecipientOptedOut);
     assert!(record.failure_reason.as_deref().is_some_and(|r| r.contains("opted out")), "{record:?}");

@@ -82,11 +82,7 @@ impl Env {
         assert_eq!(self.initiate(router, channel, request_id).await.0, StatusCode::OK);
         let context = self.take(&self.naming.channel_queue(channel), 10).await.expect("the router's message");
         assert_eq!(self.first_message_processor(channel).process(&context, false).await, Outcome::Sent);
-        let context: Value = serde_json::from_str(&context).expect("JSON");
-        ConversationKey {
-            primary_channel: RECIPIENT.into(),
-            conversation_id: context["conversation_data"]["conversation_id"].as_str().expect("id").into(),
-        }
+        key_of(&context)
     }
 
     /// `POST /initiate-conversation` of the example request with id `request_id` on `channel`:
@@ -218,6 +214,16 @@ impl Env {
     fn reply_requests(&self) -> Vec<Value> {
         let all = self.fakes.requests(Service::OpenAi).into_iter().map(|r| r.json);
         all.filter(|json| json.get("previous_response_id").is_some()).collect()
+    }
+}
+
+/// The key of the conversation the router's context message `context` (the queue's body) opens
+/// with the example recipient.
+fn key_of(context: &str) -> ConversationKey {
+    let context: Value = serde_json::from_str(context).expect("JSON");
+    ConversationKey {
+        primary_channel: RECIPIENT.into(),
+        conversation_id: context["conversation_data"]["conversation_id"].as_str().expect("id").into(),
     }
 }
 
@@ -914,11 +920,7 @@ async fn an_answer_finds_its_conversation_however_the_client_spaced_the_number()
     assert_eq!(router.clone().oneshot(request).await.expect("response").status(), StatusCode::OK);
     let context = env.take(&env.naming.channel_queue(ChannelKind::Whatsapp), 10).await.expect("the router's message");
     assert_eq!(env.first_message_processor(ChannelKind::Whatsapp).process(&context, false).await, Outcome::Sent);
-    let context: Value = serde_json::from_str(&context).expect("JSON");
-    let key = ConversationKey {
-        primary_channel: RECIPIENT.into(),
-        conversation_id: context["conversation_data"]["conversation_id"].as_str().expect("id").into(),
-    };
+    let key = key_of(&context);
     // Twilio writes the recipient's number in E.164.
     env.send(&router, &whatsapp("sounds good")).await;
     let staged = env.staged(&key).await;
@@ -950,11 +952,7 @@ async fn an_ai_message_longer_than_the_company_allows_is_never_sent_cut() {
     let context = env.take(&env.naming.channel_queue(ChannelKind::Sms), 10).await.expect("the router's message");
     assert_eq!(env.first_message_processor(ChannelKind::Sms).process(&context, false).await, Outcome::Failed);
     assert_eq!(env.fakes.sent().len(), sent_before, "no SMS sent");
-    let context: Value = serde_json::from_str(&context).expect("JSON");
-    let sms = ConversationKey {
-        primary_channel: RECIPIENT.into(),
-        conversation_id: context["conversation_data"]["conversation_id"].as_str().expect("id").into(),
-    };
+    let sms = key_of(&context);
     let record = env.record(&sms).await;
     assert_eq!(record.conversation_status, ConversationStatus::FailedToProcessAi);
     assert!(record.failure_reason.as_deref().is_some_and(|r| r.contains("more than the 10 allowed")), "{record:?}");
