@@ -3,6 +3,7 @@
 //! never answers), delays them, and cuts the ones open. The fault suite (issue 12) drives AWS
 //! outages with it.
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -27,6 +28,7 @@ pub struct FaultProxy {
     mode: Arc<Mutex<Mode>>,
     /// Bumped by [`FaultProxy::cut`]: every connection open then is dropped.
     cuts: watch::Sender<u64>,
+    refused: Arc<AtomicU64>,
 }
 
 impl FaultProxy {
@@ -36,14 +38,23 @@ impl FaultProxy {
         let url = format!("http://{}", listener.local_addr()?);
         let mode = Arc::new(Mutex::new(Mode::Pass));
         let (cuts, _) = watch::channel(0u64);
-        let (accept_mode, accept_cuts) = (mode.clone(), cuts.clone());
+        let refused = Arc::new(AtomicU64::new(0));
+        let (accept_mode, accept_cuts, accept_refused) = (mode.clone(), cuts.clone(), refused.clone());
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let mode = accept_mode.lock().map(|m| *m).unwrap_or(Mode::Pass);
+                if mode == Mode::Refuse {
+                    accept_refused.fetch_add(1, Ordering::SeqCst);
+                }
                 tokio::spawn(serve(client, upstream, mode, accept_cuts.subscribe()));
             }
         });
-        Ok(FaultProxy { url, mode, cuts })
+        Ok(FaultProxy { url, mode, cuts, refused })
+    }
+
+    /// Connections refused so far: how many attempts an outage has seen.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::SeqCst)
     }
 
     /// What new connections get from now on.

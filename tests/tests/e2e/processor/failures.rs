@@ -207,8 +207,8 @@ async fn processor_behind_a_proxy(env: &Env) -> (Arc<Processor>, multicomms_test
     (Arc::new(Processor::build(&through_proxy, config).expect("HTTP client")), proxy)
 }
 
-/// Processes `context` while AWS refuses every connection for 8 s from the moment `service`
-/// gets its first request; the outcome's label.
+/// Processes `context` while AWS refuses every connection, from the moment `service` gets its
+/// first request until the SDK's retries have failed twice over; the outcome's label.
 async fn process_through_an_outage(env: &Env, context: &Value, service: Service) -> &'static str {
     use multicomms_testkit::fault_proxy::Mode;
     let (processor, proxy) = processor_behind_a_proxy(env).await;
@@ -220,8 +220,11 @@ async fn process_through_an_outage(env: &Env, context: &Value, service: Service)
     eventually("the provider called", Duration::from_secs(30), called).await;
     proxy.set(Mode::Refuse);
     proxy.cut();
-    // The outage itself lasts 8 s: time is what is being tested here.
-    tokio::time::sleep(Duration::from_secs(8)).await;
+    // The outage lasts until the SDK's own attempts have failed twice over: the write around the
+    // send has had to retry it by itself.
+    let attempts = u64::from(multicomms_service::aws::POD_ATTEMPTS) * 2 + 1;
+    let outlasted = || async { proxy.refused() >= attempts };
+    eventually("the outage outlasting the SDK's retries", Duration::from_secs(60), outlasted).await;
     proxy.set(Mode::Pass);
     work.await.expect("the message's work").label()
 }
