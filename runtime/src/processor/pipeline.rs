@@ -190,6 +190,15 @@ impl Processor {
         if !claimed {
             return Ok(Outcome::Retry("another attempt took the conversation over".into()));
         }
+        // Again under the claim, just before the provider: a STOP acknowledged while the AI was
+        // asked (to the conversation the recipient had then, not this one) is seen here.
+        if let Err(refused) = self.refuse_opted_out(m).await {
+            if let Failure::Transient(_) = refused.failure {
+                self.store.release(key, token).await.map_err(failed_at(ConversationStatus::FailedUnknown, "opt-out"))?;
+                return Err(refused.into());
+            }
+            return Err(Halt::Failed(ConversationStatus::Sending, refused));
+        }
         let sent = self.send_claimed(m, key, token, &prepared).await?;
         Ok(self.record_sent(key, sent, &prepared.reply, started).await)
     }
@@ -200,14 +209,8 @@ impl Processor {
             let failure = Failure::Permanent("comms_consent is false and the company does not send without it".into());
             return Err(failed_at(ConversationStatus::FailedNoConsent, "consent")(failure));
         }
-        // Checked before the AI is paid for; a STOP acknowledged during the AI call and the claim
-        // is not seen (that window is the time of one AI call).
-        let company_id = &m.company.company_id;
-        let opted_out = self.opt_outs.opted_out(company_id, self.channel, &m.primary_channel).await;
-        if opted_out.map_err(failed_at(ConversationStatus::FailedUnknown, "opt-out"))? {
-            let failure = Failure::Permanent("the recipient opted out of this company's messages".into());
-            return Err(failed_at(ConversationStatus::RecipientOptedOut, "opt-out")(failure));
-        }
+        // Before the AI is paid for (and again under the claim).
+        self.refuse_opted_out(m).await?;
         let secrets_failed = || failed_at(ConversationStatus::FailedSecretsFetch, "secrets");
         let ai_key = self.secrets.ai_key(&m.ai.api_key_reference).await.map_err(secrets_failed())?;
         let credentials = self.credentials(m.credentials_name()).await.map_err(secrets_failed())?;
@@ -236,6 +239,17 @@ impl Processor {
             return Err(ai_failed()(Failure::Permanent(why)));
         }
         Ok(Prepared { credentials, reply, sms_body })
+    }
+
+    /// A recipient who opted out of the company's messages on this channel gets none (a
+    /// consistent read: a STOP acknowledged before it is seen).
+    async fn refuse_opted_out(&self, m: &Incoming) -> Result<(), StepFailure> {
+        let opted_out = self.opt_outs.opted_out(&m.company.company_id, self.channel, &m.primary_channel).await;
+        if opted_out.map_err(failed_at(ConversationStatus::FailedUnknown, "opt-out"))? {
+            let failure = Failure::Permanent("the recipient opted out of this company's messages".into());
+            return Err(failed_at(ConversationStatus::RecipientOptedOut, "opt-out")(failure));
+        }
+        Ok(())
     }
 
     /// The provider call under a claim. Nothing sent and worth a retry: the claim is given back.

@@ -88,6 +88,8 @@ struct Shared {
     /// The state of the draws (splitmix64: a fixed seed makes a run repeatable).
     draws: AtomicU64,
     latency: Mutex<HashMap<Service, Duration>>,
+    /// Services whose answers wait, after the request is recorded, until released.
+    held: tokio::sync::watch::Sender<Vec<Service>>,
     counter: AtomicU64,
 }
 
@@ -168,6 +170,16 @@ impl Fakes {
         }
     }
 
+    /// From now on `service`'s answers wait (each request recorded first, a message accepted)
+    /// until [`Fakes::release`]: a test can act while a call is surely in progress.
+    pub fn hold(&self, service: Service) {
+        self.shared.held.send_modify(|held| held.push(service));
+    }
+
+    pub fn release(&self, service: Service) {
+        self.shared.held.send_modify(|held| held.retain(|s| *s != service));
+    }
+
     pub fn requests(&self, service: Service) -> Vec<Recorded> {
         let all = self.shared.requests.lock().map(|r| r.clone()).unwrap_or_default();
         all.into_iter().filter(|r| r.service == service).collect()
@@ -210,6 +222,8 @@ impl Shared {
     /// Runs after the request is recorded (and, for a provider, the message accepted): a slow
     /// or missing answer then hides a send that happened, as it does in production.
     async fn delay(&self, service: Service, fault: &Option<Fault>) {
+        // Err only when the sender is gone, which it is not while `self` lives.
+        let _ = self.held.subscribe().wait_for(|held| !held.contains(&service)).await;
         let latency = self.latency.lock().ok().and_then(|l| l.get(&service).copied());
         if let Some(latency) = latency {
             tokio::time::sleep(latency).await;

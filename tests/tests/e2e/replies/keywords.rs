@@ -71,3 +71,25 @@ async fn a_first_message_queued_before_the_stop_is_not_sent_and_its_record_says_
     assert_eq!(record.conversation_status, ConversationStatus::RecipientOptedOut);
     assert!(record.failure_reason.as_deref().is_some_and(|r| r.contains("opted out")), "{record:?}");
 }
+
+#[tokio::test]
+async fn a_stop_acknowledged_while_a_first_message_is_with_the_ai_stops_that_message() {
+    let env = env(1).await;
+    let router = env.router().await;
+    env.open(&router, ChannelKind::Whatsapp, 0x58).await;
+    assert_eq!(env.initiate(&router, ChannelKind::Whatsapp, 0x59).await.0, StatusCode::OK);
+    let queued = env.take(&env.naming.channel_queue(ChannelKind::Whatsapp), 10).await.expect("the queued message");
+    let (ai_calls, sent_before) = (env.fakes.requests(Service::OpenAi).len(), env.fakes.sent().len());
+
+    // The processor has passed its first opt-out check and waits for the AI when STOP comes
+    // (to the conversation the recipient has: the new one's pointer is not written yet).
+    env.fakes.hold(Service::OpenAi);
+    let processor = env.first_message_processor(ChannelKind::Whatsapp);
+    let processing = tokio::spawn(async move { processor.process(&queued, false).await });
+    eventually("the AI is asked", Duration::from_secs(10), || async { env.fakes.requests(Service::OpenAi).len() > ai_calls }).await;
+    assert_eq!(env.answered(&router, &whatsapp("STOP")).await.0, StatusCode::OK);
+    env.fakes.release(Service::OpenAi);
+
+    assert_eq!(processing.await.expect("processor"), Outcome::Failed);
+    assert_eq!(env.fakes.sent().len(), sent_before, "nothing sent after the STOP was acknowledged");
+}
