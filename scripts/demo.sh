@@ -2,7 +2,8 @@
 # The main job, locally: start the AWS emulator, `apply` the example Channels and Company from
 # config/ (with the local-only Secrets), show that a second run changes nothing, and show the
 # deliberately invalid examples being rejected; then run the router, a WhatsApp processor, a
-# WhatsApp reply processor and the fake providers, send one request end to end, and answer it
+# WhatsApp reply processor and the fake providers, send one request end to end (the fake Twilio
+# then reports its delivery through the router's signed status callback), and answer it
 # as the recipient would: two signed inbound WhatsApp messages, one AI reply (after the example
 # company's 10 s batching window); then STOP, which opts them out (the next first message for them
 # is refused 409), and START, which opts them back in.
@@ -37,11 +38,12 @@ MULTICOMMS_ENV=dev target/debug/multicomms-router --address "127.0.0.1:$router_p
 pods+=($!)
 MULTICOMMS_ENV=dev target/debug/multicomms-processor --channel whatsapp --address "127.0.0.1:$processor_port" \
   --openai-base-url "http://127.0.0.1:$fakes_port/v1" --twilio-base-url "http://127.0.0.1:$fakes_port" \
-  --sendgrid-base-url "http://127.0.0.1:$fakes_port" > "$logs/processor.log" 2>&1 &
+  --sendgrid-base-url "http://127.0.0.1:$fakes_port" --public-base-url "http://127.0.0.1:$router_port" \
+  > "$logs/processor.log" 2>&1 &
 pods+=($!)
 MULTICOMMS_ENV=dev target/debug/multicomms-processor --channel whatsapp --flow replies --address "127.0.0.1:$replies_port" \
   --openai-base-url "http://127.0.0.1:$fakes_port/v1" --twilio-base-url "http://127.0.0.1:$fakes_port" \
-  > "$logs/replies.log" 2>&1 &
+  --public-base-url "http://127.0.0.1:$router_port" > "$logs/replies.log" 2>&1 &
 pods+=($!)
 trap 'kill "${pods[@]}" 2>/dev/null || true; kill "$EMULATOR_PID" 2>/dev/null || true' EXIT
 wait_port "$fakes_port"; wait_port "$router_port"; wait_port "$processor_port"; wait_port "$replies_port"
@@ -74,6 +76,16 @@ print("conversation record:", item["conversation_status"]["S"] if item else "mis
       "| tokens", message.get("total_tokens", {}).get("N"))
 if not item or item["conversation_status"]["S"] != "initial_message_sent":
     sys.exit("the first message was not sent: see target/demo/processor.log")
+# Twilio (the fake) reports the message's fate to the router's status callback, signed.
+for _ in range(100):
+    item = table.get_item(TableName="ai-multi-comms-conversations-dev", Key=key, ConsistentRead=True).get("Item")
+    delivery = item["messages"]["L"][0]["M"].get("delivery_status", {}).get("S")
+    if delivery == "delivered":
+        break
+    time.sleep(0.2)
+print("delivery status of the first message:", delivery)
+if delivery != "delivered":
+    sys.exit("no delivery status was recorded: see target/demo/router.log and target/demo/fakes.log")
 
 # The recipient answers. Twilio signs each webhook: base64(HMAC-SHA1(auth token, URL + sorted
 # name+value pairs)); signed here independently of the router's own code.
@@ -109,7 +121,8 @@ for _ in range(150):
 print("conversation record:", item["conversation_status"]["S"])
 for m in item["messages"]["L"]:
     m = m["M"]
-    print(f"  {m['role']['S']:9} {m['message_id']['S'][:14]}  {m['content']['S'][:70]}")
+    delivery = m.get("delivery_status", {}).get("S", "")
+    print(f"  {m['role']['S']:9} {m['message_id']['S'][:14]}  {delivery:9}  {m['content']['S'][:60]}")
 roles = [m["M"]["role"]["S"] for m in item["messages"]["L"]]
 if item["conversation_status"]["S"] != "reply_sent" or roles[-3:] != ["user", "user", "assistant"]:
     sys.exit(f"the demo's conversation did not end with the AI's reply to both answers: {roles}")

@@ -126,6 +126,10 @@ pub struct WorkerArgs {
     pub twilio_base_url: Option<String>,
     #[arg(long = "worker-sendgrid-base-url", env = "MULTICOMMS_WORKER_SENDGRID_BASE_URL")]
     pub sendgrid_base_url: Option<String>,
+    /// The router's public URL, given to the processors: each Twilio send asks for its status
+    /// callbacks there (the chart passes `router.publicBaseUrl`).
+    #[arg(long = "worker-public-base-url", env = "MULTICOMMS_WORKER_PUBLIC_BASE_URL")]
+    pub public_base_url: Option<String>,
 }
 
 impl WorkerArgs {
@@ -140,6 +144,7 @@ impl WorkerArgs {
             openai_base_url: self.openai_base_url.clone(),
             twilio_base_url: self.twilio_base_url.clone(),
             sendgrid_base_url: self.sendgrid_base_url.clone(),
+            public_base_url: self.public_base_url.clone(),
             aws_region: std::env::var("AWS_REGION").ok(),
             aws_endpoint_url: std::env::var("AWS_ENDPOINT_URL").ok(),
         })

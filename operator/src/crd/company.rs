@@ -356,6 +356,10 @@ pub struct HandOff {
     pub auto_queue_reply_message_from_number: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub auto_queue_reply_message_from_email: Vec<String>,
+    /// Hand a conversation to a person when Twilio reports one of its messages `failed` or
+    /// `undelivered` (the record keeps Twilio's error code either way).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub on_delivery_failure: bool,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]

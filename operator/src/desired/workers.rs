@@ -38,6 +38,8 @@ pub struct WorkerSettings {
     pub openai_base_url: Option<String>,
     pub twilio_base_url: Option<String>,
     pub sendgrid_base_url: Option<String>,
+    /// The router's public URL (Twilio's status callbacks go there).
+    pub public_base_url: Option<String>,
     pub aws_region: Option<String>,
     /// Only for emulators (tests, kind): empty in production.
     pub aws_endpoint_url: Option<String>,
@@ -271,6 +273,7 @@ fn env(channel: &Channel, flow: Flow, settings: &WorkerSettings) -> Vec<Value> {
         ("MULTICOMMS_OPENAI_BASE_URL", &settings.openai_base_url),
         ("MULTICOMMS_TWILIO_BASE_URL", &settings.twilio_base_url),
         ("MULTICOMMS_SENDGRID_BASE_URL", &settings.sendgrid_base_url),
+        ("MULTICOMMS_PUBLIC_BASE_URL", &settings.public_base_url),
         ("AWS_REGION", &settings.aws_region),
         ("AWS_ENDPOINT_URL", &settings.aws_endpoint_url),
     ];
@@ -304,6 +307,7 @@ pub fn config_hash(channel: &Channel, flow: Flow, settings: &WorkerSettings) -> 
         s.openai_base_url,
         s.twilio_base_url,
         s.sendgrid_base_url,
+        s.public_base_url,
         s.aws_region,
         s.aws_endpoint_url
     ]);
@@ -420,6 +424,7 @@ mod tests {
             version: "0.1.0".into(),
             openai_base_url: None,
             twilio_base_url: Some("http://fakes:8090".into()),
+            public_base_url: Some("https://hooks.example.com".into()),
             sendgrid_base_url: None,
             aws_region: Some("eu-north-1".into()),
             aws_endpoint_url: None,
@@ -480,6 +485,8 @@ mod tests {
             container.env.iter().flatten().map(|e| (e.name.clone(), e.value.clone().unwrap_or_default())).collect();
         assert!(env.contains(&("MULTICOMMS_FLOW".into(), "replies".into())));
         assert!(env.contains(&("MULTICOMMS_TWILIO_BASE_URL".into(), "http://fakes:8090".into())));
+        let callbacks = ("MULTICOMMS_PUBLIC_BASE_URL".into(), "https://hooks.example.com".into());
+        assert!(env.contains(&callbacks), "Twilio's status callbacks go to the router");
         assert!(!env.iter().any(|(name, _)| name == "AWS_ENDPOINT_URL"), "unset settings stay out");
         assert_eq!(pod.service_account_name.as_deref(), Some("multicomms-processor"));
         assert_eq!(pod.automount_service_account_token, Some(false), "no Kubernetes API token in a processor");

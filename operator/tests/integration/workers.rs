@@ -47,6 +47,7 @@ fn settings(naming: &multicomms_wire::Naming) -> WorkerSettings {
         version: "0.1.0".into(),
         openai_base_url: None,
         twilio_base_url: None,
+        public_base_url: None,
         sendgrid_base_url: None,
         aws_region: Some("eu-north-1".into()),
         aws_endpoint_url: None,

@@ -69,6 +69,10 @@ struct Cli {
     twilio_base_url: String,
     #[arg(long, env = "MULTICOMMS_SENDGRID_BASE_URL", default_value = senders::SENDGRID_BASE_URL)]
     sendgrid_base_url: String,
+    /// The router's public URL (as Twilio reaches it): every Twilio send asks for its status
+    /// callbacks at `<url>/webhooks/twilio/status`. Without it no delivery status is recorded.
+    #[arg(long, env = "MULTICOMMS_PUBLIC_BASE_URL")]
+    public_base_url: Option<String>,
     /// Development only: let a company's `ai.baseUrl` name this machine (in a pod, loopback
     /// reaches the sidecars' admin ports, so it is refused by default).
     #[arg(long, env = "MULTICOMMS_ALLOW_LOOPBACK_AI_ENDPOINTS")]
@@ -94,6 +98,7 @@ impl Cli {
             openai_base_url: self.openai_base_url.clone(),
             twilio_base_url: self.twilio_base_url.clone(),
             sendgrid_base_url: self.sendgrid_base_url.clone(),
+            public_base_url: self.public_base_url.clone(),
             allow_loopback_ai_endpoints: self.allow_loopback_ai_endpoints,
         }
     }

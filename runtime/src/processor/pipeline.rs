@@ -8,7 +8,7 @@ use crate::shared::conversations::{ConversationStore, Created, Written};
 use crate::shared::failure::Failure;
 use crate::shared::opt_outs::OptOuts;
 use crate::shared::secrets::{Secrets, TwilioCredentials};
-use crate::shared::senders::{Email, SendError, Senders, Sent};
+use crate::shared::senders::{Addressed, Email, SendError, Senders, Sent};
 use crate::worker::around_send::{sent_but_not_recorded, through_outage, Unrecorded};
 use crate::worker::metrics::Metrics;
 use crate::worker::outcome::{failed_at, Outcome, StepFailure};
@@ -194,7 +194,10 @@ impl Processor {
         // asked (to the conversation the recipient had then, not this one) is seen here.
         if let Err(refused) = self.refuse_opted_out(m).await {
             if let Failure::Transient(_) = refused.failure {
-                self.store.release(key, token).await.map_err(failed_at(ConversationStatus::FailedUnknown, "opt-out"))?;
+                self.store
+                    .release(key, token)
+                    .await
+                    .map_err(failed_at(ConversationStatus::FailedUnknown, "opt-out"))?;
                 return Err(refused.into());
             }
             return Err(Halt::Failed(ConversationStatus::Sending, refused));
@@ -287,13 +290,16 @@ impl Processor {
     }
 
     async fn send(&self, m: &Incoming, prepared: &Prepared) -> Result<Sent, SendError> {
-        let (to, from, variables) = (&m.primary_channel, m.sender(), &prepared.reply.variables);
+        let variables = &prepared.reply.variables;
+        let to = Addressed {
+            from: m.sender(),
+            to: &m.primary_channel,
+            conversation_id: &m.context.conversation_data.conversation_id,
+        };
         match (&prepared.credentials, self.channel) {
-            (Credentials::Twilio(twilio), ChannelKind::Whatsapp) => {
-                self.senders.whatsapp(twilio, from, to, variables).await
-            }
+            (Credentials::Twilio(twilio), ChannelKind::Whatsapp) => self.senders.whatsapp(twilio, to, variables).await,
             (Credentials::Twilio(twilio), _) => {
-                self.senders.sms(twilio, from, to, prepared.sms_body.as_deref().unwrap_or("")).await
+                self.senders.sms(twilio, to, prepared.sms_body.as_deref().unwrap_or("")).await
             }
             (Credentials::SendGrid(api_key), _) => self.send_email(m, api_key, variables).await,
         }
@@ -338,6 +344,7 @@ impl Processor {
             completion_tokens: reply.usage.output_tokens,
             total_tokens: reply.usage.total_tokens,
             media: vec![],
+            ..Default::default()
         };
         let took = started.elapsed().as_millis() as u64;
         let update = || self.store.sent(key, &message, &reply.response_id, took);

@@ -5,7 +5,7 @@ use super::turn::{ReplyProcessor, Turn};
 use crate::shared::ai::Reply;
 use crate::shared::failure::Failure;
 use crate::shared::secrets::TwilioCredentials;
-use crate::shared::senders::{SendError, Sent};
+use crate::shared::senders::{Addressed, SendError, Sent};
 use crate::worker::around_send::{sent_but_not_recorded, through_outage, Unrecorded};
 use crate::worker::outcome::{failed_at, Outcome, StepFailure};
 use multicomms_wire::conversation::{ConversationStatus, Message, ROLE_ASSISTANT, ROLE_USER};
@@ -66,11 +66,15 @@ impl ReplyProcessor {
     /// The provider call under the claim. Surely not sent and worth a retry: the claim is given
     /// back. Maybe sent: handed to a person, never sent again.
     pub(super) async fn send(&self, turn: &Turn<'_>, prepared: &Prepared) -> Result<Sent, Outcome> {
-        let (credentials, from, to, body) =
-            (&prepared.credentials, &prepared.sender, &turn.key.primary_channel, &prepared.content);
+        let (credentials, body) = (&prepared.credentials, &prepared.content);
+        let to = Addressed {
+            from: &prepared.sender,
+            to: &turn.key.primary_channel,
+            conversation_id: &turn.key.conversation_id,
+        };
         let sent = match self.channel {
-            ChannelKind::Whatsapp => self.senders.whatsapp_text(credentials, from, to, body).await,
-            _ => self.senders.sms(credentials, from, to, body).await,
+            ChannelKind::Whatsapp => self.senders.whatsapp_text(credentials, to, body).await,
+            _ => self.senders.sms(credentials, to, body).await,
         };
         let failure = match sent {
             Ok(sent) => return Ok(sent),
@@ -107,6 +111,7 @@ impl ReplyProcessor {
                 completion_tokens: 0,
                 total_tokens: 0,
                 media: f.media.clone(),
+                ..Default::default()
             })
             .collect();
         let usage = &prepared.reply.usage;
@@ -119,6 +124,7 @@ impl ReplyProcessor {
             completion_tokens: usage.output_tokens,
             total_tokens: usage.total_tokens,
             media: vec![],
+            ..Default::default()
         });
         let response_id = &prepared.reply.response_id;
         // Conditioned on this turn's claim, so a repeat appends nothing.

@@ -200,6 +200,7 @@ mod tests {
             completion_tokens: 0,
             total_tokens: tokens,
             media: vec![],
+            ..Default::default()
         };
         let fragment = |body: &str| Fragment {
             conversation_id: "c".into(),

@@ -61,7 +61,7 @@ impl Webhook {
     /// A signature that fails with the cached token is checked once more with a fresh read of
     /// the secret (the token may have been rotated), at most every [`TOKEN_REFRESH_INTERVAL`]
     /// per secret, so forged requests cannot make every request read Secrets Manager.
-    async fn signed_with_a_fresh_token(
+    pub(crate) async fn signed_with_a_fresh_token(
         &self,
         credentials: &str,
         signed: impl Fn(&str) -> bool,

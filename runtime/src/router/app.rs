@@ -23,6 +23,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Json;
 use multicomms_service::http::{metrics_route, probe_routes, ConnectionLimits};
+use multicomms_wire::delivery::TWILIO_STATUS_PATH;
 use multicomms_wire::timestamp::now;
 use multicomms_wire::{ChannelKind, Naming};
 use std::future::Future;
@@ -132,6 +133,9 @@ pub fn app(state: Arc<AppState>) -> axum::Router {
             .layer(from_fn_with_state(state.clone(), within_timeout))
             .layer(from_fn_with_state(state.clone(), within_body_budget))
     };
+    let status_callback = post(status_callback)
+        .layer(from_fn_with_state(state.clone(), within_timeout))
+        .layer(from_fn_with_state(state.clone(), within_body_budget));
     let document = Arc::new(super::openapi::document(&state.settings.version, state.settings.max_body_bytes));
     let openapi = axum::routing::get(move || async move { Json(document.as_ref().clone()) });
     axum::Router::new()
@@ -139,6 +143,7 @@ pub fn app(state: Arc<AppState>) -> axum::Router {
         .route(super::openapi::PATH, openapi)
         .route(&webhook::path(ChannelKind::Whatsapp), twilio(ChannelKind::Whatsapp))
         .route(&webhook::path(ChannelKind::Sms), twilio(ChannelKind::Sms))
+        .route(TWILIO_STATUS_PATH, status_callback)
         // Over the limit, the body extractor fails and the handler answers 413.
         .layer(axum::extract::DefaultBodyLimit::max(state.settings.max_body_bytes))
         .with_state(state)
@@ -226,19 +231,16 @@ async fn inbound(
     channel: ChannelKind,
 ) -> Response {
     let Some(webhook) = &state.replies else { return StatusCode::NOT_FOUND.into_response() };
-    let peer = peer.map(|axum::Extension(axum::extract::ConnectInfo(address))| address.ip());
-    let source = source_address(peer, state.settings.client_address_header.as_ref(), &headers);
-    if let Some(retry_after) = state.unverified.throttled(source, Instant::now()) {
-        state.metrics.webhook(channel.as_str(), webhook::Acknowledged::Throttled.label());
-        let headers =
-            [("content-type", "text/xml".to_string()), ("retry-after", retry_after.as_secs().max(1).to_string())];
-        return (StatusCode::TOO_MANY_REQUESTS, headers, webhook::EMPTY_TWIML).into_response();
-    }
-    let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
-    let url = format!("{}{path}", webhook.public_base_url.trim_end_matches('/'));
-    let signature = headers.get("x-twilio-signature").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let source = match source_within_limit(&state, peer, &headers) {
+        Ok(source) => source,
+        Err(retry_after) => {
+            state.metrics.webhook(channel.as_str(), webhook::Acknowledged::Throttled.label());
+            return throttled(retry_after);
+        }
+    };
+    let (url, signature) = signed_url(webhook, &uri, &headers);
     // In this request's task: a caller who leaves stops it (it wrote nothing yet).
-    let outcome = match webhook::authenticate(webhook, channel, &url, signature, &body).await {
+    let outcome = match webhook::authenticate(webhook, channel, &url, &signature, &body).await {
         // Its own task: the request timeout (or Twilio going away) must not cut the work off
         // between taking the trigger lock and sending the trigger or giving the lock back.
         Ok(authenticated) => tokio::spawn({
@@ -276,6 +278,77 @@ async fn inbound(
             (StatusCode::SERVICE_UNAVAILABLE, [("content-type", "text/xml")], webhook::EMPTY_TWIML).into_response()
         }
     }
+}
+
+/// The request's source address, unless that source sent too many unverified webhook requests
+/// this minute: then how long until it may again.
+fn source_within_limit(
+    state: &AppState,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
+    headers: &HeaderMap,
+) -> Result<std::net::IpAddr, Duration> {
+    let peer = peer.map(|axum::Extension(axum::extract::ConnectInfo(address))| address.ip());
+    let source = source_address(peer, state.settings.client_address_header.as_ref(), headers);
+    match state.unverified.throttled(source, Instant::now()) {
+        None => Ok(source),
+        Some(retry_after) => Err(retry_after),
+    }
+}
+
+/// The 429 a throttled source gets, before any lookup.
+fn throttled(retry_after: Duration) -> Response {
+    let headers = [("content-type", "text/xml".to_string()), ("retry-after", retry_after.as_secs().max(1).to_string())];
+    (StatusCode::TOO_MANY_REQUESTS, headers, webhook::EMPTY_TWIML).into_response()
+}
+
+/// The public URL Twilio called (query included: its signature covers it) and the signature.
+fn signed_url(webhook: &Webhook, uri: &Uri, headers: &HeaderMap) -> (String, String) {
+    let path = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+    let url = format!("{}{path}", webhook.public_base_url.trim_end_matches('/'));
+    let signature = headers.get("x-twilio-signature").and_then(|v| v.to_str().ok()).unwrap_or("");
+    (url, signature.to_string())
+}
+
+/// Twilio's message status callbacks (see [`super::delivery`]).
+async fn status_callback(
+    State(state): State<Arc<AppState>>,
+    peer: Option<axum::Extension<axum::extract::ConnectInfo<std::net::SocketAddr>>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let Some(webhook) = &state.replies else { return StatusCode::NOT_FOUND.into_response() };
+    let source = match source_within_limit(&state, peer, &headers) {
+        Ok(source) => source,
+        Err(retry_after) => {
+            state.metrics.status_callback("unknown", webhook::Acknowledged::Throttled.label());
+            return throttled(retry_after);
+        }
+    };
+    let (url, signature) = signed_url(webhook, &uri, &headers);
+    let outcome = super::delivery::record(&state.companies, webhook, &url, &signature, &body).await;
+    let status = match outcome {
+        Ok(callback) => {
+            if let super::delivery::Callback::Unverified(_) = callback {
+                state.unverified.count(source, Instant::now());
+            }
+            let channel = match &callback {
+                super::delivery::Callback::Recorded(channel, status) => {
+                    state.metrics.delivery_status(channel.as_str(), status.as_str());
+                    channel.as_str()
+                }
+                _ => "unknown",
+            };
+            state.metrics.status_callback(channel, callback.label());
+            StatusCode::from_u16(callback.status()).unwrap_or(StatusCode::OK)
+        }
+        Err(failure) => {
+            state.metrics.status_callback("unknown", "transient_error");
+            tracing::warn!(error = %failure, "status callback not recorded; Twilio may retry");
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+    };
+    (status, [("content-type", "text/xml")], webhook::EMPTY_TWIML).into_response()
 }
 
 async fn initiate(

@@ -18,10 +18,18 @@ struct WebhookLabels {
     outcome: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DeliveryLabels {
+    channel: &'static str,
+    status: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     webhook: Family<WebhookLabels, Counter>,
+    status_callbacks: Family<WebhookLabels, Counter>,
+    delivery_statuses: Family<DeliveryLabels, Counter>,
     latency: Histogram,
     /// Observed by the queue senders, one sample per SendMessageBatch call.
     pub batch_size: Histogram,
@@ -44,13 +52,34 @@ impl Default for Metrics {
             "Inbound Twilio messages by channel and outcome (staged, handed_off, already_answered, an error code)",
             webhook.clone(),
         );
+        let status_callbacks = Family::<WebhookLabels, Counter>::default();
+        registry.register(
+            "status_callbacks",
+            "Twilio status callbacks by channel and outcome (recorded, unchanged, ignored, not_yet_recorded, an error code)",
+            status_callbacks.clone(),
+        );
+        let delivery_statuses = Family::<DeliveryLabels, Counter>::default();
+        registry.register(
+            "delivery_statuses",
+            "Delivery statuses recorded on sent messages, by channel and Twilio status (failed and undelivered: not received)",
+            delivery_statuses.clone(),
+        );
         let secrets_scheduled_for_deletion = Counter::default();
         registry.register(
             "secrets_scheduled_for_deletion",
             "Webhook reads of a Twilio secret found scheduled for deletion (messages get 503 until it is restored)",
             secrets_scheduled_for_deletion.clone(),
         );
-        Metrics { registry, requests, webhook, latency, batch_size, secrets_scheduled_for_deletion }
+        Metrics {
+            registry,
+            requests,
+            webhook,
+            status_callbacks,
+            delivery_statuses,
+            latency,
+            batch_size,
+            secrets_scheduled_for_deletion,
+        }
     }
 }
 
@@ -62,6 +91,14 @@ impl Metrics {
 
     pub fn webhook(&self, channel: &'static str, outcome: &'static str) {
         self.webhook.get_or_create(&WebhookLabels { channel, outcome }).inc();
+    }
+
+    pub fn status_callback(&self, channel: &'static str, outcome: &'static str) {
+        self.status_callbacks.get_or_create(&WebhookLabels { channel, outcome }).inc();
+    }
+
+    pub fn delivery_status(&self, channel: &'static str, status: &'static str) {
+        self.delivery_statuses.get_or_create(&DeliveryLabels { channel, status }).inc();
     }
 
     pub fn render(&self) -> String {

@@ -3,8 +3,10 @@
 //! (`accept`, pure), and puts it on its channel's queue (`queues`), once per request id and
 //! within the company's limits (`guards`). `app` is the axum application around them; `error`
 //! the catalogue of answers; `openapi` the document of it all, served at `/openapi.json`.
+//! `delivery` records Twilio's status callbacks on the messages they are about.
 pub mod accept;
 pub mod app;
+pub mod delivery;
 pub mod error;
 pub mod guards;
 pub mod metrics;

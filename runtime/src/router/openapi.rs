@@ -17,6 +17,7 @@ pub fn document(version: &str, max_body_bytes: usize) -> Value {
     for channel in [ChannelKind::Whatsapp, ChannelKind::Sms] {
         paths.insert(webhook::path(channel), twilio_webhook(channel));
     }
+    paths.insert(multicomms_wire::delivery::TWILIO_STATUS_PATH.into(), twilio_status_callback());
     let text = |description: &str| json!({"description": description, "content": {"text/plain": {"schema": {"type": "string"}}}});
     paths.insert("/healthz".into(), json!({"get": {"summary": "Liveness", "responses": {"200": text("ok")}}}));
     paths.insert(
@@ -190,6 +191,41 @@ fn twilio_webhook(channel: ChannelKind) -> Value {
                 "413": {"description": "The body is over the router's limit", "content": {"text/plain": {"schema": {"type": "string"}}}},
                 "503": twiml("Not taken for now (AWS unavailable, or the router's request bodies in flight at their budget): Twilio may retry"),
                 "504": {"description": "REQUEST_TIMEOUT", "content": {"application/json": {"schema": error_schema(&[ErrorCode::RequestTimeout])}}},
+            },
+        },
+    })
+}
+
+fn twilio_status_callback() -> Value {
+    let twiml = |description: &str| json!({"description": description, "content": {"text/xml": {"schema": {"type": "string"}}}});
+    json!({
+        "post": {
+            "summary": "Twilio's message status callbacks (each Twilio send names this URL, its conversation in the query)",
+            "parameters": [
+                {"name": "conversation", "in": "query", "required": true, "schema": {"type": "string"},
+                 "description": "The conversation the message belongs to, as the processor named it"},
+                {"name": "X-Twilio-Signature", "in": "header", "required": true, "schema": {"type": "string"},
+                 "description": "HMAC-SHA1 of the public URL (query included) and the form, with the sending account's auth token"},
+            ],
+            "requestBody": {
+                "required": true,
+                "content": {"application/x-www-form-urlencoded": {"schema": {
+                    "type": "object",
+                    "required": ["MessageSid", "MessageStatus", "AccountSid", "From", "To"],
+                    "properties": {
+                        "MessageSid": {"type": "string"}, "MessageStatus": {"type": "string"},
+                        "AccountSid": {"type": "string"}, "From": {"type": "string"}, "To": {"type": "string"},
+                        "ErrorCode": {"type": "string"},
+                    },
+                }}},
+            },
+            "responses": {
+                "200": twiml("Recorded, or nothing to change (a repeat, a status behind the recorded one, an unknown message)"),
+                "400": twiml("Not a status callback form"),
+                "403": twiml("A missing or wrong X-Twilio-Signature, or a conversation that is not the sender's"),
+                "404": {"description": "The webhooks are off"},
+                "429": twiml("Too many unverified webhook requests from this source this minute (see Retry-After)"),
+                "503": twiml("Not recorded for now (AWS unavailable, or the message's send not recorded yet)"),
             },
         },
     })

@@ -9,6 +9,7 @@
 use super::body::{read_capped, MAX_PROVIDER_ANSWER_BYTES};
 use super::failure::{without_url, Failure};
 use super::secrets::TwilioCredentials;
+use multicomms_wire::delivery::twilio_status_callback;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{json, Map, Value};
 
@@ -19,6 +20,16 @@ pub struct Senders {
     http: reqwest::Client,
     twilio_base: String,
     sendgrid_base: String,
+    /// The router's public URL: each Twilio send asks for status callbacks there.
+    public_base_url: Option<String>,
+}
+
+/// A Twilio message's addresses and the conversation it belongs to (its status callbacks name
+/// it).
+pub struct Addressed<'a> {
+    pub from: &'a str,
+    pub to: &'a str,
+    pub conversation_id: &'a str,
 }
 
 /// What the provider accepted.
@@ -47,28 +58,32 @@ pub struct Email<'a> {
 }
 
 impl Senders {
-    pub fn new(http: reqwest::Client, twilio_base: impl Into<String>, sendgrid_base: impl Into<String>) -> Self {
-        Senders { http, twilio_base: twilio_base.into(), sendgrid_base: sendgrid_base.into() }
+    pub fn new(
+        http: reqwest::Client,
+        twilio_base: impl Into<String>,
+        sendgrid_base: impl Into<String>,
+        public_base_url: Option<String>,
+    ) -> Self {
+        Senders { http, twilio_base: twilio_base.into(), sendgrid_base: sendgrid_base.into(), public_base_url }
     }
 
     /// WhatsApp: `whatsapp:`-prefixed addresses, `ContentSid` + `ContentVariables` (JSON).
     pub async fn whatsapp(
         &self,
         credentials: &TwilioCredentials,
-        from: &str,
-        to: &str,
+        to: Addressed<'_>,
         variables: &Map<String, Value>,
     ) -> Result<Sent, SendError> {
         let Some(content_sid) = credentials.template_sid.as_deref() else {
             return Err(SendError::NotSent(Failure::Permanent("the Twilio secret has no twilio_template_sid".into())));
         };
-        let form = [
-            ("To", format!("whatsapp:{to}")),
-            ("From", format!("whatsapp:{from}")),
+        let form = vec![
+            ("To", format!("whatsapp:{}", to.to)),
+            ("From", format!("whatsapp:{}", to.from)),
             ("ContentSid", content_sid.to_string()),
             ("ContentVariables", Value::Object(variables.clone()).to_string()),
         ];
-        self.twilio(credentials, &form).await
+        self.twilio(credentials, form, to.conversation_id).await
     }
 
     /// A free-form WhatsApp message (a reply inside the 24-hour window the recipient's message
@@ -76,27 +91,32 @@ impl Senders {
     pub async fn whatsapp_text(
         &self,
         credentials: &TwilioCredentials,
-        from: &str,
-        to: &str,
+        to: Addressed<'_>,
         body: &str,
     ) -> Result<Sent, SendError> {
-        let form = [("To", format!("whatsapp:{to}")), ("From", format!("whatsapp:{from}")), ("Body", body.to_string())];
-        self.twilio(credentials, &form).await
+        let form = vec![
+            ("To", format!("whatsapp:{}", to.to)),
+            ("From", format!("whatsapp:{}", to.from)),
+            ("Body", body.to_string()),
+        ];
+        self.twilio(credentials, form, to.conversation_id).await
     }
 
     /// SMS: a plain `Body`.
-    pub async fn sms(
-        &self,
-        credentials: &TwilioCredentials,
-        from: &str,
-        to: &str,
-        body: &str,
-    ) -> Result<Sent, SendError> {
-        let form = [("To", to.to_string()), ("From", from.to_string()), ("Body", body.to_string())];
-        self.twilio(credentials, &form).await
+    pub async fn sms(&self, credentials: &TwilioCredentials, to: Addressed<'_>, body: &str) -> Result<Sent, SendError> {
+        let form = vec![("To", to.to.to_string()), ("From", to.from.to_string()), ("Body", body.to_string())];
+        self.twilio(credentials, form, to.conversation_id).await
     }
 
-    async fn twilio(&self, credentials: &TwilioCredentials, form: &[(&str, String)]) -> Result<Sent, SendError> {
+    async fn twilio(
+        &self,
+        credentials: &TwilioCredentials,
+        mut form: Vec<(&str, String)>,
+        conversation_id: &str,
+    ) -> Result<Sent, SendError> {
+        if let Some(base) = &self.public_base_url {
+            form.push(("StatusCallback", twilio_status_callback(base, conversation_id)));
+        }
         let url = format!(
             "{}/2010-04-01/Accounts/{}/Messages.json",
             self.twilio_base.trim_end_matches('/'),
@@ -106,7 +126,7 @@ impl Senders {
             .http
             .post(url)
             .basic_auth(&credentials.account_sid, Some(credentials.auth_token.expose_secret()))
-            .form(form)
+            .form(&form)
             .send()
             .await
             .map_err(|e| unsent_or_unknown(&e, "Twilio"))?;

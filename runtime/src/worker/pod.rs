@@ -25,6 +25,9 @@ pub struct PodConfig {
     pub openai_base_url: String,
     pub twilio_base_url: String,
     pub sendgrid_base_url: String,
+    /// The router's public URL, where Twilio sends each message's status callbacks (none
+    /// without it).
+    pub public_base_url: Option<String>,
     /// Whether a company may name an AI endpoint on this machine (development only).
     pub allow_loopback_ai_endpoints: bool,
 }
@@ -60,7 +63,12 @@ impl PodClients {
             dynamodb,
             secrets,
             ai,
-            senders: Senders::new(http, config.twilio_base_url.clone(), config.sendgrid_base_url.clone()),
+            senders: Senders::new(
+                http,
+                config.twilio_base_url.clone(),
+                config.sendgrid_base_url.clone(),
+                config.public_base_url.clone(),
+            ),
             metrics,
         })
     }

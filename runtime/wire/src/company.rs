@@ -63,6 +63,10 @@ pub struct CompanyRecord {
     /// Queue requests whose `comms_consent` is false (the original's behaviour); off by default.
     #[serde(default)]
     pub send_without_consent: bool,
+    /// Hand a conversation to a person when the provider reports one of its messages failed or
+    /// undelivered.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub hand_off_on_delivery_failure: bool,
     /// How long the replies flow waits after a recipient's message for more before answering
     /// them together; [`crate::replies::DEFAULT_BATCH_WINDOW_SECONDS`] when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -375,6 +379,7 @@ mod tests {
             reply_batch_window_seconds: Some(2),
             keyword_replies: None,
             default_region: None,
+            hand_off_on_delivery_failure: false,
             created_at: "2026-11-23T10:00:00.000000+00:00".into(),
             updated_at: "2026-11-23T10:00:00.000000+00:00".into(),
             managed_by: Some("Company/dev/cucumber".into()),

@@ -207,7 +207,7 @@ impl std::fmt::Display for ConversationStatus {
 /// One entry of `messages` (spec §5.5, replies-engine §3.2 step 11): an assistant message (the
 /// first one, each reply) or a message the recipient sent (role `user`, one entry per inbound
 /// message, so its `MessageSid` marks it answered).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Message {
     /// The provider's message id (Twilio `SM…` SID, SendGrid `X-Message-Id`).
     pub message_id: String,
@@ -225,6 +225,22 @@ pub struct Message {
     /// Media the recipient sent with an inbound message.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub media: Vec<Media>,
+    /// What the provider last said became of a message we sent (its status callbacks), when,
+    /// and the provider's error code for a failure.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery_status: Option<crate::delivery::DeliveryStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery_updated_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivery_error_code: Option<String>,
+}
+
+/// The delivery attributes of a [`Message`] (a test checks they match).
+pub mod delivery_attribute {
+    pub const MESSAGE_ID: &str = "message_id";
+    pub const STATUS: &str = "delivery_status";
+    pub const UPDATED_AT: &str = "delivery_updated_at";
+    pub const ERROR_CODE: &str = "delivery_error_code";
 }
 
 /// Something the recipient attached (Twilio `MediaUrlN`, `MediaContentTypeN`).

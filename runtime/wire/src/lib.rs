@@ -10,6 +10,7 @@ pub mod channel;
 pub mod company;
 pub mod context;
 pub mod conversation;
+pub mod delivery;
 pub mod names;
 pub mod opt_out;
 pub mod replies;

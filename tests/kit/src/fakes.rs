@@ -42,6 +42,28 @@ pub enum Fault {
     /// A success (for Twilio: the message accepted) whose answer is 1 GiB of whitespace,
     /// streamed without a length: what a hostile or broken endpoint could send.
     Oversized,
+    /// Twilio: the message accepted, then its status callbacks say `sent` and `undelivered` with
+    /// this error code (63016: outside WhatsApp's 24-hour window; 21610: the recipient opted out).
+    Undelivered(u32),
+}
+
+/// A status callback the fake Twilio owes for a message that asked for them: the URL, the form
+/// and its `X-Twilio-Signature` (with the sender's auth token, as Twilio signs).
+#[derive(Clone, Debug)]
+pub struct StatusCallback {
+    pub url: String,
+    pub params: Vec<(String, String)>,
+    pub signature: String,
+}
+
+impl StatusCallback {
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    pub fn body(&self) -> String {
+        serde_urlencoded::to_string(&self.params).unwrap_or_default()
+    }
 }
 
 /// 1 GiB in 64 KiB chunks, produced as it is read (the fake holds none of it).
@@ -88,6 +110,11 @@ struct Shared {
     /// The state of the draws (splitmix64: a fixed seed makes a run repeatable).
     draws: AtomicU64,
     latency: Mutex<HashMap<Service, Duration>>,
+    /// Status callbacks owed, in the order Twilio would send them.
+    callbacks: Mutex<Vec<StatusCallback>>,
+    /// Whether the fake Twilio also posts them (the demo; tests deliver them themselves, in
+    /// any order).
+    post_callbacks: std::sync::atomic::AtomicBool,
     /// Services whose answers wait, after the request is recorded, until released.
     held: tokio::sync::watch::Sender<Vec<Service>>,
     counter: AtomicU64,
@@ -102,7 +129,8 @@ pub struct Fakes {
 
 impl Fakes {
     /// A processor pod of `channel` on `naming` talking to these fakes: secrets cached 5
-    /// minutes, a 30 s HTTP timeout and send grace, no loopback AI endpoints.
+    /// minutes, a 30 s HTTP timeout and send grace, status callbacks to the test router's
+    /// [`crate::environment::PUBLIC_BASE_URL`], no loopback AI endpoints.
     pub fn pod_config(&self, channel: multicomms_wire::ChannelKind, naming: &multicomms_wire::Naming) -> PodConfig {
         PodConfig {
             channel,
@@ -113,6 +141,7 @@ impl Fakes {
             openai_base_url: self.openai_url(),
             twilio_base_url: self.url.clone(),
             sendgrid_base_url: self.url.clone(),
+            public_base_url: Some(crate::environment::PUBLIC_BASE_URL.into()),
             allow_loopback_ai_endpoints: false,
         }
     }
@@ -185,6 +214,18 @@ impl Fakes {
         all.into_iter().filter(|r| r.service == service).collect()
     }
 
+    /// The status callbacks owed so far (`sent`, then `delivered` or `undelivered`, per message
+    /// that named a `StatusCallback`).
+    pub fn status_callbacks(&self) -> Vec<StatusCallback> {
+        self.shared.callbacks.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// From now on the fake Twilio posts each message's status callbacks, in order, as Twilio
+    /// does (the demo's router is reachable at the URL the processors name).
+    pub fn post_status_callbacks(&self) {
+        self.shared.post_callbacks.store(true, Ordering::Relaxed);
+    }
+
     /// Messages the providers accepted (Twilio and SendGrid).
     pub fn sent(&self) -> Vec<Recorded> {
         let all = self.shared.requests.lock().map(|r| r.clone()).unwrap_or_default();
@@ -236,6 +277,38 @@ impl Shared {
     fn record(&self, recorded: Recorded) {
         if let Ok(mut requests) = self.requests.lock() {
             requests.push(recorded);
+        }
+    }
+
+    /// The callbacks Twilio sends for an accepted message: `sent`, then `delivered` (or
+    /// `undelivered` with the fault's error code), each signed with the sender's auth token.
+    fn owe_callbacks(&self, url: &str, auth_token: &str, message: [(&str, &str); 4], fault: &Option<Fault>) {
+        let last = match fault {
+            Some(Fault::Undelivered(code)) => ("undelivered", Some(code.to_string())),
+            _ => ("delivered", None),
+        };
+        let callbacks: Vec<StatusCallback> = [("sent", None), last]
+            .into_iter()
+            .map(|(status, error_code)| {
+                let mut params: Vec<(String, String)> = vec![
+                    ("SmsSid".into(), message[0].1.into()),
+                    ("SmsStatus".into(), status.into()),
+                    ("MessageStatus".into(), status.into()),
+                ];
+                params.extend(message.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+                params.push(("ApiVersion".into(), "2010-04-01".into()));
+                if let Some(code) = error_code {
+                    params.push(("ErrorCode".into(), code));
+                }
+                let signature = multicomms_runtime::replies::signature::sign(auth_token, url, &params);
+                StatusCallback { url: url.to_string(), params, signature }
+            })
+            .collect();
+        if let Ok(mut owed) = self.callbacks.lock() {
+            owed.extend(callbacks.iter().cloned());
+        }
+        if self.post_callbacks.load(Ordering::Relaxed) {
+            tokio::spawn(post_in_order(callbacks));
         }
     }
 
@@ -320,7 +393,7 @@ fn openai_answer(shared: &Shared, request: &Value, fault: &Option<Fault>) -> Res
         }
         Some(Fault::OffSchema) => json!({"type": "output_text", "text": "{\"unexpected\": 42}", "annotations": []}),
         Some(Fault::Refusal) => json!({"type": "refusal", "refusal": "I'm sorry, I can't help with that."}),
-        Some(Fault::Hang) | None => {
+        Some(Fault::Hang) | Some(Fault::Undelivered(_)) | None => {
             let mut output = output_for(&request["text"]["format"]["schema"]);
             if shared.tag_answers.load(Ordering::Relaxed) {
                 tag(&mut output, &format!(" [resp_{id:024x}]"));
@@ -429,6 +502,24 @@ async fn twilio(
     answer
 }
 
+/// Posts a message's callbacks one after the other (after its creation was answered).
+async fn post_in_order(callbacks: Vec<StatusCallback>) {
+    let client = reqwest::Client::new();
+    for callback in callbacks {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let posted = client
+            .post(&callback.url)
+            .header("x-twilio-signature", &callback.signature)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(callback.body())
+            .send()
+            .await;
+        if let Err(e) = posted {
+            eprintln!("fake Twilio: a status callback was not delivered: {e}");
+        }
+    }
+}
+
 /// Twilio's error answer: HTTP status, Twilio error code, message.
 struct TwilioError(u16, u32, &'static str);
 
@@ -466,6 +557,15 @@ fn twilio_answer(
         _ => {}
     }
     let sid = format!("SM{:032x}", shared.next_id());
+    if let (Some(url), Some(token)) = (field("StatusCallback"), credentials.as_deref().and_then(|c| c.split_once(':')))
+    {
+        shared.owe_callbacks(
+            &url,
+            token.1,
+            [("MessageSid", sid.as_str()), ("AccountSid", account), ("From", &from), ("To", &to)],
+            fault,
+        );
+    }
     Ok(json_response(
         201,
         json!({

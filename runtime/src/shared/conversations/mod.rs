@@ -3,8 +3,10 @@
 //! none can leave a stub item behind (the original's failure update could) or overwrite what a
 //! concurrent attempt for the same conversation already finished. A failed condition comes back
 //! as [`Written::Superseded`]; what it means is [`crate::shared::claim`]'s business.
+mod delivery;
 mod replies;
 
+pub use delivery::DeliveryUpdate;
 pub use replies::Leased;
 
 use crate::shared::claim::{claim_is_ours, RecordState};

@@ -16,6 +16,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     fakes.set_latency(Service::OpenAi, millis(2)?);
     fakes.set_latency(Service::Twilio, millis(3)?);
     fakes.set_latency(Service::SendGrid, millis(3)?);
+    // The processors name the router as the status callback URL; the fake Twilio posts there.
+    fakes.post_status_callbacks();
     println!("fake providers on {} (OpenAI base URL {})", fakes.url, fakes.openai_url());
     tokio::signal::ctrl_c().await?;
     Ok(())

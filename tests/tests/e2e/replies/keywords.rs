@@ -86,7 +86,10 @@ async fn a_stop_acknowledged_while_a_first_message_is_with_the_ai_stops_that_mes
     env.fakes.hold(Service::OpenAi);
     let processor = env.first_message_processor(ChannelKind::Whatsapp);
     let processing = tokio::spawn(async move { processor.process(&queued, false).await });
-    eventually("the AI is asked", Duration::from_secs(10), || async { env.fakes.requests(Service::OpenAi).len() > ai_calls }).await;
+    eventually("the AI is asked", Duration::from_secs(10), || async {
+        env.fakes.requests(Service::OpenAi).len() > ai_calls
+    })
+    .await;
     assert_eq!(env.answered(&router, &whatsapp("STOP")).await.0, StatusCode::OK);
     env.fakes.release(Service::OpenAi);
 

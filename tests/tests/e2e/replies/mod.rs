@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tower::ServiceExt;
 
+mod delivery;
 mod keywords;
 /// The example company's numbers (config/companies) and the example recipient.
 const COMPANY_NUMBER: &str = "+447588713814";
