@@ -6,13 +6,13 @@ use crate::shared::conversations::{aws_failure, put_if_absent, query_all, Put};
 use crate::shared::failure::Failure;
 use aws_sdk_dynamodb::operation::put_item::PutItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, ReturnValuesOnConditionCheckFailure, WriteRequest};
-use multicomms_wire::conversation::{ConversationKey, CONVERSATION_ID, EXPIRES_AT};
+use multicomms_wire::conversation::{ConversationKey, CONVERSATION_ID, EXPIRES_AT, MESSAGE_SID};
 use multicomms_wire::replies::{
     in_order, Fragment, HandOffMessage, Trigger, REPLAY_WINDOW_SECONDS, RETRY_GRACE_SECONDS, SEEN_AT, TRIGGER_ID,
     TRIGGER_LOCK_BUFFER_SECONDS,
 };
 use multicomms_wire::timestamp::epoch_seconds;
-use multicomms_wire::{ChannelKind, Naming};
+use multicomms_wire::{ChannelKind, Item, Naming};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -146,11 +146,34 @@ impl Staging {
 
     /// Deletes exactly these fragments' rows.
     pub async fn remove(&self, fragments: &[Fragment]) -> Result<(), Failure> {
+        self.delete_rows(fragments.iter().map(Fragment::stage_key).collect()).await
+    }
+
+    /// Deletes every row staged for the conversation (its fragments and hand-off markers), for
+    /// an erasure; how many there were.
+    pub async fn erase(&self, conversation_id: &str) -> Result<usize, Failure> {
+        let query = self
+            .dynamodb
+            .query()
+            .table_name(self.naming.replies_stage_table())
+            .key_condition_expression("#id = :id")
+            .projection_expression("#id, #sid")
+            .expression_attribute_names("#id", CONVERSATION_ID)
+            .expression_attribute_names("#sid", MESSAGE_SID)
+            .expression_attribute_values(":id", AttributeValue::S(conversation_id.into()))
+            .consistent_read(true);
+        let keys = query_all(query).await?;
+        let count = keys.len();
+        self.delete_rows(keys).await?;
+        Ok(count)
+    }
+
+    async fn delete_rows(&self, keys: Vec<Item>) -> Result<(), Failure> {
         let table = self.naming.replies_stage_table();
-        for chunk in fragments.chunks(BATCH_WRITE_LIMIT) {
+        for chunk in keys.chunks(BATCH_WRITE_LIMIT) {
             let mut requests: Vec<WriteRequest> = chunk
                 .iter()
-                .filter_map(|f| DeleteRequest::builder().set_key(Some(f.stage_key())).build().ok())
+                .filter_map(|key| DeleteRequest::builder().set_key(Some(key.clone())).build().ok())
                 .map(|d| WriteRequest::builder().delete_request(d).build())
                 .collect();
             for attempt in 0..5 {

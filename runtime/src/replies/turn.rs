@@ -140,7 +140,11 @@ impl ReplyProcessor {
             }
             // Back when that lease ends: a crashed turn's expires, a live one's is released.
             Ok(Leased::Held(left)) => return Outcome::Busy(left),
-            Ok(Leased::NoConversation) => return Outcome::Poison("no conversation record for this trigger".into()),
+            // Erased (or expired) since the trigger was sent, its staged messages with it.
+            Ok(Leased::NoConversation) => {
+                tracing::info!("no conversation record for this trigger (erased or expired): nothing to answer");
+                return Outcome::Duplicate;
+            }
             Err(failure) => return Outcome::Retry(format!("lease: {failure}")),
         }
         let work = self.turn(&trigger, key.clone(), token.clone(), last_receive);

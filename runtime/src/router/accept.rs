@@ -17,7 +17,7 @@ pub fn authorize<'a>(
     api_key: &str,
     request: &ValidRequest,
 ) -> Result<&'a Company, RouterError> {
-    let company = company.filter(|c| key_matches(c, api_key)).ok_or_else(RouterError::invalid_api_key)?;
+    let company = with_key(company, api_key)?;
     let record = &company.record;
     if !record.is_active() {
         return Err(RouterError::project_inactive());
@@ -29,6 +29,11 @@ pub fn authorize<'a>(
         return Err(RouterError::consent_required());
     }
     Ok(company)
+}
+
+/// The company, if `api_key` is its key; an unknown company answers as a wrong key does.
+pub fn with_key<'a>(company: Option<&'a Company>, api_key: &str) -> Result<&'a Company, RouterError> {
+    company.filter(|c| key_matches(c, api_key)).ok_or_else(RouterError::invalid_api_key)
 }
 
 /// A missing hash fails closed.

@@ -4,6 +4,7 @@
 //! base URL is configured; `/healthz`, `/readyz`, `/metrics`. [`AppState`] is built once,
 //! by the binary and the tests alike.
 use super::accept::{authorize, context_message};
+use super::erasure::{EraseRequest, Erasure, ERASURE_PATH};
 use super::error::{Rejected, RouterError};
 use super::guards::{source_address, Idempotency, RateLimiter, UnverifiedSources};
 use super::metrics::Metrics;
@@ -20,7 +21,7 @@ use axum::extract::{rejection::BytesRejection, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
 use axum::middleware::{from_fn_with_state, map_response, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::{delete, post};
 use axum::Json;
 use multicomms_service::http::{metrics_route, probe_routes, ConnectionLimits};
 use multicomms_wire::delivery::TWILIO_STATUS_PATH;
@@ -71,6 +72,9 @@ pub struct AppState {
     pub opt_outs: OptOuts,
     /// Twilio's inbound webhooks, when a public base URL is configured.
     pub replies: Option<Webhook>,
+    /// The conversations and staged messages, for erasures.
+    pub conversations: ConversationStore,
+    pub staging: Staging,
     pub unverified: UnverifiedSources,
     pub settings: RouterSettings,
     /// [`RouterSettings::body_budget_bytes`], in KiB.
@@ -111,6 +115,8 @@ impl AppState {
             opt_outs,
             idempotency: Idempotency::new(settings.idempotency_window),
             replies,
+            conversations: ConversationStore::new(dynamodb.clone(), naming.conversations_table()),
+            staging: Staging::new(sdk, naming.clone()),
             unverified: UnverifiedSources::new(settings.unverified_per_minute),
             bodies: Arc::new(tokio::sync::Semaphore::new(settings.body_budget_bytes.div_ceil(1024).max(1))),
             settings,
@@ -144,6 +150,7 @@ pub fn app(state: Arc<AppState>) -> axum::Router {
         .route(&webhook::path(ChannelKind::Whatsapp), twilio(ChannelKind::Whatsapp))
         .route(&webhook::path(ChannelKind::Sms), twilio(ChannelKind::Sms))
         .route(TWILIO_STATUS_PATH, status_callback)
+        .route(ERASURE_PATH, delete(erase).layer(from_fn_with_state(state.clone(), within_timeout)))
         // Over the limit, the body extractor fails and the handler answers 413.
         .layer(axum::extract::DefaultBodyLimit::max(state.settings.max_body_bytes))
         .with_state(state)
@@ -349,6 +356,27 @@ async fn status_callback(
         }
     };
     (status, [("content-type", "text/xml")], webhook::EMPTY_TWIML).into_response()
+}
+
+/// `DELETE /recipients/{channel}/{address}` (see [`super::erasure`]).
+async fn erase(
+    State(state): State<Arc<AppState>>,
+    axum::extract::Path((channel, address)): axum::extract::Path<(String, String)>,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let erasure = Erasure {
+        companies: &state.companies,
+        store: &state.conversations,
+        staging: &state.staging,
+        opt_outs: &state.opt_outs,
+    };
+    let api_key = headers.get("x-api-key").and_then(|v| v.to_str().ok());
+    let request = EraseRequest { channel: &channel, address: &address, query: query.as_deref(), api_key };
+    match erasure.erase(request).await {
+        Ok(answer) => Json(answer).into_response(),
+        Err(error) => Rejected { error, request_id: uuid::Uuid::new_v4().to_string() }.into_response(),
+    }
 }
 
 async fn initiate(

@@ -102,6 +102,9 @@ impl RouterError {
     pub fn missing_identifiers() -> Self {
         Self::new(ErrorCode::MissingIdentifiers, "company_id and project_id are required in company_data")
     }
+    pub fn missing_query_identifiers() -> Self {
+        Self::new(ErrorCode::MissingIdentifiers, "company_id and project_id are required as query parameters")
+    }
     /// `section` is `company_data`, `recipient_data` or `request_data`.
     pub fn missing_section(code: ErrorCode, section: &str) -> Self {
         Self::new(code, format!("'{section}' section is required"))

@@ -3,10 +3,12 @@
 //! (`accept`, pure), and puts it on its channel's queue (`queues`), once per request id and
 //! within the company's limits (`guards`). `app` is the axum application around them; `error`
 //! the catalogue of answers; `openapi` the document of it all, served at `/openapi.json`.
-//! `delivery` records Twilio's status callbacks on the messages they are about.
+//! `delivery` records Twilio's status callbacks on the messages they are about; `erasure`
+//! forgets a recipient for a company.
 pub mod accept;
 pub mod app;
 pub mod delivery;
+pub mod erasure;
 pub mod error;
 pub mod guards;
 pub mod metrics;

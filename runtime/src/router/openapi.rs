@@ -14,6 +14,7 @@ pub const PATH: &str = "/openapi.json";
 pub fn document(version: &str, max_body_bytes: usize) -> Value {
     let mut paths = Map::new();
     paths.insert("/initiate-conversation".into(), initiate_conversation(max_body_bytes));
+    paths.insert(super::erasure::ERASURE_PATH.into(), erasure());
     for channel in [ChannelKind::Whatsapp, ChannelKind::Sms] {
         paths.insert(webhook::path(channel), twilio_webhook(channel));
     }
@@ -191,6 +192,44 @@ fn twilio_webhook(channel: ChannelKind) -> Value {
                 "413": {"description": "The body is over the router's limit", "content": {"text/plain": {"schema": {"type": "string"}}}},
                 "503": twiml("Not taken for now (AWS unavailable, or the router's request bodies in flight at their budget): Twilio may retry"),
                 "504": {"description": "REQUEST_TIMEOUT", "content": {"application/json": {"schema": error_schema(&[ErrorCode::RequestTimeout])}}},
+            },
+        },
+    })
+}
+
+fn erasure() -> Value {
+    let error = |description: &str, codes: &[ErrorCode]| json!({"description": description, "content": {"application/json": {"schema": error_schema(codes)}}});
+    let path_parameter = |name: &str, description: &str| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string", "minLength": 1}, "description": description});
+    let query_parameter =
+        |name: &str| json!({"name": name, "in": "query", "required": true, "schema": {"type": "string"}});
+    json!({
+        "delete": {
+            "summary": "Erase a recipient: the company's conversations with them on the channel and their staged messages (an opt-out is kept)",
+            "parameters": [
+                path_parameter("channel", "whatsapp, sms or email"),
+                path_parameter("address", "The recipient's number (read as the router reads recipient_tel) or email address"),
+                query_parameter("company_id"),
+                query_parameter("project_id"),
+                {"name": "x-api-key", "in": "header", "required": true, "schema": {"type": "string"}},
+            ],
+            "responses": {
+                "200": {"description": "Erased (a repeat finds nothing more)", "content": {"application/json": {"schema": {
+                    "type": "object",
+                    "required": ["status", "channel", "recipient", "erased", "opt_out_kept"],
+                    "properties": {
+                        "status": {"const": "success"}, "message": {"type": "string"},
+                        "channel": {"type": "string"}, "recipient": {"type": "string"},
+                        "erased": {"type": "object", "properties": {
+                            "conversations": {"type": "integer"}, "staged_messages": {"type": "integer"}}},
+                        "opt_out_kept": {"type": "boolean", "description": "The recipient stays opted out"},
+                    },
+                }}}},
+                "400": error("A bad channel, number or query", &[ErrorCode::MissingIdentifiers, ErrorCode::UnsupportedChannel, ErrorCode::InvalidRecipientTel]),
+                "401": error("No API key", &[ErrorCode::MissingApiKey]),
+                "403": error("Not this company's key", &[ErrorCode::InvalidApiKey]),
+                "404": {"description": "No such route (an empty channel or address)"},
+                "500": error("AWS failed; a retry erases the rest", &[ErrorCode::DatabaseError]),
+                "504": error("REQUEST_TIMEOUT", &[ErrorCode::RequestTimeout]),
             },
         },
     })

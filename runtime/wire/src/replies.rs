@@ -30,9 +30,15 @@ pub const SEEN_AT: &str = "seen_at";
 /// The key under which a `MessageSid` taken for a recipient's numbers is remembered
 /// ([`REPLAY_WINDOW_SECONDS`]), in the trigger-lock table: nothing scans that table, while the
 /// stage table, which the sweep scans, keeps only messages waiting for a turn. No conversation
-/// id starts with `#`.
+/// id starts with `#`. A hash: the rows outlive an erasure of the recipient, so they name no one.
 pub fn seen_key(channel: ChannelKind, company_number: &str, recipient: &str, message_sid: &str) -> String {
-    format!("#seen#{channel}#{company_number}#{recipient}#{message_sid}")
+    use sha2::Digest;
+    let mut hash = sha2::Sha256::new();
+    for part in [channel.as_str(), company_number, recipient, message_sid] {
+        hash.update(part.as_bytes());
+        hash.update([0]);
+    }
+    format!("#seen#{}", hex::encode(hash.finalize()))
 }
 
 /// Trigger-lock attribute: the id of the trigger it stands for.
@@ -178,6 +184,14 @@ impl From<&Fragment> for HandOffFragment {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_remembered_message_sid_names_no_number() {
+        let seen = seen_key(ChannelKind::Whatsapp, "+447588713814", "+447835065013", "SM123");
+        assert!(seen.starts_with("#seen#") && !seen.contains("447835065013") && !seen.contains("447588713814"), "{seen}");
+        assert_ne!(seen, seen_key(ChannelKind::Whatsapp, "+447588713814", "+447835065014", "SM123"));
+    }
+
     use super::*;
 
     fn fragment(sid: &str, ms: u64, body: &str) -> Fragment {

@@ -419,6 +419,10 @@ async fn each_components_policy_grants_exactly_the_aws_actions_it_performs() {
     // The recipient's word: STOP records the opt-out, START removes it.
     assert_eq!(inbound(&router, "STOP").await, StatusCode::OK);
     assert_eq!(inbound(&router, "START").await, StatusCode::OK);
+    // The recipient erased: their partition read, conversations and staged messages deleted.
+    let erase = "/recipients/whatsapp/+447835065013?company_id=ci-aaa-001&project_id=pi-aaa-001";
+    let request = Request::delete(erase).header("x-api-key", API_KEY).body(Body::empty()).expect("request");
+    assert_eq!(router.clone().oneshot(request).await.expect("answer").status(), StatusCode::OK);
     assert_least_privilege("router", &router_calls, &[&env.naming]);
     assert_least_privilege("reply-processor", &reply_calls, &[&env.naming]);
 }

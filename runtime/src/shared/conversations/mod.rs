@@ -4,9 +4,11 @@
 //! concurrent attempt for the same conversation already finished. A failed condition comes back
 //! as [`Written::Superseded`]; what it means is [`crate::shared::claim`]'s business.
 mod delivery;
+mod erasure;
 mod replies;
 
 pub use delivery::DeliveryUpdate;
+pub use erasure::{to_erase, ToErase};
 pub use replies::Leased;
 
 use crate::shared::claim::{claim_is_ours, RecordState};

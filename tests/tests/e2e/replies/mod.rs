@@ -27,6 +27,7 @@ use std::time::Duration;
 use tower::ServiceExt;
 
 mod delivery;
+mod erasure;
 mod keywords;
 /// The example company's numbers (config/companies) and the example recipient.
 const COMPANY_NUMBER: &str = "+447588713814";
