@@ -58,6 +58,29 @@ pub fn over_limits(conversation: &ConversationRecord, fragments: &[Fragment]) ->
     None
 }
 
+/// How long after a recipient's last message WhatsApp takes a free-form message from the
+/// company (its customer service window); after it only an approved template goes, and Twilio
+/// fails anything else (error 63016).
+pub const WHATSAPP_WINDOW_MS: u64 = 24 * 3600 * 1000;
+
+/// Why a WhatsApp reply to `fragments` must not be sent free-form at `now_ms`: the window their
+/// newest message opened shuts before a reply started now could reach Twilio (`margin`: the
+/// longest an AI call and a send may take). Asked before the AI is paid for.
+pub fn outside_whatsapp_window(
+    channel: ChannelKind,
+    fragments: &[Fragment],
+    now_ms: u64,
+    margin: std::time::Duration,
+) -> Option<String> {
+    let last_inbound = fragments.iter().map(|f| f.received_at_ms).max()?;
+    let shuts = last_inbound.saturating_add(WHATSAPP_WINDOW_MS);
+    let due = now_ms.saturating_add(margin.as_millis() as u64);
+    (channel == ChannelKind::Whatsapp && due >= shuts).then(|| {
+        let hours = now_ms.saturating_sub(last_inbound) / 3_600_000;
+        format!("the recipient's last message is {hours} h old: WhatsApp's 24-hour window is shut, so no free-form reply can go")
+    })
+}
+
 /// Whether the conversation's first message went out (or may have).
 pub fn started(conversation: &ConversationRecord) -> bool {
     use ConversationStatus::*;
@@ -102,6 +125,31 @@ pub fn route(company: Option<&CompanyRecord>, conversation: &ConversationRecord,
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_whatsapp_reply_that_would_reach_twilio_after_the_window_shuts_is_not_sent_free_form() {
+        let at = |ms: u64| Fragment {
+            conversation_id: "c".into(),
+            message_sid: format!("SM{ms}"),
+            primary_channel: "+1".into(),
+            channel: Some(ChannelKind::Whatsapp),
+            body: "x".into(),
+            media: vec![],
+            received_at: String::new(),
+            received_at_ms: ms,
+            expires_at: 0,
+            handed_off: false,
+        };
+        let margin = std::time::Duration::from_secs(180);
+        let opened = 1_000_000;
+        let fragments = [at(opened - 5_000), at(opened)];
+        let shuts = opened + WHATSAPP_WINDOW_MS;
+        assert_eq!(outside_whatsapp_window(ChannelKind::Whatsapp, &fragments, shuts - 181_000, margin), None);
+        let late = outside_whatsapp_window(ChannelKind::Whatsapp, &fragments, shuts - 179_000, margin);
+        assert!(late.is_some_and(|why| why.contains("24-hour")), "within the margin of the window's end");
+        assert_eq!(outside_whatsapp_window(ChannelKind::Sms, &fragments, shuts + 1, margin), None, "SMS has no window");
+        assert_eq!(outside_whatsapp_window(ChannelKind::Whatsapp, &[], shuts + 1, margin), None);
+    }
     use super::*;
     use serde_json::json;
 

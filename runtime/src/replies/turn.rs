@@ -222,6 +222,10 @@ impl ReplyProcessor {
             // The conversation stays a person's from now on (`hand_off_to_human`), its status as it is.
             return self.hand_off(turn, limit, Some(turn.record.conversation_status)).await;
         }
+        let margin = self.send_grace;
+        if let Some(shut) = route::outside_whatsapp_window(self.channel, &fragments, epoch_ms(), margin) {
+            return self.hand_off(turn, shut, Some(turn.record.conversation_status)).await;
+        }
         if let Some(wait) = wait_for_more(&fragments, company.reply_batch_window(), epoch_ms()) {
             if turn.trigger.trigger_id.is_some() {
                 return self.defer(turn, &company, wait).await;

@@ -188,7 +188,10 @@ mod tests {
     #[test]
     fn a_remembered_message_sid_names_no_number() {
         let seen = seen_key(ChannelKind::Whatsapp, "+447588713814", "+447835065013", "SM123");
-        assert!(seen.starts_with("#seen#") && !seen.contains("447835065013") && !seen.contains("447588713814"), "{seen}");
+        assert!(
+            seen.starts_with("#seen#") && !seen.contains("447835065013") && !seen.contains("447588713814"),
+            "{seen}"
+        );
         assert_ne!(seen, seen_key(ChannelKind::Whatsapp, "+447588713814", "+447835065014", "SM123"));
     }
 

@@ -29,6 +29,7 @@ use tower::ServiceExt;
 mod delivery;
 mod erasure;
 mod keywords;
+mod lifecycle;
 /// The example company's numbers (config/companies) and the example recipient.
 const COMPANY_NUMBER: &str = "+447588713814";
 const RECIPIENT: &str = "+447835065013";

@@ -1,0 +1,44 @@
+//! A conversation's time: WhatsApp's 24-hour window (a reply due after it is never sent
+//! free-form, nor paid for), a conversation closed after the company's inactivity period, and
+//! records that expire after its retention.
+use super::*;
+use aws_sdk_dynamodb::types::AttributeValue;
+
+const DAY_MS: u64 = 24 * 3600 * 1000;
+
+impl Env {
+    /// Moves every staged fragment of the conversation `ms` into the past.
+    async fn age_staged(&self, key: &ConversationKey, ms: u64) {
+        for fragment in self.staged(key).await {
+            self.dynamodb
+                .update_item()
+                .table_name(self.naming.replies_stage_table())
+                .set_key(Some(fragment.stage_key()))
+                .update_expression("SET received_at_ms = :at")
+                .expression_attribute_values(":at", AttributeValue::N((fragment.received_at_ms - ms).to_string()))
+                .send()
+                .await
+                .expect("UpdateItem");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_reply_due_after_whatsapps_24_hour_window_goes_to_a_person_without_an_ai_call() {
+    let env = env(1).await;
+    let router = env.router().await;
+    let key = env.open(&router, ChannelKind::Whatsapp, 0x81).await;
+    let replier = env.replier(ChannelKind::Whatsapp, LONG, LONG);
+    env.send(&router, &whatsapp("sorry for the late answer: yes, still interested")).await;
+    let trigger = env.take(&env.naming.replies_queue(ChannelKind::Whatsapp), 10).await.expect("trigger");
+    // The turn comes a day later (a backlog, an outage): the window the message opened is shut.
+    env.age_staged(&key, DAY_MS + 60_000).await;
+    let (ai_calls, sent) = (env.fakes.requests(Service::OpenAi).len(), env.fakes.sent().len());
+
+    assert_eq!(replier.process(&trigger, false).await, Outcome::HandedOff);
+    assert_eq!(env.fakes.requests(Service::OpenAi).len(), ai_calls, "the AI is not paid for a reply that cannot go");
+    assert_eq!(env.fakes.sent().len(), sent, "nothing free-form outside the window");
+    let handed = env.handed_off().await.expect("the message, for a person");
+    assert!(handed.reason.contains("24-hour"), "{}", handed.reason);
+    assert!(env.record(&key).await.hand_off_to_human);
+}
