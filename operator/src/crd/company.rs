@@ -112,6 +112,16 @@ pub struct CompanySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[A-Z]{2}$"))]
     pub default_region: Option<String>,
+    /// Days after a conversation's last activity that it counts as closed: a recipient's
+    /// message to it then goes to a person, not the AI. Unset: conversations stay open.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 365))]
+    pub inactivity_days: Option<u32>,
+    /// Days after a conversation's last activity that its record is deleted (DynamoDB's TTL,
+    /// usually within two days of that). Unset: kept until erased.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 3650))]
+    pub retention_days: Option<u32>,
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
 }

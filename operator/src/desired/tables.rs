@@ -66,7 +66,8 @@ pub fn tables(naming: &Naming) -> Vec<TableSpec> {
                     sort: Key { name: l.sort_key, kind: if l.numeric { KeyType::Number } else { KeyType::String } },
                 })
                 .collect(),
-            ttl_attribute: None,
+            // A company's retention (`retentionDays`); records without `expires_at` stay.
+            ttl_attribute: Some(EXPIRES_AT),
         },
         plain(naming.replies_stage_table(), s(CONVERSATION_ID), Some(s(MESSAGE_SID)), Some(EXPIRES_AT)),
         plain(naming.replies_trigger_lock_table(), s(CONVERSATION_ID), None, Some(EXPIRES_AT)),

@@ -40,6 +40,8 @@ async fn creates_missing_tables_with_keys_indexes_and_ttl_then_leaves_them_alone
         ctx.aws.dynamodb.describe_table(&ctx.naming.conversations_table()).await.expect("describe").expect("table");
     assert_eq!(conversations.indexes.len(), 8);
     assert_eq!(ttl(&ctx, &ctx.naming.replies_stage_table()).await, Some("expires_at".to_string()));
+    let expiring = ttl(&ctx, &ctx.naming.conversations_table()).await;
+    assert_eq!(expiring, Some("expires_at".to_string()), "records expire after their company's retention");
     assert_eq!(ttl(&ctx, &ctx.naming.company_data_table()).await, None);
 
     let again = same_place(&ctx, Mode::Apply).await;

@@ -196,6 +196,7 @@ impl Incoming {
             claim_id: None,
             reply_lease_id: None,
             reply_lease_expires_at: None,
+            expires_at: company.expires_at(multicomms_wire::timestamp::epoch_seconds()),
         }
     }
 }

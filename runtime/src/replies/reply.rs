@@ -21,6 +21,8 @@ pub(super) struct Prepared {
     sender: String,
     reply: Reply,
     content: String,
+    /// When the record expires once the reply is in it (the company's retention).
+    expires_at: Option<u64>,
 }
 
 impl ReplyProcessor {
@@ -53,7 +55,9 @@ impl ReplyProcessor {
             Ok((reply, content)) => match company.rate_limits.too_long(self.channel, &content) {
                 Some(why) => Err(ai_failed()(Failure::Permanent(why))),
                 None => {
-                    Ok(Prepared { credentials, credentials_id: credentials_id.to_string(), sender, reply, content })
+                    let expires_at = company.expires_at(multicomms_wire::timestamp::epoch_seconds());
+                    let credentials_id = credentials_id.to_string();
+                    Ok(Prepared { credentials, credentials_id, sender, reply, content, expires_at })
                 }
             },
             Err(failure) => {
@@ -128,7 +132,7 @@ impl ReplyProcessor {
         });
         let response_id = &prepared.reply.response_id;
         // Conditioned on this turn's claim, so a repeat appends nothing.
-        let update = || self.store.reply_sent(&turn.key, &turn.token, &messages, response_id);
+        let update = || self.store.reply_sent(&turn.key, &turn.token, &messages, response_id, prepared.expires_at);
         let recorded = through_outage(turn.started, self.send_grace, "the record update after a reply", update).await;
         if let Err(error) = recorded {
             let unrecorded = Unrecorded {

@@ -81,6 +81,19 @@ pub fn outside_whatsapp_window(
     })
 }
 
+/// Why the conversation counts as closed: nothing happened in it (`updated_at`) for longer than
+/// the company's `inactivity_days`. An unreadable time counts as recent.
+fn closed_by_inactivity(
+    company: &CompanyRecord,
+    conversation: &ConversationRecord,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Option<String> {
+    let days = company.inactivity_days?;
+    let last = chrono::DateTime::parse_from_rfc3339(&conversation.updated_at).ok()?;
+    (now.signed_duration_since(last) > chrono::Duration::days(i64::from(days)))
+        .then(|| format!("the conversation closed after {days} days without activity; the recipient wrote again"))
+}
+
 /// Whether the conversation's first message went out (or may have).
 pub fn started(conversation: &ConversationRecord) -> bool {
     use ConversationStatus::*;
@@ -96,7 +109,13 @@ pub fn started(conversation: &ConversationRecord) -> bool {
     )
 }
 
-pub fn route(company: Option<&CompanyRecord>, conversation: &ConversationRecord, channel: ChannelKind) -> Route {
+/// Where an answer to `conversation` on `channel` goes, at `now`.
+pub fn route(
+    company: Option<&CompanyRecord>,
+    conversation: &ConversationRecord,
+    channel: ChannelKind,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Route {
     let Some(company) = company else { return Route::Refuse(Refusal::CompanyNotFound) };
     if company.project_status != PROJECT_ACTIVE {
         return Route::Refuse(Refusal::ProjectInactive);
@@ -115,6 +134,8 @@ pub fn route(company: Option<&CompanyRecord>, conversation: &ConversationRecord,
         && listed(&company.auto_queue_reply_message_from_email, &conversation.recipient_email)
     {
         Route::HandOff("auto_queue_reply_message_from_email lists this recipient".into())
+    } else if let Some(closed) = closed_by_inactivity(company, conversation, now) {
+        Route::HandOff(closed)
     } else if conversation.hand_off_to_human {
         let why = conversation.hand_off_to_human_reason.as_deref().unwrap_or("no reason recorded");
         Route::HandOff(format!("the conversation is handed off to a person ({why})"))
@@ -125,6 +146,9 @@ pub fn route(company: Option<&CompanyRecord>, conversation: &ConversationRecord,
 
 #[cfg(test)]
 mod tests {
+    fn now() -> chrono::DateTime<chrono::Utc> {
+        "2026-12-07T12:00:00Z".parse().expect("time")
+    }
 
     #[test]
     fn a_whatsapp_reply_that_would_reach_twilio_after_the_window_shuts_is_not_sent_free_form() {
@@ -208,11 +232,23 @@ mod tests {
     #[test]
     fn the_gates_refuse_before_any_rule() {
         let c = conversation("t", 0);
-        assert_eq!(route(None, &c, ChannelKind::Whatsapp), Route::Refuse(Refusal::CompanyNotFound));
+        assert_eq!(route(None, &c, ChannelKind::Whatsapp, now()), Route::Refuse(Refusal::CompanyNotFound));
         let inactive = CompanyRecord { project_status: "inactive".into(), auto_queue_reply_message: true, ..company() };
-        assert_eq!(route(Some(&inactive), &c, ChannelKind::Whatsapp), Route::Refuse(Refusal::ProjectInactive));
-        assert_eq!(route(Some(&company()), &c, ChannelKind::Email), Route::Refuse(Refusal::ChannelNotAllowed));
-        assert_eq!(route(Some(&company()), &c, ChannelKind::Whatsapp), Route::Reply);
+        assert_eq!(route(Some(&inactive), &c, ChannelKind::Whatsapp, now()), Route::Refuse(Refusal::ProjectInactive));
+        assert_eq!(route(Some(&company()), &c, ChannelKind::Email, now()), Route::Refuse(Refusal::ChannelNotAllowed));
+        assert_eq!(route(Some(&company()), &c, ChannelKind::Whatsapp, now()), Route::Reply);
+    }
+
+    #[test]
+    fn a_conversation_idle_past_the_companys_inactivity_period_is_closed() {
+        let closing = CompanyRecord { inactivity_days: Some(30), ..company() };
+        let idle = conversation("2026-11-06T11:59:00+00:00", 0);
+        assert!(
+            matches!(route(Some(&closing), &idle, ChannelKind::Whatsapp, now()), Route::HandOff(r) if r.contains("30 days"))
+        );
+        let recent = conversation("2026-11-08T12:00:00+00:00", 0);
+        assert_eq!(route(Some(&closing), &recent, ChannelKind::Whatsapp, now()), Route::Reply);
+        assert_eq!(route(Some(&company()), &idle, ChannelKind::Whatsapp, now()), Route::Reply, "no period: open");
     }
 
     #[test]
@@ -220,19 +256,21 @@ mod tests {
         let c = conversation("t", 0);
         let global = CompanyRecord { auto_queue_reply_message: true, ..company() };
         assert!(
-            matches!(route(Some(&global), &c, ChannelKind::Whatsapp), Route::HandOff(r) if r.starts_with("auto_queue_reply_message:"))
+            matches!(route(Some(&global), &c, ChannelKind::Whatsapp, now()), Route::HandOff(r) if r.starts_with("auto_queue_reply_message:"))
         );
         let listed = CompanyRecord { auto_queue_reply_message_from_number: vec!["+447835065013".into()], ..company() };
-        assert!(matches!(route(Some(&listed), &c, ChannelKind::Sms), Route::HandOff(r) if r.contains("from_number")));
+        assert!(
+            matches!(route(Some(&listed), &c, ChannelKind::Sms, now()), Route::HandOff(r) if r.contains("from_number"))
+        );
         let other = CompanyRecord { auto_queue_reply_message_from_number: vec!["+15550000000".into()], ..company() };
-        assert_eq!(route(Some(&other), &c, ChannelKind::Sms), Route::Reply);
+        assert_eq!(route(Some(&other), &c, ChannelKind::Sms, now()), Route::Reply);
         let handed_off = ConversationRecord {
             hand_off_to_human: true,
             hand_off_to_human_reason: Some("send_outcome_unknown".into()),
             ..c
         };
         assert!(
-            matches!(route(Some(&company()), &handed_off, ChannelKind::Whatsapp), Route::HandOff(r) if r.contains("send_outcome_unknown"))
+            matches!(route(Some(&company()), &handed_off, ChannelKind::Whatsapp, now()), Route::HandOff(r) if r.contains("send_outcome_unknown"))
         );
     }
 

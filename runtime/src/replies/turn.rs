@@ -212,7 +212,7 @@ impl ReplyProcessor {
             }
         };
         let company = company.map(|c| c.record.clone());
-        match route::route(company.as_ref(), &turn.record, self.channel) {
+        match route::route(company.as_ref(), &turn.record, self.channel, chrono::Utc::now()) {
             Route::Reply => {}
             Route::HandOff(reason) => return self.hand_off(turn, reason, None).await,
             Route::Refuse(code) => return self.hand_off(turn, format!("{code}: the AI does not answer"), None).await,

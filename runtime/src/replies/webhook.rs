@@ -262,7 +262,7 @@ async fn answer(
     }
     let company = companies.get(&conversation.company_id, &conversation.project_id).await?;
     let fragment = fragment(inbound, &conversation);
-    match route::route(company.as_ref().map(|c| &c.record), &conversation, channel) {
+    match route::route(company.as_ref().map(|c| &c.record), &conversation, channel, chrono::Utc::now()) {
         Route::Refuse(code) => Ok(refused(code, "the company does not take replies on this conversation")),
         Route::HandOff(reason) => {
             // A marker row first, so a Twilio retry of this message is not handed off twice; a

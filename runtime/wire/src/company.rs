@@ -63,6 +63,13 @@ pub struct CompanyRecord {
     /// Queue requests whose `comms_consent` is false (the original's behaviour); off by default.
     #[serde(default)]
     pub send_without_consent: bool,
+    /// Days after a conversation's last activity (`updated_at`) that it counts as closed: an
+    /// answer to it then goes to a person, not the AI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inactivity_days: Option<u32>,
+    /// Days after a conversation's last activity that its record expires (DynamoDB TTL).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_days: Option<u32>,
     /// Hand a conversation to a person when the provider reports one of its messages failed or
     /// undelivered.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -112,6 +119,12 @@ impl RateLimits {
 }
 
 impl CompanyRecord {
+    /// When a conversation active now expires (epoch seconds), if the company keeps them for a
+    /// limited time.
+    pub fn expires_at(&self, now_seconds: u64) -> Option<u64> {
+        self.retention_days.map(|days| now_seconds + u64::from(days) * 86_400)
+    }
+
     /// The replies batching window, within SQS's delay limit.
     pub fn reply_batch_window(&self) -> std::time::Duration {
         use crate::replies::{DEFAULT_BATCH_WINDOW_SECONDS, MAX_BATCH_WINDOW_SECONDS};
@@ -380,6 +393,8 @@ mod tests {
             keyword_replies: None,
             default_region: None,
             hand_off_on_delivery_failure: false,
+            inactivity_days: None,
+            retention_days: None,
             created_at: "2026-11-23T10:00:00.000000+00:00".into(),
             updated_at: "2026-11-23T10:00:00.000000+00:00".into(),
             managed_by: Some("Company/dev/cucumber".into()),

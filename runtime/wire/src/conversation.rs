@@ -327,6 +327,10 @@ pub struct ConversationRecord {
     pub reply_lease_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_lease_expires_at: Option<u64>,
+    /// When DynamoDB's TTL deletes the record (epoch seconds): the company's retention after the
+    /// last activity; absent when it keeps conversations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
 }
 
 impl ConversationRecord {

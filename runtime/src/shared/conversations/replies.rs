@@ -8,7 +8,7 @@ use crate::shared::failure::Failure;
 use aws_sdk_dynamodb::types::AttributeValue;
 use multicomms_wire::conversation::{
     attribute, ActivePointer, ConversationKey, ConversationRecord, ConversationStatus, Message, CONVERSATION_ID,
-    GLOBAL_INDEXES,
+    EXPIRES_AT, GLOBAL_INDEXES,
 };
 use multicomms_wire::timestamp::epoch_ms;
 use multicomms_wire::ChannelKind;
@@ -217,19 +217,22 @@ impl ConversationStore {
         token: &str,
         messages: &[Message],
         response_id: &str,
+        expires_at: Option<u64>,
     ) -> Result<(), Failure> {
         let messages = messages
             .iter()
             .map(serde_dynamo::to_attribute_value)
             .collect::<Result<Vec<AttributeValue>, _>>()
             .map_err(|e| Failure::Permanent(format!("message not storable: {e}")))?;
-        let update = self
+        // The company's retention runs from the last activity.
+        let expiry = if expires_at.is_some() { ", #expires = :expires" } else { "" };
+        let mut update = self
             .turn_update(key, token)
-            .update_expression(
+            .update_expression(format!(
                 "SET #status = :reply_sent, #updated = :now, \
-                 #messages = list_append(if_not_exists(#messages, :empty), :messages), #response = :response \
-                 REMOVE #claim, #lease, #lease_until, #failure",
-            )
+                 #messages = list_append(if_not_exists(#messages, :empty), :messages), #response = :response{expiry} \
+                 REMOVE #claim, #lease, #lease_until, #failure"
+            ))
             .condition_expression("#status IN (:sending_reply, :unknown) AND #claim = :token")
             .expression_attribute_names("#messages", attribute::MESSAGES)
             .expression_attribute_names("#response", attribute::RESPONSE_ID)
@@ -240,6 +243,11 @@ impl ConversationStore {
             .expression_attribute_values(":empty", AttributeValue::L(vec![]))
             .expression_attribute_values(":messages", AttributeValue::L(messages))
             .expression_attribute_values(":response", AttributeValue::S(response_id.into()));
+        if let Some(at) = expires_at {
+            update = update
+                .expression_attribute_names("#expires", EXPIRES_AT)
+                .expression_attribute_values(":expires", AttributeValue::N(at.to_string()));
+        }
         match self.conditional(update).await? {
             Written::Applied => Ok(()),
             Written::Superseded => match self.record(key).await? {

@@ -42,3 +42,31 @@ async fn a_reply_due_after_whatsapps_24_hour_window_goes_to_a_person_without_an_
     assert!(handed.reason.contains("24-hour"), "{}", handed.reason);
     assert!(env.record(&key).await.hand_off_to_human);
 }
+
+#[tokio::test]
+async fn a_conversation_idle_past_the_companys_inactivity_period_is_closed_and_its_records_expire() {
+    let env = env(1).await;
+    env.set_company("SET inactivity_days = :v", json!(30)).await;
+    env.set_company("SET retention_days = :v", json!(365)).await;
+    let router = env.router().await;
+    let key = env.open(&router, ChannelKind::Whatsapp, 0x82).await;
+    let year_on = multicomms_wire::timestamp::epoch_seconds() + 365 * 86_400;
+    let expires_at = env.record(&key).await.expires_at.expect("an expiry");
+    assert!((year_on - 60..=year_on).contains(&expires_at), "DynamoDB's TTL deletes it a year on: {expires_at}");
+
+    // Years without a word from either side (an RFC 3339 time, as the record keeps them).
+    let idle = "2020-01-01T00:00:00.000000+00:00";
+    env.dynamodb
+        .update_item()
+        .table_name(env.naming.conversations_table())
+        .set_key(Some(key.to_item()))
+        .update_expression("SET updated_at = :at")
+        .expression_attribute_values(":at", AttributeValue::S(idle.into()))
+        .send()
+        .await
+        .expect("UpdateItem");
+    env.send(&router, &whatsapp("hello again, is the job still open?")).await;
+    let handed = env.handed_off().await.expect("the late answer, for a person");
+    assert!(handed.reason.contains("30 days"), "{}", handed.reason);
+    assert!(env.staged(&key).await.is_empty(), "not for the AI");
+}
