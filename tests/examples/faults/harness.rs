@@ -90,6 +90,7 @@ pub struct Sizes {
     pub reply_kills: usize,
     pub controller_companies: usize,
     pub controller_kills: usize,
+    pub lifecycle_recipients: usize,
 }
 
 impl Sizes {
@@ -106,6 +107,7 @@ impl Sizes {
         reply_kills: 8,
         controller_companies: 200,
         controller_kills: 10,
+        lifecycle_recipients: 300,
     };
     pub const SMALL: Sizes = Sizes {
         crash_messages: 150,
@@ -120,6 +122,7 @@ impl Sizes {
         reply_kills: 3,
         controller_companies: 30,
         controller_kills: 3,
+        lifecycle_recipients: 40,
     };
 }
 
@@ -417,6 +420,9 @@ impl ProcessorRun<'_> {
             self.fakes.url.clone(),
             "--sendgrid-base-url".into(),
             self.fakes.url.clone(),
+            // Each Twilio send asks for status callbacks, which the fakes owe (not post).
+            "--public-base-url".into(),
+            PUBLIC_BASE_URL.into(),
         ]);
         let env = aws_env(self.naming, self.endpoint);
         (Process::spawn(self.dir, "multicomms-processor", &args, &env, Some(port)), port)

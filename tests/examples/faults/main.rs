@@ -12,6 +12,7 @@ mod abuse;
 mod crash_storm;
 mod harness;
 mod leaks;
+mod lifecycle;
 mod operator_restart;
 mod outage;
 mod provider_faults;
@@ -65,6 +66,10 @@ async fn main() -> anyhow::Result<()> {
     }
     if wanted(5) {
         rows.push(replies::run(&config, &endpoint, sizes, &credentials).await);
+        print_row(rows.last());
+    }
+    if wanted(8) {
+        rows.push(lifecycle::run(&config, &endpoint, sizes, &credentials).await);
         print_row(rows.last());
     }
     let mut kube_objects = Vec::new();
