@@ -271,6 +271,19 @@ pub struct EmailChannel {
         .message("must be a SendGrid dynamic template id starting with d-"))]
     #[schemars(length(max = 64))]
     pub template_id: Option<String>,
+    /// The SendGrid unsubscribe group (ASM) every mail names: SendGrid adds its unsubscribe
+    /// link, and an unsubscribe from it opts the recipient out here too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unsubscribe_group_id: Option<u32>,
+    /// The verification key of the SendGrid account's signed Event Webhook (Settings → Mail
+    /// Settings → Event Webhook → Signature Verification), base64: delivery events and
+    /// unsubscribes posted to `<publicBaseUrl>/webhooks/sendgrid/events/<companyId>/<projectId>`
+    /// are accepted only when signed with it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^MF[A-Za-z0-9+/]+=*$')")
+        .message("must be the base64 public key SendGrid shows (it starts with MF)"))]
+    #[schemars(length(max = 200))]
+    pub event_webhook_public_key: Option<String>,
     pub sendgrid: SendgridCredentials,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ai: Option<AiSettings>,

@@ -41,6 +41,8 @@ pub fn record(spec: &CompanySpec, naming: &Naming, owner: &Owner, api_key: Optio
             email_credentials_id: credentials(ChannelKind::Email),
             email_from_name: e.sender_name.clone(),
             sendgrid_template_id: e.template_id.clone(),
+            unsubscribe_group_id: e.unsubscribe_group_id,
+            event_webhook_public_key: e.event_webhook_public_key.clone(),
         }),
     };
 

@@ -326,6 +326,7 @@ impl Processor {
             template_id,
             data,
             conversation_id: &m.context.conversation_data.conversation_id,
+            unsubscribe_group_id: email.unsubscribe_group_id,
         };
         self.senders.email(email).await
     }

@@ -10,6 +10,7 @@ use super::guards::{source_address, Idempotency, RateLimiter, UnverifiedSources}
 use super::metrics::Metrics;
 use super::queues::Queues;
 use super::request::{self, ValidRequest};
+use super::sendgrid_events::{Events, Signed};
 use crate::replies::staging::Staging;
 use crate::replies::webhook::{self, Webhook};
 use crate::shared::companies::Companies;
@@ -24,7 +25,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, post};
 use axum::Json;
 use multicomms_service::http::{metrics_route, probe_routes, ConnectionLimits};
-use multicomms_wire::delivery::TWILIO_STATUS_PATH;
+use multicomms_wire::delivery::{
+    SENDGRID_EVENTS_PATH, SENDGRID_SIGNATURE_HEADER, SENDGRID_TIMESTAMP_HEADER, TWILIO_STATUS_PATH,
+};
 use multicomms_wire::timestamp::now;
 use multicomms_wire::{ChannelKind, Naming};
 use std::future::Future;
@@ -142,6 +145,9 @@ pub fn app(state: Arc<AppState>) -> axum::Router {
     let status_callback = post(status_callback)
         .layer(from_fn_with_state(state.clone(), within_timeout))
         .layer(from_fn_with_state(state.clone(), within_body_budget));
+    let sendgrid_events = post(sendgrid_events)
+        .layer(from_fn_with_state(state.clone(), within_timeout))
+        .layer(from_fn_with_state(state.clone(), within_body_budget));
     let document = Arc::new(super::openapi::document(&state.settings.version, state.settings.max_body_bytes));
     let openapi = axum::routing::get(move || async move { Json(document.as_ref().clone()) });
     axum::Router::new()
@@ -151,6 +157,7 @@ pub fn app(state: Arc<AppState>) -> axum::Router {
         .route(&webhook::path(ChannelKind::Sms), twilio(ChannelKind::Sms))
         .route(TWILIO_STATUS_PATH, status_callback)
         .route(ERASURE_PATH, delete(erase).layer(from_fn_with_state(state.clone(), within_timeout)))
+        .route(&format!("{SENDGRID_EVENTS_PATH}/{{company_id}}/{{project_id}}"), sendgrid_events)
         // Over the limit, the body extractor fails and the handler answers 413.
         .layer(axum::extract::DefaultBodyLimit::max(state.settings.max_body_bytes))
         .with_state(state)
@@ -356,6 +363,41 @@ async fn status_callback(
         }
     };
     (status, [("content-type", "text/xml")], webhook::EMPTY_TWIML).into_response()
+}
+
+/// A company's SendGrid Event Webhook (see [`super::sendgrid_events`]).
+async fn sendgrid_events(
+    State(state): State<Arc<AppState>>,
+    axum::extract::Path((company_id, project_id)): axum::extract::Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let events = Events { companies: &state.companies, store: &state.conversations, opt_outs: &state.opt_outs };
+    let signed = Signed {
+        company_id: &company_id,
+        project_id: &project_id,
+        timestamp: header(SENDGRID_TIMESTAMP_HEADER),
+        signature: header(SENDGRID_SIGNATURE_HEADER),
+        body: &body,
+    };
+    let status = match events.take(signed).await {
+        Ok(taken) => {
+            for (outcome, status) in &taken.outcomes {
+                state.metrics.status_callback("email", outcome);
+                if let Some(status) = status {
+                    state.metrics.delivery_status("email", status.as_str());
+                }
+            }
+            StatusCode::from_u16(taken.status).unwrap_or(StatusCode::OK)
+        }
+        Err(failure) => {
+            state.metrics.status_callback("email", "transient_error");
+            tracing::warn!(error = %failure, "SendGrid events not recorded; SendGrid retries");
+            StatusCode::SERVICE_UNAVAILABLE
+        }
+    };
+    status.into_response()
 }
 
 /// `DELETE /recipients/{channel}/{address}` (see [`super::erasure`]).

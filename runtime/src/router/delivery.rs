@@ -10,7 +10,7 @@
 use crate::replies::refusal::Refusal;
 use crate::replies::webhook::Webhook;
 use crate::shared::companies::Companies;
-use crate::shared::conversations::{DeliveryUpdate, Written};
+use crate::shared::conversations::{ConversationStore, DeliveryUpdate, Written};
 use crate::shared::failure::Failure;
 use multicomms_wire::conversation::{ConversationKey, ConversationRecord, ConversationStatus, ROLE_ASSISTANT};
 use multicomms_wire::delivery::{conversation_of, DeliveryStatus};
@@ -104,7 +104,7 @@ pub async fn record(
     form: &[u8],
 ) -> Result<Callback, Failure> {
     let Some(form) = StatusForm::parse(form) else { return Ok(Callback::Invalid) };
-    let (record, key) = match authenticate(webhook, url, signature, &form).await? {
+    let (record, _) = match authenticate(webhook, url, signature, &form).await? {
         Ok(found) => found,
         Err(code) => {
             tracing::warn!(code = code.as_str(), message_sid = %form.message_sid, "status callback not shown to come from Twilio");
@@ -112,28 +112,50 @@ pub async fn record(
         }
     };
     let Some(status) = DeliveryStatus::parse(&form.status) else { return Ok(Callback::Ignored("untracked status")) };
+    let reported = Reported { message_id: &form.message_sid, status, error_code: form.error_code.as_deref() };
+    on_its_message(companies, &webhook.store, &record, form.channel, &reported).await
+}
+
+/// What a provider reported about one message it was sent.
+pub struct Reported<'a> {
+    pub message_id: &'a str,
+    pub status: DeliveryStatus,
+    pub error_code: Option<&'a str>,
+}
+
+/// Records `reported` on its message in `record` (Twilio's callbacks and SendGrid's events
+/// alike): never backwards, and a failure hands the conversation to a person when the company
+/// asks for it.
+pub async fn on_its_message(
+    companies: &Companies,
+    store: &ConversationStore,
+    record: &ConversationRecord,
+    channel: ChannelKind,
+    reported: &Reported<'_>,
+) -> Result<Callback, Failure> {
+    let (key, status) = (record.key(), reported.status);
     let sent =
-        |m: &&multicomms_wire::conversation::Message| m.role == ROLE_ASSISTANT && m.message_id == form.message_sid;
-    let Some(index) = record.messages.iter().position(|m| sent(&m)) else {
+        |m: &multicomms_wire::conversation::Message| m.role == ROLE_ASSISTANT && m.message_id == reported.message_id;
+    let Some(index) = record.messages.iter().position(sent) else {
         let sending =
             matches!(record.conversation_status, ConversationStatus::Sending | ConversationStatus::SendingReply);
         return Ok(if sending { Callback::NotYet } else { Callback::Ignored("no such message in the conversation") });
     };
-    let update =
-        DeliveryUpdate { index, message_id: &form.message_sid, status, error_code: form.error_code.as_deref() };
-    if webhook.store.delivery_status(&key, &update).await? == Written::Superseded {
+    let update = DeliveryUpdate { index, message_id: reported.message_id, status, error_code: reported.error_code };
+    if store.delivery_status(&key, &update).await? == Written::Superseded {
         return Ok(Callback::Unchanged);
     }
     if status.is_failure() {
-        let code = form.error_code.as_deref().unwrap_or("none");
-        tracing::warn!(%status, error_code = code, message_sid = %form.message_sid, conversation_id = %key.conversation_id, "a message did not reach its recipient");
+        let code = reported.error_code.unwrap_or("none");
+        tracing::warn!(%status, error_code = code, message_id = reported.message_id, conversation_id = %key.conversation_id, "a message did not reach its recipient");
         let company = companies.get(&record.company_id, &record.project_id).await?;
         if company.is_some_and(|c| c.record.hand_off_on_delivery_failure) {
-            let reason = format!("delivery: Twilio reports the message {} {status} (error {code})", form.message_sid);
-            webhook.store.hand_off_undelivered(&key, &reason).await?;
+            let reason =
+                format!("delivery: the provider reports the message {} {status} (error {code})", reported.message_id);
+            store.hand_off_undelivered(&key, &reason).await?;
         }
     }
-    Ok(Callback::Recorded(form.channel, status))
+    Ok(Callback::Recorded(channel, status))
 }
 
 /// The record the callback names, if the callback is signed with the credentials that record's

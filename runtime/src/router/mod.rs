@@ -3,8 +3,9 @@
 //! (`accept`, pure), and puts it on its channel's queue (`queues`), once per request id and
 //! within the company's limits (`guards`). `app` is the axum application around them; `error`
 //! the catalogue of answers; `openapi` the document of it all, served at `/openapi.json`.
-//! `delivery` records Twilio's status callbacks on the messages they are about; `erasure`
-//! forgets a recipient for a company.
+//! `delivery` records Twilio's status callbacks on the messages they are about, and
+//! `sendgrid_events` SendGrid's events (`sendgrid_signature` checks them); `erasure` forgets a
+//! recipient for a company.
 pub mod accept;
 pub mod app;
 pub mod delivery;
@@ -15,4 +16,6 @@ pub mod metrics;
 pub mod openapi;
 pub mod queues;
 pub mod request;
+pub mod sendgrid_events;
+pub mod sendgrid_signature;
 pub mod timestamp;

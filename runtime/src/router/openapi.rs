@@ -15,6 +15,8 @@ pub fn document(version: &str, max_body_bytes: usize) -> Value {
     let mut paths = Map::new();
     paths.insert("/initiate-conversation".into(), initiate_conversation(max_body_bytes));
     paths.insert(super::erasure::ERASURE_PATH.into(), erasure());
+    let sendgrid = format!("{}/{{company_id}}/{{project_id}}", multicomms_wire::delivery::SENDGRID_EVENTS_PATH);
+    paths.insert(sendgrid, sendgrid_events());
     for channel in [ChannelKind::Whatsapp, ChannelKind::Sms] {
         paths.insert(webhook::path(channel), twilio_webhook(channel));
     }
@@ -230,6 +232,44 @@ fn erasure() -> Value {
                 "404": {"description": "No such route (an empty channel or address)"},
                 "500": error("AWS failed; a retry erases the rest", &[ErrorCode::DatabaseError]),
                 "504": error("REQUEST_TIMEOUT", &[ErrorCode::RequestTimeout]),
+            },
+        },
+    })
+}
+
+fn sendgrid_events() -> Value {
+    let plain = |description: &str| json!({"description": description});
+    let path_parameter = |name: &str| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string", "minLength": 1}});
+    json!({
+        "post": {
+            "summary": "A company's SendGrid Event Webhook: delivery events on their messages, unsubscribes and spam reports as opt-outs",
+            "parameters": [
+                path_parameter("company_id"),
+                path_parameter("project_id"),
+                {"name": "X-Twilio-Email-Event-Webhook-Signature", "in": "header", "required": true, "schema": {"type": "string"},
+                 "description": "ECDSA P-256 signature (base64 DER) over the timestamp and the body, with the account's key"},
+                {"name": "X-Twilio-Email-Event-Webhook-Timestamp", "in": "header", "required": true, "schema": {"type": "string"}},
+            ],
+            "requestBody": {
+                "required": true,
+                "content": {"application/json": {"schema": {"type": "array", "items": {
+                    "type": "object",
+                    "required": ["email", "event"],
+                    "properties": {
+                        "email": {"type": "string"}, "event": {"type": "string"}, "timestamp": {"type": "integer"},
+                        "sg_message_id": {"type": "string"}, "conversation_id": {"type": "string"},
+                        "status": {"type": "string"}, "asm_group_id": {"type": "integer"},
+                    },
+                }}}},
+            },
+            "responses": {
+                "200": plain("Taken (each event recorded, already recorded, or not this service's)"),
+                "400": plain("Signed, but not a JSON array"),
+                "403": plain("Not signed with the company's Event Webhook key (or no such company)"),
+                "404": plain("No such route (an empty company or project id)"),
+                "413": plain("The body is over the router's limit"),
+                "503": plain("Not recorded for now (AWS unavailable, or the router's request bodies in flight at their budget): SendGrid retries"),
+                "504": {"description": "REQUEST_TIMEOUT", "content": {"application/json": {"schema": error_schema(&[ErrorCode::RequestTimeout])}}},
             },
         },
     })

@@ -55,6 +55,8 @@ pub struct Email<'a> {
     pub template_id: &'a str,
     pub data: &'a Map<String, Value>,
     pub conversation_id: &'a str,
+    /// The company's unsubscribe group: SendGrid adds its unsubscribe link and suppressions.
+    pub unsubscribe_group_id: Option<u32>,
 }
 
 impl Senders {
@@ -160,12 +162,16 @@ impl Senders {
         if let Some(name) = email.from_name.filter(|n| !n.is_empty()) {
             from["name"] = json!(name);
         }
-        let request = json!({
+        // `custom_args` come back in every event SendGrid posts about the mail.
+        let mut request = json!({
             "personalizations": [{"to": [to], "dynamic_template_data": email.data}],
             "from": from,
             "template_id": email.template_id,
             "custom_args": {"conversation_id": email.conversation_id},
         });
+        if let Some(group_id) = email.unsubscribe_group_id {
+            request["asm"] = json!({"group_id": group_id});
+        }
         let url = format!("{}/v3/mail/send", self.sendgrid_base.trim_end_matches('/'));
         let response = self
             .http

@@ -286,6 +286,12 @@ pub struct EmailConfig {
     /// SendGrid dynamic template id (`d-…`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sendgrid_template_id: Option<String>,
+    /// The SendGrid unsubscribe group every mail names (its unsubscribe link and suppressions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unsubscribe_group_id: Option<u32>,
+    /// The public key (base64 DER) SendGrid signs the company's Event Webhook with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_webhook_public_key: Option<String>,
 }
 
 /// How the record stores a router API key: `sha256:` and the hex digest, never the key. API keys

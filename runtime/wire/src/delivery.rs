@@ -21,7 +21,56 @@ pub fn conversation_of(query: &str) -> Option<String> {
     pairs.into_iter().find(|(name, _)| name == CONVERSATION_PARAM).map(|(_, id)| id).filter(|id| !id.is_empty())
 }
 
-/// Twilio's `MessageStatus` values for an outbound message (and their spelling on the record).
+/// The router path of a company's SendGrid Event Webhook: `<this>/<company_id>/<project_id>`
+/// (each SendGrid account is configured with its company's URL; the company's public key
+/// verifies it).
+pub const SENDGRID_EVENTS_PATH: &str = "/webhooks/sendgrid/events";
+/// SendGrid's signed Event Webhook headers: an ECDSA P-256 signature (base64 DER) over the
+/// timestamp followed by the raw body.
+pub const SENDGRID_SIGNATURE_HEADER: &str = "x-twilio-email-event-webhook-signature";
+pub const SENDGRID_TIMESTAMP_HEADER: &str = "x-twilio-email-event-webhook-timestamp";
+
+/// One event of SendGrid's Event Webhook (a JSON array of them per request), with the fields
+/// this service reads; the mail's `custom_args` arrive as top-level fields (`conversation_id`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SendgridEvent {
+    pub email: String,
+    #[serde(default)]
+    pub timestamp: u64,
+    pub event: String,
+    /// `<X-Message-Id of the send>.<SendGrid's suffix>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sg_message_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sg_event_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<String>,
+    /// A bounce's SMTP status (`5.1.1`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub asm_group_id: Option<u32>,
+}
+
+impl SendgridEvent {
+    /// The send's `X-Message-Id`, which the record keeps as the message's id.
+    pub fn message_id(&self) -> Option<&str> {
+        self.sg_message_id.as_deref().and_then(|id| id.split('.').next()).filter(|id| !id.is_empty())
+    }
+
+    /// What the event says of the recipient's consent: `Some(true)` opted out (unsubscribe,
+    /// a group unsubscribe, a spam report), `Some(false)` back in (group resubscribe).
+    pub fn opts_out(&self) -> Option<bool> {
+        match self.event.as_str() {
+            "unsubscribe" | "group_unsubscribe" | "spamreport" => Some(true),
+            "group_resubscribe" => Some(false),
+            _ => None,
+        }
+    }
+}
+
+/// Twilio's `MessageStatus` values for an outbound message, and SendGrid's delivery events (their
+/// spelling on the record).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryStatus {
@@ -36,10 +85,20 @@ pub enum DeliveryStatus {
     Canceled,
     PartiallyDelivered,
     Read,
+    /// SendGrid: accepted for delivery.
+    Processed,
+    /// SendGrid: the receiving server deferred it (retried by SendGrid).
+    Deferred,
+    /// SendGrid: refused by the receiving server.
+    Bounce,
+    /// SendGrid: not sent (a suppression, an invalid address).
+    Dropped,
+    /// SendGrid: the recipient opened it.
+    Open,
 }
 
 impl DeliveryStatus {
-    pub const ALL: [DeliveryStatus; 11] = [
+    pub const ALL: [DeliveryStatus; 16] = [
         DeliveryStatus::Accepted,
         DeliveryStatus::Scheduled,
         DeliveryStatus::Queued,
@@ -51,6 +110,11 @@ impl DeliveryStatus {
         DeliveryStatus::Canceled,
         DeliveryStatus::PartiallyDelivered,
         DeliveryStatus::Read,
+        DeliveryStatus::Processed,
+        DeliveryStatus::Deferred,
+        DeliveryStatus::Bounce,
+        DeliveryStatus::Dropped,
+        DeliveryStatus::Open,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -66,6 +130,11 @@ impl DeliveryStatus {
             DeliveryStatus::Canceled => "canceled",
             DeliveryStatus::PartiallyDelivered => "partially_delivered",
             DeliveryStatus::Read => "read",
+            DeliveryStatus::Processed => "processed",
+            DeliveryStatus::Deferred => "deferred",
+            DeliveryStatus::Bounce => "bounce",
+            DeliveryStatus::Dropped => "dropped",
+            DeliveryStatus::Open => "open",
         }
     }
 
@@ -80,15 +149,17 @@ impl DeliveryStatus {
     pub fn rank(self) -> u8 {
         match self {
             DeliveryStatus::Accepted | DeliveryStatus::Scheduled => 0,
-            DeliveryStatus::Queued => 1,
-            DeliveryStatus::Sending => 2,
+            DeliveryStatus::Queued | DeliveryStatus::Processed => 1,
+            DeliveryStatus::Sending | DeliveryStatus::Deferred => 2,
             DeliveryStatus::Sent => 3,
             DeliveryStatus::Delivered
             | DeliveryStatus::Undelivered
             | DeliveryStatus::Failed
             | DeliveryStatus::Canceled
-            | DeliveryStatus::PartiallyDelivered => 4,
-            DeliveryStatus::Read => 5,
+            | DeliveryStatus::PartiallyDelivered
+            | DeliveryStatus::Bounce
+            | DeliveryStatus::Dropped => 4,
+            DeliveryStatus::Read | DeliveryStatus::Open => 5,
         }
     }
 
@@ -104,7 +175,10 @@ impl DeliveryStatus {
 
     /// The message did not reach the recipient.
     pub fn is_failure(self) -> bool {
-        matches!(self, DeliveryStatus::Undelivered | DeliveryStatus::Failed)
+        matches!(
+            self,
+            DeliveryStatus::Undelivered | DeliveryStatus::Failed | DeliveryStatus::Bounce | DeliveryStatus::Dropped
+        )
     }
 }
 
@@ -138,7 +212,11 @@ mod tests {
         assert!(!Delivered.advances(Some(Undelivered)), "the first final status stands");
         assert!(Read.advances(Some(Delivered)));
         assert!(Undelivered.advances(Some(Queued)));
-        assert_eq!(Delivered.not_behind(), [Delivered, Undelivered, Failed, Canceled, PartiallyDelivered, Read]);
+        assert_eq!(
+            Delivered.not_behind(),
+            [Delivered, Undelivered, Failed, Canceled, PartiallyDelivered, Read, Bounce, Dropped, Open]
+        );
+        assert!(Open.advances(Some(Delivered)) && !Processed.advances(Some(Deferred)), "SendGrid's events too");
     }
 
     #[test]
@@ -148,5 +226,17 @@ mod tests {
             assert_eq!(serde_json::to_value(status).ok(), Some(serde_json::json!(status.as_str())));
         }
         assert_eq!(DeliveryStatus::parse("receiving"), None, "an inbound message's status");
+    }
+
+    #[test]
+    fn a_sendgrid_event_names_its_send_and_says_what_it_means_for_consent() {
+        let event: SendgridEvent = serde_json::from_value(serde_json::json!({
+            "email": "lee@example.com", "timestamp": 1, "event": "group_unsubscribe", "asm_group_id": 42,
+            "sg_message_id": "14c5d75ce93.filter0001.16648.5515E0B88.0", "conversation_id": "c#p#r#s"
+        }))
+        .expect("event");
+        assert_eq!(event.message_id(), Some("14c5d75ce93"));
+        assert_eq!(event.opts_out(), Some(true));
+        assert_eq!(SendgridEvent { event: "delivered".into(), ..event }.opts_out(), None);
     }
 }

@@ -56,6 +56,40 @@ pub struct StatusCallback {
     pub signature: String,
 }
 
+/// One SendGrid Event Webhook request the fake owes (or signs for a test): the body (a JSON
+/// array of events), the timestamp header and the signature header.
+#[derive(Clone, Debug)]
+pub struct SignedEvents {
+    pub body: String,
+    pub timestamp: String,
+    pub signature: String,
+}
+
+/// The fake SendGrid account's Event Webhook signing key.
+struct SendgridKey {
+    pair: ring::signature::EcdsaKeyPair,
+    rng: ring::rand::SystemRandom,
+}
+
+impl SendgridKey {
+    fn generate() -> Option<SendgridKey> {
+        use ring::signature::{EcdsaKeyPair, ECDSA_P256_SHA256_ASN1_SIGNING};
+        let rng = ring::rand::SystemRandom::new();
+        let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &rng).ok()?;
+        let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, pkcs8.as_ref(), &rng).ok()?;
+        Some(SendgridKey { pair, rng })
+    }
+
+    fn sign(&self, events: &[multicomms_wire::delivery::SendgridEvent]) -> SignedEvents {
+        let body = serde_json::to_string(events).unwrap_or_default();
+        let timestamp = chrono_now_secs().to_string();
+        let signed = [timestamp.as_bytes(), body.as_bytes()].concat();
+        let signature =
+            self.pair.sign(&self.rng, &signed).map(|s| base64::engine::general_purpose::STANDARD.encode(s.as_ref()));
+        SignedEvents { body, timestamp, signature: signature.unwrap_or_default() }
+    }
+}
+
 impl StatusCallback {
     pub fn field(&self, name: &str) -> Option<&str> {
         self.params.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
@@ -112,6 +146,9 @@ struct Shared {
     latency: Mutex<HashMap<Service, Duration>>,
     /// Status callbacks owed, in the order Twilio would send them.
     callbacks: Mutex<Vec<StatusCallback>>,
+    /// SendGrid Event Webhook requests owed, and the key they are signed with.
+    sendgrid_events: Mutex<Vec<SignedEvents>>,
+    sendgrid_key: Option<SendgridKey>,
     /// Whether the fake Twilio also posts them (the demo; tests deliver them themselves, in
     /// any order).
     post_callbacks: std::sync::atomic::AtomicBool,
@@ -149,7 +186,7 @@ impl Fakes {
     pub async fn start(address: &str) -> std::io::Result<Fakes> {
         let listener = tokio::net::TcpListener::bind(address).await?;
         let url = format!("http://{}", listener.local_addr()?);
-        let shared = Arc::new(Shared::default());
+        let shared = Arc::new(Shared { sendgrid_key: SendgridKey::generate(), ..Shared::default() });
         let app = axum::Router::new()
             .route("/v1/responses", post(openai))
             .route("/2010-04-01/Accounts/{account}/Messages.json", post(twilio))
@@ -224,6 +261,29 @@ impl Fakes {
     /// does (the demo's router is reachable at the URL the processors name).
     pub fn post_status_callbacks(&self) {
         self.shared.post_callbacks.store(true, Ordering::Relaxed);
+    }
+
+    /// The Event Webhook requests the fake SendGrid owes so far (`processed`, then `delivered`,
+    /// or `bounce` for a mail sent under [`Fault::Undelivered`]), one per accepted mail.
+    pub fn sendgrid_events(&self) -> Vec<SignedEvents> {
+        self.shared.sendgrid_events.lock().map(|e| e.clone()).unwrap_or_default()
+    }
+
+    /// `events` signed as the fake SendGrid account signs its Event Webhook.
+    pub fn sendgrid_signed(&self, events: &[multicomms_wire::delivery::SendgridEvent]) -> SignedEvents {
+        self.shared.sendgrid_key.as_ref().map(|key| key.sign(events)).unwrap_or_else(|| SignedEvents {
+            body: String::new(),
+            timestamp: String::new(),
+            signature: String::new(),
+        })
+    }
+
+    /// The account's verification key, as SendGrid shows it (a Company's
+    /// `channels.email.eventWebhookPublicKey`).
+    pub fn sendgrid_public_key(&self) -> String {
+        use ring::signature::KeyPair;
+        let point = self.shared.sendgrid_key.as_ref().map(|key| key.pair.public_key().as_ref().to_vec());
+        multicomms_runtime::router::sendgrid_signature::public_key_base64(&point.unwrap_or_default())
     }
 
     /// Messages the providers accepted (Twilio and SendGrid).
@@ -309,6 +369,26 @@ impl Shared {
         }
         if self.post_callbacks.load(Ordering::Relaxed) {
             tokio::spawn(post_in_order(callbacks));
+        }
+    }
+
+    /// SendGrid's events for an accepted mail: `processed`, then `delivered` (or `bounce`).
+    fn owe_sendgrid_events(&self, request: &Value, message_id: &str, fault: &Option<Fault>) {
+        let Some(key) = &self.sendgrid_key else { return };
+        let event = |name: &str, n: u64| multicomms_wire::delivery::SendgridEvent {
+            email: request["personalizations"][0]["to"][0]["email"].as_str().unwrap_or_default().to_string(),
+            timestamp: chrono_now_secs(),
+            event: name.to_string(),
+            sg_message_id: Some(format!("{message_id}.filter0001.{n}.0")),
+            sg_event_id: Some(format!("ev-{message_id}-{n}")),
+            conversation_id: request["custom_args"]["conversation_id"].as_str().map(str::to_string),
+            status: (name == "bounce").then(|| "5.1.1".to_string()),
+            asm_group_id: request["asm"]["group_id"].as_u64().and_then(|g| u32::try_from(g).ok()),
+        };
+        let last = if matches!(fault, Some(Fault::Undelivered(_))) { "bounce" } else { "delivered" };
+        let signed = key.sign(&[event("processed", 1), event(last, 2)]);
+        if let Ok(mut owed) = self.sendgrid_events.lock() {
+            owed.push(signed);
         }
     }
 
@@ -634,6 +714,7 @@ async fn sendgrid(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: B
         }
         recorded.accepted = true;
         let id = format!("{:022x}", shared.next_id());
+        shared.owe_sendgrid_events(&request, &id, &fault);
         (StatusCode::ACCEPTED, [("x-message-id", id)]).into_response()
     })();
     shared.record(recorded);

@@ -1,10 +1,14 @@
 //! Twilio's status callbacks: every send asks for them, the router records each on its message
 //! (never backwards, a repeat changes nothing), a failed delivery keeps Twilio's error code and
 //! hands the conversation to a person when the company asks, and a callback not signed by the
-//! conversation's own account changes nothing.
+//! conversation's own account changes nothing. SendGrid's signed events do the same for email,
+//! and its unsubscribes opt the address out.
 use super::*;
-use multicomms_testkit::fakes::StatusCallback;
-use multicomms_wire::delivery::{twilio_status_callback, DeliveryStatus};
+use multicomms_testkit::fakes::{SignedEvents, StatusCallback};
+use multicomms_wire::delivery::{
+    twilio_status_callback, DeliveryStatus, SendgridEvent, SENDGRID_EVENTS_PATH, SENDGRID_SIGNATURE_HEADER,
+    SENDGRID_TIMESTAMP_HEADER,
+};
 
 impl Env {
     /// Posts `callback` to the router as Twilio would (its URL's path and query, its signature).
@@ -102,4 +106,57 @@ async fn a_callback_not_signed_by_the_conversations_own_account_changes_nothing(
     let another_recipient = with("To", "whatsapp:+447700900111");
     assert_eq!(env.callback(&router, &another_recipient).await, StatusCode::FORBIDDEN);
     assert_eq!(env.record(&key).await.messages[0].delivery_status, None);
+}
+
+impl Env {
+    /// Posts SendGrid's signed events to the company's Event Webhook URL.
+    async fn sendgrid(&self, router: &axum::Router, events: &SignedEvents) -> StatusCode {
+        let path = format!("{SENDGRID_EVENTS_PATH}/{}/{}", COMPANY.0, COMPANY.1);
+        let request = Request::post(path)
+            .header("content-type", "application/json")
+            .header(SENDGRID_SIGNATURE_HEADER, &events.signature)
+            .header(SENDGRID_TIMESTAMP_HEADER, &events.timestamp)
+            .body(Body::from(events.body.clone()))
+            .expect("request");
+        router.clone().oneshot(request).await.expect("answer").status()
+    }
+}
+
+const EMAIL: &str = "lee@example.com";
+
+#[tokio::test]
+async fn sendgrid_events_record_an_emails_fate_and_an_unsubscribe_opts_the_address_out() {
+    let env = env(1).await;
+    let key = json!(env.fakes.sendgrid_public_key());
+    env.set_company("SET channel_config.email.event_webhook_public_key = :v", key).await;
+    env.set_company("SET channel_config.email.unsubscribe_group_id = :v", json!(4242)).await;
+    let router = env.router().await;
+    let opened = env.open(&router, ChannelKind::Email, 0x91).await;
+    let key = ConversationKey { primary_channel: EMAIL.into(), ..opened };
+    let mail = env.fakes.sent().pop().expect("the mail");
+    assert_eq!(mail.json["asm"]["group_id"], 4242, "SendGrid adds the company's unsubscribe link");
+    let owed = env.fakes.sendgrid_events().pop().expect("the mail's events");
+
+    let forged = SignedEvents { signature: env.fakes.sendgrid_events()[0].signature.clone(), ..owed.clone() };
+    let forged = SignedEvents { timestamp: "1".into(), ..forged };
+    assert_eq!(env.sendgrid(&router, &forged).await, StatusCode::FORBIDDEN, "not signed over this timestamp");
+    assert_eq!(env.record(&key).await.messages[0].delivery_status, None);
+    assert_eq!(env.sendgrid(&router, &owed).await, StatusCode::OK);
+    assert_eq!(env.sendgrid(&router, &owed).await, StatusCode::OK, "SendGrid retries a batch");
+    assert_eq!(env.record(&key).await.messages[0].delivery_status, Some(DeliveryStatus::Delivered));
+
+    let events: Vec<SendgridEvent> = serde_json::from_str(&owed.body).expect("events");
+    let unsubscribe =
+        SendgridEvent { event: "group_unsubscribe".into(), asm_group_id: Some(4242), ..events[1].clone() };
+    let another_company = SendgridEvent {
+        event: "delivered".into(),
+        conversation_id: Some("ci-zzz-999#pi#r#s".into()),
+        ..events[1].clone()
+    };
+    let batch = env.fakes.sendgrid_signed(&[another_company, unsubscribe]);
+    assert_eq!(env.sendgrid(&router, &batch).await, StatusCode::OK);
+    assert_eq!(env.record(&key).await.conversation_status, ConversationStatus::RecipientOptedOut);
+    let (status, envelope) = env.initiate(&router, ChannelKind::Email, 0x92).await;
+    assert_eq!((status, &envelope["error_code"]), (StatusCode::CONFLICT, &json!("RECIPIENT_OPTED_OUT")));
+    assert_eq!(env.initiate(&router, ChannelKind::Whatsapp, 0x93).await.0, StatusCode::OK, "email only");
 }
