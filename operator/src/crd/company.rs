@@ -239,6 +239,14 @@ pub struct WhatsappChannel {
         .message("must be a Twilio Content SID: HX followed by 32 hex digits"))]
     #[schemars(length(max = 34))]
     pub content_sid: String,
+    /// An approved template (`HX…`) sent instead of a reply that comes after WhatsApp's 24-hour
+    /// window has shut (its `{{1}}` is the recipient's first name). Without it such a reply goes
+    /// to a person.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[x_kube(validation = Rule::new("self.matches('^HX[0-9a-fA-F]{32}$')")
+        .message("must be a Twilio Content SID: HX followed by 32 hex digits"))]
+    #[schemars(length(max = 34))]
+    pub reengagement_content_sid: Option<String>,
     pub twilio: TwilioCredentials,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ai: Option<AiSettings>,

@@ -31,6 +31,7 @@ pub fn record(spec: &CompanySpec, naming: &Naming, owner: &Owner, api_key: Optio
         whatsapp: c.whatsapp.as_ref().map(|w| WhatsappConfig {
             company_whatsapp_number: w.sender_number.clone(),
             whatsapp_credentials_id: credentials(ChannelKind::Whatsapp),
+            reengagement_content_sid: w.reengagement_content_sid.clone(),
         }),
         sms: c.sms.as_ref().map(|s| SmsConfig {
             company_sms_number: s.sender_number.clone(),

@@ -19,18 +19,26 @@ pub(super) struct Prepared {
     /// The credentials' secret name (forgotten when the provider refuses them).
     credentials_id: String,
     sender: String,
+    /// The AI's continuation; for a re-engagement template, its variables and the previous
+    /// response (the AI's conversation goes on from there), no usage.
     reply: Reply,
+    /// The free-form text; empty for a template.
     content: String,
+    /// The re-engagement template sent instead of a free-form reply (after WhatsApp's window).
+    template: Option<String>,
     /// When the record expires once the reply is in it (the company's retention).
     expires_at: Option<u64>,
 }
 
 impl ReplyProcessor {
+    /// Consent, the credentials, and the AI's reply, or (`reengagement`: WhatsApp's window is
+    /// shut and the company has an approved template) that template instead, with no AI call.
     pub(super) async fn prepare(
         &self,
         turn: &Turn<'_>,
         company: &CompanyRecord,
         fragments: &[Fragment],
+        reengagement: Option<String>,
     ) -> Result<Prepared, StepFailure> {
         let (company_id, recipient) = (&turn.record.company_id, &turn.key.primary_channel);
         let opted_out = self.opt_outs.opted_out(company_id, self.channel, recipient).await;
@@ -39,26 +47,50 @@ impl ReplyProcessor {
             return Err(failed_at(ConversationStatus::RecipientOptedOut, "opt-out")(failure));
         }
         let secrets_failed = || failed_at(ConversationStatus::FailedReplySecretsFetch, "secrets");
-        let ai_failed = || failed_at(ConversationStatus::FailedToProcessReplyAi, "ai");
         let no_config = |what: &str| Failure::Permanent(format!("the company has no {what} for {}", self.channel));
-        let ai = company.ai_config.as_ref().and_then(|a| a.openai_config.get(self.channel));
-        let ai = ai.ok_or_else(|| ai_failed()(no_config("ai_config")))?;
         let credentials_id = company.channel_config.credentials_id(self.channel);
         let credentials_id = credentials_id.ok_or_else(|| secrets_failed()(no_config("channel_config")))?;
-        let sender = company.channel_config.sender(self.channel).unwrap_or_default().to_string();
-        let key = self.secrets.ai_key(&ai.api_key_reference).await.map_err(secrets_failed())?;
         let credentials = self.secrets.twilio(credentials_id).await.map_err(secrets_failed())?;
+        let (reply, content) = match &reengagement {
+            Some(_) => {
+                let name = turn.record.recipient_first_name.clone().unwrap_or_default();
+                let variables = serde_json::Map::from_iter([("1".to_string(), serde_json::Value::String(name))]);
+                let previous = turn.record.response_id.clone().unwrap_or_default();
+                (Reply { variables, response_id: previous, usage: Default::default() }, String::new())
+            }
+            None => self.ask_ai(turn, company, fragments).await?,
+        };
+        Ok(Prepared {
+            credentials,
+            credentials_id: credentials_id.to_string(),
+            sender: company.channel_config.sender(self.channel).unwrap_or_default().to_string(),
+            reply,
+            content,
+            template: reengagement,
+            expires_at: company.expires_at(multicomms_wire::timestamp::epoch_seconds()),
+        })
+    }
+
+    /// The AI's continuation of the conversation for `fragments`, and its text.
+    async fn ask_ai(
+        &self,
+        turn: &Turn<'_>,
+        company: &CompanyRecord,
+        fragments: &[Fragment],
+    ) -> Result<(Reply, String), StepFailure> {
+        let secrets_failed = || failed_at(ConversationStatus::FailedReplySecretsFetch, "secrets");
+        let ai_failed = || failed_at(ConversationStatus::FailedToProcessReplyAi, "ai");
+        let no_config = Failure::Permanent(format!("the company has no ai_config for {}", self.channel));
+        let ai = company.ai_config.as_ref().and_then(|a| a.openai_config.get(self.channel));
+        let ai = ai.ok_or_else(|| ai_failed()(no_config))?;
+        let key = self.secrets.ai_key(&ai.api_key_reference).await.map_err(secrets_failed())?;
         let input = fragments.iter().map(Fragment::as_input).collect::<Vec<_>>().join("\n");
         let previous = turn.record.response_id.as_deref();
         match self.ai.reply(ai, &key, input, previous, &turn.key.conversation_id).await {
             // Never sent cut, nor left for the provider to refuse: a person answers instead.
             Ok((reply, content)) => match company.rate_limits.too_long(self.channel, &content) {
                 Some(why) => Err(ai_failed()(Failure::Permanent(why))),
-                None => {
-                    let expires_at = company.expires_at(multicomms_wire::timestamp::epoch_seconds());
-                    let credentials_id = credentials_id.to_string();
-                    Ok(Prepared { credentials, credentials_id, sender, reply, content, expires_at })
-                }
+                None => Ok((reply, content)),
             },
             Err(failure) => {
                 self.secrets.forget(&ai.api_key_reference);
@@ -76,9 +108,12 @@ impl ReplyProcessor {
             to: &turn.key.primary_channel,
             conversation_id: &turn.key.conversation_id,
         };
-        let sent = match self.channel {
-            ChannelKind::Whatsapp => self.senders.whatsapp_text(credentials, to, body).await,
-            _ => self.senders.sms(credentials, to, body).await,
+        let sent = match (&prepared.template, self.channel) {
+            (Some(template), _) => {
+                self.senders.whatsapp_template(credentials, to, template, &prepared.reply.variables).await
+            }
+            (None, ChannelKind::Whatsapp) => self.senders.whatsapp_text(credentials, to, body).await,
+            (None, _) => self.senders.sms(credentials, to, body).await,
         };
         let failure = match sent {
             Ok(sent) => return Ok(sent),

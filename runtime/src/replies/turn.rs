@@ -222,16 +222,20 @@ impl ReplyProcessor {
             // The conversation stays a person's from now on (`hand_off_to_human`), its status as it is.
             return self.hand_off(turn, limit, Some(turn.record.conversation_status)).await;
         }
-        let margin = self.send_grace;
-        if let Some(shut) = route::outside_whatsapp_window(self.channel, &fragments, epoch_ms(), margin) {
-            return self.hand_off(turn, shut, Some(turn.record.conversation_status)).await;
-        }
+        // After WhatsApp's window only an approved template may go: the company's, or a person.
+        let shut = route::outside_whatsapp_window(self.channel, &fragments, epoch_ms(), self.send_grace);
+        let reengagement = company.channel_config.whatsapp.as_ref().and_then(|w| w.reengagement_content_sid.clone());
+        let reengagement = match (shut, reengagement) {
+            (Some(shut), None) => return self.hand_off(turn, shut, Some(turn.record.conversation_status)).await,
+            (Some(_), template) => template,
+            (None, _) => None,
+        };
         if let Some(wait) = wait_for_more(&fragments, company.reply_batch_window(), epoch_ms()) {
             if turn.trigger.trigger_id.is_some() {
                 return self.defer(turn, &company, wait).await;
             }
         }
-        let prepared = match self.prepare(turn, &company, &fragments).await {
+        let prepared = match self.prepare(turn, &company, &fragments, reengagement).await {
             Ok(prepared) => prepared,
             Err(stop) => return self.stopped(turn, stop).await,
         };

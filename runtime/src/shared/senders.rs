@@ -79,6 +79,17 @@ impl Senders {
         let Some(content_sid) = credentials.template_sid.as_deref() else {
             return Err(SendError::NotSent(Failure::Permanent("the Twilio secret has no twilio_template_sid".into())));
         };
+        self.whatsapp_template(credentials, to, content_sid, variables).await
+    }
+
+    /// WhatsApp with the Content API template `content_sid`.
+    pub async fn whatsapp_template(
+        &self,
+        credentials: &TwilioCredentials,
+        to: Addressed<'_>,
+        content_sid: &str,
+        variables: &Map<String, Value>,
+    ) -> Result<Sent, SendError> {
         let form = vec![
             ("To", format!("whatsapp:{}", to.to)),
             ("From", format!("whatsapp:{}", to.from)),

@@ -267,6 +267,10 @@ pub struct WhatsappConfig {
     pub company_whatsapp_number: String,
     /// Secret `{"twilio_account_sid", "twilio_auth_token", "twilio_template_sid"}`.
     pub whatsapp_credentials_id: String,
+    /// The approved template (`HX…`) sent instead of a reply that comes after WhatsApp's 24-hour
+    /// window; its `{{1}}` is the recipient's first name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reengagement_content_sid: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -385,6 +389,7 @@ mod tests {
                 whatsapp: Some(WhatsappConfig {
                     company_whatsapp_number: "+447588713814".into(),
                     whatsapp_credentials_id: "x".into(),
+                    reengagement_content_sid: None,
                 }),
                 ..Default::default()
             },

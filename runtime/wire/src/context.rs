@@ -73,6 +73,7 @@ mod tests {
             whatsapp: Some(WhatsappConfig {
                 company_whatsapp_number: "+447588713814".into(),
                 whatsapp_credentials_id: "x".into(),
+                reengagement_content_sid: None,
             }),
             ..Default::default()
         };

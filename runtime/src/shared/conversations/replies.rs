@@ -219,6 +219,9 @@ impl ConversationStore {
         response_id: &str,
         expires_at: Option<u64>,
     ) -> Result<(), Failure> {
+        // The reply's provider id: a refused write whose record holds it was an SDK retry of
+        // one that landed.
+        let reply_id = messages.last().map(|m| m.message_id.clone()).unwrap_or_default();
         let messages = messages
             .iter()
             .map(serde_dynamo::to_attribute_value)
@@ -251,7 +254,7 @@ impl ConversationStore {
         match self.conditional(update).await? {
             Written::Applied => Ok(()),
             Written::Superseded => match self.record(key).await? {
-                Some(r) if r.response_id.as_deref() == Some(response_id) => Ok(()),
+                Some(r) if r.messages.iter().any(|m| m.message_id == reply_id) => Ok(()),
                 other => Err(Failure::Permanent(format!(
                     "the record moved on meanwhile: {:?}",
                     other.map(|r| r.conversation_status)

@@ -70,3 +70,30 @@ async fn a_conversation_idle_past_the_companys_inactivity_period_is_closed_and_i
     assert!(handed.reason.contains("30 days"), "{}", handed.reason);
     assert!(env.staged(&key).await.is_empty(), "not for the AI");
 }
+
+#[tokio::test]
+async fn after_the_window_the_companys_reengagement_template_goes_instead_of_an_ai_reply() {
+    let env = env(1).await;
+    let template = "HX99999999999999999999999999999999";
+    env.set_company("SET channel_config.whatsapp.reengagement_content_sid = :v", json!(template)).await;
+    let router = env.router().await;
+    let key = env.open(&router, ChannelKind::Whatsapp, 0x83).await;
+    let before = env.record(&key).await;
+    let replier = env.replier(ChannelKind::Whatsapp, LONG, LONG);
+    env.send(&router, &whatsapp("back from holiday: yes please")).await;
+    let trigger = env.take(&env.naming.replies_queue(ChannelKind::Whatsapp), 10).await.expect("trigger");
+    env.age_staged(&key, DAY_MS + 60_000).await;
+    let ai_calls = env.fakes.requests(Service::OpenAi).len();
+
+    assert_eq!(replier.process(&trigger, false).await, Outcome::Sent);
+    assert_eq!(env.fakes.requests(Service::OpenAi).len(), ai_calls, "no AI reply to pay for");
+    let sent = env.fakes.sent().pop().expect("the template");
+    assert_eq!(sent.field("ContentSid"), Some(template));
+    assert_eq!(sent.field("ContentVariables"), Some(r#"{"1":"Lee"}"#), "the recipient's first name");
+    let record = env.record(&key).await;
+    assert_eq!(record.conversation_status, ConversationStatus::ReplySent);
+    let last = record.messages.last().expect("the template in the record");
+    assert!(last.content.starts_with(&format!("[{template}]")), "{last:?}");
+    assert_eq!(record.response_id, before.response_id, "the AI's conversation goes on from its last answer");
+    assert!(!record.hand_off_to_human);
+}
