@@ -72,10 +72,12 @@ start_bench() {
 }
 
 # For the benchmarks: the example Channels and Company applied by the release operator under
-# PREFIX (env "bench"), the company's rate limits raised so they are not the bottleneck.
+# PREFIX (env "bench"), the company's rate and conversation limits raised so they are not the
+# bottleneck.
 # usage: apply_bench_examples PREFIX WORKDIR
 apply_bench_examples() {
   sed -e 's/requestsPerMinute: 60/requestsPerMinute: 10000000/' -e 's/requestsPerDay: 2000/requestsPerDay: 100000000/' \
+    -e 's/concurrentConversations: 30/concurrentConversations: 100000000/' \
     "$ROOT/config/companies/cucumber-recruitment-clarify-cv.yaml" > "$2/company.yaml"
   "$ROOT/target/release/multicomms-operator" --prefix "$1" --env bench apply \
     -f "$ROOT/config/channels" -f "$2/company.yaml" -f "$ROOT/config/examples/local" --namespace bench > /dev/null

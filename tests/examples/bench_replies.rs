@@ -86,7 +86,10 @@ async fn run(n: usize) -> anyhow::Result<()> {
         .update_item()
         .table_name(naming.company_data_table())
         .set_key(Some(multicomms_wire::company::record_key("ci-aaa-001", "pi-aaa-001")))
-        .update_expression("SET reply_batch_window_seconds = :w, rate_limits.requests_per_minute = :big, rate_limits.requests_per_day = :big")
+        .update_expression(
+            "SET reply_batch_window_seconds = :w, rate_limits.requests_per_minute = :big, \
+             rate_limits.requests_per_day = :big, rate_limits.concurrent_conversations = :big",
+        )
         .expression_attribute_values(":w", aws_sdk_dynamodb::types::AttributeValue::N("2".into()))
         .expression_attribute_values(":big", aws_sdk_dynamodb::types::AttributeValue::N("1000000".into()))
         .send()

@@ -113,10 +113,11 @@ pub struct CompanySpec {
     #[schemars(regex(pattern = r"^[A-Z]{2}$"))]
     pub default_region: Option<String>,
     /// Days after a conversation's last activity that it counts as closed: a recipient's
-    /// message to it then goes to a person, not the AI. Unset: conversations stay open.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// message to it then goes to a person, not the AI, and it no longer counts towards
+    /// `rateLimits.concurrentConversations`.
+    #[serde(default = "default_inactivity_days")]
     #[schemars(range(min = 1, max = 365))]
-    pub inactivity_days: Option<u32>,
+    pub inactivity_days: u32,
     /// Days after a conversation's last activity that its record is deleted (DynamoDB's TTL,
     /// usually within two days of that). Unset: kept until erased.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -189,6 +190,10 @@ pub struct RateLimits {
     /// its AI step, a reply goes to a person.
     #[serde(default = "default_max_message_length")]
     pub max_message_length: u32,
+}
+
+fn default_inactivity_days() -> u32 {
+    multicomms_wire::company::DEFAULT_INACTIVITY_DAYS
 }
 
 // The original onboarding defaults (spec §2.1).

@@ -75,7 +75,7 @@ pub fn record(spec: &CompanySpec, naming: &Naming, owner: &Owner, api_key: Optio
         auto_queue_reply_message_from_email: h.auto_queue_reply_message_from_email.clone(),
         send_without_consent: spec.send_without_consent,
         hand_off_on_delivery_failure: h.on_delivery_failure,
-        inactivity_days: spec.inactivity_days,
+        inactivity_days: Some(spec.inactivity_days),
         retention_days: spec.retention_days,
         reply_batch_window_seconds: spec.reply_batch_window_seconds,
         keyword_replies: spec.keyword_replies.as_ref().map(crate::crd::company::KeywordReplies::to_record),

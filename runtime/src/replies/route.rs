@@ -82,13 +82,13 @@ pub fn outside_whatsapp_window(
 }
 
 /// Why the conversation counts as closed: nothing happened in it (`updated_at`) for longer than
-/// the company's `inactivity_days`. An unreadable time counts as recent.
+/// the company's inactivity period. An unreadable time counts as recent.
 fn closed_by_inactivity(
     company: &CompanyRecord,
     conversation: &ConversationRecord,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Option<String> {
-    let days = company.inactivity_days?;
+    let days = company.inactivity_days();
     let last = chrono::DateTime::parse_from_rfc3339(&conversation.updated_at).ok()?;
     (now.signed_duration_since(last) > chrono::Duration::days(i64::from(days)))
         .then(|| format!("the conversation closed after {days} days without activity; the recipient wrote again"))
@@ -248,7 +248,12 @@ mod tests {
         );
         let recent = conversation("2026-11-08T12:00:00+00:00", 0);
         assert_eq!(route(Some(&closing), &recent, ChannelKind::Whatsapp, now()), Route::Reply);
-        assert_eq!(route(Some(&company()), &idle, ChannelKind::Whatsapp, now()), Route::Reply, "no period: open");
+        let longer = CompanyRecord { inactivity_days: Some(60), ..company() };
+        assert_eq!(route(Some(&longer), &idle, ChannelKind::Whatsapp, now()), Route::Reply, "a longer period");
+        assert!(
+            matches!(route(Some(&company()), &idle, ChannelKind::Whatsapp, now()), Route::HandOff(r) if r.contains("30 days")),
+            "the default"
+        );
     }
 
     #[test]

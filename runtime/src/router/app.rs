@@ -8,6 +8,7 @@ use super::erasure::{EraseRequest, Erasure, ERASURE_PATH};
 use super::error::{Rejected, RouterError};
 use super::guards::{source_address, Idempotency, RateLimiter, UnverifiedSources};
 use super::metrics::Metrics;
+use super::open_conversations::OpenConversations;
 use super::queues::Queues;
 use super::request::{self, ValidRequest};
 use super::sendgrid_events::{Events, Signed};
@@ -70,6 +71,8 @@ pub struct AppState {
     pub companies: Companies,
     pub queues: Queues,
     pub limiter: RateLimiter,
+    /// The companies' `concurrent_conversations`.
+    pub open_conversations: OpenConversations,
     pub idempotency: Idempotency,
     /// Recipients who said STOP: no first message is queued for them.
     pub opt_outs: OptOuts,
@@ -115,6 +118,10 @@ impl AppState {
             companies,
             queues,
             limiter: RateLimiter::default(),
+            open_conversations: OpenConversations::new(ConversationStore::new(
+                dynamodb.clone(),
+                naming.conversations_table(),
+            )),
             opt_outs,
             idempotency: Idempotency::new(settings.idempotency_window),
             replies,
@@ -488,6 +495,7 @@ async fn accept(state: &AppState, api_key: &str, request: ValidRequest) -> Resul
         .idempotency
         .once(ids.clone(), || async {
             state.limiter.admit(company_id, project_id, limits, SystemTime::now())?;
+            state.open_conversations.admit(&company.record, Instant::now()).await?;
             state.queues.send(message.channel, message.body, message.attributes).await?;
             Ok(serde_json::json!({
                 "status": "success",

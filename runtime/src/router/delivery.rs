@@ -104,7 +104,7 @@ pub async fn record(
     form: &[u8],
 ) -> Result<Callback, Failure> {
     let Some(form) = StatusForm::parse(form) else { return Ok(Callback::Invalid) };
-    let (record, _) = match authenticate(webhook, url, signature, &form).await? {
+    let record = match authenticate(webhook, url, signature, &form).await? {
         Ok(found) => found,
         Err(code) => {
             tracing::warn!(code = code.as_str(), message_sid = %form.message_sid, "status callback not shown to come from Twilio");
@@ -166,7 +166,7 @@ async fn authenticate(
     url: &str,
     signature: &str,
     form: &StatusForm,
-) -> Result<Result<(ConversationRecord, ConversationKey), Refusal>, Failure> {
+) -> Result<Result<ConversationRecord, Refusal>, Failure> {
     let query = url.split_once('?').map(|(_, query)| query).unwrap_or_default();
     let (Some(conversation_id), false) = (conversation_of(query), signature.is_empty()) else {
         return Ok(Err(Refusal::InvalidSignature));
@@ -195,5 +195,5 @@ async fn authenticate(
     if form.account_sid != twilio.account_sid || form.from != record.company_number(form.channel) {
         return Ok(Err(Refusal::InvalidSignature));
     }
-    Ok(Ok((record, key)))
+    Ok(Ok(record))
 }

@@ -65,6 +65,7 @@ error_codes! {
     ChannelNotAllowed => "CHANNEL_NOT_ALLOWED", FORBIDDEN;
     RecipientOptedOut => "RECIPIENT_OPTED_OUT", CONFLICT;
     RateLimitExceeded => "RATE_LIMIT_EXCEEDED", TOO_MANY_REQUESTS;
+    ConcurrentConversationsExceeded => "CONCURRENT_CONVERSATIONS_EXCEEDED", TOO_MANY_REQUESTS;
     RequestTimeout => "REQUEST_TIMEOUT", GATEWAY_TIMEOUT;
     ServerBusy => "SERVER_BUSY", SERVICE_UNAVAILABLE;
     DatabaseError => "DATABASE_ERROR", INTERNAL_SERVER_ERROR;
@@ -177,6 +178,12 @@ impl RouterError {
     }
     pub fn invalid_api_key() -> Self {
         Self::new(ErrorCode::InvalidApiKey, "The API key is not valid for this company and project")
+    }
+    pub fn concurrent_conversations_exceeded(limit: u32) -> Self {
+        Self::new(
+            ErrorCode::ConcurrentConversationsExceeded,
+            format!("This company and project already have {limit} open conversations, their limit"),
+        )
     }
     pub fn rate_limited(retry_after: u64) -> Self {
         RouterError {

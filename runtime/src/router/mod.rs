@@ -1,7 +1,7 @@
 //! The HTTP router: `POST /initiate-conversation` validates a request (`request`), finds the
 //! company (`crate::shared::companies`), decides whether the caller may send it and builds the context object
 //! (`accept`, pure), and puts it on its channel's queue (`queues`), once per request id and
-//! within the company's limits (`guards`). `app` is the axum application around them; `error`
+//! within the company's limits (`guards`, `open_conversations`). `app` is the axum application around them; `error`
 //! the catalogue of answers; `openapi` the document of it all, served at `/openapi.json`.
 //! `delivery` records Twilio's status callbacks on the messages they are about, and
 //! `sendgrid_events` SendGrid's events (`sendgrid_signature` checks them); `erasure` forgets a
@@ -13,6 +13,7 @@ pub mod erasure;
 pub mod error;
 pub mod guards;
 pub mod metrics;
+pub mod open_conversations;
 pub mod openapi;
 pub mod queues;
 pub mod request;

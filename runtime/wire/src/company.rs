@@ -64,7 +64,8 @@ pub struct CompanyRecord {
     #[serde(default)]
     pub send_without_consent: bool,
     /// Days after a conversation's last activity (`updated_at`) that it counts as closed: an
-    /// answer to it then goes to a person, not the AI.
+    /// answer to it then goes to a person, not the AI, and it no longer counts towards
+    /// `concurrent_conversations`; [`DEFAULT_INACTIVITY_DAYS`] when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub inactivity_days: Option<u32>,
     /// Days after a conversation's last activity that its record expires (DynamoDB TTL).
@@ -118,7 +119,15 @@ impl RateLimits {
     }
 }
 
+/// How long a conversation stays open without activity when the company does not say.
+pub const DEFAULT_INACTIVITY_DAYS: u32 = 30;
+
 impl CompanyRecord {
+    /// The company's inactivity period, in days.
+    pub fn inactivity_days(&self) -> u32 {
+        self.inactivity_days.unwrap_or(DEFAULT_INACTIVITY_DAYS)
+    }
+
     /// When a conversation active now expires (epoch seconds), if the company keeps them for a
     /// limited time.
     pub fn expires_at(&self, now_seconds: u64) -> Option<u64> {

@@ -244,6 +244,7 @@ pub fn write_manifests(dir: &Path, companies: usize, credentials: &Credentials) 
         set(&mut company, &["spec", "companyName"], format!("Faults Company {i:04}").into());
         set(&mut company, &["spec", "rateLimits", "requestsPerMinute"], 10_000_000.into());
         set(&mut company, &["spec", "rateLimits", "requestsPerDay"], 100_000_000.into());
+        set(&mut company, &["spec", "rateLimits", "concurrentConversations"], 100_000_000.into());
         set(&mut company, &["spec", "replyBatchWindowSeconds"], 2.into());
         docs.push(company);
     }

@@ -312,7 +312,7 @@ async fn a_retried_request_gets_the_first_answer_and_is_queued_once() {
 
 #[tokio::test]
 async fn the_61st_request_in_a_minute_for_a_60_per_minute_company_gets_429() {
-    let setup = setup(|_| {}).await;
+    let setup = setup(|m| m.companies[0].spec.rate_limits.concurrent_conversations = 1000).await;
     let mut statuses = Vec::new();
     for i in 0..61 {
         let mut body = example();
@@ -329,6 +329,56 @@ async fn the_61st_request_in_a_minute_for_a_60_per_minute_company_gets_429() {
         let retry_after: u64 = response.1["retry-after"].to_str().expect("header").parse().expect("seconds");
         assert!((1..=60).contains(&retry_after));
     }
+}
+
+#[tokio::test]
+async fn a_company_at_its_concurrent_conversations_gets_429_until_one_of_them_ends() {
+    let setup = setup(|m| m.companies[0].spec.rate_limits.concurrent_conversations = 2).await;
+    let request = |i: u32| {
+        let mut body = example();
+        body["request_data"]["request_id"] = json!(format!("550e8400-e29b-41d4-a716-{:012x}", 0x2000 + i));
+        body.to_string()
+    };
+    assert_eq!(post(&setup.app, Some(KEY), request(1)).await.0, StatusCode::OK);
+    assert_eq!(post(&setup.app, Some(KEY), request(2)).await.0, StatusCode::OK);
+    let refused = post(&setup.app, Some(KEY), request(3)).await;
+    assert_error(&refused, 429, "CONCURRENT_CONVERSATIONS_EXCEEDED");
+    assert_eq!(post(&setup.app, Some(KEY), request(1)).await.0, StatusCode::OK, "a retry is not a new conversation");
+
+    // Two open conversations in the table, as the processors leave them: a fresh router counts them.
+    let config = emulator_config().await;
+    let dynamodb = aws_sdk_dynamodb::Client::new(&config);
+    let now = multicomms_wire::timestamp::now();
+    for i in 0..2 {
+        let item = json!({"primary_channel": format!("+4477009000{i:02}"), "conversation_id": format!("ci-aaa-001#pi-aaa-001#{i}#447588713814"),
+                          "company_id": "ci-aaa-001", "project_id": "pi-aaa-001", "conversation_status": "initial_message_sent",
+                          "task_complete": 0, "updated_at": now});
+        let item = serde_dynamo::to_item(item).expect("item");
+        dynamodb
+            .put_item()
+            .table_name(setup.naming.conversations_table())
+            .set_item(Some(item))
+            .send()
+            .await
+            .expect("PutItem");
+    }
+    let fresh = app::app(Arc::new(router_for(&config, &setup.naming).await));
+    assert_error(&post(&fresh, Some(KEY), request(4)).await, 429, "CONCURRENT_CONVERSATIONS_EXCEEDED");
+    let key = multicomms_wire::conversation::ConversationKey {
+        primary_channel: "+447700900000".into(),
+        conversation_id: "ci-aaa-001#pi-aaa-001#0#447588713814".into(),
+    };
+    dynamodb
+        .update_item()
+        .table_name(setup.naming.conversations_table())
+        .set_key(Some(key.to_item()))
+        .update_expression("SET task_complete = :one")
+        .expression_attribute_values(":one", aws_sdk_dynamodb::types::AttributeValue::N("1".into()))
+        .send()
+        .await
+        .expect("UpdateItem");
+    let fresh = app::app(Arc::new(router_for(&config, &setup.naming).await));
+    assert_eq!(post(&fresh, Some(KEY), request(5)).await.0, StatusCode::OK, "one of them ended");
 }
 
 #[tokio::test]

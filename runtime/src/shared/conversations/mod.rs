@@ -5,6 +5,7 @@
 //! as [`Written::Superseded`]; what it means is [`crate::shared::claim`]'s business.
 mod delivery;
 mod erasure;
+mod open;
 mod replies;
 
 pub use delivery::DeliveryUpdate;
