@@ -25,27 +25,7 @@ pub fn record(spec: &CompanySpec, naming: &Naming, owner: &Owner, api_key: Optio
         openai_config.set(kind, ai_channel_config(spec.ai_settings(kind), kind, naming, company, project));
     }
 
-    let c = &spec.channels;
-    let credentials = |kind| naming.channel_credentials_secret(kind, company, project);
-    let channel_config = ChannelConfig {
-        whatsapp: c.whatsapp.as_ref().map(|w| WhatsappConfig {
-            company_whatsapp_number: w.sender_number.clone(),
-            whatsapp_credentials_id: credentials(ChannelKind::Whatsapp),
-            reengagement_content_sid: w.reengagement_content_sid.clone(),
-        }),
-        sms: c.sms.as_ref().map(|s| SmsConfig {
-            company_sms_number: s.sender_number.clone(),
-            sms_credentials_id: credentials(ChannelKind::Sms),
-        }),
-        email: c.email.as_ref().map(|e| EmailConfig {
-            company_email: e.sender_email.clone(),
-            email_credentials_id: credentials(ChannelKind::Email),
-            email_from_name: e.sender_name.clone(),
-            sendgrid_template_id: e.template_id.clone(),
-            unsubscribe_group_id: e.unsubscribe_group_id,
-            event_webhook_public_key: e.event_webhook_public_key.clone(),
-        }),
-    };
+    let channel_config = channel_config(spec, naming);
 
     let h = &spec.hand_off;
     CompanyRecord {
@@ -83,6 +63,32 @@ pub fn record(spec: &CompanySpec, naming: &Naming, owner: &Owner, api_key: Optio
         created_at: String::new(),
         updated_at: String::new(),
         managed_by: Some(owner.to_string()),
+    }
+}
+
+/// The senders and the names of their credentials' secrets, per configured channel.
+fn channel_config(spec: &CompanySpec, naming: &Naming) -> ChannelConfig {
+    let (company, project) = (&spec.company_name, &spec.project_name);
+    let c = &spec.channels;
+    let credentials = |kind| naming.channel_credentials_secret(kind, company, project);
+    ChannelConfig {
+        whatsapp: c.whatsapp.as_ref().map(|w| WhatsappConfig {
+            company_whatsapp_number: w.sender_number.clone(),
+            whatsapp_credentials_id: credentials(ChannelKind::Whatsapp),
+            reengagement_content_sid: w.reengagement_content_sid.clone(),
+        }),
+        sms: c.sms.as_ref().map(|s| SmsConfig {
+            company_sms_number: s.sender_number.clone(),
+            sms_credentials_id: credentials(ChannelKind::Sms),
+        }),
+        email: c.email.as_ref().map(|e| EmailConfig {
+            company_email: e.sender_email.clone(),
+            email_credentials_id: credentials(ChannelKind::Email),
+            email_from_name: e.sender_name.clone(),
+            sendgrid_template_id: e.template_id.clone(),
+            unsubscribe_group_id: e.unsubscribe_group_id,
+            event_webhook_public_key: e.event_webhook_public_key.clone(),
+        }),
     }
 }
 

@@ -152,18 +152,7 @@ mod tests {
 
     #[test]
     fn a_whatsapp_reply_that_would_reach_twilio_after_the_window_shuts_is_not_sent_free_form() {
-        let at = |ms: u64| Fragment {
-            conversation_id: "c".into(),
-            message_sid: format!("SM{ms}"),
-            primary_channel: "+1".into(),
-            channel: Some(ChannelKind::Whatsapp),
-            body: "x".into(),
-            media: vec![],
-            received_at: String::new(),
-            received_at_ms: ms,
-            expires_at: 0,
-            handed_off: false,
-        };
+        use super::super::turn::tests::at;
         let margin = std::time::Duration::from_secs(180);
         let opened = 1_000_000;
         let fragments = [at(opened - 5_000), at(opened)];

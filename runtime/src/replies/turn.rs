@@ -222,13 +222,9 @@ impl ReplyProcessor {
             // The conversation stays a person's from now on (`hand_off_to_human`), its status as it is.
             return self.hand_off(turn, limit, Some(turn.record.conversation_status)).await;
         }
-        // After WhatsApp's window only an approved template may go: the company's, or a person.
-        let shut = route::outside_whatsapp_window(self.channel, &fragments, epoch_ms(), self.send_grace);
-        let reengagement = company.channel_config.whatsapp.as_ref().and_then(|w| w.reengagement_content_sid.clone());
-        let reengagement = match (shut, reengagement) {
-            (Some(shut), None) => return self.hand_off(turn, shut, Some(turn.record.conversation_status)).await,
-            (Some(_), template) => template,
-            (None, _) => None,
+        let reengagement = match self.after_window(&company, &fragments) {
+            Ok(template) => template,
+            Err(shut) => return self.hand_off(turn, shut, Some(turn.record.conversation_status)).await,
         };
         if let Some(wait) = wait_for_more(&fragments, company.reply_batch_window(), epoch_ms()) {
             if turn.trigger.trigger_id.is_some() {
@@ -258,6 +254,16 @@ impl ReplyProcessor {
         self.record_reply(turn, &fragments, sent, &prepared).await;
         self.finish(turn, &fragments, company.reply_batch_window()).await;
         Outcome::Sent
+    }
+
+    /// After WhatsApp's window only an approved template may go: `Ok(Some(_))` the company's,
+    /// `Err(why)` none (a person answers); `Ok(None)` inside the window.
+    fn after_window(&self, company: &CompanyRecord, fragments: &[Fragment]) -> Result<Option<String>, String> {
+        let Some(shut) = route::outside_whatsapp_window(self.channel, fragments, epoch_ms(), self.send_grace) else {
+            return Ok(None);
+        };
+        let template = company.channel_config.whatsapp.as_ref().and_then(|w| w.reengagement_content_sid.clone());
+        template.map(Some).ok_or(shut)
     }
 
     /// The recipient is still writing: this trigger steps aside for one `wait` later (its lock
@@ -386,10 +392,11 @@ impl ReplyProcessor {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    fn at(ms: u64) -> Fragment {
+    /// A fragment received at `ms`.
+    pub(in crate::replies) fn at(ms: u64) -> Fragment {
         Fragment {
             conversation_id: "c".into(),
             message_sid: format!("SM{ms}"),
