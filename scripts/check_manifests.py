@@ -254,12 +254,21 @@ for env in ("dev", "prod"):
         for d in objects if d["kind"] == "Ingress"
         for rule in d["spec"]["rules"] for path in rule["http"]["paths"]
     ]
-    reachable = any(h == host and "/webhooks/twilio".startswith(p) and svc["name"].endswith("-router") and svc["port"] == {"name": "http"}
-                    for h, p, svc in routes)
-    if not base.startswith("https://") or router_env.get("MULTICOMMS_PUBLIC_BASE_URL") != base or not reachable:
-        failures.append(f"{env}: Twilio cannot reach the router's webhooks (publicBaseUrl {base!r}, routes {routes})")
+    operator_env = {e["name"]: e.get("value") for d in objects if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-operator")
+                    for e in d["spec"]["template"]["spec"]["containers"][0]["env"]}
+    # Every path callers outside the cluster use: clients, Twilio (messages and status
+    # callbacks), SendGrid's Event Webhooks.
+    public = ["/initiate-conversation", "/recipients/whatsapp/x", "/webhooks/twilio/whatsapp", "/webhooks/twilio/status",
+              "/webhooks/sendgrid/events/c/p"]
+    unreachable = [want for want in public if not any(
+        h == host and want.startswith(p) and svc["name"].endswith("-router") and svc["port"] == {"name": "http"}
+        for h, p, svc in routes)]
+    if not base.startswith("https://") or router_env.get("MULTICOMMS_PUBLIC_BASE_URL") != base or unreachable:
+        failures.append(f"{env}: the router cannot be reached at {unreachable} (publicBaseUrl {base!r}, routes {routes})")
+    if operator_env.get("MULTICOMMS_WORKER_PUBLIC_BASE_URL") != base:
+        failures.append(f"{env}: the processors are not told the public URL for Twilio's status callbacks")
     validate(f"chart with the {env} values", "\n---\n".join(docs.values()))
-print("webhooks: each environment's publicBaseUrl is routed to its router")
+print("webhooks: each environment's publicBaseUrl is routed to its router for every public path, and given to the processors")
 validate("argocd ConfigMap", (argocd / "argocd-cm-health.yaml").read_text())
 lua_source = (argocd / "health.lua").read_text()
 config_map = yaml.safe_load((argocd / "argocd-cm-health.yaml").read_text())
