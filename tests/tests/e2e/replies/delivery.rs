@@ -160,3 +160,25 @@ async fn sendgrid_events_record_an_emails_fate_and_an_unsubscribe_opts_the_addre
     assert_eq!((status, &envelope["error_code"]), (StatusCode::CONFLICT, &json!("RECIPIENT_OPTED_OUT")));
     assert_eq!(env.initiate(&router, ChannelKind::Whatsapp, 0x93).await.0, StatusCode::OK, "email only");
 }
+
+#[tokio::test]
+async fn a_callback_for_a_send_not_yet_recorded_gets_503_and_lands_when_twilio_tries_again() {
+    let env = env(1).await;
+    let router = env.router().await;
+    assert_eq!(env.initiate(&router, ChannelKind::Whatsapp, 0x64).await.0, StatusCode::OK);
+    let queued = env.take(&env.naming.channel_queue(ChannelKind::Whatsapp), 10).await.expect("the queued message");
+    let key = key_of(&queued);
+    // Twilio took the message and sends its callbacks before its answer reaches the processor.
+    env.fakes.hold(Service::Twilio);
+    let processor = env.first_message_processor(ChannelKind::Whatsapp);
+    let sending = tokio::spawn(async move { processor.process(&queued, false).await });
+    let owed = || async { env.fakes.status_callbacks().len() == 2 };
+    eventually("Twilio's callbacks owed", Duration::from_secs(10), owed).await;
+    let sent_callback = env.fakes.status_callbacks()[0].clone();
+    assert_eq!(env.callback(&router, &sent_callback).await, StatusCode::SERVICE_UNAVAILABLE, "not recorded yet");
+
+    env.fakes.release(Service::Twilio);
+    assert_eq!(sending.await.expect("processor"), Outcome::Sent);
+    assert_eq!(env.callback(&router, &sent_callback).await, StatusCode::OK, "Twilio's next try");
+    assert_eq!(env.record(&key).await.messages[0].delivery_status, Some(DeliveryStatus::Sent));
+}

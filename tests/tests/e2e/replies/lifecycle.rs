@@ -97,3 +97,27 @@ async fn after_the_window_the_companys_reengagement_template_goes_instead_of_an_
     assert_eq!(record.response_id, before.response_id, "the AI's conversation goes on from its last answer");
     assert!(!record.hand_off_to_human);
 }
+
+#[tokio::test]
+async fn each_reply_moves_the_records_expiry_a_retention_period_on() {
+    let env = env(1).await;
+    env.set_company("SET retention_days = :v", json!(7)).await;
+    let router = env.router().await;
+    let key = env.open(&router, ChannelKind::Whatsapp, 0x84).await;
+    env.dynamodb
+        .update_item()
+        .table_name(env.naming.conversations_table())
+        .set_key(Some(key.to_item()))
+        .update_expression("SET expires_at = :soon")
+        .expression_attribute_values(":soon", AttributeValue::N("1000".into()))
+        .send()
+        .await
+        .expect("UpdateItem");
+    env.send(&router, &whatsapp("still interested")).await;
+    let trigger = env.take(&env.naming.replies_queue(ChannelKind::Whatsapp), 10).await.expect("trigger");
+    let replier = env.replier(ChannelKind::Whatsapp, LONG, LONG);
+    assert_eq!(replier.process(&trigger, false).await, Outcome::Sent);
+    let week_on = multicomms_wire::timestamp::epoch_seconds() + 7 * 86_400;
+    let expires_at = env.record(&key).await.expires_at.expect("an expiry");
+    assert!((week_on - 60..=week_on).contains(&expires_at), "a week after the reply: {expires_at}");
+}
