@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The fault suite (tests/examples/faults/): crash storms, AWS outages, provider faults, abuse of
-# the router, replies under faults, operator restarts, and a search for leaked credentials,
+# the router, replies under faults, operator restarts, the recipient lifecycle (STOP races,
+# shuffled status callbacks, erasures mid-turn), and a search for leaked credentials,
 # driving the built binaries against the AWS emulator and the fake providers. Prints one table
 # row per scenario and exits non-zero when anything was lost, duplicated or leaked.
 # usage: scripts/faults.sh [--full] [scenario-number ...]

@@ -41,7 +41,8 @@ pub async fn run(config: &aws_config::SdkConfig, endpoint: &str, sizes: Sizes, c
     let token = &credentials.twilio_token;
 
     // (a) A second message queued for everyone; every other recipient says STOP while the
-    // processor asks the AI for theirs (the pointer still names the first conversation).
+    // processor asks the AI for theirs (the pointer still names the first conversation). The
+    // AI's answers are held for less than the processor's 5 s timeout.
     let client = reqwest::Client::new();
     let ai_before = fakes.requests(Service::OpenAi).len();
     fakes.hold(Service::OpenAi);
@@ -119,9 +120,12 @@ pub async fn run(config: &aws_config::SdkConfig, endpoint: &str, sizes: Sizes, c
     }
     let asked =
         || fakes.requests(Service::OpenAi).iter().filter(|r| r.json.get("previous_response_id").is_some()).count();
+    // The turns the replier runs at once wait on the AI (held for less than its 5 s timeout);
+    // the others start after the release and find their conversation erased.
+    let in_flight = talkers.len().min(run.concurrency);
     let waiting = Instant::now();
-    while asked() < talkers.len() && waiting.elapsed() < Duration::from_secs(120) {
-        tokio::time::sleep(Duration::from_millis(200)).await;
+    while asked() < in_flight && waiting.elapsed() < Duration::from_secs(30) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
     let erased_at: Vec<(String, Instant)> = futures::stream::iter(erased.iter())
         .map(|r| erase(&client, router_port, &credentials.router_key, r))

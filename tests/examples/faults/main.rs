@@ -68,15 +68,15 @@ async fn main() -> anyhow::Result<()> {
         rows.push(replies::run(&config, &endpoint, sizes, &credentials).await);
         print_row(rows.last());
     }
-    if wanted(8) {
-        rows.push(lifecycle::run(&config, &endpoint, sizes, &credentials).await);
-        print_row(rows.last());
-    }
     let mut kube_objects = Vec::new();
     if wanted(7) {
         let (row, objects) = operator_restart::run(&config, sizes, &credentials).await;
         rows.push(row);
         kube_objects = objects;
+        print_row(rows.last());
+    }
+    if wanted(8) {
+        rows.push(lifecycle::run(&config, &endpoint, sizes, &credentials).await);
         print_row(rows.last());
     }
     rows.push(leaks::run(&config, &credentials, &kube_objects).await);
