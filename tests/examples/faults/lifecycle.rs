@@ -7,6 +7,7 @@ use crate::harness::*;
 use aws_sdk_dynamodb::types::AttributeValue;
 use futures::StreamExt;
 use multicomms_runtime::replies::webhook::path;
+use multicomms_testkit::eventually::within;
 use multicomms_testkit::fakes::{Fakes, Fault, Service, StatusCallback};
 use multicomms_testkit::twilio::Inbound;
 use multicomms_wire::conversation::{ConversationRecord, ROLE_ASSISTANT};
@@ -53,10 +54,8 @@ pub async fn run(config: &aws_config::SdkConfig, endpoint: &str, sizes: Sizes, c
         .collect()
         .await;
     let in_flight = second.len().min(run.concurrency);
-    let waiting = Instant::now();
-    while fakes.requests(Service::OpenAi).len() - ai_before < in_flight && waiting.elapsed() < Duration::from_secs(30) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let held = || async { ready(fakes.requests(Service::OpenAi).len() - ai_before >= in_flight) };
+    let _ = within(Duration::from_secs(30), held).await;
     let stoppers: Vec<String> = recipients.iter().step_by(2).cloned().collect();
     let acked: HashMap<String, Instant> = futures::stream::iter(stoppers.clone())
         .map(|r| async move { inbound(router_port, token, &r, "STOP").await.map(|at| (r, at)) })
@@ -123,10 +122,7 @@ pub async fn run(config: &aws_config::SdkConfig, endpoint: &str, sizes: Sizes, c
     // The turns the replier runs at once wait on the AI (held for less than its 5 s timeout);
     // the others start after the release and find their conversation erased.
     let in_flight = talkers.len().min(run.concurrency);
-    let waiting = Instant::now();
-    while asked() < in_flight && waiting.elapsed() < Duration::from_secs(30) {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let _ = within(Duration::from_secs(30), || async { ready(asked() >= in_flight) }).await;
     let erased_at: Vec<(String, Instant)> = futures::stream::iter(erased.iter())
         .map(|r| erase(&client, router_port, &credentials.router_key, r))
         .buffer_unordered(8)
@@ -135,9 +131,8 @@ pub async fn run(config: &aws_config::SdkConfig, endpoint: &str, sizes: Sizes, c
         .await;
     fakes.release(Service::OpenAi);
     let replies_queue = naming.replies_queue(ChannelKind::Whatsapp);
-    while depth(config, &replies_queue).await > 0 && started.elapsed() < CONVERGE_LIMIT {
-        tokio::time::sleep(Duration::from_secs(2)).await;
-    }
+    let drained = || async { ready(depth(config, &replies_queue).await == 0) };
+    let _ = within(CONVERGE_LIMIT.saturating_sub(started.elapsed()), drained).await;
     let replies = replies_to(fakes);
     let new_replies = |r: &str| replies.get(r).copied().unwrap_or(0) - replies_before.get(r).copied().unwrap_or(0);
     let records = all_records(config, naming).await;
@@ -237,15 +232,25 @@ async fn converge_second(
     second: &[String],
     started: Instant,
 ) {
-    while started.elapsed() < CONVERGE_LIMIT {
-        let queues = depth(config, &naming.channel_queue(ChannelKind::Whatsapp)).await;
+    let settled = || async {
+        // The queue first: a scan is the emulator's most expensive call.
+        if depth(config, &naming.channel_queue(ChannelKind::Whatsapp)).await > 0 {
+            return Err(());
+        }
         let records = all_records(config, naming).await;
         let per: usize =
             second.iter().map(|r| records.iter().filter(|c| &c.primary_channel == r && is_settled(c)).count()).sum();
-        if queues == 0 && per >= 2 * second.len() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_secs(2)).await;
+        ready(per >= 2 * second.len())
+    };
+    let _ = within(CONVERGE_LIMIT.saturating_sub(started.elapsed()), settled).await;
+}
+
+/// A poll's answer for [`within`]: whether what is awaited holds.
+fn ready(holds: bool) -> Result<(), ()> {
+    if holds {
+        Ok(())
+    } else {
+        Err(())
     }
 }
 

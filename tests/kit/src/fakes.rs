@@ -582,19 +582,26 @@ async fn twilio(
     answer
 }
 
-/// Posts a message's callbacks one after the other (after its creation was answered).
+/// Posts a message's callbacks one after the other, each again while the router answers 503
+/// (its send not recorded yet), as Twilio does with retries on.
 async fn post_in_order(callbacks: Vec<StatusCallback>) {
     let client = reqwest::Client::new();
     for callback in callbacks {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        let posted = client
-            .post(&callback.url)
-            .header("x-twilio-signature", &callback.signature)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(callback.body())
-            .send()
-            .await;
-        if let Err(e) = posted {
+        let post = || async {
+            let posted = client
+                .post(&callback.url)
+                .header("x-twilio-signature", &callback.signature)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(callback.body())
+                .send()
+                .await;
+            match posted {
+                Ok(answer) if answer.status() == 503 => Err("503".to_string()),
+                Ok(_) => Ok(()),
+                Err(e) => Err(e.to_string()),
+            }
+        };
+        if let Err(e) = crate::eventually::within(Duration::from_secs(10), post).await {
             eprintln!("fake Twilio: a status callback was not delivered: {e}");
         }
     }
