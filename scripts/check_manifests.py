@@ -257,9 +257,9 @@ for env in ("dev", "prod"):
     operator_env = {e["name"]: e.get("value") for d in objects if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-operator")
                     for e in d["spec"]["template"]["spec"]["containers"][0]["env"]}
     # Every path callers outside the cluster use: clients, Twilio (messages and status
-    # callbacks), SendGrid's Event Webhooks.
+    # callbacks), SendGrid's Event Webhooks, agents (the conversations API, the inbox).
     public = ["/initiate-conversation", "/recipients/whatsapp/x", "/webhooks/twilio/whatsapp", "/webhooks/twilio/status",
-              "/webhooks/sendgrid/events/c/p"]
+              "/webhooks/sendgrid/events/c/p", "/companies/c/projects/p/conversations", "/inbox"]
     unreachable = [want for want in public if not any(
         h == host and want.startswith(p) and svc["name"].endswith("-router") and svc["port"] == {"name": "http"}
         for h, p, svc in routes)]

@@ -65,7 +65,12 @@ async fn main() -> anyhow::Result<()> {
         .companies
         .iter()
         .map(|c| {
-            let mut record = desired::company::record(&c.spec, &naming, &owner, Some("bench-key"));
+            let mut record = desired::company::record(
+                &c.spec,
+                &naming,
+                &owner,
+                &desired::company::Hashed { api_key: Some("bench-key"), ..Default::default() },
+            );
             record.project_id = "raw-put".into();
             record.to_item()
         })

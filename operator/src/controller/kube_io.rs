@@ -2,7 +2,7 @@
 //! the status, the Companies using a Channel, a Channel's worker Deployments.
 use super::{Error, Watch, LEGACY_FINALIZER};
 use crate::crd::{Channel, Company};
-use crate::desired::secret::{Binding, SecretSpec, SecretValues};
+use crate::desired::secret::{Binding, SecretValues};
 use crate::desired::Owner;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Secret;
@@ -38,8 +38,11 @@ where
 /// The Kubernetes Secrets that `specs` reference, from `reader`'s namespace: each one's binding,
 /// and the values of those bound to `reader` only (no other value is loaded). A missing Secret
 /// or key is simply absent: the engine reports it, naming the field.
-pub async fn secret_values(client: &kube::Client, reader: &Owner, specs: &[SecretSpec]) -> Result<SecretValues, Error> {
-    let names = super::referenced_secrets(specs);
+pub async fn secret_values(
+    client: &kube::Client,
+    reader: &Owner,
+    names: &std::collections::BTreeSet<String>,
+) -> Result<SecretValues, Error> {
     let api: Api<Secret> = Api::namespaced(client.clone(), &reader.namespace);
     let mut values = SecretValues::default();
     for name in names {

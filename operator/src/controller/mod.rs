@@ -17,7 +17,6 @@ pub mod reconciler;
 
 pub use reconciler::{reconcile, Managed};
 
-use crate::desired::secret::{SecretSpec, Source};
 use crate::reconcile::{self, Failure, Reason};
 use k8s_openapi::api::core::v1::Secret;
 use kube::api::{Api, PartialObjectMeta};
@@ -333,9 +332,8 @@ impl SecretReaders {
     }
 
     /// `resource` reads the Kubernetes Secrets of `specs`.
-    pub fn note<K: Resource<DynamicType = ()>>(&self, resource: &K, specs: &[SecretSpec]) {
-        let names = referenced_secrets(specs).into_iter().map(str::to_owned).collect();
-        self.index().set(Self::key(resource), names);
+    pub fn note<K: Resource<DynamicType = ()>>(&self, resource: &K, secrets: &BTreeSet<String>) {
+        self.index().set(Self::key(resource), secrets.iter().cloned().collect());
     }
 
     /// After `resource` is gone.
@@ -354,18 +352,6 @@ impl SecretReaders {
         let readers = index.readers.get(&key).into_iter().flatten();
         readers.map(|resource| ObjectRef::new(resource).within(&key.1)).collect()
     }
-}
-
-/// Names of the Kubernetes Secrets that `specs` read.
-pub(crate) fn referenced_secrets(specs: &[SecretSpec]) -> BTreeSet<&str> {
-    specs
-        .iter()
-        .flat_map(|s| &s.keys)
-        .filter_map(|(_, source)| match source {
-            Source::Secret { reference, .. } => Some(reference.name.as_str()),
-            Source::Literal(_) => None,
-        })
-        .collect()
 }
 
 /// [`run`] on the replica that holds the lease: waits for leadership, then runs the controllers
@@ -444,7 +430,7 @@ mod tests {
     fn a_secret_change_wakes_exactly_the_resources_of_its_namespace_and_kind_that_read_it() {
         let readers = SecretReaders::default();
         let naming = Naming::new("p", "dev");
-        let specs = |c: &Company| crate::desired::company::secrets(&c.spec, &naming);
+        let specs = |c: &Company| crate::desired::company::secrets_read(&c.spec, &naming);
         let mut other = company("dev", "d");
         other.spec.channels.email = None;
         other.spec.allowed_channels.retain(|k| *k != multicomms_wire::ChannelKind::Email);
@@ -455,7 +441,10 @@ mod tests {
         let mut channel: Channel =
             serde_yaml::from_str(include_str!("../../../config/channels/email.yaml")).expect("example");
         (channel.metadata.namespace, channel.metadata.name) = (Some("dev".into()), Some("a".into()));
-        readers.note(&channel, &crate::desired::channel::secrets(&channel.spec, &naming));
+        readers.note(
+            &channel,
+            &crate::desired::secret::read_by(&crate::desired::channel::secrets(&channel.spec, &naming)),
+        );
 
         let sendgrid = secret("dev", "cucumber-recruitment-sendgrid");
         let mut woken: Vec<String> = readers.of::<Company>(&sendgrid).into_iter().map(|r| r.name).collect();
@@ -473,13 +462,13 @@ mod tests {
         let readers = SecretReaders::default();
         let naming = Naming::new("p", "dev");
         let mut a = company("dev", "a");
-        readers.note(&a, &crate::desired::company::secrets(&a.spec, &naming));
+        readers.note(&a, &crate::desired::company::secrets_read(&a.spec, &naming));
         let sendgrid = secret("dev", "cucumber-recruitment-sendgrid");
         assert_eq!(readers.of::<Company>(&sendgrid).len(), 1);
 
         a.spec.channels.email = None;
         a.spec.allowed_channels.retain(|k| *k != multicomms_wire::ChannelKind::Email);
-        readers.note(&a, &crate::desired::company::secrets(&a.spec, &naming));
+        readers.note(&a, &crate::desired::company::secrets_read(&a.spec, &naming));
         assert!(readers.of::<Company>(&sendgrid).is_empty(), "its email channel, and so its SendGrid key, is gone");
         assert!(!readers.index().readers.is_empty(), "it still reads its other Secrets");
 

@@ -9,7 +9,7 @@ use super::{Error, State};
 use crate::crd::channel::ChannelStatus;
 use crate::crd::company::CompanyStatus;
 use crate::crd::{Channel, Company, Condition, DeletionPolicy};
-use crate::desired::secret::{SecretSpec, SecretValues};
+use crate::desired::secret::SecretValues;
 use crate::desired::Owner;
 use crate::reconcile::{self, cleanup, conditions::conditions, Report};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -36,8 +36,8 @@ pub trait Managed:
 {
     /// The kind's name, as the tenancy rule and ownership markers spell it.
     const KIND: &'static str;
-    /// The Secrets Manager secrets it writes, with the Kubernetes Secrets they read.
-    fn secret_specs(&self, naming: &Naming) -> Vec<SecretSpec>;
+    /// The names of the Kubernetes Secrets it reads (in its namespace).
+    fn secrets_read(&self, naming: &Naming) -> std::collections::BTreeSet<String>;
     /// The engine's reconcile of this kind.
     fn sync(&self, engine: &reconcile::Context, values: &SecretValues) -> impl Future<Output = Report> + Send;
     /// What `deletionPolicy: Delete` removes.
@@ -60,8 +60,8 @@ pub trait Managed:
 
 impl Managed for Company {
     const KIND: &'static str = "Company";
-    fn secret_specs(&self, naming: &Naming) -> Vec<SecretSpec> {
-        crate::desired::company::secrets(&self.spec, naming)
+    fn secrets_read(&self, naming: &Naming) -> std::collections::BTreeSet<String> {
+        crate::desired::company::secrets_read(&self.spec, naming)
     }
     async fn sync(&self, engine: &reconcile::Context, values: &SecretValues) -> Report {
         reconcile::company::reconcile(engine, self, values).await
@@ -89,8 +89,8 @@ impl Managed for Company {
 
 impl Managed for Channel {
     const KIND: &'static str = "Channel";
-    fn secret_specs(&self, naming: &Naming) -> Vec<SecretSpec> {
-        crate::desired::channel::secrets(&self.spec, naming)
+    fn secrets_read(&self, naming: &Naming) -> std::collections::BTreeSet<String> {
+        crate::desired::secret::read_by(&crate::desired::channel::secrets(&self.spec, naming))
     }
     async fn sync(&self, engine: &reconcile::Context, values: &SecretValues) -> Report {
         reconcile::channel::reconcile(engine, self, values).await
@@ -185,10 +185,10 @@ pub async fn reconcile<K: Managed>(resource: Arc<K>, state: Arc<State>) -> Resul
 }
 
 async fn apply<K: Managed>(state: &State, api: &Api<K>, namespace: &str, resource: &K) -> Result<Action, Error> {
-    let specs = resource.secret_specs(&state.engine.naming);
-    state.secret_readers.note(resource, &specs);
+    let names = resource.secrets_read(&state.engine.naming);
+    state.secret_readers.note(resource, &names);
     let reader = Owner { kind: K::KIND, namespace: namespace.to_string(), name: resource.name_any() };
-    let values = secret_values(&state.client, &reader, &specs).await?;
+    let values = secret_values(&state.client, &reader, &names).await?;
     let started = std::time::Instant::now();
     let report = resource.sync(&state.engine, &values).await;
     let now = now();

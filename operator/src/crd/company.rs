@@ -123,8 +123,27 @@ pub struct CompanySpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 3650))]
     pub retention_days: Option<u32>,
+    /// The people who answer handed-off conversations in the inbox (`/inbox`) and through the
+    /// conversations API, each signing in with the token in a Secret bound to this Company.
+    /// Every action they take is recorded under their name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[x_kube(validation = Rule::new("self.all(a, self.exists_one(b, b.name == a.name))")
+        .message("names each agent once"))]
+    #[schemars(length(max = 50))]
+    pub agents: Vec<Agent>,
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+}
+
+/// A person of the company who answers conversations.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Agent {
+    /// The name the agent's messages and actions are recorded under, e.g. `carol`.
+    #[schemars(length(min = 1, max = 64), regex(pattern = r"^[A-Za-z0-9][A-Za-z0-9 ._-]*$"))]
+    pub name: String,
+    /// The agent's sign-in token (at least 32 characters; the record keeps only its hash).
+    pub token: SecretValue,
 }
 
 #[derive(Deserialize, Serialize, Clone, Debug, Default, PartialEq, JsonSchema)]

@@ -4,14 +4,21 @@ use super::Owner;
 use crate::crd::company::{AiSettings, CompanySpec, TwilioCredentials};
 use crate::crd::JsonText;
 use multicomms_wire::company::{
-    api_key_hash, AiChannelConfig, AiConfig, ChannelConfig, EmailConfig, PerChannel, RateLimits, ReplyAiConfig,
+    api_key_hash, Agent, AiChannelConfig, AiConfig, ChannelConfig, EmailConfig, PerChannel, RateLimits, ReplyAiConfig,
     SmsConfig, WhatsappConfig,
 };
 use multicomms_wire::{secret_keys, ChannelKind, CompanyRecord, Naming};
 
+/// The credentials of which the record keeps only hashes: the router API key's value, and each
+/// agent's name and token.
+#[derive(Default)]
+pub struct Hashed<'a> {
+    pub api_key: Option<&'a str>,
+    pub agents: Vec<(&'a str, &'a str)>,
+}
+
 /// The record the resource describes. Timestamps are left empty: the writer stamps them.
-/// `api_key` is the router API key's value, of which the record keeps only a hash.
-pub fn record(spec: &CompanySpec, naming: &Naming, owner: &Owner, api_key: Option<&str>) -> CompanyRecord {
+pub fn record(spec: &CompanySpec, naming: &Naming, owner: &Owner, hashed: &Hashed) -> CompanyRecord {
     let (company, project) = (&spec.company_name, &spec.project_name);
     let mut allowed_channels: Vec<ChannelKind> = Vec::new();
     for kind in &spec.allowed_channels {
@@ -34,7 +41,7 @@ pub fn record(spec: &CompanySpec, naming: &Naming, owner: &Owner, api_key: Optio
         company_name: company.clone(),
         project_name: project.clone(),
         api_key_reference: spec.api_key.as_ref().map(|_| naming.router_api_key_secret(company, project)),
-        api_key_hash: api_key.map(api_key_hash),
+        api_key_hash: hashed.api_key.map(api_key_hash),
         allowed_channels,
         project_status: spec.project_status.as_str().to_string(),
         rate_limits: RateLimits {
@@ -60,6 +67,11 @@ pub fn record(spec: &CompanySpec, naming: &Naming, owner: &Owner, api_key: Optio
         reply_batch_window_seconds: spec.reply_batch_window_seconds,
         keyword_replies: spec.keyword_replies.as_ref().map(crate::crd::company::KeywordReplies::to_record),
         default_region: spec.default_region.clone(),
+        agents: hashed
+            .agents
+            .iter()
+            .map(|(name, token)| Agent { name: name.to_string(), token_hash: api_key_hash(token) })
+            .collect(),
         created_at: String::new(),
         updated_at: String::new(),
         managed_by: Some(owner.to_string()),
@@ -163,6 +175,13 @@ pub fn secrets(spec: &CompanySpec, naming: &Naming) -> Vec<SecretSpec> {
     out
 }
 
+/// The Kubernetes Secrets the resource reads: those of its [`secrets`] and its agents' tokens.
+pub fn secrets_read(spec: &CompanySpec, naming: &Naming) -> std::collections::BTreeSet<String> {
+    let mut names = super::secret::read_by(&secrets(spec, naming));
+    names.extend(spec.agents.iter().map(|a| a.token.secret_key_ref.name.clone()));
+    names
+}
+
 fn twilio_keys(kind: ChannelKind, twilio: &TwilioCredentials) -> Vec<(&'static str, Source)> {
     vec![
         (
@@ -194,7 +213,7 @@ mod tests {
     #[test]
     fn example_company_becomes_the_seed_record() {
         let naming = Naming::new("ai-multi-comms", "dev");
-        let record = record(&example().spec, &naming, &owner(), None);
+        let record = record(&example().spec, &naming, &owner(), &Hashed::default());
         assert_eq!(record.company_id, "ci-aaa-001");
         assert_eq!(record.allowed_channels, vec![ChannelKind::Whatsapp, ChannelKind::Sms, ChannelKind::Email]);
         assert_eq!(record.project_status, "active");
@@ -242,7 +261,7 @@ mod tests {
         ai.api_key = Some(crate::crd::SecretValue {
             secret_key_ref: crate::crd::SecretKeyRef { name: "own".into(), key: "k".into() },
         });
-        let record = record(&company.spec, &naming, &owner(), None);
+        let record = record(&company.spec, &naming, &owner(), &Hashed::default());
         let ai = record.ai_config.expect("ai").openai_config.whatsapp.expect("whatsapp");
         assert_eq!(ai.api_key_reference, "p/openai-api-key/cucumber-recruitment/clarify-cv/whatsapp-prod");
         assert!(secrets(&company.spec, &naming)

@@ -124,6 +124,18 @@ pub enum UnusableSecret {
     NotAllowed { field: String, reference: SecretKeyRef, kind: &'static str, name: String },
 }
 
+/// Names of the Kubernetes Secrets that `specs` read.
+pub fn read_by(specs: &[SecretSpec]) -> std::collections::BTreeSet<String> {
+    specs
+        .iter()
+        .flat_map(|s| &s.keys)
+        .filter_map(|(_, source)| match source {
+            Source::Secret { reference, .. } => Some(reference.name.clone()),
+            Source::Literal(_) => None,
+        })
+        .collect()
+}
+
 /// The label that binds a Secret to a resource of `kind`.
 fn binding_label(kind: &str) -> &'static str {
     if kind == "Channel" {

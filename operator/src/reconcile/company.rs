@@ -14,6 +14,7 @@ use crate::desired::secret::SecretValues;
 use crate::diff;
 use multicomms_wire::company::{record_key, CREATED_AT, MANAGED_BY, PARTITION_KEY, TIMESTAMPS, UPDATED_AT};
 use multicomms_wire::{CompanyRecord, Item};
+use secrecy::ExposeSecret;
 
 pub const RECORD_SYNCED: &str = "RecordSynced";
 
@@ -26,12 +27,18 @@ pub async fn reconcile(ctx: &Context, company: &Company, values: &SecretValues) 
     // The record keeps a hash of the router API key (a missing Secret is reported by the secrets).
     let api_key =
         company.spec.api_key.as_ref().and_then(|key| values.get("spec.apiKey", &key.secret_key_ref, &r.owner).ok());
-    let desired = desired::company::record(
-        &company.spec,
-        &ctx.naming,
-        &r.owner,
-        api_key.map(secrecy::ExposeSecret::expose_secret),
-    );
+    let agents = match agent_tokens(company, values, &r.owner) {
+        Ok(agents) => agents,
+        Err(unusable) => {
+            let blocked = Failure::new(Reason::Blocked, format!("waiting for {RECORD_SYNCED}"));
+            return r.finish(vec![(SECRETS_SYNCED, Err(blocked)), (RECORD_SYNCED, Err(unusable))]);
+        }
+    };
+    let hashed = desired::company::Hashed {
+        api_key: api_key.map(ExposeSecret::expose_secret),
+        agents: agents.iter().map(|(name, token)| (*name, token.expose_secret())).collect(),
+    };
+    let desired = desired::company::record(&company.spec, &ctx.naming, &r.owner, &hashed);
 
     let write = match plan_record(&mut r, desired).await {
         Ok(write) => write,
@@ -50,6 +57,31 @@ pub async fn reconcile(ctx: &Context, company: &Company, values: &SecretValues) 
         (_, Some(write)) => write_record(&mut r, write).await,
     };
     r.finish(vec![(SECRETS_SYNCED, secrets), (RECORD_SYNCED, record)])
+}
+
+/// The shortest agent token taken: a token is a password that is never typed twice, so it is
+/// long and random.
+pub const MIN_AGENT_TOKEN_CHARS: usize = 32;
+
+/// Each agent's name and token, from Secrets bound to the Company; the first agent whose token
+/// is missing, unbound or short fails the whole record (named by its field, never its value), so
+/// a half-configured list never replaces a working one.
+fn agent_tokens<'a>(
+    company: &'a Company,
+    values: &'a SecretValues,
+    owner: &crate::desired::Owner,
+) -> Result<Vec<(&'a str, &'a secrecy::SecretString)>, Failure> {
+    let mut agents = Vec::new();
+    for (i, agent) in company.spec.agents.iter().enumerate() {
+        let field = format!("spec.agents[{i}].token");
+        let token = values.get(&field, &agent.token.secret_key_ref, owner)?;
+        if token.expose_secret().chars().count() < MIN_AGENT_TOKEN_CHARS {
+            let why = format!("{field}: the token must be at least {MIN_AGENT_TOKEN_CHARS} characters");
+            return Err(Failure::new(Reason::InvalidSpec, why));
+        }
+        agents.push((agent.name.as_str(), token));
+    }
+    Ok(agents)
 }
 
 /// A put that would bring the record up to date, and the change it makes.

@@ -140,15 +140,19 @@ pub enum Expect {
     New,
 }
 
+impl From<UnusableSecret> for Failure {
+    /// The reason says which: missing, or not bound to the resource.
+    fn from(unusable: UnusableSecret) -> Self {
+        let reason = match unusable {
+            UnusableSecret::NotAllowed { .. } => Reason::SecretNotAllowed,
+            UnusableSecret::Secret { .. } | UnusableSecret::Key { .. } => Reason::SecretNotFound,
+        };
+        Failure::new(reason, unusable.to_string())
+    }
+}
+
 pub async fn sync(r: &mut Reconciling<'_>, specs: &[SecretSpec], values: &SecretValues, expect: Expect) -> Outcome {
-    let desired =
-        specs.iter().map(|spec| spec.resolve(values, &r.owner)).collect::<Result<Vec<_>, _>>().map_err(|unusable| {
-            let reason = match unusable {
-                UnusableSecret::NotAllowed { .. } => Reason::SecretNotAllowed,
-                UnusableSecret::Secret { .. } | UnusableSecret::Key { .. } => Reason::SecretNotFound,
-            };
-            Failure::new(reason, unusable.to_string())
-        })?;
+    let desired = specs.iter().map(|spec| spec.resolve(values, &r.owner)).collect::<Result<Vec<_>, _>>()?;
     let mut claimed = Vec::with_capacity(desired.len());
     for secret in &desired {
         if let Some(written) = r.ctx.verified_secrets.recall(secret, &r.owner) {

@@ -73,6 +73,13 @@ struct Cli {
     /// through that ingress: a client reaching the router directly could choose its own.
     #[arg(long, env = "MULTICOMMS_CLIENT_ADDRESS_HEADER")]
     client_address_header: Option<axum::http::HeaderName>,
+    /// Twilio's API, where agents' messages from the inbox and the conversations API go.
+    #[arg(long, env = "MULTICOMMS_TWILIO_BASE_URL", default_value = multicomms_runtime::shared::senders::TWILIO_BASE_URL)]
+    twilio_base_url: String,
+    /// The key inbox sessions are signed with (at least 32 bytes), the same on every replica;
+    /// without it each replica signs its own, and a session holds only where it began.
+    #[arg(long, env = "MULTICOMMS_SESSION_KEY", hide_env_values = true)]
+    session_key: Option<String>,
     #[arg(long, env = "MULTICOMMS_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json)]
     log_format: LogFormat,
     /// Print the OpenAPI document this router serves at /openapi.json, and exit.
@@ -103,7 +110,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         secrets_cache: Duration::from_secs(cli.secrets_cache_seconds),
         unverified_per_minute: cli.unverified_per_minute,
         client_address_header: cli.client_address_header.clone(),
+        twilio_base_url: cli.twilio_base_url.clone(),
+        session_key: cli.session_key.as_ref().map(|k| k.as_bytes().to_vec()),
     };
+    if settings.session_key.as_ref().is_some_and(|k| k.len() < 32) {
+        anyhow::bail!("--session-key must be at least 32 bytes");
+    }
     if cli.openapi {
         println!(
             "{}",

@@ -197,6 +197,9 @@ impl Incoming {
             reply_lease_id: None,
             reply_lease_expires_at: None,
             expires_at: company.expires_at(multicomms_wire::timestamp::epoch_seconds()),
+            taken_over_by: None,
+            closed_at: None,
+            closed_by: None,
         }
     }
 }

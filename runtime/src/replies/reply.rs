@@ -8,7 +8,7 @@ use crate::shared::secrets::TwilioCredentials;
 use crate::shared::senders::{Addressed, SendError, Sent};
 use crate::worker::around_send::{sent_but_not_recorded, through_outage, Unrecorded};
 use crate::worker::outcome::{failed_at, Outcome, StepFailure};
-use multicomms_wire::conversation::{ConversationStatus, Message, ROLE_ASSISTANT, ROLE_USER};
+use multicomms_wire::conversation::{ConversationRecord, ConversationStatus, Message, ROLE_ASSISTANT, ROLE_HUMAN};
 use multicomms_wire::replies::Fragment;
 use multicomms_wire::timestamp::now;
 use multicomms_wire::{ChannelKind, CompanyRecord};
@@ -28,6 +28,30 @@ pub(super) struct Prepared {
     template: Option<String>,
     /// When the record expires once the reply is in it (the company's retention).
     expires_at: Option<u64>,
+}
+
+/// What the AI reads for a turn: the recipient's new messages, after what was said since the AI
+/// last spoke (while a person had the conversation), which the AI's own conversation
+/// (`previous_response_id`) does not hold: so, given back, it carries on knowing what the
+/// company's person told the recipient.
+pub fn ai_input(record: &ConversationRecord, fragments: &[Fragment]) -> String {
+    let new = fragments.iter().map(Fragment::as_input).collect::<Vec<_>>().join("\n");
+    let since = record.messages.iter().rposition(|m| m.role == ROLE_ASSISTANT).map_or(0, |i| i + 1);
+    let missed: Vec<String> = record.messages[since..]
+        .iter()
+        .map(|m| match (m.role.as_str(), &m.agent) {
+            (ROLE_HUMAN, Some(agent)) => format!("{agent}, a person at the company, wrote to them: {}", m.content),
+            (ROLE_HUMAN, None) => format!("A person at the company wrote to them: {}", m.content),
+            _ => format!("They wrote: {}", m.content),
+        })
+        .collect();
+    if missed.is_empty() {
+        return new;
+    }
+    format!(
+        "[While a person at the company had this conversation, since your last message:]\n{}\n[The recipient now writes:]\n{new}",
+        missed.join("\n")
+    )
 }
 
 impl ReplyProcessor {
@@ -84,7 +108,7 @@ impl ReplyProcessor {
         let ai = company.ai_config.as_ref().and_then(|a| a.openai_config.get(self.channel));
         let ai = ai.ok_or_else(|| ai_failed()(no_config))?;
         let key = self.secrets.ai_key(&ai.api_key_reference).await.map_err(secrets_failed())?;
-        let input = fragments.iter().map(Fragment::as_input).collect::<Vec<_>>().join("\n");
+        let input = ai_input(&turn.record, fragments);
         let previous = turn.record.response_id.as_deref();
         match self.ai.reply(ai, &key, input, previous, &turn.key.conversation_id).await {
             // Never sent cut, nor left for the provider to refuse: a person answers instead.
@@ -139,20 +163,7 @@ impl ReplyProcessor {
     /// the reply is out, so nothing more is retried: the original's CRITICAL alarm instead (the
     /// next turn finds the claim and hands the conversation off).
     pub(super) async fn record_reply(&self, turn: &Turn<'_>, fragments: &[Fragment], sent: Sent, prepared: &Prepared) {
-        let mut messages: Vec<Message> = fragments
-            .iter()
-            .map(|f| Message {
-                message_id: f.message_sid.clone(),
-                timestamp: f.received_at.clone(),
-                role: ROLE_USER.into(),
-                content: f.body.clone(),
-                prompt_tokens: 0,
-                completion_tokens: 0,
-                total_tokens: 0,
-                media: f.media.clone(),
-                ..Default::default()
-            })
-            .collect();
+        let mut messages: Vec<Message> = fragments.iter().map(Fragment::to_message).collect();
         let usage = &prepared.reply.usage;
         messages.push(Message {
             message_id: sent.message_id.clone(),
@@ -180,5 +191,43 @@ impl ReplyProcessor {
             };
             sent_but_not_recorded(&self.metrics, &unrecorded, &error);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::replies::turn::tests::at;
+    use multicomms_wire::conversation::ROLE_USER;
+
+    #[test]
+    fn the_ai_given_a_conversation_back_reads_what_the_person_said_before_the_new_message() {
+        let mut record = crate::replies::route::tests::conversation("2026-12-07T10:00:00Z", 0);
+        let message = |role: &str, content: &str, agent: Option<&str>| Message {
+            role: role.into(),
+            content: content.into(),
+            agent: agent.map(Into::into),
+            ..Default::default()
+        };
+        record.messages.push(message(ROLE_ASSISTANT, "Hi Lee, can you clarify your CV?", None));
+        let mut fragment = at(1);
+        fragment.body = "Thanks, back to you".into();
+        assert_eq!(ai_input(&record, &[fragment.clone()]), "Thanks, back to you", "nothing missed: the new message");
+
+        record.messages.push(message(ROLE_USER, "Can I talk to someone?", None));
+        record.messages.push(message(
+            ROLE_HUMAN,
+            "Hi Lee, Carol here: the interview is on Monday at 10.",
+            Some("carol"),
+        ));
+        let input = ai_input(&record, &[fragment]);
+        assert!(input.contains("They wrote: Can I talk to someone?"), "{input}");
+        assert!(
+            input.contains(
+                "carol, a person at the company, wrote to them: Hi Lee, Carol here: the interview is on Monday at 10."
+            ),
+            "{input}"
+        );
+        assert!(input.ends_with("[The recipient now writes:]\nThanks, back to you"), "{input}");
     }
 }

@@ -134,6 +134,9 @@ pub fn route(
         && listed(&company.auto_queue_reply_message_from_email, &conversation.recipient_email)
     {
         Route::HandOff("auto_queue_reply_message_from_email lists this recipient".into())
+    } else if let Some(closed_at) = &conversation.closed_at {
+        let by = conversation.closed_by.as_deref().unwrap_or("an agent");
+        Route::HandOff(format!("{by} closed the conversation at {closed_at}; the recipient wrote again"))
     } else if let Some(closed) = closed_by_inactivity(company, conversation, now) {
         Route::HandOff(closed)
     } else if conversation.hand_off_to_human {
@@ -145,7 +148,7 @@ pub fn route(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     fn now() -> chrono::DateTime<chrono::Utc> {
         "2026-12-07T12:00:00Z".parse().expect("time")
     }
@@ -177,7 +180,7 @@ mod tests {
         .expect("company")
     }
 
-    fn conversation(created_at: &str, task_complete: u8) -> ConversationRecord {
+    pub(crate) fn conversation(created_at: &str, task_complete: u8) -> ConversationRecord {
         serde_json::from_value(json!({
             "primary_channel": "+447835065013", "conversation_id": created_at, "company_id": "ci", "project_id": "pi",
             "request_id": "r", "channel_method": "whatsapp", "company_name": null, "project_name": null,

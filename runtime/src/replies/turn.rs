@@ -20,7 +20,7 @@ use crate::worker::metrics::Metrics;
 use crate::worker::outcome::{failed_at, Outcome, StepFailure};
 use crate::worker::pod::{PodClients, PodConfig};
 use crate::worker::queue::Worker;
-use multicomms_wire::conversation::{ConversationKey, ConversationRecord, ConversationStatus};
+use multicomms_wire::conversation::{ConversationKey, ConversationRecord, ConversationStatus, Message};
 use multicomms_wire::replies::{Fragment, HandOffMessage, Trigger};
 use multicomms_wire::timestamp::epoch_ms;
 use multicomms_wire::{ChannelKind, CompanyRecord};
@@ -345,8 +345,8 @@ impl ReplyProcessor {
         }
     }
 
-    /// The staged messages to the hand-off queue, whole; then `status` (with
-    /// `hand_off_to_human`) on the record if given, and the rows, lock and lease released.
+    /// The staged messages to the hand-off queue, whole, and into the record; then `status`
+    /// (with `hand_off_to_human`) on the record if given, and the rows, lock and lease released.
     pub(super) async fn hand_off(
         &self,
         turn: &Turn<'_>,
@@ -363,8 +363,11 @@ impl ReplyProcessor {
                 return self.release(&turn.key, &turn.token, failure).await;
             }
         }
-        if let Some(status) = status {
-            match self.store.reply_failed(&turn.key, &turn.token, status, &reason).await {
+        // The messages join the record, where the inbox shows them; the queue only notifies.
+        let messages: Vec<Message> = fragments.iter().map(Fragment::to_message).collect();
+        if status.is_some() || !messages.is_empty() {
+            let outcome = status.map(|status| (status, reason.as_str()));
+            match self.store.handed_off(&turn.key, &turn.token, &messages, outcome).await {
                 Ok(Written::Applied) => {}
                 Ok(Written::Superseded) => tracing::warn!("the reply lease was lost before the hand-off was recorded"),
                 Err(e) => tracing::error!(error = %e, reason, "the hand-off was not recorded on the conversation"),

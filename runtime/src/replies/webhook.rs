@@ -272,12 +272,16 @@ async fn answer(
             if !webhook.staging.stage(&marker).await? {
                 return Ok(Acknowledged::AlreadyAnswered);
             }
-            let message = HandOffMessage::new(&conversation, channel, reason, std::slice::from_ref(&marker));
+            let message = HandOffMessage::new(&conversation, channel, reason.clone(), std::slice::from_ref(&marker));
             if let Err(failure) = webhook.staging.hand_off(&message).await {
                 if let Err(e) = webhook.staging.remove(std::slice::from_ref(&marker)).await {
                     tracing::warn!(error = %e, "the hand-off marker was not removed; a retry of this message is dropped");
                 }
                 return Err(failure);
+            }
+            // Into the record too, where the inbox shows it (the queue only notifies).
+            if let Err(e) = webhook.store.add_handed_off(&conversation.key(), &marker.to_message(), &reason).await {
+                tracing::warn!(error = %e, "a handed-off message is on the hand-off queue but not in the record");
             }
             Ok(Acknowledged::HandedOff)
         }

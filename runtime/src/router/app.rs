@@ -4,9 +4,12 @@
 //! base URL is configured; `/healthz`, `/readyz`, `/metrics`. [`AppState`] is built once,
 //! by the binary and the tests alike.
 use super::accept::{authorize, context_message};
+use super::agents::{Credentials, Sessions};
+use super::conversations::{Action, Asked, Desk, CONVERSATIONS_PATH};
 use super::erasure::{EraseRequest, Erasure, ERASURE_PATH};
 use super::error::{Rejected, RouterError};
 use super::guards::{source_address, Idempotency, RateLimiter, UnverifiedSources};
+use super::inbox::{INBOX_PATH, SESSION_PATH};
 use super::metrics::Metrics;
 use super::open_conversations::OpenConversations;
 use super::queues::Queues;
@@ -18,6 +21,7 @@ use crate::shared::companies::Companies;
 use crate::shared::conversations::ConversationStore;
 use crate::shared::opt_outs::OptOuts;
 use crate::shared::secrets::Secrets;
+use crate::shared::senders::Senders;
 use axum::body::Bytes;
 use axum::extract::{rejection::BytesRejection, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri};
@@ -63,12 +67,20 @@ pub struct RouterSettings {
     /// The header an ingress in front sets to the client's address (its last value is used);
     /// without it, the connection's peer is the source.
     pub client_address_header: Option<axum::http::HeaderName>,
+    /// Where an agent's messages go to Twilio (its API, or a fake in tests).
+    pub twilio_base_url: String,
+    /// The key inbox sessions are signed with, shared by every replica; without it each
+    /// process signs with a key of its own (a session then holds on that replica only).
+    pub session_key: Option<Vec<u8>>,
 }
+
+/// The longest an agent's message may take to reach Twilio (its lease lasts twice that).
+const PERSON_SEND_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// What every request shares.
 pub struct AppState {
     pub metrics: Arc<Metrics>,
-    pub companies: Companies,
+    pub companies: Arc<Companies>,
     pub queues: Queues,
     pub limiter: RateLimiter,
     /// The companies' `concurrent_conversations`.
@@ -85,6 +97,8 @@ pub struct AppState {
     pub settings: RouterSettings,
     /// [`RouterSettings::body_budget_bytes`], in KiB.
     pub bodies: Arc<tokio::sync::Semaphore>,
+    /// The conversations API and the inbox's sessions.
+    pub desk: Desk,
 }
 
 impl AppState {
@@ -96,7 +110,7 @@ impl AppState {
         let _ = crate::shared::phone::as_e164("+447835065013");
         let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
         let opt_outs = OptOuts::new(dynamodb.clone(), naming.opt_outs_table());
-        let companies = Companies::new(dynamodb.clone(), naming.company_data_table(), settings.company_cache);
+        let companies = Arc::new(Companies::new(dynamodb.clone(), naming.company_data_table(), settings.company_cache));
         let sqs = aws_sdk_sqs::Client::new(sdk);
         let queues = Queues::resolve(sqs, naming, settings.batch_linger, metrics.batch_size.clone()).await;
         let replies = settings.public_base_url.clone().map(|public_base_url| Webhook {
@@ -113,7 +127,26 @@ impl AppState {
             opt_outs: opt_outs.clone(),
             refreshed: Default::default(),
         });
+        let desk = Desk {
+            companies: companies.clone(),
+            store: ConversationStore::new(dynamodb.clone(), naming.conversations_table()),
+            sessions: Sessions::new(settings.session_key.as_deref()),
+            secrets: Secrets::new(
+                aws_sdk_secretsmanager::Client::new(sdk),
+                settings.secrets_cache,
+                metrics.secrets_scheduled_for_deletion.clone(),
+            ),
+            senders: Senders::new(
+                reqwest::Client::builder().timeout(PERSON_SEND_TIMEOUT).build().unwrap_or_default(),
+                settings.twilio_base_url.clone(),
+                crate::shared::senders::SENDGRID_BASE_URL,
+                settings.public_base_url.clone(),
+            ),
+            opt_outs: opt_outs.clone(),
+            lease: PERSON_SEND_TIMEOUT * 2,
+        };
         AppState {
+            desk,
             metrics,
             companies,
             queues,
@@ -165,10 +198,106 @@ pub fn app(state: Arc<AppState>) -> axum::Router {
         .route(TWILIO_STATUS_PATH, status_callback)
         .route(ERASURE_PATH, delete(erase).layer(from_fn_with_state(state.clone(), within_timeout)))
         .route(&format!("{SENDGRID_EVENTS_PATH}/{{company_id}}/{{project_id}}"), sendgrid_events)
+        .merge(people(&state))
         // Over the limit, the body extractor fails and the handler answers 413.
         .layer(axum::extract::DefaultBodyLimit::max(state.settings.max_body_bytes))
         .with_state(state)
         .merge(probes)
+}
+
+/// The conversations API and the inbox (see [`super::conversations`], [`super::inbox`]).
+fn people(state: &Arc<AppState>) -> axum::Router<Arc<AppState>> {
+    use axum::routing::get;
+    let limited = |route: axum::routing::MethodRouter<Arc<AppState>>| {
+        route
+            .layer(from_fn_with_state(state.clone(), within_timeout))
+            .layer(from_fn_with_state(state.clone(), within_body_budget))
+    };
+    let one = format!("{CONVERSATIONS_PATH}/{{id}}");
+    let action = |action| limited(post(move |state, path, headers| act(state, path, headers, action)));
+    axum::Router::new()
+        .route(CONVERSATIONS_PATH, limited(get(list_conversations)))
+        .route(&one, limited(get(read_conversation)))
+        .route(&format!("{one}/messages"), limited(post(write_message)))
+        .route(&format!("{one}/take-over"), action(Action::TakeOver))
+        .route(&format!("{one}/give-back"), action(Action::GiveBack))
+        .route(&format!("{one}/close"), action(Action::Close))
+        .route(INBOX_PATH, get(|| async { super::inbox::asset("inbox.html") }))
+        .route(
+            &format!("{INBOX_PATH}/{{file}}"),
+            get(|axum::extract::Path(file): axum::extract::Path<String>| async move { super::inbox::asset(&file) }),
+        )
+        .route(
+            SESSION_PATH,
+            limited(
+                post(sign_in).get(session).delete(|headers: HeaderMap| async move { super::inbox::sign_out(&headers) }),
+            ),
+        )
+}
+
+type PathIds = axum::extract::Path<(String, String)>;
+type PathOne = axum::extract::Path<(String, String, String)>;
+
+/// The catalogue's envelope for the API's refusals (no request id: a fresh one to quote).
+fn refused(error: RouterError) -> Response {
+    Rejected { error, request_id: uuid::Uuid::new_v4().to_string() }.into_response()
+}
+
+fn answered(result: Result<serde_json::Value, RouterError>) -> Response {
+    match result {
+        Ok(value) => Json(value).into_response(),
+        Err(error) => refused(error),
+    }
+}
+
+async fn list_conversations(
+    State(state): State<Arc<AppState>>,
+    axum::extract::Path((company_id, project_id)): PathIds,
+    axum::extract::RawQuery(query): axum::extract::RawQuery,
+    headers: HeaderMap,
+) -> Response {
+    let asked = Asked { company_id: &company_id, project_id: &project_id, credentials: Credentials::of(&headers) };
+    answered(state.desk.list(asked, query.as_deref()).await)
+}
+
+async fn read_conversation(
+    State(state): State<Arc<AppState>>,
+    axum::extract::Path((company_id, project_id, id)): PathOne,
+    headers: HeaderMap,
+) -> Response {
+    let asked = Asked { company_id: &company_id, project_id: &project_id, credentials: Credentials::of(&headers) };
+    answered(state.desk.read(asked, &id).await)
+}
+
+async fn write_message(
+    State(state): State<Arc<AppState>>,
+    axum::extract::Path((company_id, project_id, id)): PathOne,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let asked = Asked { company_id: &company_id, project_id: &project_id, credentials: Credentials::of(&headers) };
+    answered(state.desk.write(asked, &id, &body).await)
+}
+
+async fn act(
+    State(state): State<Arc<AppState>>,
+    axum::extract::Path((company_id, project_id, id)): PathOne,
+    headers: HeaderMap,
+    action: Action,
+) -> Response {
+    let asked = Asked { company_id: &company_id, project_id: &project_id, credentials: Credentials::of(&headers) };
+    answered(state.desk.act(asked, &id, action).await)
+}
+
+async fn sign_in(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+    match super::inbox::sign_in(&state.desk.companies, &state.desk.sessions, &headers, &body).await {
+        Ok(response) => response,
+        Err(error) => refused(error),
+    }
+}
+
+async fn session(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    answered(super::inbox::current(&state.desk.companies, &state.desk.sessions, &headers).await)
 }
 
 /// `/metrics`, served on a listener of its own: the API's listener is public (Twilio must reach

@@ -66,6 +66,21 @@ error_codes! {
     RecipientOptedOut => "RECIPIENT_OPTED_OUT", CONFLICT;
     RateLimitExceeded => "RATE_LIMIT_EXCEEDED", TOO_MANY_REQUESTS;
     ConcurrentConversationsExceeded => "CONCURRENT_CONVERSATIONS_EXCEEDED", TOO_MANY_REQUESTS;
+    MissingAgentCredentials => "MISSING_AGENT_CREDENTIALS", UNAUTHORIZED;
+    InvalidAgentToken => "INVALID_AGENT_TOKEN", FORBIDDEN;
+    InvalidSession => "INVALID_SESSION", UNAUTHORIZED;
+    CsrfTokenInvalid => "CSRF_TOKEN_INVALID", FORBIDDEN;
+    ConversationNotFound => "CONVERSATION_NOT_FOUND", NOT_FOUND;
+    InvalidConversationQuery => "INVALID_CONVERSATION_QUERY", BAD_REQUEST;
+    InvalidMessage => "INVALID_MESSAGE", BAD_REQUEST;
+    AiIsAnswering => "AI_IS_ANSWERING", CONFLICT;
+    ConversationClosed => "CONVERSATION_CLOSED", CONFLICT;
+    ConversationBusy => "CONVERSATION_BUSY", CONFLICT;
+    NotHandedToPerson => "NOT_HANDED_TO_PERSON", CONFLICT;
+    WhatsappWindowClosed => "WHATSAPP_WINDOW_CLOSED", CONFLICT;
+    ReplyChannelUnsupported => "REPLY_CHANNEL_UNSUPPORTED", UNPROCESSABLE_ENTITY;
+    SendFailed => "SEND_FAILED", BAD_GATEWAY;
+    SendOutcomeUnknown => "SEND_OUTCOME_UNKNOWN", BAD_GATEWAY;
     RequestTimeout => "REQUEST_TIMEOUT", GATEWAY_TIMEOUT;
     ServerBusy => "SERVER_BUSY", SERVICE_UNAVAILABLE;
     DatabaseError => "DATABASE_ERROR", INTERNAL_SERVER_ERROR;
@@ -214,6 +229,76 @@ impl RouterError {
             retry_after: Some(1),
             ..Self::new(ErrorCode::ServerBusy, "The router is taking as many requests as it can hold; retry shortly")
         }
+    }
+    pub fn missing_agent_credentials() -> Self {
+        Self::new(
+            ErrorCode::MissingAgentCredentials,
+            "An agent's token (Authorization: Bearer) or an inbox session is required",
+        )
+    }
+    pub fn invalid_agent_token() -> Self {
+        Self::new(ErrorCode::InvalidAgentToken, "The token is not an agent's of this company and project")
+    }
+    pub fn invalid_session() -> Self {
+        Self::new(
+            ErrorCode::InvalidSession,
+            "The session is not valid (expired, signed elsewhere, or its agent changed); sign in again",
+        )
+    }
+    pub fn csrf_token_invalid() -> Self {
+        Self::new(ErrorCode::CsrfTokenInvalid, "A change made with a session must carry its CSRF token in x-csrf-token")
+    }
+    /// The same answer for a conversation that does not exist and one of another company.
+    pub fn conversation_not_found() -> Self {
+        Self::new(ErrorCode::ConversationNotFound, "No such conversation in this company and project")
+    }
+    pub fn invalid_conversation_query(why: &str) -> Self {
+        Self::new(ErrorCode::InvalidConversationQuery, why.to_string())
+    }
+    pub fn invalid_message(why: &str) -> Self {
+        Self::new(ErrorCode::InvalidMessage, why.to_string())
+    }
+    pub fn ai_is_answering() -> Self {
+        Self::new(
+            ErrorCode::AiIsAnswering,
+            "The AI is answering this conversation: take it over before writing to the recipient",
+        )
+    }
+    pub fn conversation_closed() -> Self {
+        Self::new(ErrorCode::ConversationClosed, "The conversation is closed")
+    }
+    pub fn conversation_busy() -> Self {
+        RouterError {
+            retry_after: Some(5),
+            ..Self::new(
+                ErrorCode::ConversationBusy,
+                "A reply to this conversation is being sent right now; retry shortly",
+            )
+        }
+    }
+    pub fn not_handed_to_person() -> Self {
+        Self::new(ErrorCode::NotHandedToPerson, "The AI already answers this conversation")
+    }
+    pub fn whatsapp_window_closed() -> Self {
+        Self::new(
+            ErrorCode::WhatsappWindowClosed,
+            "The recipient has not written on WhatsApp in the last 24 hours, so only an approved template may go",
+        )
+    }
+    pub fn reply_channel_unsupported(channel: &str) -> Self {
+        Self::new(
+            ErrorCode::ReplyChannelUnsupported,
+            format!("People answer on WhatsApp and SMS; this conversation is on {channel}"),
+        )
+    }
+    pub fn send_failed(why: &str) -> Self {
+        Self::new(ErrorCode::SendFailed, format!("The provider did not take the message, so it was not sent: {why}"))
+    }
+    pub fn send_outcome_unknown() -> Self {
+        Self::new(
+            ErrorCode::SendOutcomeUnknown,
+            "The provider may or may not have taken the message; it is not sent again. Check with the recipient before writing again",
+        )
     }
     pub fn internal() -> Self {
         Self::new(ErrorCode::InternalError, "An internal server error occurred.")

@@ -21,6 +21,7 @@ pub fn document(version: &str, max_body_bytes: usize) -> Value {
         paths.insert(webhook::path(channel), twilio_webhook(channel));
     }
     paths.insert(multicomms_wire::delivery::TWILIO_STATUS_PATH.into(), twilio_status_callback());
+    paths.extend(conversations());
     let text = |description: &str| json!({"description": description, "content": {"text/plain": {"schema": {"type": "string"}}}});
     paths.insert("/healthz".into(), json!({"get": {"summary": "Liveness", "responses": {"200": text("ok")}}}));
     paths.insert(
@@ -44,7 +45,12 @@ pub fn document(version: &str, max_body_bytes: usize) -> Value {
         },
         "paths": paths,
         "components": {
-            "securitySchemes": {"apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"}},
+            "securitySchemes": {
+                "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+                "agentToken": {"type": "http", "scheme": "bearer", "description": "An agent's token (spec.agents of the Company)"},
+                "inboxSession": {"type": "apiKey", "in": "cookie", "name": "__Host-multicomms_session",
+                    "description": "The inbox's session (multicomms_session on loopback); changes also send x-csrf-token"},
+            },
             "schemas": {
                 "InitiateConversation": initiate_conversation_schema(),
                 "Accepted": {
@@ -235,6 +241,80 @@ fn erasure() -> Value {
             },
         },
     })
+}
+
+/// The conversations API (see [`super::conversations`]) and the inbox's session.
+fn conversations() -> Map<String, Value> {
+    use super::conversations::{CONVERSATIONS_PATH, DEFAULT_PAGE, MAX_PAGE};
+    use ErrorCode::*;
+    let auth = [MissingAgentCredentials, InvalidAgentToken, InvalidSession, DatabaseError, RequestTimeout];
+    let responses = |ok: &str, codes: &[ErrorCode]| {
+        let mut all = error_responses(&[&auth[..], codes].concat());
+        all.insert(
+            "200".into(),
+            json!({"description": ok, "content": {"application/json": {"schema": {"type": "object"}}}}),
+        );
+        Value::Object(all)
+    };
+    let ids = [("company_id", "The company"), ("project_id", "The project"), ("id", "A conversation's id, as listed")];
+    let parameters = |n: usize| -> Vec<Value> {
+        ids[..n]
+            .iter()
+            .map(|(name, description)| {
+                json!({"name": name, "in": "path", "required": true,
+            "schema": {"type": "string", "minLength": 1}, "description": description})
+            })
+            .collect()
+    };
+    let security = json!([{"agentToken": []}, {"inboxSession": []}]);
+    let change = |summary: &str, codes: &[ErrorCode]| {
+        json!({"post": {"summary": summary, "security": security,
+        "parameters": parameters(3), "responses": responses("Done; the conversation as it now is", &[&[CsrfTokenInvalid, ConversationNotFound, ConversationBusy][..], codes].concat())}})
+    };
+    let one = format!("{CONVERSATIONS_PATH}/{{id}}");
+    let mut paths = Map::new();
+    let mut list_parameters = parameters(2);
+    list_parameters.push(json!({"name": "state", "in": "query", "schema": {"enum": ["handed_off", "waiting_for_person", "open", "closed"]}}));
+    list_parameters.push(json!({"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE, "default": DEFAULT_PAGE}}));
+    list_parameters.push(json!({"name": "cursor", "in": "query", "schema": {"type": "string"}, "description": "next_cursor of the previous page"}));
+    paths.insert(
+        CONVERSATIONS_PATH.into(),
+        json!({"get": {"summary": "The company's conversations, newest activity first",
+        "security": security, "parameters": list_parameters,
+        "responses": responses("{conversations: [...], next_cursor}", &[InvalidConversationQuery])}}),
+    );
+    paths.insert(one.clone(), json!({"get": {"summary": "One conversation with every message (role, agent, time, delivery status, media)",
+        "security": security, "parameters": parameters(3), "responses": responses("{conversation}", &[ConversationNotFound])}}));
+    let mut write = change(
+        "A person's message to the recipient, sent under the never-twice claim and recorded with role human and the agent's name",
+        &[InvalidMessage, AiIsAnswering, ConversationClosed, WhatsappWindowClosed, RecipientOptedOut, ReplyChannelUnsupported, SendFailed, SendOutcomeUnknown],
+    );
+    write["post"]["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {
+        "type": "object", "required": ["text"], "properties": {"text": {"type": "string", "minLength": 1, "maxLength": super::conversations::MAX_PERSON_MESSAGE_CHARS}},
+        "additionalProperties": false}}}});
+    paths.insert(format!("{one}/messages"), write);
+    paths.insert(
+        format!("{one}/take-over"),
+        change("Take the conversation over: the AI stops answering it", &[ConversationClosed]),
+    );
+    paths.insert(
+        format!("{one}/give-back"),
+        change(
+            "Give the conversation back to the AI: it answers the next message",
+            &[ConversationClosed, NotHandedToPerson],
+        ),
+    );
+    paths.insert(format!("{one}/close"), change("Close the conversation: an answer to it goes to a person", &[]));
+    paths.insert(super::inbox::SESSION_PATH.into(), json!({
+        "post": {"summary": "Sign in to the inbox with an agent's token: sets the session cookie",
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object",
+                "required": ["company_id", "project_id", "token"], "properties": {
+                "company_id": {"type": "string"}, "project_id": {"type": "string"}, "token": {"type": "string"}}}}}},
+            "responses": responses("The session, with its CSRF token", &[InvalidMessage])},
+        "get": {"summary": "The inbox's current session", "responses": responses("The session, with its CSRF token", &[])},
+        "delete": {"summary": "Sign out", "responses": {"204": {"description": "The cookie is cleared"}}},
+    }));
+    paths
 }
 
 fn sendgrid_events() -> Value {

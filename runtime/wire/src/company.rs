@@ -86,6 +86,10 @@ pub struct CompanyRecord {
     /// `GB`); without it such a number is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_region: Option<String>,
+    /// The people who answer the company's handed-off conversations (the inbox, the
+    /// conversations API), each with a hash of their token.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub agents: Vec<Agent>,
     #[serde(default)]
     pub created_at: String,
     #[serde(default)]
@@ -94,6 +98,14 @@ pub struct CompanyRecord {
     /// Absent on items written by other tools.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub managed_by: Option<String>,
+}
+
+/// One of the company's agents: the name every action of theirs is recorded under, and
+/// [`api_key_hash`] of their token (the token itself is never stored).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Agent {
+    pub name: String,
+    pub token_hash: String,
 }
 
 /// The longest text a channel carries in one message: Twilio's 1,600 characters for an SMS
@@ -412,6 +424,7 @@ mod tests {
             reply_batch_window_seconds: Some(2),
             keyword_replies: None,
             default_region: None,
+            agents: vec![],
             hand_off_on_delivery_failure: false,
             inactivity_days: None,
             retention_days: None,

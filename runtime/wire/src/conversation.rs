@@ -28,6 +28,9 @@ pub mod attribute {
     pub const REPLY_LEASE_EXPIRES_AT: &str = "reply_lease_expires_at";
     /// 0 while the conversation is under way, 1 once it is over (a number: an index's sort key).
     pub const TASK_COMPLETE: &str = "task_complete";
+    pub const TAKEN_OVER_BY: &str = "taken_over_by";
+    pub const CLOSED_AT: &str = "closed_at";
+    pub const CLOSED_BY: &str = "closed_by";
 }
 
 /// A conversation record's key.
@@ -233,6 +236,9 @@ pub struct Message {
     pub delivery_updated_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delivery_error_code: Option<String>,
+    /// The company's agent who wrote a [`ROLE_HUMAN`] message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
 }
 
 /// The delivery attributes of a [`Message`] (a test checks they match).
@@ -252,6 +258,8 @@ pub struct Media {
 
 pub const ROLE_ASSISTANT: &str = "assistant";
 pub const ROLE_USER: &str = "user";
+/// A message one of the company's agents wrote to the recipient from the inbox or the API.
+pub const ROLE_HUMAN: &str = "human";
 
 /// The conversations-table item as a processor creates it (spec §5.5), plus the outcome
 /// attributes later updates set. `None` fields are stored as DynamoDB NULL, as the original
@@ -331,6 +339,14 @@ pub struct ConversationRecord {
     /// last activity; absent when it keeps conversations.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<u64>,
+    /// The agent who took the conversation over: the AI does not answer while it is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub taken_over_by: Option<String>,
+    /// When an agent closed the conversation, and who: an answer to it then goes to a person.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed_at: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed_by: Option<String>,
 }
 
 impl ConversationRecord {

@@ -11,6 +11,7 @@ pub mod company;
 pub mod context;
 pub mod conversation;
 pub mod delivery;
+pub mod inbox;
 pub mod names;
 pub mod opt_out;
 pub mod replies;

@@ -93,6 +93,18 @@ impl Fragment {
         let media = self.media.iter().map(|m| format!("[attachment: {} {}]", m.content_type, m.url));
         std::iter::once(self.body.clone()).filter(|b| !b.is_empty()).chain(media).collect::<Vec<_>>().join("\n")
     }
+
+    /// The entry the conversation record keeps of this message (its SID marks it answered).
+    pub fn to_message(&self) -> crate::conversation::Message {
+        crate::conversation::Message {
+            message_id: self.message_sid.clone(),
+            timestamp: self.received_at.clone(),
+            role: crate::conversation::ROLE_USER.into(),
+            content: self.body.clone(),
+            media: self.media.clone(),
+            ..Default::default()
+        }
+    }
 }
 
 /// Fragments in the order the recipient sent them: receive time (ms), then SID.

@@ -11,6 +11,8 @@ use std::time::Duration;
 
 /// The router API key of the example company (config/examples/local/secrets.yaml).
 pub const API_KEY: &str = "local-demo-router-key-not-a-secret";
+/// The example company's agent carol's token (config/examples/local).
+pub const AGENT_TOKEN: &str = "local-demo-agent-carol-token-not-a-secret";
 
 /// The SDK configuration the binaries use (standard AWS environment), after checking that it
 /// points at the local emulator: tests must never reach a real account, and must fail rather
@@ -176,6 +178,8 @@ pub fn router_settings() -> RouterSettings {
         secrets_cache: Duration::from_secs(300),
         unverified_per_minute: 60,
         client_address_header: Some(axum::http::HeaderName::from_static("x-forwarded-for")),
+        twilio_base_url: multicomms_runtime::shared::senders::TWILIO_BASE_URL.into(),
+        session_key: None,
     }
 }
 

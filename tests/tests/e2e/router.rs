@@ -607,12 +607,12 @@ async fn callers_without_a_key_cannot_evict_companies_nor_learn_which_exist() {
     let counted = aws_sdk_dynamodb::config::Builder::from(&config).interceptor(calls.clone()).build();
     let mut router = router_for(&config, &naming).await;
     let capacity = std::num::NonZeroUsize::new(100).expect("non-zero");
-    router.companies = Companies::with_capacity(
+    router.companies = Arc::new(Companies::with_capacity(
         aws_sdk_dynamodb::Client::from_conf(counted),
         naming.company_data_table(),
         Duration::from_secs(600),
         capacity,
-    );
+    ));
     let app = app::app(Arc::new(router));
     let reads = || calls.by_operation().get("GetItem").copied().unwrap_or(0);
     let with_id = |request: u32, company: &str| {

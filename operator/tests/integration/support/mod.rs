@@ -164,7 +164,8 @@ pub async fn put_legacy_record(
     edit: impl FnOnce(&mut multicomms_wire::CompanyRecord),
 ) {
     let stranger = multicomms_operator::desired::Owner { kind: "Company", namespace: "x".into(), name: "x".into() };
-    let mut legacy = multicomms_operator::desired::company::record(&company.spec, &ctx.naming, &stranger, None);
+    let mut legacy =
+        multicomms_operator::desired::company::record(&company.spec, &ctx.naming, &stranger, &Default::default());
     legacy.managed_by = None;
     edit(&mut legacy);
     let item = legacy.to_item().expect("item");

@@ -3,6 +3,7 @@
 //! none can leave a stub item behind (the original's failure update could) or overwrite what a
 //! concurrent attempt for the same conversation already finished. A failed condition comes back
 //! as [`Written::Superseded`]; what it means is [`crate::shared::claim`]'s business.
+mod agents;
 mod delivery;
 mod erasure;
 mod open;

@@ -6,7 +6,7 @@ use multicomms_wire::conversation::{attribute, ConversationStatus, GLOBAL_INDEXE
 
 impl ConversationStore {
     /// The company project's conversations that are open: not over (`task_complete` 0), not
-    /// failed before their first message went out, not ended by an opt-out, and active since
+    /// failed before their first message went out, not ended by an opt-out nor closed by an agent, and active since
     /// `since` (an RFC 3339 time: the start of the inactivity period). A paginated count on the
     /// company index, which reads every conversation the project has in the table.
     pub async fn count_open(&self, company_id: &str, project_id: &str, since: &str) -> Result<u64, Failure> {
@@ -18,13 +18,15 @@ impl ConversationStore {
             .index_name(index.name)
             .key_condition_expression("#company = :company AND #project = :project")
             .filter_expression(
-                "#complete = :zero AND #updated > :since AND NOT begins_with(#status, :failed) AND #status <> :opted_out",
+                "#complete = :zero AND #updated > :since AND NOT begins_with(#status, :failed) AND #status <> :opted_out \
+                 AND attribute_not_exists(#closed)",
             )
             .expression_attribute_names("#company", index.partition_key)
             .expression_attribute_names("#project", index.sort_key)
             .expression_attribute_names("#complete", attribute::TASK_COMPLETE)
             .expression_attribute_names("#updated", attribute::UPDATED_AT)
             .expression_attribute_names("#status", attribute::STATUS)
+            .expression_attribute_names("#closed", attribute::CLOSED_AT)
             .expression_attribute_values(":company", AttributeValue::S(company_id.into()))
             .expression_attribute_values(":project", AttributeValue::S(project_id.into()))
             .expression_attribute_values(":zero", AttributeValue::N("0".into()))

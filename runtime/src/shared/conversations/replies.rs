@@ -222,11 +222,7 @@ impl ConversationStore {
         // The reply's provider id: a refused write whose record holds it was an SDK retry of
         // one that landed.
         let reply_id = messages.last().map(|m| m.message_id.clone()).unwrap_or_default();
-        let messages = messages
-            .iter()
-            .map(serde_dynamo::to_attribute_value)
-            .collect::<Result<Vec<AttributeValue>, _>>()
-            .map_err(|e| Failure::Permanent(format!("message not storable: {e}")))?;
+        let messages = storable(messages)?;
         // The company's retention runs from the last activity.
         let expiry = if expires_at.is_some() { ", #expires = :expires" } else { "" };
         let mut update = self
@@ -263,28 +259,38 @@ impl ConversationStore {
         }
     }
 
-    /// A reply turn that ends without the AI: status `to`, `hand_off_to_human` with `reason`,
-    /// the lease (and any claim) released. Only while this turn holds the lease.
-    pub async fn reply_failed(
+    /// A reply turn that ends without the AI: the recipient's `messages` appended (a person
+    /// reads them in the inbox), and with `outcome` its status and `hand_off_to_human` with the
+    /// reason, the lease (and any claim) released. Only while this turn holds the lease.
+    pub async fn handed_off(
         &self,
         key: &ConversationKey,
         token: &str,
-        to: ConversationStatus,
-        reason: &str,
+        messages: &[Message],
+        outcome: Option<(ConversationStatus, &str)>,
     ) -> Result<Written, Failure> {
-        let update = self
+        let messages = storable(messages)?;
+        let mut update = self
             .turn_update(key, token)
-            .update_expression(
-                "SET #status = :to, #updated = :now, #failure = :reason, #handoff = :true, #handoff_reason = :reason \
-                 REMOVE #claim, #lease, #lease_until",
-            )
             .condition_expression("#lease = :token")
-            .expression_attribute_names("#failure", attribute::FAILURE_REASON)
-            .expression_attribute_names("#handoff", attribute::HAND_OFF)
-            .expression_attribute_names("#handoff_reason", attribute::HAND_OFF_REASON)
-            .expression_attribute_values(":to", status(to))
-            .expression_attribute_values(":reason", AttributeValue::S(reason.into()))
-            .expression_attribute_values(":true", AttributeValue::Bool(true));
+            .expression_attribute_names("#messages", attribute::MESSAGES)
+            .expression_attribute_values(":empty", AttributeValue::L(vec![]))
+            .expression_attribute_values(":messages", AttributeValue::L(messages));
+        let append = "#updated = :now, #messages = list_append(if_not_exists(#messages, :empty), :messages)";
+        update = match outcome {
+            None => update.update_expression(format!("SET {append}")),
+            Some((to, reason)) => update
+                .update_expression(format!(
+                    "SET {append}, #status = :to, #failure = :reason, #handoff = :true, #handoff_reason = :reason \
+                     REMOVE #claim, #lease, #lease_until"
+                ))
+                .expression_attribute_names("#failure", attribute::FAILURE_REASON)
+                .expression_attribute_names("#handoff", attribute::HAND_OFF)
+                .expression_attribute_names("#handoff_reason", attribute::HAND_OFF_REASON)
+                .expression_attribute_values(":to", status(to))
+                .expression_attribute_values(":reason", AttributeValue::S(reason.into()))
+                .expression_attribute_values(":true", AttributeValue::Bool(true)),
+        };
         self.conditional(update).await
     }
 
@@ -336,4 +342,13 @@ impl ConversationStore {
             .expression_attribute_values(":token", AttributeValue::S(token.into()))
             .expression_attribute_values(":until", AttributeValue::N(until_ms.to_string()))
     }
+}
+
+/// `messages` as a DynamoDB list's entries.
+pub(crate) fn storable(messages: &[Message]) -> Result<Vec<AttributeValue>, Failure> {
+    messages
+        .iter()
+        .map(serde_dynamo::to_attribute_value)
+        .collect::<Result<Vec<AttributeValue>, _>>()
+        .map_err(|e| Failure::Permanent(format!("message not storable: {e}")))
 }

@@ -30,6 +30,7 @@ mod delivery;
 mod erasure;
 mod keywords;
 mod lifecycle;
+mod people;
 /// The example company's numbers (config/companies) and the example recipient.
 const COMPANY_NUMBER: &str = "+447588713814";
 const RECIPIENT: &str = "+447835065013";

@@ -1,0 +1,219 @@
+//! People in the loop: the conversations API an agent answers handed-off conversations with
+//! (and the inbox calls), against moto and the fake providers. A recruiter answers a handed-off
+//! candidate, gives the conversation back, and the AI's next reply knows what they said; every
+//! refusal is clear and says nothing of what the caller may not see.
+use super::*;
+use multicomms_runtime::router::agents::{Session, Sessions, CSRF_HEADER, SESSION_COOKIE};
+use multicomms_testkit::environment::AGENT_TOKEN;
+use multicomms_wire::inbox::ConversationRef;
+
+const BASE: &str = "/companies/ci-aaa-001/projects/pi-aaa-001/conversations";
+const SESSION_KEY: &[u8] = b"a session key of at least 32 bytes, for tests";
+
+impl Env {
+    /// A router whose agents' messages go to the fake Twilio, signing sessions with [`SESSION_KEY`].
+    async fn desk(&self) -> axum::Router {
+        let settings = RouterSettings {
+            twilio_base_url: self.fakes.url.clone(),
+            session_key: Some(SESSION_KEY.to_vec()),
+            ..router_settings()
+        };
+        app::app(Arc::new(AppState::build(&self.config, &self.naming, settings).await))
+    }
+}
+
+/// `method path` with `headers` and a JSON `body`: the status and the JSON answer.
+async fn call(
+    router: &axum::Router,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<Value>,
+) -> (StatusCode, Value) {
+    let mut request = Request::builder().method(method).uri(path);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let body = match body {
+        Some(json) => {
+            request = request.header("content-type", "application/json");
+            Body::from(json.to_string())
+        }
+        None => Body::empty(),
+    };
+    let response = router.clone().oneshot(request.body(body).expect("request")).await.expect("response");
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("body");
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+fn bearer() -> String {
+    format!("Bearer {AGENT_TOKEN}")
+}
+
+#[tokio::test]
+async fn a_recruiter_answers_a_handed_off_candidate_gives_it_back_and_the_ai_knows_what_they_said() {
+    let env = env(1).await;
+    let router = env.router().await;
+    let key = env.open(&router, ChannelKind::Whatsapp, 0x91).await;
+    let id = ConversationRef::encode(&key);
+    let auth = bearer();
+    let auth = [("authorization", auth.as_str())];
+    // The company hands this candidate's answers to a person.
+    env.set_company("SET auto_queue_reply_message_from_number = :v", json!([RECIPIENT])).await;
+    env.send(&env.router().await, &whatsapp("Can I talk to someone about the interview?")).await;
+    assert!(env.handed_off().await.is_some(), "the hand-off queue still notifies");
+
+    let desk = env.desk().await;
+    let (status, list) = call(&desk, "GET", &format!("{BASE}?state=handed_off"), &auth, None).await;
+    assert_eq!(status, StatusCode::OK, "{list}");
+    let listed = &list["conversations"][0];
+    assert_eq!((listed["id"].as_str(), listed["state"].as_str()), (Some(id.as_str()), Some("handed_off")));
+    assert_eq!(listed["last_message"]["content"], "Can I talk to someone about the interview?");
+    let (_, open) = call(&desk, "GET", &format!("{BASE}?state=open"), &auth, None).await;
+    assert_eq!(open["conversations"], json!([]), "handed off is not open");
+
+    let said = "Hi Lee, Carol here: the interview is on Monday at 10, at our Leeds office.";
+    let (status, answer) =
+        call(&desk, "POST", &format!("{BASE}/{id}/messages"), &auth, Some(json!({"text": said}))).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let sent = env.fakes.sent();
+    let to_twilio = sent.last().expect("the recruiter's message reached Twilio");
+    assert_eq!((to_twilio.field("Body"), to_twilio.field("To")), (Some(said), Some("whatsapp:+447835065013")));
+    let record = env.record(&key).await;
+    let last = record.messages.last().expect("recorded");
+    assert_eq!((last.role.as_str(), last.agent.as_deref(), last.content.as_str()), ("human", Some("carol"), said));
+    assert_eq!(last.message_id, answer["message"]["id"].as_str().unwrap_or_default());
+    assert_eq!(record.taken_over_by.as_deref(), Some("carol"), "answering takes the conversation over");
+    assert!(record.claim_id.is_none() && record.reply_lease_id.is_none(), "claim and lease released");
+
+    env.set_company("SET auto_queue_reply_message_from_number = :v", json!([])).await;
+    let (status, given) = call(&desk, "POST", &format!("{BASE}/{id}/give-back"), &auth, None).await;
+    assert_eq!((status, given["conversation"]["state"].as_str()), (StatusCode::OK, Some("open")), "{given}");
+    let (status, again) =
+        call(&desk, "POST", &format!("{BASE}/{id}/messages"), &auth, Some(json!({"text": "x"}))).await;
+    assert_eq!((status, again["error_code"].as_str()), (StatusCode::CONFLICT, Some("AI_IS_ANSWERING")));
+
+    // The candidate writes again: the AI answers, knowing what Carol told them.
+    env.send(&env.router().await, &whatsapp("Great, do I need to bring anything?")).await;
+    let trigger = env.take(&env.naming.replies_queue(ChannelKind::Whatsapp), 10).await.expect("a reply turn");
+    let replier = env.replier(ChannelKind::Whatsapp, LONG, LONG);
+    assert_eq!(replier.process(&trigger, false).await, Outcome::Sent);
+    let asked = env.reply_requests();
+    let input = asked.last().and_then(|r| r["input"].as_str()).unwrap_or_default().to_string();
+    assert!(input.contains(said), "the AI reads what Carol said: {input}");
+    assert!(input.ends_with("Great, do I need to bring anything?"), "{input}");
+    assert_eq!(env.replies().last().map(String::as_str), Some("A reply from the fake model"));
+    let (_, read) = call(&desk, "GET", &format!("{BASE}/{id}"), &auth, None).await;
+    let roles: Vec<&str> = read["conversation"]["messages"]
+        .as_array()
+        .expect("messages")
+        .iter()
+        .filter_map(|m| m["role"].as_str())
+        .collect();
+    assert_eq!(roles, ["assistant", "user", "human", "user", "assistant"], "{read}");
+
+    let (status, closed) = call(&desk, "POST", &format!("{BASE}/{id}/close"), &auth, None).await;
+    assert_eq!((status, closed["conversation"]["state"].as_str()), (StatusCode::OK, Some("closed")));
+    env.send(&env.router().await, &whatsapp("one more thing")).await;
+    let handed = env.handed_off().await.expect("an answer to a closed conversation goes to a person");
+    assert!(handed.reason.contains("carol closed the conversation"), "{}", handed.reason);
+}
+
+#[tokio::test]
+async fn forged_or_expired_sessions_other_companies_conversations_and_the_ais_own_get_clear_refusals() {
+    let env = env(1).await;
+    let router = env.router().await;
+    let key = env.open(&router, ChannelKind::Whatsapp, 0x92).await;
+    let id = ConversationRef::encode(&key);
+    let desk = env.desk().await;
+    let code =
+        |answer: &(StatusCode, Value)| (answer.0, answer.1["error_code"].as_str().unwrap_or_default().to_string());
+    let one = format!("{BASE}/{id}");
+
+    assert_eq!(
+        code(&call(&desk, "GET", &one, &[], None).await),
+        (StatusCode::UNAUTHORIZED, "MISSING_AGENT_CREDENTIALS".into())
+    );
+    let wrong = [("authorization", "Bearer not-an-agents-token")];
+    assert_eq!(
+        code(&call(&desk, "GET", &one, &wrong, None).await),
+        (StatusCode::FORBIDDEN, "INVALID_AGENT_TOKEN".into())
+    );
+    let elsewhere = "/companies/ci-zzz-999/projects/pi-aaa-001/conversations";
+    let auth = bearer();
+    let auth = [("authorization", auth.as_str())];
+    let unknown = call(&desk, "GET", elsewhere, &auth, None).await;
+    assert_eq!(
+        code(&unknown),
+        (StatusCode::FORBIDDEN, "INVALID_AGENT_TOKEN".into()),
+        "an unknown company answers as a wrong token"
+    );
+
+    // Another company's conversation, in the same table: exactly as one that does not exist.
+    let mut theirs = env.record(&key).await;
+    theirs.company_id = "ci-bbb-002".into();
+    theirs.conversation_id = theirs.conversation_id.replace("ci-aaa-001#", "ci-bbb-002#");
+    env.dynamodb
+        .put_item()
+        .table_name(env.naming.conversations_table())
+        .set_item(Some(theirs.to_item().expect("item")))
+        .send()
+        .await
+        .expect("PutItem");
+    let their_id = ConversationRef::encode(&theirs.key());
+    let missing = ConversationRef::encode(&ConversationKey {
+        conversation_id: format!("{}x", key.conversation_id),
+        ..key.clone()
+    });
+    let (their_status, their_answer) = call(&desk, "GET", &format!("{BASE}/{their_id}"), &auth, None).await;
+    let (missing_status, missing_answer) = call(&desk, "GET", &format!("{BASE}/{missing}"), &auth, None).await;
+    assert_eq!((their_status, missing_status), (StatusCode::NOT_FOUND, StatusCode::NOT_FOUND));
+    assert_eq!(their_answer["message"], missing_answer["message"], "nothing tells the two apart");
+    assert_eq!(their_answer["error_code"], "CONVERSATION_NOT_FOUND");
+    let (_, listed) = call(&desk, "GET", BASE, &auth, None).await;
+    let ids: Vec<&str> =
+        listed["conversations"].as_array().expect("list").iter().filter_map(|c| c["id"].as_str()).collect();
+    assert_eq!(ids, [id.as_str()], "only the company's own conversations are listed");
+    let taken = call(&desk, "POST", &format!("{BASE}/{their_id}/take-over"), &auth, None).await;
+    assert_eq!(code(&taken).0, StatusCode::NOT_FOUND);
+    assert_eq!(env.record(&theirs.key()).await.taken_over_by, None, "their conversation is untouched");
+
+    // The AI answers this one: a person must take it over first, and nothing is sent.
+    let sent_before = env.fakes.sent().len();
+    let written = call(&desk, "POST", &format!("{one}/messages"), &auth, Some(json!({"text": "hello"}))).await;
+    assert_eq!(code(&written), (StatusCode::CONFLICT, "AI_IS_ANSWERING".into()));
+    assert_eq!(env.fakes.sent().len(), sent_before);
+
+    // Sessions: one signed elsewhere, one expired, one without its CSRF token on a change.
+    let company = multicomms_runtime::shared::companies::Companies::new(
+        env.dynamodb.clone(),
+        env.naming.company_data_table(),
+        Duration::ZERO,
+    )
+    .get(COMPANY.0, COMPANY.1)
+    .await
+    .expect("read")
+    .expect("the example company");
+    let carol = &company.record.agents[0];
+    let now = multicomms_wire::timestamp::epoch_seconds();
+    let session = Session::begin(&company, carol, now);
+    let cookie = |sealed: String| format!("{SESSION_COOKIE}={sealed}");
+    let forged = cookie(Sessions::new(Some(b"another key, of another deployment!")).seal(&session));
+    let forged = call(&desk, "GET", &one, &[("cookie", &forged)], None).await;
+    assert_eq!(code(&forged), (StatusCode::UNAUTHORIZED, "INVALID_SESSION".into()));
+    let expired = cookie(Sessions::new(Some(SESSION_KEY)).seal(&Session::begin(&company, carol, now - 9 * 3600)));
+    let expired = call(&desk, "GET", &one, &[("cookie", &expired)], None).await;
+    assert_eq!(code(&expired), (StatusCode::UNAUTHORIZED, "INVALID_SESSION".into()));
+    let valid = cookie(Sessions::new(Some(SESSION_KEY)).seal(&session));
+    assert_eq!(call(&desk, "GET", &one, &[("cookie", &valid)], None).await.0, StatusCode::OK);
+    let no_csrf = call(&desk, "POST", &format!("{one}/take-over"), &[("cookie", &valid)], None).await;
+    assert_eq!(code(&no_csrf), (StatusCode::FORBIDDEN, "CSRF_TOKEN_INVALID".into()));
+    let with_csrf = [("cookie", valid.as_str()), (CSRF_HEADER, session.csrf.as_str())];
+    assert_eq!(call(&desk, "POST", &format!("{one}/take-over"), &with_csrf, None).await.0, StatusCode::OK);
+    assert_eq!(env.record(&key).await.taken_over_by.as_deref(), Some("carol"));
+    for answer in [&their_answer, &missing_answer, &forged.1, &expired.1] {
+        let text = answer.to_string();
+        assert!(!text.contains(RECIPIENT) && !text.contains("ci-bbb-002"), "{text}");
+    }
+}
