@@ -4,6 +4,11 @@
 set -euo pipefail
 source "$(dirname "$0")/emulator.sh"
 start_emulator
+# The inbox's test drives a real browser: Debian's Chromium through ChromeDriver.
+if ! [ -x /usr/bin/chromium ] || ! [ -x /usr/bin/chromedriver ]; then
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get update -q >/dev/null && $sudo apt-get install -y -q chromium chromium-driver >/dev/null
+fi
 cd "$ROOT"
 # The end-to-end tests run the built binaries: build every target first, in one invocation, so
 # dependencies are built once with the features the tests unify (`--bins` alone resolves a

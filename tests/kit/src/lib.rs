@@ -7,6 +7,7 @@
 //! - `watch_shim`: watches for the in-memory Kubernetes API (kube-fake-client), so a real
 //!   `Controller` loop runs on it;
 //! - `bench`: CPU, peak memory and the emulator's load, for the benchmarks;
+//! - `webdriver`: headless Chromium through ChromeDriver, for the inbox;
 //! - `cluster`: the local control plane of `scripts/cluster.sh` (kubectl, helm, ServiceAccount
 //!   credentials, Argo CD's waves, a pod template's container as a local process).
 //!
@@ -21,3 +22,4 @@ pub mod fakes;
 pub mod fault_proxy;
 pub mod twilio;
 pub mod watch_shim;
+pub mod webdriver;

@@ -217,3 +217,73 @@ async fn forged_or_expired_sessions_other_companies_conversations_and_the_ais_ow
         assert!(!text.contains(RECIPIENT) && !text.contains("ci-bbb-002"), "{text}");
     }
 }
+
+#[tokio::test]
+async fn from_the_inbox_alone_a_recruiter_answers_a_handed_off_candidate_and_gives_the_conversation_back() {
+    use multicomms_testkit::webdriver::Browser;
+    let env = env(1).await;
+    let router = env.router().await;
+    let key = env.open(&router, ChannelKind::Whatsapp, 0x93).await;
+    env.set_company("SET auto_queue_reply_message_from_number = :v", json!([RECIPIENT])).await;
+    env.send(&env.router().await, &whatsapp("Can I speak to a recruiter, please?")).await;
+    env.set_company("SET auto_queue_reply_message_from_number = :v", json!([])).await;
+
+    // The router on a socket, as the recruiter's browser reaches it.
+    let settings = RouterSettings {
+        twilio_base_url: env.fakes.url.clone(),
+        session_key: Some(SESSION_KEY.to_vec()),
+        ..router_settings()
+    };
+    let state = Arc::new(AppState::build(&env.config, &env.naming, settings).await);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    let limits =
+        multicomms_service::http::ConnectionLimits { header_timeout: Duration::from_secs(30), max_connections: 64 };
+    let server = tokio::spawn(app::serve(listener, state, limits, std::future::pending()));
+
+    let browser = Browser::start().await;
+    browser.goto(&format!("http://{address}/inbox")).await;
+    browser.fill("#token", "not-carols-token").await;
+    browser.fill("#company-id", COMPANY.0).await;
+    browser.fill("#project-id", COMPANY.1).await;
+    browser.click("#sign-in-button").await;
+    browser.wait_for_text("#notice", "not an agent's", Duration::from_secs(10)).await;
+    browser.fill("#token", AGENT_TOKEN).await;
+    browser.click("#sign-in-button").await;
+    browser.wait_for_text("#agent", "Signed in as carol", Duration::from_secs(10)).await;
+    let cookies = browser.cookies().await;
+    let session = cookies.iter().find(|c| c["name"] == SESSION_COOKIE).expect("the session cookie");
+    assert_eq!(
+        (session["httpOnly"].as_bool(), session["sameSite"].as_str()),
+        (Some(true), Some("Strict")),
+        "{session}"
+    );
+
+    // Handed off first; the conversation opens with the candidate's message.
+    browser.click("#conversations li:first-child button").await;
+    browser.wait_for_text("#messages", "Can I speak to a recruiter, please?", Duration::from_secs(10)).await;
+    let said = "Hello Lee, Carol here. Your interview is on Monday at 10; bring your driving licence.";
+    browser.fill("#reply-text", said).await;
+    browser.click("#send").await;
+    eventually("the fake Twilio received Carol's text", Duration::from_secs(20), || async {
+        env.fakes.sent().iter().any(|r| r.field("Body") == Some(said))
+    })
+    .await;
+    browser.wait_for_text("#messages", said, Duration::from_secs(10)).await;
+
+    // The candidate answers while the page is open: it appears without a reload.
+    env.send(&env.router().await, &whatsapp("Thank you! Is parking available?")).await;
+    browser.wait_for_text("#messages", "Thank you! Is parking available?", Duration::from_secs(20)).await;
+    browser.click("#give-back").await;
+    browser.wait_for_text("#conversation-state", "The AI is answering", Duration::from_secs(10)).await;
+    assert!(!env.record(&key).await.hand_off_to_human, "given back to the AI");
+
+    env.send(&env.router().await, &whatsapp("Great, see you Monday")).await;
+    let trigger = env.take(&env.naming.replies_queue(ChannelKind::Whatsapp), 10).await.expect("a reply turn");
+    assert_eq!(env.replier(ChannelKind::Whatsapp, LONG, LONG).process(&trigger, false).await, Outcome::Sent);
+    let input = env.reply_requests().last().and_then(|r| r["input"].as_str().map(str::to_string)).unwrap_or_default();
+    assert!(input.contains(said) && input.contains("Is parking available?"), "the AI knows: {input}");
+    browser.wait_for_text("#messages", "A reply from the fake model", Duration::from_secs(20)).await;
+    browser.quit().await;
+    server.abort();
+}
