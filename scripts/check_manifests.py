@@ -124,7 +124,7 @@ print("alert rules: promtool check + test")
 # The IAM policies, rendered for this release: valid JSON, no placeholder left.
 maps = [d for d in yaml.safe_load_all("\n---\n".join(rendered.values())) if d and d["kind"] == "ConfigMap"]
 policies = next((m["data"] for m in maps if m["metadata"]["name"].endswith("-iam-policies")), {})
-if sorted(policies) != ["operator.json", "processor.json", "reply-processor.json", "router.json"]:
+if sorted(policies) != ["client-events.json", "operator.json", "processor.json", "reply-processor.json", "router.json"]:
     failures.append(f"chart: the IAM policies ConfigMap holds {sorted(policies)}")
 for name, text in policies.items():
     document = json.loads(text)

@@ -11,7 +11,9 @@
 //! Floors, read bottom up: `shared` (the company lookup, the conversations table, the claim
 //! decisions and the provider adapters) and `worker` (the SQS loop) below; the three flows
 //! above them as peers: `processor` (first messages), `replies` (the reply turn and Twilio's
-//! webhook) and `router` (the HTTP edge, which serves the webhook). No import runs down to up.
+//! webhook), `events` (the companies' events delivered to their webhooks) and `router` (the HTTP
+//! edge, which serves the webhook). No import runs down to up.
+pub mod events;
 pub mod processor;
 pub mod replies;
 pub mod router;

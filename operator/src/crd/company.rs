@@ -131,8 +131,26 @@ pub struct CompanySpec {
         .message("names each agent once"))]
     #[schemars(length(max = 50))]
     pub agents: Vec<Agent>,
+    /// Where the company's systems hear what happens in its conversations (started, sent,
+    /// delivered, answered, handed off, taken over, given back, opted out, closed): signed JSON
+    /// events, retried with backoff (docs/operations.md, "Events to your systems").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events: Option<ClientEvents>,
     #[serde(default)]
     pub deletion_policy: DeletionPolicy,
+}
+
+/// The company's webhook for events.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClientEvents {
+    /// The URL events are posted to: https (http only on loopback, for development).
+    #[x_kube(validation = Rule::new(r"self.matches('^https://[^/@\\s]+(/.*)?$') || self.matches('^http://(localhost|127\\.0\\.0\\.1|\\[::1\\])(:[0-9]+)?(/.*)?$')")
+        .message("must be an https:// URL (http:// only for localhost, 127.0.0.1 or [::1])"))]
+    #[schemars(length(max = 2048))]
+    pub url: String,
+    /// The key every delivery is signed with (HMAC-SHA256; the receiver holds it too).
+    pub signing_secret: SecretValue,
 }
 
 /// A person of the company who answers conversations.

@@ -80,6 +80,29 @@ pub fn handoff_queue(naming: &Naming) -> QueueSpec {
     }
 }
 
+/// Delivery attempts of a client event before it is dead-lettered: with the worker's backoff
+/// (doubling from 10 s, at most 15 min) about 25 minutes of a receiver being down.
+pub const CLIENT_EVENT_ATTEMPTS: u32 = 8;
+
+/// The environment's client-events queue and its DLQ (kept two weeks, for a replay).
+pub fn client_events_queues(naming: &Naming) -> QueuePair {
+    QueuePair {
+        dead_letter: QueueSpec {
+            name: naming.client_events_dlq(),
+            attributes: BTreeMap::from([(MESSAGE_RETENTION_PERIOD, "1209600".to_string())]),
+        },
+        queue: QueueSpec {
+            name: naming.client_events_queue(),
+            attributes: BTreeMap::from([
+                (VISIBILITY_TIMEOUT, "60".to_string()),
+                (MESSAGE_RETENTION_PERIOD, "345600".to_string()),
+                (DELAY_SECONDS, "0".to_string()),
+            ]),
+        },
+        max_receive_count: CLIENT_EVENT_ATTEMPTS,
+    }
+}
+
 /// The main queue's `RedrivePolicy` attribute value.
 pub fn redrive_policy(dead_letter_arn: &str, max_receive_count: u32) -> String {
     serde_json::json!({"deadLetterTargetArn": dead_letter_arn, "maxReceiveCount": max_receive_count}).to_string()

@@ -4,8 +4,8 @@ use super::Owner;
 use crate::crd::company::{AiSettings, CompanySpec, TwilioCredentials};
 use crate::crd::JsonText;
 use multicomms_wire::company::{
-    api_key_hash, Agent, AiChannelConfig, AiConfig, ChannelConfig, EmailConfig, PerChannel, RateLimits, ReplyAiConfig,
-    SmsConfig, WhatsappConfig,
+    api_key_hash, Agent, AiChannelConfig, AiConfig, ChannelConfig, ClientEventsTarget, EmailConfig, PerChannel,
+    RateLimits, ReplyAiConfig, SmsConfig, WhatsappConfig,
 };
 use multicomms_wire::{secret_keys, ChannelKind, CompanyRecord, Naming};
 
@@ -72,6 +72,10 @@ pub fn record(spec: &CompanySpec, naming: &Naming, owner: &Owner, hashed: &Hashe
             .iter()
             .map(|(name, token)| Agent { name: name.to_string(), token_hash: api_key_hash(token) })
             .collect(),
+        client_events: spec.events.as_ref().map(|e| ClientEventsTarget {
+            url: e.url.clone(),
+            signing_secret_id: naming.client_events_secret(company, project),
+        }),
         created_at: String::new(),
         updated_at: String::new(),
         managed_by: Some(owner.to_string()),
@@ -158,6 +162,15 @@ pub fn secrets(spec: &CompanySpec, naming: &Naming) -> Vec<SecretSpec> {
             keys: vec![(
                 secret_keys::SENDGRID_API_KEY,
                 SecretSpec::from_ref("spec.channels.email.sendgrid.apiKey", &e.sendgrid.api_key),
+            )],
+        });
+    }
+    if let Some(events) = &spec.events {
+        out.push(SecretSpec {
+            name: naming.client_events_secret(company, project),
+            keys: vec![(
+                secret_keys::CLIENT_EVENTS_SIGNING_SECRET,
+                SecretSpec::from_ref("spec.events.signingSecret", &events.signing_secret),
             )],
         });
     }

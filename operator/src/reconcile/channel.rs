@@ -33,7 +33,7 @@ async fn sync_queues(r: &mut Reconciling<'_>, channel: &Channel) -> Outcome {
 }
 
 /// The dead-letter queue, then the queue redriving into it; where each now is.
-async fn sync_pair(
+pub(super) async fn sync_pair(
     r: &mut Reconciling<'_>,
     pair: &QueuePair,
 ) -> Result<(Option<QueueOutput>, Option<QueueOutput>), Failure> {

@@ -27,16 +27,11 @@ pub async fn reconcile(ctx: &Context, company: &Company, values: &SecretValues) 
     // The record keeps a hash of the router API key (a missing Secret is reported by the secrets).
     let api_key =
         company.spec.api_key.as_ref().and_then(|key| values.get("spec.apiKey", &key.secret_key_ref, &r.owner).ok());
-    let agents = match agent_tokens(company, values, &r.owner) {
-        Ok(agents) => agents,
-        Err(unusable) => {
-            let blocked = Failure::new(Reason::Blocked, format!("waiting for {RECORD_SYNCED}"));
-            return r.finish(vec![(SECRETS_SYNCED, Err(blocked)), (RECORD_SYNCED, Err(unusable))]);
-        }
-    };
+    // A missing or short agent token holds the record back (below), named by its field.
+    let agents = agent_tokens(company, values, &r.owner);
     let hashed = desired::company::Hashed {
         api_key: api_key.map(ExposeSecret::expose_secret),
-        agents: agents.iter().map(|(name, token)| (*name, token.expose_secret())).collect(),
+        agents: agents.iter().flatten().map(|(name, token)| (*name, token.expose_secret())).collect(),
     };
     let desired = desired::company::record(&company.spec, &ctx.naming, &r.owner, &hashed);
 
@@ -51,10 +46,11 @@ pub async fn reconcile(ctx: &Context, company: &Company, values: &SecretValues) 
     let new_company = write.as_ref().is_some_and(|w| matches!(w.condition, WriteCondition::Absent { .. }));
     let expect = if new_company { Expect::New } else { Expect::Unknown };
     let secrets = secrets::sync(&mut r, &specs, values, expect).await;
-    let record = match (&secrets, write) {
-        (Err(_), Some(_)) => Err(Failure::new(Reason::Blocked, format!("waiting for {SECRETS_SYNCED}"))),
-        (_, None) => Ok("record up to date".to_string()),
-        (_, Some(write)) => write_record(&mut r, write).await,
+    let record = match (&secrets, write, agents) {
+        (Err(_), Some(_), _) => Err(Failure::new(Reason::Blocked, format!("waiting for {SECRETS_SYNCED}"))),
+        (_, _, Err(unusable)) => Err(unusable),
+        (_, None, _) => Ok("record up to date".to_string()),
+        (_, Some(write), _) => write_record(&mut r, write).await,
     };
     r.finish(vec![(SECRETS_SYNCED, secrets), (RECORD_SYNCED, record)])
 }

@@ -1,12 +1,14 @@
 //! What every environment needs whatever its resources: the tables (created if missing, adopted
 //! if present with the expected keys and indexes, TTL switched on where the replies engine needs
-//! it, never modified otherwise) and the human hand-off queue. Never deleted.
+//! it, never modified otherwise), the human hand-off queue and the client-events queue with its
+//! DLQ. Never deleted.
 use super::{ChangeKind, Context, Failure, Outcome, Reason, Reconciling, Report};
 use crate::aws::AwsError;
 use crate::desired::tables::{tables, Key, KeyType, TableSpec};
 
 pub const TABLES_SYNCED: &str = "TablesSynced";
 pub const HANDOFF_QUEUE_SYNCED: &str = "HandOffQueueSynced";
+pub const CLIENT_EVENTS_QUEUE_SYNCED: &str = "ClientEventsQueueSynced";
 
 pub async fn reconcile(ctx: &Context) -> Report {
     let mut r = Reconciling::environment(ctx);
@@ -25,7 +27,15 @@ pub async fn reconcile(ctx: &Context) -> Report {
         }
     };
     let handoff = sync_handoff_queue(&mut r).await;
-    r.finish(vec![(TABLES_SYNCED, outcome), (HANDOFF_QUEUE_SYNCED, handoff)])
+    let events = sync_client_events_queues(&mut r).await;
+    r.finish(vec![(TABLES_SYNCED, outcome), (HANDOFF_QUEUE_SYNCED, handoff), (CLIENT_EVENTS_QUEUE_SYNCED, events)])
+}
+
+/// The queue companies' events wait on for delivery, and its DLQ.
+async fn sync_client_events_queues(r: &mut Reconciling<'_>) -> Outcome {
+    let pair = crate::desired::channel::client_events_queues(&r.ctx.naming);
+    super::channel::sync_pair(r, &pair).await?;
+    Ok("client-events queue and dead-letter queue in sync".into())
 }
 
 /// The hand-off queue belongs to the environment: marked as such, and adopted when an earlier

@@ -60,6 +60,7 @@ fn other_secrets() -> Vec<Secret> {
     vec![
         secret("cucumber-recruitment-router", &[("apiKey", "router-key")]),
         secret("cucumber-recruitment-sendgrid", &[("apiKey", "SG.key")]),
+        secret("cucumber-recruitment-agents", &[("carol", "carol-agent-token-0123456789abcdefghij")]),
     ]
 }
 
@@ -166,9 +167,10 @@ async fn a_company_gets_its_finalizer_aws_objects_status_and_events() {
     assert!(requeue_after(&action).contains("requeue_after"), "{action:?}");
     let made = calls.lock().expect("calls").clone();
     assert_eq!(
-        &made[..5],
+        &made[..6],
         [
             format!("patch {name} MergePatch"), // the finalizer
+            "get cucumber-recruitment-agents".into(),
             "get cucumber-recruitment-router".into(),
             "get cucumber-recruitment-sendgrid".into(),
             "get cucumber-recruitment-twilio".into(),
@@ -176,7 +178,7 @@ async fn a_company_gets_its_finalizer_aws_objects_status_and_events() {
         ],
         "{made:?}"
     );
-    assert_eq!(made[5..], ["create Event".to_string()], "one Event: Created, listing the objects");
+    assert_eq!(made[6..], ["create Event".to_string()], "one Event: Created, listing the objects");
 
     let stored = get(&client, name).await;
     assert_eq!(stored.finalizers(), [finalizer()]);

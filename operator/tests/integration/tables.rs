@@ -32,10 +32,17 @@ async fn creates_missing_tables_with_keys_indexes_and_ttl_then_leaves_them_alone
     let ctx = context(Mode::Apply).await;
     let report = tables::reconcile(&ctx).await;
     assert!(report.is_ready(), "{:?}", report.subsystems);
-    assert_eq!(report.changes.len(), 6, "five tables and the hand-off queue: {:?}", report.changes);
+    assert_eq!(
+        report.changes.len(),
+        8,
+        "five tables, the hand-off queue, the client-events queue and DLQ: {:?}",
+        report.changes
+    );
     let handoff = ctx.aws.sqs.observe(&ctx.naming.handoff_queue()).await.expect("observe").expect("hand-off queue");
     assert_eq!(handoff.attributes["VisibilityTimeout"], "3600");
     assert_eq!(handoff.attributes["MessageRetentionPeriod"], "604800");
+    let events = ctx.aws.sqs.observe(&ctx.naming.client_events_queue()).await.expect("observe").expect("events queue");
+    assert!(events.attributes["RedrivePolicy"].contains("client-events-dlq"), "{:?}", events.attributes);
     let conversations =
         ctx.aws.dynamodb.describe_table(&ctx.naming.conversations_table()).await.expect("describe").expect("table");
     assert_eq!(conversations.indexes.len(), 8);
@@ -95,7 +102,7 @@ async fn ttl_on_another_attribute_is_reported_and_every_table_still_checked() {
     let failure = report.failure().expect("incompatible TTL");
     assert_eq!(failure.reason, Reason::Incompatible);
     assert!(failure.message.contains(r#"expires items by "ttl", not "expires_at""#), "{}", failure.message);
-    // The other four tables (and the hand-off queue) were still created.
+    // The other four tables (and the hand-off and client-events queues) were still created.
     let created = report.changes.iter().filter(|c| c.kind == multicomms_operator::reconcile::ChangeKind::Create);
-    assert_eq!(created.count(), 5);
+    assert_eq!(created.count(), 7);
 }

@@ -1,9 +1,12 @@
 //! `multicomms-processor --channel whatsapp|sms|email [--flow initial|replies]`: works the
-//! channel's queue (first messages) or its replies queue (the AI's replies). Configured
+//! channel's queue (first messages) or its replies queue (the AI's replies);
+//! `multicomms-processor --flow events` delivers the companies' events to their webhooks from
+//! the environment's client-events queue. Configured
 //! like the router (prefix and environment name the queue and tables) plus the standard AWS SDK
 //! environment; provider base URLs are flags so tests and demos can point them at fakes.
 use anyhow::Context;
 use clap::Parser;
+use multicomms_runtime::events::EventDelivery;
 use multicomms_runtime::processor::pipeline::{Processor, ProcessorConfig};
 use multicomms_runtime::replies::sweep;
 use multicomms_runtime::replies::turn::{ReplyConfig, ReplyProcessor};
@@ -26,13 +29,17 @@ enum Flow {
     Initial,
     /// The channel's replies queue: the AI's answers to the recipient's messages.
     Replies,
+    /// The environment's client-events queue: the companies' events, posted to their webhooks
+    /// (no channel).
+    Events,
 }
 
 #[derive(Parser)]
 #[command(version, about = "multicomms processor: channel queue → AI → provider")]
 struct Cli {
+    /// The channel whose queue is worked (required by the initial and replies flows).
     #[arg(long, env = "MULTICOMMS_CHANNEL", value_enum)]
-    channel: ChannelKind,
+    channel: Option<ChannelKind>,
     #[arg(long, env = "MULTICOMMS_FLOW", value_enum, default_value_t = Flow::Initial)]
     flow: Flow,
     /// Replies: seconds a reply turn's lease on a conversation lasts without renewal (a crashed
@@ -90,7 +97,7 @@ impl Cli {
     fn pod(&self) -> PodConfig {
         let http_timeout = Duration::from_secs(self.http_timeout_seconds);
         PodConfig {
-            channel: self.channel,
+            channel: self.channel.unwrap_or(ChannelKind::Whatsapp),
             naming: self.naming.naming(),
             secrets_cache: Duration::from_secs(self.secrets_cache_seconds),
             http_timeout,
@@ -116,9 +123,11 @@ impl Cli {
     }
 
     fn queue_name(&self) -> String {
+        let channel = self.channel.unwrap_or(ChannelKind::Whatsapp);
         match self.flow {
-            Flow::Initial => self.naming.naming().channel_queue(self.channel),
-            Flow::Replies => self.naming.naming().replies_queue(self.channel),
+            Flow::Initial => self.naming.naming().channel_queue(channel),
+            Flow::Replies => self.naming.naming().replies_queue(channel),
+            Flow::Events => self.naming.naming().client_events_queue(),
         }
     }
 
@@ -152,8 +161,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let processor = Processor::build(&config, cli.processor()).context("building the HTTP client")?;
             work(&cli, &config, Arc::new(processor)).await
         }
+        Flow::Events => {
+            let timeout = Duration::from_secs(10);
+            let delivery =
+                EventDelivery::build(&config, &cli.naming.naming(), timeout).context("building the HTTP client")?;
+            work(&cli, &config, Arc::new(delivery)).await
+        }
+        _ if cli.channel.is_none() => anyhow::bail!("--channel is required for the {:?} flow", cli.flow),
         Flow::Replies => {
-            anyhow::ensure!(cli.channel != ChannelKind::Email, "replies are answered on whatsapp and sms only");
+            anyhow::ensure!(cli.channel != Some(ChannelKind::Email), "replies are answered on whatsapp and sms only");
             let processor =
                 Arc::new(ReplyProcessor::build(&config, cli.replies()).context("building the HTTP client")?);
             let every = Duration::from_secs(cli.sweep_seconds.max(1));
@@ -202,7 +218,7 @@ async fn work<W: Worker>(cli: &Cli, config: &aws_config::SdkConfig, worker: Arc<
             let name = cli.naming.naming().handoff_queue();
             sqs.get_queue_url().queue_name(name).send().await.ok().and_then(|out| out.queue_url)
         }
-        Flow::Initial => None,
+        Flow::Initial | Flow::Events => None,
     };
     let settings = cli.queue(queue, hand_off);
     tracing::info!(queue = %queue_name, concurrency = settings.concurrency, "processing");

@@ -4,6 +4,7 @@
 use super::incoming::Incoming;
 use crate::shared::ai::{Ai, Reply};
 use crate::shared::claim::{self, OnExisting};
+use crate::shared::client_events::ClientEvents;
 use crate::shared::conversations::{ConversationStore, Created, Written};
 use crate::shared::failure::Failure;
 use crate::shared::opt_outs::OptOuts;
@@ -13,11 +14,12 @@ use crate::worker::around_send::{sent_but_not_recorded, through_outage, Unrecord
 use crate::worker::metrics::Metrics;
 use crate::worker::outcome::{failed_at, Outcome, StepFailure};
 use crate::worker::pod::{PodClients, PodConfig};
+use multicomms_wire::client_events::EventType;
 use multicomms_wire::conversation::{ConversationKey, ConversationRecord, ConversationStatus, Message, ROLE_ASSISTANT};
 use multicomms_wire::timestamp::now;
 use multicomms_wire::ChannelKind;
 use secrecy::SecretString;
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,6 +35,7 @@ pub struct Processor {
     pub metrics: Arc<Metrics>,
     /// See [`PodConfig::send_grace`].
     pub send_grace: Duration,
+    pub events: Arc<ClientEvents>,
 }
 
 /// What a processor is built from: the pod's settings, and `processor_version` on new records.
@@ -44,8 +47,10 @@ pub struct ProcessorConfig {
 
 impl Processor {
     pub fn build(sdk: &aws_config::SdkConfig, config: ProcessorConfig) -> Result<Self, reqwest::Error> {
-        let PodClients { dynamodb, opt_outs, secrets, ai, senders, metrics } = PodClients::build(sdk, &config.pod)?;
+        let PodClients { dynamodb, opt_outs, secrets, ai, senders, metrics, events } =
+            PodClients::build(sdk, &config.pod)?;
         Ok(Processor {
+            events,
             opt_outs,
             channel: config.pod.channel,
             version: config.version,
@@ -203,7 +208,13 @@ impl Processor {
             return Err(Halt::Failed(ConversationStatus::Sending, refused));
         }
         let sent = self.send_claimed(m, key, token, &prepared).await?;
-        Ok(self.record_sent(key, sent, &prepared.reply, started).await)
+        let data = json!({"message_id": sent.message_id, "text": sent.content});
+        let outcome = self.record_sent(key, sent, &prepared.reply, started).await;
+        if outcome == Outcome::Sent {
+            let record = m.initial_record(&self.version, created_at.to_string());
+            self.events.emit(Some(&m.company), &record, EventType::ConversationStarted, data).await;
+        }
+        Ok(outcome)
     }
 
     /// Consent, the AI key and the provider credentials, then the AI's message.

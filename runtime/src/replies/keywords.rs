@@ -7,10 +7,12 @@
 //! The conversation the numbers' pointer names tells whose recipient this is, whatever its
 //! state: a conversation ended by STOP still knows its company when START comes.
 use super::inbound::Inbound;
+use crate::shared::client_events::ClientEvents;
 use crate::shared::companies::Companies;
 use crate::shared::conversations::{ConversationStore, Written};
 use crate::shared::failure::Failure;
 use crate::shared::opt_outs::OptOuts;
+use multicomms_wire::client_events::EventType;
 use multicomms_wire::conversation::ActivePointer;
 use multicomms_wire::opt_out::{Keyword, KeywordReplies};
 
@@ -19,7 +21,7 @@ use multicomms_wire::opt_out::{Keyword, KeywordReplies};
 /// goes on as any other.
 pub async fn answer(
     companies: &Companies,
-    (store, opt_outs): (&ConversationStore, &OptOuts),
+    (store, opt_outs, events): (&ConversationStore, &OptOuts, &ClientEvents),
     inbound: &Inbound,
     pointer: &ActivePointer,
     keyword: Keyword,
@@ -45,6 +47,10 @@ pub async fn answer(
         Keyword::Help => {}
     }
     let company = companies.get(company_id, &conversation.project_id).await?;
+    if keyword == Keyword::OptOut {
+        let data = serde_json::json!({"keyword": inbound.body.trim()});
+        events.emit(company.as_ref().map(|c| &c.record), &conversation, EventType::OptedOut, data).await;
+    }
     let replies = company.and_then(|c| c.record.keyword_replies.clone()).unwrap_or_default();
     Ok(Some(KeywordReplies::reply(&replies, keyword).to_string()))
 }

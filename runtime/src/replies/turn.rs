@@ -20,6 +20,7 @@ use crate::worker::metrics::Metrics;
 use crate::worker::outcome::{failed_at, Outcome, StepFailure};
 use crate::worker::pod::{PodClients, PodConfig};
 use crate::worker::queue::Worker;
+use multicomms_wire::client_events::EventType;
 use multicomms_wire::conversation::{ConversationKey, ConversationRecord, ConversationStatus, Message};
 use multicomms_wire::replies::{Fragment, HandOffMessage, Trigger};
 use multicomms_wire::timestamp::epoch_ms;
@@ -41,6 +42,7 @@ pub struct ReplyProcessor {
     pub send_grace: Duration,
     /// How long a turn's lease lasts without renewal (a crashed turn blocks no longer).
     pub lease: Duration,
+    pub events: Arc<crate::shared::client_events::ClientEvents>,
 }
 
 /// What a reply processor is built from: the pod's settings, how long company records are
@@ -54,9 +56,11 @@ pub struct ReplyConfig {
 
 impl ReplyProcessor {
     pub fn build(sdk: &aws_config::SdkConfig, config: ReplyConfig) -> Result<Self, reqwest::Error> {
-        let PodClients { dynamodb, opt_outs, secrets, ai, senders, metrics } = PodClients::build(sdk, &config.pod)?;
+        let PodClients { dynamodb, opt_outs, secrets, ai, senders, metrics, events } =
+            PodClients::build(sdk, &config.pod)?;
         let naming = config.pod.naming;
         Ok(ReplyProcessor {
+            events,
             opt_outs,
             channel: config.pod.channel,
             store: ConversationStore::new(dynamodb.clone(), naming.conversations_table()),
@@ -251,7 +255,9 @@ impl ReplyProcessor {
             Ok(sent) => sent,
             Err(outcome) => return outcome,
         };
+        let data = serde_json::json!({"message_id": sent.message_id, "text": sent.content});
         self.record_reply(turn, &fragments, sent, &prepared).await;
+        self.events.emit(Some(&company), &turn.record, EventType::ReplySent, data).await;
         self.finish(turn, &fragments, company.reply_batch_window()).await;
         Outcome::Sent
     }
@@ -375,6 +381,11 @@ impl ReplyProcessor {
         }
         self.finish(turn, &fragments, default_window()).await;
         tracing::warn!(reason, messages = fragments.len(), "reply turn handed to a person");
+        if !turn.record.hand_off_to_human {
+            let company = self.companies.get(&turn.record.company_id, &turn.record.project_id).await.ok().flatten();
+            let data = serde_json::json!({"reason": reason});
+            self.events.emit(company.as_ref().map(|c| &c.record), &turn.record, EventType::HandedOff, data).await;
+        }
         match status {
             Some(ConversationStatus::SendOutcomeUnknown) => Outcome::NeedsAttention,
             _ => Outcome::HandedOff,

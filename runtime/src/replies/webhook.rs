@@ -21,6 +21,7 @@ use crate::shared::conversations::ConversationStore;
 use crate::shared::failure::Failure;
 use crate::shared::opt_outs::OptOuts;
 use crate::shared::secrets::Secrets;
+use multicomms_wire::client_events::EventType;
 use multicomms_wire::conversation::{ActivePointer, ConversationRecord};
 use multicomms_wire::opt_out::{keyword, Keyword};
 use multicomms_wire::replies::{seen_key, Fragment, HandOffMessage, STAGE_TTL_SECONDS};
@@ -50,6 +51,8 @@ pub struct Webhook {
     pub secrets: Secrets,
     pub staging: Staging,
     pub opt_outs: OptOuts,
+    /// The companies' events (a message received, handed off, a delivery status).
+    pub events: std::sync::Arc<crate::shared::client_events::ClientEvents>,
     /// When each secret was last read afresh after a failed signature.
     pub refreshed: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
@@ -245,7 +248,7 @@ async fn answer(
 ) -> Result<Acknowledged, Failure> {
     let channel = inbound.channel;
     if let Some(keyword) = keyword(&inbound.body) {
-        let tables = (&webhook.store, &webhook.opt_outs);
+        let tables = (&webhook.store, &webhook.opt_outs, webhook.events.as_ref());
         if let Some(reply) = super::keywords::answer(companies, tables, inbound, pointer, keyword).await? {
             return Ok(Acknowledged::Keyword(keyword, reply));
         }
@@ -283,15 +286,31 @@ async fn answer(
             if let Err(e) = webhook.store.add_handed_off(&conversation.key(), &marker.to_message(), &reason).await {
                 tracing::warn!(error = %e, "a handed-off message is on the hand-off queue but not in the record");
             }
+            let company = company.as_ref().map(|c| &c.record);
+            received(webhook, company, &conversation, &marker).await;
+            let data = serde_json::json!({"reason": reason});
+            webhook.events.emit(company, &conversation, EventType::HandedOff, data).await;
             Ok(Acknowledged::HandedOff)
         }
         Route::Reply => {
-            let window = company.map(|c| c.record.reply_batch_window()).unwrap_or_default();
+            let window = company.as_ref().map(|c| c.record.reply_batch_window()).unwrap_or_default();
             webhook.staging.stage(&fragment).await?;
             webhook.staging.trigger(channel, &conversation.key(), window).await?;
+            received(webhook, company.as_ref().map(|c| &c.record), &conversation, &fragment).await;
             Ok(Acknowledged::Staged)
         }
     }
+}
+
+/// The company's `reply_received` event for `fragment`.
+async fn received(
+    webhook: &Webhook,
+    company: Option<&multicomms_wire::CompanyRecord>,
+    conversation: &ConversationRecord,
+    fragment: &Fragment,
+) {
+    let data = serde_json::json!({"message_id": fragment.message_sid, "text": fragment.body, "media": fragment.media});
+    webhook.events.emit(company, conversation, EventType::ReplyReceived, data).await;
 }
 
 fn refused(code: Refusal, why: &str) -> Acknowledged {

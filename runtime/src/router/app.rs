@@ -17,6 +17,7 @@ use super::request::{self, ValidRequest};
 use super::sendgrid_events::{Events, Signed};
 use crate::replies::staging::Staging;
 use crate::replies::webhook::{self, Webhook};
+use crate::shared::client_events::ClientEvents;
 use crate::shared::companies::Companies;
 use crate::shared::conversations::ConversationStore;
 use crate::shared::opt_outs::OptOuts;
@@ -112,8 +113,10 @@ impl AppState {
         let opt_outs = OptOuts::new(dynamodb.clone(), naming.opt_outs_table());
         let companies = Arc::new(Companies::new(dynamodb.clone(), naming.company_data_table(), settings.company_cache));
         let sqs = aws_sdk_sqs::Client::new(sdk);
-        let queues = Queues::resolve(sqs, naming, settings.batch_linger, metrics.batch_size.clone()).await;
+        let queues = Queues::resolve(sqs.clone(), naming, settings.batch_linger, metrics.batch_size.clone()).await;
+        let events = Arc::new(ClientEvents::new(sqs.clone(), naming));
         let replies = settings.public_base_url.clone().map(|public_base_url| Webhook {
+            events: events.clone(),
             public_base_url,
             store: ConversationStore::new(dynamodb.clone(), naming.conversations_table()),
             // Read for requests not yet authenticated: a failed read is not repeated for 30 s.
@@ -143,6 +146,7 @@ impl AppState {
                 settings.public_base_url.clone(),
             ),
             opt_outs: opt_outs.clone(),
+            events,
             lease: PERSON_SEND_TIMEOUT * 2,
         };
         AppState {
@@ -509,7 +513,12 @@ async fn sendgrid_events(
     body: Bytes,
 ) -> Response {
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let events = Events { companies: &state.companies, store: &state.conversations, opt_outs: &state.opt_outs };
+    let events = Events {
+        companies: &state.companies,
+        store: &state.conversations,
+        opt_outs: &state.opt_outs,
+        client_events: &state.desk.events,
+    };
     let signed = Signed {
         company_id: &company_id,
         project_id: &project_id,

@@ -16,6 +16,7 @@ use crate::shared::failure::Failure;
 use crate::shared::secrets::Secrets;
 use crate::shared::senders::{Addressed, SendError, Senders};
 use multicomms_wire::channel::ChannelKind;
+use multicomms_wire::client_events::EventType;
 use multicomms_wire::company::Agent;
 use multicomms_wire::conversation::{
     ConversationKey, ConversationRecord, ConversationStatus, Message, ROLE_HUMAN, ROLE_USER,
@@ -40,6 +41,8 @@ pub struct Desk {
     pub secrets: Secrets,
     pub senders: Senders,
     pub opt_outs: crate::shared::opt_outs::OptOuts,
+    /// The companies' events (taken over, given back, closed, a person's message sent).
+    pub events: std::sync::Arc<crate::shared::client_events::ClientEvents>,
     /// How long a person's send holds the conversation's lease at most.
     pub lease: Duration,
 }
@@ -130,6 +133,12 @@ impl Desk {
         }
         audit(&asked, &agent, action.as_str(), id);
         let record = self.record_of(&asked, id).await?;
+        let kind = match action {
+            Action::TakeOver => EventType::TakenOver,
+            Action::GiveBack => EventType::GivenBack,
+            Action::Close => EventType::Closed,
+        };
+        self.events.emit(Some(&company.record), &record, kind, json!({"agent": agent.name})).await;
         let state = InboxState::of(&record, company.record.inactivity_days(), chrono::Utc::now());
         Ok(json!({"status": "success", "conversation": summary(&record, state)}))
     }
@@ -177,6 +186,8 @@ impl Desk {
             tracing::error!(error = %e, message_id = message.message_id, "a person's message was sent but not recorded");
         }
         audit(&asked, &agent, "message", id);
+        let data = json!({"message_id": message.message_id, "text": message.content, "agent": agent.name});
+        self.events.emit(Some(&company.record), &record, EventType::MessageSent, data).await;
         Ok(json!({"status": "success", "message": message_json(&message)}))
     }
 

@@ -9,9 +9,11 @@
 //! company asks for it.
 use crate::replies::refusal::Refusal;
 use crate::replies::webhook::Webhook;
+use crate::shared::client_events::ClientEvents;
 use crate::shared::companies::Companies;
 use crate::shared::conversations::{ConversationStore, DeliveryUpdate, Written};
 use crate::shared::failure::Failure;
+use multicomms_wire::client_events::EventType;
 use multicomms_wire::conversation::{ConversationKey, ConversationRecord, ConversationStatus, ROLE_ASSISTANT};
 use multicomms_wire::delivery::{conversation_of, DeliveryStatus};
 use multicomms_wire::ChannelKind;
@@ -113,7 +115,7 @@ pub async fn record(
     };
     let Some(status) = DeliveryStatus::parse(&form.status) else { return Ok(Callback::Ignored("untracked status")) };
     let reported = Reported { message_id: &form.message_sid, status, error_code: form.error_code.as_deref() };
-    on_its_message(companies, &webhook.store, &record, form.channel, &reported).await
+    on_its_message(companies, &webhook.store, &webhook.events, &record, form.channel, &reported).await
 }
 
 /// What a provider reported about one message it was sent.
@@ -129,6 +131,7 @@ pub struct Reported<'a> {
 pub async fn on_its_message(
     companies: &Companies,
     store: &ConversationStore,
+    events: &ClientEvents,
     record: &ConversationRecord,
     channel: ChannelKind,
     reported: &Reported<'_>,
@@ -145,14 +148,19 @@ pub async fn on_its_message(
     if store.delivery_status(&key, &update).await? == Written::Superseded {
         return Ok(Callback::Unchanged);
     }
+    let company = companies.get(&record.company_id, &record.project_id).await?;
+    let company = company.as_ref().map(|c| &c.record);
+    let data = serde_json::json!({"message_id": reported.message_id, "delivery_status": status.as_str(),
+                                  "error_code": reported.error_code});
+    events.emit(company, record, EventType::DeliveryStatusChanged, data).await;
     if status.is_failure() {
         let code = reported.error_code.unwrap_or("none");
         tracing::warn!(%status, error_code = code, message_id = reported.message_id, conversation_id = %key.conversation_id, "a message did not reach its recipient");
-        let company = companies.get(&record.company_id, &record.project_id).await?;
-        if company.is_some_and(|c| c.record.hand_off_on_delivery_failure) {
+        if company.is_some_and(|c| c.hand_off_on_delivery_failure) {
             let reason =
                 format!("delivery: the provider reports the message {} {status} (error {code})", reported.message_id);
             store.hand_off_undelivered(&key, &reason).await?;
+            events.emit(company, record, EventType::HandedOff, serde_json::json!({"reason": reason})).await;
         }
     }
     Ok(Callback::Recorded(channel, status))

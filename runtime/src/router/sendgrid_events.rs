@@ -21,6 +21,7 @@ pub struct Events<'a> {
     pub companies: &'a Companies,
     pub store: &'a ConversationStore,
     pub opt_outs: &'a OptOuts,
+    pub client_events: &'a crate::shared::client_events::ClientEvents,
 }
 
 /// One signed request: the company its URL names, SendGrid's headers, the raw body.
@@ -79,6 +80,12 @@ impl Events<'_> {
                 self.opt_outs.opt_out(company_id, ChannelKind::Email, &event.email, &event.event).await?;
                 if let Some(key) = &key {
                     self.store.opted_out(key, &format!("SendGrid {}", event.event)).await?;
+                    if let Some(record) = self.store.record(key).await? {
+                        let company = self.companies.get(company_id, &record.project_id).await?;
+                        let data = serde_json::json!({"keyword": format!("SendGrid {}", event.event)});
+                        let kind = multicomms_wire::client_events::EventType::OptedOut;
+                        self.client_events.emit(company.as_ref().map(|c| &c.record), &record, kind, data).await;
+                    }
                 }
                 return Ok(("opted_out", None));
             }
@@ -92,7 +99,9 @@ impl Events<'_> {
         };
         let Some(record) = self.store.record(&key).await? else { return Ok(("ignored", None)) };
         let reported = Reported { message_id, status, error_code: event.status.as_deref() };
-        let callback = on_its_message(self.companies, self.store, &record, ChannelKind::Email, &reported).await?;
+        let callback =
+            on_its_message(self.companies, self.store, self.client_events, &record, ChannelKind::Email, &reported)
+                .await?;
         let status = matches!(callback, Callback::Recorded(..)).then_some(status);
         Ok((callback.label(), status))
     }

@@ -2,10 +2,12 @@
 //! replies flow are peers above it; nothing here imports them): the company lookup
 //! (`companies`), the conversations table (`conversations`), the never-twice claim decisions
 //! (`claim`, pure), the opt-outs table (`opt_outs`), phone numbers in E.164 (`phone`), and the adapters: Secrets Manager (`secrets`), OpenAI (`ai`), Twilio and
-//! SendGrid (`senders`), capped provider answers (`body`), transient vs permanent (`failure`).
+//! SendGrid (`senders`), capped provider answers (`body`), transient vs permanent (`failure`), and the companies' events
+//! on their way to their webhooks (`client_events`).
 pub mod ai;
 pub mod body;
 pub mod claim;
+pub mod client_events;
 pub mod companies;
 pub mod conversations;
 pub mod failure;

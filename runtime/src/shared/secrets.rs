@@ -59,6 +59,11 @@ impl Secrets {
         self.field(name, secret_keys::AI_API_KEY).await
     }
 
+    /// `{"signing_secret": …}`: the key a company's events are signed with.
+    pub async fn client_events_key(&self, name: &str) -> Result<SecretString, Failure> {
+        self.field(name, secret_keys::CLIENT_EVENTS_SIGNING_SECRET).await
+    }
+
     /// `{"sendgrid_api_key": …}`.
     pub async fn sendgrid_key(&self, name: &str) -> Result<SecretString, Failure> {
         self.field(name, secret_keys::SENDGRID_API_KEY).await

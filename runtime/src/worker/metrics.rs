@@ -38,6 +38,9 @@ pub struct Metrics {
     /// Reply processors: conversations whose staged messages had no trigger on its way (their
     /// turn crashed on its last receive, or a trigger was never sent) and got one from the sweep.
     pub replies_swept: Counter,
+    /// The client-events worker: events given up after their last delivery attempt (to the
+    /// DLQ). Alert on any increase: a company's system is missing them.
+    pub client_events_dead_lettered: Counter,
 }
 
 impl Default for Metrics {
@@ -71,7 +74,14 @@ impl Default for Metrics {
             "Conversations whose staged messages had no trigger and were given one by the sweep",
             replies_swept.clone(),
         );
+        let client_events_dead_lettered = Counter::default();
+        registry.register(
+            "client_events_dead_lettered",
+            "Client events whose last delivery attempt failed: they go to the client-events DLQ",
+            client_events_dead_lettered.clone(),
+        );
         Metrics {
+            client_events_dead_lettered,
             registry,
             messages,
             sent_but_record_update_failed,

@@ -40,6 +40,8 @@ pub struct PodClients {
     pub ai: Ai,
     pub senders: Senders,
     pub metrics: Arc<Metrics>,
+    /// The companies' events (a conversation started, a reply sent, handed off).
+    pub events: Arc<crate::shared::client_events::ClientEvents>,
 }
 
 impl PodClients {
@@ -58,7 +60,9 @@ impl PodClients {
             config.allow_loopback_ai_endpoints,
         );
         let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
+        let events = crate::shared::client_events::ClientEvents::new(aws_sdk_sqs::Client::new(sdk), &config.naming);
         Ok(PodClients {
+            events: Arc::new(events),
             opt_outs: OptOuts::new(dynamodb.clone(), config.naming.opt_outs_table()),
             dynamodb,
             secrets,

@@ -90,6 +90,9 @@ pub struct CompanyRecord {
     /// conversations API), each with a hash of their token.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub agents: Vec<Agent>,
+    /// Where the company's events go ([`crate::client_events`]); none without it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_events: Option<ClientEventsTarget>,
     #[serde(default)]
     pub created_at: String,
     #[serde(default)]
@@ -106,6 +109,14 @@ pub struct CompanyRecord {
 pub struct Agent {
     pub name: String,
     pub token_hash: String,
+}
+
+/// The company's webhook for events, and the Secrets Manager name of the key they are signed
+/// with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientEventsTarget {
+    pub url: String,
+    pub signing_secret_id: String,
 }
 
 /// The longest text a channel carries in one message: Twilio's 1,600 characters for an SMS
@@ -425,6 +436,7 @@ mod tests {
             keyword_replies: None,
             default_region: None,
             agents: vec![],
+            client_events: None,
             hand_off_on_delivery_failure: false,
             inactivity_days: None,
             retention_days: None,

@@ -7,6 +7,7 @@
 //! repository (`docs/spec/replies-engine.md` where a comment says replies-engine): the behaviour
 //! of the original system this project rebuilds.
 pub mod channel;
+pub mod client_events;
 pub mod company;
 pub mod context;
 pub mod conversation;

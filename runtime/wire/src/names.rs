@@ -79,6 +79,21 @@ impl Naming {
         format!("{}-replies-human-handoff-queue-{}", self.prefix, self.env)
     }
 
+    /// The environment's queue of events on their way to the companies' webhooks.
+    pub fn client_events_queue(&self) -> String {
+        format!("{}-client-events-queue-{}", self.prefix, self.env)
+    }
+
+    /// Where an event goes after its retries.
+    pub fn client_events_dlq(&self) -> String {
+        format!("{}-client-events-dlq-{}", self.prefix, self.env)
+    }
+
+    /// The key a company's events are signed with.
+    pub fn client_events_secret(&self, company: &str, project: &str) -> String {
+        format!("{}/client-events/{}/{}-{}", self.prefix, slug(company), slug(project), self.env)
+    }
+
     /// Twilio (whatsapp, sms) or SendGrid (email) credentials of one company + project.
     pub fn channel_credentials_secret(&self, channel: ChannelKind, company: &str, project: &str) -> String {
         let provider = match channel {

@@ -12,3 +12,5 @@ pub const TWILIO_AUTH_TOKEN: &str = "twilio_auth_token";
 pub const TWILIO_TEMPLATE_SID: &str = "twilio_template_sid";
 /// The email credentials secret.
 pub const SENDGRID_API_KEY: &str = "sendgrid_api_key";
+/// `{prefix}/client-events/{company}/{project}-{env}`: the key a company's events are signed with.
+pub const CLIENT_EVENTS_SIGNING_SECRET: &str = "signing_secret";

@@ -13,6 +13,8 @@ use std::time::Duration;
 pub const API_KEY: &str = "local-demo-router-key-not-a-secret";
 /// The example company's agent carol's token (config/examples/local).
 pub const AGENT_TOKEN: &str = "local-demo-agent-carol-token-not-a-secret";
+/// The key the example company's events are signed with when it names a webhook.
+pub const EVENTS_SIGNING_SECRET: &str = "local-demo-events-signing-secret-not-a-secret";
 
 /// The SDK configuration the binaries use (standard AWS environment), after checking that it
 /// points at the local emulator: tests must never reach a real account, and must fail rather
@@ -88,7 +90,7 @@ pub fn example_company_secrets_yaml(name: &str) -> String {
 }
 
 /// A copy of the example Company named `name`, reading its own copies of the example Company's
-/// Secrets (`<name>-router`, `<name>-twilio`, `<name>-sendgrid`, same values), which are added
+/// Secrets (`<name>-router`, `<name>-twilio`, `<name>-sendgrid`, `<name>-agents`, same values), which are added
 /// to `manifests` bound to it as a platform's secret tooling binds them: a Company reads only
 /// Secrets bound to it. The copy is returned, not added.
 pub fn company_copy(manifests: &mut Manifests, name: &str) -> multicomms_operator::crd::Company {
@@ -103,9 +105,12 @@ pub fn company_copy(manifests: &mut Manifests, name: &str) -> multicomms_operato
     };
     let values = manifests.secrets.entry(namespace).or_default();
     let mut json = serde_json::to_string(&example).expect("a Company serialises");
-    for (suffix, keys) in
-        [("router", &["apiKey"][..]), ("twilio", &["accountSid", "authToken"]), ("sendgrid", &["apiKey"])]
-    {
+    for (suffix, keys) in [
+        ("router", &["apiKey"][..]),
+        ("twilio", &["accountSid", "authToken"]),
+        ("sendgrid", &["apiKey"]),
+        ("agents", &["carol"]),
+    ] {
         let (from, to) = (format!("cucumber-recruitment-{suffix}"), format!("{name}-{suffix}"));
         values.bind(&to, Binding::from_labels([(COMPANY_LABEL, name)]));
         for key in keys {

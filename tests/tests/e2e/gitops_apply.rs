@@ -77,7 +77,7 @@ fn apply_creates_everything_and_a_second_apply_changes_nothing() {
     let first = run(&prefix, &[&["apply"], examples().as_slice()].concat());
     assert_eq!(first.code, 0, "{}\n{}", first.stdout, first.stderr);
     assert!(
-        first.stdout.contains("Applied: 26 created, 0 updated, 0 restored; 0 of 5 resources not ready."),
+        first.stdout.contains("Applied: 28 created, 0 updated, 0 restored; 0 of 5 resources not ready."),
         "{}",
         first.stdout
     );

@@ -8,6 +8,7 @@ use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use multicomms_operator::cli::batch::reconcile_manifests;
 use multicomms_operator::reconcile::{cleanup, Context, Mode, ADOPT_ANNOTATION};
+use multicomms_runtime::events::EventDelivery;
 use multicomms_runtime::processor::pipeline::{Processor, ProcessorConfig};
 use multicomms_runtime::replies::turn::{ReplyConfig, ReplyProcessor};
 use multicomms_runtime::replies::webhook::path;
@@ -145,11 +146,45 @@ struct Env {
 /// The example Channels and Company applied by the operator with its calls counted, then its
 /// other paths: a no-op re-apply, drift repaired (a queue attribute, a secret value), a secret
 /// scheduled for deletion restored, untagged objects adopted, both deletions.
-async fn operator(base: &aws_config::SdkConfig) -> (Naming, Naming, Calls) {
+/// The examples, the Company sending its events to `events_url`.
+fn manifests_with_events(events_url: &str) -> multicomms_operator::cli::manifests::Manifests {
+    use multicomms_operator::crd::{company::ClientEvents, SecretKeyRef, SecretValue};
+    let mut manifests = example_manifests();
+    let reference = SecretKeyRef { name: "cucumber-recruitment-events".into(), key: "signingSecret".into() };
+    let signing_secret = SecretValue { secret_key_ref: reference };
+    manifests.companies[0].spec.events = Some(ClientEvents { url: events_url.into(), signing_secret });
+    manifests
+}
+
+/// A client's system taking every event but the first (a retry sets the event's visibility);
+/// how many it took.
+async fn events_receiver() -> (String, Arc<std::sync::atomic::AtomicUsize>) {
+    let taken = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = taken.clone();
+    let app = axum::Router::new().route(
+        "/events",
+        axum::routing::post(move || {
+            let before = counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            async move {
+                if before == 0 {
+                    StatusCode::SERVICE_UNAVAILABLE
+                } else {
+                    StatusCode::NO_CONTENT
+                }
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}/events", listener.local_addr().expect("address"));
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, taken)
+}
+
+async fn operator(base: &aws_config::SdkConfig, events_url: &str) -> (Naming, Naming, Calls) {
     let (config, calls) = counting(base);
     let naming = unique_naming('i');
     let ctx = Context::new(multicomms_operator::aws::Aws::new(&config), naming.clone(), Mode::Apply);
-    let manifests = example_manifests();
+    let manifests = manifests_with_events(events_url);
     for _ in 0..2 {
         let reports = reconcile_manifests(&ctx, manifests.clone(), 4).await;
         assert!(reports.iter().all(|r| r.is_ready()), "{:?}", reports.iter().find(|r| !r.is_ready()));
@@ -248,7 +283,8 @@ async fn inbound(router: &axum::Router, text: &str) -> StatusCode {
 #[tokio::test]
 async fn each_components_policy_grants_exactly_the_aws_actions_it_performs() {
     let base = emulator_config().await;
-    let (naming, doomed, operator_calls) = operator(&base).await;
+    let (events_url, events_taken) = events_receiver().await;
+    let (naming, doomed, operator_calls) = operator(&base, &events_url).await;
     assert_least_privilege("operator", &operator_calls, &[&naming, &doomed]);
     let env = Env { base, naming, fakes: Fakes::start("127.0.0.1:0").await.expect("fakes") };
     let uncounted = aws_sdk_dynamodb::Client::new(&env.base);
@@ -425,4 +461,16 @@ async fn each_components_policy_grants_exactly_the_aws_actions_it_performs() {
     assert_eq!(router.clone().oneshot(request).await.expect("answer").status(), StatusCode::OK);
     assert_least_privilege("router", &router_calls, &[&env.naming]);
     assert_least_privilege("reply-processor", &reply_calls, &[&env.naming]);
+
+    // The client-events worker delivers what the flows above emitted.
+    let (events_config, events_calls) = counting(&env.base);
+    let delivery = EventDelivery::build(&events_config, &env.naming, Duration::from_secs(5)).expect("worker");
+    let events_queue = env.naming.client_events_queue();
+    let url = sqs.get_queue_url().queue_name(&events_queue).send().await.expect("url").queue_url.expect("url");
+    work(&events_config, Arc::new(delivery), &events_queue, || {
+        let (some, in_queue) = (events_taken.load(std::sync::atomic::Ordering::Relaxed) > 1, depth(url.clone()));
+        async move { some && in_queue.await == 0 }
+    })
+    .await;
+    assert_least_privilege("client-events", &events_calls, &[&env.naming]);
 }

@@ -26,6 +26,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tower::ServiceExt;
 
+mod client_events;
 mod delivery;
 mod erasure;
 mod keywords;
@@ -46,8 +47,13 @@ struct Env {
 
 /// The examples applied, the company's batching window set to `window_seconds`.
 async fn env(window_seconds: u32) -> Env {
+    env_of(window_seconds, example_manifests()).await
+}
+
+/// `manifests` applied, the company's batching window set to `window_seconds`.
+async fn env_of(window_seconds: u32, manifests: multicomms_operator::cli::manifests::Manifests) -> Env {
     let config = emulator_config().await;
-    let naming = apply(&config, &example_manifests()).await;
+    let naming = apply(&config, &manifests).await;
     let fakes = Fakes::start("127.0.0.1:0").await.expect("fake providers");
     let env = Env {
         dynamodb: aws_sdk_dynamodb::Client::new(&config),

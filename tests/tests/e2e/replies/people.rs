@@ -12,7 +12,7 @@ const SESSION_KEY: &[u8] = b"a session key of at least 32 bytes, for tests";
 
 impl Env {
     /// A router whose agents' messages go to the fake Twilio, signing sessions with [`SESSION_KEY`].
-    async fn desk(&self) -> axum::Router {
+    pub(super) async fn desk(&self) -> axum::Router {
         let settings = RouterSettings {
             twilio_base_url: self.fakes.url.clone(),
             session_key: Some(SESSION_KEY.to_vec()),
