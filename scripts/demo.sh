@@ -28,13 +28,14 @@ echo; echo "== the pods: router, WhatsApp processor, fake OpenAI/Twilio/SendGrid
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 1 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
 fakes_port="$(free_port)"; router_port="$(free_port)"; router_metrics_port="$(free_port)"
-processor_port="$(free_port)"; replies_port="$(free_port)"
+processor_port="$(free_port)"; replies_port="$(free_port)"; events_port="$(free_port)"
 logs="$ROOT/target/demo"; mkdir -p "$logs"
 target/debug/fake-providers "127.0.0.1:$fakes_port" > "$logs/fakes.log" 2>&1 &
 pods=($!)
 MULTICOMMS_ENV=dev target/debug/multicomms-router --address "127.0.0.1:$router_port" \
   --metrics-address "127.0.0.1:$router_metrics_port" \
-  --public-base-url "http://127.0.0.1:$router_port" > "$logs/router.log" 2>&1 &
+  --public-base-url "http://127.0.0.1:$router_port" --twilio-base-url "http://127.0.0.1:$fakes_port" \
+  --session-key "local-demo-inbox-session-key-not-a-secret" > "$logs/router.log" 2>&1 &
 pods+=($!)
 MULTICOMMS_ENV=dev target/debug/multicomms-processor --channel whatsapp --address "127.0.0.1:$processor_port" \
   --openai-base-url "http://127.0.0.1:$fakes_port/v1" --twilio-base-url "http://127.0.0.1:$fakes_port" \
@@ -45,12 +46,26 @@ MULTICOMMS_ENV=dev target/debug/multicomms-processor --channel whatsapp --flow r
   --openai-base-url "http://127.0.0.1:$fakes_port/v1" --twilio-base-url "http://127.0.0.1:$fakes_port" \
   --public-base-url "http://127.0.0.1:$router_port" > "$logs/replies.log" 2>&1 &
 pods+=($!)
+MULTICOMMS_ENV=dev target/debug/multicomms-processor --flow events --address "127.0.0.1:$events_port" \
+  --retry-base-seconds 1 > "$logs/events.log" 2>&1 &
+pods+=($!)
 trap 'kill "${pods[@]}" 2>/dev/null || true; kill "$EMULATOR_PID" 2>/dev/null || true' EXIT
 wait_port "$fakes_port"; wait_port "$router_port"; wait_port "$processor_port"; wait_port "$replies_port"
+wait_port "$events_port"
+
+echo; echo "== a commit: the company's events go to its applicant tracking system (the fakes' /client/events)"
+mkdir -p "$logs/companies"
+cp config/companies/cucumber-recruitment-clarify-cv.yaml "$logs/companies/"
+cat >> "$logs/companies/cucumber-recruitment-clarify-cv.yaml" <<YAML
+  events:
+    url: http://127.0.0.1:$fakes_port/client/events
+    signingSecret: {secretKeyRef: {name: cucumber-recruitment-events, key: signingSecret}}
+YAML
+"$operator" apply -f config/channels -f "$logs/companies" -f config/examples/local --namespace multicomms-dev
 request_id="$(python3 -c 'import uuid; print(uuid.uuid4())')"
-"$VENV/bin/python" - "$router_port" "$request_id" <<'PY'
+"$VENV/bin/python" - "$router_port" "$request_id" "$fakes_port" <<'PY'
 import json, os, sys, time, urllib.request, boto3
-port, request_id = sys.argv[1], sys.argv[2]
+port, request_id, fakes_port = sys.argv[1], sys.argv[2], sys.argv[3]
 body = {
     "company_data": {"company_id": "ci-aaa-001", "project_id": "pi-aaa-001"},
     "recipient_data": {"recipient_first_name": "Lee", "recipient_last_name": "Hayton",
@@ -144,5 +159,54 @@ except urllib.error.HTTPError as refusal:
     print("router:", refusal.status, refusal.read().decode())
     assert refusal.status == 409, refusal.status
 assert inbound("START") == 200
+
+# A recruiter in the loop: a new conversation, which the agent carol takes over from the API the
+# inbox uses (http://127.0.0.1:<router>/inbox signs in with the same token), answers, and gives
+# back to the AI.
+body["request_data"]["request_id"] = str(uuid.uuid4())
+request = urllib.request.Request(f"http://127.0.0.1:{port}/initiate-conversation", data=json.dumps(body).encode(),
+                                 headers={"x-api-key": "local-demo-router-key-not-a-secret", "content-type": "application/json"})
+print("router:", urllib.request.urlopen(request).read().decode())
+base = f"http://127.0.0.1:{port}/companies/ci-aaa-001/projects/pi-aaa-001/conversations"
+agent = {"authorization": "Bearer local-demo-agent-carol-token-not-a-secret", "content-type": "application/json"}
+def api(method, path, payload=None):
+    request = urllib.request.Request(base + path, method=method, headers=agent,
+                                     data=None if payload is None else json.dumps(payload).encode())
+    try:
+        return json.loads(urllib.request.urlopen(request).read() or b"{}")
+    except urllib.error.HTTPError as refusal:
+        return json.loads(refusal.read() or b"{}")
+conversation_id = f"ci-aaa-001#pi-aaa-001#{body['request_data']['request_id']}#447588713814"
+for _ in range(100):
+    listed = api("GET", "?state=open")["conversations"]
+    mine = [c for c in listed if base64.urlsafe_b64decode(c["id"] + "==").decode().endswith(conversation_id)]
+    if mine and mine[0]["conversation_status"] == "initial_message_sent":
+        break
+    time.sleep(0.2)
+else:
+    sys.exit("the new conversation did not start: see target/demo/processor.log")
+cid = mine[0]["id"]
+print("agent carol, refused while the AI answers:", api("POST", f"/{cid}/messages", {"text": "hello"})["error_code"])
+print("agent carol takes over:", api("POST", f"/{cid}/take-over")["conversation"]["state"])
+assert inbound("Can I talk to someone about the shifts?") == 200
+print("the candidate's message waits for her:", api("GET", "?state=waiting_for_person")["conversations"][0]["last_message"]["content"])
+said = "Hi Lee, Carol here: the shifts are 8-4, Monday to Friday."
+sent = api("POST", f"/{cid}/messages", {"text": said})
+if sent.get("status") != "success":
+    sys.exit(f"the agent's message was not sent: {sent}")
+print("agent carol answers:", sent["status"], sent["message"]["id"], "|", sent["message"]["content"])
+print("agent carol gives it back to the AI:", api("POST", f"/{cid}/give-back")["conversation"]["state"])
+wanted = {"conversation_started", "taken_over", "message_sent", "given_back"}
+for _ in range(150):
+    got = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{fakes_port}/client/events").read())
+    mine = [e for e in got if e["event"]["conversation"]["id"] == cid]
+    if wanted <= {e["event"]["type"] for e in mine if e["verified"]}:
+        break
+    time.sleep(0.2)
+print("events the applicant tracking system received for it (signature checked):")
+for e in mine:
+    print(f"  {e['event']['type']:22} {e['event']['id']}  verified={e['verified']}")
+if not wanted <= {e["event"]["type"] for e in mine if e["verified"]}:
+    sys.exit("the company's events were not delivered: see target/demo/events.log")
 PY
 echo "(pod logs: target/demo/)"

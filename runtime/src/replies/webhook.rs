@@ -288,8 +288,10 @@ async fn answer(
             }
             let company = company.as_ref().map(|c| &c.record);
             received(webhook, company, &conversation, &marker).await;
-            let data = serde_json::json!({"reason": reason});
-            webhook.events.emit(company, &conversation, EventType::HandedOff, data).await;
+            if !conversation.hand_off_to_human {
+                let data = serde_json::json!({"reason": reason});
+                webhook.events.emit(company, &conversation, EventType::HandedOff, data).await;
+            }
             Ok(Acknowledged::HandedOff)
         }
         Route::Reply => {

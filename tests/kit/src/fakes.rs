@@ -155,6 +155,10 @@ struct Shared {
     /// Services whose answers wait, after the request is recorded, until released.
     held: tokio::sync::watch::Sender<Vec<Service>>,
     counter: AtomicU64,
+    /// What the fake client's system (an applicant tracking system) was posted at
+    /// `/client/events`: each event, and whether its signature held with the example company's
+    /// key.
+    client_events: Mutex<Vec<Value>>,
 }
 
 #[derive(Clone)]
@@ -191,6 +195,7 @@ impl Fakes {
             .route("/v1/responses", post(openai))
             .route("/2010-04-01/Accounts/{account}/Messages.json", post(twilio))
             .route("/v3/mail/send", post(sendgrid))
+            .route("/client/events", post(client_event).get(client_events))
             .with_state(shared.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
         Ok(Fakes { url, shared })
@@ -688,6 +693,31 @@ fn rendered_body(body: Option<String>, sid: Option<String>, variables: Option<St
 
 fn sendgrid_error(status: u16, message: &str, field: Option<&str>) -> Response {
     json_response(status, json!({"errors": [{"message": message, "field": field, "help": null}]}))
+}
+
+/// The fake client's system taking a company's event: its signature checked with the example
+/// company's key ([`crate::environment::EVENTS_SIGNING_SECRET`]), the event kept.
+async fn client_event(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> StatusCode {
+    use multicomms_wire::client_events::{SIGNATURE_HEADER, SIGNATURE_TOLERANCE_SECONDS};
+    let header = headers.get(SIGNATURE_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let secret = crate::environment::EVENTS_SIGNING_SECRET.as_bytes();
+    let now = multicomms_wire::timestamp::epoch_seconds();
+    let verified =
+        multicomms_runtime::shared::client_events::verify(secret, header, &body, now, SIGNATURE_TOLERANCE_SECONDS);
+    let event: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    if let Ok(mut events) = shared.client_events.lock() {
+        events.push(json!({"verified": verified.is_ok(), "event": event}));
+    }
+    if verified.is_ok() {
+        StatusCode::NO_CONTENT
+    } else {
+        StatusCode::UNAUTHORIZED
+    }
+}
+
+/// `GET /client/events`: what the fake client's system was posted.
+async fn client_events(State(shared): State<Arc<Shared>>) -> axum::Json<Value> {
+    axum::Json(Value::Array(shared.client_events.lock().map(|e| e.clone()).unwrap_or_default()))
 }
 
 async fn sendgrid(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {

@@ -1,7 +1,8 @@
 //! The fake OpenAI, Twilio and SendGrid servers as a process, for local demos:
 //! `fake-providers [address] [ai-latency-ms] [send-latency-ms]` (default 127.0.0.1:8090, 0, 0).
 //! Point the processor's `--openai-base-url` at `<url>/v1` and the Twilio and SendGrid base URLs
-//! at `<url>`.
+//! at `<url>`; a Company's `spec.events.url` at `<url>/client/events` (a fake applicant tracking
+//! system that checks each event's signature; `GET` lists what it got).
 use multicomms_testkit::fakes::{Fakes, Service};
 use std::time::Duration;
 
