@@ -4,7 +4,7 @@
 //! change committed to its YAML applies to conversations already under way.
 use super::refusal::Refusal;
 use multicomms_wire::company::PROJECT_ACTIVE;
-use multicomms_wire::conversation::{ConversationRecord, ConversationStatus, ROLE_ASSISTANT};
+use multicomms_wire::conversation::{ConversationRecord, ROLE_ASSISTANT};
 use multicomms_wire::replies::Fragment;
 use multicomms_wire::{ChannelKind, CompanyRecord};
 
@@ -89,24 +89,13 @@ fn closed_by_inactivity(
     now: chrono::DateTime<chrono::Utc>,
 ) -> Option<String> {
     let days = company.inactivity_days();
-    let last = chrono::DateTime::parse_from_rfc3339(&conversation.updated_at).ok()?;
-    (now.signed_duration_since(last) > chrono::Duration::days(i64::from(days)))
+    multicomms_wire::inbox::idle_past(conversation, days, now)
         .then(|| format!("the conversation closed after {days} days without activity; the recipient wrote again"))
 }
 
 /// Whether the conversation's first message went out (or may have).
 pub fn started(conversation: &ConversationRecord) -> bool {
-    use ConversationStatus::*;
-    !matches!(
-        conversation.conversation_status,
-        Processing
-            | Sending
-            | FailedSecretsFetch
-            | FailedToProcessAi
-            | FailedToSendMessage
-            | FailedUnknown
-            | FailedNoConsent
-    )
+    conversation.conversation_status.first_message_out()
 }
 
 /// Where an answer to `conversation` on `channel` goes, at `now`.
@@ -167,6 +156,7 @@ pub(crate) mod tests {
         assert_eq!(outside_whatsapp_window(ChannelKind::Whatsapp, &[], shuts + 1, margin), None);
     }
     use super::*;
+    use multicomms_wire::conversation::ConversationStatus;
     use serde_json::json;
 
     fn company() -> CompanyRecord {

@@ -201,6 +201,24 @@ impl ConversationStatus {
     }
 }
 
+impl ConversationStatus {
+    /// Whether the conversation's first message went out (or may have): not still being
+    /// written or sent, nor failed before it was sent.
+    pub fn first_message_out(self) -> bool {
+        use ConversationStatus::*;
+        !matches!(
+            self,
+            Processing
+                | Sending
+                | FailedSecretsFetch
+                | FailedToProcessAi
+                | FailedToSendMessage
+                | FailedUnknown
+                | FailedNoConsent
+        )
+    }
+}
+
 impl std::fmt::Display for ConversationStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())

@@ -40,22 +40,11 @@ impl InboxState {
     /// The state of `record`, `idle_days` after which a quiet conversation counts as closed,
     /// at `now`. A time that does not read counts as recent.
     pub fn of(record: &ConversationRecord, idle_days: u32, now: chrono::DateTime<chrono::Utc>) -> Self {
-        use ConversationStatus::*;
-        let never_started = matches!(
-            record.conversation_status,
-            Processing
-                | Sending
-                | FailedSecretsFetch
-                | FailedToProcessAi
-                | FailedToSendMessage
-                | FailedUnknown
-                | FailedNoConsent
-        );
-        let idle = chrono::DateTime::parse_from_rfc3339(&record.updated_at)
-            .is_ok_and(|at| now.signed_duration_since(at) > chrono::Duration::days(i64::from(idle_days)));
+        let never_started = !record.conversation_status.first_message_out();
+        let idle = idle_past(record, idle_days, now);
         if record.closed_at.is_some()
             || record.task_complete == 1
-            || record.conversation_status == RecipientOptedOut
+            || record.conversation_status == ConversationStatus::RecipientOptedOut
             || never_started
             || idle
         {
@@ -78,6 +67,13 @@ impl InboxState {
     pub fn person_may_answer(self) -> bool {
         matches!(self, InboxState::HandedOff | InboxState::WaitingForPerson | InboxState::Open)
     }
+}
+
+/// Whether nothing happened in the conversation (`updated_at`) for more than `days` at `now`:
+/// it counts as closed. A time that does not read counts as recent.
+pub fn idle_past(record: &ConversationRecord, days: u32, now: chrono::DateTime<chrono::Utc>) -> bool {
+    chrono::DateTime::parse_from_rfc3339(&record.updated_at)
+        .is_ok_and(|at| now.signed_duration_since(at) > chrono::Duration::days(i64::from(days)))
 }
 
 /// A conversation's id in the API: its record's key, base64url without padding (a conversation

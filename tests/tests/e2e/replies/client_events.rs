@@ -76,22 +76,7 @@ async fn events_reach_the_clients_system_signed_retried_past_two_failures_and_ne
     let delivery = Arc::new(EventDelivery::build(&env.config, &env.naming, Duration::from_secs(5)).expect("worker"));
     let queue = queue::discover(&env.sqs, &env.naming.client_events_queue()).await.expect("the operator's queue");
     assert_eq!(queue.max_receive_count, Some(8), "retried eight times, then the DLQ");
-    let settings = Settings {
-        queue_url: queue.url,
-        concurrency: 1,
-        visibility: Duration::from_secs(30),
-        heartbeat: Duration::from_secs(10),
-        retry_base: Duration::from_secs(1),
-        wait: Duration::from_secs(1),
-        max_receive_count: queue.max_receive_count,
-        dead_letter_queue_url: queue.dead_letter_queue_url,
-        hand_off_queue_url: None,
-        depth_interval: Duration::from_secs(5),
-    };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(queue::run(delivery, env.sqs.clone(), settings, async {
-        let _ = stopped.await;
-    }));
+    let running = env.run_worker(delivery, queue, 1, Duration::from_secs(30));
     let wanted = ["conversation_started", "reply_received", "taken_over"];
     let attempts = |kind: &str| {
         let deliveries = ats.deliveries.lock().expect("lock");
@@ -101,8 +86,7 @@ async fn events_reach_the_clients_system_signed_retried_past_two_failures_and_ne
         wanted.iter().all(|kind| attempts(kind) >= 3)
     })
     .await;
-    let _ = stop.send(());
-    running.await.expect("the loop ends");
+    running.stop().await;
 
     let deliveries = ats.deliveries.lock().expect("lock").clone();
     assert!(deliveries.iter().all(|(signed, _)| *signed), "every delivery is signed with the company's key");

@@ -247,6 +247,49 @@ fn whatsapp(body: &str) -> Inbound {
 
 const LONG: Duration = Duration::from_secs(60);
 
+/// A worker's SQS loop running in the background until [`Running::stop`].
+struct Running {
+    stop: tokio::sync::oneshot::Sender<()>,
+    loop_: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.loop_.await.expect("the loop ends");
+    }
+}
+
+impl Env {
+    /// `worker` on the queue `facts` describe: `concurrency` at once, hidden `visibility`, 1 s
+    /// retries and receive waits.
+    fn run_worker<W: multicomms_runtime::worker::queue::Worker + 'static>(
+        &self,
+        worker: Arc<W>,
+        facts: queue::QueueFacts,
+        concurrency: usize,
+        visibility: Duration,
+    ) -> Running {
+        let settings = Settings {
+            queue_url: facts.url,
+            concurrency,
+            visibility,
+            heartbeat: visibility / 6,
+            retry_base: Duration::from_secs(1),
+            wait: Duration::from_secs(1),
+            max_receive_count: facts.max_receive_count,
+            dead_letter_queue_url: facts.dead_letter_queue_url,
+            hand_off_queue_url: None,
+            depth_interval: Duration::from_secs(5),
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let loop_ = tokio::spawn(queue::run(worker, self.sqs.clone(), settings, async {
+            let _ = stopped.await;
+        }));
+        Running { stop, loop_ }
+    }
+}
+
 #[tokio::test]
 async fn three_messages_two_seconds_apart_get_one_reply_that_continues_the_conversation() {
     // The example company's window: 10 s.
@@ -257,22 +300,7 @@ async fn three_messages_two_seconds_apart_get_one_reply_that_continues_the_conve
 
     let replier = env.replier(ChannelKind::Whatsapp, LONG, LONG);
     let queue = queue::discover(&env.sqs, &env.naming.replies_queue(ChannelKind::Whatsapp)).await.expect("queue");
-    let settings = Settings {
-        queue_url: queue.url,
-        concurrency: 4,
-        visibility: LONG,
-        heartbeat: Duration::from_secs(5),
-        retry_base: Duration::from_secs(1),
-        wait: Duration::from_secs(1),
-        max_receive_count: queue.max_receive_count,
-        dead_letter_queue_url: queue.dead_letter_queue_url,
-        hand_off_queue_url: None,
-        depth_interval: Duration::from_secs(5),
-    };
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = tokio::spawn(queue::run(replier, env.sqs.clone(), settings, async {
-        let _ = stopped.await;
-    }));
+    let running = env.run_worker(replier, queue, 4, LONG);
 
     let texts = ["Hi", "yes I drive", "but no car"];
     let messages: Vec<Inbound> = texts.iter().map(|t| whatsapp(t)).collect();
@@ -299,8 +327,7 @@ async fn three_messages_two_seconds_apart_get_one_reply_that_continues_the_conve
     let replies_queue = env.naming.replies_queue(ChannelKind::Whatsapp);
     let drained = || async { env.queued(&replies_queue).await == 0 };
     eventually("every trigger answered (none left on the replies queue)", Duration::from_secs(30), drained).await;
-    let _ = stop.send(());
-    running.await.expect("the loop ends");
+    running.stop().await;
 
     assert_eq!(env.replies(), ["A reply from the fake model"], "exactly one reply");
     let reply = &env.fakes.sent()[1];

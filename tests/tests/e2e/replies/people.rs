@@ -13,12 +13,16 @@ const SESSION_KEY: &[u8] = b"a session key of at least 32 bytes, for tests";
 impl Env {
     /// A router whose agents' messages go to the fake Twilio, signing sessions with [`SESSION_KEY`].
     pub(super) async fn desk(&self) -> axum::Router {
+        app::app(Arc::new(self.desk_state().await))
+    }
+
+    async fn desk_state(&self) -> AppState {
         let settings = RouterSettings {
             twilio_base_url: self.fakes.url.clone(),
             session_key: Some(SESSION_KEY.to_vec()),
             ..router_settings()
         };
-        app::app(Arc::new(AppState::build(&self.config, &self.naming, settings).await))
+        AppState::build(&self.config, &self.naming, settings).await
     }
 }
 
@@ -229,12 +233,7 @@ async fn from_the_inbox_alone_a_recruiter_answers_a_handed_off_candidate_and_giv
     env.set_company("SET auto_queue_reply_message_from_number = :v", json!([])).await;
 
     // The router on a socket, as the recruiter's browser reaches it.
-    let settings = RouterSettings {
-        twilio_base_url: env.fakes.url.clone(),
-        session_key: Some(SESSION_KEY.to_vec()),
-        ..router_settings()
-    };
-    let state = Arc::new(AppState::build(&env.config, &env.naming, settings).await);
+    let state = Arc::new(env.desk_state().await);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let address = listener.local_addr().expect("address");
     let limits =
