@@ -114,7 +114,7 @@ impl AppState {
         let companies = Arc::new(Companies::new(dynamodb.clone(), naming.company_data_table(), settings.company_cache));
         let sqs = aws_sdk_sqs::Client::new(sdk);
         let queues = Queues::resolve(sqs.clone(), naming, settings.batch_linger, metrics.batch_size.clone()).await;
-        let events = Arc::new(ClientEvents::new(sqs.clone(), naming));
+        let events = Arc::new(ClientEvents::new(sqs.clone(), naming, metrics.client_events_not_queued.clone()));
         let replies = settings.public_base_url.clone().map(|public_base_url| Webhook {
             events: events.clone(),
             public_base_url,
@@ -226,7 +226,7 @@ fn people(state: &Arc<AppState>) -> axum::Router<Arc<AppState>> {
         .route(&format!("{one}/take-over"), action(Action::TakeOver))
         .route(&format!("{one}/give-back"), action(Action::GiveBack))
         .route(&format!("{one}/close"), action(Action::Close))
-        .route(INBOX_PATH, get(|| async { super::inbox::asset("inbox.html") }))
+        .route(INBOX_PATH, get(|| async { super::inbox::asset("") }))
         .route(
             &format!("{INBOX_PATH}/{{file}}"),
             get(|axum::extract::Path(file): axum::extract::Path<String>| async move { super::inbox::asset(&file) }),

@@ -20,12 +20,13 @@ const PAGE: &str = include_str!("inbox/inbox.html");
 const SCRIPT: &str = include_str!("inbox/inbox.js");
 const STYLE: &str = include_str!("inbox/inbox.css");
 
-/// The page and its two files, with headers that keep it to itself.
+/// The page and its two files, with headers that keep it to itself; 404 for anything else.
 pub fn asset(name: &str) -> Response {
     let (body, content_type) = match name {
         "inbox.js" => (SCRIPT, "text/javascript; charset=utf-8"),
         "inbox.css" => (STYLE, "text/css; charset=utf-8"),
-        _ => (PAGE, "text/html; charset=utf-8"),
+        "" | "inbox.html" => (PAGE, "text/html; charset=utf-8"),
+        _ => return StatusCode::NOT_FOUND.into_response(),
     };
     let headers = [
         (header::CONTENT_TYPE, content_type),
@@ -128,6 +129,20 @@ pub fn sign_out(headers: &HeaderMap) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_inbox_serves_its_three_files_under_its_policy_and_nothing_else() {
+        for (name, kind) in [("", "text/html"), ("inbox.js", "text/javascript"), ("inbox.css", "text/css")] {
+            let served = asset(name);
+            assert_eq!(served.status(), StatusCode::OK);
+            let header = |h| served.headers().get(h).and_then(|v| v.to_str().ok()).unwrap_or("").to_string();
+            assert!(header(header::CONTENT_TYPE).starts_with(kind), "{name}");
+            let policy = header(header::CONTENT_SECURITY_POLICY);
+            assert!(policy.contains("script-src 'self'") && policy.contains("frame-ancestors 'none'"), "{policy}");
+        }
+        assert_eq!(asset("../Cargo.toml").status(), StatusCode::NOT_FOUND);
+        assert!(!SCRIPT.contains("innerHTML"), "server text is only set as textContent");
+    }
 
     #[test]
     fn the_session_cookie_is_secure_everywhere_but_loopback() {

@@ -35,6 +35,8 @@ pub struct Metrics {
     pub batch_size: Histogram,
     /// The webhook's reads of a Twilio secret that found it scheduled for deletion.
     pub secrets_scheduled_for_deletion: Counter,
+    /// Company events that could not be put on the client-events queue (lost).
+    pub client_events_not_queued: Counter,
 }
 
 impl Default for Metrics {
@@ -70,7 +72,14 @@ impl Default for Metrics {
             "Webhook reads of a Twilio secret found scheduled for deletion (messages get 503 until it is restored)",
             secrets_scheduled_for_deletion.clone(),
         );
+        let client_events_not_queued = Counter::default();
+        registry.register(
+            "client_events_not_queued",
+            "Company events that could not be put on the client-events queue (their companies never get them)",
+            client_events_not_queued.clone(),
+        );
         Metrics {
+            client_events_not_queued,
             registry,
             requests,
             webhook,

@@ -14,13 +14,13 @@ pub struct ClientEvents {
     sqs: aws_sdk_sqs::Client,
     queue: String,
     url: Mutex<Option<String>>,
-    /// Events that could not be queued.
-    pub lost: Counter,
+    /// Events that could not be queued (a metric of the pod's).
+    not_queued: Counter,
 }
 
 impl ClientEvents {
-    pub fn new(sqs: aws_sdk_sqs::Client, naming: &Naming) -> Self {
-        ClientEvents { sqs, queue: naming.client_events_queue(), url: Mutex::default(), lost: Counter::default() }
+    pub fn new(sqs: aws_sdk_sqs::Client, naming: &Naming, not_queued: Counter) -> Self {
+        ClientEvents { sqs, queue: naming.client_events_queue(), url: Mutex::default(), not_queued }
     }
 
     /// Queues an event of `kind` about `record` for `company`'s webhook, if it has one.
@@ -36,7 +36,7 @@ impl ClientEvents {
         }
         let event = ClientEvent::about(record, kind, data);
         if let Err(why) = self.send(&event).await {
-            self.lost.inc();
+            self.not_queued.inc();
             tracing::error!(event = event.id, kind = kind.as_str(), why, "a client event was not queued");
         }
     }

@@ -41,6 +41,8 @@ pub struct Metrics {
     /// The client-events worker: events given up after their last delivery attempt (to the
     /// DLQ). Alert on any increase: a company's system is missing them.
     pub client_events_dead_lettered: Counter,
+    /// Company events that could not be put on the client-events queue (lost).
+    pub client_events_not_queued: Counter,
 }
 
 impl Default for Metrics {
@@ -80,7 +82,14 @@ impl Default for Metrics {
             "Client events whose last delivery attempt failed: they go to the client-events DLQ",
             client_events_dead_lettered.clone(),
         );
+        let client_events_not_queued = Counter::default();
+        registry.register(
+            "client_events_not_queued",
+            "Company events that could not be put on the client-events queue (their companies never get them)",
+            client_events_not_queued.clone(),
+        );
         Metrics {
+            client_events_not_queued,
             client_events_dead_lettered,
             registry,
             messages,

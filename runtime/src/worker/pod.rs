@@ -60,7 +60,9 @@ impl PodClients {
             config.allow_loopback_ai_endpoints,
         );
         let dynamodb = aws_sdk_dynamodb::Client::new(sdk);
-        let events = crate::shared::client_events::ClientEvents::new(aws_sdk_sqs::Client::new(sdk), &config.naming);
+        let not_queued = metrics.client_events_not_queued.clone();
+        let sqs = aws_sdk_sqs::Client::new(sdk);
+        let events = crate::shared::client_events::ClientEvents::new(sqs, &config.naming, not_queued);
         Ok(PodClients {
             events: Arc::new(events),
             opt_outs: OptOuts::new(dynamodb.clone(), config.naming.opt_outs_table()),
