@@ -200,6 +200,7 @@ impl Incoming {
             taken_over_by: None,
             closed_at: None,
             closed_by: None,
+            given_back_by: None,
         }
     }
 }

@@ -123,7 +123,7 @@ impl Desk {
             Action::GiveBack if !record.hand_off_to_human => return Err(RouterError::not_handed_to_person()),
             Action::GiveBack => {
                 let from = record.conversation_status;
-                self.store.give_back(&key, from, given_back_status(from)).await
+                self.store.give_back(&key, &agent.name, (from, given_back_status(from))).await
             }
         }
         .map_err(database)?;

@@ -31,6 +31,7 @@ pub mod attribute {
     pub const TAKEN_OVER_BY: &str = "taken_over_by";
     pub const CLOSED_AT: &str = "closed_at";
     pub const CLOSED_BY: &str = "closed_by";
+    pub const GIVEN_BACK_BY: &str = "given_back_by";
 }
 
 /// A conversation record's key.
@@ -365,6 +366,9 @@ pub struct ConversationRecord {
     pub closed_at: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub closed_by: Option<String>,
+    /// The agent who last gave the conversation back to the AI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub given_back_by: Option<String>,
 }
 
 impl ConversationRecord {

@@ -61,19 +61,22 @@ impl ConversationStore {
         self.conditional(update).await
     }
 
-    /// The conversation back to the AI, from `from` (the status the decision read) to `to`: its
-    /// next inbound message is answered by the AI.
+    /// `agent` gives the conversation back to the AI, from `from` (the status the decision read)
+    /// to `to`: its next inbound message is answered by the AI.
     pub async fn give_back(
         &self,
         key: &ConversationKey,
-        from: ConversationStatus,
-        to: ConversationStatus,
+        agent: &str,
+        (from, to): (ConversationStatus, ConversationStatus),
     ) -> Result<Written, Failure> {
         let update = self
             .agent_update(key)
             .update_expression(
-                "SET #handoff = :false, #status = :to, #updated = :now REMOVE #taken, #handoff_reason, #failure",
+                "SET #handoff = :false, #status = :to, #updated = :now, #given_back = :agent \
+                 REMOVE #taken, #handoff_reason, #failure",
             )
+            .expression_attribute_names("#given_back", attribute::GIVEN_BACK_BY)
+            .expression_attribute_values(":agent", AttributeValue::S(agent.into()))
             .condition_expression(format!("{UNLEASED} AND attribute_not_exists(#closed) AND #status = :from"))
             .expression_attribute_names("#taken", attribute::TAKEN_OVER_BY)
             .expression_attribute_names("#handoff", attribute::HAND_OFF)

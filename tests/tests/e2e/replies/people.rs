@@ -94,6 +94,7 @@ async fn a_recruiter_answers_a_handed_off_candidate_gives_it_back_and_the_ai_kno
     env.set_company("SET auto_queue_reply_message_from_number = :v", json!([])).await;
     let (status, given) = call(&desk, "POST", &format!("{BASE}/{id}/give-back"), &auth, None).await;
     assert_eq!((status, given["conversation"]["state"].as_str()), (StatusCode::OK, Some("open")), "{given}");
+    assert_eq!(env.record(&key).await.given_back_by.as_deref(), Some("carol"), "who gave it back is recorded");
     let (status, again) =
         call(&desk, "POST", &format!("{BASE}/{id}/messages"), &auth, Some(json!({"text": "x"}))).await;
     assert_eq!((status, again["error_code"].as_str()), (StatusCode::CONFLICT, Some("AI_IS_ANSWERING")));
