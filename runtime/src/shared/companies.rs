@@ -89,7 +89,9 @@ impl Companies {
 
     /// `None` when no record exists for the pair (absence is cached too).
     pub async fn get(&self, company_id: &str, project_id: &str) -> Result<Option<Arc<Company>>, LookupError> {
-        if company_id.len() > MAX_PARTITION_KEY_BYTES || project_id.len() > MAX_SORT_KEY_BYTES {
+        // DynamoDB refuses an empty or oversized key: no such company.
+        let empty = company_id.is_empty() || project_id.is_empty();
+        if empty || company_id.len() > MAX_PARTITION_KEY_BYTES || project_id.len() > MAX_SORT_KEY_BYTES {
             return Ok(None);
         }
         let pair = (company_id.to_string(), project_id.to_string());

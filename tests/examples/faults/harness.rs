@@ -23,6 +23,8 @@ pub struct Credentials {
     pub twilio_token: String,
     pub sendgrid_key: String,
     pub openai_key: String,
+    /// The agent carol's inbox token, in each company's `<company>-agents` Secret.
+    pub agent_token: String,
 }
 
 /// A Kubernetes Secret of the suite: its name, the label that binds it, its data.
@@ -41,6 +43,7 @@ impl Credentials {
             twilio_token: format!("faultsuite-twilio-token-{tag}"),
             sendgrid_key: format!("SG.faultsuite-sendgrid-{tag}"),
             openai_key: format!("sk-faultsuite-openai-{tag}"),
+            agent_token: format!("faultsuite-agent-token-{tag}-0123456789"),
         }
     }
 
@@ -59,6 +62,7 @@ impl Credentials {
             let account = ("accountSid", multicomms_testkit::twilio::ACCOUNT_SID.to_string());
             secrets.push(bound("twilio", vec![account, ("authToken", self.twilio_token.clone())]));
             secrets.push(bound("sendgrid", vec![("apiKey", self.sendgrid_key.clone())]));
+            secrets.push(bound("agents", vec![("carol", self.agent_token.clone())]));
         }
         for channel in ["whatsapp", "sms", "email"] {
             secrets.push(KubeSecret {
@@ -70,8 +74,8 @@ impl Credentials {
         secrets
     }
 
-    pub fn all(&self) -> [&str; 4] {
-        [&self.router_key, &self.twilio_token, &self.sendgrid_key, &self.openai_key]
+    pub fn all(&self) -> [&str; 5] {
+        [&self.router_key, &self.twilio_token, &self.sendgrid_key, &self.openai_key, &self.agent_token]
     }
 }
 

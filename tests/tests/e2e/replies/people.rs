@@ -217,6 +217,12 @@ async fn forged_or_expired_sessions_other_companies_conversations_and_the_ais_ow
     let with_csrf = [("cookie", valid.as_str()), (CSRF_HEADER, session.csrf.as_str())];
     assert_eq!(call(&desk, "POST", &format!("{one}/take-over"), &with_csrf, None).await.0, StatusCode::OK);
     assert_eq!(env.record(&key).await.taken_over_by.as_deref(), Some("carol"));
+    // Signing in: a wrong token, and ids DynamoDB could not even look up, answer alike.
+    for (company_id, token) in [(COMPANY.0, "not-carols"), ("", AGENT_TOKEN)] {
+        let body = json!({"company_id": company_id, "project_id": COMPANY.1, "token": token});
+        let refused = call(&desk, "POST", "/inbox/session", &[], Some(body)).await;
+        assert_eq!(code(&refused), (StatusCode::FORBIDDEN, "INVALID_AGENT_TOKEN".into()), "{company_id:?}");
+    }
     for answer in [&their_answer, &missing_answer, &forged.1, &expired.1] {
         let text = answer.to_string();
         assert!(!text.contains(RECIPIENT) && !text.contains("ci-bbb-002"), "{text}");
