@@ -208,7 +208,13 @@ impl Desk {
         };
         match self.store.claim_person_reply(&record.key(), token).await {
             Ok(Written::Applied) => {}
-            Ok(Written::Superseded) => return Err(RouterError::conversation_busy()),
+            Ok(Written::Superseded) => {
+                // A first message is being sent: the lease this request took goes back.
+                if let Err(e) = self.store.release_lease(&key, token, None).await {
+                    tracing::warn!(error = %e, "the lease was not given back; it expires");
+                }
+                return Err(RouterError::conversation_busy());
+            }
             Err(e) => {
                 give_back(format!("claim: {e}")).await;
                 return Err(database(e));

@@ -40,7 +40,10 @@ impl InboxState {
     /// The state of `record`, `idle_days` after which a quiet conversation counts as closed,
     /// at `now`. A time that does not read counts as recent.
     pub fn of(record: &ConversationRecord, idle_days: u32, now: chrono::DateTime<chrono::Utc>) -> Self {
-        let never_started = !record.conversation_status.first_message_out();
+        // Failed before its first message went out; one still being written or sent is open.
+        let in_progress =
+            matches!(record.conversation_status, ConversationStatus::Processing | ConversationStatus::Sending);
+        let never_started = !record.conversation_status.first_message_out() && !in_progress;
         let idle = idle_past(record, idle_days, now);
         if record.closed_at.is_some()
             || record.task_complete == 1
@@ -152,6 +155,8 @@ mod tests {
         let mut failed = record();
         failed.conversation_status = ConversationStatus::FailedToProcessAi;
         assert_eq!(InboxState::of(&failed, 30, now()), InboxState::Closed, "nothing was ever sent");
+        failed.conversation_status = ConversationStatus::Sending;
+        assert_eq!(InboxState::of(&failed, 30, now()), InboxState::Open, "its first message is on its way");
         for state in InboxState::ALL {
             assert_eq!(InboxState::parse(state.as_str()), Some(state));
         }

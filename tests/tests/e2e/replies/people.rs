@@ -293,3 +293,38 @@ async fn from_the_inbox_alone_a_recruiter_answers_a_handed_off_candidate_and_giv
     browser.quit().await;
     server.abort();
 }
+
+#[tokio::test]
+async fn a_person_writing_while_the_first_message_is_being_sent_is_told_to_retry_and_holds_nothing() {
+    let env = env(1).await;
+    let router = env.router().await;
+    assert_eq!(env.initiate(&router, ChannelKind::Sms, 0x94).await.0, StatusCode::OK);
+    let queued = env.take(&env.naming.channel_queue(ChannelKind::Sms), 10).await.expect("the queued message");
+    let key = key_of(&queued);
+    // Twilio is slow to answer: the first message is `sending` under the processor's claim.
+    env.fakes.hold(Service::Twilio);
+    let processor = env.first_message_processor(ChannelKind::Sms);
+    let sending = tokio::spawn(async move { processor.process(&queued, false).await });
+    let claimed = || async {
+        let record = conversation_record(&env.dynamodb, &env.naming, &key).await;
+        record.is_some_and(|r| r.conversation_status == ConversationStatus::Sending)
+    };
+    eventually("the first message claimed", Duration::from_secs(10), claimed).await;
+
+    let desk = env.desk().await;
+    let (auth, one) = (bearer(), format!("{BASE}/{}", ConversationRef::encode(&key)));
+    let auth = [("authorization", auth.as_str())];
+    assert_eq!(call(&desk, "POST", &format!("{one}/take-over"), &auth, None).await.0, StatusCode::OK);
+    let written = call(&desk, "POST", &format!("{one}/messages"), &auth, Some(json!({"text": "hello"}))).await;
+    assert_eq!((written.0, written.1["error_code"].as_str()), (StatusCode::CONFLICT, Some("CONVERSATION_BUSY")));
+    let record = env.record(&key).await;
+    assert_eq!(record.reply_lease_id, None, "the request's lease went back: nothing waits on it");
+    assert_eq!(record.conversation_status, ConversationStatus::Sending, "the processor's claim untouched");
+
+    env.fakes.release(Service::Twilio);
+    assert_eq!(sending.await.expect("processor"), Outcome::Sent);
+    let written = call(&desk, "POST", &format!("{one}/messages"), &auth, Some(json!({"text": "hello"}))).await;
+    assert_eq!(written.0, StatusCode::OK, "{}", written.1);
+    let bodies: Vec<String> = env.fakes.sent().iter().filter_map(|r| r.field("Body").map(str::to_string)).collect();
+    assert_eq!(bodies.iter().filter(|b| b.as_str() == "hello").count(), 1, "sent once: {bodies:?}");
+}
