@@ -176,9 +176,18 @@ impl Env {
         }
         self.settled(&key_of(&context), &[ConversationStatus::InitialMessageSent]).await;
         // A second copy may still be backing off (up to 10 s, then 20 s, with the retry base of
-        // the waiting test): two minutes leave room for a loaded machine.
+        // the waiting test): two minutes leave room for a loaded machine. Waited on by outcome:
+        // the emulator's queue counts can miss a message between its backoff and its receive.
+        let settled = |outcome| {
+            let labels = multicomms_runtime::worker::metrics::OutcomeLabels { channel: "whatsapp", outcome };
+            running.processor.metrics.messages.get_or_create(&labels).get()
+        };
+        eventually("both copies settled, one sent and one a duplicate", Duration::from_secs(120), || async {
+            settled("sent") + settled("duplicate") == 2
+        })
+        .await;
         let queue = self.naming.channel_queue(ChannelKind::Whatsapp);
-        eventually("every copy taken off the queue", Duration::from_secs(120), || async {
+        eventually("every copy taken off the queue", Duration::from_secs(30), || async {
             self.depth(queue.clone()).await == 0
         })
         .await;
