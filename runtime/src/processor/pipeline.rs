@@ -210,7 +210,8 @@ impl Processor {
         let sent = self.send_claimed(m, key, token, &prepared).await?;
         let data = json!({"message_id": sent.message_id, "text": sent.content});
         let outcome = self.record_sent(key, sent, &prepared.reply, started).await;
-        if outcome == Outcome::Sent {
+        // The event's record is built only for a company that takes events.
+        if outcome == Outcome::Sent && m.company.client_events.is_some() {
             let record = m.initial_record(&self.version, created_at.to_string());
             self.events.emit(Some(&m.company), &record, EventType::ConversationStarted, data).await;
         }

@@ -9,7 +9,7 @@ use crate::shared::failure::Failure;
 use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::AttributeValue;
 use multicomms_wire::conversation::{
-    attribute, ConversationKey, ConversationRecord, ConversationStatus, Message, CONVERSATION_ID, GLOBAL_INDEXES,
+    attribute, ConversationKey, ConversationRecord, ConversationStatus, Message, CONVERSATION_ID,
 };
 use multicomms_wire::timestamp::epoch_ms;
 
@@ -24,18 +24,7 @@ impl ConversationStore {
         company_id: &str,
         project_id: &str,
     ) -> Result<Vec<ConversationRecord>, Failure> {
-        let index = &GLOBAL_INDEXES[0];
-        let query = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(index.name)
-            .key_condition_expression("#company = :company AND #project = :project")
-            .expression_attribute_names("#company", index.partition_key)
-            .expression_attribute_names("#project", index.sort_key)
-            .expression_attribute_values(":company", AttributeValue::S(company_id.into()))
-            .expression_attribute_values(":project", AttributeValue::S(project_id.into()));
-        let items = query_all(query).await?;
+        let items = query_all(self.project_query(company_id, project_id)).await?;
         items
             .into_iter()
             .map(|item| {

@@ -230,6 +230,20 @@ impl ConversationStore {
             .expression_attribute_values(":now", AttributeValue::S(multicomms_wire::timestamp::now()))
     }
 
+    /// A Query of the company index for one company's project (`#company`, `#project` named).
+    pub(crate) fn project_query(&self, company_id: &str, project_id: &str) -> QueryFluentBuilder {
+        let index = &multicomms_wire::conversation::GLOBAL_INDEXES[0];
+        self.client
+            .query()
+            .table_name(&self.table)
+            .index_name(index.name)
+            .key_condition_expression("#company = :company AND #project = :project")
+            .expression_attribute_names("#company", index.partition_key)
+            .expression_attribute_names("#project", index.sort_key)
+            .expression_attribute_values(":company", AttributeValue::S(company_id.into()))
+            .expression_attribute_values(":project", AttributeValue::S(project_id.into()))
+    }
+
     /// [`Self::update`] plus what every write of a claim uses: `#claim`, `:token`, `:processing`
     /// (DynamoDB refuses a value the expressions leave unused).
     fn claim_update(&self, key: &ConversationKey, token: &str) -> UpdateItemFluentBuilder {

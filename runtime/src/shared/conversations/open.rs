@@ -2,7 +2,7 @@
 use super::{aws_failure, status, ConversationStore};
 use crate::shared::failure::Failure;
 use aws_sdk_dynamodb::types::{AttributeValue, Select};
-use multicomms_wire::conversation::{attribute, ConversationStatus, GLOBAL_INDEXES};
+use multicomms_wire::conversation::{attribute, ConversationStatus};
 
 impl ConversationStore {
     /// The company project's conversations that are open: not over (`task_complete` 0), not
@@ -10,25 +10,16 @@ impl ConversationStore {
     /// `since` (an RFC 3339 time: the start of the inactivity period). A paginated count on the
     /// company index, which reads every conversation the project has in the table.
     pub async fn count_open(&self, company_id: &str, project_id: &str, since: &str) -> Result<u64, Failure> {
-        let index = &GLOBAL_INDEXES[0];
         let pages = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .index_name(index.name)
-            .key_condition_expression("#company = :company AND #project = :project")
+            .project_query(company_id, project_id)
             .filter_expression(
                 "#complete = :zero AND #updated > :since AND NOT begins_with(#status, :failed) AND #status <> :opted_out \
                  AND attribute_not_exists(#closed)",
             )
-            .expression_attribute_names("#company", index.partition_key)
-            .expression_attribute_names("#project", index.sort_key)
             .expression_attribute_names("#complete", attribute::TASK_COMPLETE)
             .expression_attribute_names("#updated", attribute::UPDATED_AT)
             .expression_attribute_names("#status", attribute::STATUS)
             .expression_attribute_names("#closed", attribute::CLOSED_AT)
-            .expression_attribute_values(":company", AttributeValue::S(company_id.into()))
-            .expression_attribute_values(":project", AttributeValue::S(project_id.into()))
             .expression_attribute_values(":zero", AttributeValue::N("0".into()))
             .expression_attribute_values(":since", AttributeValue::S(since.into()))
             .expression_attribute_values(":failed", AttributeValue::S("failed".into()))
