@@ -75,7 +75,8 @@ pub struct RouterSettings {
     pub session_key: Option<Vec<u8>>,
 }
 
-/// The longest an agent's message may take to reach Twilio (its lease lasts twice that).
+/// The longest an agent's message may take to reach Twilio (its lease lasts twice that). The
+/// request may time out first: the send and its record go on in their own task.
 const PERSON_SEND_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// What every request shares.
@@ -279,8 +280,16 @@ async fn write_message(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let asked = Asked { company_id: &company_id, project_id: &project_id, credentials: Credentials::of(&headers) };
-    answered(state.desk.write(asked, &id, &body).await)
+    // Its own task: the request timeout (or the agent going away) must not cut the work off
+    // between the send claim and the record of what was sent.
+    let written = tokio::spawn(async move {
+        let asked = Asked { company_id: &company_id, project_id: &project_id, credentials: Credentials::of(&headers) };
+        state.desk.write(asked, &id, &body).await
+    });
+    answered(written.await.unwrap_or_else(|e| {
+        tracing::error!(error = %e, "the agent's message task failed");
+        Err(RouterError::internal())
+    }))
 }
 
 async fn act(

@@ -17,12 +17,15 @@ impl Env {
     }
 
     async fn desk_state(&self) -> AppState {
-        let settings = RouterSettings {
+        AppState::build(&self.config, &self.naming, self.desk_settings()).await
+    }
+
+    fn desk_settings(&self) -> RouterSettings {
+        RouterSettings {
             twilio_base_url: self.fakes.url.clone(),
             session_key: Some(SESSION_KEY.to_vec()),
             ..router_settings()
-        };
-        AppState::build(&self.config, &self.naming, settings).await
+        }
     }
 }
 
@@ -327,4 +330,30 @@ async fn a_person_writing_while_the_first_message_is_being_sent_is_told_to_retry
     assert_eq!(written.0, StatusCode::OK, "{}", written.1);
     let bodies: Vec<String> = env.fakes.sent().iter().filter_map(|r| r.field("Body").map(str::to_string)).collect();
     assert_eq!(bodies.iter().filter(|b| b.as_str() == "hello").count(), 1, "sent once: {bodies:?}");
+}
+
+#[tokio::test]
+async fn a_persons_message_outlasting_the_request_timeout_is_still_sent_once_and_recorded() {
+    let env = env(1).await;
+    let key = env.open(&env.router().await, ChannelKind::Sms, 0x95).await;
+    let settings = RouterSettings { request_timeout: Duration::from_millis(300), ..env.desk_settings() };
+    let desk = app::app(Arc::new(AppState::build(&env.config, &env.naming, settings).await));
+    let (auth, one) = (bearer(), format!("{BASE}/{}", ConversationRef::encode(&key)));
+    let auth = [("authorization", auth.as_str())];
+    assert_eq!(call(&desk, "POST", &format!("{one}/take-over"), &auth, None).await.0, StatusCode::OK);
+    // Twilio answers after the router has given up on the request.
+    env.fakes.hold(Service::Twilio);
+    let written = call(&desk, "POST", &format!("{one}/messages"), &auth, Some(json!({"text": "slow hello"}))).await;
+    assert_eq!((written.0, written.1["error_code"].as_str()), (StatusCode::GATEWAY_TIMEOUT, Some("REQUEST_TIMEOUT")));
+    env.fakes.release(Service::Twilio);
+    let recorded = || async {
+        let record = env.record(&key).await;
+        let last = record.messages.last().map(|m| (m.role.clone(), m.content.clone()));
+        last == Some(("human".into(), "slow hello".into()))
+            && record.claim_id.is_none()
+            && record.reply_lease_id.is_none()
+    };
+    eventually("the message recorded, claim and lease released", Duration::from_secs(20), recorded).await;
+    let sent = env.fakes.sent().iter().filter(|r| r.field("Body") == Some("slow hello")).count();
+    assert_eq!(sent, 1, "sent once");
 }
