@@ -9,7 +9,8 @@
 //!    last one to the reply reaching the fake Twilio is taken, with a 2 s batching window.
 //!
 //! AWS calls are counted by an HTTP connector that reads each request's `X-Amz-Target`.
-//! CPU is this process's (user + system, /proc/self/stat), so it includes the driver's signing.
+//! CPU is this process's on-CPU time (its threads' schedstat) but the fake providers' thread: ours
+//! and the driver's (which signs the webhook requests), not what the providers do.
 //! The last column is one index query's time on the emulator, which scans the whole table for
 //! it: with many conversations the emulator, not our code, sets the latency.
 //! Run through `scripts/bench-replies.sh`. usage: bench_replies [conversations ...] (default 1 200)
@@ -22,11 +23,11 @@ use multicomms_runtime::replies::webhook::path;
 use multicomms_runtime::router::app;
 use multicomms_runtime::worker::pod::PodConfig;
 use multicomms_runtime::worker::queue::{self, Settings};
-use multicomms_testkit::bench::{busy_and_limit, cpu_seconds, EmulatorMeter};
+use multicomms_testkit::bench::{busy_and_limit, cpu_seconds_without, EmulatorMeter};
 use multicomms_testkit::environment::{
     apply, example_manifests, example_request, router_settings, API_KEY, PUBLIC_BASE_URL,
 };
-use multicomms_testkit::fakes::{Fakes, Service};
+use multicomms_testkit::fakes::{Fakes, Service, FAKES_THREAD};
 use multicomms_testkit::twilio::{Inbound, AUTH_TOKEN};
 use multicomms_wire::ChannelKind;
 use std::collections::{BTreeMap, HashMap};
@@ -94,7 +95,7 @@ async fn run(n: usize) -> anyhow::Result<()> {
         .expression_attribute_values(":big", aws_sdk_dynamodb::types::AttributeValue::N("1000000".into()))
         .send()
         .await?;
-    let fakes = Fakes::start("127.0.0.1:0").await?;
+    let fakes = Fakes::start_on_own_thread()?;
     fakes.set_latency(Service::OpenAi, Duration::from_secs(1));
     // The emulator, not the router, is slow under load here: a long timeout keeps its queueing
     // in the latency figures instead of turning it into 504s.
@@ -181,11 +182,12 @@ async fn run(n: usize) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let query_ms = query_started.elapsed().as_secs_f64() * 1000.0;
-    let (calls_before, cpu_before, emulator) = (calls.snapshot(), cpu_seconds(), EmulatorMeter::start());
+    let (calls_before, cpu_before, emulator) =
+        (calls.snapshot(), cpu_seconds_without(FAKES_THREAD), EmulatorMeter::start());
     futures::stream::iter(recipients.clone()).for_each_concurrent(16, |r| send(r, "hello")).await;
     let webhook_busy = emulator.busy();
     let (webhook_calls, webhook_detail) = per_unit(&calls_before, &calls.snapshot(), n);
-    let webhook_cpu_ms = (cpu_seconds() - cpu_before) * 1000.0 / n as f64;
+    let webhook_cpu_ms = (cpu_seconds_without(FAKES_THREAD) - cpu_before) * 1000.0 / n as f64;
 
     // 2. The reply processor answers them.
     let replier = Arc::new(ReplyProcessor::build(
@@ -210,7 +212,8 @@ async fn run(n: usize) -> anyhow::Result<()> {
         hand_off_queue_url: None,
         depth_interval: Duration::from_secs(3600),
     };
-    let (calls_before, cpu_before, emulator) = (calls.snapshot(), cpu_seconds(), EmulatorMeter::start());
+    let (calls_before, cpu_before, emulator) =
+        (calls.snapshot(), cpu_seconds_without(FAKES_THREAD), EmulatorMeter::start());
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = tokio::spawn(queue::run(replier, sqs.clone(), settings, async {
         let _ = stopped.await;
@@ -219,7 +222,7 @@ async fn run(n: usize) -> anyhow::Result<()> {
         let fakes = fakes.clone();
         async move {
             for _ in 0..1200 {
-                if fakes.sent().len() >= templates + count {
+                if fakes.sent_count() >= templates + count {
                     return true;
                 }
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -231,7 +234,7 @@ async fn run(n: usize) -> anyhow::Result<()> {
     // The receive loop's idle long polls in these seconds are not the turns' calls.
     // n turns, and the warm-up conversation's.
     let (turn_calls, turn_detail) = per_unit(&calls_before, &calls.snapshot(), n + 1);
-    let turn_cpu_ms = (cpu_seconds() - cpu_before) * 1000.0 / (n + 1) as f64;
+    let turn_cpu_ms = (cpu_seconds_without(FAKES_THREAD) - cpu_before) * 1000.0 / (n + 1) as f64;
     let turns_busy = emulator.busy();
 
     // 3. Latency: two messages 0.5 s apart per conversation; last message → reply at Twilio.

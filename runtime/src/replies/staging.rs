@@ -2,23 +2,22 @@
 //! trigger lock (one delayed trigger per window, replies-engine §2.3), the channels' replies
 //! queues and the human hand-off queue. Used by the webhook (writer) and the reply processor
 //! (reader, and writer of the next turn's trigger).
+use crate::shared::batched::{Batched, Conditional, ConditionalPut, ItemKey, ItemWrite, QueueMessage};
 use crate::shared::conversations::{aws_failure, put_if_absent, query_all, Put};
 use crate::shared::failure::Failure;
-use aws_sdk_dynamodb::operation::put_item::PutItemError;
-use aws_sdk_dynamodb::types::{AttributeValue, DeleteRequest, ReturnValuesOnConditionCheckFailure, WriteRequest};
-use multicomms_wire::conversation::{ConversationKey, CONVERSATION_ID, EXPIRES_AT, MESSAGE_SID};
-use multicomms_wire::replies::{
-    in_order, Fragment, HandOffMessage, Trigger, REPLAY_WINDOW_SECONDS, RETRY_GRACE_SECONDS, SEEN_AT, TRIGGER_ID,
-    TRIGGER_LOCK_BUFFER_SECONDS,
+use aws_sdk_dynamodb::types::AttributeValue;
+use multicomms_wire::conversation::{
+    ActivePointer, ConversationKey, ConversationRecord, CONVERSATION_ID, EXPIRES_AT, MESSAGE_SID, PRIMARY_CHANNEL,
 };
-use multicomms_wire::timestamp::epoch_seconds;
+use multicomms_wire::replies::{
+    in_order, Fragment, HandOffMessage, SeenMarker, Trigger, TriggerLock, FIRES_AT_MS, TRIGGER_FIRING_MARGIN_MS,
+    TRIGGER_ID,
+};
+use multicomms_wire::timestamp::{epoch_ms, epoch_seconds};
 use multicomms_wire::{ChannelKind, Item, Naming};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
-
-/// BatchWriteItem's limit of requests per call.
-const BATCH_WRITE_LIMIT: usize = 25;
 /// SQS's largest message is 256 KiB; this leaves room for the attributes.
 const MAX_SQS_MESSAGE_BYTES: usize = 240 * 1024;
 
@@ -46,55 +45,98 @@ fn split_to_fit(message: HandOffMessage, limit: usize) -> Vec<HandOffMessage> {
     parts
 }
 
+/// When a conversation's trigger lock may be taken by a new trigger.
+enum Taken {
+    /// Once its trigger fired (or the lock expired).
+    OnceFired,
+    /// Only once it expired.
+    OnceExpired,
+}
+
 pub struct Staging {
     dynamodb: aws_sdk_dynamodb::Client,
     sqs: aws_sdk_sqs::Client,
     naming: Naming,
+    /// The webhook's reads and writes, the turns' deletes and the triggers, in batches.
+    batched: Batched,
     /// Queue URLs by name, looked up once.
     queue_urls: Mutex<HashMap<String, String>>,
 }
 
 impl Staging {
     pub fn new(sdk: &aws_config::SdkConfig, naming: Naming) -> Self {
+        let (dynamodb, sqs) = (aws_sdk_dynamodb::Client::new(sdk), aws_sdk_sqs::Client::new(sdk));
         Staging {
-            dynamodb: aws_sdk_dynamodb::Client::new(sdk),
-            sqs: aws_sdk_sqs::Client::new(sdk),
+            batched: Batched::new(dynamodb.clone(), sqs.clone()),
+            dynamodb,
+            sqs,
             naming,
             queue_urls: Mutex::default(),
         }
     }
 
+    /// What the webhook reads before it trusts a request, in one batched read: the pointer of
+    /// its numbers (`pointer`, an [`ActivePointer::key`]) and whether its `MessageSid` was seen.
+    pub async fn look_up(
+        &self,
+        pointer: &ConversationKey,
+        seen: &str,
+    ) -> Result<(Option<ActivePointer>, Option<SeenMarker>), Failure> {
+        let (pointer, seen) =
+            tokio::join!(self.batched.get(self.conversation_key(pointer)), self.batched.get(self.lock_key(seen)));
+        Ok((parsed(pointer?, "pointer")?, parsed(seen?, "seen marker")?))
+    }
+
+    /// A conversation's record and its trigger lock, in one batched read.
+    pub async fn record_and_lock(
+        &self,
+        key: &ConversationKey,
+    ) -> Result<(Option<ConversationRecord>, Option<TriggerLock>), Failure> {
+        let (record, lock) = tokio::join!(
+            self.batched.get(self.conversation_key(key)),
+            self.batched.get(self.lock_key(&key.conversation_id))
+        );
+        let record = record?
+            .map(ConversationRecord::from_item)
+            .transpose()
+            .map_err(|e| Failure::Permanent(format!("the conversation record does not read: {e}")))?;
+        Ok((record, parsed(lock?, "trigger lock").unwrap_or(None)))
+    }
+
+    fn conversation_key(&self, key: &ConversationKey) -> ItemKey {
+        let table = self.naming.conversations_table();
+        ItemKey::new(&table, &[(PRIMARY_CHANNEL, &key.primary_channel), (CONVERSATION_ID, &key.conversation_id)])
+    }
+
+    fn lock_key(&self, id: &str) -> ItemKey {
+        ItemKey::new(&self.naming.replies_trigger_lock_table(), &[(CONVERSATION_ID, id)])
+    }
+
+    /// Remembers a `MessageSid` for the replay window (batched).
+    pub async fn remember(&self, seen: &SeenMarker) -> Result<(), Failure> {
+        let item = serde_dynamo::to_item(seen).map_err(|e| Failure::Permanent(format!("seen marker: {e}")))?;
+        self.batched.write(ItemWrite::Put { key: self.lock_key(&seen.conversation_id), item }).await
+    }
+
+    /// Stages a fragment for its turn (batched). A Twilio retry writes the same row again; once
+    /// a turn consumed it, the record holds its SID and the next turn drops it as answered.
+    pub async fn take(&self, fragment: &Fragment) -> Result<(), Failure> {
+        let item = serde_dynamo::to_item(fragment).map_err(|e| Failure::Permanent(format!("fragment: {e}")))?;
+        let key = self.stage_key(&fragment.conversation_id, &fragment.message_sid);
+        self.batched.write(ItemWrite::Put { key, item }).await
+    }
+
+    fn stage_key(&self, conversation_id: &str, message_sid: &str) -> ItemKey {
+        let table = self.naming.replies_stage_table();
+        ItemKey::new(&table, &[(CONVERSATION_ID, conversation_id), (MESSAGE_SID, message_sid)])
+    }
+
     /// Stages a fragment once: a retried webhook finds its row and changes nothing. True when
-    /// the row is new.
+    /// the row is new. (The hand-off markers: a conditional write of its own.)
     pub async fn stage(&self, fragment: &Fragment) -> Result<bool, Failure> {
         let item = serde_dynamo::to_item(fragment).map_err(|e| Failure::Permanent(format!("fragment: {e}")))?;
         let table = self.naming.replies_stage_table();
         Ok(matches!(put_if_absent(&self.dynamodb, &table, item).await?, Put::Written))
-    }
-
-    /// Remembers a `MessageSid` under `seen` (its [`multicomms_wire::replies::seen_key`]) for
-    /// the replay window; true when it was first seen longer ago than [`RETRY_GRACE_SECONDS`]:
-    /// a replay. A repeat within the grace is Twilio retrying (perhaps a message whose first
-    /// attempt failed), which goes on: staging and the conversation's messages keep it answered
-    /// once.
-    pub async fn is_replay(&self, seen: &str) -> Result<bool, Failure> {
-        let now = epoch_seconds();
-        let item = HashMap::from([
-            (CONVERSATION_ID.to_string(), AttributeValue::S(seen.into())),
-            (SEEN_AT.to_string(), AttributeValue::N(now.to_string())),
-            (EXPIRES_AT.to_string(), AttributeValue::N((now + REPLAY_WINDOW_SECONDS).to_string())),
-        ]);
-        let table = self.naming.replies_trigger_lock_table();
-        match put_if_absent(&self.dynamodb, &table, item).await? {
-            Put::Written => Ok(false),
-            Put::Existed(seen) => {
-                let seen_at = match seen.get(SEEN_AT) {
-                    Some(AttributeValue::N(at)) => at.parse().unwrap_or(now),
-                    _ => now,
-                };
-                Ok(now.saturating_sub(seen_at) > RETRY_GRACE_SECONDS)
-            }
-        }
     }
 
     /// The conversation's fragments not yet expired, in the order they were sent (a consistent
@@ -144,9 +186,12 @@ impl Staging {
         Ok(fragments.filter(|f| f.expires_at > now && !f.handed_off).collect())
     }
 
-    /// Deletes exactly these fragments' rows.
+    /// Deletes exactly these fragments' rows (batched with other turns' deletes).
     pub async fn remove(&self, fragments: &[Fragment]) -> Result<(), Failure> {
-        self.delete_rows(fragments.iter().map(Fragment::stage_key).collect()).await
+        let deletes = fragments
+            .iter()
+            .map(|f| self.batched.write(ItemWrite::Delete { key: self.stage_key(&f.conversation_id, &f.message_sid) }));
+        futures::future::try_join_all(deletes).await.map(|_| ())
     }
 
     /// Deletes every row staged for the conversation (its fragments and hand-off markers), for
@@ -163,80 +208,78 @@ impl Staging {
             .expression_attribute_values(":id", AttributeValue::S(conversation_id.into()))
             .consistent_read(true);
         let keys = query_all(query).await?;
-        let count = keys.len();
-        self.delete_rows(keys).await?;
-        Ok(count)
+        let sids: Vec<String> = keys.iter().filter_map(|k| k.get(MESSAGE_SID)?.as_s().ok().cloned()).collect();
+        let deletes =
+            sids.iter().map(|sid| self.batched.write(ItemWrite::Delete { key: self.stage_key(conversation_id, sid) }));
+        futures::future::try_join_all(deletes).await?;
+        Ok(sids.len())
     }
 
-    async fn delete_rows(&self, keys: Vec<Item>) -> Result<(), Failure> {
-        let table = self.naming.replies_stage_table();
-        for chunk in keys.chunks(BATCH_WRITE_LIMIT) {
-            let mut requests: Vec<WriteRequest> = chunk
-                .iter()
-                .filter_map(|key| DeleteRequest::builder().set_key(Some(key.clone())).build().ok())
-                .map(|d| WriteRequest::builder().delete_request(d).build())
-                .collect();
-            for attempt in 0..5 {
-                if requests.is_empty() {
-                    break;
-                }
-                if attempt > 0 {
-                    tokio::time::sleep(Duration::from_millis(50 << attempt)).await;
-                }
-                let out = self
-                    .dynamodb
-                    .batch_write_item()
-                    .request_items(&table, requests)
-                    .send()
-                    .await
-                    .map_err(|e| aws_failure("BatchWriteItem", &e))?;
-                requests = out.unprocessed_items.and_then(|mut u| u.remove(&table)).unwrap_or_default();
-            }
-            if !requests.is_empty() {
-                return Err(Failure::Transient(format!("{} staged rows not deleted", requests.len())));
-            }
-        }
-        Ok(())
-    }
-
-    /// One delayed trigger per window: takes the conversation's trigger lock (absent or
-    /// expired) and sends the trigger with `window` as its delay. `false` when a trigger is
-    /// already on its way. A failed send gives the lock back, so the next attempt sends.
-    pub async fn trigger(
+    /// A trigger for what was just staged, unless `lock` (read before the staging) stands for a
+    /// trigger that has yet to fire: that turn reads it ([`TriggerLock::covers`]). True when
+    /// this call sent one.
+    pub async fn trigger_unless_covered(
         &self,
         channel: ChannelKind,
         key: &ConversationKey,
+        lock: Option<&TriggerLock>,
         window: Duration,
     ) -> Result<bool, Failure> {
+        if lock.is_some_and(|lock| lock.covers(epoch_ms())) {
+            return Ok(false);
+        }
+        self.trigger(channel, key, window).await
+    }
+
+    /// One delayed trigger per window: takes the conversation's trigger lock (absent, expired or
+    /// its trigger fired) and sends the trigger with `delay`. `false` when a trigger that has yet
+    /// to fire holds it. A failed send gives the lock back, so the next attempt sends.
+    pub async fn trigger(&self, channel: ChannelKind, key: &ConversationKey, delay: Duration) -> Result<bool, Failure> {
+        self.arm(channel, key, delay, Taken::OnceFired).await
+    }
+
+    /// The sweep's trigger: only once the conversation's lock expired (a minute after its trigger
+    /// fired, [`multicomms_wire::replies::TRIGGER_LOCK_BUFFER_SECONDS`]), so a trigger still
+    /// queued behind a backlog is not joined by one more at every sweep.
+    pub async fn trigger_if_expired(&self, channel: ChannelKind, key: &ConversationKey) -> Result<bool, Failure> {
+        self.arm(channel, key, Duration::ZERO, Taken::OnceExpired).await
+    }
+
+    async fn arm(
+        &self,
+        channel: ChannelKind,
+        key: &ConversationKey,
+        delay: Duration,
+        taken: Taken,
+    ) -> Result<bool, Failure> {
         let trigger_id = uuid::Uuid::new_v4().to_string();
-        let now = epoch_seconds();
-        let lock = self
-            .dynamodb
-            .put_item()
-            .table_name(self.naming.replies_trigger_lock_table())
-            .item(CONVERSATION_ID, AttributeValue::S(key.conversation_id.clone()))
-            .item(TRIGGER_ID, AttributeValue::S(trigger_id.clone()))
-            .item(EXPIRES_AT, AttributeValue::N((now + window.as_secs() + TRIGGER_LOCK_BUFFER_SECONDS).to_string()))
-            .condition_expression("attribute_not_exists(#id) OR #expires < :now")
-            .expression_attribute_names("#id", CONVERSATION_ID)
-            .expression_attribute_names("#expires", EXPIRES_AT)
-            .expression_attribute_values(":now", AttributeValue::N(now.to_string()))
-            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld)
-            .send()
-            .await;
-        match lock {
-            Ok(_) => {}
-            Err(e) => match e.as_service_error() {
-                Some(PutItemError::ConditionalCheckFailedException(held)) => {
-                    // An SDK retry of a put that landed finds our own lock: still ours to send.
-                    let ours =
-                        held.item().and_then(|i| i.get(TRIGGER_ID)) == Some(&AttributeValue::S(trigger_id.clone()));
-                    if !ours {
-                        return Ok(false);
-                    }
-                }
-                _ => return Err(aws_failure("PutItem", &e)),
-            },
+        let now_ms = epoch_ms();
+        let lock = TriggerLock::new(&key.conversation_id, &trigger_id, now_ms, delay);
+        let item = serde_dynamo::to_item(&lock).map_err(|e| Failure::Permanent(format!("trigger lock: {e}")))?;
+        let mut names = HashMap::from([("#id".into(), CONVERSATION_ID.into()), ("#expires".into(), EXPIRES_AT.into())]);
+        let mut values = HashMap::from([(":now".into(), AttributeValue::N((now_ms / 1000).to_string()))]);
+        let condition = match taken {
+            Taken::OnceExpired => "attribute_not_exists(#id) OR #expires < :now",
+            Taken::OnceFired => {
+                names.insert("#fires".into(), FIRES_AT_MS.into());
+                values.insert(":due".into(), AttributeValue::N((now_ms + TRIGGER_FIRING_MARGIN_MS).to_string()));
+                "attribute_not_exists(#id) OR #expires < :now OR #fires <= :due"
+            }
+        };
+        let put = ConditionalPut {
+            key: self.lock_key(&key.conversation_id),
+            item,
+            condition: condition.into(),
+            names,
+            values,
+        };
+        // Another ask for this conversation in the same batch may have written its own lock; an
+        // SDK retry of ours that landed finds ours.
+        let held = match self.batched.put_if(put).await? {
+            Conditional::Written(item) | Conditional::Refused(item) => item,
+        };
+        if held.get(TRIGGER_ID) != Some(&AttributeValue::S(trigger_id.clone())) {
+            return Ok(false);
         }
         let trigger = Trigger {
             conversation_id: key.conversation_id.clone(),
@@ -244,7 +287,11 @@ impl Staging {
             trigger_id: Some(trigger_id.clone()),
         };
         let body = serde_json::to_string(&trigger).map_err(|e| Failure::Permanent(format!("trigger: {e}")))?;
-        let sent = self.send(&self.naming.replies_queue(channel), body, window).await;
+        let queue_url = self.queue_url(&self.naming.replies_queue(channel)).await;
+        let sent = match queue_url {
+            Ok(queue_url) => self.batched.send(QueueMessage { queue_url, body, delay }).await,
+            Err(failure) => Err(failure),
+        };
         if let Err(failure) = sent {
             self.release_lock(&key.conversation_id, &trigger_id).await;
             return Err(failure);
@@ -253,7 +300,7 @@ impl Staging {
     }
 
     /// Deletes the trigger lock if it is still `trigger_id`'s (a newer trigger keeps its own).
-    pub async fn release_lock(&self, conversation_id: &str, trigger_id: &str) {
+    async fn release_lock(&self, conversation_id: &str, trigger_id: &str) {
         let deleted = self
             .dynamodb
             .delete_item()
@@ -275,24 +322,18 @@ impl Staging {
     /// Puts a message on the human hand-off queue (no delay); one over SQS's size limit goes as
     /// several, each with some of the recipient's messages, in order.
     pub async fn hand_off(&self, message: &HandOffMessage) -> Result<(), Failure> {
+        let url = self.queue_url(&self.naming.handoff_queue()).await?;
         for part in split_to_fit(message.clone(), MAX_SQS_MESSAGE_BYTES) {
             let body =
                 serde_json::to_string(&part).map_err(|e| Failure::Permanent(format!("hand-off message: {e}")))?;
-            self.send(&self.naming.handoff_queue(), body, Duration::ZERO).await?;
+            self.sqs
+                .send_message()
+                .queue_url(&url)
+                .message_body(body)
+                .send()
+                .await
+                .map_err(|e| aws_failure("SendMessage", &e))?;
         }
-        Ok(())
-    }
-
-    async fn send(&self, queue: &str, body: String, delay: Duration) -> Result<(), Failure> {
-        let url = self.queue_url(queue).await?;
-        self.sqs
-            .send_message()
-            .queue_url(url)
-            .message_body(body)
-            .delay_seconds(delay.as_secs().min(900) as i32)
-            .send()
-            .await
-            .map_err(|e| aws_failure("SendMessage", &e))?;
         Ok(())
     }
 
@@ -307,6 +348,14 @@ impl Staging {
         }
         Ok(url)
     }
+}
+
+/// An item read as `T`, if there was one.
+fn parsed<T: serde::de::DeserializeOwned>(item: Option<Item>, what: &str) -> Result<Option<T>, Failure> {
+    item.map(|item| {
+        serde_dynamo::from_item(item).map_err(|e| Failure::Permanent(format!("the {what} does not read: {e}")))
+    })
+    .transpose()
 }
 
 #[cfg(test)]

@@ -34,7 +34,7 @@ impl ReplyProcessor {
         let mut triggered = 0;
         for (primary_channel, conversation_id) in conversations {
             let key = ConversationKey { primary_channel, conversation_id };
-            match self.staging.trigger(self.channel, &key, Duration::ZERO).await {
+            match self.staging.trigger_if_expired(self.channel, &key).await {
                 Ok(true) => {
                     triggered += 1;
                     self.metrics.replies_swept.inc();

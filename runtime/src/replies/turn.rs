@@ -103,6 +103,9 @@ pub(super) struct Turn<'a> {
     pub started: Instant,
 }
 
+/// How often a trigger that finds another turn holding the lease looks again.
+const BUSY_RECHECK: Duration = Duration::from_secs(2);
+
 /// The longest a reply waits for the recipient to stop writing, in batching windows after the
 /// first message it answers.
 const MAX_WINDOWS_WAITED: u32 = 3;
@@ -135,23 +138,31 @@ impl ReplyProcessor {
         tracing::Span::current().record("conversation_id", &trigger.conversation_id);
         let key = trigger.key();
         let token = uuid::Uuid::new_v4().to_string();
-        match self.store.lease(&key, &token, self.lease).await {
-            Ok(Leased::Ours) => {}
-            // Dropped: its lock goes, and what is staged gets a trigger that waits its turn.
+        let record = match self.store.lease(&key, &token, self.lease).await {
+            Ok(Leased::Ours(record)) => *record,
+            // Dropped: what is staged gets a trigger that waits its turn.
             Ok(Leased::Held(_)) if last_receive => {
-                self.close(&trigger, &key, default_window()).await;
+                self.retrigger_leftovers(&key).await;
                 return Outcome::Duplicate;
             }
-            // Back when that lease ends: a crashed turn's expires, a live one's is released.
-            Ok(Leased::Held(left)) => return Outcome::Busy(left),
+            // Back when that lease ends, or sooner: a live turn releases it well before it
+            // expires, and this trigger (a message that came during that turn) is then next.
+            Ok(Leased::Held(left)) => return Outcome::Busy(left.min(BUSY_RECHECK)),
             // Erased (or expired) since the trigger was sent, its staged messages with it.
             Ok(Leased::NoConversation) => {
                 tracing::info!("no conversation record for this trigger (erased or expired): nothing to answer");
                 return Outcome::Duplicate;
             }
             Err(failure) => return Outcome::Retry(format!("lease: {failure}")),
-        }
-        let work = self.turn(&trigger, key.clone(), token.clone(), last_receive);
+        };
+        let work = self.turn(Turn {
+            trigger: &trigger,
+            key: key.clone(),
+            token: token.clone(),
+            record,
+            last_receive,
+            started: Instant::now(),
+        });
         tokio::select! {
             outcome = work => outcome,
             never = self.keep_lease(&key, &token) => never,
@@ -174,17 +185,15 @@ impl ReplyProcessor {
         std::future::pending().await
     }
 
-    async fn turn(&self, trigger: &Trigger, key: ConversationKey, token: String, last_receive: bool) -> Outcome {
-        let started = Instant::now();
-        let record = match self.store.record(&key).await {
-            Ok(Some(record)) => record,
-            Ok(None) => return Outcome::Poison("no conversation record for this trigger".into()),
-            Err(failure) => return self.release(&key, &token, failure).await,
-        };
-        let turn = Turn { trigger, key, token, record, last_receive, started };
+    async fn turn(&self, turn: Turn<'_>) -> Outcome {
         let state = RecordState::of(&turn.record);
-        let decision =
-            claim::on_reply(&state, turn.record.hand_off_to_human, chrono::Utc::now(), self.send_grace, last_receive);
+        let decision = claim::on_reply(
+            &state,
+            turn.record.hand_off_to_human,
+            chrono::Utc::now(),
+            self.send_grace,
+            turn.last_receive,
+        );
         match decision {
             OnReply::Proceed => self.answer(&turn).await,
             OnReply::Wait => {
@@ -205,7 +214,7 @@ impl ReplyProcessor {
         };
         if fragments.is_empty() {
             // A redelivered trigger, or one whose fragments an earlier turn answered.
-            self.finish(turn, &[], default_window()).await;
+            self.finish(turn, &[]).await;
             return Outcome::Duplicate;
         }
         let company = match self.companies.get(&turn.record.company_id, &turn.record.project_id).await {
@@ -244,7 +253,6 @@ impl ReplyProcessor {
             // The lease was lost after a stall: the turn that took it answers.
             Ok(false) => {
                 tracing::warn!("the reply lease was lost during the turn; the turn that took it answers");
-                self.finish(turn, &[], company.reply_batch_window()).await;
                 return Outcome::Duplicate;
             }
             Err(failure) => {
@@ -256,9 +264,12 @@ impl ReplyProcessor {
             Err(outcome) => return outcome,
         };
         let data = serde_json::json!({"message_id": sent.message_id, "text": sent.content});
+        // The final update releases claim and lease; what is left is the consumed rows.
         self.record_reply(turn, &fragments, sent, &prepared).await;
         self.events.emit(Some(&company), &turn.record, EventType::ReplySent, data).await;
-        self.finish(turn, &fragments, company.reply_batch_window()).await;
+        if let Err(e) = self.staging.remove(&fragments).await {
+            tracing::warn!(error = %e, "consumed fragments not removed; the next turn skips them as answered");
+        }
         Outcome::Sent
     }
 
@@ -272,12 +283,9 @@ impl ReplyProcessor {
         template.map(Some).ok_or(shut)
     }
 
-    /// The recipient is still writing: this trigger steps aside for one `wait` later (its lock
-    /// handed to the new trigger), and the lease goes back.
+    /// The recipient is still writing: this trigger steps aside for one `wait` later (its lock,
+    /// fired, taken by the new trigger), and the lease goes back.
     async fn defer(&self, turn: &Turn<'_>, company: &CompanyRecord, wait: Duration) -> Outcome {
-        if let Some(trigger_id) = &turn.trigger.trigger_id {
-            self.staging.release_lock(&turn.key.conversation_id, trigger_id).await;
-        }
         let triggered = self.staging.trigger(self.channel, &turn.key, wait).await;
         if let Err(e) = self.store.release_lease(&turn.key, &turn.token, None).await {
             tracing::warn!(error = %e, "the reply lease was not released; it expires");
@@ -304,35 +312,34 @@ impl ReplyProcessor {
         Ok(new)
     }
 
-    /// Every ending but a retry (whose trigger comes back): the consumed rows, this turn's
-    /// trigger lock and its lease go (their expiry is the fallback), and messages staged meanwhile
-    /// get a trigger of their own.
-    async fn finish(&self, turn: &Turn<'_>, consumed: &[Fragment], window: Duration) {
-        if let Err(e) = self.staging.remove(consumed).await {
+    /// A turn that ends without a reply (nothing to answer, a hand-off): the consumed rows and
+    /// the lease go (its expiry is the fallback). A message staged meanwhile needs nothing from
+    /// it: once this turn's trigger fired, such a message armed a trigger of its own
+    /// ([`multicomms_wire::replies::TriggerLock`]).
+    async fn finish(&self, turn: &Turn<'_>, consumed: &[Fragment]) {
+        let (removed, released) =
+            tokio::join!(self.staging.remove(consumed), self.store.release_lease(&turn.key, &turn.token, None));
+        if let Err(e) = removed {
             tracing::warn!(error = %e, "consumed fragments not removed; the next turn skips them as answered");
         }
-        if let Err(e) = self.store.release_lease(&turn.key, &turn.token, None).await {
+        if let Err(e) = released {
             tracing::warn!(error = %e, "the reply lease was not released; it expires");
         }
-        self.close(turn.trigger, &turn.key, window).await;
     }
 
-    /// Releases the trigger's own lock, then sends a trigger for whatever is still staged: a
-    /// message staged while the lock was held found it taken and sent none.
-    async fn close(&self, trigger: &Trigger, key: &ConversationKey, window: Duration) {
-        if let Some(trigger_id) = &trigger.trigger_id {
-            self.staging.release_lock(&key.conversation_id, trigger_id).await;
-        }
+    /// A trigger dropped while another turn held the lease: whatever is staged gets a new one
+    /// (a whole window on), so none is left waiting for a trigger that is gone.
+    async fn retrigger_leftovers(&self, key: &ConversationKey) {
+        let window = default_window();
         let leftovers = match self.staging.staged(&key.conversation_id).await {
             Ok(leftovers) => leftovers,
-            Err(e) => return tracing::warn!(error = %e, "could not look for messages staged during the turn"),
+            Err(e) => return tracing::warn!(error = %e, "could not look for staged messages; the sweep finds them"),
         };
         if leftovers.is_empty() {
             return;
         }
         if let Err(e) = self.staging.trigger(self.channel, key, window).await {
-            // Their own webhook call may still trigger them; otherwise the next message does.
-            tracing::error!(error = %e, staged = leftovers.len(), "messages staged during the turn have no trigger");
+            tracing::error!(error = %e, staged = leftovers.len(), "staged messages have no trigger; the sweep finds them");
         }
     }
 
@@ -379,7 +386,7 @@ impl ReplyProcessor {
                 Err(e) => tracing::error!(error = %e, reason, "the hand-off was not recorded on the conversation"),
             }
         }
-        self.finish(turn, &fragments, default_window()).await;
+        self.finish(turn, &fragments).await;
         tracing::warn!(reason, messages = fragments.len(), "reply turn handed to a person");
         if !turn.record.hand_off_to_human {
             let company = self.companies.get(&turn.record.company_id, &turn.record.project_id).await.ok().flatten();

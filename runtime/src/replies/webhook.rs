@@ -24,7 +24,7 @@ use crate::shared::secrets::Secrets;
 use multicomms_wire::client_events::EventType;
 use multicomms_wire::conversation::{ActivePointer, ConversationRecord};
 use multicomms_wire::opt_out::{keyword, Keyword};
-use multicomms_wire::replies::{seen_key, Fragment, HandOffMessage, STAGE_TTL_SECONDS};
+use multicomms_wire::replies::{seen_key, Fragment, HandOffMessage, SeenMarker, TriggerLock, STAGE_TTL_SECONDS};
 use multicomms_wire::timestamp::{epoch_ms, epoch_seconds, now};
 use multicomms_wire::ChannelKind;
 use secrecy::ExposeSecret;
@@ -153,11 +153,14 @@ fn xml_escaped(text: &str) -> String {
 pub struct Authenticated {
     inbound: Inbound,
     pointer: ActivePointer,
+    /// Its `MessageSid`'s marker, read with the pointer: when it was first seen.
+    seen: Option<SeenMarker>,
 }
 
-/// Step one, before anything but one key lookup: the form, the pointer of its numbers, and the
-/// signature with the tenant's (cached) auth token. `Err(Ok(_))`: answered here; `Err(Err(_))`:
-/// a transient failure (Twilio should retry). Cheap and safe to abandon when the caller leaves.
+/// Step one, before anything but one key lookup: the form, the pointer of its numbers (read with
+/// its `MessageSid`'s marker, in a batch with other requests' reads), and the signature with the
+/// tenant's (cached) auth token. `Err(Ok(_))`: answered here; `Err(Err(_))`: a transient failure
+/// (Twilio should retry). Cheap and safe to abandon when the caller leaves.
 pub async fn authenticate(
     webhook: &Webhook,
     channel: ChannelKind,
@@ -177,9 +180,10 @@ pub async fn authenticate(
         return unverified(Refusal::InvalidSignature, "no X-Twilio-Signature");
     }
     let key = ActivePointer::key(channel, &inbound.to, &inbound.from);
-    let pointer = match webhook.store.pointer(&key).await {
-        Ok(Some(pointer)) => pointer,
-        Ok(None) => return unverified(Refusal::ConversationNotFound, "no conversation with these numbers"),
+    let seen = seen_key(channel, &inbound.to, &inbound.from, &inbound.message_sid);
+    let (pointer, seen) = match webhook.staging.look_up(&key, &seen).await {
+        Ok((Some(pointer), seen)) => (pointer, seen),
+        Ok((None, _)) => return unverified(Refusal::ConversationNotFound, "no conversation with these numbers"),
         Err(Failure::Permanent(why)) => return unverified(Refusal::DbQueryError, &why),
         Err(transient) => return Err(Err(transient)),
     };
@@ -193,7 +197,7 @@ pub async fn authenticate(
     if !signed(twilio.auth_token.expose_secret()) && !fresh().await.map_err(Err)? {
         return unverified(Refusal::InvalidSignature, "the signature does not verify with the tenant's auth token");
     }
-    Ok(Authenticated { inbound, pointer })
+    Ok(Authenticated { inbound, pointer, seen })
 }
 
 /// Step two, for an authenticated message: its conversation, the gates and hand-off rules, and
@@ -203,41 +207,54 @@ pub async fn dispatch(
     webhook: &Webhook,
     message: Authenticated,
 ) -> Result<Acknowledged, Failure> {
-    let Authenticated { inbound, pointer } = message;
+    let Authenticated { inbound, pointer, seen } = message;
     let span = tracing::info_span!("inbound", message_sid = %inbound.message_sid, conversation_id = %pointer.active_conversation_id);
-    once(companies, webhook, &inbound, &pointer).instrument(span).await
+    once(companies, webhook, &inbound, &pointer, seen).instrument(span).await
 }
 
 /// [`answer`], unless the request replays a `MessageSid` first seen longer ago than Twilio's
 /// retries come (the replay window): that one is acknowledged and changes nothing, whatever
-/// conversation is active by then. A retry is answered as the message, once.
+/// conversation is active by then. A retry is answered as the message, once. A `MessageSid` seen
+/// for the first time is remembered alongside the answer (in the same batch as its staging).
 async fn once(
     companies: &Companies,
     webhook: &Webhook,
     inbound: &Inbound,
     pointer: &ActivePointer,
+    seen: Option<SeenMarker>,
 ) -> Result<Acknowledged, Failure> {
-    let seen = seen_key(inbound.channel, &inbound.to, &inbound.from, &inbound.message_sid);
-    if webhook.staging.is_replay(&seen).await? {
-        tracing::warn!("a MessageSid seen long ago came again: a replayed request; ignored");
-        return Ok(Acknowledged::AlreadyAnswered);
+    let now = epoch_seconds();
+    match seen {
+        Some(seen) if seen.replayed_at(now) => {
+            tracing::warn!("a MessageSid seen long ago came again: a replayed request; ignored");
+            Ok(Acknowledged::AlreadyAnswered)
+        }
+        Some(_) => answer(companies, webhook, inbound, pointer).await,
+        None => {
+            let key = seen_key(inbound.channel, &inbound.to, &inbound.from, &inbound.message_sid);
+            let marker = SeenMarker::new(key, now);
+            let (remembered, answered) =
+                tokio::join!(webhook.staging.remember(&marker), answer(companies, webhook, inbound, pointer));
+            remembered?;
+            answered
+        }
     }
-    answer(companies, webhook, inbound, pointer).await
 }
 
-/// The conversation the pointer names, or, when that one is complete or never started, the
-/// newest other active one (the channel's index: only for authenticated messages).
+/// The conversation the pointer names, with its trigger lock (one batched read), or, when that
+/// one is complete or never started, the newest other active one (the channel's index: only for
+/// authenticated messages; its lock unread).
 async fn conversation(
     webhook: &Webhook,
     inbound: &Inbound,
     pointer: &ActivePointer,
-) -> Result<Option<ConversationRecord>, Failure> {
-    let pointed = webhook.store.record(&pointer.conversation()).await?;
+) -> Result<Option<(ConversationRecord, Option<TriggerLock>)>, Failure> {
+    let (pointed, lock) = webhook.staging.record_and_lock(&pointer.conversation()).await?;
     if let Some(active) = pointed.and_then(|c| route::active_newest(vec![c])).filter(route::started) {
-        return Ok(Some(active));
+        return Ok(Some((active, lock)));
     }
     let all = webhook.store.by_numbers(inbound.channel, &inbound.to, &inbound.from).await?;
-    Ok(route::active_newest(all))
+    Ok(route::active_newest(all).map(|c| (c, None)))
 }
 
 async fn answer(
@@ -253,8 +270,8 @@ async fn answer(
             return Ok(Acknowledged::Keyword(keyword, reply));
         }
     }
-    let conversation = match conversation(webhook, inbound, pointer).await {
-        Ok(Some(conversation)) => conversation,
+    let (conversation, lock) = match conversation(webhook, inbound, pointer).await {
+        Ok(Some(found)) => found,
         Ok(None) => return Ok(refused(Refusal::ConversationNotFound, "no active conversation with this number")),
         Err(Failure::Permanent(why)) => return Ok(refused(Refusal::DbQueryError, &why)),
         Err(transient) => return Err(transient),
@@ -296,8 +313,8 @@ async fn answer(
         }
         Route::Reply => {
             let window = company.as_ref().map(|c| c.record.reply_batch_window()).unwrap_or_default();
-            webhook.staging.stage(&fragment).await?;
-            webhook.staging.trigger(channel, &conversation.key(), window).await?;
+            webhook.staging.take(&fragment).await?;
+            webhook.staging.trigger_unless_covered(channel, &conversation.key(), lock.as_ref(), window).await?;
             received(webhook, company.as_ref().map(|c| &c.record), &conversation, &fragment).await;
             Ok(Acknowledged::Staged)
         }

@@ -161,7 +161,7 @@ impl Desk {
         let key = record.key();
         let token = uuid::Uuid::new_v4().to_string();
         match self.store.lease(&key, &token, self.lease).await.map_err(database)? {
-            crate::shared::conversations::Leased::Ours => {}
+            crate::shared::conversations::Leased::Ours(_) => {}
             crate::shared::conversations::Leased::Held(_) => return Err(RouterError::conversation_busy()),
             crate::shared::conversations::Leased::NoConversation => return Err(RouterError::conversation_not_found()),
         }

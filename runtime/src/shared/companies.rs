@@ -1,15 +1,18 @@
-//! Company lookup for the router and the replies flow: one GetItem per company + project, cached for a short TTL so
-//! the hot path is a single SQS send.
+//! Company lookup for the router and the replies flow: one read per company + project (concurrent
+//! misses share a batched read), cached for a short TTL so the hot path is a single SQS send.
 //!
 //! Anyone may name any company id (the key is checked against the record, so the record comes
 //! first), which makes the ids a caller invents the cache's biggest risk. Companies found and
 //! pairs found absent are therefore cached apart, each evicting its least recently used entry:
 //! made-up ids only ever push out other made-up ids, never a real company, and an id asked for
 //! again costs no read until its entry expires.
+use crate::shared::batched::{batch_get, ItemKey};
 use crate::shared::failure::Failure;
 use lru::LruCache;
-use multicomms_wire::company::{record_key, API_KEY_HASH};
+use multicomms_service::coalesce::{Coalescer, FetchBatch, Unanswered};
+use multicomms_wire::company::{API_KEY_HASH, PARTITION_KEY, SORT_KEY};
 use multicomms_wire::CompanyRecord;
+use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -24,7 +27,7 @@ pub struct Company {
 
 /// Why a company could not be looked up (its detail is logged where it happens; the router
 /// answers `DATABASE_ERROR`, the replies flow retries).
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub enum LookupError {
     /// DynamoDB did not answer.
     Read,
@@ -58,9 +61,16 @@ const MAX_SORT_KEY_BYTES: usize = 1024;
 /// Entries kept in each cache: more companies than a deployment has, and as many absent pairs.
 pub const DEFAULT_CAPACITY: NonZeroUsize = NonZeroUsize::new(10_000).expect("non-zero");
 
+impl From<Unanswered> for LookupError {
+    fn from(_: Unanswered) -> Self {
+        LookupError::Read
+    }
+}
+
 pub struct Companies {
-    client: aws_sdk_dynamodb::Client,
-    table: String,
+    /// Reads of companies missing from the cache: concurrent asks for one company share one
+    /// read, and asks for several go as one BatchGetItem (a cold pod's first burst is one call).
+    reads: Coalescer<Pair, Option<Arc<Company>>, LookupError>,
     ttl: Duration,
     found: Mutex<LruCache<Pair, (Instant, Arc<Company>)>>,
     absent: Mutex<LruCache<Pair, Instant>>,
@@ -78,9 +88,10 @@ impl Companies {
         ttl: Duration,
         capacity: NonZeroUsize,
     ) -> Self {
+        let fetch: FetchBatch<Pair, Option<Arc<Company>>, LookupError> =
+            Arc::new(move |pairs| Box::pin(read(client.clone(), table.clone(), pairs)));
         Companies {
-            client,
-            table,
+            reads: Coalescer::new(BATCH_GET_LIMIT, READ_WINDOW, fetch),
             ttl,
             found: Mutex::new(LruCache::new(capacity)),
             absent: Mutex::new(LruCache::new(capacity)),
@@ -98,7 +109,7 @@ impl Companies {
         if let Some(cached) = self.cached(&pair) {
             return Ok(cached);
         }
-        let company = self.read(company_id, project_id).await?;
+        let company = self.reads.get(pair.clone()).await?;
         match &company {
             Some(company) => {
                 if let Ok(mut found) = self.found.lock() {
@@ -122,26 +133,48 @@ impl Companies {
         }
         self.absent.lock().ok()?.get(pair).filter(|at| fresh(at)).map(|_| None)
     }
+}
 
-    async fn read(&self, company_id: &str, project_id: &str) -> Result<Option<Arc<Company>>, LookupError> {
-        let key = record_key(company_id, project_id);
-        let out = self.client.get_item().table_name(&self.table).set_key(Some(key)).send().await.map_err(|e| {
-            tracing::error!(error = %aws_sdk_dynamodb::error::DisplayErrorContext(&e), table = %self.table, "GetItem failed");
-            LookupError::Read
-        })?;
-        let Some(item) = out.item else { return Ok(None) };
-        let mut payload: serde_json::Value = serde_dynamo::from_item(item.clone()).map_err(|e| {
-            tracing::error!(error = %e, company_id, project_id, "company item is not JSON-representable");
-            LookupError::Malformed
-        })?;
-        let record = CompanyRecord::from_item(item).map_err(|e| {
-            tracing::error!(error = %e, company_id, project_id, "company item does not match the record format");
-            LookupError::Malformed
-        })?;
-        // The key's hash is the router's business only; it never travels on the queue.
-        if let Some(fields) = payload.as_object_mut() {
-            fields.remove(API_KEY_HASH);
-        }
-        Ok(Some(Arc::new(Company { record, payload })))
+/// BatchGetItem's limit, and how long a miss waits for others to join its read.
+const BATCH_GET_LIMIT: usize = 100;
+const READ_WINDOW: Duration = Duration::from_millis(2);
+
+/// The companies of `pairs`, in one batched read.
+async fn read(
+    client: aws_sdk_dynamodb::Client,
+    table: String,
+    pairs: Vec<Pair>,
+) -> HashMap<Pair, Result<Option<Arc<Company>>, LookupError>> {
+    let keys: Vec<ItemKey> =
+        pairs.iter().map(|(c, p)| ItemKey::new(&table, &[(PARTITION_KEY, c), (SORT_KEY, p)])).collect();
+    let mut items = batch_get(client, keys.clone()).await;
+    let mut answers = HashMap::new();
+    for (pair, key) in pairs.into_iter().zip(keys) {
+        let answer = match items.remove(&key) {
+            Some(Ok(item)) => item.map(|item| parse(&pair, item).map(Arc::new)).transpose(),
+            Some(Err(e)) => {
+                tracing::error!(error = %e, table = %table, "company read failed");
+                Err(LookupError::Read)
+            }
+            None => Err(LookupError::Read),
+        };
+        answers.insert(pair, answer);
     }
+    answers
+}
+
+fn parse((company_id, project_id): &Pair, item: multicomms_wire::Item) -> Result<Company, LookupError> {
+    let mut payload: serde_json::Value = serde_dynamo::from_item(item.clone()).map_err(|e| {
+        tracing::error!(error = %e, company_id, project_id, "company item is not JSON-representable");
+        LookupError::Malformed
+    })?;
+    let record = CompanyRecord::from_item(item).map_err(|e| {
+        tracing::error!(error = %e, company_id, project_id, "company item does not match the record format");
+        LookupError::Malformed
+    })?;
+    // The key's hash is the router's business only; it never travels on the queue.
+    if let Some(fields) = payload.as_object_mut() {
+        fields.remove(API_KEY_HASH);
+    }
+    Ok(Company { record, payload })
 }

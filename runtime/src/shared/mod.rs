@@ -5,6 +5,7 @@
 //! SendGrid (`senders`), capped provider answers (`body`), transient vs permanent (`failure`), and the companies' events
 //! on their way to their webhooks (`client_events`).
 pub mod ai;
+pub mod batched;
 pub mod body;
 pub mod claim;
 pub mod client_events;

@@ -41,8 +41,76 @@ pub fn seen_key(channel: ChannelKind, company_number: &str, recipient: &str, mes
     format!("#seen#{}", hex::encode(hash.finalize()))
 }
 
+/// A remembered `MessageSid` (trigger-lock table, key [`seen_key`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeenMarker {
+    /// [`seen_key`].
+    pub conversation_id: String,
+    /// When the webhook first took it (epoch seconds).
+    pub seen_at: u64,
+    /// TTL (epoch seconds): [`REPLAY_WINDOW_SECONDS`] after `seen_at`.
+    pub expires_at: u64,
+}
+
+impl SeenMarker {
+    pub fn new(key: String, now: u64) -> Self {
+        SeenMarker { conversation_id: key, seen_at: now, expires_at: now + REPLAY_WINDOW_SECONDS }
+    }
+
+    /// Whether a request carrying this `MessageSid` at `now` replays it: first seen longer ago
+    /// than Twilio's retries come.
+    pub fn replayed_at(&self, now: u64) -> bool {
+        now.saturating_sub(self.seen_at) > RETRY_GRACE_SECONDS
+    }
+}
+
 /// Trigger-lock attribute: the id of the trigger it stands for.
 pub const TRIGGER_ID: &str = "trigger_id";
+/// Trigger-lock attribute: when its trigger becomes visible to the reply processors (epoch ms).
+pub const FIRES_AT_MS: &str = "fires_at_ms";
+
+/// A message staged this long before its trigger fires is surely in that turn's read (the turn
+/// reads after the trigger is delivered); later, it arms a trigger of its own. Covers the clocks
+/// of the router replicas and SQS disagreeing (synchronised hosts differ by milliseconds), and
+/// is well under the shortest window (1 s).
+pub const TRIGGER_FIRING_MARGIN_MS: u64 = 200;
+
+/// The trigger lock of a conversation (trigger-lock table, key `conversation_id`): one delayed
+/// trigger per batching window. While its trigger has yet to fire, a message staged for the
+/// conversation needs none of its own: that turn reads it. Once it fires (its turn may already
+/// have read the stage table), the next message arms the next trigger, so no turn ever has to
+/// look for messages staged behind its back.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TriggerLock {
+    pub conversation_id: String,
+    pub trigger_id: String,
+    /// Rows written before the field existed have none: they hold until they expire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fires_at_ms: Option<u64>,
+    /// TTL (epoch seconds): the firing time plus [`TRIGGER_LOCK_BUFFER_SECONDS`].
+    pub expires_at: u64,
+}
+
+impl TriggerLock {
+    /// The lock of a new trigger sent at `now_ms` with `delay`.
+    pub fn new(conversation_id: &str, trigger_id: &str, now_ms: u64, delay: std::time::Duration) -> Self {
+        let fires_at_ms = now_ms + delay.as_millis() as u64;
+        TriggerLock {
+            conversation_id: conversation_id.to_string(),
+            trigger_id: trigger_id.to_string(),
+            fires_at_ms: Some(fires_at_ms),
+            expires_at: fires_at_ms / 1000 + TRIGGER_LOCK_BUFFER_SECONDS,
+        }
+    }
+
+    /// Whether a message staged by `now_ms` is surely read by this lock's turn.
+    pub fn covers(&self, now_ms: u64) -> bool {
+        match self.fires_at_ms {
+            Some(fires_at_ms) => now_ms + TRIGGER_FIRING_MARGIN_MS < fires_at_ms,
+            None => now_ms / 1000 < self.expires_at,
+        }
+    }
+}
 
 /// One inbound message, staged until its reply turn (stage table: PK `conversation_id`, SK
 /// `message_sid`).
@@ -208,6 +276,25 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn a_trigger_covers_what_is_staged_until_just_before_it_fires() {
+        let lock = TriggerLock::new("c", "t", 1_000_000, std::time::Duration::from_secs(2));
+        assert_eq!((lock.fires_at_ms, lock.expires_at), (Some(1_002_000), 1_002 + TRIGGER_LOCK_BUFFER_SECONDS));
+        assert!(lock.covers(1_000_000) && lock.covers(1_001_799));
+        assert!(!lock.covers(1_001_800), "too close to firing: its turn may already have read");
+        assert!(!lock.covers(1_005_000), "fired");
+        let older_row = TriggerLock { fires_at_ms: None, ..lock };
+        assert!(older_row.covers(1_005_000) && !older_row.covers(1_062_000), "a row without it holds until it expires");
+    }
+
+    #[test]
+    fn a_message_sid_seen_again_after_twilios_retries_is_a_replay() {
+        let seen = SeenMarker::new("#seen#x".into(), 1_000);
+        assert_eq!(seen.expires_at, 1_000 + REPLAY_WINDOW_SECONDS);
+        assert!(!seen.replayed_at(1_000 + RETRY_GRACE_SECONDS), "a retry");
+        assert!(seen.replayed_at(1_001 + RETRY_GRACE_SECONDS));
+    }
 
     fn fragment(sid: &str, ms: u64, body: &str) -> Fragment {
         Fragment {

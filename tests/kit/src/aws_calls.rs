@@ -64,14 +64,34 @@ impl Calls {
     }
 
     fn record(&self, target: String, body: Option<&[u8]>) {
-        let named = body.and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok()).map(|b| resources(&b));
+        let body = body.and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok());
+        let named = body.map(|body| {
+            transacted(&target, &body)
+                .unwrap_or_else(|| resources(&body).into_iter().map(|r| (target.clone(), r)).collect())
+        });
         if let Ok(mut resources) = self.resources.lock() {
-            resources.extend(named.unwrap_or_default().into_iter().map(|r| (target.clone(), r)));
+            resources.extend(named.unwrap_or_default());
         }
         if let Ok(mut counts) = self.counts.lock() {
             *counts.entry(target).or_insert(0) += 1;
         }
     }
+}
+
+/// A transaction's items, each as the single call IAM judges it by (a `Put` needs
+/// `dynamodb:PutItem` on its table), with its table.
+fn transacted(target: &str, body: &serde_json::Value) -> Option<Vec<(String, Resource)>> {
+    let (service, "TransactWriteItems") = target.split_once('.')? else { return None };
+    let items = body.get("TransactItems")?.as_array()?;
+    let single = |kind: &str| match kind {
+        "ConditionCheck" => "ConditionCheckItem".to_string(),
+        kind => format!("{kind}Item"),
+    };
+    let each = items.iter().filter_map(|item| item.as_object()?.iter().next()).filter_map(|(kind, op)| {
+        let table = op.get("TableName")?.as_str()?.to_string();
+        Some((format!("{service}.{}", single(kind)), Resource::Table(table)))
+    });
+    Some(each.collect())
 }
 
 /// The tables, indexes, queues and secrets a JSON request body names.

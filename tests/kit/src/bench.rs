@@ -9,9 +9,16 @@ pub const EMULATOR_SATURATED: f64 = 0.85;
 /// CPU time of every thread of this process so far (nanosecond counters of
 /// /proc/self/task/*/schedstat: precise enough for a single message).
 pub fn cpu_seconds() -> f64 {
+    cpu_seconds_without("")
+}
+
+/// [`cpu_seconds`] of every thread but those named `left_out` (such as the fake providers').
+pub fn cpu_seconds_without(left_out: &str) -> f64 {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else { return 0.0 };
+    let named = |task: &std::fs::DirEntry| std::fs::read_to_string(task.path().join("comm")).ok();
     let on_cpu_ns: u64 = tasks
         .flatten()
+        .filter(|task| left_out.is_empty() || named(task).is_none_or(|name| name.trim_end() != left_out))
         .filter_map(|task| std::fs::read_to_string(task.path().join("schedstat")).ok())
         .filter_map(|stat| stat.split_whitespace().next().and_then(|ns| ns.parse::<u64>().ok()))
         .sum();

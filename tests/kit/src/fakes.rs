@@ -129,6 +129,9 @@ impl Recorded {
     }
 }
 
+/// The name of the thread [`Fakes::start_on_own_thread`] runs them on.
+pub const FAKES_THREAD: &str = "fake-providers";
+
 #[derive(Default)]
 struct Shared {
     requests: Mutex<Vec<Recorded>>,
@@ -199,6 +202,25 @@ impl Fakes {
             .with_state(shared.clone());
         tokio::spawn(async move { axum::serve(listener, app).await });
         Ok(Fakes { url, shared })
+    }
+
+    /// [`Fakes::start`] on a thread of its own, named [`FAKES_THREAD`], so that a benchmark can
+    /// leave the fake providers' CPU out of its own (real providers run elsewhere).
+    pub fn start_on_own_thread() -> std::io::Result<Fakes> {
+        let (started, fakes) = std::sync::mpsc::channel();
+        std::thread::Builder::new().name(FAKES_THREAD.into()).spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build();
+            match runtime {
+                Ok(runtime) => runtime.block_on(async {
+                    let _ = started.send(Fakes::start("127.0.0.1:0").await);
+                    std::future::pending::<()>().await
+                }),
+                Err(e) => {
+                    let _ = started.send(Err(e));
+                }
+            }
+        })?;
+        fakes.recv().map_err(std::io::Error::other)?
     }
 
     /// The OpenAI base URL (`…/v1`).
@@ -293,8 +315,14 @@ impl Fakes {
 
     /// Messages the providers accepted (Twilio and SendGrid).
     pub fn sent(&self) -> Vec<Recorded> {
-        let all = self.shared.requests.lock().map(|r| r.clone()).unwrap_or_default();
-        all.into_iter().filter(|r| r.service != Service::OpenAi && r.accepted).collect()
+        let sent = |r: &&Recorded| r.service != Service::OpenAi && r.accepted;
+        self.shared.requests.lock().map(|all| all.iter().filter(sent).cloned().collect()).unwrap_or_default()
+    }
+
+    /// How many messages the providers accepted (without copying them: benchmarks poll it).
+    pub fn sent_count(&self) -> usize {
+        let sent = |r: &&Recorded| r.service != Service::OpenAi && r.accepted;
+        self.shared.requests.lock().map(|all| all.iter().filter(sent).count()).unwrap_or_default()
     }
 }
 

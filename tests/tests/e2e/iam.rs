@@ -401,10 +401,20 @@ async fn each_components_policy_grants_exactly_the_aws_actions_it_performs() {
     .await;
     assert_eq!(during.await.expect("sent"), StatusCode::OK);
 
-    // The sweep looks for stranded messages (none), and a turn failing on its trigger's last
-    // receive hands the message to a person.
+    // The sweep looks for stranded messages (none; then one whose trigger was lost, its lock
+    // expired), and a turn failing on its trigger's last receive hands the message to a person.
     assert_eq!(sweeper.sweep(Duration::ZERO).await, 0);
     assert_eq!(inbound(&router, "for the AI, which is down").await, StatusCode::OK);
+    let lost = multicomms_testkit::environment::take(&sqs, &replies_queue, 10).await.expect("the webhook's trigger");
+    let lost: multicomms_wire::replies::Trigger = serde_json::from_str(&lost).expect("a trigger");
+    uncounted
+        .delete_item()
+        .table_name(env.naming.replies_trigger_lock_table())
+        .key("conversation_id", aws_sdk_dynamodb::types::AttributeValue::S(lost.conversation_id))
+        .send()
+        .await
+        .expect("the lock expires");
+    assert_eq!(sweeper.sweep(Duration::ZERO).await, 1);
     let trigger = multicomms_testkit::environment::take(&sqs, &replies_queue, 10).await;
     env.fakes.fail_next(Service::OpenAi, Fault::Status(429));
     let outcome = sweeper.process(&trigger.expect("the message's trigger"), true).await;

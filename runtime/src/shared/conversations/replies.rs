@@ -5,7 +5,8 @@
 use super::{aws_failure, query_all, status, ConversationStore, Written};
 use crate::shared::claim::{claim_is_ours, RecordState};
 use crate::shared::failure::Failure;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use multicomms_wire::conversation::{
     attribute, ActivePointer, ConversationKey, ConversationRecord, ConversationStatus, Message, CONVERSATION_ID,
     EXPIRES_AT, GLOBAL_INDEXES,
@@ -15,9 +16,10 @@ use multicomms_wire::ChannelKind;
 use std::time::Duration;
 
 /// What taking the lease found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum Leased {
-    Ours,
+    /// Taken: the record as the lease left it.
+    Ours(Box<ConversationRecord>),
     /// Another turn holds an unexpired lease, for this much longer.
     Held(Duration),
     NoConversation,
@@ -110,7 +112,9 @@ impl ConversationStore {
             .transpose()
     }
 
-    /// The reply turn's lease: taken when absent or expired, never creating a record.
+    /// The reply turn's lease: taken when absent or expired, never creating a record. The update
+    /// returns the record as it left it (and a refusal the record as it found it), so taking the
+    /// lease is also the turn's read of the record.
     pub async fn lease(&self, key: &ConversationKey, token: &str, duration: Duration) -> Result<Leased, Failure> {
         let now = epoch_ms();
         let update = self
@@ -119,18 +123,30 @@ impl ConversationStore {
                 "attribute_exists(#id) AND (attribute_not_exists(#lease_until) OR #lease_until < :now_ms)",
             )
             .expression_attribute_names("#id", CONVERSATION_ID)
-            .expression_attribute_values(":now_ms", AttributeValue::N(now.to_string()));
-        match self.conditional(update).await? {
-            Written::Applied => Ok(Leased::Ours),
-            // An SDK retry of a lease that landed finds it ours.
-            Written::Superseded => Ok(match self.record(key).await? {
-                None => Leased::NoConversation,
-                Some(r) if r.reply_lease_id.as_deref() == Some(token) => Leased::Ours,
-                Some(r) => {
-                    let until = r.reply_lease_expires_at.unwrap_or(now);
-                    Leased::Held(Duration::from_millis(until.saturating_sub(epoch_ms())))
-                }
-            }),
+            .expression_attribute_values(":now_ms", AttributeValue::N(now.to_string()))
+            .return_values(ReturnValue::AllNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        let found = match update.send().await {
+            Ok(out) => out.attributes,
+            Err(e) => match e.as_service_error() {
+                Some(UpdateItemError::ConditionalCheckFailedException(refused)) => match &refused.item {
+                    None => return Ok(Leased::NoConversation),
+                    Some(item) => {
+                        let record = leased_record(item.clone())?;
+                        // An SDK retry of a lease that landed finds it ours.
+                        if record.reply_lease_id.as_deref() != Some(token) {
+                            let until = record.reply_lease_expires_at.unwrap_or(now);
+                            return Ok(Leased::Held(Duration::from_millis(until.saturating_sub(epoch_ms()))));
+                        }
+                        Some(item.clone())
+                    }
+                },
+                _ => return Err(aws_failure("UpdateItem", &e)),
+            },
+        };
+        match found {
+            Some(item) => Ok(Leased::Ours(Box::new(leased_record(item)?))),
+            None => Err(Failure::Transient("the lease update returned no record".into())),
         }
     }
 
@@ -342,6 +358,11 @@ impl ConversationStore {
             .expression_attribute_values(":token", AttributeValue::S(token.into()))
             .expression_attribute_values(":until", AttributeValue::N(until_ms.to_string()))
     }
+}
+
+fn leased_record(item: multicomms_wire::Item) -> Result<ConversationRecord, Failure> {
+    ConversationRecord::from_item(item)
+        .map_err(|e| Failure::Permanent(format!("the conversation record does not read: {e}")))
 }
 
 /// `messages` as a DynamoDB list's entries.

@@ -149,9 +149,15 @@ impl Env {
         what: &str,
         timeout: Duration,
     ) -> ConversationRecord {
+        // moto applies an update's attributes one after the other and a read may fall between
+        // them: a status that comes with its reason is reached once the reason is there too.
+        let whole = |record: &ConversationRecord| {
+            let status = record.conversation_status.as_str();
+            record.failure_reason.is_some() || !(status.starts_with("failed") || status == "send_outcome_unknown")
+        };
         eventually_ok(what, timeout, || async {
             match self.record(key).await {
-                Some(record) if statuses.contains(&record.conversation_status) => Ok(record),
+                Some(record) if statuses.contains(&record.conversation_status) && whole(&record) => Ok(record),
                 other => Err(other),
             }
         })

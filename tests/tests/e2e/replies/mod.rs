@@ -820,7 +820,8 @@ async fn a_forged_request_learns_nothing_of_a_conversation_and_costs_one_key_loo
     }
     let after = calls.snapshot();
     let made = |target: &str| after.get(target).copied().unwrap_or(0) - before.get(target).copied().unwrap_or(0);
-    assert_eq!(made("DynamoDB_20120810.GetItem"), 20, "one key lookup per request: {after:?}");
+    // One batched read per request (sent one at a time here): the pointer, and the seen marker.
+    assert_eq!(made("DynamoDB_20120810.BatchGetItem"), 20, "one key lookup per request: {after:?}");
     assert_eq!(made("DynamoDB_20120810.Query"), 0, "no index query before the signature verifies");
     assert!(
         made("secretsmanager.GetSecretValue") <= 2,
@@ -871,7 +872,7 @@ async fn a_source_sending_forged_requests_is_refused_before_any_lookup_and_twili
     }
     let after = calls.snapshot();
     let made = |target: &str| after.get(target).copied().unwrap_or(0) - before.get(target).copied().unwrap_or(0);
-    assert_eq!(made("DynamoDB_20120810.GetItem"), 5, "no lookup once limited: {after:?}");
+    assert_eq!(made("DynamoDB_20120810.BatchGetItem"), 5, "no lookup once limited: {after:?}");
     // Twilio, through the same ingress, and a stranger with another address, are heard.
     assert_eq!(post(AUTH_TOKEN, Some("54.172.60.1"), "still interested").await.status(), StatusCode::OK);
     assert_eq!(post("forged", None, "forged").await.status(), StatusCode::FORBIDDEN, "the ingress's own address");
@@ -910,6 +911,37 @@ async fn answers_go_to_the_newest_conversation_however_the_pointer_writes_land()
     assert_eq!(store.pointer(&key).await.expect("read"), Some(newest.clone()));
     store.point(&newest).await.expect("a retry of the same write changes nothing");
     assert_eq!(store.pointer(&key).await.expect("read"), Some(newest));
+}
+
+#[tokio::test]
+async fn conversations_started_at_once_leave_the_pointer_at_the_newest() {
+    let env = env(1).await;
+    let store = multicomms_runtime::shared::conversations::ConversationStore::new(
+        env.dynamodb.clone(),
+        env.naming.conversations_table(),
+    );
+    let key = ActivePointer::key(ChannelKind::Whatsapp, COMPANY_NUMBER, RECIPIENT);
+    let pointer = |i: u32| ActivePointer {
+        primary_channel: key.primary_channel.clone(),
+        conversation_id: key.conversation_id.clone(),
+        active_conversation_id: format!("c#{i:02}"),
+        credentials_id: "creds".into(),
+        started_at: format!("2026-12-08T10:{:02}:{:02}.000Z", i / 60, i % 60),
+    };
+    let point_all = |conversations: Vec<u32>| {
+        let (store, pointer) = (&store, &pointer);
+        futures::future::try_join_all(
+            conversations.into_iter().map(move |i| async move { store.point(&pointer(i)).await }),
+        )
+    };
+    // Twenty first-message processors start conversations with one recipient at once; the
+    // newest's pointer write lands first and the nineteen older ones race in after it.
+    store.point(&pointer(19)).await.expect("the newest conversation's pointer");
+    point_all((0..19).collect()).await.expect("a refused move is no error");
+    assert_eq!(store.pointer(&key).await.expect("read"), Some(pointer(19)), "older starts never move it back");
+    // Then forty more, all at once, in no particular order.
+    point_all((20..60).rev().collect()).await.expect("pointer writes");
+    assert_eq!(store.pointer(&key).await.expect("read"), Some(pointer(59)), "the newest start holds it");
 }
 
 #[tokio::test]
