@@ -80,7 +80,7 @@ async fn main() -> anyhow::Result<()> {
 
 async fn run(n: usize) -> anyhow::Result<()> {
     let base = multicomms_service::aws::load_config(multicomms_service::aws::POD_ATTEMPTS).await;
-    let (config, calls) = multicomms_testkit::aws_calls::counting(&base);
+    let (config, calls) = multicomms_testkit::aws_calls::counting_only(&base);
     let naming = apply(&config, &example_manifests()).await;
     let dynamodb = aws_sdk_dynamodb::Client::new(&config);
     dynamodb

@@ -31,6 +31,12 @@ pub fn e164(raw: &str, default_region: Option<&str>) -> Result<String, String> {
 /// `raw` written in E.164 if it is an international number at all (valid or not: Twilio is the
 /// judge of the numbers it sends); `None` for anything else, such as an alphanumeric sender.
 pub fn as_e164(raw: &str) -> Option<String> {
+    // Twilio writes every number it sends this way: no parse needed (parsing costs more than
+    // the rest of an inbound message's own work).
+    let digits = raw.strip_prefix('+').unwrap_or_default();
+    if (8..=15).contains(&digits.len()) && !digits.starts_with('0') && digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(raw.to_string());
+    }
     let number = phonenumber::parse(None, raw.trim()).ok()?;
     Some(number.format().mode(phonenumber::Mode::E164).to_string())
 }
@@ -67,5 +73,10 @@ mod tests {
         assert_eq!(as_e164("+447835065013").as_deref(), Some("+447835065013"));
         assert_eq!(as_e164("+44 7835 065013").as_deref(), Some("+447835065013"));
         assert_eq!(as_e164("CUCUMBER"), None);
+        // What Twilio sends is kept as it is, and is what parsing would have made of it.
+        for number in ["+447835065013", "+14155552671", "+61412345678", "+4915123456789"] {
+            let parsed = phonenumber::parse(None, number).map(|n| n.format().mode(phonenumber::Mode::E164).to_string());
+            assert_eq!(as_e164(number), parsed.ok(), "{number}");
+        }
     }
 }

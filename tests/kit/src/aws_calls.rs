@@ -15,6 +15,9 @@ use std::sync::{Arc, Mutex};
 pub struct Calls {
     counts: Arc<Mutex<BTreeMap<String, u64>>>,
     resources: Arc<Mutex<BTreeSet<(String, Resource)>>>,
+    /// Counts only: a benchmark measuring CPU leaves the bodies unread (reading them costs about
+    /// as much as a small request's own work).
+    counts_only: bool,
 }
 
 /// What a request's body names, as IAM would judge it (see [`Resource::arn`]).
@@ -64,7 +67,7 @@ impl Calls {
     }
 
     fn record(&self, target: String, body: Option<&[u8]>) {
-        let body = body.and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok());
+        let body = body.filter(|_| !self.counts_only).and_then(|b| serde_json::from_slice::<serde_json::Value>(b).ok());
         let named = body.map(|body| {
             transacted(&target, &body)
                 .unwrap_or_else(|| resources(&body).into_iter().map(|r| (target.clone(), r)).collect())
@@ -160,7 +163,15 @@ impl HttpConnector for Counting {
 
 /// `config` with every request counted in the returned [`Calls`].
 pub fn counting(config: &aws_config::SdkConfig) -> (aws_config::SdkConfig, Calls) {
-    let calls = Calls::default();
+    counted(config, Calls::default())
+}
+
+/// [`counting`] without the resources, for benchmarks.
+pub fn counting_only(config: &aws_config::SdkConfig) -> (aws_config::SdkConfig, Calls) {
+    counted(config, Calls { counts_only: true, ..Calls::default() })
+}
+
+fn counted(config: &aws_config::SdkConfig, calls: Calls) -> (aws_config::SdkConfig, Calls) {
     let http = aws_smithy_http_client::Builder::new().build_http();
     let counted = calls.clone();
     let client = http_client_fn(move |settings, components| {

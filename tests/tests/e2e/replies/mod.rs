@@ -914,6 +914,49 @@ async fn answers_go_to_the_newest_conversation_however_the_pointer_writes_land()
 }
 
 #[tokio::test]
+async fn a_burst_of_one_conversations_messages_stages_them_all_and_sends_one_trigger() {
+    let env = env(1).await;
+    let router = env.router().await;
+    let key = env.open(&router, ChannelKind::Whatsapp, 20).await;
+    // Five messages at once: their lock asks meet in one batch, where only one may win.
+    let burst: Vec<Inbound> = (0..5).map(|i| whatsapp(&format!("part {i}"))).collect();
+    futures::future::join_all(burst.iter().map(|m| env.send(&router, m))).await;
+    assert_eq!(env.staged(&key).await.len(), 5);
+    let queue = env.naming.replies_queue(ChannelKind::Whatsapp);
+    assert!(env.take(&queue, 10).await.is_some(), "a trigger");
+    assert_eq!(env.take(&queue, 2).await, None, "and only one");
+}
+
+#[tokio::test]
+async fn conditional_puts_batched_together_are_each_taken_or_refused_on_their_own() {
+    use aws_sdk_dynamodb::types::AttributeValue::S;
+    use multicomms_runtime::shared::batched::{Batched, Conditional, ConditionalPut, ItemKey};
+    let env = env(1).await;
+    let batched = Batched::new(env.dynamodb.clone(), env.sqs.clone());
+    let table = env.naming.replies_trigger_lock_table();
+    let put = |id: &str, value: &str| ConditionalPut {
+        key: ItemKey::new(&table, &[("conversation_id", id)]),
+        item: [("conversation_id".to_string(), S(id.into())), ("v".to_string(), S(value.into()))].into(),
+        condition: "attribute_not_exists(#id)".into(),
+        names: [("#id".to_string(), "conversation_id".to_string())].into(),
+        values: Default::default(),
+    };
+    let first = put("held", "first");
+    assert_eq!(batched.put_if(first.clone()).await.expect("put"), Conditional::Written(first.item.clone()));
+    // In one transaction: a refused put (its item comes back), and two asks for one free key.
+    let (held, x, y) = tokio::join!(
+        batched.put_if(put("held", "second")),
+        batched.put_if(put("free", "x")),
+        batched.put_if(put("free", "y"))
+    );
+    assert_eq!(held.expect("answered"), Conditional::Refused(first.item));
+    let (x, y) = (x.expect("answered"), y.expect("answered"));
+    assert_eq!(x, y, "both askers learn which item was written");
+    let written = [put("free", "x").item, put("free", "y").item];
+    assert!(matches!(&x, Conditional::Written(item) if written.contains(item)), "{x:?}");
+}
+
+#[tokio::test]
 async fn conversations_started_at_once_leave_the_pointer_at_the_newest() {
     let env = env(1).await;
     let store = multicomms_runtime::shared::conversations::ConversationStore::new(
