@@ -26,11 +26,28 @@ python3 - "$largest" "$work" <<'PY'
 import sys
 n, out = int(sys.argv[1]), sys.argv[2]
 template = open("config/companies/cucumber-recruitment-clarify-cv.yaml").read()
+# The example's agents read a Secret bound to the example Company alone: the copies have none.
+lines = template.splitlines(keepends=True)
+start = next(i for i, line in enumerate(lines) if line.startswith("  agents:"))
+end = next(i for i in range(start + 1, len(lines)) if not lines[i].startswith("    "))
+template = "".join(lines[:start] + lines[end:])
+# Each copy reads Secrets of its own, bound to it as the example's are to the example.
+import glob
+label = "multicomms.io/company: cucumber-recruitment-clarify-cv"
+bound = [doc for path in sorted(glob.glob("config/examples/local/*.yaml"))
+         for doc in open(path).read().split("\n---") if label in doc]
+names = [line.split("name:")[1].strip() for doc in bound for line in doc.splitlines() if line.startswith("  name:")]
 for i in range(n):
+    company, secrets = template, []
+    for name, doc in zip(names, bound):
+        company = company.replace(f"name: {name},", f"name: {name}-{i},")
+        secrets.append(doc.replace(f"name: {name}", f"name: {name}-{i}")
+                       .replace(label, f"multicomms.io/company: company-{i}").strip("\n-"))
     open(f"{out}/company-{i}.yaml", "w").write(
-        template.replace("name: cucumber-recruitment-clarify-cv", f"name: company-{i}")
+        company.replace("name: cucumber-recruitment-clarify-cv", f"name: company-{i}")
         .replace("companyId: ci-aaa-001", f"companyId: ci-bench-{i}")
-        .replace("companyName: Cucumber Recruitment", f"companyName: Bench Company {i}"))
+        .replace("companyName: Cucumber Recruitment", f"companyName: Bench Company {i}")
+        + "\n---\n" + "\n---\n".join(secrets) + "\n")
 PY
 python3 - "$largest" "$work" <<'PY'
 import os, resource, subprocess, sys, time
