@@ -407,13 +407,34 @@ async fn each_components_policy_grants_exactly_the_aws_actions_it_performs() {
     assert_eq!(inbound(&router, "for the AI, which is down").await, StatusCode::OK);
     let lost = multicomms_testkit::environment::take(&sqs, &replies_queue, 10).await.expect("the webhook's trigger");
     let lost: multicomms_wire::replies::Trigger = serde_json::from_str(&lost).expect("a trigger");
+    let id = aws_sdk_dynamodb::types::AttributeValue::S(lost.conversation_id);
     uncounted
         .delete_item()
         .table_name(env.naming.replies_trigger_lock_table())
-        .key("conversation_id", aws_sdk_dynamodb::types::AttributeValue::S(lost.conversation_id))
+        .key("conversation_id", id.clone())
         .send()
         .await
         .expect("the lock expires");
+    // Staged as a row from before fragments named their channel: the sweep reads the record.
+    let staged = uncounted
+        .query()
+        .table_name(env.naming.replies_stage_table())
+        .key_condition_expression("conversation_id = :id")
+        .expression_attribute_values(":id", id.clone())
+        .send()
+        .await
+        .expect("Query");
+    for row in staged.items.unwrap_or_default() {
+        uncounted
+            .update_item()
+            .table_name(env.naming.replies_stage_table())
+            .key("conversation_id", id.clone())
+            .key("message_sid", row.get("message_sid").cloned().expect("a sid"))
+            .update_expression("REMOVE channel")
+            .send()
+            .await
+            .expect("an older row");
+    }
     assert_eq!(sweeper.sweep(Duration::ZERO).await, 1);
     let trigger = multicomms_testkit::environment::take(&sqs, &replies_queue, 10).await;
     env.fakes.fail_next(Service::OpenAi, Fault::Status(429));

@@ -256,13 +256,16 @@ impl ConversationStore {
     /// A conditional update that, when refused, says where the record stood (DynamoDB returns
     /// it with the refusal, so no second read): `None` when applied, else what was found.
     async fn update_or_found(&self, update: UpdateItemFluentBuilder) -> Result<Option<Option<RecordState>>, Failure> {
+        Ok(self.update_or_item(update).await?.map(|found| found.as_ref().map(record_state)))
+    }
+
+    /// [`Self::update_or_found`] with the whole item found.
+    async fn update_or_item(&self, update: UpdateItemFluentBuilder) -> Result<Option<Option<Item>>, Failure> {
         let sent = update.return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld).send();
         match sent.await {
             Ok(_) => Ok(None),
             Err(e) => match e.as_service_error() {
-                Some(UpdateItemError::ConditionalCheckFailedException(failed)) => {
-                    Ok(Some(failed.item.as_ref().map(record_state)))
-                }
+                Some(UpdateItemError::ConditionalCheckFailedException(failed)) => Ok(Some(failed.item.clone())),
                 _ => Err(aws_failure("UpdateItem", &e)),
             },
         }

@@ -8,8 +8,8 @@ use crate::shared::failure::Failure;
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue, ReturnValuesOnConditionCheckFailure};
 use multicomms_wire::conversation::{
-    attribute, ActivePointer, ConversationKey, ConversationRecord, ConversationStatus, Message, CONVERSATION_ID,
-    EXPIRES_AT, GLOBAL_INDEXES,
+    attribute, ConversationKey, ConversationRecord, ConversationStatus, Message, CONVERSATION_ID, EXPIRES_AT,
+    GLOBAL_INDEXES,
 };
 use multicomms_wire::timestamp::epoch_ms;
 use multicomms_wire::ChannelKind;
@@ -74,23 +74,6 @@ impl ConversationStore {
             return Err(Failure::Permanent("no conversation record with these numbers reads".into()));
         }
         Ok(records)
-    }
-
-    /// The pointer of a recipient's numbers ([`ActivePointer`]), if a conversation set one.
-    pub async fn pointer(&self, key: &ConversationKey) -> Result<Option<ActivePointer>, Failure> {
-        let out = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .set_key(Some(key.to_item()))
-            .send()
-            .await
-            .map_err(|e| aws_failure("GetItem", &e))?;
-        out.item
-            .map(|item| {
-                serde_dynamo::from_item(item).map_err(|e| Failure::Permanent(format!("the pointer does not read: {e}")))
-            })
-            .transpose()
     }
 
     /// The whole record, read consistently.
@@ -199,12 +182,10 @@ impl ConversationStore {
             .expression_attribute_values(":initial_sent", status(ConversationStatus::InitialMessageSent))
             .expression_attribute_values(":reply_sent", status(ConversationStatus::ReplySent))
             .expression_attribute_values(":retry", status(ConversationStatus::Retry));
-        match self.conditional(update).await? {
-            Written::Applied => Ok(true),
-            Written::Superseded => {
-                let found = self.record(key).await?.map(|r| RecordState::of(&r));
-                Ok(claim_is_ours(found.as_ref(), token, ConversationStatus::SendingReply))
-            }
+        // A refusal returns the record it found: an SDK retry of a claim that landed finds its own.
+        match self.update_or_found(update).await? {
+            None => Ok(true),
+            Some(found) => Ok(claim_is_ours(found.as_ref(), token, ConversationStatus::SendingReply)),
         }
     }
 
@@ -263,15 +244,16 @@ impl ConversationStore {
                 .expression_attribute_names("#expires", EXPIRES_AT)
                 .expression_attribute_values(":expires", AttributeValue::N(at.to_string()));
         }
-        match self.conditional(update).await? {
-            Written::Applied => Ok(()),
-            Written::Superseded => match self.record(key).await? {
-                Some(r) if r.messages.iter().any(|m| m.message_id == reply_id) => Ok(()),
-                other => Err(Failure::Permanent(format!(
-                    "the record moved on meanwhile: {:?}",
-                    other.map(|r| r.conversation_status)
-                ))),
-            },
+        let found = match self.update_or_item(update).await? {
+            None => return Ok(()),
+            Some(found) => found.map(ConversationRecord::from_item).transpose(),
+        };
+        match found.map_err(|e| Failure::Permanent(format!("the conversation record does not read: {e}")))? {
+            Some(r) if r.messages.iter().any(|m| m.message_id == reply_id) => Ok(()),
+            other => Err(Failure::Permanent(format!(
+                "the record moved on meanwhile: {:?}",
+                other.map(|r| r.conversation_status)
+            ))),
         }
     }
 
